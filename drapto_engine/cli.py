@@ -1,0 +1,83 @@
+"""`drapto` entry points. Errors are one line; tracebacks only with --debug."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from drapto_engine import __version__
+from drapto_engine.core.errors import DraptoError
+from drapto_engine.core.reports import probe_json, probe_text
+from drapto_engine.infrastructure.ffmpeg.toolchain import find_toolchain
+from drapto_engine.logging_setup import configure
+from drapto_engine.services.detection import analyze_video
+
+log = logging.getLogger(__name__)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="drapto", description="Scene-segmented AV1 batch encoder")
+    parser.add_argument("--version", action="version", version=f"drapto {__version__}")
+    parser.add_argument("--debug", action="store_true", help="log to stderr and show tracebacks")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    probe = commands.add_parser("probe", help="print media info and analysis for files")
+    probe.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    probe.add_argument("--json", action="store_true", help="one JSON object per file per line")
+    probe.add_argument("--no-crop", action="store_true", help="skip crop detection")
+
+    from drapto_engine.encode_cli import add_encode_parser
+
+    add_encode_parser(commands)
+    return parser
+
+
+async def _probe(args: argparse.Namespace) -> int:
+    ffmpeg = find_toolchain().ffmpeg
+    status = 0
+    for path in args.files:
+        try:
+            analysis = await analyze_video(path, ffmpeg, crop_detection=not args.no_crop)
+        except DraptoError as exc:
+            print(f"drapto: {exc.one_line()}", file=sys.stderr)
+            log.debug("probe failed", exc_info=True)
+            status = 1
+            continue
+        if args.json:
+            print(json.dumps(probe_json(analysis), ensure_ascii=False), flush=True)
+        else:
+            print(probe_text(analysis), flush=True)
+    return status
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    configure(debug=args.debug)
+    log.info("drapto %s: %s", __version__, " ".join(sys.argv))
+    try:
+        if args.command == "probe":
+            return asyncio.run(_probe(args))
+        from drapto_engine.encode_cli import run_encode
+
+        return run_encode(args)
+    except DraptoError as exc:
+        if args.debug:
+            raise
+        print(f"drapto: {exc.one_line()}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("drapto: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,373 @@
+"""Media probing in-process with PyAV; ffmpeg's input dump for stream-level side data.
+
+No system ffprobe is needed. Blocking: async callers use `probe_async`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import struct
+import subprocess
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import av
+
+from drapto_engine.core.errors import MediaError
+from drapto_engine.core.models import (
+    AttachmentStream,
+    AudioStream,
+    Chapter,
+    ContentLight,
+    Dispositions,
+    DolbyVisionInfo,
+    MasteringDisplay,
+    MediaInfo,
+    Rational,
+    SubtitleStream,
+    VideoStream,
+)
+
+log = logging.getLogger(__name__)
+
+# AVStream disposition bits (libavformat/avformat.h).
+_DISPOSITION_BITS = {
+    "default": 0x1,
+    "comment": 0x8,
+    "forced": 0x40,
+    "hearing_impaired": 0x80,
+    "visual_impaired": 0x100,
+}
+# Side data type names as PyAV spells them.
+_MASTERING = "MASTERING_DISPLAY_METADATA"
+_CONTENT_LIGHT = "CONTENT_LIGHT_LEVEL"
+_DOVI_RPU = "DOVI_RPU_BUFFER"
+
+# A video that stops this much before the container's stated end is truncated.
+_TRUNCATION_TOLERANCE_S = 1.0
+
+
+def parse_mastering_display(raw: bytes) -> MasteringDisplay | None:
+    """Decode an AVMasteringDisplayMetadata struct (10 rationals, then two int flags)."""
+    if len(raw) < 88:
+        return None
+    values = struct.unpack("<20i2i", raw[:88])
+    rationals = [values[i] / values[i + 1] if values[i + 1] else 0.0 for i in range(0, 20, 2)]
+    has_primaries, has_luminance = values[20], values[21]
+    if not (has_primaries and has_luminance):
+        return None
+    r = rationals
+    return MasteringDisplay(
+        red=(round(r[0], 5), round(r[1], 5)),
+        green=(round(r[2], 5), round(r[3], 5)),
+        blue=(round(r[4], 5), round(r[5], 5)),
+        white_point=(round(r[6], 5), round(r[7], 5)),
+        min_luminance=round(r[8], 5),
+        max_luminance=round(r[9], 5),
+    )
+
+
+def parse_content_light(raw: bytes) -> ContentLight | None:
+    """Decode an AVContentLightMetadata struct (MaxCLL, MaxFALL)."""
+    if len(raw) < 8:
+        return None
+    max_cll, max_fall = struct.unpack("<2I", raw[:8])
+    return ContentLight(max_cll=max_cll, max_fall=max_fall)
+
+
+_DOVI_RECORD = re.compile(
+    r"DOVI configuration record: version: [\d.]+, profile: (\d+), level: (\d+), "
+    r"rpu flag: (\d), el flag: (\d), bl flag: (\d), compatibility id: (\d+)"
+)
+
+
+def parse_dovi_record(dump: str) -> DolbyVisionInfo | None:
+    """The first DOVI configuration record in ffmpeg's input dump, if any."""
+    match = _DOVI_RECORD.search(dump)
+    if not match:
+        return None
+    profile, level, rpu, el, bl, compat = (int(g) for g in match.groups())
+    return DolbyVisionInfo(
+        profile=profile, level=level, rpu=bool(rpu), el=bool(el), bl=bool(bl), bl_compat_id=compat
+    )
+
+
+def ffmpeg_input_dump(ffmpeg: str, path: Path) -> str:
+    """What `ffmpeg -i` prints about an input: stream-level side data lives only here."""
+    done = subprocess.run(
+        [ffmpeg, "-hide_banner", "-nostdin", "-i", str(path)],
+        capture_output=True,
+        text=True,
+        errors="replace",
+        timeout=60,
+        check=False,
+    )
+    return done.stderr
+
+
+def _dispositions(value: int) -> Dispositions:
+    return Dispositions(**{name: bool(value & bit) for name, bit in _DISPOSITION_BITS.items()})
+
+
+def _tag(metadata: dict[str, str], key: str) -> str | None:
+    """A Matroska tag, which mkvmerge may suffix with a language (NUMBER_OF_FRAMES-eng)."""
+    for name, value in metadata.items():
+        if name == key or name.startswith(key + "-"):
+            return value
+    return None
+
+
+def _check_file(path: Path) -> None:
+    if not path.exists():
+        raise MediaError("no such file", path)
+    if path.is_dir():
+        raise MediaError("is a directory, not a media file", path)
+    if not path.is_file():
+        raise MediaError("is not a regular file", path)
+    if path.stat().st_size == 0:
+        raise MediaError("is empty (0 bytes)", path)
+
+
+def _open(path: Path) -> Any:
+    try:
+        return av.open(str(path), metadata_errors="replace")
+    except av.error.InvalidDataError as exc:
+        raise MediaError(
+            "is not a readable media file (ffmpeg found invalid data: not a video, or truncated)",
+            path,
+        ) from exc
+    except av.error.FFmpegError as exc:
+        raise MediaError(f"cannot be opened: {exc.strerror or exc}", path) from exc
+
+
+def _first_frame(container: Any, stream: Any, path: Path) -> Any:
+    try:
+        for frame in container.decode(stream):
+            return frame
+    except av.error.FFmpegError as exc:
+        raise MediaError(f"video cannot be decoded: {exc.strerror or exc}", path) from exc
+    raise MediaError("video stream has no decodable frame (truncated or empty)", path)
+
+
+def _side_data(frame: Any) -> dict[str, bytes]:
+    found: dict[str, bytes] = {}
+    for item in frame.side_data:
+        name = getattr(item.type, "name", str(item.type))
+        found.setdefault(name, bytes(item))
+    return found
+
+
+def _bit_depth(pix_fmt: str) -> int:
+    try:
+        return int(av.VideoFormat(pix_fmt).components[0].bits)
+    except (ValueError, IndexError):
+        return 8
+
+
+def _scan_video_end(container: Any, stream: Any) -> tuple[int, float]:
+    """Count the video packets and find where the video really ends (seconds)."""
+    count = 0
+    end = 0.0
+    tb = stream.time_base
+    for packet in container.demux(stream):
+        if packet.size == 0:
+            continue
+        count += 1
+        if packet.pts is not None:
+            end = max(end, float((packet.pts + (packet.duration or 0)) * tb))
+    return count, end
+
+
+def _video_end_near_tail(container: Any, stream: Any, duration_s: float) -> float:
+    """Where the video ends, reading only the last seconds of the file."""
+    target = max(0.0, duration_s - 5.0) + (container.start_time or 0) / av.time_base
+    try:
+        container.seek(int(target / stream.time_base), stream=stream, backward=True)
+    except av.error.FFmpegError:
+        return 0.0
+    end = 0.0
+    for packet in container.demux(stream):
+        if packet.size and packet.pts is not None:
+            end = max(end, float((packet.pts + (packet.duration or 0)) * stream.time_base))
+    return end
+
+
+def _video_stream(container: Any, path: Path, start_s: float, duration_s: float) -> VideoStream:
+    stream = container.streams.video[0]
+    cc = stream.codec_context
+    first = _first_frame(container, stream, path)
+    side = _side_data(first)
+    average = stream.average_rate or stream.guessed_rate or stream.base_rate or Fraction(0)
+    base = stream.base_rate or average
+    declared = int(stream.frames or 0) or int(_tag(stream.metadata, "NUMBER_OF_FRAMES") or 0)
+    container.seek(0)
+    if declared:
+        end = _video_end_near_tail(container, stream, duration_s) - start_s
+        frame_count = declared
+    else:
+        frame_count, end = _scan_video_end(container, stream)
+        end -= start_s
+    if duration_s - end > _TRUNCATION_TOLERANCE_S:
+        raise MediaError(
+            f"is truncated: its video stops at {max(end, 0):.2f} s of {duration_s:.2f} s", path
+        )
+    sar = stream.sample_aspect_ratio or cc.sample_aspect_ratio or Fraction(1)
+    pix_fmt = first.format.name
+    vfr = bool(average and base and abs(float(average) - float(base)) > 0.001 * float(base))
+    return VideoStream(
+        index=stream.index,
+        codec=cc.name,
+        width=first.width,
+        height=first.height,
+        sar=Rational.of(sar),
+        dar=Rational.of(stream.display_aspect_ratio) if stream.display_aspect_ratio else None,
+        rotation=int(getattr(first, "rotation", 0) or 0),
+        pix_fmt=pix_fmt,
+        bit_depth=_bit_depth(pix_fmt),
+        frame_rate=Rational.of(average),
+        variable_frame_rate=vfr,
+        frame_count=frame_count,
+        color_primaries=_colour_name(first.color_primaries, "primaries"),
+        color_transfer=_colour_name(first.color_trc, "trc"),
+        color_matrix=_colour_name(first.colorspace, "space"),
+        color_range=_colour_name(first.color_range, "range"),
+        mastering_display=parse_mastering_display(side[_MASTERING]) if _MASTERING in side else None,
+        content_light=parse_content_light(side[_CONTENT_LIGHT]) if _CONTENT_LIGHT in side else None,
+        language=stream.language,
+        title=stream.metadata.get("title"),
+    )
+
+
+# libavutil's enum values to ffmpeg's option names (pixfmt.h); unlisted values stay None.
+_COLOUR_NAMES: dict[str, dict[int, str]] = {
+    "primaries": {
+        1: "bt709",
+        4: "bt470m",
+        5: "bt470bg",
+        6: "smpte170m",
+        7: "smpte240m",
+        9: "bt2020",
+        11: "smpte431",
+        12: "smpte432",
+    },
+    "trc": {
+        1: "bt709",
+        4: "gamma22",
+        5: "gamma28",
+        6: "smpte170m",
+        7: "smpte240m",
+        8: "linear",
+        13: "iec61966-2-1",
+        14: "bt2020-10",
+        15: "bt2020-12",
+        16: "smpte2084",
+        18: "arib-std-b67",
+    },
+    "space": {
+        0: "gbr",
+        1: "bt709",
+        5: "bt470bg",
+        6: "smpte170m",
+        7: "smpte240m",
+        9: "bt2020nc",
+        10: "bt2020c",
+        14: "ictcp",
+    },
+    "range": {1: "tv", 2: "pc"},
+}
+
+
+def _colour_name(value: Any, kind: str) -> str | None:
+    if value is None:
+        return None
+    return _COLOUR_NAMES[kind].get(int(value))
+
+
+def _audio(stream: Any) -> AudioStream:
+    cc = stream.codec_context
+    start = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
+    duration = float(stream.duration * stream.time_base) if stream.duration else None
+    return AudioStream(
+        index=stream.index,
+        codec=cc.name,
+        channels=cc.channels,
+        layout=cc.layout.name if cc.layout else None,
+        sample_rate=cc.sample_rate,
+        language=stream.language,
+        title=stream.metadata.get("title"),
+        dispositions=_dispositions(int(stream.disposition)),
+        start_time_s=start,
+        duration_s=duration,
+    )
+
+
+def _chapters(container: Any) -> tuple[Chapter, ...]:
+    chapters = []
+    for chapter in container.chapters():
+        tb = chapter["time_base"]
+        chapters.append(
+            Chapter(
+                start_s=float(chapter["start"] * tb),
+                end_s=float(chapter["end"] * tb),
+                title=chapter.get("metadata", {}).get("title"),
+            )
+        )
+    return tuple(chapters)
+
+
+def probe(path: Path, ffmpeg: str | None = None) -> MediaInfo:
+    """Everything drapto needs to know about a file; raises MediaError for bad input."""
+    path = Path(path)
+    _check_file(path)
+    with _open(path) as container:
+        if not container.streams.video:
+            raise MediaError("has no video stream", path)
+        duration_s = (container.duration or 0) / av.time_base
+        start_s = (container.start_time or 0) / av.time_base
+        video = _video_stream(container, path, start_s, duration_s)
+        streams = container.streams
+        info = MediaInfo(
+            path=path,
+            container=container.format.name,
+            size_bytes=path.stat().st_size,
+            duration_s=duration_s,
+            start_time_s=start_s,
+            video=video,
+            audio=tuple(_audio(s) for s in streams.audio),
+            subtitles=tuple(
+                SubtitleStream(
+                    index=s.index,
+                    codec=s.codec_context.name if s.codec_context else "unknown",
+                    language=s.language,
+                    title=s.metadata.get("title"),
+                    dispositions=_dispositions(int(s.disposition)),
+                )
+                for s in streams.subtitles
+            ),
+            attachments=tuple(
+                AttachmentStream(index=s.index, filename=s.name, mimetype=s.mimetype)
+                for s in streams
+                if s.type == "attachment"
+            ),
+            chapters=_chapters(container),
+            metadata=dict(container.metadata),
+        )
+    if ffmpeg is not None:
+        record = parse_dovi_record(ffmpeg_input_dump(ffmpeg, path))
+        if record is not None:
+            info = info.model_copy(update={"dolby_vision": record})
+    return info
+
+
+def has_dovi_rpu_on_first_frame(path: Path) -> bool:
+    """Whether the first decoded frame carries a Dolby Vision RPU."""
+    with _open(path) as container:
+        frame = _first_frame(container, container.streams.video[0], path)
+        return _DOVI_RPU in _side_data(frame)
+
+
+async def probe_async(path: Path, ffmpeg: str | None = None) -> MediaInfo:
+    return await asyncio.to_thread(probe, path, ffmpeg)

@@ -1,0 +1,1 @@
+"""drapto's Textual TUI: a client of the engine service."""
