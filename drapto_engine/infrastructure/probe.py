@@ -6,6 +6,7 @@ No system ffprobe is needed. Blocking: async callers use `probe_async`.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import re
 import struct
@@ -167,32 +168,42 @@ def _bit_depth(pix_fmt: str) -> int:
         return 8
 
 
-def _scan_video_end(container: Any, stream: Any) -> tuple[int, float]:
-    """Count the video packets and find where the video really ends (seconds)."""
+def _irregular(pts: list[int]) -> bool:
+    """Whether frame durations vary by more than timestamp rounding: a variable frame rate."""
+    deltas = [b - a for a, b in itertools.pairwise(sorted(set(pts)))]
+    return len(deltas) > 1 and max(deltas) - min(deltas) > max(2, max(deltas) // 50)
+
+
+def _scan_video_end(container: Any, stream: Any) -> tuple[int, float, list[int]]:
+    """Count the video packets, find where the video really ends (seconds), collect the pts."""
     count = 0
     end = 0.0
+    pts: list[int] = []
     tb = stream.time_base
     for packet in container.demux(stream):
         if packet.size == 0:
             continue
         count += 1
         if packet.pts is not None:
+            pts.append(packet.pts)
             end = max(end, float((packet.pts + (packet.duration or 0)) * tb))
-    return count, end
+    return count, end, pts
 
 
-def _video_end_near_tail(container: Any, stream: Any, duration_s: float) -> float:
-    """Where the video ends, reading only the last seconds of the file."""
+def _video_end_near_tail(container: Any, stream: Any, duration_s: float) -> tuple[float, list[int]]:
+    """Where the video ends and the pts found, reading only the last seconds of the file."""
     target = max(0.0, duration_s - 5.0) + (container.start_time or 0) / av.time_base
     try:
         container.seek(int(target / stream.time_base), stream=stream, backward=True)
     except av.error.FFmpegError:
-        return 0.0
+        return 0.0, []
     end = 0.0
+    pts: list[int] = []
     for packet in container.demux(stream):
         if packet.size and packet.pts is not None:
+            pts.append(packet.pts)
             end = max(end, float((packet.pts + (packet.duration or 0)) * stream.time_base))
-    return end
+    return end, pts
 
 
 def _video_stream(container: Any, path: Path, start_s: float, duration_s: float) -> VideoStream:
@@ -203,23 +214,31 @@ def _video_stream(container: Any, path: Path, start_s: float, duration_s: float)
     average = stream.average_rate or stream.guessed_rate or stream.base_rate or Fraction(0)
     base = stream.base_rate or average
     declared = int(stream.frames or 0) or int(_tag(stream.metadata, "NUMBER_OF_FRAMES") or 0)
-    container.seek(0)
+    try:
+        # To the start time, not 0: a file without an index (a cut Matroska has no cues)
+        # cannot seek before its first timestamp.
+        container.seek(container.start_time or 0)
+    except av.error.FFmpegError as exc:
+        raise MediaError(f"cannot be read from its start: {exc.strerror or exc}", path) from exc
     if declared:
-        end = _video_end_near_tail(container, stream, duration_s) - start_s
+        end, pts = _video_end_near_tail(container, stream, duration_s)
         frame_count = declared
     else:
-        frame_count, end = _scan_video_end(container, stream)
-        end -= start_s
-    if duration_s - end > _TRUNCATION_TOLERANCE_S:
+        frame_count, end, pts = _scan_video_end(container, stream)
+    if start_s + duration_s - end > _TRUNCATION_TOLERANCE_S:
         raise MediaError(
-            f"is truncated: its video stops at {max(end, 0):.2f} s of {duration_s:.2f} s", path
+            f"is truncated: its video stops at {max(end - start_s, 0):.2f} s of {duration_s:.2f} s",
+            path,
         )
     sar = stream.sample_aspect_ratio or cc.sample_aspect_ratio or Fraction(1)
     pix_fmt = first.format.name
-    vfr = bool(average and base and abs(float(average) - float(base)) > 0.001 * float(base))
+    # Matroska's average rate is its default duration, so the timestamps must be looked at too.
+    vfr = _irregular(pts) or bool(
+        average and base and abs(float(average) - float(base)) > 0.001 * float(base)
+    )
     return VideoStream(
         index=stream.index,
-        codec=cc.name,
+        codec=cc.codec.canonical_name,
         width=first.width,
         height=first.height,
         sar=Rational.of(sar),
@@ -292,7 +311,7 @@ def _audio(stream: Any) -> AudioStream:
     duration = float(stream.duration * stream.time_base) if stream.duration else None
     return AudioStream(
         index=stream.index,
-        codec=cc.name,
+        codec=cc.codec.canonical_name,
         channels=cc.channels,
         layout=cc.layout.name if cc.layout else None,
         sample_rate=cc.sample_rate,
@@ -327,6 +346,9 @@ def probe(path: Path, ffmpeg: str | None = None) -> MediaInfo:
             raise MediaError("has no video stream", path)
         duration_s = (container.duration or 0) / av.time_base
         start_s = (container.start_time or 0) / av.time_base
+        if duration_s and "matroska" in container.format.name:
+            # Matroska states its duration from timestamp zero, other containers from the start.
+            duration_s = max(duration_s - start_s, 0.0)
         video = _video_stream(container, path, start_s, duration_s)
         streams = container.streams
         info = MediaInfo(
@@ -340,7 +362,7 @@ def probe(path: Path, ffmpeg: str | None = None) -> MediaInfo:
             subtitles=tuple(
                 SubtitleStream(
                     index=s.index,
-                    codec=s.codec_context.name if s.codec_context else "unknown",
+                    codec=s.codec_context.codec.canonical_name if s.codec_context else "unknown",
                     language=s.language,
                     title=s.metadata.get("title"),
                     dispositions=_dispositions(int(s.disposition)),

@@ -77,7 +77,7 @@ def check_binary(binary: str) -> Toolchain:
         )
     encoders = _run(resolved, "-encoders")
     missing += [f"encoder {name}" for name in REQUIRED_ENCODERS if f" {name} " not in encoders]
-    if "libsvtav1" not in missing and "-dolbyvision" not in _run(
+    if "encoder libsvtav1" not in missing and "-dolbyvision" not in _run(
         resolved, "-h", "encoder=libsvtav1"
     ):
         missing.append("the -dolbyvision option of libsvtav1")

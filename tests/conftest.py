@@ -1,0 +1,42 @@
+"""Shared fixtures: the checked ffmpeg, the real media folder, synthetic media."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from mediagen import MakeMedia, make_video
+
+from drapto_engine.infrastructure.ffmpeg.toolchain import find_toolchain
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_MEDIA = REPO_ROOT.parent / "shared" / "media"
+
+
+@pytest.fixture(scope="session")
+def ffmpeg() -> str:
+    """The ffmpeg binary drapto itself would use, after its capability check."""
+    return find_toolchain().ffmpeg
+
+
+@pytest.fixture(scope="session")
+def shared_media() -> Path:
+    """The folder of small real files (see its README.md); skips when absent."""
+    if not (SHARED_MEDIA / "README.md").is_file():
+        pytest.skip(f"real test media not found at {SHARED_MEDIA} (shared/media beside the repo)")
+    return SHARED_MEDIA
+
+
+@pytest.fixture
+def make_media(ffmpeg: str, tmp_path: Path) -> MakeMedia:
+    """make_media("name.mkv", **make_video options) writes a synthetic file in tmp_path."""
+
+    def make(name: str, **options: Any) -> Path:
+        return make_video(ffmpeg, tmp_path / name, **options)
+
+    return make
