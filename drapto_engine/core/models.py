@@ -228,6 +228,10 @@ class EncodeSettings(Value):
     """Encode in parallel segments; off gives one whole-file encode."""
     hdr10_fallback: bool = False
     """Encode a Dolby Vision source whose profile cannot be kept as plain HDR10 instead of failing."""
+    segmented_dolby_vision: bool = True
+    """Encode Dolby Vision in parallel segments; off gives one whole-file run (the rollback path)."""
+    dolby_vision_crop: bool = False
+    """Crop Dolby Vision sources too (the RPU then still describes the uncropped frame)."""
 
 
 class SegmentState(StrEnum):

@@ -1,0 +1,124 @@
+"""drapto vs one plain ffmpeg run on the same file, settings and audio.
+
+Makes its own input: ../shared/media/testvideo.mp4 scaled to 1920x1080 and looped to
+72 s, with a stereo track. Runs drapto and plain ffmpeg alternately, several times
+each, and prints the median wall-time ratio drapto/plain, CPU utilisation and the
+output size ratio. Usage:
+
+    .venv/bin/python bench/encode_speed.py [--reps 3] [--preset 6] [--seconds 72]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from drapto_engine.core.models import DEFAULTS
+from drapto_engine.infrastructure.ffmpeg.toolchain import find_toolchain
+from drapto_engine.infrastructure.resources import cpu_count
+from drapto_engine.services.detection.resolution import default_crf, resolution_class
+
+ROOT = Path(__file__).resolve().parents[1]
+SOURCE = ROOT.parent / "shared" / "media" / "testvideo.mp4"
+OUT = ROOT / "bench" / "out"
+
+
+def make_input(ffmpeg: str, seconds: float, size: str) -> Path:
+    path = OUT / f"bench-{size}-{seconds:g}s.mkv"
+    if path.exists():
+        return path
+    loops = int(seconds // 24) + 1
+    subprocess.run(
+        [
+            ffmpeg, "-hide_banner", "-loglevel", "error", "-y",
+            "-stream_loop", str(loops), "-i", str(SOURCE),
+            "-f", "lavfi", "-i", f"sine=frequency=330:sample_rate=48000:duration={seconds}",
+            "-map", "0:v", "-map", "1:a", "-t", str(seconds),
+            "-vf", f"scale={size.replace('x', ':')}:flags=bicubic",
+            "-c:v", "libx264", "-preset", "veryfast", "-crf", "16",
+            "-c:a", "aac", "-b:a", "192k", "-ac", "2", str(path),
+        ],
+        check=True,
+    )  # fmt: skip
+    return path
+
+
+def timed(argv: list[str]) -> tuple[float, float]:
+    """Wall seconds and CPU seconds (user + system, children included) of one run."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.monotonic()
+    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
+    wall = time.monotonic() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--preset", type=int, default=DEFAULTS.preset)
+    parser.add_argument("--seconds", type=float, default=72.0)
+    parser.add_argument("--size", default="1920x1080")
+    parser.add_argument("--workers", type=int, default=None)
+    args = parser.parse_args()
+    if not SOURCE.exists():
+        print(f"bench: {SOURCE} is missing (the shared media folder)", file=sys.stderr)
+        return 2
+    OUT.mkdir(parents=True, exist_ok=True)
+    ffmpeg = find_toolchain().ffmpeg
+    source = make_input(ffmpeg, args.seconds, args.size)
+    crf = default_crf(resolution_class(int(args.size.split("x")[0])))
+    plain_out, drapto_out = OUT / "plain.mkv", OUT / "drapto.mkv"
+    plain = [
+        ffmpeg, "-hide_banner", "-loglevel", "error", "-y", "-i", str(source),
+        "-map", "0:v", "-map", "0:a",
+        "-c:v", "libsvtav1", "-preset", str(args.preset), "-crf", str(crf),
+        "-pix_fmt", "yuv420p10le", "-svtav1-params", DEFAULTS.svtav1_params,
+        "-c:a", "libopus", "-b:a", "128k", "-vbr", "on", str(plain_out),
+    ]  # fmt: skip
+    drapto = [
+        sys.executable, "-m", "drapto_engine.cli", "encode", str(source), "-o", str(drapto_out),
+        "--overwrite", "--preset", str(args.preset), "--progress", "json",
+    ]  # fmt: skip
+    if args.workers:
+        drapto += ["--workers", str(args.workers)]
+    runs: dict[str, list[tuple[float, float]]] = {"plain": [], "drapto": []}
+    for rep in range(args.reps):
+        order = [("plain", plain), ("drapto", drapto)]
+        for name, argv in order if rep % 2 == 0 else order[::-1]:
+            wall, cpu = timed(argv)
+            runs[name].append((wall, cpu))
+            print(
+                f"rep {rep + 1} {name:6s} wall {wall:7.1f} s  cpu {cpu / wall / cpu_count():5.0%}",
+                flush=True,
+            )
+    cores = cpu_count()
+    med = {name: statistics.median(w for w, _ in r) for name, r in runs.items()}
+    util = {name: statistics.median(c / w / cores for w, c in r) for name, r in runs.items()}
+    sizes = {"plain": plain_out.stat().st_size, "drapto": drapto_out.stat().st_size}
+    result = {
+        "cores": cores,
+        "input": f"{args.size} {args.seconds:g} s, preset {args.preset}, crf {crf}",
+        "reps": args.reps,
+        "median_wall_s": med,
+        "ratio_drapto_over_plain": med["drapto"] / med["plain"],
+        "cpu_utilisation": util,
+        "size_bytes": sizes,
+        "size_ratio": sizes["drapto"] / sizes["plain"],
+    }
+    print(json.dumps(result, indent=2))
+    (OUT / f"encode_speed-{cores}cores.json").write_text(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    sys.exit(main())

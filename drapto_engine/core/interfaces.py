@@ -1,0 +1,21 @@
+"""Protocols the services implement; the orchestrator depends on these, not on modules."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+from drapto_engine.core.models import Segment
+
+if TYPE_CHECKING:
+    from drapto_engine.services.encoding.plan import VideoPlan
+
+
+class IEncoder(Protocol):
+    """Builds the ffmpeg command that encodes one segment for one dynamic range path."""
+
+    name: str
+
+    def segment_argv(
+        self, plan: VideoPlan, segment: Segment, output: Path, threads: int
+    ) -> list[str]: ...

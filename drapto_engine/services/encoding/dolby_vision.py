@@ -1,0 +1,62 @@
+"""Dolby Vision: which profiles can be kept, and the encoder that keeps the RPU.
+
+The decoder attaches each frame's RPU; libsvtav1 with `-dolbyvision 1` writes it back
+as AV1 profile 10, choosing the compatibility id from the colour tags (PQ -> 1,
+HLG -> 4, BT.709 -> 2) or 0 for a full-range IPT base layer (profile 5). ffmpeg copies
+the RPU as it is, so an enhancement-layer RPU (profiles 4 and 7) cannot be turned
+into a single-layer one here: those go out as HDR10 from their base layer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from drapto_engine.core.errors import DraptoError
+from drapto_engine.core.models import DolbyVisionInfo, Segment
+from drapto_engine.services.encoding.plan import VideoPlan
+from drapto_engine.services.encoding.svt import segment_argv
+
+KEPT_PROFILES = frozenset({5, 8})
+BASE_LAYER_PROFILES = frozenset({7})  # dual layer: the base layer is HDR10
+
+
+@dataclass(frozen=True)
+class DolbyVisionDecision:
+    keep: bool
+    warning: str | None = None
+
+
+def decide(dovi: DolbyVisionInfo, path: Path, hdr10_fallback: bool) -> DolbyVisionDecision:
+    """Keep profiles 5 and 8; profile 7 becomes HDR10 with a warning; others need the flag."""
+    if dovi.profile in KEPT_PROFILES:
+        return DolbyVisionDecision(keep=True)
+    if dovi.profile in BASE_LAYER_PROFILES:
+        return DolbyVisionDecision(
+            keep=False,
+            warning=(
+                f"Dolby Vision profile {dovi.profile} is dual layer; ffmpeg cannot convert its "
+                "RPU to single-layer metadata, so the base layer is encoded as HDR10"
+            ),
+        )
+    if hdr10_fallback:
+        return DolbyVisionDecision(
+            keep=False,
+            warning=f"Dolby Vision profile {dovi.profile} cannot be kept; encoding as HDR10 as asked",
+        )
+    raise DraptoError(
+        f"Dolby Vision profile {dovi.profile} cannot be kept in AV1",
+        path,
+        hint="pass --hdr10-fallback to encode it as plain HDR10",
+    )
+
+
+class DolbyVisionEncoder:
+    """Every segment decoded from the source and encoded with its RPUs."""
+
+    name = "svt-av1 dolby-vision"
+
+    def segment_argv(
+        self, plan: VideoPlan, segment: Segment, output: Path, threads: int
+    ) -> list[str]:
+        return segment_argv(plan, segment, output, threads, dolby_vision=True)

@@ -1,0 +1,466 @@
+"""One file end to end: detection -> segmentation -> encode + audio -> mux -> validation."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from drapto_engine.core.errors import DraptoError, EncodeError, ValidationError
+from drapto_engine.core.events import (
+    AnalysisReady,
+    AudioDone,
+    EventBus,
+    JobFailed,
+    JobFinished,
+    JobSummary,
+    SegmentDone,
+    SegmentFailed,
+    SegmentPlanned,
+    SegmentProgress,
+    SegmentsPlanned,
+    SegmentStarted,
+    StageChanged,
+    Warning,
+)
+from drapto_engine.core.models import AudioStream, EncodeSettings, MediaInfo, Segment, VideoAnalysis
+from drapto_engine.infrastructure.extents import Extent, stream_extents
+from drapto_engine.infrastructure.ffmpeg.progress import Progress
+from drapto_engine.infrastructure.ffmpeg.runner import run_checked
+from drapto_engine.infrastructure.probe import probe
+from drapto_engine.infrastructure.resources import (
+    WorkerSlots,
+    check_disk,
+    default_workers,
+    estimated_output_bytes,
+    threads_per_worker,
+)
+from drapto_engine.services.detection import analyze_media
+from drapto_engine.services.encoding.audio import audio_argv, bitrate_kbps, output_channels
+from drapto_engine.services.encoding.mux import concat_list, mux_argv
+from drapto_engine.services.encoding.plan import VideoPlan
+from drapto_engine.services.segmentation import stream_segments
+from drapto_engine.services.validation import Expected, ExpectedAudio, check_output
+
+log = logging.getLogger(__name__)
+
+SEGMENT_ATTEMPTS = 3  # the first try and two retries
+
+
+@dataclass(frozen=True)
+class EncodeRequest:
+    input: Path
+    output: Path
+    settings: EncodeSettings = field(default_factory=EncodeSettings)
+    workers: int | None = None
+    overwrite: bool = False
+    keep_work: bool = False
+    work_root: Path | None = None
+    """Where the job's work directory goes; default: beside the output."""
+
+
+def job_id(path: Path, settings: EncodeSettings) -> str:
+    """Stable for an input file (path, size, mtime) and the settings that shape its output."""
+    stat = path.stat()
+    key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{settings.model_dump_json()}"
+    return hashlib.sha256(key.encode()).hexdigest()[:12]
+
+
+def partial_name(output: Path) -> Path:
+    """The temporary name an output is written under until it validates."""
+    return output.with_name(f".{output.stem}.drapto-partial{output.suffix}")
+
+
+def preflight(request: EncodeRequest) -> None:
+    """Checks that cost nothing and must fail before any encoding."""
+    out = request.output
+    if out.resolve() == request.input.resolve():
+        raise DraptoError("output would overwrite the input", out)
+    if not out.parent.exists():
+        raise DraptoError("output folder does not exist", out.parent)
+    if not out.parent.is_dir():
+        raise DraptoError("output folder is not a folder", out.parent)
+    _check_writable(out.parent)
+    if out.exists() and not request.overwrite:
+        raise DraptoError("output exists", out, hint="use --overwrite to replace it")
+
+
+def _check_writable(folder: Path) -> None:
+    """Create and remove a file: permission bits alone miss read-only mounts and root."""
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".drapto-write-test-"):
+            pass
+    except OSError as exc:
+        raise DraptoError(f"output folder is not writable ({exc.strerror})", folder) from exc
+
+
+class Orchestrator:
+    """Runs one encode job, emitting an event for every stage and segment."""
+
+    def __init__(self, ffmpeg: str, bus: EventBus) -> None:
+        self.ffmpeg = ffmpeg
+        self.bus = bus
+        self.slots: WorkerSlots | None = None
+
+    async def encode(self, request: EncodeRequest) -> JobSummary:
+        preflight(request)
+        media = await asyncio.to_thread(probe, request.input, self.ffmpeg)
+        job = await asyncio.to_thread(job_id, request.input, request.settings)
+        stage = "analyzing"
+        work = (request.work_root or request.output.parent) / f".drapto-work-{job}"
+        partial = partial_name(request.output)
+        started = time.monotonic()
+        try:
+            self.bus.emit(StageChanged(job=job, stage=stage))
+            analysis = await asyncio.to_thread(
+                analyze_media, media, crop_detection=request.settings.crop
+            )
+            plan = VideoPlan.make(self.ffmpeg, analysis, request.settings)
+            self._emit_analysis(job, plan)
+            for message in plan.warnings:
+                self.bus.emit(Warning(job=job, message=message))
+            self._check_disk(request, analysis, work)
+            work.mkdir(parents=True, exist_ok=True)
+            audio_task = asyncio.create_task(self._encode_audio(job, media, work))
+            extents_task = asyncio.create_task(asyncio.to_thread(stream_extents, media.path))
+            try:
+                stage = "encoding"
+                self.bus.emit(StageChanged(job=job, stage="segmenting"))
+                segments = self._stream_segments(request.settings, plan, media)
+                files = await self._encode_segments(job, plan, segments, work, request.workers)
+                audio = await audio_task
+                extents = await extents_task
+            finally:
+                for task in (audio_task, extents_task):
+                    if not task.done():
+                        task.cancel()
+                        with contextlib.suppress(BaseException):
+                            await task
+            stage = "muxing"
+            self.bus.emit(StageChanged(job=job, stage=stage))
+            await self._mux(media, files, audio, work, partial, extents)
+            stage = "validating"
+            self.bus.emit(StageChanged(job=job, stage=stage))
+            expected = expected_output(plan, media, extents)
+            failures = await asyncio.to_thread(check_output, partial, expected, self.ffmpeg)
+            if failures:
+                raise ValidationError(request.input, failures)
+            os.replace(partial, request.output)
+            summary = self._summary(request, media, len(files), time.monotonic() - started)
+            self.bus.emit(StageChanged(job=job, stage="done"))
+            self.bus.emit(JobFinished(job=job, summary=summary))
+            return summary
+        except DraptoError as exc:
+            self.bus.emit(JobFailed(job=job, stage=stage, error=exc.one_line()))
+            raise
+        finally:
+            partial.unlink(missing_ok=True)
+            if not request.keep_work:
+                await asyncio.to_thread(shutil.rmtree, work, True)
+
+    def _emit_analysis(self, job: str, plan: VideoPlan) -> None:
+        a = plan.analysis
+        self.bus.emit(
+            AnalysisReady(
+                job=job,
+                dynamic_range=a.dynamic_range.value,
+                dolby_vision_profile=a.dolby_vision.profile if a.dolby_vision else None,
+                crop=plan.crop.filter() if plan.crop else None,
+                width=plan.width,
+                height=plan.height,
+                frames=a.media.video.frame_count,
+                crf=plan.crf,
+                encoder=plan.encoder.name,
+            )
+        )
+
+    def _check_disk(self, request: EncodeRequest, analysis: VideoAnalysis, work: Path) -> None:
+        media = analysis.media
+        estimate = estimated_output_bytes(
+            analysis.resolution_class, media.duration_s, media.size_bytes
+        )
+        work_parent = work.parent if work.parent.exists() else request.output.parent
+        if os.stat(work_parent).st_dev == os.stat(request.output.parent).st_dev:
+            check_disk(request.output.parent, 2 * estimate)
+        else:
+            check_disk(work_parent, estimate)
+            check_disk(request.output.parent, estimate)
+
+    def _stream_segments(
+        self, settings: EncodeSettings, plan: VideoPlan, media: MediaInfo
+    ) -> AsyncIterator[Segment]:
+        if not plan.segmented:
+            return stream_segments(
+                self.ffmpeg, media.path, min_s=1e9, max_s=1e9, scene_detection=False
+            )
+        return stream_segments(
+            self.ffmpeg,
+            media.path,
+            min_s=settings.min_segment_s,
+            max_s=settings.max_segment_s,
+            scene_detection=settings.scene_detection,
+        )
+
+    async def _encode_segments(
+        self,
+        job: str,
+        plan: VideoPlan,
+        segments: AsyncIterator[Segment],
+        work: Path,
+        workers: int | None,
+    ) -> list[Path]:
+        """Encode segments as segmentation yields them, longest waiting segment first.
+
+        Starting while scene detection still runs, and finishing on short segments,
+        keeps every worker busy: the idle tail of the last long segment is what
+        parallel encoding otherwise loses.
+        """
+        limit = max(1, workers or default_workers(plan.analysis.resolution_class))
+        self.slots = WorkerSlots(limit)
+        threads = threads_per_worker(limit)
+        pending: list[Segment] = []
+        planned: list[Segment] = []
+        more = asyncio.Event()
+        finished_planning = False
+
+        async def plan_all() -> None:
+            nonlocal finished_planning
+            try:
+                async for segment in segments:
+                    if not planned:
+                        self.bus.emit(StageChanged(job=job, stage="encoding"))
+                    planned.append(segment)
+                    pending.append(segment)
+                    self.bus.emit(
+                        SegmentPlanned(
+                            job=job,
+                            index=segment.index,
+                            start_frame=segment.start_frame,
+                            frames=segment.frame_count,
+                        )
+                    )
+                    more.set()
+            finally:
+                finished_planning = True
+                more.set()
+
+        async def worker() -> None:
+            while True:
+                while not pending and not finished_planning:
+                    more.clear()
+                    await more.wait()
+                if not pending:
+                    return
+                segment = max(pending, key=lambda s: (s.frame_count, -s.index))
+                pending.remove(segment)
+                path = work / f"segment-{segment.index:05d}.mkv"
+                await self._encode_segment(job, plan, segment, path, threads)
+
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(plan_all())
+                for _ in range(limit):
+                    group.create_task(worker())
+        except BaseExceptionGroup as group_error:
+            raise first_error(group_error) from None
+        self.bus.emit(
+            SegmentsPlanned(job=job, count=len(planned), frames=[s.frame_count for s in planned])
+        )
+        return [work / f"segment-{s.index:05d}.mkv" for s in planned]
+
+    async def _encode_segment(
+        self, job: str, plan: VideoPlan, segment: Segment, path: Path, threads: int
+    ) -> None:
+        assert self.slots is not None
+        for attempt in range(1, SEGMENT_ATTEMPTS + 1):
+            async with self.slots.slot():
+                started = time.monotonic()
+                self.bus.emit(
+                    SegmentStarted(job=job, index=segment.index, attempt=attempt, threads=threads)
+                )
+                try:
+                    await run_checked(
+                        plan.encoder.segment_argv(plan, segment, path, threads),
+                        f"segment {segment.index} encode",
+                        plan.source,
+                        on_progress=self._progress_reporter(job, segment),
+                    )
+                    frames = await asyncio.to_thread(_video_packets, path)
+                    if frames != segment.frame_count:
+                        raise EncodeError(
+                            f"segment {segment.index} has {frames} frames, planned {segment.frame_count}",
+                            plan.source,
+                        )
+                except EncodeError as exc:
+                    retry = attempt < SEGMENT_ATTEMPTS
+                    self.bus.emit(
+                        SegmentFailed(
+                            job=job,
+                            index=segment.index,
+                            attempt=attempt,
+                            error=exc.problem,
+                            will_retry=retry,
+                        )
+                    )
+                    log.warning("segment %d attempt %d failed: %s", segment.index, attempt, exc)
+                    if retry:
+                        continue
+                    raise
+                wall = time.monotonic() - started
+                self.bus.emit(
+                    SegmentDone(
+                        job=job,
+                        index=segment.index,
+                        frames=frames,
+                        size_bytes=path.stat().st_size,
+                        fps=frames / wall if wall > 0 else 0.0,
+                        wall_s=wall,
+                    )
+                )
+                return
+
+    def _progress_reporter(self, job: str, segment: Segment) -> Callable[[Progress], None]:
+        def report(progress: Progress) -> None:
+            frames = segment.frame_count
+            self.bus.emit(
+                SegmentProgress(
+                    job=job,
+                    index=segment.index,
+                    frame=progress.frame,
+                    frames=frames,
+                    fps=progress.fps,
+                    percent=min(100.0, 100.0 * progress.frame / frames) if frames else 100.0,
+                )
+            )
+
+        return report
+
+    async def _encode_audio(
+        self, job: str, media: MediaInfo, work: Path
+    ) -> list[tuple[AudioStream, Path]]:
+        async def one(stream: AudioStream) -> tuple[AudioStream, Path]:
+            path = work / f"audio-{stream.index}.mka"
+            started = time.monotonic()
+            await run_checked(
+                audio_argv(self.ffmpeg, media.path, stream, path),
+                f"audio #{stream.index} encode",
+                media.path,
+            )
+            channels = output_channels(stream)
+            self.bus.emit(
+                AudioDone(
+                    job=job,
+                    stream=stream.index,
+                    channels=channels,
+                    bitrate_kbps=bitrate_kbps(channels),
+                    wall_s=time.monotonic() - started,
+                )
+            )
+            return stream, path
+
+        return list(await asyncio.gather(*(one(s) for s in media.audio)))
+
+    async def _mux(
+        self,
+        media: MediaInfo,
+        files: list[Path],
+        audio: list[tuple[AudioStream, Path]],
+        work: Path,
+        partial: Path,
+        extents: dict[int, Extent],
+    ) -> None:
+        listing = work / "segments.txt"
+        listing.write_text(concat_list(files), encoding="utf-8")
+        video = extents.get(media.video.index)
+        offset = video.start_s - media.start_time_s if video else 0.0
+        await run_checked(
+            mux_argv(self.ffmpeg, media, listing, audio, partial, video_offset_s=offset),
+            "concat and mux",
+            media.path,
+        )
+
+    def _summary(
+        self, request: EncodeRequest, media: MediaInfo, segments: int, wall: float
+    ) -> JobSummary:
+        out_bytes = request.output.stat().st_size
+        frames = media.video.frame_count
+        return JobSummary(
+            input=str(request.input),
+            output=str(request.output),
+            input_bytes=media.size_bytes,
+            output_bytes=out_bytes,
+            reduction_percent=100.0 * (1 - out_bytes / media.size_bytes)
+            if media.size_bytes
+            else 0.0,
+            wall_s=wall,
+            frames=frames,
+            encode_fps=frames / wall if wall > 0 else 0.0,
+            segments=segments,
+        )
+
+
+def first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The error a person should see from a task group: a DraptoError if there is one."""
+    leaves: list[BaseException] = []
+
+    def walk(error: BaseException) -> None:
+        if isinstance(error, BaseExceptionGroup):
+            for inner in error.exceptions:
+                walk(inner)
+        else:
+            leaves.append(error)
+
+    walk(group)
+    return next((e for e in leaves if isinstance(e, DraptoError)), leaves[0])
+
+
+def _video_packets(path: Path) -> int:
+    extents = stream_extents(path)
+    return next(iter(extents.values())).packets if extents else 0
+
+
+def expected_output(plan: VideoPlan, media: MediaInfo, extents: dict[int, Extent]) -> Expected:
+    """What validation demands of the output, taken from the source as measured."""
+    video = extents.get(media.video.index)
+    rate = float(media.video.frame_rate) or 25.0
+    return Expected(
+        width=plan.width,
+        height=plan.height,
+        frames=video.packets if video else media.video.frame_count,
+        duration_s=video.duration_s if video else media.duration_s,
+        frame_duration_s=1.0 / rate,
+        audio=[
+            ExpectedAudio(
+                channels=output_channels(a),
+                duration_s=extents[a.index].duration_s
+                if a.index in extents
+                else (a.duration_s or 0.0),
+            )
+            for a in media.audio
+        ],
+        subtitles=len(media.subtitles),
+        chapters=len(media.chapters),
+        attachments=len(media.attachments),
+        color_primaries=media.video.color_primaries,
+        color_transfer=media.video.color_transfer,
+        mastering_display=media.video.mastering_display,
+        content_light=media.video.content_light,
+        dolby_vision_compat_id=dolby_vision_compat_id(plan) if plan.dolby_vision else None,
+    )
+
+
+def dolby_vision_compat_id(plan: VideoPlan) -> int:
+    """The AV1 profile 10 compatibility id ffmpeg derives from the base layer's signalling."""
+    dovi = plan.analysis.dolby_vision
+    if dovi is not None and dovi.profile == 5:
+        return 0
+    transfer = plan.analysis.media.video.color_transfer
+    return {"smpte2084": 1, "arib-std-b67": 4}.get(transfer or "", 2)

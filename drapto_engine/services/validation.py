@@ -1,0 +1,150 @@
+"""Checks an output before it is put in place; each failed check is named."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from drapto_engine.core.errors import DraptoError
+from drapto_engine.core.models import ContentLight, MasteringDisplay, MediaInfo
+from drapto_engine.infrastructure.av1_obu import count_rpu_packets
+from drapto_engine.infrastructure.extents import stream_extents
+from drapto_engine.infrastructure.probe import ffmpeg_input_dump, parse_dovi_record, probe
+
+log = logging.getLogger(__name__)
+
+AUDIO_TOLERANCE_S = 0.1
+# AV1 stores chromaticities in 0.16 fixed point and luminance in 24.8 / 18.14.
+XY_TOLERANCE = 2e-4
+LUMINANCE_TOLERANCE = 0.01
+DOLBY_VISION_AV1_PROFILE = 10
+
+
+@dataclass(frozen=True)
+class ExpectedAudio:
+    channels: int
+    duration_s: float
+
+
+@dataclass(frozen=True)
+class Expected:
+    width: int
+    height: int
+    frames: int
+    duration_s: float
+    frame_duration_s: float
+    audio: list[ExpectedAudio] = field(default_factory=list)
+    subtitles: int = 0
+    chapters: int = 0
+    attachments: int = 0
+    color_primaries: str | None = None
+    color_transfer: str | None = None
+    mastering_display: MasteringDisplay | None = None
+    content_light: ContentLight | None = None
+    dolby_vision_compat_id: int | None = None
+    """The Dolby Vision compatibility id the output must carry; None: no Dolby Vision."""
+
+
+def _same_mastering(a: MasteringDisplay, b: MasteringDisplay) -> bool:
+    points = zip(
+        (a.red, a.green, a.blue, a.white_point),
+        (b.red, b.green, b.blue, b.white_point),
+        strict=True,
+    )
+    if any(abs(p[0] - q[0]) > XY_TOLERANCE or abs(p[1] - q[1]) > XY_TOLERANCE for p, q in points):
+        return False
+    return all(
+        abs(x - y) <= LUMINANCE_TOLERANCE * max(abs(y), 1e-4)
+        for x, y in ((a.min_luminance, b.min_luminance), (a.max_luminance, b.max_luminance))
+    )
+
+
+def check_hdr(path: Path, media: MediaInfo, expected: Expected, ffmpeg: str | None) -> list[str]:
+    """Transfer, primaries, HDR10 metadata and Dolby Vision as the source had them."""
+    failures: list[str] = []
+    v = media.video
+    if v.color_transfer != expected.color_transfer:
+        failures.append(f"transfer is {v.color_transfer}, source {expected.color_transfer}")
+    if v.color_primaries != expected.color_primaries:
+        failures.append(f"primaries are {v.color_primaries}, source {expected.color_primaries}")
+    if expected.mastering_display is None and v.mastering_display is not None:
+        failures.append("output gained mastering display metadata the source lacks")
+    elif expected.mastering_display is not None and (
+        v.mastering_display is None
+        or not _same_mastering(v.mastering_display, expected.mastering_display)
+    ):
+        failures.append(
+            f"mastering display {v.mastering_display}, source {expected.mastering_display}"
+        )
+    if v.content_light != expected.content_light:
+        failures.append(f"content light level {v.content_light}, source {expected.content_light}")
+    record = parse_dovi_record(ffmpeg_input_dump(ffmpeg, path)) if ffmpeg else None
+    if expected.dolby_vision_compat_id is None:
+        if record is not None:
+            failures.append(f"output gained Dolby Vision (profile {record.profile})")
+        return failures
+    if record is None:
+        return [*failures, "no Dolby Vision configuration record"]
+    if (record.profile, record.bl_compat_id) != (
+        DOLBY_VISION_AV1_PROFILE,
+        expected.dolby_vision_compat_id,
+    ):
+        failures.append(
+            f"Dolby Vision profile {record.profile} compatibility {record.bl_compat_id}, "
+            f"expected {DOLBY_VISION_AV1_PROFILE} compatibility {expected.dolby_vision_compat_id}"
+        )
+    frames, with_rpu = count_rpu_packets(path)
+    if with_rpu != frames:
+        failures.append(f"only {with_rpu} of {frames} frames carry a Dolby Vision RPU")
+    return failures
+
+
+def check_output(path: Path, expected: Expected, ffmpeg: str | None = None) -> list[str]:
+    """Blocking: every check that fails, as a short sentence (empty when all pass)."""
+    try:
+        media = probe(path)
+    except DraptoError as exc:
+        return [f"output unreadable: {exc.problem}"]
+    failures: list[str] = check_hdr(path, media, expected, ffmpeg)
+    v = media.video
+    extents = stream_extents(path)
+    video_extent = extents.get(v.index)
+    if v.codec != "av1":
+        failures.append(f"video codec is {v.codec}, not av1")
+    if v.bit_depth != 10:
+        failures.append(f"video is {v.bit_depth}-bit, not 10-bit")
+    if (v.width, v.height) != (expected.width, expected.height):
+        failures.append(f"size {v.width}x{v.height}, expected {expected.width}x{expected.height}")
+    frames = video_extent.packets if video_extent else 0
+    if frames != expected.frames:
+        failures.append(f"{frames} video frames, source has {expected.frames}")
+    duration = video_extent.duration_s if video_extent else 0.0
+    if abs(duration - expected.duration_s) > expected.frame_duration_s + 1e-3:
+        failures.append(
+            f"video lasts {duration:.3f} s, source {expected.duration_s:.3f} s "
+            f"(more than one frame apart)"
+        )
+    if len(media.audio) != len(expected.audio):
+        failures.append(f"{len(media.audio)} audio tracks, source has {len(expected.audio)}")
+    for position, (got, want) in enumerate(zip(media.audio, expected.audio, strict=False)):
+        if got.codec != "opus":
+            failures.append(f"audio track {position} is {got.codec}, not opus")
+        if got.channels != want.channels:
+            failures.append(
+                f"audio track {position} has {got.channels} channels, expected {want.channels}"
+            )
+        got_extent = extents.get(got.index)
+        got_duration = got_extent.duration_s if got_extent else 0.0
+        if abs(got_duration - want.duration_s) > AUDIO_TOLERANCE_S:
+            failures.append(
+                f"audio track {position} lasts {got_duration:.3f} s, source {want.duration_s:.3f} s"
+            )
+    if len(media.subtitles) != expected.subtitles:
+        failures.append(f"{len(media.subtitles)} subtitle tracks, source has {expected.subtitles}")
+    if len(media.chapters) != expected.chapters:
+        failures.append(f"{len(media.chapters)} chapters, source has {expected.chapters}")
+    if len(media.attachments) != expected.attachments:
+        failures.append(f"{len(media.attachments)} attachments, source has {expected.attachments}")
+    log.info("validation of %s: %s", path.name, failures or "all checks passed")
+    return failures
