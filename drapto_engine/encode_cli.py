@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from drapto_engine.core.events import EventBus
+from drapto_engine.core.flags import apply_flags, parse_override
 from drapto_engine.core.models import EncodeSettings
 from drapto_engine.infrastructure.ffmpeg.toolchain import find_toolchain
 from drapto_engine.printers import make_printer
@@ -47,6 +48,18 @@ def add_encode_parser(commands: Any) -> None:
     )
     encode.add_argument("--min-segment", type=float, help="shortest segment in seconds (default 5)")
     encode.add_argument("--max-segment", type=float, help="longest segment in seconds (default 20)")
+    encode.add_argument(
+        "--flag",
+        action="append",
+        default=[],
+        metavar="NAME=on|off",
+        help="set a feature flag for this run (see the README for the list)",
+    )
+    encode.add_argument(
+        "--hdr10-fallback",
+        action="store_true",
+        help="encode a Dolby Vision profile that cannot be kept as plain HDR10 instead of failing",
+    )
 
 
 def settings_from(args: argparse.Namespace) -> EncodeSettings:
@@ -57,13 +70,15 @@ def settings_from(args: argparse.Namespace) -> EncodeSettings:
         "max_segment_s": args.max_segment,
     }
     settings = EncodeSettings(**{k: v for k, v in chosen.items() if v is not None})
-    return settings.model_copy(
-        update={
-            "crop": not args.no_crop,
-            "scene_detection": not args.no_scenes,
-            "segmented": not args.whole,
-        }
-    )
+    settings = settings.model_copy(update={"hdr10_fallback": args.hdr10_fallback})
+    states = dict(parse_override(text) for text in args.flag)
+    if args.no_crop:
+        states["crop_detection"] = False
+    if args.no_scenes:
+        states["scene_segmentation"] = False
+    if args.whole:
+        states["segmented_encoding"] = False
+    return apply_flags(settings, states)
 
 
 def default_output(source: Path) -> Path:
@@ -106,10 +121,11 @@ async def _encode(request: EncodeRequest, progress: str | None) -> int:
 
 
 def run_encode(args: argparse.Namespace) -> int:
+    settings = settings_from(args)
     request = EncodeRequest(
         input=args.input,
         output=args.output or default_output(args.input),
-        settings=settings_from(args),
+        settings=settings,
         workers=args.workers,
         overwrite=args.overwrite,
         keep_work=args.keep_work,
