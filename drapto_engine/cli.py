@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from drapto_engine import __version__
+from drapto_engine.config import load_config
 from drapto_engine.core.errors import DraptoError
 from drapto_engine.core.reports import probe_json, probe_text
 from drapto_engine.infrastructure.ffmpeg.toolchain import find_toolchain
@@ -38,7 +39,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 async def _probe(args: argparse.Namespace) -> int:
-    ffmpeg = find_toolchain().ffmpeg
+    ffmpeg = find_toolchain(load_config().ffmpeg_path).ffmpeg
     status = 0
     for path in args.files:
         try:

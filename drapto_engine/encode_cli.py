@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from drapto_engine.config import load_config
 from drapto_engine.core.events import EventBus
 from drapto_engine.core.flags import apply_flags, parse_override
 from drapto_engine.core.models import EncodeSettings
@@ -89,7 +90,7 @@ async def _encode(request: EncodeRequest, progress: str | None) -> int:
     bus = EventBus()
     printer = make_printer(progress, sys.stdout)
     bus.subscribe(printer.handle)
-    orchestrator = Orchestrator(find_toolchain().ffmpeg, bus)
+    orchestrator = Orchestrator(find_toolchain(load_config().ffmpeg_path).ffmpeg, bus)
     task = asyncio.current_task()
     assert task is not None
     loop = asyncio.get_running_loop()

@@ -8,9 +8,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import re
-import struct
-import subprocess
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -22,14 +19,22 @@ from drapto_engine.core.models import (
     AttachmentStream,
     AudioStream,
     Chapter,
-    ContentLight,
     Dispositions,
-    DolbyVisionInfo,
-    MasteringDisplay,
     MediaInfo,
     Rational,
     SubtitleStream,
     VideoStream,
+)
+from drapto_engine.infrastructure.hdr_probe import (
+    CONTENT_LIGHT_SIDE_DATA,
+    DOVI_METADATA_SIDE_DATA,
+    DOVI_RPU_SIDE_DATA,
+    MASTERING_SIDE_DATA,
+    ffmpeg_input_dump,
+    frame_side_data,
+    parse_content_light,
+    parse_dovi_record,
+    parse_mastering_display,
 )
 
 log = logging.getLogger(__name__)
@@ -42,71 +47,9 @@ _DISPOSITION_BITS = {
     "hearing_impaired": 0x80,
     "visual_impaired": 0x100,
 }
-# Side data type names as PyAV spells them.
-_MASTERING = "MASTERING_DISPLAY_METADATA"
-_CONTENT_LIGHT = "CONTENT_LIGHT_LEVEL"
-_DOVI_RPU = "DOVI_RPU_BUFFER"
 
 # A video that stops this much before the container's stated end is truncated.
 _TRUNCATION_TOLERANCE_S = 1.0
-
-
-def parse_mastering_display(raw: bytes) -> MasteringDisplay | None:
-    """Decode an AVMasteringDisplayMetadata struct (10 rationals, then two int flags)."""
-    if len(raw) < 88:
-        return None
-    values = struct.unpack("<20i2i", raw[:88])
-    rationals = [values[i] / values[i + 1] if values[i + 1] else 0.0 for i in range(0, 20, 2)]
-    has_primaries, has_luminance = values[20], values[21]
-    if not (has_primaries and has_luminance):
-        return None
-    r = rationals
-    return MasteringDisplay(
-        red=(round(r[0], 5), round(r[1], 5)),
-        green=(round(r[2], 5), round(r[3], 5)),
-        blue=(round(r[4], 5), round(r[5], 5)),
-        white_point=(round(r[6], 5), round(r[7], 5)),
-        min_luminance=round(r[8], 5),
-        max_luminance=round(r[9], 5),
-    )
-
-
-def parse_content_light(raw: bytes) -> ContentLight | None:
-    """Decode an AVContentLightMetadata struct (MaxCLL, MaxFALL)."""
-    if len(raw) < 8:
-        return None
-    max_cll, max_fall = struct.unpack("<2I", raw[:8])
-    return ContentLight(max_cll=max_cll, max_fall=max_fall)
-
-
-_DOVI_RECORD = re.compile(
-    r"DOVI configuration record: version: [\d.]+, profile: (\d+), level: (\d+), "
-    r"rpu flag: (\d), el flag: (\d), bl flag: (\d), compatibility id: (\d+)"
-)
-
-
-def parse_dovi_record(dump: str) -> DolbyVisionInfo | None:
-    """The first DOVI configuration record in ffmpeg's input dump, if any."""
-    match = _DOVI_RECORD.search(dump)
-    if not match:
-        return None
-    profile, level, rpu, el, bl, compat = (int(g) for g in match.groups())
-    return DolbyVisionInfo(
-        profile=profile, level=level, rpu=bool(rpu), el=bool(el), bl=bool(bl), bl_compat_id=compat
-    )
-
-
-def ffmpeg_input_dump(ffmpeg: str, path: Path) -> str:
-    """What `ffmpeg -i` prints about an input: stream-level side data lives only here."""
-    done = subprocess.run(
-        [ffmpeg, "-hide_banner", "-nostdin", "-i", str(path)],
-        capture_output=True,
-        text=True,
-        errors="replace",
-        timeout=60,
-        check=False,
-    )
-    return done.stderr
 
 
 def _dispositions(value: int) -> Dispositions:
@@ -151,14 +94,6 @@ def _first_frame(container: Any, stream: Any, path: Path) -> Any:
     except av.error.FFmpegError as exc:
         raise MediaError(f"video cannot be decoded: {exc.strerror or exc}", path) from exc
     raise MediaError("video stream has no decodable frame (truncated or empty)", path)
-
-
-def _side_data(frame: Any) -> dict[str, bytes]:
-    found: dict[str, bytes] = {}
-    for item in frame.side_data:
-        name = getattr(item.type, "name", str(item.type))
-        found.setdefault(name, bytes(item))
-    return found
 
 
 def _bit_depth(pix_fmt: str) -> int:
@@ -210,7 +145,7 @@ def _video_stream(container: Any, path: Path, start_s: float, duration_s: float)
     stream = container.streams.video[0]
     cc = stream.codec_context
     first = _first_frame(container, stream, path)
-    side = _side_data(first)
+    side = frame_side_data(first)
     average = stream.average_rate or stream.guessed_rate or stream.base_rate or Fraction(0)
     base = stream.base_rate or average
     declared = int(stream.frames or 0) or int(_tag(stream.metadata, "NUMBER_OF_FRAMES") or 0)
@@ -253,8 +188,12 @@ def _video_stream(container: Any, path: Path, start_s: float, duration_s: float)
         color_transfer=_colour_name(first.color_trc, "trc"),
         color_matrix=_colour_name(first.colorspace, "space"),
         color_range=_colour_name(first.color_range, "range"),
-        mastering_display=parse_mastering_display(side[_MASTERING]) if _MASTERING in side else None,
-        content_light=parse_content_light(side[_CONTENT_LIGHT]) if _CONTENT_LIGHT in side else None,
+        mastering_display=parse_mastering_display(side[MASTERING_SIDE_DATA])
+        if MASTERING_SIDE_DATA in side
+        else None,
+        content_light=parse_content_light(side[CONTENT_LIGHT_SIDE_DATA])
+        if CONTENT_LIGHT_SIDE_DATA in side
+        else None,
         language=stream.language,
         title=stream.metadata.get("title"),
     )
@@ -388,7 +327,7 @@ def has_dovi_rpu_on_first_frame(path: Path) -> bool:
     """Whether the first decoded frame carries a Dolby Vision RPU."""
     with _open(path) as container:
         frame = _first_frame(container, container.streams.video[0], path)
-        return _DOVI_RPU in _side_data(frame)
+        return bool({DOVI_RPU_SIDE_DATA, DOVI_METADATA_SIDE_DATA} & set(frame_side_data(frame)))
 
 
 async def probe_async(path: Path, ffmpeg: str | None = None) -> MediaInfo:

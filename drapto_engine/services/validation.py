@@ -8,16 +8,22 @@ from pathlib import Path
 
 from drapto_engine.core.errors import DraptoError
 from drapto_engine.core.models import ContentLight, MasteringDisplay, MediaInfo
-from drapto_engine.infrastructure.av1_obu import count_rpu_packets
 from drapto_engine.infrastructure.extents import stream_extents
-from drapto_engine.infrastructure.probe import ffmpeg_input_dump, parse_dovi_record, probe
+from drapto_engine.infrastructure.hdr_probe import (
+    count_rpu_frames,
+    ffmpeg_input_dump,
+    parse_dovi_record,
+)
+from drapto_engine.infrastructure.probe import probe
 
 log = logging.getLogger(__name__)
 
 AUDIO_TOLERANCE_S = 0.1
-# AV1 stores chromaticities in 0.16 fixed point and luminance in 24.8 / 18.14.
+# AV1 stores chromaticities in 0.16 fixed point and luminance in 24.8 (max) and
+# 18.14 (min) fixed point: 0.0001 nits comes back as 0.000122.
 XY_TOLERANCE = 2e-4
 LUMINANCE_TOLERANCE = 0.01
+LUMINANCE_STEP = 1 / 16384
 DOLBY_VISION_AV1_PROFILE = 10
 
 
@@ -55,7 +61,7 @@ def _same_mastering(a: MasteringDisplay, b: MasteringDisplay) -> bool:
     if any(abs(p[0] - q[0]) > XY_TOLERANCE or abs(p[1] - q[1]) > XY_TOLERANCE for p, q in points):
         return False
     return all(
-        abs(x - y) <= LUMINANCE_TOLERANCE * max(abs(y), 1e-4)
+        abs(x - y) <= max(LUMINANCE_TOLERANCE * abs(y), LUMINANCE_STEP)
         for x, y in ((a.min_luminance, b.min_luminance), (a.max_luminance, b.max_luminance))
     )
 
@@ -94,7 +100,7 @@ def check_hdr(path: Path, media: MediaInfo, expected: Expected, ffmpeg: str | No
             f"Dolby Vision profile {record.profile} compatibility {record.bl_compat_id}, "
             f"expected {DOLBY_VISION_AV1_PROFILE} compatibility {expected.dolby_vision_compat_id}"
         )
-    frames, with_rpu = count_rpu_packets(path)
+    frames, with_rpu = count_rpu_frames(path)
     if with_rpu != frames:
         failures.append(f"only {with_rpu} of {frames} frames carry a Dolby Vision RPU")
     return failures

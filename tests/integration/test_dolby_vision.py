@@ -63,7 +63,9 @@ def mastering(raw: bytes) -> tuple[float, ...]:
     return tuple(round(values[i] / values[i + 1], 4) for i in range(0, 20, 2))
 
 
-def make_dv(ffmpeg: str, source: Path, out: Path, *, loops: int = 0, vf: str = "scale=320:180") -> Path:
+def make_dv(
+    ffmpeg: str, source: Path, out: Path, *, loops: int = 0, vf: str = "scale=320:180"
+) -> Path:
     """A Dolby Vision 8.1 HEVC file re-encoded from the real sample (RPUs kept by x265)."""
     subprocess.run(
         [
@@ -108,7 +110,9 @@ def test_dolby_vision_whole_file_flag(ffmpeg: str, shared_media: Path, tmp_path:
     assert frame_side_data(output)[:2] == (259, 259)
 
 
-def test_longer_dolby_vision_in_many_segments(ffmpeg: str, shared_media: Path, tmp_path: Path) -> None:
+def test_longer_dolby_vision_in_many_segments(
+    ffmpeg: str, shared_media: Path, tmp_path: Path
+) -> None:
     source = make_dv(ffmpeg, shared_media / "dv-p81-regular.mkv", tmp_path / "dv-long.mkv", loops=3)
     assert dovi_record(ffmpeg, source) == (8, 1)
     output = tmp_path / "out.mkv"
@@ -158,7 +162,7 @@ def test_hdr10_metadata_carried(make_media, ffmpeg: str, tmp_path: Path) -> None
     assert run.of("analysis")[0]["dynamic_range"] == "hdr10"
     trc, primaries, _, _ = colour(output)
     assert (trc, primaries) == ("16", "9")  # SMPTE 2084, BT.2020
-    _, with_rpu, names, first = frame_side_data(output)
+    _, with_rpu, _names, first = frame_side_data(output)
     assert with_rpu == 0 and dovi_record(ffmpeg, output) is None
     assert mastering(first["MASTERING_DISPLAY_METADATA"]) == pytest.approx(
         (0.68, 0.32, 0.265, 0.69, 0.15, 0.06, 0.3127, 0.329, 0.0001, 1000.0), abs=2e-4

@@ -303,3 +303,69 @@ def test_bad_input_is_one_line(tmp_path: Path) -> None:
     ]
     assert not (tmp_path / "out.mkv").exists()
     assert os.listdir(tmp_path) == ["notes.mkv"]
+
+
+# Frames 0-24 two ticks of 1/25 s apart, frames 25-49 one tick: 12.5 fps, then 25 fps.
+VFR_PTS = r"setpts='if(lt(N\,25)\,N*2\,25+N)/25/TB'"
+
+
+def _video_times(path: Path) -> list[float]:
+    import av
+
+    with av.open(str(path)) as c:
+        s = c.streams.video[0]
+        times = sorted(
+            float(p.pts * p.time_base) for p in c.demux(s) if p.pts is not None and p.size
+        )
+    return [round(t - times[0], 3) for t in times]
+
+
+def test_variable_frame_rate_keeps_its_timing(make_media, tmp_path: Path) -> None:
+    source = make_media(
+        "vfr.mkv", filters=VFR_PTS, audio=["stereo"], output_args=["-fps_mode", "passthrough"]
+    )
+    output = tmp_path / "vfr-out.mkv"
+    run = encode(source, output, "--no-scenes", "--min-segment", "0.5", "--max-segment", "1")
+    assert run.returncode == 0, run.stderr
+    assert run.of("segments_planned")[0]["count"] >= 3
+    src_times, out_times = _video_times(source), _video_times(output)
+    assert len(out_times) == len(src_times) == 50
+    assert out_times == pytest.approx(src_times, abs=0.0015)
+    assert out_times[1] - out_times[0] == pytest.approx(0.08, abs=0.002)
+    assert out_times[-1] - out_times[-2] == pytest.approx(0.04, abs=0.002)
+
+
+def test_source_not_starting_at_zero_keeps_its_timing(make_media, tmp_path: Path) -> None:
+    source = make_media(
+        "offset.mkv",
+        duration=3.0,
+        audio=["stereo"],
+        subtitles=[Subtitle(("one", "two"), language="eng")],
+        output_args=["-output_ts_offset", "1.5"],
+    )
+    src = inspect(source, decode=False)
+    assert src.of("video")[0].start_s == pytest.approx(1.5, abs=0.01)
+    output = tmp_path / "offset-out.mkv"
+    run = encode(source, output, "--min-segment", "1", "--max-segment", "1.5")
+    assert run.returncode == 0, run.stderr
+    out = inspect(output)
+    assert out.frames_decoded == 75
+    video, audio = out.of("video")[0], out.of("audio")[0]
+    # Audio stays aligned with the video as in the source (Opus pre-skip aside).
+    src_offset = src.of("audio")[0].start_s - src.of("video")[0].start_s
+    assert audio.start_s - video.start_s == pytest.approx(src_offset, abs=0.01)
+    assert _video_times(output) == pytest.approx(_video_times(source), abs=0.0015)
+    assert len(out.of("subtitle")) == 1
+
+
+def test_keep_work_keeps_segments(make_media, tmp_path: Path) -> None:
+    source = make_media("k.mkv", duration=3.0)
+    out_dir = tmp_path / "o"
+    out_dir.mkdir()
+    run = encode(
+        source, out_dir / "k.mkv", "--keep-work", "--min-segment", "1", "--max-segment", "1.5"
+    )
+    assert run.returncode == 0, run.stderr
+    (work,) = [p for p in out_dir.iterdir() if p.name.startswith(".drapto-work-")]
+    segments = sorted(p.name for p in work.glob("segment-*.mkv"))
+    assert len(segments) == run.of("segments_planned")[0]["count"] >= 2

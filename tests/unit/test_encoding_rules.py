@@ -9,8 +9,8 @@ import pytest
 from drapto_engine.core.errors import DraptoError
 from drapto_engine.core.flags import apply_flags, parse_override
 from drapto_engine.core.models import AudioStream, DolbyVisionInfo, EncodeSettings
-from drapto_engine.infrastructure.av1_obu import has_dolby_rpu
 from drapto_engine.infrastructure.ffmpeg.progress import ProgressParser
+from drapto_engine.infrastructure.hdr_probe import av1_packet_has_rpu as has_dolby_rpu
 from drapto_engine.services.encoding.audio import bitrate_kbps, output_channels, target_layout
 from drapto_engine.services.encoding.dolby_vision import decide
 from drapto_engine.services.encoding.mux import concat_list
@@ -21,7 +21,8 @@ def audio(channels: int, layout: str | None) -> AudioStream:
 
 
 @pytest.mark.parametrize(
-    ("channels", "kbps"), [(1, 64), (2, 128), (6, 256), (8, 384), (3, 144), (4, 192), (5, 240), (7, 336)]
+    ("channels", "kbps"),
+    [(1, 64), (2, 128), (6, 256), (8, 384), (3, 144), (4, 192), (5, 240), (7, 336)],
 )
 def test_opus_bitrates(channels: int, kbps: int) -> None:
     assert bitrate_kbps(channels) == kbps
@@ -39,10 +40,16 @@ def test_layouts_libopus_refuses_are_remapped() -> None:
 def test_dolby_vision_profiles() -> None:
     path = Path("film.mkv")
     assert decide(DolbyVisionInfo(profile=8, bl_compat_id=1), path, False).keep
-    assert decide(DolbyVisionInfo(profile=5, bl_compat_id=0), path, False).keep
+    with pytest.raises(DraptoError, match="profile 5 cannot be kept"):
+        decide(DolbyVisionInfo(profile=5, bl_compat_id=0), path, False)
+    assert "look wrong" in (
+        decide(DolbyVisionInfo(profile=5, bl_compat_id=0), path, True).warning or ""
+    )
     seven = decide(DolbyVisionInfo(profile=7, bl_compat_id=6), path, False)
     assert not seven.keep and seven.warning and "HDR10" in seven.warning
-    with pytest.raises(DraptoError, match=r"film.mkv: Dolby Vision profile 4 cannot be kept.*--hdr10-fallback"):
+    with pytest.raises(
+        DraptoError, match=r"film.mkv: Dolby Vision profile 4 cannot be kept.*--hdr10-fallback"
+    ):
         decide(DolbyVisionInfo(profile=4, bl_compat_id=2), path, False)
     fallback = decide(DolbyVisionInfo(profile=4, bl_compat_id=2), path, True)
     assert not fallback.keep and fallback.warning
@@ -55,8 +62,14 @@ def test_flags_drive_settings() -> None:
         parse_override("turbo=on")
     with pytest.raises(DraptoError, match="takes on or off"):
         parse_override("crop_detection=maybe")
-    settings = apply_flags(EncodeSettings(), {"crop_detection": False, "segmented_dolby_vision": False})
-    assert (settings.crop, settings.segmented_dolby_vision, settings.segmented) == (False, False, True)
+    settings = apply_flags(
+        EncodeSettings(), {"crop_detection": False, "segmented_dolby_vision": False}
+    )
+    assert (settings.crop, settings.segmented_dolby_vision, settings.segmented) == (
+        False,
+        False,
+        True,
+    )
 
 
 def test_progress_blocks() -> None:
@@ -78,7 +91,10 @@ def test_progress_blocks() -> None:
 
 def test_concat_list_quotes_names(tmp_path: Path) -> None:
     odd = tmp_path / "it's here.mkv"
-    assert concat_list([odd]) == f"file '{str(odd.resolve()).replace(chr(39), chr(39) + chr(92) + chr(39) + chr(39))}'\n"
+    assert (
+        concat_list([odd])
+        == f"file '{str(odd.resolve()).replace(chr(39), chr(39) + chr(92) + chr(39) + chr(39))}'\n"
+    )
 
 
 def test_obu_parser_finds_dolby_t35_metadata() -> None:

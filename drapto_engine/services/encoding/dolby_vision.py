@@ -1,10 +1,13 @@
 """Dolby Vision: which profiles can be kept, and the encoder that keeps the RPU.
 
 The decoder attaches each frame's RPU; libsvtav1 with `-dolbyvision 1` writes it back
-as AV1 profile 10, choosing the compatibility id from the colour tags (PQ -> 1,
-HLG -> 4, BT.709 -> 2) or 0 for a full-range IPT base layer (profile 5). ffmpeg copies
-the RPU as it is, so an enhancement-layer RPU (profiles 4 and 7) cannot be turned
-into a single-layer one here: those go out as HDR10 from their base layer.
+as AV1 profile 10, choosing the compatibility id from the frames' colour tags (PQ -> 1,
+HLG -> 4, BT.709 -> 2). ffmpeg copies each RPU as it is, so:
+- an enhancement-layer RPU (profile 7) cannot be turned into a single-layer one here:
+  the base layer (HDR10) is encoded instead, with a warning;
+- profile 5 cannot be kept: ffmpeg picks compatibility id 0 (IPT) only from stream-wide
+  Dolby Vision metadata that its command line never hands the encoder, so the IPT
+  base layer would fail to encode or be labelled PQ. It is refused.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from drapto_engine.core.models import DolbyVisionInfo, Segment
 from drapto_engine.services.encoding.plan import VideoPlan
 from drapto_engine.services.encoding.svt import segment_argv
 
-KEPT_PROFILES = frozenset({5, 8})
+KEPT_PROFILES = frozenset({8})
 BASE_LAYER_PROFILES = frozenset({7})  # dual layer: the base layer is HDR10
 
 
@@ -40,9 +43,14 @@ def decide(dovi: DolbyVisionInfo, path: Path, hdr10_fallback: bool) -> DolbyVisi
             ),
         )
     if hdr10_fallback:
+        colours = (
+            " (its IPT base layer will look wrong without Dolby Vision)"
+            if dovi.profile == 5
+            else ""
+        )
         return DolbyVisionDecision(
             keep=False,
-            warning=f"Dolby Vision profile {dovi.profile} cannot be kept; encoding as HDR10 as asked",
+            warning=f"Dolby Vision profile {dovi.profile} cannot be kept; encoding the base layer as asked{colours}",
         )
     raise DraptoError(
         f"Dolby Vision profile {dovi.profile} cannot be kept in AV1",

@@ -4,34 +4,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from drapto_engine.core.models import MasteringDisplay, Segment
+from drapto_engine.core.models import Segment
 from drapto_engine.services.encoding.plan import VideoPlan
 
 PIX_FMT = "yuv420p10le"
 
 
-def _xy(point: tuple[float, float]) -> str:
-    return f"({point[0]:.4f},{point[1]:.4f})"
-
-
-def mastering_display_param(md: MasteringDisplay) -> str:
-    """SVT-AV1's `mastering-display` syntax: G(x,y)B(x,y)R(x,y)WP(x,y)L(max,min)."""
-    return (
-        f"G{_xy(md.green)}B{_xy(md.blue)}R{_xy(md.red)}WP{_xy(md.white_point)}"
-        f"L({md.max_luminance:.4f},{md.min_luminance:.4f})"
-    )
-
-
 def svt_params(plan: VideoPlan, threads: int) -> str:
-    """The -svtav1-params string: the job's parameters, thread share, HDR10 metadata."""
+    """The -svtav1-params string: the job's parameters and its thread share.
+
+    HDR10 mastering display and content light level are not passed here: ffmpeg's
+    libsvtav1 wrapper takes them from the decoded frames into both the bitstream and
+    the container, while `mastering-display`/`content-light` would reach only the
+    bitstream and leave the container disagreeing. Validation checks the result.
+    """
     params = [plan.svtav1_params] if plan.svtav1_params else []
     params.append(f"lp={max(1, threads)}")
-    video = plan.analysis.media.video
-    if video.mastering_display is not None:
-        params.append(f"mastering-display={mastering_display_param(video.mastering_display)}")
-    if video.content_light is not None:
-        cl = video.content_light
-        params.append(f"content-light={cl.max_cll},{cl.max_fall}")
     return ":".join(params)
 
 
@@ -51,8 +39,15 @@ def colour_args(plan: VideoPlan) -> list[str]:
 
 
 def video_filters(plan: VideoPlan) -> list[str]:
-    filters = [plan.crop.filter()] if plan.crop else []
-    return ["-vf", ",".join(filters)] if filters else []
+    """Timestamps rebased to 0, then the crop.
+
+    A segment must start at 0: the concat demuxer appends each file's whole span, so a
+    first frame at +33 ms would open a gap at every join and drift audio sync.
+    """
+    filters = ["setpts=PTS-STARTPTS"]
+    if plan.crop:
+        filters.append(plan.crop.filter())
+    return ["-vf", ",".join(filters)]
 
 
 def segment_argv(
