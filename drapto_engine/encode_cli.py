@@ -14,7 +14,10 @@ from drapto_engine.config import load_config
 from drapto_engine.core.events import EventBus
 from drapto_engine.core.flags import apply_flags, parse_override
 from drapto_engine.core.models import EncodeSettings
+from drapto_engine.core.state import StateManager
 from drapto_engine.infrastructure.ffmpeg.toolchain import find_toolchain
+from drapto_engine.infrastructure.paths import state_db
+from drapto_engine.infrastructure.store import StateStore
 from drapto_engine.printers import make_printer
 from drapto_engine.services.orchestrator import EncodeRequest, Orchestrator
 
@@ -39,6 +42,9 @@ def add_encode_parser(commands: Any) -> None:
     encode.add_argument("--keep-work", action="store_true", help="keep the work directory")
     encode.add_argument(
         "--work-dir", type=Path, help="where the work directory goes (default: beside the output)"
+    )
+    encode.add_argument(
+        "--state-dir", type=Path, help="where job state lives (default: the XDG state directory)"
     )
     encode.add_argument("--no-crop", action="store_true", help="never crop")
     encode.add_argument(
@@ -86,11 +92,14 @@ def default_output(source: Path) -> Path:
     return source.with_name(f"{source.stem}.av1.mkv")
 
 
-async def _encode(request: EncodeRequest, progress: str | None) -> int:
+async def _encode(request: EncodeRequest, progress: str | None, state_dir: Path | None) -> int:
     bus = EventBus()
     printer = make_printer(progress, sys.stdout)
     bus.subscribe(printer.handle)
-    orchestrator = Orchestrator(find_toolchain(load_config().ffmpeg_path).ffmpeg, bus)
+    store = StateStore(state_db(state_dir))
+    orchestrator = Orchestrator(
+        find_toolchain(load_config().ffmpeg_path).ffmpeg, bus, StateManager(store)
+    )
     task = asyncio.current_task()
     assert task is not None
     loop = asyncio.get_running_loop()
@@ -132,4 +141,4 @@ def run_encode(args: argparse.Namespace) -> int:
         keep_work=args.keep_work,
         work_root=args.work_dir,
     )
-    return asyncio.run(_encode(request, args.progress))
+    return asyncio.run(_encode(request, args.progress, args.state_dir))

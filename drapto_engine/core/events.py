@@ -80,6 +80,8 @@ class SegmentDone(_Event):
     size_bytes: int
     fps: float
     wall_s: float
+    resumed: bool = False
+    """Finished by an earlier, interrupted run and kept."""
 
 
 class SegmentFailed(_Event):

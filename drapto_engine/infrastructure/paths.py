@@ -23,3 +23,8 @@ def config_file() -> Path:
 
 def log_dir() -> Path:
     return state_dir() / "logs"
+
+
+def state_db(directory: Path | None = None) -> Path:
+    """The SQLite file holding jobs and segments."""
+    return (directory or state_dir()) / "drapto.db"

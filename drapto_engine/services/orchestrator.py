@@ -31,13 +31,22 @@ from drapto_engine.core.events import (
     StageChanged,
     Warning,
 )
-from drapto_engine.core.models import AudioStream, EncodeSettings, MediaInfo, Segment, VideoAnalysis
+from drapto_engine.core.models import (
+    AudioStream,
+    EncodeSettings,
+    MediaInfo,
+    Segment,
+    SegmentState,
+    VideoAnalysis,
+)
+from drapto_engine.core.state import JobRecord, JobStage, StateManager
 from drapto_engine.infrastructure.extents import Extent, stream_extents
 from drapto_engine.infrastructure.ffmpeg.progress import Progress
 from drapto_engine.infrastructure.ffmpeg.runner import run_checked
 from drapto_engine.infrastructure.probe import probe
 from drapto_engine.infrastructure.resources import (
     WorkerSlots,
+    cpu_count,
     check_disk,
     default_workers,
     estimated_output_bytes,
@@ -67,11 +76,24 @@ class EncodeRequest:
     """Where the job's work directory goes; default: beside the output."""
 
 
-def job_id(path: Path, settings: EncodeSettings) -> str:
-    """Stable for an input file (path, size, mtime) and the settings that shape its output."""
-    stat = path.stat()
-    key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{settings.model_dump_json()}"
-    return hashlib.sha256(key.encode()).hexdigest()[:12]
+WORK_PREFIX = ".drapto-work-"
+PARTIAL_SEGMENT = ".partial.mkv"
+
+
+def job_record(request: EncodeRequest) -> JobRecord:
+    """A job is its input file (path, size, mtime) and the settings that shape its output."""
+    stat = request.input.stat()
+    settings = request.settings.model_dump_json()
+    source = request.input.resolve()
+    key = f"{source}|{stat.st_size}|{stat.st_mtime_ns}|{settings}"
+    return JobRecord(
+        id=hashlib.sha256(key.encode()).hexdigest()[:12],
+        input=str(source),
+        input_size=stat.st_size,
+        input_mtime_ns=stat.st_mtime_ns,
+        output=str(request.output.resolve()),
+        settings=settings,
+    )
 
 
 def partial_name(output: Path) -> Path:
@@ -105,66 +127,103 @@ def _check_writable(folder: Path) -> None:
 class Orchestrator:
     """Runs one encode job, emitting an event for every stage and segment."""
 
-    def __init__(self, ffmpeg: str, bus: EventBus) -> None:
+    def __init__(self, ffmpeg: str, bus: EventBus, state: StateManager) -> None:
         self.ffmpeg = ffmpeg
         self.bus = bus
+        self.state = state
         self.slots: WorkerSlots | None = None
+        self.stage = JobStage.QUEUED
 
     async def encode(self, request: EncodeRequest) -> JobSummary:
+        """Run one job to its end, resuming what an interrupted run of it left."""
         preflight(request)
         media = await asyncio.to_thread(probe, request.input, self.ffmpeg)
-        job = await asyncio.to_thread(job_id, request.input, request.settings)
-        stage = "analyzing"
-        work = (request.work_root or request.output.parent) / f".drapto-work-{job}"
+        record = await asyncio.to_thread(job_record, request)
+        job = record.id
+        work_root = request.work_root or request.output.parent
+        work = work_root / f"{WORK_PREFIX}{job}"
         partial = partial_name(request.output)
-        started = time.monotonic()
-        try:
-            self.bus.emit(StageChanged(job=job, stage=stage))
-            analysis = await asyncio.to_thread(
-                analyze_media, media, crop_detection=request.settings.crop
+        _, dropped = await self.state.begin(record)
+        for old in dropped:
+            self.bus.emit(
+                Warning(
+                    job=job,
+                    message=f"{request.input} or its settings changed since an unfinished run: starting afresh",
+                )
             )
-            plan = VideoPlan.make(self.ffmpeg, analysis, request.settings)
-            self._emit_analysis(job, plan)
-            for message in plan.warnings:
-                self.bus.emit(Warning(job=job, message=message))
-            self._check_disk(request, analysis, work)
-            work.mkdir(parents=True, exist_ok=True)
-            audio_task = asyncio.create_task(self._encode_audio(job, media, work))
-            extents_task = asyncio.create_task(asyncio.to_thread(stream_extents, media.path))
-            try:
-                stage = "encoding"
-                self.bus.emit(StageChanged(job=job, stage="segmenting"))
-                segments = self._stream_segments(request.settings, plan, media)
-                files = await self._encode_segments(job, plan, segments, work, request.workers)
-                audio = await audio_task
-                extents = await extents_task
-            finally:
-                for task in (audio_task, extents_task):
-                    if not task.done():
-                        task.cancel()
-                        with contextlib.suppress(BaseException):
-                            await task
-            stage = "muxing"
-            self.bus.emit(StageChanged(job=job, stage=stage))
-            await self._mux(media, files, audio, work, partial, extents)
-            stage = "validating"
-            self.bus.emit(StageChanged(job=job, stage=stage))
-            expected = expected_output(plan, media, extents)
-            failures = await asyncio.to_thread(check_output, partial, expected, self.ffmpeg)
-            if failures:
-                raise ValidationError(request.input, failures)
-            os.replace(partial, request.output)
-            summary = self._summary(request, media, len(files), time.monotonic() - started)
-            self.bus.emit(StageChanged(job=job, stage="done"))
-            self.bus.emit(JobFinished(job=job, summary=summary))
-            return summary
+            await asyncio.to_thread(shutil.rmtree, work_root / f"{WORK_PREFIX}{old.id}", True)
+        self.stage = JobStage.QUEUED
+        heartbeat = asyncio.create_task(self.state.keep_alive(job))
+        keep_work = request.keep_work
+        try:
+            return await self._pipeline(job, request, media, work, partial)
         except DraptoError as exc:
-            self.bus.emit(JobFailed(job=job, stage=stage, error=exc.one_line()))
+            self.bus.emit(JobFailed(job=job, stage=self.stage.value, error=exc.one_line()))
+            await self.state.set_stage(job, JobStage.FAILED, exc.one_line())
+            raise
+        except asyncio.CancelledError:
+            # Interrupted: finished segments stay for the next run; in-flight ones go.
+            keep_work = True
+            await asyncio.shield(self._interrupted(job, work))
             raise
         finally:
+            heartbeat.cancel()
             partial.unlink(missing_ok=True)
-            if not request.keep_work:
+            if not keep_work:
                 await asyncio.to_thread(shutil.rmtree, work, True)
+            await asyncio.shield(self.state.release(job))
+
+    async def _interrupted(self, job: str, work: Path) -> None:
+        for leftover in work.glob(f"*{PARTIAL_SEGMENT}"):
+            leftover.unlink(missing_ok=True)
+        await self.state.set_stage(job, JobStage.QUEUED, "interrupted")
+
+    async def _set_stage(self, job: str, stage: JobStage) -> None:
+        await self.state.set_stage(job, stage)
+        self.stage = stage
+        self.bus.emit(StageChanged(job=job, stage=stage.value))
+
+    async def _pipeline(
+        self, job: str, request: EncodeRequest, media: MediaInfo, work: Path, partial: Path
+    ) -> JobSummary:
+        started = time.monotonic()
+        await self._set_stage(job, JobStage.ANALYZING)
+        analysis = await asyncio.to_thread(
+            analyze_media, media, crop_detection=request.settings.crop
+        )
+        await self.state.save(job, analysis=analysis.model_dump_json())
+        plan = VideoPlan.make(self.ffmpeg, analysis, request.settings)
+        self._emit_analysis(job, plan)
+        for message in plan.warnings:
+            self.bus.emit(Warning(job=job, message=message))
+        self._check_disk(request, analysis, work)
+        work.mkdir(parents=True, exist_ok=True)
+        audio_task = asyncio.create_task(self._encode_audio(job, media, work))
+        extents_task = asyncio.create_task(asyncio.to_thread(stream_extents, media.path))
+        try:
+            await self._set_stage(job, JobStage.SEGMENTING)
+            segments = self._stream_segments(request.settings, plan, media)
+            files = await self._encode_segments(job, plan, segments, work, request.workers)
+            audio = await audio_task
+            extents = await extents_task
+        finally:
+            for task in (audio_task, extents_task):
+                if not task.done():
+                    task.cancel()
+                    with contextlib.suppress(BaseException):
+                        await task
+        await self._set_stage(job, JobStage.MUXING)
+        await self._mux(media, files, audio, work, partial, extents)
+        await self._set_stage(job, JobStage.VALIDATING)
+        expected = expected_output(plan, media, extents)
+        failures = await asyncio.to_thread(check_output, partial, expected, self.ffmpeg)
+        if failures:
+            raise ValidationError(request.input, failures)
+        os.replace(partial, request.output)
+        summary = self._summary(request, media, len(files), time.monotonic() - started)
+        await self._set_stage(job, JobStage.DONE)
+        self.bus.emit(JobFinished(job=job, summary=summary))
+        return summary
 
     def _emit_analysis(self, job: str, plan: VideoPlan) -> None:
         a = plan.analysis
@@ -236,7 +295,10 @@ class Orchestrator:
             try:
                 async for segment in segments:
                     if not planned:
-                        self.bus.emit(StageChanged(job=job, stage="encoding"))
+                        await self._set_stage(job, JobStage.ENCODING)
+                    await self.state.plan_segment(
+                        job, segment.index, segment.start_frame, segment.end_frame
+                    )
                     planned.append(segment)
                     pending.append(segment)
                     self.bus.emit(
@@ -262,7 +324,11 @@ class Orchestrator:
                 segment = max(pending, key=lambda s: (s.frame_count, -s.index))
                 pending.remove(segment)
                 path = work / f"segment-{segment.index:05d}.mkv"
-                await self._encode_segment(job, plan, segment, path, threads)
+                # The last segment to start would otherwise run on one core's share
+                # while the others' cores fall idle as they finish.
+                last = finished_planning and not pending
+                share = cpu_count() if last else threads
+                await self._encode_segment(job, plan, segment, path, share)
 
         try:
             async with asyncio.TaskGroup() as group:
@@ -276,24 +342,50 @@ class Orchestrator:
         )
         return [work / f"segment-{s.index:05d}.mkv" for s in planned]
 
+    async def _reuse(self, job: str, segment: Segment, path: Path) -> bool:
+        """A segment finished by an earlier run counts if its file has all its frames."""
+        record = (await self.state.segments(job)).get(segment.index)
+        if record is None or record.state is not SegmentState.DONE:
+            return False
+        frames = await asyncio.to_thread(_video_packets, path) if path.exists() else -1
+        if frames != segment.frame_count:
+            await self.state.set_segment(job, segment.index, SegmentState.PENDING)
+            return False
+        self.bus.emit(
+            SegmentDone(
+                job=job,
+                index=segment.index,
+                frames=frames,
+                size_bytes=path.stat().st_size,
+                fps=record.fps or 0.0,
+                wall_s=record.wall_s or 0.0,
+                resumed=True,
+            )
+        )
+        return True
+
     async def _encode_segment(
         self, job: str, plan: VideoPlan, segment: Segment, path: Path, threads: int
     ) -> None:
         assert self.slots is not None
+        if await self._reuse(job, segment, path):
+            return
+        partial = path.with_name(path.stem + PARTIAL_SEGMENT)
         for attempt in range(1, SEGMENT_ATTEMPTS + 1):
             async with self.slots.slot():
                 started = time.monotonic()
+                await self.state.set_segment(job, segment.index, SegmentState.RUNNING)
                 self.bus.emit(
                     SegmentStarted(job=job, index=segment.index, attempt=attempt, threads=threads)
                 )
                 try:
                     await run_checked(
-                        plan.encoder.segment_argv(plan, segment, path, threads),
+                        plan.encoder.segment_argv(plan, segment, partial, threads),
                         f"segment {segment.index} encode",
                         plan.source,
                         on_progress=self._progress_reporter(job, segment),
                     )
-                    frames = await asyncio.to_thread(_video_packets, path)
+                    frames = await asyncio.to_thread(_video_packets, partial)
                     if frames != segment.frame_count:
                         raise EncodeError(
                             f"segment {segment.index} has {frames} frames, planned {segment.frame_count}",
@@ -301,6 +393,7 @@ class Orchestrator:
                         )
                 except EncodeError as exc:
                     retry = attempt < SEGMENT_ATTEMPTS
+                    await self.state.set_segment(job, segment.index, SegmentState.FAILED)
                     self.bus.emit(
                         SegmentFailed(
                             job=job,
@@ -314,14 +407,24 @@ class Orchestrator:
                     if retry:
                         continue
                     raise
+                os.replace(partial, path)
                 wall = time.monotonic() - started
+                fps = frames / wall if wall > 0 else 0.0
+                await self.state.set_segment(
+                    job,
+                    segment.index,
+                    SegmentState.DONE,
+                    size_bytes=path.stat().st_size,
+                    fps=fps,
+                    wall_s=wall,
+                )
                 self.bus.emit(
                     SegmentDone(
                         job=job,
                         index=segment.index,
                         frames=frames,
                         size_bytes=path.stat().st_size,
-                        fps=frames / wall if wall > 0 else 0.0,
+                        fps=fps,
                         wall_s=wall,
                     )
                 )
