@@ -64,14 +64,28 @@ def mastering(raw: bytes) -> tuple[float, ...]:
 
 
 def make_dv(
-    ffmpeg: str, source: Path, out: Path, *, loops: int = 0, vf: str = "scale=320:180"
+    ffmpeg: str,
+    source: Path,
+    out: Path,
+    *,
+    loops: int = 0,
+    picture: tuple[int, int, int, int] = (320, 180, 0, 0),
 ) -> Path:
-    """A Dolby Vision 8.1 HEVC file re-encoded from the real sample (RPUs kept by x265)."""
+    """A Dolby Vision 8.1 HEVC file re-encoded from the real sample, RPUs kept by x265.
+
+    The sample's frames are black, so a test picture (`picture`: width, height, x, y) is
+    laid over them; overlay keeps the main input's side data, so every RPU survives."""
+    w, h, x, y = picture
+    graph = (
+        "[0:v]scale=320:180,setsar=1[bg];"
+        f"testsrc2=s={w}x{h}:r=24000/1001[fg];"
+        f"[bg][fg]overlay={x}:{y}:shortest=1:format=yuv420p10[v]"
+    )
     subprocess.run(
         [
             ffmpeg, "-hide_banner", "-loglevel", "error", "-y", "-stream_loop", str(loops),
-            "-i", str(source), "-vf", vf, "-c:v", "libx265", "-preset", "ultrafast",
-            "-dolbyvision", "1", "-x265-params", DV_X265, *PQ_TAGS, str(out),
+            "-i", str(source), "-filter_complex", graph, "-map", "[v]", "-c:v", "libx265",
+            "-preset", "ultrafast", "-dolbyvision", "1", "-x265-params", DV_X265, *PQ_TAGS, str(out),
         ],
         check=True,
     )  # fmt: skip
@@ -128,7 +142,7 @@ def test_dolby_vision_crop_only_with_flag(ffmpeg: str, shared_media: Path, tmp_p
         ffmpeg,
         shared_media / "dv-p81-regular.mkv",
         tmp_path / "dv-letterbox.mkv",
-        vf="scale=320:136,pad=320:180:0:22",
+        picture=(320, 136, 0, 22),
     )
     kept = tmp_path / "kept.mkv"
     run = encode(source, kept)
