@@ -61,6 +61,19 @@ def timed(argv: list[str]) -> tuple[float, float]:
     return wall, cpu
 
 
+def psnr(ffmpeg: str, encoded: Path, reference: Path) -> float:
+    """Average luma PSNR of an encode against its source (the same frames, same size)."""
+    done = subprocess.run(
+        [
+            ffmpeg, "-hide_banner", "-nostats", "-i", str(encoded), "-i", str(reference),
+            "-lavfi", "[0:v]format=yuv420p[a];[1:v]format=yuv420p[b];[a][b]psnr", "-f", "null", "-",
+        ],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    line = next(x for x in done.stderr.splitlines() if "PSNR y:" in x)
+    return float(line.split("y:")[1].split()[0])
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=3)
@@ -68,6 +81,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=72.0)
     parser.add_argument("--size", default="1920x1080")
     parser.add_argument("--workers", type=int, default=None)
+    parser.add_argument("--quality", action="store_true", help="also measure each output's PSNR")
     args = parser.parse_args()
     if not SOURCE.exists():
         print(f"bench: {SOURCE} is missing (the shared media folder)", file=sys.stderr)
@@ -114,6 +128,11 @@ def main() -> int:
         "size_bytes": sizes,
         "size_ratio": sizes["drapto"] / sizes["plain"],
     }
+    if args.quality:
+        result["psnr_y_db"] = {
+            name: psnr(ffmpeg, out, source)
+            for name, out in (("plain", plain_out), ("drapto", drapto_out))
+        }
     print(json.dumps(result, indent=2))
     (OUT / f"encode_speed-{cores}cores.json").write_text(json.dumps(result, indent=2))
     return 0

@@ -46,8 +46,8 @@ from drapto_engine.infrastructure.ffmpeg.runner import run_checked
 from drapto_engine.infrastructure.probe import probe
 from drapto_engine.infrastructure.resources import (
     WorkerSlots,
-    cpu_count,
     check_disk,
+    cpu_count,
     default_workers,
     estimated_output_bytes,
     threads_per_worker,
@@ -351,18 +351,25 @@ class Orchestrator:
         if frames != segment.frame_count:
             await self.state.set_segment(job, segment.index, SegmentState.PENDING)
             return False
+        self._segment_done(
+            job, segment, path, record.fps or 0.0, record.wall_s or 0.0, resumed=True
+        )
+        return True
+
+    def _segment_done(
+        self, job: str, segment: Segment, path: Path, fps: float, wall: float, resumed: bool = False
+    ) -> None:
         self.bus.emit(
             SegmentDone(
                 job=job,
                 index=segment.index,
-                frames=frames,
+                frames=segment.frame_count,
                 size_bytes=path.stat().st_size,
-                fps=record.fps or 0.0,
-                wall_s=record.wall_s or 0.0,
-                resumed=True,
+                fps=fps,
+                wall_s=wall,
+                resumed=resumed,
             )
         )
-        return True
 
     async def _encode_segment(
         self, job: str, plan: VideoPlan, segment: Segment, path: Path, threads: int
@@ -418,16 +425,7 @@ class Orchestrator:
                     fps=fps,
                     wall_s=wall,
                 )
-                self.bus.emit(
-                    SegmentDone(
-                        job=job,
-                        index=segment.index,
-                        frames=frames,
-                        size_bytes=path.stat().st_size,
-                        fps=fps,
-                        wall_s=wall,
-                    )
-                )
+                self._segment_done(job, segment, path, fps, wall)
                 return
 
     def _progress_reporter(self, job: str, segment: Segment) -> Callable[[Progress], None]:
