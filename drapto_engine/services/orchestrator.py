@@ -45,7 +45,7 @@ from drapto_engine.infrastructure.ffmpeg.progress import Progress
 from drapto_engine.infrastructure.ffmpeg.runner import run_checked
 from drapto_engine.infrastructure.probe import probe
 from drapto_engine.infrastructure.resources import (
-    WorkerSlots,
+    ResourceManager,
     check_disk,
     cpu_count,
     default_workers,
@@ -54,9 +54,10 @@ from drapto_engine.infrastructure.resources import (
 )
 from drapto_engine.services.detection import analyze_media
 from drapto_engine.services.encoding.audio import audio_argv, bitrate_kbps, output_channels
-from drapto_engine.services.encoding.mux import concat_list, mux_argv
+from drapto_engine.services.encoding.mux import concat_list, mux_argv, segment_durations
 from drapto_engine.services.encoding.plan import VideoPlan
 from drapto_engine.services.segmentation import stream_segments
+from drapto_engine.services.segmentation.timestamps import frame_times
 from drapto_engine.services.validation import Expected, ExpectedAudio, check_output
 
 log = logging.getLogger(__name__)
@@ -131,7 +132,7 @@ class Orchestrator:
         self.ffmpeg = ffmpeg
         self.bus = bus
         self.state = state
-        self.slots: WorkerSlots | None = None
+        self.slots: ResourceManager | None = None
         self.stage = JobStage.QUEUED
 
     async def encode(self, request: EncodeRequest) -> JobSummary:
@@ -200,20 +201,26 @@ class Orchestrator:
         work.mkdir(parents=True, exist_ok=True)
         audio_task = asyncio.create_task(self._encode_audio(job, media, work))
         extents_task = asyncio.create_task(asyncio.to_thread(stream_extents, media.path))
+        times_task = asyncio.create_task(asyncio.to_thread(frame_times, media.path))
         try:
             await self._set_stage(job, JobStage.SEGMENTING)
             segments = self._stream_segments(request.settings, plan, media)
-            files = await self._encode_segments(job, plan, segments, work, request.workers)
+            planned = await self._encode_segments(job, plan, segments, work, request.workers)
             audio = await audio_task
             extents = await extents_task
+            times = await times_task
         finally:
-            for task in (audio_task, extents_task):
+            for task in (audio_task, extents_task, times_task):
                 if not task.done():
                     task.cancel()
                     with contextlib.suppress(BaseException):
                         await task
         await self._set_stage(job, JobStage.MUXING)
-        await self._mux(media, files, audio, work, partial, extents)
+        files = [segment_file(work, s) for s in planned]
+        video = extents.get(media.video.index)
+        end = video.end_s - media.start_time_s if video else times[-1]
+        durations = segment_durations([s.start_frame for s in planned], times, end)
+        await self._mux(media, files, durations, audio, work, partial, extents)
         await self._set_stage(job, JobStage.VALIDATING)
         expected = expected_output(plan, media, extents)
         failures = await asyncio.to_thread(check_output, partial, expected, self.ffmpeg)
@@ -275,7 +282,7 @@ class Orchestrator:
         segments: AsyncIterator[Segment],
         work: Path,
         workers: int | None,
-    ) -> list[Path]:
+    ) -> list[Segment]:
         """Encode segments as segmentation yields them, longest waiting segment first.
 
         Starting while scene detection still runs, and finishing on short segments,
@@ -283,7 +290,9 @@ class Orchestrator:
         parallel encoding otherwise loses.
         """
         limit = max(1, workers or default_workers(plan.analysis.resolution_class))
-        self.slots = WorkerSlots(limit)
+        self.slots = ResourceManager(
+            limit, on_notice=lambda message: self.bus.emit(Warning(job=job, message=message))
+        )
         threads = threads_per_worker(limit)
         pending: list[Segment] = []
         planned: list[Segment] = []
@@ -323,7 +332,7 @@ class Orchestrator:
                     return
                 segment = max(pending, key=lambda s: (s.frame_count, -s.index))
                 pending.remove(segment)
-                path = work / f"segment-{segment.index:05d}.mkv"
+                path = segment_file(work, segment)
                 # The last segment to start would otherwise run on one core's share
                 # while the others' cores fall idle as they finish.
                 last = finished_planning and not pending
@@ -331,7 +340,7 @@ class Orchestrator:
                 await self._encode_segment(job, plan, segment, path, share)
 
         try:
-            async with asyncio.TaskGroup() as group:
+            async with self.slots.sampling(), asyncio.TaskGroup() as group:
                 group.create_task(plan_all())
                 for _ in range(limit):
                     group.create_task(worker())
@@ -340,7 +349,7 @@ class Orchestrator:
         self.bus.emit(
             SegmentsPlanned(job=job, count=len(planned), frames=[s.frame_count for s in planned])
         )
-        return [work / f"segment-{s.index:05d}.mkv" for s in planned]
+        return planned
 
     async def _reuse(self, job: str, segment: Segment, path: Path) -> bool:
         """A segment finished by an earlier run counts if its file has all its frames."""
@@ -378,8 +387,10 @@ class Orchestrator:
         if await self._reuse(job, segment, path):
             return
         partial = path.with_name(path.stem + PARTIAL_SEGMENT)
+        resolution = plan.analysis.resolution_class
         for attempt in range(1, SEGMENT_ATTEMPTS + 1):
-            async with self.slots.slot():
+            estimate = self.slots.estimate(resolution)
+            async with self.slots.admit(estimate, segment=segment.index) as ticket:
                 started = time.monotonic()
                 await self.state.set_segment(job, segment.index, SegmentState.RUNNING)
                 self.bus.emit(
@@ -391,6 +402,7 @@ class Orchestrator:
                         f"segment {segment.index} encode",
                         plan.source,
                         on_progress=self._progress_reporter(job, segment),
+                        on_start=ticket.track,
                     )
                     frames = await asyncio.to_thread(_video_packets, partial)
                     if frames != segment.frame_count:
@@ -415,6 +427,7 @@ class Orchestrator:
                         continue
                     raise
                 os.replace(partial, path)
+                self.slots.record_peak(resolution, ticket.peak_rss_bytes)
                 wall = time.monotonic() - started
                 fps = frames / wall if wall > 0 else 0.0
                 await self.state.set_segment(
@@ -473,13 +486,14 @@ class Orchestrator:
         self,
         media: MediaInfo,
         files: list[Path],
+        durations: list[float],
         audio: list[tuple[AudioStream, Path]],
         work: Path,
         partial: Path,
         extents: dict[int, Extent],
     ) -> None:
         listing = work / "segments.txt"
-        listing.write_text(concat_list(files), encoding="utf-8")
+        listing.write_text(concat_list(files, durations), encoding="utf-8")
         video = extents.get(media.video.index)
         offset = video.start_s - media.start_time_s if video else 0.0
         await run_checked(
@@ -506,6 +520,10 @@ class Orchestrator:
             encode_fps=frames / wall if wall > 0 else 0.0,
             segments=segments,
         )
+
+
+def segment_file(work: Path, segment: Segment) -> Path:
+    return work / f"segment-{segment.index:05d}.mkv"
 
 
 def first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:

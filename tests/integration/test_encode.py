@@ -123,7 +123,7 @@ def test_every_source_frame_once_in_order(shared_media: Path, tmp_path: Path) ->
 
 def test_real_footage_with_cuts(shared_media: Path, tmp_path: Path) -> None:
     output = tmp_path / "testvideo.mkv"
-    run = encode(shared_media / "testvideo.mp4", output, "--min-segment", "1")
+    run = encode(shared_media / "testvideo.mp4", output, "--min-segment", "0.5")
     assert run.returncode == 0, run.stderr
     planned = run.of("segments_planned")[0]
     starts = np.cumsum([0, *planned["frames"][:-1]]).tolist()
@@ -290,7 +290,10 @@ def test_interrupt_stops_everything_quickly(make_media, tmp_path: Path, signum: 
     assert "stopped" in stderr
     assert not any(e["type"] == "job_finished" for e in parse_events(rest))
     assert ffmpeg_processes_touching(out_dir) == []
-    assert list(out_dir.iterdir()) == []
+    # No output and no partial file; only the work directory with finished segments.
+    (work,) = out_dir.iterdir()
+    assert work.name.startswith(".drapto-work-")
+    assert [p.name for p in work.glob("*.partial.*")] == []
 
 
 def test_bad_input_is_one_line(tmp_path: Path) -> None:
@@ -351,9 +354,11 @@ def test_source_not_starting_at_zero_keeps_its_timing(make_media, tmp_path: Path
     out = inspect(output)
     assert out.frames_decoded == 75
     video, audio = out.of("video")[0], out.of("audio")[0]
-    # Audio stays aligned with the video as in the source (Opus pre-skip aside).
+    # Audio stays aligned with the video. Packet start times include each codec's
+    # priming (AAC 21 ms in the source, Opus 6.5 ms in the output), hence the margin.
     src_offset = src.of("audio")[0].start_s - src.of("video")[0].start_s
-    assert audio.start_s - video.start_s == pytest.approx(src_offset, abs=0.01)
+    assert abs(src_offset) < 0.025
+    assert abs(audio.start_s - video.start_s) < 0.025
     assert _video_times(output) == pytest.approx(_video_times(source), abs=0.0015)
     assert len(out.of("subtitle")) == 1
 

@@ -63,6 +63,10 @@ async def stop_process(proc: asyncio.subprocess.Process) -> None:
     """Ask ffmpeg to finish ('q'), then SIGTERM, then SIGKILL, each with a short wait."""
     if proc.returncode is not None:
         return
+    # An encoder suspended for memory cannot act on 'q' or SIGTERM: continue its
+    # process group (ffmpeg and its children) first.
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGCONT)
     if proc.stdin is not None and not proc.stdin.is_closing():
         with contextlib.suppress(OSError, RuntimeError):
             proc.stdin.write(b"q")

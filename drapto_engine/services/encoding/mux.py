@@ -11,13 +11,26 @@ from drapto_engine.core.models import AudioStream, Dispositions, MediaInfo
 SUBTITLE_CONVERSIONS = {"mov_text": "srt"}
 
 
-def concat_list(segment_files: Sequence[Path]) -> str:
-    """A concat demuxer list; quotes in names escaped as the demuxer expects."""
+def concat_list(segment_files: Sequence[Path], durations: Sequence[float] | None = None) -> str:
+    """A concat demuxer list; quotes in names escaped as the demuxer expects.
+
+    `durations` place each file exactly: from its first frame to the next file's first
+    frame in the source. Without them the demuxer trusts each file's own span, whose
+    last frame duration is only a guess under a variable frame rate.
+    """
     lines = []
-    for path in segment_files:
+    for i, path in enumerate(segment_files):
         escaped = str(path.resolve()).replace("'", "'\\''")
         lines.append(f"file '{escaped}'")
+        if durations is not None:
+            lines.append(f"duration {durations[i]:.6f}")
     return "\n".join(lines) + "\n"
+
+
+def segment_durations(starts: Sequence[int], times: Sequence[float], end_s: float) -> list[float]:
+    """Each segment's span in the source: its first frame to the next segment's first frame."""
+    firsts = [times[i] for i in starts]
+    return [b - a for a, b in zip(firsts, [*firsts[1:], end_s], strict=True)]
 
 
 def _offset(seconds: float) -> list[str]:

@@ -1,0 +1,245 @@
+"""ResourceManager on real ffmpeg processes: sampling, suspension under pressure, shutdown.
+
+Memory readings are simulated (a test cannot safely exhaust this machine's memory); the
+processes sampled, stopped and continued are real.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shlex
+import signal
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+
+import psutil
+import pytest
+
+from drapto_engine.infrastructure.ffmpeg.runner import _die_with_parent
+from drapto_engine.infrastructure.resources import (
+    GIB,
+    Admission,
+    Memory,
+    ResourceManager,
+)
+
+pytestmark = pytest.mark.timeout(60)
+
+TOTAL = 16 * GIB
+RESERVE = int(0.15 * TOTAL)
+WAIT_S = 5.0
+
+
+class FakeMemory:
+    def __init__(self, available: int) -> None:
+        self.available = available
+
+    def __call__(self) -> Memory:
+        return Memory(total=TOTAL, available=self.available)
+
+
+def source_argv(ffmpeg: str) -> list[str]:
+    """A real-time 320x240 encode to nowhere, reporting its frame count every 0.1 s.
+
+    Bounded to 30 s so that nothing outlives a test run killed before its cleanup.
+    """
+    return [
+        ffmpeg, "-hide_banner", "-loglevel", "error", "-nostats",
+        "-re", "-f", "lavfi", "-i", "testsrc2=s=320x240:r=25", "-t", "30",
+        "-f", "null", "-progress", "pipe:1", "-stats_period", "0.1", "-",
+    ]  # fmt: skip
+
+
+@dataclass
+class Encoder:
+    proc: asyncio.subprocess.Process
+    frame: int = 0
+    reader: asyncio.Task[None] | None = field(default=None, repr=False)
+
+    @property
+    def status(self) -> str:
+        return str(psutil.Process(self.proc.pid).status())
+
+    async def read_progress(self) -> None:
+        assert self.proc.stdout is not None
+        while line := await self.proc.stdout.readline():
+            key, _, value = line.decode().strip().partition("=")
+            if key == "frame":
+                self.frame = int(value)
+
+
+class Processes:
+    """Spawns real processes, each in its own session so that the whole tree can be killed."""
+
+    def __init__(self) -> None:
+        self.started: list[Encoder] = []
+
+    async def spawn(self, *argv: str) -> Encoder:
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
+        )
+        encoder = Encoder(proc)
+        encoder.reader = asyncio.create_task(encoder.read_progress())
+        self.started.append(encoder)
+        return encoder
+
+    async def kill_all(self) -> None:
+        for encoder in self.started:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(encoder.proc.pid, signal.SIGKILL)  # SIGKILL ends stopped ones too
+            await encoder.proc.wait()
+            if encoder.reader is not None:
+                await encoder.reader
+
+
+@pytest.fixture
+async def processes() -> AsyncIterator[Processes]:
+    made = Processes()
+    try:
+        yield made
+    finally:
+        await made.kill_all()
+
+
+async def until(condition: Callable[[], bool], what: str) -> None:
+    """Poll briefly for something that happens asynchronously in another process."""
+    async with asyncio.timeout(WAIT_S):
+        while not condition():
+            await asyncio.sleep(0.02)
+    assert condition(), what
+
+
+@contextlib.asynccontextmanager
+async def admitted(
+    manager: ResourceManager, encoder: Encoder, segment: int
+) -> AsyncIterator[Admission]:
+    async with manager.admit(0, segment=segment) as ticket:
+        ticket.track(encoder.proc)
+        yield ticket
+
+
+async def test_sampling_reports_cpu_and_rss_of_an_encoder_and_its_children(
+    ffmpeg: str, processes: Processes
+) -> None:
+    # A shell that stays the parent of two encoders: the tracked process itself uses
+    # nearly nothing, so CPU and most RSS can only come from its children.
+    argv = shlex.join(source_argv(ffmpeg))
+    wrapper = await processes.spawn(
+        "/bin/sh", "-c", f"{argv} >/dev/null & {argv} >/dev/null & wait"
+    )
+    shell = psutil.Process(wrapper.proc.pid)
+    await until(lambda: len(shell.children()) == 2, "the shell started both encoders")
+    children_rss = sum(c.memory_info().rss for c in shell.children())
+
+    manager = ResourceManager(2, memory=FakeMemory(TOTAL), interval_s=0.2)
+    async with manager.sampling(), manager.admit(0, segment=7) as ticket:
+        ticket.track(wrapper.proc)
+
+        def measured() -> bool:
+            last = manager.latest
+            return last is not None and bool(last.encoders) and last.encoders[0].cpu_percent > 0
+
+        await until(measured, "a sample with the encoder's CPU use")
+    assert manager.latest is not None
+    sample = manager.latest.encoders[0]
+    assert sample.pid == wrapper.proc.pid
+    assert sample.segment == 7
+    assert not sample.suspended
+    assert sample.rss_bytes > shell.memory_info().rss + children_rss // 2
+    assert ticket.peak_rss_bytes >= sample.rss_bytes
+    assert manager.latest.running == 1
+
+
+async def test_pressure_suspends_the_newest_encoder_and_resumes_it_when_memory_returns(
+    ffmpeg: str, processes: Processes
+) -> None:
+    notices: list[str] = []
+    memory = FakeMemory(available=TOTAL // 2)
+    manager = ResourceManager(3, memory=memory, on_notice=notices.append)
+    a, b, c = [await processes.spawn(*source_argv(ffmpeg)) for _ in range(3)]
+    async with admitted(manager, a, 1), admitted(manager, b, 2), admitted(manager, c, 3):
+        await until(lambda: min(e.frame for e in (a, b, c)) > 0, "all three encoding")
+
+        memory.available = RESERVE - 1
+        first = await manager.sample()
+        assert first.suspended == 0  # one low sample is not yet pressure
+        second = await manager.sample()
+        assert second.suspended == 1
+        assert [e.suspended for e in second.encoders] == [False, False, True]
+        await until(lambda: c.status == psutil.STATUS_STOPPED, "the newest encoder stopped")
+        assert a.status != psutil.STATUS_STOPPED and b.status != psutil.STATUS_STOPPED
+        assert notices[-1].startswith("memory pressure: suspended encoder of segment 3")
+        await asyncio.sleep(0.3)  # lets any progress line already written arrive
+        stopped_at = c.frame
+        await asyncio.sleep(0.3)
+        assert c.frame == stopped_at, "a stopped encoder made progress"
+
+        # Still low: two more samples stop the next newest; the last one always runs.
+        for _ in range(6):
+            await manager.sample()
+        await until(lambda: b.status == psutil.STATUS_STOPPED, "the second encoder stopped")
+        assert a.status != psutil.STATUS_STOPPED
+
+        memory.available = TOTAL // 2
+        resumed = await manager.sample()  # one resumption per sample, oldest first
+        assert [e.suspended for e in resumed.encoders] == [False, False, True]
+        await until(lambda: b.status != psutil.STATUS_STOPPED, "segment 2 resumed")
+        await manager.sample()
+        await until(lambda: c.status != psutil.STATUS_STOPPED, "segment 3 resumed")
+        assert notices[-2:] == [
+            "memory recovered: resumed encoder of segment 2",
+            "memory recovered: resumed encoder of segment 3",
+        ]
+        await until(lambda: c.frame > stopped_at, "the resumed encoder goes on")
+
+
+async def test_nothing_is_admitted_while_an_encoder_is_suspended(
+    ffmpeg: str, processes: Processes
+) -> None:
+    memory = FakeMemory(available=TOTAL // 2)
+    manager = ResourceManager(4, memory=memory)
+    a, b = [await processes.spawn(*source_argv(ffmpeg)) for _ in range(2)]
+    async with admitted(manager, a, 1), admitted(manager, b, 2) as newest:
+        memory.available = RESERVE - 1
+        for _ in range(2):
+            await manager.sample()
+        assert newest.suspended
+        memory.available = RESERVE + newest.rss_bytes // 2  # above the reserve, not enough
+        await manager.sample()
+        assert newest.suspended
+
+        async def another() -> None:
+            async with manager.admit(0):
+                pass
+
+        waiter = asyncio.create_task(another())
+        await asyncio.sleep(0.05)
+        assert not waiter.done()
+        waiter.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await waiter
+    # Leaving the admission resumes what it left stopped.
+    await until(lambda: b.status != psutil.STATUS_STOPPED, "released encoder resumed")
+
+
+async def test_shutdown_leaves_nothing_suspended(ffmpeg: str, processes: Processes) -> None:
+    memory = FakeMemory(available=TOTAL // 2)
+    manager = ResourceManager(2, memory=memory, interval_s=0.05)
+    a, b = [await processes.spawn(*source_argv(ffmpeg)) for _ in range(2)]
+    async with admitted(manager, a, 1), admitted(manager, b, 2):
+        memory.available = RESERVE - 1
+        manager.start()
+        await until(lambda: b.status == psutil.STATUS_STOPPED, "pressure stopped one encoder")
+        await manager.shutdown()
+        await until(lambda: b.status != psutil.STATUS_STOPPED, "shutdown resumed it")
+        count = len(manager.history)
+        await asyncio.sleep(0.15)
+        assert len(manager.history) == count, "sampling went on after shutdown"
+        assert a.status != psutil.STATUS_STOPPED
