@@ -30,7 +30,7 @@ OnProgress = Callable[[Progress], None]
 OnStart = Callable[[asyncio.subprocess.Process], None]
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child
+def die_with_parent() -> None:  # pragma: no cover - runs in the child
     """Linux: the kernel sends SIGKILL to this child when drapto dies, even by SIGKILL."""
     if sys.platform.startswith("linux"):
         with contextlib.suppress(OSError):
@@ -99,7 +99,7 @@ async def run_ffmpeg(
         stderr=asyncio.subprocess.PIPE,
         cwd=cwd,
         env={**os.environ, **CHILD_ENV},
-        preexec_fn=_die_with_parent,
+        preexec_fn=die_with_parent,
         process_group=0,  # the terminal's Ctrl-C reaches drapto, which stops ffmpeg in order
     )
     if on_start is not None:

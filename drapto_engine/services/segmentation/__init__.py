@@ -1,4 +1,10 @@
-"""Segmentation: where the video is cut, and the frame ranges that get encoded."""
+"""Segmentation: where the video has scene cuts, and the frame ranges that get encoded.
+
+Frame times come from demuxing (fast), cuts from one small decode of the whole video
+(slow); both run at once. `stream_segments` hands out each segment as soon as no later
+cut can change it, so encoding starts while detection is still running;
+`segment_video` returns the same plan in one piece.
+"""
 
 from __future__ import annotations
 
@@ -9,60 +15,38 @@ from pathlib import Path
 
 from drapto_engine.core.models import Segment
 from drapto_engine.services.segmentation.planner import (
+    Timeline,
     final_segments,
     fixed_segments,
+    plan_on,
     plan_segments,
 )
 from drapto_engine.services.segmentation.scenes import detect_cuts
 from drapto_engine.services.segmentation.timestamps import frame_times
 
+__all__ = [
+    "detect_cuts",
+    "fixed_segments",
+    "frame_times",
+    "plan_segments",
+    "segment_video",
+    "stream_segments",
+]
+
 log = logging.getLogger(__name__)
 
 
-async def stream_segments(
-    ffmpeg: str,
-    source: Path,
-    *,
-    min_s: float,
-    max_s: float,
-    scene_detection: bool = True,
-) -> AsyncIterator[Segment]:
-    """Yield segments in order as soon as each is certain, while detection still runs."""
-    times = await asyncio.to_thread(frame_times, source)
-    if not times:
-        return
-    if not scene_detection:
-        for segment in fixed_segments(times, length_s=max_s, min_s=min_s):
-            yield segment
-        return
-    queue: asyncio.Queue[list[Segment] | None] = asyncio.Queue()
-    sent = 0
-
-    def on_cuts(settled: int, cuts: list[int]) -> None:
-        nonlocal sent
-        ready = final_segments(cuts, times, settled, min_s=min_s, max_s=max_s)
-        if len(ready) > sent:
-            queue.put_nowait(ready[sent:])
-            sent = len(ready)
-
-    async def scan() -> list[int]:
-        try:
-            return (await detect_cuts(ffmpeg, source, on_cuts)).cuts
-        finally:
-            queue.put_nowait(None)
-
-    task = asyncio.create_task(scan())
-    try:
-        while (batch := await queue.get()) is not None:
-            for segment in batch:
-                yield segment
-        cuts = await task
-        for segment in plan_segments(cuts, times, min_s=min_s, max_s=max_s)[sent:]:
-            yield segment
-    finally:
-        if not task.done():
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+def _check_cuts(source: Path, cuts: list[int], frames: int) -> list[int]:
+    """Cuts on frames the packets do not know of (a decoder that disagrees) are dropped."""
+    inside = [c for c in cuts if c < frames]
+    if len(inside) < len(cuts):
+        log.warning(
+            "%s: scene detection saw more frames than the container lists (%d); "
+            "cuts past the end are ignored",
+            source.name,
+            frames,
+        )
+    return inside
 
 
 async def segment_video(
@@ -73,10 +57,64 @@ async def segment_video(
     max_s: float,
     scene_detection: bool = True,
 ) -> list[Segment]:
-    """The whole plan at once."""
-    return [
-        s
-        async for s in stream_segments(
-            ffmpeg, source, min_s=min_s, max_s=max_s, scene_detection=scene_detection
-        )
-    ]
+    """The whole segment plan of `source`'s video."""
+    if not scene_detection:
+        times = await asyncio.to_thread(frame_times, source)
+        return fixed_segments(times, length_s=max_s)
+    times, cuts = await asyncio.gather(
+        asyncio.to_thread(frame_times, source), detect_cuts(ffmpeg, source)
+    )
+    cuts = _check_cuts(source, cuts, len(times))
+    segments = plan_segments(cuts, times, min_s=min_s, max_s=max_s)
+    log.info("%s: %d cuts, %d segments", source.name, len(cuts), len(segments))
+    return segments
+
+
+async def stream_segments(
+    ffmpeg: str,
+    source: Path,
+    *,
+    min_s: float,
+    max_s: float,
+    scene_detection: bool = True,
+) -> AsyncIterator[Segment]:
+    """Yield the plan's segments in order, each as soon as it is certain.
+
+    Closing the iterator early (or cancelling its consumer) stops scene detection."""
+    if not scene_detection:
+        for segment in await segment_video(
+            ffmpeg, source, min_s=min_s, max_s=max_s, scene_detection=False
+        ):
+            yield segment
+        return
+    progress: asyncio.Queue[tuple[int, list[int]] | None] = asyncio.Queue()
+    reported = 0
+
+    def on_cuts(settled: int, cuts: list[int]) -> None:
+        # Planning again is only worth it when a new cut has settled (all reported are).
+        nonlocal reported
+        if len(cuts) > reported:
+            reported = len(cuts)
+            progress.put_nowait((settled, cuts))
+
+    times_task = asyncio.create_task(asyncio.to_thread(frame_times, source))
+    scan = asyncio.create_task(detect_cuts(ffmpeg, source, on_cuts=on_cuts))
+    scan.add_done_callback(lambda _: progress.put_nowait(None))
+    try:
+        timeline = Timeline.of(await times_task)
+        sent = 0
+        while (report := await progress.get()) is not None:
+            settled, cuts = report
+            ready = final_segments(cuts, timeline, settled, min_s=min_s, max_s=max_s)
+            for segment in ready[sent:]:
+                yield segment
+            sent = max(sent, len(ready))
+        cuts = _check_cuts(source, await scan, timeline.frames)
+        plan = plan_on(cuts, timeline, min_s=min_s, max_s=max_s)
+        log.info("%s: %d cuts, %d segments", source.name, len(cuts), len(plan))
+        for segment in plan[sent:]:
+            yield segment
+    finally:
+        for task in (scan, times_task):
+            task.cancel()
+        await asyncio.gather(scan, times_task, return_exceptions=True)

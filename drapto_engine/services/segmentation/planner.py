@@ -1,122 +1,191 @@
-"""Segment planning from cuts and frame times (pure).
+"""Segment planning from scene cuts and frame times (pure functions).
 
-Greedy from the start: the next boundary is the first cut at least `min_s` after the
-current start and at least `min_s` before the end of the video; a scene longer than
-`max_s` is split evenly into the fewest pieces that fit. Because the end of the video
-is known from the frame times, every decision depends only on the cuts up to it, so
-segments can be finalised while detection is still running (see `final_segments`).
+Rules, in order:
+
+1. A cut becomes a segment boundary when it lies at least `min_s` after the previous
+   boundary (the start of the scene it would end) and at least `min_s` before the end
+   of the video. A cut too close to the end is dropped, so a short trailing scene is
+   merged into the one before it.
+2. Each scene between boundaries is split evenly into the fewest pieces no longer than
+   `max_s` (give or take a frame: pieces start on frames). Because splitting comes after merging, a merge never yields a segment longer
+   than `max_s`; the price is that with `max_s < 2 * min_s` a split piece can be
+   shorter than `min_s`.
+3. A video shorter than `min_s` is therefore one segment.
+
+Every decision depends only on the cuts before it (the end of the video is known from
+the frame times), so the segments up to any settled cut are final while scene detection
+still runs: see `final_segments`.
+
+Times: `start_s` and `end_s` are seek points for ffmpeg's exact input `-ss`/`-to`
+(relative to the container's start), halfway between the last frame of one segment and
+the first of the next, so rounding can never move a frame across a boundary.
 """
 
 from __future__ import annotations
 
-import itertools
+import bisect
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
+from itertools import pairwise
 
-from drapto_engine.core.models import Segment
+from drapto_engine.core.models import DEFAULTS, Segment
 
-
-def _boundary(times: Sequence[float], frame: int) -> float:
-    """A seek time between frame-1 and frame (the segment starts exactly at `frame`)."""
-    if frame <= 0:
-        return 0.0
-    if frame >= len(times):
-        last = times[-1]
-        step = times[-1] - times[-2] if len(times) > 1 else 0.04
-        return last + step
-    return (times[frame - 1] + times[frame]) / 2
+FALLBACK_FRAME_S = 1 / 25  # the duration of a lone frame nothing else tells
 
 
-def end_time(times: Sequence[float]) -> float:
-    return _boundary(times, len(times))
+@dataclass(frozen=True)
+class Timeline:
+    """The seek point before every frame, and the end: bounds[f] is where frame f starts."""
+
+    bounds: tuple[float, ...]
+
+    @classmethod
+    def of(cls, times: Sequence[float], duration_s: float | None = None) -> Timeline:
+        """`times` are the sorted frame times; `duration_s`, when given and after the last
+        frame, is where the last frame ends (otherwise it lasts as long as the one before)."""
+        if not times:
+            return cls((0.0,))
+        steps = [b - a for a, b in pairwise(times)]
+        first_step = steps[0] if steps else FALLBACK_FRAME_S
+        last_step = steps[-1] if steps else FALLBACK_FRAME_S
+        end = times[-1] + last_step
+        if duration_s is not None and duration_s > times[-1]:
+            end = duration_s
+        middles = [(a + b) / 2 for a, b in pairwise(times)]
+        return cls((max(0.0, times[0] - first_step / 2), *middles, end))
+
+    @property
+    def frames(self) -> int:
+        return len(self.bounds) - 1
+
+    @property
+    def end(self) -> float:
+        return self.bounds[-1]
+
+    def span(self, first: int, last: int) -> float:
+        """Duration of frames [first, last)."""
+        return self.bounds[last] - self.bounds[first]
+
+    def nearest(self, t: float, lo: int, hi: int) -> int:
+        """The frame in [lo, hi] whose start is nearest to `t`."""
+        i = bisect.bisect_left(self.bounds, t, lo, hi + 1)
+        candidates = [f for f in (i - 1, i) if lo <= f <= hi]
+        # round so that a tie (time exactly between two frames) goes to the earlier one
+        return min(candidates, key=lambda f: (round(abs(self.bounds[f] - t), 9), f))
 
 
 def accepted_cuts(
-    cuts: Sequence[int], times: Sequence[float], min_s: float, *, settled: int | None = None
+    cuts: Sequence[int], timeline: Timeline, min_s: float, *, settled: int | None = None
 ) -> list[int]:
-    """The cuts that become segment boundaries (among cuts below `settled`, when given)."""
-    total = len(times)
-    end = end_time(times)
+    """The cuts that become boundaries (rule 1), among those below `settled` if given."""
     accepted: list[int] = []
     start = 0
     for cut in sorted(set(cuts)):
         if settled is not None and cut >= settled:
             break
-        if not 0 < cut < total:
+        if not 0 < cut < timeline.frames:
             continue
-        if times[cut] - times[start] >= min_s and end - times[cut] >= min_s:
+        if timeline.span(start, cut) >= min_s and timeline.span(cut, timeline.frames) >= min_s:
             accepted.append(cut)
             start = cut
     return accepted
 
 
-def _split_scene(first: int, last: int, times: Sequence[float], max_s: float) -> list[int]:
-    """Boundaries inside one scene [first, last) so that no piece is longer than max_s."""
-    length = _boundary(times, last) - _boundary(times, first)
-    pieces = max(1, math.ceil(length / max_s - 1e-9))
-    if pieces == 1:
-        return []
-    start_t = _boundary(times, first)
-    inner = []
+def split_scene(first: int, last: int, timeline: Timeline, max_s: float) -> list[int]:
+    """Frames inside [first, last) where the fewest even pieces of at most `max_s` begin.
+
+    Pieces end on frame boundaries, so one may overshoot `max_s` by up to a frame."""
+    frames = last - first
+    span = timeline.span(first, last)
+    slack = span / frames + 1e-9  # the scene's mean frame duration
+    pieces = min(frames, max(1, math.ceil(span / max_s - 1e-9)))
+    while pieces > 1:
+        inner = _even_points(first, last, pieces, timeline)
+        edges = [first, *inner, last]
+        if pieces == frames or all(
+            timeline.span(a, b) <= max_s + slack for a, b in pairwise(edges)
+        ):
+            return inner
+        pieces += 1  # a very uneven frame rate put too much in one piece
+    return []
+
+
+def _even_points(first: int, last: int, pieces: int, timeline: Timeline) -> list[int]:
+    length = timeline.span(first, last)
+    start = timeline.bounds[first]
+    inner: list[int] = []
+    previous = first
     for k in range(1, pieces):
-        target = start_t + length * k / pieces
-        # the first frame at or after the even split point
-        frame = next((f for f in range(first + 1, last) if times[f] >= target), last)
-        if frame not in inner and first < frame < last:
-            inner.append(frame)
+        # leave at least one frame for each piece still to come
+        frame = timeline.nearest(start + length * k / pieces, previous + 1, last - (pieces - k))
+        inner.append(frame)
+        previous = frame
     return inner
 
 
-def segments_between(
-    boundaries: Sequence[int], times: Sequence[float], max_s: float, first_index: int = 0
-) -> list[Segment]:
-    """Segments over consecutive boundary frames, long scenes split evenly."""
-    frames: list[int] = []
-    for first, last in itertools.pairwise(boundaries):
-        frames += [first, *_split_scene(first, last, times, max_s)]
-    frames.append(boundaries[-1])
+def _segments(boundaries: Sequence[int], timeline: Timeline, max_s: float) -> list[Segment]:
+    """Segments over consecutive boundary frames, long scenes split evenly (rule 2)."""
+    edges: list[int] = []
+    for first, last in pairwise(boundaries):
+        edges += [first, *split_scene(first, last, timeline, max_s)]
+    edges.append(boundaries[-1])
     return [
         Segment(
-            index=first_index + i,
+            index=i,
             start_frame=a,
             end_frame=b,
-            start_s=_boundary(times, a),
-            end_s=_boundary(times, b),
+            start_s=timeline.bounds[a],
+            end_s=timeline.bounds[b],
         )
-        for i, (a, b) in enumerate(itertools.pairwise(frames))
+        for i, (a, b) in enumerate(pairwise(edges))
     ]
 
 
 def plan_segments(
-    cuts: Sequence[int], times: Sequence[float], *, min_s: float, max_s: float
+    cuts: Sequence[int],
+    times: Sequence[float],
+    *,
+    min_s: float = DEFAULTS.min_segment_s,
+    max_s: float = DEFAULTS.max_segment_s,
+    duration_s: float | None = None,
 ) -> list[Segment]:
-    """Every frame in exactly one segment, boundaries at accepted cuts."""
-    if not times:
+    """Every frame in exactly one segment, in order, with boundaries at accepted cuts.
+
+    `times` are the frame times (`frame_times`), one per frame; `duration_s` is where
+    the last frame ends, when known better than by repeating the last frame step."""
+    return plan_on(cuts, Timeline.of(times, duration_s), min_s=min_s, max_s=max_s)
+
+
+def plan_on(
+    cuts: Sequence[int], timeline: Timeline, *, min_s: float, max_s: float
+) -> list[Segment]:
+    """plan_segments on a prepared Timeline (the streaming planner reuses one)."""
+    if timeline.frames == 0:
         return []
-    return segments_between([0, *accepted_cuts(cuts, times, min_s), len(times)], times, max_s)
+    boundaries = [0, *accepted_cuts(cuts, timeline, min_s), timeline.frames]
+    return _segments(boundaries, timeline, max_s)
 
 
 def final_segments(
-    cuts: Sequence[int], times: Sequence[float], settled: int, *, min_s: float, max_s: float
+    cuts: Sequence[int], timeline: Timeline, settled: int, *, min_s: float, max_s: float
 ) -> list[Segment]:
-    """The segments already certain while frames before `settled` have been scanned."""
-    boundaries = [0, *accepted_cuts(cuts, times, min_s, settled=settled)]
+    """The leading segments of the plan that no cut at or after `settled` can change."""
+    boundaries = [0, *accepted_cuts(cuts, timeline, min_s, settled=settled)]
     if len(boundaries) < 2:
         return []
-    return segments_between(boundaries, times, max_s)
+    return _segments(boundaries, timeline, max_s)
 
 
-def fixed_segments(times: Sequence[float], *, length_s: float, min_s: float) -> list[Segment]:
-    """Segments of about `length_s` each, for when scene detection is off."""
-    if not times:
+def fixed_segments(
+    times: Sequence[float],
+    *,
+    length_s: float = DEFAULTS.max_segment_s,
+    duration_s: float | None = None,
+) -> list[Segment]:
+    """Segments of equal length, the fewest no longer than `length_s`, for when scene
+    detection is off (equal pieces avoid a short straggler at the end)."""
+    timeline = Timeline.of(times, duration_s)
+    if timeline.frames == 0:
         return []
-    total = end_time(times)
-    count = max(1, round(total / length_s))
-    boundaries = [0]
-    for k in range(1, count):
-        target = total * k / count
-        frame = next((f for f in range(boundaries[-1] + 1, len(times)) if times[f] >= target), None)
-        if frame is not None and total - times[frame] >= min_s / 2:
-            boundaries.append(frame)
-    boundaries.append(len(times))
-    return segments_between(boundaries, times, max_s=math.inf)
+    return _segments([0, timeline.frames], timeline, length_s)

@@ -1,10 +1,25 @@
-"""Hard-cut detection on a small RGB stream: a content detector in HSV.
+"""Scene cut detection on a tiny luma stream.
 
-ffmpeg decodes and shrinks the video; numpy scores each frame against the one before
-by the mean change of hue, saturation and value. A cut must be strong in absolute
-terms and stand well above its neighbourhood, which rejects fades and dissolves
-(whose change is spread over many frames) and fast motion (which keeps the
-neighbourhood busy too).
+ffmpeg decodes the video and shrinks every frame to a small grey image; numpy compares
+each frame with the one before. Two rules place a cut at frame i:
+
+* hard cut: the *structural* change (mean absolute difference of the two frames after
+  each has its own mean removed) is large in absolute terms, at least CONTRAST times the
+  median change on each side of it, and not a flash (a picture that returns, within
+  FLASH_FRAMES, to the one before it). Removing each frame's mean makes brightness
+  changes score low (fades, flashes, a background changing colour) while a new picture
+  scores high; comparing with both sides rejects dissolves and fast motion, whose change
+  is spread over many frames.
+* black exit: frame i is the first to change after a held, still black picture, which
+  is where a fade-in from black (or a cut out of black) begins. Fades *through* black,
+  with no hold, are one transition and give no cut; so is black that a cut (or the
+  start of the video) leads into, where that cut already separates the scenes.
+
+Cuts closer than MIN_GAP frames to the previous cut (or to frame 0) are ignored: the
+planner's segments are seconds long, so they could never become boundaries anyway.
+Only luma is compared: a change of colour alone (a hue shift) is no cut. Every
+decision needs only NEIGHBOURS frames of look-ahead, so cuts are reported while
+the scan runs (see `on_cuts`).
 """
 
 from __future__ import annotations
@@ -13,165 +28,301 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from statistics import median
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
 
 from drapto_engine.core.errors import MediaError
-from drapto_engine.infrastructure.ffmpeg.runner import stop_process
+from drapto_engine.infrastructure.ffmpeg.runner import die_with_parent
 
 log = logging.getLogger(__name__)
 
-WIDTH, HEIGHT = 128, 72
-THRESHOLD = 27.0  # mean HSV change on a 0-255 scale
-NEIGHBOURHOOD = 10  # frames each side
-CONTRAST = 3.0  # a cut scores this many times its neighbourhood's median, plus MARGIN
-MARGIN = 5.0
+CUT_SCORE = 8.0  # least structural change of a hard cut, in 8-bit luma levels
+CONTRAST = 2.0  # a hard cut's change over the median change on its busier side
+NEIGHBOURS = 6  # frames on each side whose median change is the baseline
+FLASH_FRAMES = 3  # the longest flash: a picture that returns to the one before it
+FLASH_RETURN = 0.5  # "returns": differs by less than this share of the cut's change
+BLACK_LEVEL = 24  # 8-bit luma at or below which a pixel is black (limited-range black is 16)
+BLACK_SHARE = 0.9  # share of black pixels in a black frame (captions may stay lit)
+STILL = 0.5  # mean absolute luma change of a frame that does not move
+BLACK_HOLD = 8  # still black frames before the first changing one counts as a scene start
 MIN_GAP = 8  # frames between two cuts
-CHUNK = 32  # frames scored together
+BATCH = 32  # frames read and scored together
+STDERR_LINES = 5
 
+CutKind = Literal["hard", "black_exit"]
 Floats = npt.NDArray[np.float32]
+Frames = npt.NDArray[np.uint8]
 OnCuts = Callable[[int, list[int]], None]
-
-
-def hsv(frames: npt.NDArray[np.uint8]) -> Floats:
-    """RGB frames (n, h, w, 3) to HSV on 0-255, hue as a fraction of the circle."""
-    rgb = frames.astype(np.float32) / 255.0
-    top = rgb.max(axis=-1)
-    spread = top - rgb.min(axis=-1)
-    safe = np.maximum(spread, 1e-6)
-    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
-    hue = np.where(
-        top == r, ((g - b) / safe) % 6, np.where(top == g, (b - r) / safe + 2, (r - g) / safe + 4)
-    )
-    hue = np.where(spread > 0, hue / 6.0, 0.0)
-    sat = np.where(top > 0, spread / np.maximum(top, 1e-6), 0.0)
-    return np.stack([hue, sat, top], axis=-1).astype(np.float32) * 255.0
-
-
-def change_scores(previous: Floats | None, current: Floats) -> Floats:
-    """Score of each frame in `current` against the frame before it (hue wraps around)."""
-    frames = current if previous is None else np.concatenate([previous[None], current])
-    delta = np.abs(np.diff(frames, axis=0))
-    delta[..., 0] = np.minimum(delta[..., 0], 255.0 - delta[..., 0])
-    scores = delta.mean(axis=(1, 2, 3))
-    return scores if previous is not None else np.concatenate([[0.0], scores]).astype(np.float32)
-
-
-class CutDecider:
-    """Turns a stream of scores into cuts, each confirmed NEIGHBOURHOOD frames later."""
-
-    def __init__(self) -> None:
-        self.scores: list[float] = []
-        self.cuts: list[int] = []
-        self.decided = 1  # frames before this index are settled (frame 0 never cuts)
-
-    def feed(self, scores: Floats) -> None:
-        self.scores.extend(float(s) for s in scores)
-        self._decide(final=False)
-
-    def finish(self) -> None:
-        self._decide(final=True)
-
-    def _decide(self, final: bool) -> None:
-        limit = len(self.scores) if final else len(self.scores) - NEIGHBOURHOOD
-        for i in range(self.decided, max(self.decided, limit)):
-            if self._is_cut(i):
-                self.cuts.append(i)
-        self.decided = max(self.decided, limit)
-
-    def _is_cut(self, i: int) -> bool:
-        score = self.scores[i]
-        if score < THRESHOLD or (self.cuts and i - self.cuts[-1] < MIN_GAP):
-            return False
-        lo, hi = max(1, i - NEIGHBOURHOOD), min(len(self.scores), i + NEIGHBOURHOOD + 1)
-        around = self.scores[lo:i] + self.scores[i + 1 : hi]
-        baseline = float(np.median(around)) if around else 0.0
-        return score >= CONTRAST * baseline + MARGIN
+"""on_cuts(settled, cuts): every cut below frame `settled` is final."""
 
 
 @dataclass(frozen=True)
-class ScanResult:
+class Cut:
+    frame: int
+    score: float  # structural change (hard) or plain change (black exit), luma levels
+    kind: CutKind
+
+
+@dataclass(frozen=True)
+class SceneScan:
     frames: int
-    cuts: list[int]
-    scores: list[float]
+    cuts: list[Cut]
 
 
-def _argv(ffmpeg: str, source: Path) -> list[str]:
+def analysis_size(width: int) -> tuple[int, int]:
+    """A fixed 16:9 analysis frame: stretching other shapes changes no decision."""
+    width = max(16, width)
+    return width, max(8, round(width * 9 / 16))
+
+
+def _mean_abs(a: Floats, b: Floats) -> list[float]:
+    """Per frame pair, the mean absolute difference."""
+    diffs: list[float] = np.abs(a - b).mean(axis=(1, 2), dtype=np.float32).tolist()
+    return diffs
+
+
+def _per_frame(diffs: list[float], held: int) -> list[float]:
+    """Per new frame, its change from the frame before: `diffs` compare consecutive
+    frames of a batch preceded by `held` (0 or 1) frames of the previous one, and the
+    video's very first frame has nothing before it."""
+    return ([0.0] if held == 0 else []) + diffs
+
+
+class CutDetector:
+    """Turns decoded frames, batch by batch, into cuts; pure and synchronous."""
+
+    def __init__(self, threshold: float = CUT_SCORE) -> None:
+        self.threshold = threshold
+        self.means: list[float] = []
+        self.change: list[float] = []  # mean absolute luma change from the previous frame
+        self.structure: list[float] = []  # the same after removing each frame's mean
+        self.black_run: list[int] = []  # still black frames ending here
+        self.dark_run: list[int] = []  # black frames, still or not, ending here
+        self.cuts: list[Cut] = []
+        self.settled = 1  # frames below this are decided (frame 0 never cuts)
+        self._recent: dict[int, Frames] = {}  # frames a pending decision may still compare
+
+    @property
+    def frames(self) -> int:
+        return len(self.change)
+
+    @property
+    def cut_frames(self) -> list[int]:
+        return [cut.frame for cut in self.cuts]
+
+    def feed(self, frames: Frames) -> None:
+        """Score a batch of (n, height, width) luma frames, then decide what is certain."""
+        if len(frames):
+            self._score(frames)
+            self._decide(self.frames - max(NEIGHBOURS, FLASH_FRAMES) - 1)
+
+    def finish(self) -> None:
+        self._decide(self.frames)
+
+    def _score(self, frames: Frames) -> None:
+        first = self.frames
+        held = min(1, first)  # the previous batch's last frame, to compare with
+        y = frames.astype(np.float32)
+        self.means += y.mean(axis=(1, 2), dtype=np.float32).tolist()
+        if held:
+            y = np.concatenate([self._recent[first - 1][None].astype(np.float32), y])
+        z = y - np.array(self.means[first - held :], np.float32)[:, None, None]
+        self.change += _per_frame(_mean_abs(y[1:], y[:-1]), held)
+        self.structure += _per_frame(_mean_abs(z[1:], z[:-1]), held)
+        black = (frames <= BLACK_LEVEL).mean(axis=(1, 2)) >= BLACK_SHARE
+        for i, is_black in enumerate(black.tolist(), start=first):
+            still = i == 0 or self.change[i] <= STILL
+            held_black = self.black_run[-1] if i else 0
+            held_dark = self.dark_run[-1] if i else 0
+            self.black_run.append(held_black + 1 if is_black and still else 0)
+            self.dark_run.append(held_dark + 1 if is_black else 0)
+        self._recent.update(zip(range(first, self.frames), frames, strict=True))
+
+    def _decide(self, limit: int) -> None:
+        for i in range(self.settled, max(self.settled, limit)):
+            last = self.cuts[-1].frame if self.cuts else 0
+            if i - last < MIN_GAP:
+                continue
+            cut = self._black_exit(i, last) or self._hard_cut(i)
+            if cut is not None:
+                self.cuts.append(cut)
+        self.settled = max(self.settled, limit)
+        oldest = min(self.settled - FLASH_FRAMES - 1, self.frames - 1)
+        for index in [k for k in self._recent if k < oldest]:
+            del self._recent[index]
+
+    def _black_exit(self, i: int, last_cut: int) -> Cut | None:
+        if self.black_run[i - 1] < BLACK_HOLD or self.black_run[i] > 0:
+            return None
+        # A black interval separates two scenes once. When a cut (or the start of the
+        # video) leads into it, the black already opens the new scene.
+        entry = i - self.dark_run[i - 1]
+        if last_cut >= entry - MIN_GAP:
+            return None
+        return Cut(i, self.change[i], "black_exit")
+
+    def _hard_cut(self, i: int) -> Cut | None:
+        score = self.structure[i]
+        if score < self.threshold:
+            return None
+        sides = (
+            self.structure[max(1, i - NEIGHBOURS) : i],
+            self.structure[i + 1 : i + 1 + NEIGHBOURS],
+        )
+        baseline = max((median(side) for side in sides if side), default=0.0)
+        if score < CONTRAST * baseline or self._is_flash(i, score):
+            return None
+        return Cut(i, score, "hard")
+
+    def _distance(self, a: int, b: int) -> float:
+        """Structural change between two recent frames."""
+        za = self._recent[a].astype(np.float32) - self.means[a]
+        zb = self._recent[b].astype(np.float32) - self.means[b]
+        return float(np.abs(za - zb).mean(dtype=np.float32))
+
+    def _is_flash(self, i: int, score: float) -> bool:
+        """Whether the picture at i is a flash: a few frames that then return to the
+        picture before them, either starting at i or ending just before it."""
+        similar = FLASH_RETURN * score
+        for k in range(1, FLASH_FRAMES + 1):
+            if i + k < self.frames and self._distance(i + k, i - 1) < similar:
+                return True
+            if i - k - 1 >= 0 and self._distance(i, i - k - 1) < similar:
+                return True
+        return False
+
+
+def _argv(ffmpeg: str, source: Path, width: int, height: int) -> list[str]:
     return [
         ffmpeg,
         "-hide_banner",
+        "-nostdin",
         "-loglevel",
         "error",
-        "-nostdin",
+        "-threads",
+        "0",  # decoding is nearly all the work: give it every core
         "-i",
         str(source),
         "-map",
-        "0:v:0",
+        "0:V:0",  # the first video stream that is not cover art
         "-an",
         "-sn",
         "-dn",
-        "-fps_mode",
-        "passthrough",
+        "-filter_threads",
+        "1",  # the scaler's output is tiny; more threads only cost
         "-vf",
-        f"scale={WIDTH}:{HEIGHT}:flags=area,format=rgb24",
+        f"scale={width}:{height}:flags=area,format=gray",
+        "-fps_mode",
+        "passthrough",  # one output frame per decoded frame, none dropped or repeated
         "-f",
         "rawvideo",
         "pipe:1",
     ]
 
 
-async def detect_cuts(ffmpeg: str, source: Path, on_cuts: OnCuts | None = None) -> ScanResult:
-    """Scan the whole video; `on_cuts(frames_settled, cuts)` reports progress as it goes."""
+async def _batches(stream: asyncio.StreamReader, frame_bytes: int) -> AsyncIterator[bytes]:
+    """Whole frames, BATCH at a time (fewer at the end)."""
+    while True:
+        try:
+            data = await stream.readexactly(frame_bytes * BATCH)
+        except asyncio.IncompleteReadError as end:
+            data = end.partial
+        if len(data) % frame_bytes:
+            log.warning("decoder output ended inside a frame; the partial frame is ignored")
+            data = data[: len(data) - len(data) % frame_bytes]
+        if not data:
+            return
+        yield data
+
+
+async def _drain(stream: asyncio.StreamReader, tail: deque[str]) -> None:
+    while line := await stream.readline():
+        if text := line.decode(errors="replace").strip():
+            tail.append(text)
+
+
+async def _stop(proc: asyncio.subprocess.Process, stderr: asyncio.Task[None]) -> None:
+    """Kill ffmpeg if it still runs (its output is worthless now) and reap it."""
+    if proc.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+    # Python 3.11 reports the exit only once every pipe has reached EOF, and a pipe that
+    # nobody reads any more never does: read both to the end first.
+    assert proc.stdout is not None
+    while await proc.stdout.read(1 << 20):
+        pass
+    with contextlib.suppress(Exception):
+        await stderr
+    await proc.wait()
+
+
+async def scan_cuts(
+    ffmpeg: str,
+    source: Path,
+    *,
+    analysis_width: int = 256,
+    threshold: float | None = None,
+    on_cuts: OnCuts | None = None,
+) -> SceneScan:
+    """Decode the whole video once and find its cuts, with their scores and rules."""
+    width, height = analysis_size(analysis_width)
+    detector = CutDetector(CUT_SCORE if threshold is None else threshold)
     proc = await asyncio.create_subprocess_exec(
-        *_argv(ffmpeg, source),
+        *_argv(ffmpeg, source, width, height),
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
+        process_group=0,  # Ctrl-C reaches drapto, which cancels us, which kills ffmpeg
+        preexec_fn=die_with_parent,  # and a SIGKILLed drapto takes it along
     )
     assert proc.stdout is not None and proc.stderr is not None
-    frame_bytes = WIDTH * HEIGHT * 3
-    decider = CutDecider()
-    previous: Floats | None = None
-    errors: deque[bytes] = deque(maxlen=5)
-
-    async def drain_stderr() -> None:
-        assert proc.stderr is not None
-        while line := await proc.stderr.readline():
-            errors.append(line)
-
-    stderr_task = asyncio.create_task(drain_stderr())
+    errors: deque[str] = deque(maxlen=STDERR_LINES)
+    drain = asyncio.create_task(_drain(proc.stderr, errors))
     try:
-        while True:
-            try:
-                data = await proc.stdout.readexactly(frame_bytes * CHUNK)
-            except asyncio.IncompleteReadError as partial:
-                data = partial.partial[: len(partial.partial) - len(partial.partial) % frame_bytes]
-            if not data:
-                break
-            frames = np.frombuffer(data, np.uint8).reshape(-1, HEIGHT, WIDTH, 3)
-            current = hsv(frames)
-            decider.feed(await asyncio.to_thread(change_scores, previous, current))
-            previous = current[-1]
+        async for data in _batches(proc.stdout, width * height):
+            frames = np.frombuffer(data, np.uint8).reshape(-1, height, width)
+            await asyncio.to_thread(detector.feed, frames)
             if on_cuts is not None:
-                on_cuts(decider.decided, list(decider.cuts))
+                on_cuts(detector.settled, detector.cut_frames)
         returncode = await proc.wait()
-        await stderr_task
     finally:
-        if proc.returncode is None:
-            await stop_process(proc)
-        if not stderr_task.done():
-            stderr_task.cancel()
-            with contextlib.suppress(BaseException):
-                await stderr_task
+        await _stop(proc, drain)
     if returncode != 0:
-        last = errors[-1].decode(errors="replace").strip() if errors else f"exit {returncode}"
-        raise MediaError(f"scene detection could not decode the video: {last}", source)
-    decider.finish()
+        last = errors[-1] if errors else "no message"
+        raise MediaError(f"scene detection failed (ffmpeg exit {returncode}): {last}", source)
+    detector.finish()
     if on_cuts is not None:
-        on_cuts(len(decider.scores), list(decider.cuts))
-    log.info("%s: cuts at %s", source.name, decider.cuts)
-    return ScanResult(frames=len(decider.scores), cuts=list(decider.cuts), scores=decider.scores)
+        on_cuts(detector.frames, detector.cut_frames)
+    log.debug(
+        "%s: %d frames, cuts %s",
+        source.name,
+        detector.frames,
+        [(c.frame, c.kind, round(c.score, 1)) for c in detector.cuts],
+    )
+    return SceneScan(frames=detector.frames, cuts=list(detector.cuts))
+
+
+async def detect_cuts(
+    ffmpeg: str,
+    source: Path,
+    *,
+    analysis_width: int = 256,
+    threshold: float | None = None,
+    on_cuts: OnCuts | None = None,
+) -> list[int]:
+    """Sorted frame indices (0-based, presentation order) where a new scene starts.
+
+    `threshold` is the least structural change of a hard cut (CUT_SCORE, in luma levels,
+    when None); `on_cuts(settled, cuts)` reports progress after every batch of frames.
+    Cancelling the coroutine kills ffmpeg; a failed decode raises MediaError.
+    """
+    scan = await scan_cuts(
+        ffmpeg, source, analysis_width=analysis_width, threshold=threshold, on_cuts=on_cuts
+    )
+    return [cut.frame for cut in scan.cuts]

@@ -1,21 +1,88 @@
-"""Presentation times of every video frame, from the packets alone (no decoding)."""
+"""Presentation times of every video frame, read from the packets alone (no decoding).
+
+Demuxing is I/O bound and takes a fraction of a second even for a feature film, so the
+planner can place boundaries on exact frame times before any frame is decoded.
+"""
 
 from __future__ import annotations
 
+import logging
+from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import av
 
+from drapto_engine.core.errors import MediaError
 
-def frame_times(path: Path) -> list[float]:
-    """Sorted frame times (s) of the first video stream, relative to the container start."""
-    with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        start = (container.start_time or 0) / av.time_base
-        times = [
-            float(packet.pts * packet.time_base) - start
-            for packet in container.demux(stream)
-            if packet.size and packet.pts is not None and packet.time_base is not None
-        ]
+log = logging.getLogger(__name__)
+
+FALLBACK_RATE = Fraction(25)  # what ffmpeg itself assumes for a raw stream with no rate
+
+
+def main_video_stream(container: Any, stream_index: int | None = None) -> Any:
+    """The stream with `stream_index`, or the first video stream that is not cover art
+    (the stream ffmpeg's `-map 0:V:0` picks)."""
+    if stream_index is not None:
+        stream = container.streams[stream_index]
+        if stream.type != "video":
+            raise ValueError(f"stream {stream_index} is {stream.type}, not video")
+        return stream
+    for stream in container.streams.video:
+        if not stream.disposition & av.stream.Disposition.attached_pic:
+            return stream
+    return None
+
+
+def _packet_times(container: Any, stream: Any) -> tuple[list[float], int]:
+    """Times (s) of the packets that carry a frame, and how many of those had no pts."""
+    times: list[float] = []
+    missing = 0
+    for packet in container.demux(stream):
+        # The final flush packet is empty; a discarded packet (mp4 edit lists, e.g. the
+        # frames before the first keyframe of a stream copy) is decoded but never shown.
+        if packet.size == 0 or packet.is_discard:
+            continue
+        if packet.pts is None:
+            missing += 1
+            continue
+        times.append(float(packet.pts * packet.time_base))
+    return times, missing
+
+
+def _rate(stream: Any) -> Fraction:
+    for rate in (stream.average_rate, stream.guessed_rate, stream.base_rate):
+        if rate:
+            return Fraction(rate)
+    return FALLBACK_RATE
+
+
+def frame_times(path: Path, stream_index: int | None = None) -> list[float]:
+    """Sorted presentation times (s) of every frame of the video stream, relative to the
+    container's start time (the origin of ffmpeg's input `-ss`).
+
+    Blocking; run it in a thread. A stream whose packets carry no timestamps (a raw
+    .h264 or .hevc elementary stream) gets evenly spaced times at its frame rate, which is
+    what ffmpeg assumes for it too.
+    """
+    try:
+        with av.open(str(path)) as container:
+            stream = main_video_stream(container, stream_index)
+            if stream is None:
+                raise MediaError("no video stream", path)
+            start = (container.start_time or 0) / av.time_base
+            times, missing = _packet_times(container, stream)
+            if missing:
+                log.warning(
+                    "%s: %d of %d video packets have no timestamp; assuming a constant rate",
+                    path.name,
+                    missing,
+                    missing + len(times),
+                )
+                step = 1 / _rate(stream)
+                first = min(times, default=start)
+                return [first - start + float(i * step) for i in range(missing + len(times))]
+    except av.FFmpegError as exc:
+        raise MediaError(f"cannot read the video packets: {exc}", path) from exc
     times.sort()
-    return times
+    return [t - start for t in times]
