@@ -62,11 +62,13 @@ def timed(argv: list[str]) -> tuple[float, float]:
 
 
 def psnr(ffmpeg: str, encoded: Path, reference: Path) -> float:
-    """Average luma PSNR of an encode against its source (the same frames, same size)."""
+    """Average luma PSNR against the source, frames paired by index: pairing by
+    timestamp flips pairs where Matroska rounded a time to the millisecond."""
     done = subprocess.run(
         [
             ffmpeg, "-hide_banner", "-nostats", "-i", str(encoded), "-i", str(reference),
-            "-lavfi", "[0:v]format=yuv420p[a];[1:v]format=yuv420p[b];[a][b]psnr", "-f", "null", "-",
+            "-lavfi", "[0:v]format=yuv420p,setpts=N[a];[1:v]format=yuv420p,setpts=N[b];[a][b]psnr",
+            "-f", "null", "-",
         ],
         capture_output=True, text=True, check=True,
     )  # fmt: skip
