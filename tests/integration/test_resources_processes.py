@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import psutil
 import pytest
 
-from drapto_engine.infrastructure.ffmpeg.runner import _die_with_parent
+from drapto_engine.infrastructure.ffmpeg.runner import die_with_parent
 from drapto_engine.infrastructure.resources import (
     GIB,
     Admission,
@@ -83,7 +83,7 @@ class Processes:
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.DEVNULL,
             start_new_session=True,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
         )
         encoder = Encoder(proc)
         encoder.reader = asyncio.create_task(encoder.read_progress())
