@@ -21,7 +21,7 @@ from contextlib import AsyncExitStack
 
 import psutil
 
-from drapto_engine.infrastructure.ffmpeg.runner import _die_with_parent
+from drapto_engine.infrastructure.ffmpeg.runner import die_with_parent
 from drapto_engine.infrastructure.ffmpeg.toolchain import find_toolchain
 from drapto_engine.infrastructure.resources import HISTORY_SAMPLES, ResourceManager
 
@@ -60,7 +60,7 @@ async def main(seconds: float, encoders: int, interval: float) -> None:
         await asyncio.create_subprocess_exec(
             *encoder_argv(ffmpeg, lifetime),
             stdin=asyncio.subprocess.DEVNULL,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
         )
         for _ in range(encoders)
     ]
