@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 import os
 from enum import StrEnum
-from typing import Protocol
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict
 
 from drapto_engine.core.errors import DraptoError
 from drapto_engine.core.models import SegmentState
+
+if TYPE_CHECKING:
+    from drapto_engine.core.interfaces import StoreLike
 
 
 class JobStage(StrEnum):
@@ -114,24 +117,6 @@ def check_job(old: JobStage, new: JobStage) -> None:
 def check_segment(old: SegmentState, new: SegmentState) -> None:
     if new != old and new not in SEGMENT_TRANSITIONS[old]:
         raise IllegalTransition(f"segment state {old.value} -> {new.value} is not allowed")
-
-
-class StoreLike(Protocol):
-    """What the StateManager needs from a store (infrastructure/store.py implements it)."""
-
-    def add_job(self, job: JobRecord) -> None: ...
-    def job(self, job_id: str) -> JobRecord | None: ...
-    def jobs_for_output(self, output: str) -> list[JobRecord]: ...
-    def delete_job(self, job_id: str) -> None: ...
-    def set_job(self, job_id: str, **fields: str | None) -> None: ...
-    def acquire(self, job_id: str, pid: int) -> int | None: ...
-    def heartbeat(self, job_id: str, pid: int) -> None: ...
-    def release(self, job_id: str, pid: int) -> None: ...
-    def segments(self, job_id: str) -> dict[int, SegmentRecord]: ...
-    def put_segment(self, job_id: str, index: int, start_frame: int, end_frame: int) -> None: ...
-    def set_segment(
-        self, job_id: str, index: int, state: SegmentState, **fields: float | int | None
-    ) -> None: ...
 
 
 HEARTBEAT_S = 2.0

@@ -86,7 +86,7 @@ def test_basic_encoding(make_media, tmp_path: Path) -> None:
     for cut in cut_frames(scenes):
         assert any(abs(cut - s) <= 1 for s in starts), (cut, starts)
     assert len(run.of("segment_done")) == planned["count"] >= 3
-    assert 1 <= peak_concurrency(run.events) <= 2
+    assert peak_concurrency(run.events) in (1, 2)  # never above --workers 2
     summary = run.of("job_finished")[0]["summary"]
     assert summary["output_bytes"] == output.stat().st_size
     assert summary["frames"] == 225
