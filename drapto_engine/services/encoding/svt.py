@@ -69,6 +69,10 @@ def segment_argv(
         "-loglevel",
         "error",
         "-y",
+        # The decoder gets the segment's share too: ffmpeg's automatic frame threading
+        # costs CPU the other encoders need, and one SVT thread cannot outrun it anyway.
+        "-threads",
+        str(max(1, threads)),
         *seek,
         "-i",
         str(plan.source),
