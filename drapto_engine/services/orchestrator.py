@@ -204,7 +204,7 @@ class Orchestrator:
         times_task = asyncio.create_task(asyncio.to_thread(frame_times, media.path))
         try:
             await self._set_stage(job, JobStage.SEGMENTING)
-            segments = self._stream_segments(request.settings, plan, media)
+            segments = self._stream_segments(request.settings, plan, media, times_task)
             planned = await self._encode_segments(job, plan, segments, work, request.workers)
             audio = await audio_task
             extents = await extents_task
@@ -261,11 +261,15 @@ class Orchestrator:
             check_disk(request.output.parent, estimate)
 
     def _stream_segments(
-        self, settings: EncodeSettings, plan: VideoPlan, media: MediaInfo
+        self,
+        settings: EncodeSettings,
+        plan: VideoPlan,
+        media: MediaInfo,
+        times: asyncio.Task[list[float]],
     ) -> AsyncIterator[Segment]:
         if not plan.segmented:
             return stream_segments(
-                self.ffmpeg, media.path, min_s=1e9, max_s=1e9, scene_detection=False
+                self.ffmpeg, media.path, min_s=1e9, max_s=1e9, scene_detection=False, times=times
             )
         return stream_segments(
             self.ffmpeg,
@@ -273,6 +277,7 @@ class Orchestrator:
             min_s=settings.min_segment_s,
             max_s=settings.max_segment_s,
             scene_detection=settings.scene_detection,
+            times=times,
         )
 
     async def _encode_segments(

@@ -77,15 +77,22 @@ async def stream_segments(
     min_s: float,
     max_s: float,
     scene_detection: bool = True,
+    times: asyncio.Task[list[float]] | None = None,
 ) -> AsyncIterator[Segment]:
     """Yield the plan's segments in order, each as soon as it is certain.
 
-    Closing the iterator early (or cancelling its consumer) stops scene detection."""
+    `times` is the caller's own `frame_times` task, when it needs them too: the source's
+    packets are then read once. Closing the iterator early (or cancelling its consumer)
+    stops scene detection."""
+    own_times = times is None
+    times_task = times or asyncio.create_task(asyncio.to_thread(frame_times, source))
     if not scene_detection:
-        for segment in await segment_video(
-            ffmpeg, source, min_s=min_s, max_s=max_s, scene_detection=False
-        ):
-            yield segment
+        try:
+            for segment in fixed_segments(await times_task, length_s=max_s):
+                yield segment
+        finally:
+            if own_times:
+                times_task.cancel()
         return
     progress: asyncio.Queue[tuple[int, list[int]] | None] = asyncio.Queue()
     reported = 0
@@ -97,7 +104,6 @@ async def stream_segments(
             reported = len(cuts)
             progress.put_nowait((settled, cuts))
 
-    times_task = asyncio.create_task(asyncio.to_thread(frame_times, source))
     scan = asyncio.create_task(detect_cuts(ffmpeg, source, on_cuts=on_cuts))
     scan.add_done_callback(lambda _: progress.put_nowait(None))
     try:
@@ -115,6 +121,7 @@ async def stream_segments(
         for segment in plan[sent:]:
             yield segment
     finally:
-        for task in (scan, times_task):
+        mine = [scan, times_task] if own_times else [scan]
+        for task in mine:
             task.cancel()
-        await asyncio.gather(scan, times_task, return_exceptions=True)
+        await asyncio.gather(*mine, return_exceptions=True)
