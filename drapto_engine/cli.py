@@ -25,6 +25,9 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="drapto", description="Scene-segmented AV1 batch encoder")
     parser.add_argument("--version", action="version", version=f"drapto {__version__}")
     parser.add_argument("--debug", action="store_true", help="log to stderr and show tracebacks")
+    parser.add_argument(
+        "--config", type=Path, help="config file (default: ~/.config/drapto/config.toml)"
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     probe = commands.add_parser("probe", help="print media info and analysis for files")
@@ -39,7 +42,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 async def _probe(args: argparse.Namespace) -> int:
-    ffmpeg = find_toolchain(load_config().ffmpeg_path).ffmpeg
+    ffmpeg = find_toolchain(load_config(args.config).ffmpeg_path).ffmpeg
     status = 0
     for path in args.files:
         try:

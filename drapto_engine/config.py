@@ -1,13 +1,21 @@
-"""The config file (`~/.config/drapto/config.toml`): one pydantic model validates it."""
+"""The config file (`~/.config/drapto/config.toml`, XDG): one pydantic model validates it.
+
+Layers, each over the one before: built-in defaults, this file, the flags saved by
+live changes (`flags.toml` beside it), then what a run says (--flag, a queue file).
+"""
 
 from __future__ import annotations
 
 import tomllib
 from pathlib import Path
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+import tomli_w
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from drapto_engine.core.errors import DraptoError
+from drapto_engine.core.flags import FlagState, parse_state
+from drapto_engine.core.jobs import JobOptions
 from drapto_engine.infrastructure.paths import config_file
 
 
@@ -16,20 +24,100 @@ class Config(BaseModel):
 
     ffmpeg_path: str | None = None
     """An ffmpeg binary to use instead of the bundled one (DRAPTO_FFMPEG still wins)."""
+    defaults: JobOptions = JobOptions()
+    """Defaults for every job (preset, crf, output_dir, overwrite ...)."""
+    flags: dict[str, FlagState] = Field(default_factory=dict)
+    """Feature flag defaults: name = "on" | "off" | "shadow" (or true/false)."""
+    workers: int | None = Field(default=None, ge=1)
+    """Most encoders at once over all jobs; unset: from cores and memory."""
+    memory_reserve_percent: float = Field(default=15.0, ge=0, le=90)
+    """Memory kept free: below it no encoder is admitted and the newest is suspended."""
+    notify_url: str | None = None
+    """ntfy-style URL that gets a POST at batch start, each job's end and batch end."""
+    rollback_limit: int = Field(default=3, ge=1)
+    """Rollbacks of one flag in a session after which it is off for the rest of it."""
+    stall_timeout_s: float = Field(default=60.0, gt=0)
+    """An encoder with no progress for this long raises a stalled alert."""
+    slow_encoder_ratio: float = Field(default=3.0, gt=1)
+    """An encoder this many times slower than the job's median raises an alert."""
+    socket_path: Path | None = None
+    """The engine service's Unix socket; unset: $XDG_RUNTIME_DIR/drapto/engine.sock."""
+
+    @field_validator("flags", mode="before")
+    @classmethod
+    def _flags(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value
+        try:
+            return {name: parse_state(name, state) for name, state in value.items()}
+        except DraptoError as exc:
+            raise ValueError(exc.problem) from exc
+
+    @field_validator("notify_url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value
+
+    def to_toml(self) -> str:
+        data = self.model_dump(mode="json", exclude_none=True)
+        data["defaults"] = self.defaults.model_dump(mode="json", exclude_none=True)
+        return tomli_w.dumps(data)
 
 
 def load_config(path: Path | None = None) -> Config:
-    """The config file's settings; a missing file means the defaults."""
+    """The config file's settings; a missing file means the defaults (unless named)."""
+    named = path is not None
     path = path or config_file()
     if not path.is_file():
+        if named:
+            raise DraptoError("config file not found", path)
         return Config()
+    return validated(Config, read_toml(path, "config"), path)
+
+
+def read_toml(path: Path, what: str) -> dict[str, Any]:
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-        return Config.model_validate(data)
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise DraptoError(f"invalid TOML: {exc}", path) from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DraptoError(f"cannot read {what} file: {exc}", path) from exc
+
+
+def validated(model: type[Config], data: dict[str, Any], path: Path) -> Config:
+    try:
+        return model.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
-        )
-        raise DraptoError(f"invalid config: {problems}", path) from exc
+        raise DraptoError(f"invalid config: {problems(exc)}", path) from exc
+
+
+def problems(exc: ValidationError) -> str:
+    return "; ".join(
+        f"{'.'.join(str(p) for p in err['loc']) or 'file'}: {err['msg']}" for err in exc.errors()
+    )
+
+
+def saved_flags_file(config: Path | None = None) -> Path:
+    """Where live flag changes are persisted: flags.toml beside the config file."""
+    return (config or config_file()).with_name("flags.toml")
+
+
+def load_saved_flags(path: Path) -> dict[str, FlagState]:
+    """Flags saved by live changes; a damaged file is ignored rather than fatal."""
+    if not path.is_file():
+        return {}
+    data = read_toml(path, "flags")
+    try:
+        return {name: parse_state(name, value) for name, value in data.items()}
+    except DraptoError as exc:
+        raise DraptoError(f"invalid saved flags: {exc.problem}", path) from exc
+
+
+def save_flags(path: Path, states: dict[str, FlagState]) -> None:
+    """Write the saved flags (tomli-w) atomically: a crash leaves the old file or the new."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(tomli_w.dumps({k: v.value for k, v in sorted(states.items())}))
+    temporary.replace(path)

@@ -10,16 +10,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from drapto_engine.config import load_config
+from drapto_engine.config import Config, load_config
 from drapto_engine.core.events import EventBus
-from drapto_engine.core.flags import apply_flags, parse_override
-from drapto_engine.core.models import EncodeSettings
-from drapto_engine.core.state import StateManager
+from drapto_engine.core.flags import FlagState, parse_override
+from drapto_engine.core.jobs import JobOptions, QueueEntry
+from drapto_engine.engine import Engine, default_output
 from drapto_engine.infrastructure.ffmpeg.toolchain import find_toolchain
-from drapto_engine.infrastructure.paths import state_db
-from drapto_engine.infrastructure.store import StateStore
 from drapto_engine.printers import make_printer
-from drapto_engine.services.orchestrator import EncodeRequest, Orchestrator
 
 
 def add_encode_parser(commands: Any) -> None:
@@ -59,7 +56,7 @@ def add_encode_parser(commands: Any) -> None:
         "--flag",
         action="append",
         default=[],
-        metavar="NAME=on|off",
+        metavar="NAME=on|off|shadow",
         help="set a feature flag for this run (see the README for the list)",
     )
     encode.add_argument(
@@ -69,36 +66,51 @@ def add_encode_parser(commands: Any) -> None:
     )
 
 
-def settings_from(args: argparse.Namespace) -> EncodeSettings:
-    chosen: dict[str, Any] = {
-        "preset": args.preset,
-        "crf": args.crf,
-        "min_segment_s": args.min_segment,
-        "max_segment_s": args.max_segment,
-    }
-    settings = EncodeSettings(**{k: v for k, v in chosen.items() if v is not None})
-    settings = settings.model_copy(update={"hdr10_fallback": args.hdr10_fallback})
+def options_from(args: argparse.Namespace) -> JobOptions:
+    return JobOptions(
+        preset=args.preset,
+        crf=args.crf,
+        min_segment_s=args.min_segment,
+        max_segment_s=args.max_segment,
+        hdr10_fallback=args.hdr10_fallback or None,
+        overwrite=args.overwrite or None,
+        keep_work=args.keep_work or None,
+        work_dir=args.work_dir,
+    )
+
+
+def flags_from(args: argparse.Namespace) -> dict[str, FlagState]:
     states = dict(parse_override(text) for text in args.flag)
     if args.no_crop:
-        states["crop_detection"] = False
+        states["crop_detection"] = FlagState.OFF
     if args.no_scenes:
-        states["scene_segmentation"] = False
+        states["scene_segmentation"] = FlagState.OFF
     if args.whole:
-        states["segmented_encoding"] = False
-    return apply_flags(settings, states)
+        states["segmented_encoding"] = FlagState.OFF
+    return states
 
 
-def default_output(source: Path) -> Path:
-    return source.with_name(f"{source.stem}.av1.mkv")
-
-
-async def _encode(request: EncodeRequest, progress: str | None, state_dir: Path | None) -> int:
+async def _encode(args: argparse.Namespace, config: Config) -> int:
+    source: Path = args.input
+    output: Path = args.output or default_output(source, config.defaults.output_dir)
     bus = EventBus()
-    printer = make_printer(progress, sys.stdout)
+    printer = make_printer(args.progress, sys.stdout)
     bus.subscribe(printer.handle)
-    store = StateStore(state_db(state_dir))
-    orchestrator = Orchestrator(
-        find_toolchain(load_config().ffmpeg_path).ffmpeg, bus, StateManager(store)
+    engine = Engine(
+        find_toolchain(config.ffmpeg_path).ffmpeg,
+        config=config,
+        state_dir=args.state_dir,
+        config_path=args.config,
+        run_flags=flags_from(args),
+        workers=args.workers,
+        bus=bus,
+    )
+    entry = QueueEntry(
+        id=0,
+        input=str(source.absolute()),
+        output=str(output.absolute()),
+        position=0,
+        options=options_from(args),
     )
     task = asyncio.current_task()
     assert task is not None
@@ -112,13 +124,14 @@ async def _encode(request: EncodeRequest, progress: str | None, state_dir: Path 
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop, signum)
     try:
-        await orchestrator.encode(request)
+        async with engine.running():
+            await engine.encode_entry(entry)
     except asyncio.CancelledError:
         if not stopped:
             raise
         printer.close()
         print(
-            f"drapto: {request.input}: stopped by {signal.Signals(stopped[0]).name}; nothing was written",
+            f"drapto: {source}: stopped by {signal.Signals(stopped[0]).name}; nothing was written",
             file=sys.stderr,
         )
         return 128 + stopped[0]
@@ -127,18 +140,10 @@ async def _encode(request: EncodeRequest, progress: str | None, state_dir: Path 
             with contextlib.suppress(Exception):
                 loop.remove_signal_handler(signum)
         printer.close()
+        engine.close()
     return 0
 
 
 def run_encode(args: argparse.Namespace) -> int:
-    settings = settings_from(args)
-    request = EncodeRequest(
-        input=args.input,
-        output=args.output or default_output(args.input),
-        settings=settings,
-        workers=args.workers,
-        overwrite=args.overwrite,
-        keep_work=args.keep_work,
-        work_root=args.work_dir,
-    )
-    return asyncio.run(_encode(request, args.progress, args.state_dir))
+    config = load_config(args.config)
+    return asyncio.run(_encode(args, config))

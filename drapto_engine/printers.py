@@ -6,11 +6,16 @@ import time
 from typing import Protocol, TextIO
 
 from drapto_engine.core.events import (
+    Alert,
     AnalysisReady,
     AudioDone,
+    Discrepancy,
+    EntryChanged,
     Event,
+    FlagChanged,
     JobFailed,
     JobFinished,
+    RolledBack,
     SegmentDone,
     SegmentFailed,
     SegmentPlanned,
@@ -45,21 +50,44 @@ class JsonPrinter:
 
 def summary_lines(event: JobFinished) -> list[str]:
     s = event.summary
-    return [
+    lines = [
         f"done: {s.output}",
         f"  {s.input_bytes / 1e6:.1f} MB -> {s.output_bytes / 1e6:.1f} MB "
         f"({_change(s.reduction_percent)}), {s.wall_s:.1f} s, "
         f"{s.encode_fps:.1f} fps over {s.frames} frames in {s.segments} segments",
     ]
+    m = s.metrics
+    if m is not None and m.encoded_segments:
+        alerts = ", ".join(f"{n} {kind}" for kind, n in sorted(m.alerts.items())) or "no alerts"
+        lines.append(
+            f"  segments: median {m.median_fps:.1f} fps ({m.median_speed:.2f}x real time), "
+            f"peak encoder {m.peak_rss_bytes / 2**20:.0f} MiB, mean CPU {m.mean_cpu_percent:.0f}%, "
+            f"mean queue wait {m.mean_queue_wait_s:.1f} s, {alerts}"
+        )
+    return lines
 
 
 class PlainPrinter:
-    """A readable line for each event worth a line; no cursor codes (cron, systemd, pipes)."""
+    """A readable line for each event worth a line; no cursor codes (cron, systemd, pipes).
 
-    def __init__(self, out: TextIO) -> None:
+    With `every_percent`, segment completions are reported only when a job's share of
+    finished segments crosses the next step (a batch of films would otherwise print
+    hundreds of lines each)."""
+
+    def __init__(self, out: TextIO, every_percent: float | None = None) -> None:
         self.out = out
-        self.segments = 0
-        self.done = 0
+        self.every_percent = every_percent
+        self.planned: dict[str, int] = {}
+        self.finished: dict[str, int] = {}
+        self.reported: dict[str, float] = {}
+
+    @property
+    def segments(self) -> int:
+        return sum(self.planned.values())
+
+    @property
+    def done(self) -> int:
+        return sum(self.finished.values())
 
     def line(self, text: str) -> None:
         self.out.write(text + "\n")
@@ -82,17 +110,13 @@ class PlainPrinter:
                     f"{event.frames} frames, {crop}, crf {event.crf}, {event.encoder}"
                 )
             case SegmentPlanned():
-                self.segments += 1
+                self.planned[event.job] = self.planned.get(event.job, 0) + 1
                 return None
             case SegmentsPlanned(count=count):
-                self.segments = count
+                self.planned[event.job] = count
                 return f"[{event.job}] {count} segments planned"
             case SegmentDone():
-                self.done += 1
-                return (
-                    f"[{event.job}] segment {event.index} done ({self.done}/{self.segments}): "
-                    f"{event.frames} frames, {event.fps:.1f} fps, {event.size_bytes / 1e3:.0f} kB"
-                )
+                return self._segment_done(event)
             case SegmentFailed():
                 retry = ", retrying" if event.will_retry else ""
                 return f"[{event.job}] segment {event.index} failed (attempt {event.attempt}{retry}): {event.error}"
@@ -104,6 +128,53 @@ class PlainPrinter:
                 return "\n".join(summary_lines(event))
             case JobFailed():
                 return f"[{event.job}] failed while {event.stage}: {event.error}"
+            case Alert():
+                return f"[{event.job or 'engine'}] alert ({event.kind}): {event.message}"
+            case RolledBack():
+                return (
+                    f"[{event.job}] rollback: {event.stage} failed ({event.error}); "
+                    f"retrying with {event.flag} off"
+                )
+            case Discrepancy():
+                return (
+                    f"[{event.job}] shadow {event.flag}: {event.metric:.1%} differ "
+                    f"(used: {event.used}; shadow: {event.shadow})"
+                )
+            case FlagChanged():
+                why = f": {event.reason}" if event.reason else ""
+                return (
+                    f"flag {event.flag.name}: {event.previous.value} -> {event.flag.state.value}"
+                    f" ({event.flag.source.value}{why})"
+                )
+            case EntryChanged():
+                return self._entry(event)
+        return None
+
+    def _segment_done(self, event: SegmentDone) -> str | None:
+        job = event.job
+        self.finished[job] = self.finished.get(job, 0) + 1
+        done, total = self.finished[job], self.planned.get(job, 0)
+        if self.every_percent is not None and total:
+            percent = 100.0 * done / total
+            step = self.reported.get(job, 0.0) + self.every_percent
+            if percent < step and done < total:
+                return None
+            self.reported[job] = percent - percent % self.every_percent
+            return f"[{job}] {done}/{total} segments done ({percent:.0f}%)"
+        return (
+            f"[{job}] segment {event.index} done ({done}/{total}): "
+            f"{event.frames} frames, {event.fps:.1f} fps, {event.size_bytes / 1e3:.0f} kB"
+        )
+
+    @staticmethod
+    def _entry(event: EntryChanged) -> str | None:
+        e = event.entry
+        if e.status.value == "running" and e.stage is None and e.job is None:
+            return f"start: {e.input} -> {e.output}"
+        if e.status.value == "skipped":
+            return f"skipped: {e.input} ({e.note})"
+        if e.status.value == "cancelled":
+            return f"cancelled: {e.input}"
         return None
 
     def close(self) -> None:
@@ -158,12 +229,12 @@ class LivePrinter(PlainPrinter):
         super().close()
 
 
-def make_printer(kind: str | None, out: TextIO) -> Printer:
+def make_printer(kind: str | None, out: TextIO, every_percent: float | None = None) -> Printer:
     if kind == "json":
         return JsonPrinter(out)
     if kind is None and out.isatty():
         return LivePrinter(out)
-    return PlainPrinter(out)
+    return PlainPrinter(out, every_percent)
 
 
 def _change(reduction_percent: float) -> str:

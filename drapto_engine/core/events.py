@@ -9,14 +9,21 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
+from drapto_engine.core.flags import FlagState, FlagView
+from drapto_engine.core.jobs import QueueEntry
+from drapto_engine.core.metrics import JobSummary, ResourceSnapshot
+
+__all__ = ["JobSummary"]
+
 log = logging.getLogger(__name__)
 
 
 class _Event(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    job: str
-    """The job's id (stable for an input and its output-shaping settings)."""
+    job: str = ""
+    """The job's id (stable for an input and its output-shaping settings); empty for
+    engine-wide events (flags, queue, resources)."""
     at: float = Field(default_factory=time.time)
     """Unix time the event was made."""
 
@@ -35,8 +42,10 @@ class AnalysisReady(_Event):
     width: int
     height: int
     frames: int
+    frame_rate: float = 0.0
     crf: int
     encoder: str
+    segmented: bool = True
 
 
 class SegmentPlanned(_Event):
@@ -82,6 +91,13 @@ class SegmentDone(_Event):
     wall_s: float
     resumed: bool = False
     """Finished by an earlier, interrupted run and kept."""
+    peak_rss_bytes: int = 0
+    """The encoder's largest sampled resident memory (0: never sampled)."""
+    cpu_percent: float = 0.0
+    """The encoder's mean CPU use, percent of one core."""
+    queue_wait_s: float = 0.0
+    """From the segment being planned to its encoder starting."""
+    attempts: int = 1
 
 
 class SegmentFailed(_Event):
@@ -105,22 +121,6 @@ class Warning(_Event):
     message: str
 
 
-class JobSummary(BaseModel):
-    """The closing figures of one encode."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    input: str
-    output: str
-    input_bytes: int
-    output_bytes: int
-    reduction_percent: float
-    wall_s: float
-    frames: int
-    encode_fps: float
-    segments: int
-
-
 class JobFinished(_Event):
     type: Literal["job_finished"] = "job_finished"
     summary: JobSummary
@@ -130,6 +130,66 @@ class JobFailed(_Event):
     type: Literal["job_failed"] = "job_failed"
     stage: str
     error: str
+
+
+class FlagChanged(_Event):
+    type: Literal["flag"] = "flag"
+    flag: FlagView
+    previous: FlagState
+    reason: str | None = None
+
+
+class RolledBack(_Event):
+    """A job failed at a stage a flag's strategy owns and is retried with the flag off."""
+
+    type: Literal["rollback"] = "rollback"
+    flag: str
+    stage: str
+    error: str
+    entry: int | None = None
+
+
+class Discrepancy(_Event):
+    """A shadowed flag's two strategies disagreed (or agreed: metric 0) on a job."""
+
+    type: Literal["discrepancy"] = "discrepancy"
+    flag: str
+    metric: float
+    """0 when the strategies agree; see the README for each flag's measure."""
+    used: str
+    """What the strategy in use decided."""
+    shadow: str
+    """What the shadowed strategy would have decided."""
+
+
+class Alert(_Event):
+    """A monitoring threshold crossed."""
+
+    type: Literal["alert"] = "alert"
+    kind: Literal["memory_pressure", "slow_encoder", "stalled"]
+    index: int | None = None
+    message: str
+
+
+class EntryChanged(_Event):
+    type: Literal["entry"] = "entry"
+    entry: QueueEntry
+
+
+class EntryRemoved(_Event):
+    type: Literal["entry_removed"] = "entry_removed"
+    entry_id: int
+
+
+class QueueStateChanged(_Event):
+    type: Literal["queue_state"] = "queue_state"
+    paused: bool
+    workers: int
+
+
+class ResourcesSampled(_Event):
+    type: Literal["resources"] = "resources"
+    snapshot: ResourceSnapshot
 
 
 Event = Annotated[
@@ -144,7 +204,15 @@ Event = Annotated[
     | AudioDone
     | Warning
     | JobFinished
-    | JobFailed,
+    | JobFailed
+    | FlagChanged
+    | RolledBack
+    | Discrepancy
+    | Alert
+    | EntryChanged
+    | EntryRemoved
+    | QueueStateChanged
+    | ResourcesSampled,
     Field(discriminator="type"),
 ]
 EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)

@@ -1,7 +1,15 @@
-"""Feature flags: named strategy switches, each mapped onto one encode setting."""
+"""Feature flags: named strategy switches, changed live, with a safe way back.
+
+A flag is on, off, or (for flags that choose an analysis strategy) shadow: the
+default strategy is used and the other one is run beside it, their differences
+recorded. States come in layers, each over the one before: the registry's
+default, the config file's [flags], the flags saved by live changes, the run's
+--flag overrides, changes made live through the engine, and rollbacks.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict
@@ -15,6 +23,21 @@ class Scope(StrEnum):
     NEXT_JOB = "next_job"
 
 
+class FlagState(StrEnum):
+    ON = "on"
+    OFF = "off"
+    SHADOW = "shadow"
+
+
+class FlagSource(StrEnum):
+    DEFAULT = "default"
+    CONFIG = "config"
+    SAVED = "saved"
+    RUN = "run"
+    LIVE = "live"
+    ROLLBACK = "rollback"
+
+
 class Flag(BaseModel):
     model_config = ConfigDict(frozen=True)
 
@@ -22,8 +45,12 @@ class Flag(BaseModel):
     description: str
     default: bool
     scope: Scope
-    setting: str
-    """The EncodeSettings field the flag drives."""
+    setting: str | None
+    """The EncodeSettings field the flag drives; None for a flag read live by the engine."""
+    shadow: bool = False
+    """Takes the shadow state: both strategies' analyses run, the default one is used."""
+    owns: frozenset[str] = frozenset()
+    """Job stages whose failure, with the flag on, rolls the job back with it off."""
 
 
 FLAGS: tuple[Flag, ...] = (
@@ -33,6 +60,8 @@ FLAGS: tuple[Flag, ...] = (
         default=True,
         scope=Scope.NEXT_JOB,
         setting="scene_detection",
+        shadow=True,
+        owns=frozenset({"segmenting"}),
     ),
     Flag(
         name="segmented_encoding",
@@ -40,6 +69,7 @@ FLAGS: tuple[Flag, ...] = (
         default=True,
         scope=Scope.NEXT_JOB,
         setting="segmented",
+        owns=frozenset({"encoding", "muxing", "validating"}),
     ),
     Flag(
         name="segmented_dolby_vision",
@@ -47,6 +77,7 @@ FLAGS: tuple[Flag, ...] = (
         default=True,
         scope=Scope.NEXT_JOB,
         setting="segmented_dolby_vision",
+        owns=frozenset({"encoding", "muxing", "validating"}),
     ),
     Flag(
         name="crop_detection",
@@ -54,6 +85,8 @@ FLAGS: tuple[Flag, ...] = (
         default=True,
         scope=Scope.NEXT_JOB,
         setting="crop",
+        shadow=True,
+        owns=frozenset({"validating"}),
     ),
     Flag(
         name="dolby_vision_crop",
@@ -61,26 +94,166 @@ FLAGS: tuple[Flag, ...] = (
         default=False,
         scope=Scope.NEXT_JOB,
         setting="dolby_vision_crop",
+        owns=frozenset({"validating"}),
+    ),
+    Flag(
+        name="tail_threads",
+        description="give the last segments to start the cores that others free (off: equal shares)",
+        default=True,
+        scope=Scope.NEXT_SEGMENT,
+        setting=None,
     ),
 )
 BY_NAME = {flag.name: flag for flag in FLAGS}
 ON, OFF = frozenset({"on", "true", "1", "yes"}), frozenset({"off", "false", "0", "no"})
 
 
-def parse_override(text: str) -> tuple[str, bool]:
-    """`NAME=on|off` as given to --flag."""
-    name, sep, value = text.partition("=")
-    name, value = name.strip(), value.strip().lower()
-    if not sep or name not in BY_NAME:
-        known = ", ".join(BY_NAME)
+def parse_state(name: str, value: str | bool) -> FlagState:
+    """A flag's state from on/off/shadow text (or a TOML boolean)."""
+    flag = BY_NAME.get(name)
+    if flag is None:
         raise DraptoError(
-            f"unknown flag {text!r}", hint=f"use NAME=on|off with NAME one of {known}"
+            f"unknown flag {name!r}", hint=f"flags are {', '.join(BY_NAME)} (see drapto flags)"
         )
-    if value not in ON | OFF:
-        raise DraptoError(f"flag {name} takes on or off, not {value!r}")
-    return name, value in ON
+    if isinstance(value, bool):
+        return FlagState.ON if value else FlagState.OFF
+    text = value.strip().lower()
+    if text in ON:
+        return FlagState.ON
+    if text in OFF:
+        return FlagState.OFF
+    if text == "shadow":
+        if not flag.shadow:
+            raise DraptoError(f"flag {name} has no shadow state (only on or off)")
+        return FlagState.SHADOW
+    takes = "on, off or shadow" if flag.shadow else "on or off"
+    raise DraptoError(f"flag {name} takes {takes}, not {value!r}")
 
 
-def apply_flags(settings: EncodeSettings, states: dict[str, bool]) -> EncodeSettings:
-    """Settings with each flag's state written into the field it drives."""
-    return settings.model_copy(update={BY_NAME[name].setting: on for name, on in states.items()})
+def parse_override(text: str) -> tuple[str, FlagState]:
+    """`NAME=on|off|shadow` as given to --flag."""
+    name, sep, value = text.partition("=")
+    if not sep:
+        raise DraptoError(
+            f"flag override {text!r} is not NAME=on|off", hint="e.g. --flag crop_detection=off"
+        )
+    return name.strip(), parse_state(name.strip(), value)
+
+
+def parse_states(states: Mapping[str, str | bool]) -> dict[str, FlagState]:
+    return {name: parse_state(name, value) for name, value in states.items()}
+
+
+def effective(flag: Flag, state: FlagState) -> bool:
+    """Whether the flag's strategy is used: shadow uses the default one."""
+    return flag.default if state is FlagState.SHADOW else state is FlagState.ON
+
+
+def apply_flags(settings: EncodeSettings, states: Mapping[str, FlagState | bool]) -> EncodeSettings:
+    """Settings with each flag's effective state written into the field it drives."""
+    update: dict[str, bool] = {}
+    for name, state in states.items():
+        flag = BY_NAME[name]
+        if flag.setting is None:
+            continue
+        on = state if isinstance(state, bool) else effective(flag, state)
+        update[flag.setting] = on
+    return settings.model_copy(update=update)
+
+
+def shadowed(states: Mapping[str, FlagState]) -> frozenset[str]:
+    return frozenset(name for name, state in states.items() if state is FlagState.SHADOW)
+
+
+class FlagView(BaseModel):
+    """A flag as `drapto flags`, the API and the TUI show it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    description: str
+    scope: Scope
+    default: FlagState
+    state: FlagState
+    source: FlagSource
+    shadow_capable: bool
+    rollbacks: int = 0
+    """Jobs rolled back with this flag off in this session."""
+
+
+OnChange = Callable[[FlagView, FlagState, str | None], None]
+"""Called after a change with the new view, the previous state and the reason."""
+
+
+class FlagSet:
+    """The live flag states of one engine session."""
+
+    def __init__(
+        self,
+        layers: Mapping[FlagSource, Mapping[str, FlagState]] | None = None,
+        *,
+        on_change: OnChange | None = None,
+    ) -> None:
+        self._states: dict[str, tuple[FlagState, FlagSource]] = {
+            f.name: (FlagState.ON if f.default else FlagState.OFF, FlagSource.DEFAULT)
+            for f in FLAGS
+        }
+        for source in FlagSource:  # enum order is layer order
+            for name, state in (layers or {}).get(source, {}).items():
+                self._states[name] = (state, source)
+        self._rollbacks: dict[str, int] = {}
+        self.on_change = on_change
+
+    def state(self, name: str) -> FlagState:
+        return self._states[name][0]
+
+    def enabled(self, name: str) -> bool:
+        return effective(BY_NAME[name], self.state(name))
+
+    def states(self) -> dict[str, FlagState]:
+        return {name: state for name, (state, _) in self._states.items()}
+
+    def view(self, name: str) -> FlagView:
+        flag = BY_NAME[name]
+        state, source = self._states[name]
+        return FlagView(
+            name=name,
+            description=flag.description,
+            scope=flag.scope,
+            default=FlagState.ON if flag.default else FlagState.OFF,
+            state=state,
+            source=source,
+            shadow_capable=flag.shadow,
+            rollbacks=self._rollbacks.get(name, 0),
+        )
+
+    def views(self) -> list[FlagView]:
+        return [self.view(flag.name) for flag in FLAGS]
+
+    def set(
+        self,
+        name: str,
+        state: FlagState,
+        source: FlagSource = FlagSource.LIVE,
+        reason: str | None = None,
+    ) -> FlagView:
+        parse_state(name, state.value)  # unknown names and shadow-less flags raise
+        previous = self.state(name)
+        self._states[name] = (state, source)
+        view = self.view(name)
+        if self.on_change is not None:
+            self.on_change(view, previous, reason)
+        return view
+
+    def for_job(
+        self, settings: EncodeSettings, overrides: Mapping[str, FlagState] | None = None
+    ) -> tuple[EncodeSettings, frozenset[str]]:
+        """A new job's settings under the current states (and the job's own overrides),
+        and the flags it runs in shadow."""
+        states = {**self.states(), **(overrides or {})}
+        return apply_flags(settings, states), shadowed(states)
+
+    def count_rollback(self, name: str) -> int:
+        """Count a job rolled back with `name` off; returns the session's count."""
+        self._rollbacks[name] = self._rollbacks.get(name, 0) + 1
+        return self._rollbacks[name]

@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-from pydantic import BaseModel, ConfigDict
 
 from drapto_engine.core.errors import DraptoError
+from drapto_engine.core.metrics import EncoderSample, ResourceSnapshot
 from drapto_engine.core.models import ResolutionClass
 
 log = logging.getLogger(__name__)
@@ -130,38 +130,6 @@ def system_memory() -> Memory:
     return Memory(total=int(reading.total), available=int(reading.available))
 
 
-class EncoderSample(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    pid: int
-    segment: int | None
-    """The segment the encoder works on, when the orchestrator said."""
-    cpu_percent: float
-    """Percent of one core, its children included (400 is four busy cores)."""
-    rss_bytes: int
-    """Resident memory of the process and its children."""
-    suspended: bool
-
-
-class ResourceSnapshot(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    time: float
-    """Unix time of the sample."""
-    cpu_percent: float
-    """Whole-machine CPU use since the previous sample, 0-100."""
-    memory_total: int
-    memory_available: int
-    reserve_bytes: int
-    """Memory kept free: below it nothing is admitted and encoders get suspended."""
-    workers: int
-    """The worker limit."""
-    running: int
-    """Admitted encoders, suspended ones included."""
-    suspended: int
-    encoders: tuple[EncoderSample, ...]
-
-
 class _ProcessTree:
     """An encoder process and its children, as cached psutil objects.
 
@@ -209,14 +177,22 @@ class _ProcessTree:
 
 
 _START_ORDER = itertools.count(1)
+_WAIT_ORDER = itertools.count(1)
 
 
 class Admission:
     """One admitted encoder: its memory estimate, its process once started, what it used."""
 
-    def __init__(self, estimate: int, segment: int | None) -> None:
+    def __init__(
+        self, estimate: int, segment: int | None, job: str | None = None, priority: int = 0
+    ) -> None:
         self.estimate = estimate
         self.segment = segment
+        self.job = job
+        self.priority = priority
+        self.order = next(_WAIT_ORDER)
+        self.cpu_samples = 0
+        self.cpu_total = 0.0
         self.pid: int | None = None
         self.cpu_percent = 0.0
         self.rss_bytes = 0
@@ -258,6 +234,14 @@ class Admission:
             return
         self.cpu_percent, self.rss_bytes = figures
         self.peak_rss_bytes = max(self.peak_rss_bytes, self.rss_bytes)
+        if not self.suspended:
+            self.cpu_samples += 1
+            self.cpu_total += self.cpu_percent
+
+    @property
+    def mean_cpu_percent(self) -> float:
+        """Mean CPU use over the samples taken while it ran (not suspended)."""
+        return self.cpu_total / self.cpu_samples if self.cpu_samples else 0.0
 
     def set_suspended(self, suspended: bool) -> None:
         if self._tree is None or suspended == self.suspended:
@@ -272,6 +256,7 @@ class Admission:
         return EncoderSample(
             pid=self.pid,
             segment=self.segment,
+            job=self.job,
             cpu_percent=self.cpu_percent,
             rss_bytes=self.rss_bytes,
             suspended=self.suspended,
@@ -303,8 +288,10 @@ class ResourceManager(WorkerSlots):
         interval_s: float = SAMPLE_INTERVAL_S,
         history: int = HISTORY_SAMPLES,
         on_notice: OnNotice | None = None,
+        on_sample: Callable[[ResourceSnapshot], None] | None = None,
     ) -> None:
         super().__init__(max(1, limit))
+        self._on_sample = on_sample
         self.reserve = reserve
         """Fraction of total memory kept free."""
         self.interval_s = interval_s
@@ -313,6 +300,7 @@ class ResourceManager(WorkerSlots):
         self._on_notice = on_notice
         self._history: deque[ResourceSnapshot] = deque(maxlen=history)
         self._admitted: list[Admission] = []
+        self._waiting: list[Admission] = []
         self._peaks: dict[ResolutionClass, int] = {}
         self._low_samples = 0
         self._samples = 0
@@ -341,11 +329,29 @@ class ResourceManager(WorkerSlots):
     # -- admission --
 
     @asynccontextmanager
-    async def admit(self, estimate: int, *, segment: int | None = None) -> AsyncIterator[Admission]:
-        """Wait for a slot and memory for `estimate` bytes; the slot is held inside."""
-        ticket = Admission(max(0, estimate), segment)
+    async def admit(
+        self,
+        estimate: int,
+        *,
+        segment: int | None = None,
+        job: str | None = None,
+        priority: int = 0,
+    ) -> AsyncIterator[Admission]:
+        """Wait for a slot and memory for `estimate` bytes; the slot is held inside.
+
+        Waiters are admitted in order of (priority, arrival): a queue's earlier job
+        (lower priority number) gets freed slots before a later job running ahead.
+        """
+        ticket = Admission(max(0, estimate), segment, job, priority)
         async with self._cond:
-            await self._cond.wait_for(lambda: self._admissible(ticket.estimate))
+            self._waiting.append(ticket)
+            try:
+                await self._cond.wait_for(
+                    lambda: self._first_waiting() is ticket and self._admissible(ticket.estimate)
+                )
+            finally:
+                self._waiting.remove(ticket)
+                self._cond.notify_all()
             self.running += 1
             self.peak = max(self.peak, self.running)
             self._admitted.append(ticket)
@@ -370,6 +376,14 @@ class ResourceManager(WorkerSlots):
         async with self._cond:
             self.limit = max(1, limit)
             self._cond.notify_all()
+
+    @property
+    def waiting(self) -> int:
+        """Encoders waiting to be admitted."""
+        return len(self._waiting)
+
+    def _first_waiting(self) -> Admission:
+        return min(self._waiting, key=lambda t: (t.priority, t.order))
 
     def _admissible(self, estimate: int) -> bool:
         if self.running >= self.limit:
@@ -453,6 +467,8 @@ class ResourceManager(WorkerSlots):
         )
         self.latest = snapshot
         self._history.append(snapshot)
+        if self._on_sample is not None:
+            self._on_sample(snapshot)
         return snapshot
 
     def _system_cpu(self) -> float:

@@ -12,6 +12,7 @@ import threading
 import time
 from pathlib import Path
 
+from drapto_engine.core.jobs import QueueEntry
 from drapto_engine.core.models import SegmentState
 from drapto_engine.core.state import JobRecord, SegmentRecord
 
@@ -45,6 +46,15 @@ CREATE TABLE IF NOT EXISTS segments (
     fps REAL,
     wall_s REAL,
     PRIMARY KEY (job_id, idx)
+);
+CREATE TABLE IF NOT EXISTS queue (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    position INTEGER NOT NULL,
+    entry TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
 );
 """
 STALE_LOCK_S = 15.0
@@ -186,6 +196,76 @@ class StateStore:
         self._write(
             f"UPDATE segments SET state = ?{started}{extra} WHERE job_id = ? AND idx = ?",
             (state.value, *fields.values(), job_id, index),
+        )
+
+
+class QueueStore:
+    """The library queue, in the same database as the jobs: entries in order, and meta
+    values (paused, worker bound). An entry is stored whole as JSON; its position is a
+    column so that the order is one query."""
+
+    def __init__(self, store: StateStore) -> None:
+        self.store = store
+
+    def entries(self) -> list[QueueEntry]:
+        rows = self.store._rows("SELECT entry FROM queue ORDER BY position, id", ())
+        return [QueueEntry.model_validate_json(r["entry"]) for r in rows]
+
+    def add(self, entry: QueueEntry) -> QueueEntry:
+        """Store a new entry at the end; returns it with its id and position."""
+        with self.store._lock:
+            db = self.store._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                last = db.execute("SELECT COALESCE(MAX(position), -1) FROM queue").fetchone()[0]
+                cursor = db.execute(
+                    "INSERT INTO queue (position, entry) VALUES (?, '{}')", (last + 1,)
+                )
+                assert cursor.lastrowid is not None
+                stored = entry.model_copy(update={"id": cursor.lastrowid, "position": last + 1})
+                db.execute(
+                    "UPDATE queue SET entry = ? WHERE id = ?",
+                    (stored.model_dump_json(), stored.id),
+                )
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        return stored
+
+    def put(self, entry: QueueEntry) -> None:
+        self.store._write(
+            "UPDATE queue SET position = ?, entry = ? WHERE id = ?",
+            (entry.position, entry.model_dump_json(), entry.id),
+        )
+
+    def delete(self, entry_id: int) -> None:
+        self.store._write("DELETE FROM queue WHERE id = ?", (entry_id,))
+
+    def put_all(self, entries: list[QueueEntry]) -> None:
+        """Write many entries in one transaction (a reorder renumbers them all)."""
+        with self.store._lock:
+            db = self.store._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.executemany(
+                    "UPDATE queue SET position = ?, entry = ? WHERE id = ?",
+                    [(e.position, e.model_dump_json(), e.id) for e in entries],
+                )
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+
+    def get_meta(self, key: str) -> str | None:
+        rows = self.store._rows("SELECT value FROM meta WHERE key = ?", (key,))
+        return str(rows[0]["value"]) if rows else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.store._write(
+            "INSERT INTO meta (key, value) VALUES (?, ?)"
+            " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            (key, value),
         )
 
 

@@ -18,6 +18,7 @@ from drapto_engine.core.errors import DraptoError, EncodeError, ValidationError
 from drapto_engine.core.events import (
     AnalysisReady,
     AudioDone,
+    Discrepancy,
     EventBus,
     JobFailed,
     JobFinished,
@@ -31,6 +32,8 @@ from drapto_engine.core.events import (
     StageChanged,
     Warning,
 )
+from drapto_engine.core.flags import FlagSet
+from drapto_engine.core.metrics import JobMetrics
 from drapto_engine.core.models import (
     AudioStream,
     EncodeSettings,
@@ -52,11 +55,12 @@ from drapto_engine.infrastructure.resources import (
     estimated_output_bytes,
     threads_per_worker,
 )
+from drapto_engine.monitoring import Monitor
 from drapto_engine.services.detection import analyze_media
 from drapto_engine.services.encoding.audio import audio_argv, bitrate_kbps, output_channels
 from drapto_engine.services.encoding.mux import concat_list, mux_argv, segment_durations
 from drapto_engine.services.encoding.plan import VideoPlan
-from drapto_engine.services.segmentation import stream_segments
+from drapto_engine.services.segmentation import fixed_segments, stream_segments
 from drapto_engine.services.segmentation.timestamps import frame_times
 from drapto_engine.services.validation import Expected, ExpectedAudio, check_output
 
@@ -75,6 +79,10 @@ class EncodeRequest:
     keep_work: bool = False
     work_root: Path | None = None
     """Where the job's work directory goes; default: beside the output."""
+    shadow: frozenset[str] = frozenset()
+    """Flags in shadow state: their other strategy's analysis runs too (see flags.py)."""
+    priority: int = 0
+    """Admission priority of this job's encoders among all jobs' (lower goes first)."""
 
 
 WORK_PREFIX = ".drapto-work-"
@@ -126,21 +134,46 @@ def _check_writable(folder: Path) -> None:
 
 
 class Orchestrator:
-    """Runs one encode job, emitting an event for every stage and segment."""
+    """Runs one encode job, emitting an event for every stage and segment.
 
-    def __init__(self, ffmpeg: str, bus: EventBus, state: StateManager) -> None:
+    `resources` is shared by every job of an engine, so that its worker bound holds
+    across them; without one the job makes its own. `flags` is read live for flags
+    whose scope is the next segment; `monitor` supplies the job's metrics.
+    """
+
+    def __init__(
+        self,
+        ffmpeg: str,
+        bus: EventBus,
+        state: StateManager,
+        *,
+        resources: ResourceManager | None = None,
+        flags: FlagSet | None = None,
+        monitor: Monitor | None = None,
+    ) -> None:
         self.ffmpeg = ffmpeg
         self.bus = bus
         self.state = state
-        self.slots: ResourceManager | None = None
+        self.slots: ResourceManager | None = resources
+        self._own_slots = resources is None
+        self.flags = flags or FlagSet()
+        self.monitor = monitor or Monitor(bus)
         self.stage = JobStage.QUEUED
+        self.plan: VideoPlan | None = None
+        self.job: str | None = None
+        self.on_job: Callable[[str], None] | None = None
+        """Called with the job id as soon as it is known."""
+        self.segments_planned = asyncio.Event()
+        """Set once segmentation has handed out every segment (a queue may start the next job)."""
 
     async def encode(self, request: EncodeRequest) -> JobSummary:
         """Run one job to its end, resuming what an interrupted run of it left."""
         preflight(request)
         media = await asyncio.to_thread(probe, request.input, self.ffmpeg)
         record = await asyncio.to_thread(job_record, request)
-        job = record.id
+        job = self.job = record.id
+        if self.on_job is not None:
+            self.on_job(job)
         work_root = request.work_root or request.output.parent
         work = work_root / f"{WORK_PREFIX}{job}"
         partial = partial_name(request.output)
@@ -159,6 +192,7 @@ class Orchestrator:
         try:
             return await self._pipeline(job, request, media, work, partial)
         except DraptoError as exc:
+            await self._save_metrics(job)
             self.bus.emit(JobFailed(job=job, stage=self.stage.value, error=exc.one_line()))
             await self.state.set_stage(job, JobStage.FAILED, exc.one_line())
             raise
@@ -168,6 +202,7 @@ class Orchestrator:
             await asyncio.shield(self._interrupted(job, work))
             raise
         finally:
+            self.segments_planned.set()
             heartbeat.cancel()
             partial.unlink(missing_ok=True)
             if not keep_work:
@@ -189,12 +224,15 @@ class Orchestrator:
     ) -> JobSummary:
         started = time.monotonic()
         await self._set_stage(job, JobStage.ANALYZING)
+        shadow_crop = "crop_detection" in request.shadow
         analysis = await asyncio.to_thread(
-            analyze_media, media, crop_detection=request.settings.crop
+            analyze_media, media, crop_detection=request.settings.crop or shadow_crop
         )
         await self.state.save(job, analysis=analysis.model_dump_json())
-        plan = VideoPlan.make(self.ffmpeg, analysis, request.settings)
+        plan = self.plan = VideoPlan.make(self.ffmpeg, analysis, request.settings)
         self._emit_analysis(job, plan)
+        if shadow_crop:
+            self.bus.emit(crop_discrepancy(job, plan, analysis))
         for message in plan.warnings:
             self.bus.emit(Warning(job=job, message=message))
         self._check_disk(request, analysis, work)
@@ -205,7 +243,7 @@ class Orchestrator:
         try:
             await self._set_stage(job, JobStage.SEGMENTING)
             segments = self._stream_segments(request.settings, plan, media, times_task)
-            planned = await self._encode_segments(job, plan, segments, work, request.workers)
+            planned = await self._encode_segments(job, plan, segments, work, request)
             audio = await audio_task
             extents = await extents_task
             times = await times_task
@@ -215,6 +253,8 @@ class Orchestrator:
                     task.cancel()
                     with contextlib.suppress(BaseException):
                         await task
+        if "scene_segmentation" in request.shadow and plan.segmented:
+            self.bus.emit(scene_discrepancy(job, planned, times, request.settings))
         await self._set_stage(job, JobStage.MUXING)
         files = [segment_file(work, s) for s in planned]
         video = extents.get(media.video.index)
@@ -227,7 +267,8 @@ class Orchestrator:
         if failures:
             raise ValidationError(request.input, failures)
         os.replace(partial, request.output)
-        summary = self._summary(request, media, len(files), time.monotonic() - started)
+        metrics = await self._save_metrics(job)
+        summary = self._summary(request, media, len(files), time.monotonic() - started, metrics)
         await self._set_stage(job, JobStage.DONE)
         self.bus.emit(JobFinished(job=job, summary=summary))
         return summary
@@ -243,10 +284,17 @@ class Orchestrator:
                 width=plan.width,
                 height=plan.height,
                 frames=a.media.video.frame_count,
+                frame_rate=float(a.media.video.frame_rate),
                 crf=plan.crf,
                 encoder=plan.encoder.name,
+                segmented=plan.segmented,
             )
         )
+
+    async def _save_metrics(self, job: str) -> JobMetrics:
+        metrics = self.monitor.metrics(job)
+        await self.state.save(job, metrics=metrics.model_dump_json())
+        return metrics
 
     def _check_disk(self, request: EncodeRequest, analysis: VideoAnalysis, work: Path) -> None:
         media = analysis.media
@@ -286,7 +334,7 @@ class Orchestrator:
         plan: VideoPlan,
         segments: AsyncIterator[Segment],
         work: Path,
-        workers: int | None,
+        request: EncodeRequest,
     ) -> list[Segment]:
         """Encode segments as segmentation yields them, longest waiting segment first.
 
@@ -294,12 +342,17 @@ class Orchestrator:
         keeps every worker busy: the idle tail of the last long segment is what
         parallel encoding otherwise loses.
         """
-        limit = max(1, workers or default_workers(plan.analysis.resolution_class))
-        self.slots = ResourceManager(
-            limit, on_notice=lambda message: self.bus.emit(Warning(job=job, message=message))
-        )
-        threads = threads_per_worker(limit)
+        if self.slots is None:
+            workers = request.workers or default_workers(plan.analysis.resolution_class)
+            self.slots = ResourceManager(
+                workers, on_notice=lambda message: self.bus.emit(Warning(job=job, message=message))
+            )
+        elif request.workers:
+            await self.slots.set_limit(request.workers)
+        slots = self.slots
+        limit = slots.limit
         pending: list[Segment] = []
+        planned_at: dict[int, float] = {}
         planned: list[Segment] = []
         more = asyncio.Event()
         finished_planning = False
@@ -315,6 +368,7 @@ class Orchestrator:
                     )
                     planned.append(segment)
                     pending.append(segment)
+                    planned_at[segment.index] = time.monotonic()
                     self.bus.emit(
                         SegmentPlanned(
                             job=job,
@@ -326,6 +380,7 @@ class Orchestrator:
                     more.set()
             finally:
                 finished_planning = True
+                self.segments_planned.set()
                 more.set()
 
         async def worker() -> None:
@@ -339,13 +394,18 @@ class Orchestrator:
                 pending.remove(segment)
                 path = segment_file(work, segment)
                 # The last segment to start would otherwise run on one core's share
-                # while the others' cores fall idle as they finish.
-                last = finished_planning and not pending
-                share = cpu_count() if last else threads
-                await self._encode_segment(job, plan, segment, path, share)
+                # while the others' cores fall idle as they finish (unless another
+                # job's encoders are waiting for them).
+                last = finished_planning and not pending and slots.waiting == 0
+                tail = last and self.flags.enabled("tail_threads")
+                share = cpu_count() if tail else threads_per_worker(slots.limit)
+                await self._encode_segment(
+                    job, plan, segment, path, share, planned_at[segment.index], request.priority
+                )
 
+        sampling = slots.sampling() if self._own_slots else contextlib.nullcontext(slots)
         try:
-            async with self.slots.sampling(), asyncio.TaskGroup() as group:
+            async with sampling, asyncio.TaskGroup() as group:
                 group.create_task(plan_all())
                 for _ in range(limit):
                     group.create_task(worker())
@@ -371,7 +431,14 @@ class Orchestrator:
         return True
 
     def _segment_done(
-        self, job: str, segment: Segment, path: Path, fps: float, wall: float, resumed: bool = False
+        self,
+        job: str,
+        segment: Segment,
+        path: Path,
+        fps: float,
+        wall: float,
+        resumed: bool = False,
+        **measured: float | int,
     ) -> None:
         self.bus.emit(
             SegmentDone(
@@ -382,11 +449,19 @@ class Orchestrator:
                 fps=fps,
                 wall_s=wall,
                 resumed=resumed,
+                **measured,
             )
         )
 
     async def _encode_segment(
-        self, job: str, plan: VideoPlan, segment: Segment, path: Path, threads: int
+        self,
+        job: str,
+        plan: VideoPlan,
+        segment: Segment,
+        path: Path,
+        threads: int,
+        planned_at: float,
+        priority: int,
     ) -> None:
         assert self.slots is not None
         if await self._reuse(job, segment, path):
@@ -395,7 +470,10 @@ class Orchestrator:
         resolution = plan.analysis.resolution_class
         for attempt in range(1, SEGMENT_ATTEMPTS + 1):
             estimate = self.slots.estimate(resolution)
-            async with self.slots.admit(estimate, segment=segment.index) as ticket:
+            admission = self.slots.admit(
+                estimate, segment=segment.index, job=job, priority=priority
+            )
+            async with admission as ticket:
                 started = time.monotonic()
                 await self.state.set_segment(job, segment.index, SegmentState.RUNNING)
                 self.bus.emit(
@@ -443,7 +521,17 @@ class Orchestrator:
                     fps=fps,
                     wall_s=wall,
                 )
-                self._segment_done(job, segment, path, fps, wall)
+                self._segment_done(
+                    job,
+                    segment,
+                    path,
+                    fps,
+                    wall,
+                    peak_rss_bytes=ticket.peak_rss_bytes,
+                    cpu_percent=ticket.mean_cpu_percent,
+                    queue_wait_s=started - planned_at,
+                    attempts=attempt,
+                )
                 return
 
     def _progress_reporter(self, job: str, segment: Segment) -> Callable[[Progress], None]:
@@ -508,7 +596,12 @@ class Orchestrator:
         )
 
     def _summary(
-        self, request: EncodeRequest, media: MediaInfo, segments: int, wall: float
+        self,
+        request: EncodeRequest,
+        media: MediaInfo,
+        segments: int,
+        wall: float,
+        metrics: JobMetrics,
     ) -> JobSummary:
         out_bytes = request.output.stat().st_size
         frames = media.video.frame_count
@@ -524,6 +617,7 @@ class Orchestrator:
             frames=frames,
             encode_fps=frames / wall if wall > 0 else 0.0,
             segments=segments,
+            metrics=metrics,
         )
 
 
@@ -588,3 +682,48 @@ def dolby_vision_compat_id(plan: VideoPlan) -> int:
         return 0
     transfer = plan.analysis.media.video.color_transfer
     return {"smpte2084": 1, "arib-std-b67": 4}.get(transfer or "", 2)
+
+
+SHADOW_CUT_TOLERANCE = 2  # frames: the scene detector's own accuracy
+
+
+def crop_discrepancy(job: str, plan: VideoPlan, analysis: VideoAnalysis) -> Discrepancy:
+    """Shadowed crop detection: detected crop against none; the metric is the share of
+    the frame's area the two disagree on (0: no bars found)."""
+    crop = analysis.crop
+    video = analysis.media.video
+    full = video.width * video.height
+    lost = full - crop.width * crop.height if crop else 0
+    used = plan.crop.filter() if plan.crop else "none"
+    other = "none" if plan.crop else (crop.filter() if crop else "none")
+    return Discrepancy(
+        job=job,
+        flag="crop_detection",
+        metric=lost / full if full else 0.0,
+        used=used,
+        shadow=other,
+    )
+
+
+def scene_discrepancy(
+    job: str, planned: list[Segment], times: list[float], settings: EncodeSettings
+) -> Discrepancy:
+    """Shadowed scene segmentation: scene-cut boundaries against fixed-length ones; the
+    metric is the share of boundaries (of both plans) that the other plan lacks."""
+    used = [s.start_frame for s in planned[1:]]
+    fixed = [s.start_frame for s in fixed_segments(times, length_s=settings.max_segment_s)[1:]]
+    if not settings.scene_detection:
+        used, fixed = fixed, used
+
+    def unmatched(mine: list[int], theirs: list[int]) -> int:
+        return sum(all(abs(m - t) > SHADOW_CUT_TOLERANCE for t in theirs) for m in mine)
+
+    total = len(used) + len(fixed)
+    differing = unmatched(used, fixed) + unmatched(fixed, used)
+    return Discrepancy(
+        job=job,
+        flag="scene_segmentation",
+        metric=differing / total if total else 0.0,
+        used=" ".join(map(str, used)) or "no cuts",
+        shadow=" ".join(map(str, fixed)) or "no cuts",
+    )

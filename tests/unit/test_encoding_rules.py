@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from drapto_engine.core.errors import DraptoError
-from drapto_engine.core.flags import apply_flags, parse_override
+from drapto_engine.core.flags import FlagState, apply_flags, parse_override
 from drapto_engine.core.models import AudioStream, DolbyVisionInfo, EncodeSettings
 from drapto_engine.infrastructure.ffmpeg.progress import ProgressParser
 from drapto_engine.infrastructure.hdr_probe import av1_packet_has_rpu as has_dolby_rpu
@@ -56,12 +56,17 @@ def test_dolby_vision_profiles() -> None:
 
 
 def test_flags_drive_settings() -> None:
-    assert parse_override("dolby_vision_crop=on") == ("dolby_vision_crop", True)
-    assert parse_override(" segmented_encoding = OFF ") == ("segmented_encoding", False)
+    assert parse_override("dolby_vision_crop=on") == ("dolby_vision_crop", FlagState.ON)
+    assert parse_override(" segmented_encoding = OFF ") == ("segmented_encoding", FlagState.OFF)
+    assert parse_override("crop_detection=shadow") == ("crop_detection", FlagState.SHADOW)
     with pytest.raises(DraptoError, match="unknown flag"):
         parse_override("turbo=on")
-    with pytest.raises(DraptoError, match="takes on or off"):
+    with pytest.raises(DraptoError, match="takes on, off or shadow"):
         parse_override("crop_detection=maybe")
+    with pytest.raises(DraptoError, match="no shadow state"):
+        parse_override("segmented_encoding=shadow")
+    shadowed = apply_flags(EncodeSettings(), {"crop_detection": FlagState.SHADOW})
+    assert shadowed.crop  # shadow uses the default strategy
     settings = apply_flags(
         EncodeSettings(), {"crop_detection": False, "segmented_dolby_vision": False}
     )

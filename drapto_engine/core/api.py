@@ -1,0 +1,146 @@
+"""What a client sees of the engine: a snapshot, kept current by applying events.
+
+The engine keeps one `EngineView` for the snapshots it hands out; a client (the TUI,
+`drapto status`) starts from a snapshot and applies the events that follow with the
+same code, so both sides agree on what every event means.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from drapto_engine.core.events import (
+    AnalysisReady,
+    EntryChanged,
+    EntryRemoved,
+    Event,
+    FlagChanged,
+    JobFailed,
+    JobFinished,
+    QueueStateChanged,
+    ResourcesSampled,
+    RolledBack,
+    SegmentDone,
+    SegmentFailed,
+    SegmentPlanned,
+    SegmentProgress,
+    SegmentStarted,
+    StageChanged,
+)
+from drapto_engine.core.flags import FlagView
+from drapto_engine.core.jobs import QueueEntry
+from drapto_engine.core.metrics import ResourceSnapshot
+
+HISTORY = 300
+
+
+class SegmentView(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    index: int
+    start_frame: int
+    frames: int
+    state: str = "pending"
+    """pending, running, done or failed."""
+    percent: float = 0.0
+    fps: float = 0.0
+    size_bytes: int | None = None
+    attempts: int = 0
+    resumed: bool = False
+
+
+class JobView(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    stage: str = "queued"
+    stages: dict[str, float] = Field(default_factory=dict)
+    """Unix time each stage was entered."""
+    analysis: AnalysisReady | None = None
+    segments: dict[int, SegmentView] = Field(default_factory=dict)
+    error: str | None = None
+    rollbacks: list[str] = Field(default_factory=list)
+
+    @property
+    def frames_done(self) -> float:
+        return sum(s.frames * s.percent / 100 for s in self.segments.values())
+
+
+class EngineSnapshot(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    paused: bool = False
+    workers: int = 1
+    entries: list[QueueEntry] = Field(default_factory=list)
+    """In queue order."""
+    jobs: dict[str, JobView] = Field(default_factory=dict)
+    """Jobs of this session's entries, by job id."""
+    resources: list[ResourceSnapshot] = Field(default_factory=list)
+    """The latest samples, oldest first."""
+    flags: list[FlagView] = Field(default_factory=list)
+
+
+class EngineView:
+    """An EngineSnapshot kept current by applying events in order."""
+
+    def __init__(self, snapshot: EngineSnapshot | None = None) -> None:
+        self.state = snapshot or EngineSnapshot()
+
+    def snapshot(self) -> EngineSnapshot:
+        return self.state.model_copy(deep=True)
+
+    def entry(self, entry_id: int) -> QueueEntry | None:
+        return next((e for e in self.state.entries if e.id == entry_id), None)
+
+    def job(self, job_id: str) -> JobView:
+        view = self.state.jobs.get(job_id)
+        if view is None:
+            view = self.state.jobs[job_id] = JobView(id=job_id)
+        return view
+
+    def apply(self, event: Event) -> None:
+        s = self.state
+        if isinstance(event, EntryChanged):
+            entries = [e for e in s.entries if e.id != event.entry.id] + [event.entry]
+            s.entries = sorted(entries, key=lambda e: e.position)
+        elif isinstance(event, EntryRemoved):
+            s.entries = [e for e in s.entries if e.id != event.entry_id]
+        elif isinstance(event, QueueStateChanged):
+            s.paused, s.workers = event.paused, event.workers
+        elif isinstance(event, ResourcesSampled):
+            s.resources = [*s.resources[-(HISTORY - 1) :], event.snapshot]
+        elif isinstance(event, FlagChanged):
+            s.flags = [event.flag if f.name == event.flag.name else f for f in s.flags]
+        elif event.job:
+            self._apply_job(self.job(event.job), event)
+
+    @staticmethod
+    def _apply_job(job: JobView, event: Event) -> None:
+        if isinstance(event, StageChanged):
+            job.stage = event.stage
+            job.stages[event.stage] = event.at
+        elif isinstance(event, AnalysisReady):
+            job.analysis = event
+        elif isinstance(event, SegmentPlanned):
+            job.segments[event.index] = SegmentView(
+                index=event.index, start_frame=event.start_frame, frames=event.frames
+            )
+        elif isinstance(event, SegmentStarted | SegmentProgress | SegmentDone | SegmentFailed):
+            segment = job.segments.get(event.index)
+            if segment is None:
+                return
+            if isinstance(event, SegmentStarted):
+                segment.state, segment.attempts, segment.percent = "running", event.attempt, 0.0
+            elif isinstance(event, SegmentProgress):
+                segment.percent, segment.fps = event.percent, event.fps
+            elif isinstance(event, SegmentDone):
+                segment.state, segment.percent, segment.fps = "done", 100.0, event.fps
+                segment.size_bytes, segment.resumed = event.size_bytes, event.resumed
+            else:
+                segment.state = "pending" if event.will_retry else "failed"
+        elif isinstance(event, JobFinished):
+            job.stage = "done"
+        elif isinstance(event, JobFailed):
+            job.stage, job.error = "failed", event.error
+        elif isinstance(event, RolledBack):
+            job.rollbacks.append(event.flag)

@@ -1,0 +1,86 @@
+"""Measured figures: resource samples, per-segment and per-job metrics, the job summary."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Figures(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class EncoderSample(_Figures):
+    pid: int
+    segment: int | None
+    """The segment the encoder works on, when the orchestrator said."""
+    job: str | None = None
+    """The job the encoder works for."""
+    cpu_percent: float
+    """Percent of one core, its children included (400 is four busy cores)."""
+    rss_bytes: int
+    """Resident memory of the process and its children."""
+    suspended: bool
+
+
+class ResourceSnapshot(_Figures):
+    time: float
+    """Unix time of the sample."""
+    cpu_percent: float
+    """Whole-machine CPU use since the previous sample, 0-100."""
+    memory_total: int
+    memory_available: int
+    reserve_bytes: int
+    """Memory kept free: below it nothing is admitted and encoders get suspended."""
+    workers: int
+    """The worker limit."""
+    running: int
+    """Admitted encoders, suspended ones included."""
+    suspended: int
+    encoders: tuple[EncoderSample, ...]
+
+
+class SegmentMetrics(_Figures):
+    index: int
+    frames: int
+    wall_s: float
+    fps: float
+    speed: float
+    """Encode speed relative to real time (1.0 encodes a second of video a second)."""
+    peak_rss_bytes: int
+    """The encoder's largest sampled resident memory, children included; 0 if never sampled."""
+    cpu_percent: float
+    """The encoder's mean CPU use in percent of one core."""
+    queue_wait_s: float
+    """Time from the segment being planned to its encoder starting."""
+    attempts: int = 1
+
+
+class JobMetrics(_Figures):
+    segments: list[SegmentMetrics] = Field(default_factory=list)
+    encoded_segments: int = 0
+    """Segments encoded by this run (resumed ones excluded)."""
+    resumed_segments: int = 0
+    median_fps: float = 0.0
+    median_speed: float = 0.0
+    peak_rss_bytes: int = 0
+    mean_cpu_percent: float = 0.0
+    mean_queue_wait_s: float = 0.0
+    alerts: dict[str, int] = Field(default_factory=dict)
+    """Threshold warnings raised, by kind."""
+    stage_s: dict[str, float] = Field(default_factory=dict)
+    """Wall time spent in each job stage."""
+
+
+class JobSummary(_Figures):
+    """The closing figures of one encode."""
+
+    input: str
+    output: str
+    input_bytes: int
+    output_bytes: int
+    reduction_percent: float
+    wall_s: float
+    frames: int
+    encode_fps: float
+    segments: int
+    metrics: JobMetrics | None = None

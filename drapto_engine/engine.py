@@ -1,0 +1,583 @@
+"""The engine: the queue, its jobs, the shared resource bound, live flags and monitoring.
+
+Every client (`drapto encode`, `drapto --batch`, the service and through it the TUI)
+drives the engine through these methods and watches it through its event bus; none
+reaches into the orchestrator. Queue changes are written to the store before the
+event that announces them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import shutil
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from drapto_engine.config import Config, load_saved_flags, save_flags, saved_flags_file
+from drapto_engine.core.api import EngineSnapshot, EngineView
+from drapto_engine.core.errors import DraptoError, EncodeError, ValidationError
+from drapto_engine.core.events import (
+    Alert,
+    EntryChanged,
+    EntryRemoved,
+    Event,
+    EventBus,
+    FlagChanged,
+    QueueStateChanged,
+    ResourcesSampled,
+    RolledBack,
+    StageChanged,
+    Warning,
+)
+from drapto_engine.core.flags import (
+    FlagSet,
+    FlagSource,
+    FlagState,
+    FlagView,
+    parse_state,
+    parse_states,
+)
+from drapto_engine.core.jobs import FINAL_STATUSES, EntryStatus, JobOptions, QueueEntry
+from drapto_engine.core.metrics import JobSummary, ResourceSnapshot
+from drapto_engine.core.models import EncodeSettings, ResolutionClass
+from drapto_engine.core.state import JobStage, StateManager
+from drapto_engine.infrastructure import paths
+from drapto_engine.infrastructure.probe import probe
+from drapto_engine.infrastructure.resources import ResourceManager, default_workers
+from drapto_engine.infrastructure.store import QueueStore, StateStore
+from drapto_engine.monitoring import Monitor, rollback_flag
+from drapto_engine.services.orchestrator import (
+    WORK_PREFIX,
+    EncodeRequest,
+    Orchestrator,
+    job_record,
+)
+
+log = logging.getLogger(__name__)
+
+MAX_ACTIVE_JOBS = 2
+"""One job encoding and the next one's analysis and segmentation running ahead."""
+
+
+@dataclass
+class _Active:
+    entry_id: int
+    task: asyncio.Task[None] | None = None
+    orchestrator: Orchestrator | None = None
+    cancel_requested: bool = False
+    planned: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+def default_output(source: Path, output_dir: Path | None, root: Path | None = None) -> Path:
+    """`<stem>.av1.mkv` beside the input, or `<output_dir>/<path below root>/<stem>.mkv`."""
+    if output_dir is None:
+        return source.with_name(f"{source.stem}.av1.mkv")
+    relative = source.parent.relative_to(root) if root is not None else Path()
+    return output_dir / relative / f"{source.stem}.mkv"
+
+
+class Engine:
+    """One engine session. Use `async with engine.running():` or call start/stop."""
+
+    def __init__(
+        self,
+        ffmpeg: str,
+        *,
+        config: Config | None = None,
+        state_dir: Path | None = None,
+        config_path: Path | None = None,
+        run_flags: Mapping[str, FlagState] | None = None,
+        workers: int | None = None,
+        persist: bool = True,
+        bus: EventBus | None = None,
+    ) -> None:
+        self.ffmpeg = ffmpeg
+        self.config = config or Config()
+        self.state_dir = state_dir or paths.state_dir()
+        self.persist = persist
+        """Whether live flag and worker changes are saved for later sessions."""
+        self.bus = bus or EventBus()
+        self.view = EngineView()
+        self.bus.subscribe(self._observe)
+        self.store = StateStore(paths.state_db(self.state_dir))
+        self.state = StateManager(self.store)
+        self.queue = QueueStore(self.store)
+        self._flags_file = saved_flags_file(config_path)
+        self._saved_flags = load_saved_flags(self._flags_file) if persist else {}
+        self.flags = FlagSet(
+            {
+                FlagSource.CONFIG: self.config.flags,
+                FlagSource.SAVED: self._saved_flags,
+                FlagSource.RUN: dict(run_flags or {}),
+            },
+            on_change=self._flag_changed,
+        )
+        stored_workers = self.queue.get_meta("workers") if persist else None
+        limit = (
+            workers
+            or (int(stored_workers) if stored_workers else None)
+            or self.config.workers
+            or default_workers(ResolutionClass.SD)
+        )
+        self.resources = ResourceManager(
+            limit,
+            reserve=self.config.memory_reserve_percent / 100,
+            on_notice=self._memory_notice,
+            on_sample=self._sampled,
+        )
+        self.monitor = Monitor(
+            self.bus, stall_s=self.config.stall_timeout_s, slow_ratio=self.config.slow_encoder_ratio
+        )
+        self.paused = persist and self.queue.get_meta("paused") == "1"
+        self._wake = asyncio.Event()
+        self._active: dict[int, _Active] = {}
+        self._entries: dict[int, QueueEntry] = {}
+        self._job_entries: dict[str, int] = {}
+        self._stopping = False
+        self._background: set[asyncio.Task[Any]] = set()
+        self._recover_entries()
+        self.view.state = EngineSnapshot(
+            paused=self.paused,
+            workers=self.resources.limit,
+            entries=self.entries(),
+            flags=self.flags.views(),
+        )
+
+    # -- lifecycle --
+
+    def _recover_entries(self) -> None:
+        """Entries a killed engine left running go back to the queue: they resume."""
+        for entry in self.queue.entries():
+            if entry.status is EntryStatus.RUNNING:
+                entry = entry.model_copy(update={"status": EntryStatus.QUEUED, "stage": None})
+                self.queue.put(entry)
+            self._entries[entry.id] = entry
+
+    async def start(self) -> None:
+        self.resources.start()
+        self.monitor.start()
+
+    async def stop(self) -> None:
+        """Stop every running job (their state is kept; they resume next time)."""
+        self._stopping = True
+        self._wake.set()
+        tasks = [a.task for a in self._active.values() if a.task is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        await self.resources.shutdown()
+        await self.monitor.stop()
+
+    def close(self) -> None:
+        self.store.close()
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> Any:
+        await self.start()
+        try:
+            yield self
+        finally:
+            await asyncio.shield(self.stop())
+
+    # -- what clients read --
+
+    def entries(self) -> list[QueueEntry]:
+        return sorted(self._entries.values(), key=lambda e: (e.position, e.id))
+
+    def entry(self, entry_id: int) -> QueueEntry:
+        entry = self._entries.get(entry_id)
+        if entry is None:
+            raise DraptoError(f"no queue entry {entry_id}")
+        return entry
+
+    def snapshot(self) -> EngineSnapshot:
+        return self.view.snapshot()
+
+    def flag_views(self) -> list[FlagView]:
+        return self.flags.views()
+
+    # -- queue commands --
+
+    async def add(
+        self,
+        inputs: Iterable[tuple[Path, Path]],
+        *,
+        options: JobOptions | None = None,
+        flags: Mapping[str, str] | None = None,
+        batch: str | None = None,
+    ) -> list[QueueEntry]:
+        """Queue (input, output) pairs; an input already waiting or running is not added twice."""
+        flag_states = {k: v.value for k, v in parse_states(flags or {}).items()}
+        busy = {
+            e.input: e
+            for e in self._entries.values()
+            if e.status in (EntryStatus.QUEUED, EntryStatus.RUNNING)
+        }
+        added: list[QueueEntry] = []
+        for source, output in inputs:
+            key = str(source.resolve())
+            if key in busy:
+                added.append(busy[key])
+                continue
+            entry = QueueEntry(
+                id=0,
+                input=key,
+                output=str(output.resolve()),
+                position=0,
+                options=options or JobOptions(),
+                flags=flag_states,
+                batch=batch,
+            )
+            stored = await asyncio.to_thread(self.queue.add, entry)
+            self._entries[stored.id] = busy[key] = stored
+            self.bus.emit(EntryChanged(entry=stored))
+            added.append(stored)
+        self._wake.set()
+        return added
+
+    async def remove(self, entry_id: int) -> None:
+        entry = self.entry(entry_id)
+        if entry.status is EntryStatus.RUNNING:
+            raise DraptoError(f"entry {entry_id} is running: cancel it first", entry.input)
+        await asyncio.to_thread(self.queue.delete, entry_id)
+        del self._entries[entry_id]
+        self.bus.emit(EntryRemoved(entry_id=entry_id))
+
+    async def move(self, entry_id: int, index: int) -> None:
+        """Put an entry at `index` in the queue order (clamped), renumbering the rest."""
+        entry = self.entry(entry_id)
+        order = [e for e in self.entries() if e.id != entry_id]
+        index = max(0, min(index, len(order)))
+        order.insert(index, entry)
+        changed = [e.model_copy(update={"position": i}) for i, e in enumerate(order)]
+        changed = [e for e in changed if e.position != self._entries[e.id].position]
+        await asyncio.to_thread(self.queue.put_all, changed)
+        for e in changed:
+            self._entries[e.id] = e
+            self.bus.emit(EntryChanged(entry=e))
+        self._wake.set()
+
+    async def pause(self) -> None:
+        await self._set_paused(True)
+
+    async def resume(self) -> None:
+        await self._set_paused(False)
+
+    async def _set_paused(self, paused: bool) -> None:
+        self.paused = paused
+        if self.persist:
+            await asyncio.to_thread(self.queue.set_meta, "paused", "1" if paused else "0")
+        self._emit_queue_state()
+        self._wake.set()
+
+    async def retry(self, entry_id: int) -> QueueEntry:
+        entry = self.entry(entry_id)
+        if entry.status not in (EntryStatus.FAILED, EntryStatus.CANCELLED):
+            raise DraptoError(
+                f"entry {entry_id} is {entry.status.value}: only failed or cancelled entries are retried"
+            )
+        entry = await self._update(
+            entry, status=EntryStatus.QUEUED, error=None, note=None, rollbacks=[], finished=None
+        )
+        self._wake.set()
+        return entry
+
+    async def cancel(self, entry_id: int) -> None:
+        entry = self.entry(entry_id)
+        active = self._active.get(entry_id)
+        if active is not None and active.task is not None:
+            active.cancel_requested = True
+            active.task.cancel()
+            await asyncio.gather(active.task, return_exceptions=True)
+        elif entry.status is EntryStatus.QUEUED:
+            await self._update(entry, status=EntryStatus.CANCELLED, finished=time.time())
+
+    async def set_workers(self, workers: int) -> None:
+        if workers < 1:
+            raise DraptoError(f"the worker bound must be at least 1, not {workers}")
+        await self.resources.set_limit(workers)
+        if self.persist:
+            await asyncio.to_thread(self.queue.set_meta, "workers", str(workers))
+        self._emit_queue_state()
+
+    def set_flag(self, name: str, state: str | FlagState) -> FlagView:
+        """Change a flag now; it takes effect at its scope (the next segment or job)."""
+        value = state if isinstance(state, FlagState) else parse_state(name, state)
+        return self.flags.set(name, value, FlagSource.LIVE)
+
+    # -- running the queue --
+
+    async def run(self, *, only: set[int] | None = None, ignore_pause: bool = False) -> None:
+        """Run queued entries in order. With `only`, run just those and return once each
+        has ended; without, run until stopped."""
+        while not self._stopping:
+            self._wake.clear()
+            self._start_ready(only, ignore_pause)
+            if only is not None and all(
+                self._entries[i].status in FINAL_STATUSES for i in only if i in self._entries
+            ):
+                return
+            await self._wake.wait()
+
+    def _start_ready(self, only: set[int] | None, ignore_pause: bool) -> None:
+        while len(self._active) < MAX_ACTIVE_JOBS and (ignore_pause or not self.paused):
+            if any(not a.planned.is_set() for a in self._active.values()):
+                return  # the job running ahead has not finished segmenting yet
+            entry = next(
+                (
+                    e
+                    for e in self.entries()
+                    if e.status is EntryStatus.QUEUED
+                    and e.id not in self._active
+                    and (only is None or e.id in only)
+                ),
+                None,
+            )
+            if entry is None:
+                return
+            active = self._active[entry.id] = _Active(entry.id)
+            active.task = asyncio.create_task(
+                self._run_entry(entry, active), name=f"entry-{entry.id}"
+            )
+
+    async def _run_entry(self, entry: QueueEntry, active: _Active) -> None:
+        try:
+            entry = await self._update(
+                entry, status=EntryStatus.RUNNING, started=time.time(), error=None, note=None
+            )
+            skip = await self._skip_reason(entry)
+            if skip is not None:
+                entry = await self._update(
+                    entry, status=EntryStatus.SKIPPED, note=skip, finished=time.time()
+                )
+                return
+            summary = await self.encode_entry(entry, active)
+            entry = await self._update(
+                self._entries.get(entry.id, entry),
+                status=EntryStatus.DONE,
+                summary=summary,
+                finished=time.time(),
+                stage=None,
+            )
+        except DraptoError as exc:
+            entry = await self._update(
+                self._entries.get(entry.id, entry),
+                status=EntryStatus.FAILED,
+                error=exc.one_line(),
+                finished=time.time(),
+                stage=None,
+            )
+        except asyncio.CancelledError:
+            current = self._entries.get(entry.id, entry)
+            if not active.cancel_requested:
+                await asyncio.shield(self._update(current, status=EntryStatus.QUEUED, stage=None))
+                raise
+            entry = await asyncio.shield(self._cancelled(current, active))
+        finally:
+            self._active.pop(entry.id, None)
+            active.planned.set()
+            self._wake.set()
+            if entry.status in FINAL_STATUSES:
+                self._notify_end(entry)
+
+    async def _cancelled(self, entry: QueueEntry, active: _Active) -> QueueEntry:
+        orchestrator = active.orchestrator
+        if orchestrator is not None and orchestrator.job is not None:
+            with contextlib.suppress(DraptoError, RuntimeError):
+                await self.state.set_stage(orchestrator.job, JobStage.CANCELLED, "cancelled")
+            options = entry.options.over(self.config.defaults)
+            if not options.keep_work:
+                root = options.work_dir or Path(entry.output).parent
+                await asyncio.to_thread(
+                    shutil.rmtree, root / f"{WORK_PREFIX}{orchestrator.job}", True
+                )
+        return await self._update(
+            entry, status=EntryStatus.CANCELLED, finished=time.time(), stage=None
+        )
+
+    async def encode_entry(self, entry: QueueEntry, active: _Active | None = None) -> JobSummary:
+        """Encode one entry, rolling back a flag whose strategy failed (see monitoring.py)."""
+        active = active or _Active(entry.id)
+        rollbacks = list(entry.rollbacks)
+        while True:
+            request = self.request_for(entry, rollbacks)
+            orchestrator = Orchestrator(
+                self.ffmpeg,
+                self.bus,
+                self.state,
+                resources=self.resources,
+                flags=self.flags,
+                monitor=self.monitor,
+            )
+            orchestrator.on_job = lambda job, e=entry.id: self._job_started(e, job)
+            active.orchestrator = orchestrator
+            watcher = asyncio.create_task(self._when_planned(orchestrator, active))
+            try:
+                return await orchestrator.encode(request)
+            except (EncodeError, ValidationError) as exc:
+                flag = rollback_flag(orchestrator.stage.value, orchestrator.plan, request.settings)
+                if flag is None or flag in rollbacks:
+                    raise
+                rollbacks.append(flag)
+                entry = await self._update(self._entries.get(entry.id, entry), rollbacks=rollbacks)
+                self._rolled_back(orchestrator, flag, exc, entry.id)
+            finally:
+                watcher.cancel()
+
+    def _rolled_back(
+        self, orchestrator: Orchestrator, flag: str, exc: DraptoError, entry_id: int
+    ) -> None:
+        self.bus.emit(
+            RolledBack(
+                job=orchestrator.job or "",
+                flag=flag,
+                stage=orchestrator.stage.value,
+                error=exc.one_line(),
+                entry=entry_id or None,
+            )
+        )
+        count = self.flags.count_rollback(flag)
+        if count >= self.config.rollback_limit and self.flags.enabled(flag):
+            self.flags.set(
+                flag,
+                FlagState.OFF,
+                FlagSource.ROLLBACK,
+                reason=f"{count} jobs rolled back with it off this session",
+            )
+
+    async def _when_planned(self, orchestrator: Orchestrator, active: _Active) -> None:
+        await orchestrator.segments_planned.wait()
+        active.planned.set()
+        self._wake.set()
+
+    def request_for(self, entry: QueueEntry, rollbacks: Iterable[str] = ()) -> EncodeRequest:
+        options = entry.options.over(self.config.defaults)
+        chosen: dict[str, Any] = {
+            "preset": options.preset,
+            "crf": options.crf,
+            "min_segment_s": options.min_segment_s,
+            "max_segment_s": options.max_segment_s,
+            "hdr10_fallback": options.hdr10_fallback,
+        }
+        settings = EncodeSettings(**{k: v for k, v in chosen.items() if v is not None})
+        overrides = {name: parse_state(name, state) for name, state in entry.flags.items()}
+        overrides.update({name: FlagState.OFF for name in rollbacks})
+        settings, shadow = self.flags.for_job(settings, overrides)
+        return EncodeRequest(
+            input=Path(entry.input),
+            output=Path(entry.output),
+            settings=settings,
+            overwrite=bool(options.overwrite),
+            keep_work=bool(options.keep_work),
+            work_root=options.work_dir,
+            shadow=shadow,
+            priority=entry.position,
+        )
+
+    async def _skip_reason(self, entry: QueueEntry) -> str | None:
+        """Why an entry needs no encode: its output exists and is a finished encode of it."""
+        output, source = Path(entry.output), Path(entry.input)
+        if not output.exists() or not source.exists():
+            return None
+        request = self.request_for(entry, entry.rollbacks)
+        record = await asyncio.to_thread(job_record, request)
+        stored = await asyncio.to_thread(self.store.job, record.id)
+        if stored is not None and stored.stage is JobStage.DONE:
+            return "already encoded"
+        return await asyncio.to_thread(_output_matches, source, output, self.ffmpeg)
+
+    # -- bookkeeping --
+
+    async def _update(self, entry: QueueEntry, **changes: Any) -> QueueEntry:
+        updated = entry.model_copy(update=changes)
+        if updated.id > 0:
+            await asyncio.to_thread(self.queue.put, updated)
+            self._entries[updated.id] = updated
+            self.bus.emit(EntryChanged(entry=updated))
+        return updated
+
+    def _job_started(self, entry_id: int, job: str) -> None:
+        self._job_entries[job] = entry_id
+        entry = self._entries.get(entry_id)
+        if entry is not None and entry.job != job:
+            self._spawn(self._update(entry, job=job))
+
+    def _observe(self, event: Event) -> None:
+        self.view.apply(event)
+        if isinstance(event, StageChanged) and event.job in self._job_entries:
+            entry = self._entries.get(self._job_entries[event.job])
+            if entry is not None and entry.status is EntryStatus.RUNNING:
+                updated = entry.model_copy(update={"stage": event.stage, "job": event.job})
+                self._entries[entry.id] = updated
+                self.bus.emit(EntryChanged(entry=updated))
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def _emit_queue_state(self) -> None:
+        self.bus.emit(QueueStateChanged(paused=self.paused, workers=self.resources.limit))
+
+    def _flag_changed(self, view: FlagView, previous: FlagState, reason: str | None) -> None:
+        if view.source is FlagSource.LIVE and self.persist:
+            self._saved_flags[view.name] = view.state
+            try:
+                save_flags(self._flags_file, self._saved_flags)
+            except OSError as exc:
+                self.bus.emit(Warning(message=f"{self._flags_file}: flags not saved ({exc})"))
+        self.bus.emit(FlagChanged(flag=view, previous=previous, reason=reason))
+
+    def _memory_notice(self, message: str) -> None:
+        self.bus.emit(Alert(kind="memory_pressure", message=message))
+
+    def _sampled(self, snapshot: ResourceSnapshot) -> None:
+        self.bus.emit(ResourcesSampled(snapshot=snapshot))
+
+    def _notify_end(self, entry: QueueEntry) -> None:
+        url = self.config.notify_url
+        if not url or entry.id <= 0:
+            return
+        name = Path(entry.input).name
+        message = {
+            EntryStatus.DONE: f"{name}: done"
+            + (
+                f", {entry.summary.reduction_percent:.0f}% smaller in {entry.summary.wall_s:.0f} s"
+                if entry.summary
+                else ""
+            ),
+            EntryStatus.FAILED: f"{name}: failed: {entry.error}",
+            EntryStatus.SKIPPED: f"{name}: skipped ({entry.note})",
+            EntryStatus.CANCELLED: f"{name}: cancelled",
+        }[entry.status]
+        self._spawn(self.notify(f"drapto: job {entry.status.value}", message, entry.status.value))
+
+    async def notify(self, title: str, message: str, tag: str) -> None:
+        """POST to the configured notify_url; a failure is a warning, never a failed job."""
+        from drapto_engine.infrastructure.notify import notify
+
+        url = self.config.notify_url
+        if not url:
+            return
+        error = await notify(url, title, message, tags=[tag])
+        if error is not None:
+            self.bus.emit(Warning(message=f"notification to {url} failed: {error}"))
+
+
+def _output_matches(source: Path, output: Path, ffmpeg: str) -> str | None:
+    """ "output exists and validates" when an existing output is AV1 with the source's
+    frame count; None when it is something else (then it is not ours to skip)."""
+    try:
+        theirs, ours = probe(output, ffmpeg), probe(source, ffmpeg)
+    except DraptoError:
+        return None
+    same = theirs.video.codec == "av1" and theirs.video.frame_count == ours.video.frame_count
+    return "output exists and validates" if same else None

@@ -1,0 +1,221 @@
+"""Metrics per segment and per job, threshold alerts, and which flag a failure rolls back.
+
+The Monitor only listens to events: the orchestrator puts what it measured (peak
+memory, CPU, queue wait) into them, so every client sees the same figures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from drapto_engine.core.events import (
+    Alert,
+    AnalysisReady,
+    Event,
+    EventBus,
+    SegmentDone,
+    SegmentFailed,
+    SegmentProgress,
+    SegmentStarted,
+    StageChanged,
+)
+from drapto_engine.core.flags import BY_NAME
+from drapto_engine.core.metrics import JobMetrics, SegmentMetrics
+from drapto_engine.core.models import EncodeSettings
+from drapto_engine.services.encoding.plan import VideoPlan
+
+# ffmpeg's fps is an average since the start: too noisy to judge in an encoder's first seconds.
+SLOW_AFTER_S = 10.0
+
+
+@dataclass
+class _Running:
+    started: float
+    last_progress: float
+    fps: float = 0.0
+    alerted: set[str] = field(default_factory=set)
+
+
+@dataclass
+class _Job:
+    frame_rate: float = 0.0
+    running: dict[int, _Running] = field(default_factory=dict)
+    done: list[SegmentMetrics] = field(default_factory=list)
+    resumed: int = 0
+    alerts: dict[str, int] = field(default_factory=dict)
+    stage: str | None = None
+    stage_since: float = 0.0
+    stage_s: dict[str, float] = field(default_factory=dict)
+
+
+class Monitor:
+    """Collects metrics from the event stream and raises threshold alerts."""
+
+    def __init__(
+        self,
+        bus: EventBus,
+        *,
+        stall_s: float = 60.0,
+        slow_ratio: float = 3.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.bus = bus
+        self.stall_s = stall_s
+        self.slow_ratio = slow_ratio
+        self.clock = clock
+        self._jobs: dict[str, _Job] = {}
+        self._task: asyncio.Task[None] | None = None
+        bus.subscribe(self.handle)
+
+    # -- events in --
+
+    def handle(self, event: Event) -> None:
+        if not event.job:
+            return
+        job = self._jobs.setdefault(event.job, _Job())
+        now = self.clock()
+        if isinstance(event, StageChanged):
+            if job.stage is not None:
+                job.stage_s[job.stage] = job.stage_s.get(job.stage, 0.0) + now - job.stage_since
+            job.stage, job.stage_since = event.stage, now
+        elif isinstance(event, AnalysisReady):
+            job.frame_rate = event.frame_rate
+        elif isinstance(event, SegmentStarted):
+            job.running[event.index] = _Running(started=now, last_progress=now)
+        elif isinstance(event, SegmentProgress):
+            self._progress(event, job, now)
+        elif isinstance(event, SegmentDone):
+            job.running.pop(event.index, None)
+            if event.resumed:
+                job.resumed += 1
+            else:
+                job.done.append(self._segment_metrics(event, job))
+        elif isinstance(event, SegmentFailed):
+            job.running.pop(event.index, None)
+        elif isinstance(event, Alert):
+            job.alerts[event.kind] = job.alerts.get(event.kind, 0) + 1
+
+    def _progress(self, event: SegmentProgress, job: _Job, now: float) -> None:
+        running = job.running.get(event.index)
+        if running is None:
+            return
+        if event.frame > 0:
+            running.last_progress = now
+        running.fps = event.fps
+        median = self._median_fps(job)
+        slow = (
+            median > 0
+            and now - running.started >= SLOW_AFTER_S
+            and 0 < event.fps * self.slow_ratio < median
+        )
+        if slow and "slow_encoder" not in running.alerted:
+            running.alerted.add("slow_encoder")
+            self._alert(
+                event.job,
+                "slow_encoder",
+                event.index,
+                f"segment {event.index} encodes at {event.fps:.1f} fps, "
+                f"under 1/{self.slow_ratio:g} of the job's median {median:.1f} fps",
+            )
+
+    @staticmethod
+    def _segment_metrics(event: SegmentDone, job: _Job) -> SegmentMetrics:
+        return SegmentMetrics(
+            index=event.index,
+            frames=event.frames,
+            wall_s=event.wall_s,
+            fps=event.fps,
+            speed=event.fps / job.frame_rate if job.frame_rate else 0.0,
+            peak_rss_bytes=event.peak_rss_bytes,
+            cpu_percent=event.cpu_percent,
+            queue_wait_s=event.queue_wait_s,
+            attempts=event.attempts,
+        )
+
+    @staticmethod
+    def _median_fps(job: _Job) -> float:
+        rates = [s.fps for s in job.done if s.fps > 0]
+        return statistics.median(rates) if rates else 0.0
+
+    def _alert(self, job: str, kind: str, index: int | None, message: str) -> None:
+        assert kind in ("memory_pressure", "slow_encoder", "stalled")
+        self.bus.emit(Alert(job=job, kind=kind, index=index, message=message))
+
+    # -- the stall watchdog --
+
+    def check_stalls(self) -> None:
+        now = self.clock()
+        for job_id, job in list(self._jobs.items()):
+            for index, running in list(job.running.items()):
+                idle = now - running.last_progress
+                if idle >= self.stall_s and "stalled" not in running.alerted:
+                    running.alerted.add("stalled")
+                    self._alert(
+                        job_id,
+                        "stalled",
+                        index,
+                        f"segment {index}'s encoder made no progress for {idle:.0f} s",
+                    )
+
+    def start(self) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._watch(), name="stall-watchdog")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _watch(self) -> None:
+        interval = min(1.0, self.stall_s / 4)
+        while True:
+            await asyncio.sleep(interval)
+            self.check_stalls()
+
+    # -- figures out --
+
+    def metrics(self, job_id: str) -> JobMetrics:
+        job = self._jobs.get(job_id, _Job())
+        done = job.done
+        stage_s = dict(job.stage_s)
+        if job.stage is not None:
+            stage_s[job.stage] = stage_s.get(job.stage, 0.0) + self.clock() - job.stage_since
+        return JobMetrics(
+            segments=sorted(done, key=lambda s: s.index),
+            encoded_segments=len(done),
+            resumed_segments=job.resumed,
+            median_fps=statistics.median([s.fps for s in done]) if done else 0.0,
+            median_speed=statistics.median([s.speed for s in done]) if done else 0.0,
+            peak_rss_bytes=max((s.peak_rss_bytes for s in done), default=0),
+            mean_cpu_percent=statistics.fmean([s.cpu_percent for s in done]) if done else 0.0,
+            mean_queue_wait_s=statistics.fmean([s.queue_wait_s for s in done]) if done else 0.0,
+            alerts=dict(job.alerts),
+            stage_s=stage_s,
+        )
+
+    def forget(self, job_id: str) -> None:
+        self._jobs.pop(job_id, None)
+
+
+def rollback_flag(stage: str, plan: VideoPlan | None, settings: EncodeSettings) -> str | None:
+    """The flag whose strategy owns a failure at `stage`, if it was on for the job."""
+    candidates: list[str] = []
+    if plan is not None and plan.dolby_vision:
+        if settings.segmented_dolby_vision and plan.segmented:
+            candidates.append("segmented_dolby_vision")
+        if settings.dolby_vision_crop and plan.crop is not None:
+            candidates.append("dolby_vision_crop")
+    elif settings.segmented and (plan is None or plan.segmented):
+        candidates.append("segmented_encoding")
+    if settings.scene_detection and (plan is None or plan.segmented):
+        candidates.append("scene_segmentation")
+    if settings.crop and plan is not None and plan.crop is not None and not plan.dolby_vision:
+        candidates.append("crop_detection")
+    return next((name for name in candidates if stage in BY_NAME[name].owns), None)
