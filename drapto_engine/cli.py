@@ -38,6 +38,15 @@ def _parser() -> argparse.ArgumentParser:
     from drapto_engine.encode_cli import add_encode_parser
 
     add_encode_parser(commands)
+    from drapto_engine.service_cli import add_service_parsers
+
+    add_service_parsers(commands)
+    try:  # the engine must work without the UI package's dependencies
+        from drapto_tui.cli import add_tui_parser
+    except ImportError:
+        pass
+    else:
+        add_tui_parser(commands)
     return parser
 
 
@@ -59,20 +68,36 @@ async def _probe(args: argparse.Namespace) -> int:
     return status
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = _parser()
-    args = parser.parse_args(argv)
-    if args.command is None:
-        parser.print_help()
-        return 2
-    configure(debug=args.debug)
-    log.info("drapto %s: %s", __version__, " ".join(sys.argv))
-    try:
-        if args.command == "probe":
-            return asyncio.run(_probe(args))
+def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    if args.command == "probe":
+        return asyncio.run(_probe(args))
+    if args.command == "encode":
         from drapto_engine.encode_cli import run_encode
 
         return run_encode(args)
+    if args.command in ("serve", "status"):
+        from drapto_engine.service_cli import run_service
+
+        return run_service(args)
+    if args.command in ("tui", None):
+        if args.command is None and not sys.stdout.isatty():
+            parser.print_help()
+            return 2
+        from drapto_tui.cli import run_tui
+
+        args.paths = getattr(args, "paths", [])
+        return run_tui(args)
+    parser.print_help()
+    return 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    configure(debug=args.debug)
+    log.info("drapto %s: %s", __version__, " ".join(sys.argv))
+    try:
+        return _dispatch(parser, args)
     except DraptoError as exc:
         if args.debug:
             raise

@@ -13,7 +13,7 @@ import contextlib
 import logging
 import shutil
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -243,6 +243,17 @@ class Engine:
         self._wake.set()
         return added
 
+    async def add_paths(
+        self,
+        paths: Sequence[str],
+        options: JobOptions | None = None,
+        flags: Mapping[str, str] | None = None,
+        batch: str | None = None,
+    ) -> list[QueueEntry]:
+        """Queue files and folders (every video in a folder, recursively); outputs go
+        beside each input, or mirror its folder under the options' output_dir."""
+        raise NotImplementedError  # completed with the library scan
+
     async def remove(self, entry_id: int) -> None:
         entry = self.entry(entry_id)
         if entry.status is EntryStatus.RUNNING:
@@ -308,10 +319,18 @@ class Engine:
             await asyncio.to_thread(self.queue.set_meta, "workers", str(workers))
         self._emit_queue_state()
 
-    def set_flag(self, name: str, state: str | FlagState) -> FlagView:
+    async def set_flag(self, name: str, state: str) -> FlagView:
         """Change a flag now; it takes effect at its scope (the next segment or job)."""
-        value = state if isinstance(state, FlagState) else parse_state(name, state)
-        return self.flags.set(name, value, FlagSource.LIVE)
+        return self.flags.set(name, parse_state(name, state), FlagSource.LIVE)
+
+    async def get_flags(self) -> list[FlagView]:
+        return self.flags.views()
+
+    async def get_config(self) -> dict[str, Any]:
+        return self.config.model_dump(mode="json")
+
+    async def get_snapshot(self) -> EngineSnapshot:
+        return self.snapshot()
 
     # -- running the queue --
 

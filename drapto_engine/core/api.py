@@ -7,6 +7,9 @@ same code, so both sides agree on what every event means.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from drapto_engine.core.events import (
@@ -28,7 +31,7 @@ from drapto_engine.core.events import (
     StageChanged,
 )
 from drapto_engine.core.flags import FlagView
-from drapto_engine.core.jobs import QueueEntry
+from drapto_engine.core.jobs import JobOptions, QueueEntry
 from drapto_engine.core.metrics import ResourceSnapshot
 
 HISTORY = 300
@@ -144,3 +147,30 @@ class EngineView:
             job.stage, job.error = "failed", event.error
         elif isinstance(event, RolledBack):
             job.rollbacks.append(event.flag)
+
+
+class EngineAPI(Protocol):
+    """What a client may ask of the engine: the in-process Engine and the service's
+    client (drapto_engine/server/client.py) both implement it, with the same names."""
+
+    async def add_paths(
+        self,
+        paths: Sequence[str],
+        options: JobOptions | None = None,
+        flags: Mapping[str, str] | None = None,
+        batch: str | None = None,
+    ) -> list[QueueEntry]:
+        """Queue files and folders (folders: every video in them, recursively)."""
+        ...
+
+    async def remove(self, entry_id: int) -> None: ...
+    async def move(self, entry_id: int, index: int) -> None: ...
+    async def pause(self) -> None: ...
+    async def resume(self) -> None: ...
+    async def retry(self, entry_id: int) -> QueueEntry: ...
+    async def cancel(self, entry_id: int) -> None: ...
+    async def set_workers(self, workers: int) -> None: ...
+    async def set_flag(self, name: str, state: str) -> FlagView: ...
+    async def get_flags(self) -> list[FlagView]: ...
+    async def get_config(self) -> dict[str, Any]: ...
+    async def get_snapshot(self) -> EngineSnapshot: ...
