@@ -38,7 +38,10 @@ def _parser() -> argparse.ArgumentParser:
     from drapto_engine.encode_cli import add_encode_parser
 
     add_encode_parser(commands)
+    from drapto_engine.admin_cli import add_admin_parsers
     from drapto_engine.service_cli import add_service_parsers
+
+    add_admin_parsers(commands)
 
     add_service_parsers(commands)
     try:  # the engine must work without the UI package's dependencies
@@ -75,6 +78,10 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         from drapto_engine.encode_cli import run_encode
 
         return run_encode(args)
+    if args.command in ("flags", "config"):
+        from drapto_engine.admin_cli import run_admin
+
+        return run_admin(args)
     if args.command in ("serve", "status"):
         from drapto_engine.service_cli import run_service
 

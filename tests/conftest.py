@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,24 @@ from drapto_engine.infrastructure.ffmpeg.toolchain import find_toolchain
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_MEDIA = REPO_ROOT.parent / "shared" / "media"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_user_dirs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Config, state and runtime folders of the test session's own: a developer's saved
+    flags, queue or running engine must never change what a test sees (subprocesses
+    inherit the environment)."""
+    root = tmp_path_factory.mktemp("user")
+    for var, name in (
+        ("XDG_CONFIG_HOME", "config"),
+        ("XDG_STATE_HOME", "state"),
+        ("XDG_RUNTIME_DIR", "run"),
+    ):
+        folder = root / name
+        folder.mkdir(mode=0o700)
+        os.environ[var] = str(folder)
+    os.environ.pop("DRAPTO_STATE_DIR", None)
+    return root
 
 
 @pytest.fixture(scope="session")

@@ -14,6 +14,8 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import av
+
 from drapto_engine.core.errors import DraptoError, EncodeError, ValidationError
 from drapto_engine.core.events import (
     AnalysisReady,
@@ -182,7 +184,8 @@ class Orchestrator:
             self.bus.emit(
                 Warning(
                     job=job,
-                    message=f"{request.input} or its settings changed since an unfinished run: starting afresh",
+                    message=f"{request.input}: an unfinished run with other settings (or an "
+                    "older source) is dropped; starting afresh",
                 )
             )
             await asyncio.to_thread(shutil.rmtree, work_root / f"{WORK_PREFIX}{old.id}", True)
@@ -641,7 +644,11 @@ def first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
 
 
 def _video_packets(path: Path) -> int:
-    extents = stream_extents(path)
+    """Frames in an encoded segment; 0 for a file ffmpeg left empty or unreadable."""
+    try:
+        extents = stream_extents(path)
+    except (av.error.FFmpegError, OSError):
+        return 0
     return next(iter(extents.values())).packets if extents else 0
 
 

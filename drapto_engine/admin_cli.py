@@ -1,0 +1,119 @@
+"""`drapto flags` and `drapto config`: what the engine would run with, and changing flags.
+
+Both ask the running engine service when there is one (its live state is the truth);
+otherwise they read the config file and the saved flags directly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+from drapto_engine.config import (
+    Config,
+    load_config,
+    load_saved_flags,
+    save_flags,
+    saved_flags_file,
+)
+from drapto_engine.core.flags import FlagSet, FlagSource, FlagView, parse_state
+from drapto_engine.infrastructure.paths import config_file
+
+
+def add_admin_parsers(commands: Any) -> None:
+    flags = commands.add_parser("flags", help="list feature flags, or set one")
+    flags.add_argument("--json", action="store_true", help="one JSON object per flag per line")
+    actions = flags.add_subparsers(dest="flags_action", metavar="ACTION")
+    change = actions.add_parser("set", help="set a flag (live when the engine runs) and save it")
+    change.add_argument("name", metavar="NAME")
+    change.add_argument("state", metavar="STATE", help="on, off or shadow")
+    config = commands.add_parser("config", help="print the effective configuration")
+    config.add_argument("--json", action="store_true", help="as JSON instead of TOML")
+
+
+async def _engine(args: argparse.Namespace, config: Config) -> Any:
+    """A client of the running engine service, or None when none runs."""
+    try:
+        from drapto_engine.server.autostart import connect_or_start, default_socket
+    except ImportError:
+        return None
+    return await connect_or_start(
+        config.socket_path or default_socket(),
+        state_dir=None,
+        config_path=args.config,
+        start=False,
+    )
+
+
+def offline_flags(config: Config, config_path: Path | None) -> FlagSet:
+    saved = load_saved_flags(saved_flags_file(config_path))
+    return FlagSet({FlagSource.CONFIG: config.flags, FlagSource.SAVED: saved})
+
+
+async def _flags(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    client = await _engine(args, config)
+    try:
+        if getattr(args, "flags_action", None) == "set":
+            state = parse_state(args.name, args.state)
+            if client is not None:
+                view = await client.set_flag(args.name, state.value)
+            else:
+                path = saved_flags_file(args.config)
+                saved = load_saved_flags(path)
+                saved[args.name] = state
+                save_flags(path, saved)
+                view = offline_flags(config, args.config).view(args.name)
+            print(_flag_line(view))
+            return 0
+        views = await client.get_flags() if client is not None else None
+        views = views or offline_flags(config, args.config).views()
+    finally:
+        if client is not None:
+            await client.close()
+    if args.json:
+        for view in views:
+            print(view.model_dump_json())
+        return 0
+    where = "running engine" if client is not None else "config and saved flags"
+    print(f"feature flags (from the {where}):")
+    for view in views:
+        print(_flag_line(view))
+        print(f"    {view.description}; takes effect: {view.scope.value.replace('_', ' ')}")
+    return 0
+
+
+def _flag_line(view: FlagView) -> str:
+    note = f", {view.rollbacks} rollbacks" if view.rollbacks else ""
+    return (
+        f"{view.name:<24} {view.state.value:<7} ({view.source.value}, default "
+        f"{view.default.value}{note})"
+    )
+
+
+def _config(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    path = args.config or config_file()
+    flags = offline_flags(config, args.config)
+    if args.json:
+        data = config.model_dump(mode="json")
+        data["effective_flags"] = {v.name: v.state.value for v in flags.views()}
+        data["config_file"] = str(path)
+        print(json.dumps(data, indent=2))
+        return 0
+    exists = "" if path.is_file() else " (not present: defaults)"
+    print(f"# config file: {path}{exists}")
+    print(f"# saved flags: {saved_flags_file(args.config)}")
+    print(config.to_toml(), end="")
+    print("\n# effective flags")
+    print("\n".join(f"# {v.name} = {v.state.value} ({v.source.value})" for v in flags.views()))
+    return 0
+
+
+def run_admin(args: argparse.Namespace) -> int:
+    if args.command == "flags":
+        return asyncio.run(_flags(args))
+    return _config(args)
