@@ -49,11 +49,14 @@ async def test_next_job_flag_changed_during_a_job_applies_to_the_next_job(
     a = make_media("a.mkv", size=(160, 90), duration=6, gop=25)  # type: ignore[operator]
     b = make_media("b.mkv", size=(160, 90), duration=6, gop=25)  # type: ignore[operator]
     flipped: list[str] = []
+    tasks: list[asyncio.Future[object]] = []
 
     def flip(session: Session, event: Event) -> None:
         if isinstance(event, AnalysisReady) and not flipped:
             flipped.append(event.job)  # the first job is analysed; the second not started
-            asyncio.ensure_future(session.engine.set_flag("segmented_encoding", "off"))
+            tasks.append(
+                asyncio.ensure_future(session.engine.set_flag("segmented_encoding", "off"))
+            )
 
     session = make_engine(tmp_path, ffmpeg, on_event=flip)
     async with session.engine.running():
@@ -95,9 +98,11 @@ async def test_next_segment_flag_changed_during_a_job_applies_from_the_next_segm
         assert started.count(everything) >= 1  # tail_threads on: the last starter got all cores
         assert set(started) <= {share, everything}
 
+        tasks: list[asyncio.Future[object]] = []
+
         def off_at_first_start(s: Session, event: Event) -> None:
-            if isinstance(event, SegmentStarted) and not s.of(FlagChanged):
-                asyncio.ensure_future(s.engine.set_flag("tail_threads", "off"))
+            if isinstance(event, SegmentStarted) and not tasks:
+                tasks.append(asyncio.ensure_future(s.engine.set_flag("tail_threads", "off")))
 
         session.events.clear()
         hook = session.engine.bus.subscribe(lambda e: off_at_first_start(session, e))
