@@ -1,0 +1,209 @@
+"""The engine's queue over real encodes: order, persistence, pause, retry, cancel,
+the shared worker bound, run-ahead, monitoring alerts and stored metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+from engine_helpers import FAST, make_engine
+
+from drapto_engine.config import Config
+from drapto_engine.core.events import (
+    Alert,
+    JobFinished,
+    SegmentDone,
+    SegmentStarted,
+    StageChanged,
+)
+from drapto_engine.core.jobs import EntryStatus, JobOptions
+from drapto_engine.printers import summary_lines
+
+pytestmark = pytest.mark.slow
+
+
+def encoders() -> list[psutil.Process]:
+    me = psutil.Process()
+    found = []
+    for child in me.children(recursive=True):
+        try:
+            if "libsvtav1" in child.cmdline():
+                found.append(child)
+        except psutil.Error:
+            continue
+    return found
+
+
+async def wait_for(condition: object, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.02)
+
+
+async def test_queue_order_pause_and_removal_survive_a_restart(
+    tmp_path: Path, make_media: object, ffmpeg: str
+) -> None:
+    files = [make_media(f"{n}.mkv", size=(64, 64), duration=1) for n in "abc"]  # type: ignore[operator]
+    session = make_engine(tmp_path, ffmpeg, workers=1)
+    engine = session.engine
+    await engine.pause()
+    entries = await engine.add([(f, tmp_path / f"{f.stem}.av1.mkv") for f in files], options=FAST)
+    a, b, c = (e.id for e in entries)
+    await engine.move(c, 0)
+    await engine.remove(b)
+    again = await engine.add([(files[0], tmp_path / "other.mkv")])
+    assert again[0].id == a  # an input already queued is not queued twice
+    engine.close()
+
+    session = make_engine(tmp_path, ffmpeg, workers=1)
+    engine = session.engine
+    assert engine.paused
+    assert [e.id for e in engine.entries()] == [c, a]
+    async with engine.running():
+        runner = asyncio.create_task(engine.run())
+        await asyncio.sleep(0.3)
+        assert all(e.status is EntryStatus.QUEUED for e in engine.entries())  # paused
+        await engine.resume()
+        await wait_for(lambda: all(e.status is EntryStatus.DONE for e in engine.entries()), 60)
+        runner.cancel()
+    started = [e.job for e in session.of(StageChanged) if e.stage == "analyzing"]
+    assert started == [engine.entry(c).job, engine.entry(a).job]
+    assert (tmp_path / "c.av1.mkv").is_file() and (tmp_path / "a.av1.mkv").is_file()
+    assert not (tmp_path / "b.av1.mkv").exists()
+    engine.close()
+
+
+async def test_a_failed_entry_fails_alone_and_can_be_retried(
+    tmp_path: Path, make_media: object, ffmpeg: str
+) -> None:
+    good = make_media("good.mkv", size=(64, 64), duration=1)  # type: ignore[operator]
+    bad = tmp_path / "bad.mkv"
+    bad.write_text("not a video")
+    session = make_engine(tmp_path, ffmpeg)
+    async with session.engine.running():
+        failed, done = await session.run(
+            [(bad, tmp_path / "bad.av1.mkv"), (good, tmp_path / "good.av1.mkv")]
+        )
+        assert failed.status is EntryStatus.FAILED and "bad.mkv" in (failed.error or "")
+        assert done.status is EntryStatus.DONE and done.summary is not None
+        retried = await session.engine.retry(failed.id)
+        assert retried.status is EntryStatus.QUEUED and retried.error is None
+        await session.engine.run(only={failed.id})
+        assert session.engine.entry(failed.id).status is EntryStatus.FAILED
+        with pytest.raises(Exception, match="only failed or cancelled"):
+            await session.engine.retry(done.id)
+    session.engine.close()
+
+
+async def test_skips_an_output_that_exists_and_validates(
+    tmp_path: Path, make_media: object, ffmpeg: str
+) -> None:
+    source = make_media("s.mkv", size=(64, 64), duration=1)  # type: ignore[operator]
+    session = make_engine(tmp_path, ffmpeg)
+    async with session.engine.running():
+        [first] = await session.run([(source, tmp_path / "s.av1.mkv")])
+        assert first.status is EntryStatus.DONE
+        [second] = await session.run([(source, tmp_path / "s.av1.mkv")])
+    assert second.status is EntryStatus.SKIPPED and second.note == "already encoded"
+    session.engine.close()
+    fresh = make_engine(tmp_path / "elsewhere", ffmpeg)  # no record of it: the file is checked
+    async with fresh.engine.running():
+        [third] = await fresh.run([(source, tmp_path / "s.av1.mkv")])
+    assert third.status is EntryStatus.SKIPPED and third.note == "output exists and validates"
+    fresh.engine.close()
+
+
+async def test_cancelling_a_running_entry_stops_its_encoders_and_removes_its_work(
+    tmp_path: Path, make_media: object, ffmpeg: str
+) -> None:
+    source = make_media("long.mkv", size=(320, 240), duration=12, gop=25)  # type: ignore[operator]
+    session = make_engine(tmp_path, ffmpeg)
+    engine = session.engine
+    async with engine.running():
+        [entry] = await engine.add([(source, tmp_path / "long.av1.mkv")], options=FAST)
+        runner = asyncio.create_task(engine.run(only={entry.id}))
+        await wait_for(lambda: session.of(SegmentDone))
+        await engine.cancel(entry.id)
+        await asyncio.wait_for(runner, 10)
+    cancelled = engine.entry(entry.id)
+    assert cancelled.status is EntryStatus.CANCELLED
+    record = engine.store.job(cancelled.job or "")
+    assert record is not None and record.stage.value == "cancelled"
+    assert not encoders()
+    assert not list(tmp_path.glob(".drapto-work-*")) and not (tmp_path / "long.av1.mkv").exists()
+    engine.close()
+
+
+async def test_jobs_share_the_worker_bound_and_the_next_one_runs_ahead(
+    tmp_path: Path, make_media: object, ffmpeg: str
+) -> None:
+    files = [make_media(f"{n}.mkv", size=(160, 90), duration=6, gop=25) for n in "ab"]  # type: ignore[operator]
+    session = make_engine(tmp_path, ffmpeg, workers=2)
+    async with session.engine.running():
+        entries = await session.run([(f, tmp_path / f"{f.stem}.av1.mkv") for f in files])
+    assert all(e.status is EntryStatus.DONE for e in entries)
+    running, peak = 0, 0
+    for event in session.events:
+        if isinstance(event, SegmentStarted):
+            running += 1
+            peak = max(peak, running)
+        elif isinstance(event, SegmentDone) and not event.resumed:
+            running -= 1
+    assert peak <= 2 and session.engine.resources.peak <= 2
+    first, second = (e.job for e in entries)
+    order = session.events
+    second_analysis = next(
+        i for i, e in enumerate(order) if isinstance(e, StageChanged) and e.job == second
+    )
+    first_done = next(
+        i for i, e in enumerate(order) if isinstance(e, JobFinished) and e.job == first
+    )
+    assert second_analysis < first_done  # analysis ran ahead while the first job encoded
+    session.engine.close()
+
+
+async def test_a_stalled_encoder_raises_an_alert_and_metrics_are_stored_with_the_job(
+    tmp_path: Path, make_media: object, ffmpeg: str
+) -> None:
+    source = make_media("stall.mkv", size=(320, 240), duration=10)  # type: ignore[operator]
+    session = make_engine(tmp_path, ffmpeg, config=Config(stall_timeout_s=1.0), workers=1)
+    engine = session.engine
+    async with engine.running():
+        [entry] = await engine.add(
+            [(source, tmp_path / "stall.av1.mkv")],
+            options=JobOptions(preset=12),
+            flags={"segmented_encoding": "off"},
+        )
+        runner = asyncio.create_task(engine.run(only={entry.id}))
+        await wait_for(encoders, 30)
+        stopped = encoders()
+        for proc in stopped:
+            proc.send_signal(signal.SIGSTOP)
+        try:
+            await wait_for(lambda: session.of(Alert), 15)
+        finally:
+            for proc in stopped:
+                proc.send_signal(signal.SIGCONT)
+        await asyncio.wait_for(runner, 60)
+    done = engine.entry(entry.id)
+    assert done.status is EntryStatus.DONE, done.error
+    [alert] = session.of(Alert)
+    assert (alert.kind, alert.index) == ("stalled", 0)
+    assert done.summary is not None and done.summary.metrics is not None
+    metrics = done.summary.metrics
+    assert metrics.alerts == {"stalled": 1}
+    [segment] = metrics.segments
+    assert segment.frames == 250 and segment.fps > 0 and segment.speed > 0
+    assert segment.peak_rss_bytes > 10 << 20  # sampled while it was stopped
+    assert segment.wall_s >= 1.0
+    stored = engine.store.job(done.job or "")
+    assert stored is not None and json.loads(stored.metrics or "{}")["alerts"] == {"stalled": 1}
+    assert any("1 stalled" in line for line in summary_lines(session.of(JobFinished)[0]))
+    engine.close()

@@ -1,0 +1,113 @@
+"""The Monitor's figures and thresholds, fed the events an orchestrator emits."""
+
+from __future__ import annotations
+
+from drapto_engine.core.events import (
+    Alert,
+    AnalysisReady,
+    Event,
+    EventBus,
+    SegmentDone,
+    SegmentProgress,
+    SegmentStarted,
+    StageChanged,
+)
+from drapto_engine.monitoring import Monitor
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def setup() -> tuple[Monitor, Clock, list[Event]]:
+    bus, clock, seen = EventBus(), Clock(), []
+    bus.subscribe(seen.append)
+    monitor = Monitor(bus, stall_s=60, slow_ratio=3, clock=clock)
+    bus.emit(
+        AnalysisReady(
+            job="j", dynamic_range="sdr", width=64, height=64, frames=300,
+            frame_rate=25.0, crf=30, encoder="svt-av1",
+        )
+    )  # fmt: skip
+    return monitor, clock, seen
+
+
+def done(bus: EventBus, index: int, fps: float, **extra: float) -> None:
+    bus.emit(
+        SegmentDone(
+            job="j", index=index, frames=100, size_bytes=1000, fps=fps, wall_s=100 / fps,
+            **extra,  # type: ignore[arg-type]
+        )
+    )  # fmt: skip
+
+
+def test_job_metrics_aggregate_segment_figures() -> None:
+    monitor, clock, _ = setup()
+    bus = monitor.bus
+    bus.emit(StageChanged(job="j", stage="encoding"))
+    for index, fps in enumerate([50.0, 100.0, 75.0]):
+        bus.emit(SegmentStarted(job="j", index=index, threads=1))
+        done(
+            bus, index, fps, peak_rss_bytes=1000 * (index + 1), cpu_percent=90.0, queue_wait_s=index
+        )
+    bus.emit(SegmentDone(job="j", index=3, frames=100, size_bytes=1, fps=0, wall_s=0, resumed=True))
+    clock.now += 12
+    m = monitor.metrics("j")
+    assert [s.index for s in m.segments] == [0, 1, 2]
+    assert (m.encoded_segments, m.resumed_segments) == (3, 1)
+    assert m.median_fps == 75.0 and m.median_speed == 3.0  # 75 fps of 25 fps video
+    assert m.peak_rss_bytes == 3000 and m.mean_cpu_percent == 90.0
+    assert m.mean_queue_wait_s == 1.0
+    assert m.stage_s == {"encoding": 12.0}
+
+
+def test_an_encoder_far_slower_than_the_median_raises_one_alert() -> None:
+    monitor, clock, seen = setup()
+    bus = monitor.bus
+    for index in range(3):
+        done(bus, index, 90.0)
+    bus.emit(SegmentStarted(job="j", index=5, threads=1))
+    clock.now += 5  # too early to judge ffmpeg's running average
+    bus.emit(SegmentProgress(job="j", index=5, frame=50, frames=100, fps=10.0, percent=50))
+    assert not [e for e in seen if isinstance(e, Alert)]
+    clock.now += 10
+    for _ in range(2):
+        bus.emit(SegmentProgress(job="j", index=5, frame=60, frames=100, fps=20.0, percent=60))
+    alerts = [e for e in seen if isinstance(e, Alert)]
+    assert [(a.kind, a.index) for a in alerts] == [("slow_encoder", 5)]
+    assert monitor.metrics("j").alerts == {"slow_encoder": 1}
+    bus.emit(SegmentProgress(job="j", index=5, frame=70, frames=100, fps=40.0, percent=70))
+    assert len([e for e in seen if isinstance(e, Alert)]) == 1  # 40 fps is within 3x
+
+
+def test_an_encoder_without_progress_for_the_stall_time_raises_one_alert() -> None:
+    monitor, clock, seen = setup()
+    bus = monitor.bus
+    bus.emit(SegmentStarted(job="j", index=0, threads=1))
+    bus.emit(SegmentStarted(job="j", index=1, threads=1))
+    clock.now += 30
+    bus.emit(SegmentProgress(job="j", index=1, frame=5, frames=100, fps=1.0, percent=5))
+    clock.now += 31
+    monitor.check_stalls()
+    monitor.check_stalls()
+    alerts = [e for e in seen if isinstance(e, Alert)]
+    assert [(a.kind, a.index) for a in alerts] == [("stalled", 0)]
+    clock.now += 30
+    monitor.check_stalls()
+    assert [a.index for a in seen if isinstance(a, Alert)] == [0, 1]
+
+
+def test_rollback_picks_the_flag_whose_strategy_owns_the_failed_stage() -> None:
+    from drapto_engine.core.models import EncodeSettings
+    from drapto_engine.monitoring import rollback_flag
+
+    settings = EncodeSettings()
+    assert rollback_flag("encoding", None, settings) == "segmented_encoding"
+    assert rollback_flag("segmenting", None, settings) == "scene_segmentation"
+    assert rollback_flag("analyzing", None, settings) is None
+    whole = settings.model_copy(update={"segmented": False, "scene_detection": False})
+    assert rollback_flag("encoding", None, whole) is None
