@@ -394,6 +394,15 @@ class Engine:
                 finished=time.time(),
                 stage=None,
             )
+        except Exception as exc:  # a bug must fail its job, not hang the queue
+            log.exception("entry %d failed unexpectedly", entry.id)
+            entry = await self._update(
+                self._entries.get(entry.id, entry),
+                status=EntryStatus.FAILED,
+                error=f"{entry.input}: internal error: {exc!r} (see the log)",
+                finished=time.time(),
+                stage=None,
+            )
         except asyncio.CancelledError:
             current = self._entries.get(entry.id, entry)
             if not active.cancel_requested:

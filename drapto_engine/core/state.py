@@ -86,6 +86,8 @@ class JobRecord(BaseModel):
     error: str | None = None
     analysis: str | None = None
     metrics: str | None = None
+    plan: str | None = None
+    """The finished segment plan and source timing (orchestrator.StoredPlan), for resume."""
     lock_pid: int | None = None
     lock_heartbeat: float | None = None
 

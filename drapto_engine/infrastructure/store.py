@@ -28,6 +28,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     error TEXT,
     analysis TEXT,
     metrics TEXT,
+    plan TEXT,
     lock_pid INTEGER,
     lock_heartbeat REAL,
     created REAL NOT NULL,
@@ -81,6 +82,13 @@ class StateStore:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.executescript(SCHEMA)
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """Columns added since a state file was first made."""
+        columns = {row["name"] for row in self._db.execute("PRAGMA table_info(jobs)")}
+        if "plan" not in columns:
+            self._db.execute("ALTER TABLE jobs ADD COLUMN plan TEXT")
 
     def close(self) -> None:
         with self._lock:

@@ -5,16 +5,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import json
 import logging
 import os
 import shutil
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import av
+from pydantic import BaseModel
+from pydantic import ValidationError as PydanticValidationError
 
 from drapto_engine.core.errors import DraptoError, EncodeError, ValidationError
 from drapto_engine.core.events import (
@@ -60,7 +64,7 @@ from drapto_engine.infrastructure.resources import (
 from drapto_engine.monitoring import Monitor
 from drapto_engine.services.detection import analyze_media
 from drapto_engine.services.encoding.audio import audio_argv, bitrate_kbps, output_channels
-from drapto_engine.services.encoding.mux import concat_list, mux_argv, segment_durations
+from drapto_engine.services.encoding.mux import concat_list, mux_argv
 from drapto_engine.services.encoding.plan import VideoPlan
 from drapto_engine.services.segmentation import fixed_segments, stream_segments
 from drapto_engine.services.segmentation.timestamps import frame_times
@@ -171,8 +175,13 @@ class Orchestrator:
     async def encode(self, request: EncodeRequest) -> JobSummary:
         """Run one job to its end, resuming what an interrupted run of it left."""
         preflight(request)
-        media = await asyncio.to_thread(probe, request.input, self.ffmpeg)
         record = await asyncio.to_thread(job_record, request)
+        stored = await asyncio.to_thread(self.state.store.job, record.id)
+        resume = StoredPlan.of(stored)
+        if resume is not None:
+            media = resume.analysis.media
+        else:
+            media = await asyncio.to_thread(probe, request.input, self.ffmpeg)
         job = self.job = record.id
         if self.on_job is not None:
             self.on_job(job)
@@ -193,7 +202,7 @@ class Orchestrator:
         heartbeat = asyncio.create_task(self.state.keep_alive(job))
         keep_work = request.keep_work
         try:
-            return await self._pipeline(job, request, media, work, partial)
+            return await self._pipeline(job, request, media, work, partial, resume)
         except DraptoError as exc:
             await self._save_metrics(job)
             self.bus.emit(JobFailed(job=job, stage=self.stage.value, error=exc.one_line()))
@@ -213,7 +222,7 @@ class Orchestrator:
             await asyncio.shield(self.state.release(job))
 
     async def _interrupted(self, job: str, work: Path) -> None:
-        for leftover in work.glob(f"*{PARTIAL_SEGMENT}"):
+        for leftover in work.glob("*.partial.*"):
             leftover.unlink(missing_ok=True)
         await self.state.set_stage(job, JobStage.QUEUED, "interrupted")
 
@@ -223,15 +232,24 @@ class Orchestrator:
         self.bus.emit(StageChanged(job=job, stage=stage.value))
 
     async def _pipeline(
-        self, job: str, request: EncodeRequest, media: MediaInfo, work: Path, partial: Path
+        self,
+        job: str,
+        request: EncodeRequest,
+        media: MediaInfo,
+        work: Path,
+        partial: Path,
+        resume: StoredPlan | None,
     ) -> JobSummary:
         started = time.monotonic()
         await self._set_stage(job, JobStage.ANALYZING)
         shadow_crop = "crop_detection" in request.shadow
-        analysis = await asyncio.to_thread(
-            analyze_media, media, crop_detection=request.settings.crop or shadow_crop
-        )
-        await self.state.save(job, analysis=analysis.model_dump_json())
+        if resume is not None:
+            analysis = resume.analysis  # the same source and settings: the same answer
+        else:
+            analysis = await asyncio.to_thread(
+                analyze_media, media, crop_detection=request.settings.crop or shadow_crop
+            )
+            await self.state.save(job, analysis=analysis.model_dump_json())
         plan = self.plan = VideoPlan.make(self.ffmpeg, analysis, request.settings)
         self._emit_analysis(job, plan)
         if shadow_crop:
@@ -241,28 +259,48 @@ class Orchestrator:
         self._check_disk(request, analysis, work)
         work.mkdir(parents=True, exist_ok=True)
         audio_task = asyncio.create_task(self._encode_audio(job, media, work))
-        extents_task = asyncio.create_task(asyncio.to_thread(stream_extents, media.path))
-        times_task = asyncio.create_task(asyncio.to_thread(frame_times, media.path))
+        tasks: list[asyncio.Task[Any]] = [audio_task]
+        if resume is None:
+            times_task = asyncio.create_task(asyncio.to_thread(frame_times, media.path))
+            extents_task = asyncio.create_task(asyncio.to_thread(stream_extents, media.path))
+            tasks += [times_task, extents_task]
+
+            async def measured(planned: list[Segment]) -> StoredPlan:
+                return StoredPlan.measure(
+                    analysis, planned, media, await times_task, await extents_task
+                )
+
         try:
             await self._set_stage(job, JobStage.SEGMENTING)
-            segments = self._stream_segments(request.settings, plan, media, times_task)
-            planned = await self._encode_segments(job, plan, segments, work, request)
+            if resume is None:
+                segments = self._stream_segments(request.settings, plan, media, times_task)
+            else:
+                segments = _iterate(resume.segments)
+            stored: list[StoredPlan] = [resume] if resume is not None else []
+
+            async def save_plan(planned: list[Segment]) -> None:
+                # Stored once the plan is whole: a resumed run skips analysis,
+                # segmentation and both scans of the source.
+                if resume is None:
+                    stored.append(await measured(planned))
+                    await self.state.save(job, plan=stored[0].model_dump_json(exclude={"analysis"}))
+
+            planned = await self._encode_segments(job, plan, segments, work, request, save_plan)
             audio = await audio_task
-            extents = await extents_task
-            times = await times_task
         finally:
-            for task in (audio_task, extents_task, times_task):
+            for task in tasks:
                 if not task.done():
                     task.cancel()
                     with contextlib.suppress(BaseException):
                         await task
-        if "scene_segmentation" in request.shadow and plan.segmented:
+        timing = stored[0]
+        if "scene_segmentation" in request.shadow and plan.segmented and resume is None:
+            times = await times_task
             self.bus.emit(scene_discrepancy(job, planned, times, request.settings))
         await self._set_stage(job, JobStage.MUXING)
         files = [segment_file(work, s) for s in planned]
-        video = extents.get(media.video.index)
-        end = video.end_s - media.start_time_s if video else times[-1]
-        durations = segment_durations([s.start_frame for s in planned], times, end)
+        extents = timing.extent_map()
+        durations = timing.durations()
         await self._mux(media, files, durations, audio, work, partial, extents)
         await self._set_stage(job, JobStage.VALIDATING)
         expected = expected_output(plan, media, extents)
@@ -338,6 +376,7 @@ class Orchestrator:
         segments: AsyncIterator[Segment],
         work: Path,
         request: EncodeRequest,
+        on_planned: Callable[[list[Segment]], Awaitable[None]],
     ) -> list[Segment]:
         """Encode segments as segmentation yields them, longest waiting segment first.
 
@@ -381,6 +420,7 @@ class Orchestrator:
                         )
                     )
                     more.set()
+                await on_planned(list(planned))
             finally:
                 finished_planning = True
                 self.segments_planned.set()
@@ -559,11 +599,14 @@ class Orchestrator:
         async def one(stream: AudioStream) -> tuple[AudioStream, Path]:
             path = work / f"audio-{stream.index}.mka"
             started = time.monotonic()
-            await run_checked(
-                audio_argv(self.ffmpeg, media.path, stream, path),
-                f"audio #{stream.index} encode",
-                media.path,
-            )
+            if not path.exists():  # present only when an earlier run of this job finished it
+                partial = path.with_name(f"{path.stem}.partial.mka")
+                await run_checked(
+                    audio_argv(self.ffmpeg, media.path, stream, partial),
+                    f"audio #{stream.index} encode",
+                    media.path,
+                )
+                os.replace(partial, path)
             channels = output_channels(stream)
             self.bus.emit(
                 AudioDone(
@@ -622,6 +665,61 @@ class Orchestrator:
             segments=segments,
             metrics=metrics,
         )
+
+
+class StoredPlan(BaseModel):
+    """What a resumed run needs that would otherwise cost scans of the source."""
+
+    analysis: VideoAnalysis
+    segments: list[Segment]
+    starts_s: list[float]
+    """The source time of each segment's first frame."""
+    end_s: float
+    """Where the video ends, on the same clock."""
+    extents: dict[int, tuple[int, float, float]]
+    """Per stream: packets, start and end (seconds), as measured by demuxing."""
+
+    @classmethod
+    def of(cls, record: JobRecord | None) -> StoredPlan | None:
+        if record is None or not record.plan or not record.analysis:
+            return None
+        data = json.loads(record.plan)
+        data["analysis"] = json.loads(record.analysis)
+        try:
+            return cls.model_validate(data)
+        except PydanticValidationError:
+            log.warning("job %s: stored plan unreadable; planning again", record.id)
+            return None
+
+    @classmethod
+    def measure(
+        cls,
+        analysis: VideoAnalysis,
+        planned: list[Segment],
+        media: MediaInfo,
+        times: list[float],
+        extents: dict[int, Extent],
+    ) -> StoredPlan:
+        video = extents.get(media.video.index)
+        end = video.end_s - media.start_time_s if video else times[-1]
+        return cls(
+            analysis=analysis,
+            segments=planned,
+            starts_s=[times[s.start_frame] for s in planned],
+            end_s=end,
+            extents={i: (e.packets, e.start_s, e.end_s) for i, e in extents.items()},
+        )
+
+    def extent_map(self) -> dict[int, Extent]:
+        return {i: Extent(*figures) for i, figures in self.extents.items()}
+
+    def durations(self) -> list[float]:
+        return [b - a for a, b in zip(self.starts_s, [*self.starts_s[1:], self.end_s], strict=True)]
+
+
+async def _iterate(segments: list[Segment]) -> AsyncIterator[Segment]:
+    for segment in segments:
+        yield segment
 
 
 def segment_file(work: Path, segment: Segment) -> Path:

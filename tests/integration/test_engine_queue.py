@@ -207,3 +207,58 @@ async def test_a_stalled_encoder_raises_an_alert_and_metrics_are_stored_with_the
     assert stored is not None and json.loads(stored.metrics or "{}")["alerts"] == {"stalled": 1}
     assert any("1 stalled" in line for line in summary_lines(session.of(JobFinished)[0]))
     engine.close()
+
+
+async def test_a_job_interrupted_after_its_segments_resumes_without_scanning_the_source(
+    tmp_path: Path, make_media: object, ffmpeg: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = make_media(  # type: ignore[operator]
+        "r.mkv", size=(160, 90), duration=6, gop=25, audio=["stereo"]
+    )
+    stopping: list[asyncio.Task[None]] = []
+
+    def stop_at_mux(s: object, event: object) -> None:
+        if isinstance(event, StageChanged) and event.stage == "muxing" and not stopping:
+            stopping.append(asyncio.ensure_future(session.engine.stop()))
+
+    session = make_engine(tmp_path, ffmpeg, on_event=stop_at_mux)  # type: ignore[arg-type]
+    async with session.engine.running():
+        [entry] = await session.engine.add([(source, tmp_path / "r.av1.mkv")], options=FAST)
+        runner = asyncio.create_task(session.engine.run(only={entry.id}))
+        await asyncio.gather(runner, return_exceptions=True)
+        await stopping[0]
+    first_done = len(session.of(SegmentDone))
+    assert first_done > 1 and not (tmp_path / "r.av1.mkv").exists()
+    session.engine.close()
+
+    import drapto_engine.services.orchestrator as orchestrator
+    import drapto_engine.services.segmentation as segmentation
+
+    def must_not_run(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a resumed job scanned its source again")
+
+    for module, name in (
+        (orchestrator, "analyze_media"),
+        (orchestrator, "probe"),
+        (orchestrator, "frame_times"),
+        (orchestrator, "stream_extents"),
+        (segmentation, "detect_cuts"),
+    ):
+        monkeypatch.setattr(module, name, must_not_run)
+    monkeypatch.setattr(orchestrator, "_video_packets", _count_packets)
+    again = make_engine(tmp_path, ffmpeg)
+    async with again.engine.running():
+        await again.engine.run(only={entry.id})
+    done = again.engine.entry(entry.id)
+    assert done.status is EntryStatus.DONE, done.error
+    resumed = again.of(SegmentDone)
+    assert len(resumed) == first_done and all(e.resumed for e in resumed)
+    assert not again.of(SegmentStarted)
+    again.engine.close()
+
+
+def _count_packets(path: Path) -> int:
+    import av
+
+    with av.open(str(path)) as container:
+        return sum(1 for p in container.demux(video=0) if p.size)

@@ -27,12 +27,6 @@ def concat_list(segment_files: Sequence[Path], durations: Sequence[float] | None
     return "\n".join(lines) + "\n"
 
 
-def segment_durations(starts: Sequence[int], times: Sequence[float], end_s: float) -> list[float]:
-    """Each segment's span in the source: its first frame to the next segment's first frame."""
-    firsts = [times[i] for i in starts]
-    return [b - a for a, b in zip(firsts, [*firsts[1:], end_s], strict=True)]
-
-
 def _offset(seconds: float) -> list[str]:
     return ["-itsoffset", f"{seconds:.6f}"] if abs(seconds) > 1e-6 else []
 
