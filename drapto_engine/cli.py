@@ -28,6 +28,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--config", type=Path, help="config file (default: ~/.config/drapto/config.toml)"
     )
+    from drapto_engine.batch_cli import add_batch_options
+
+    add_batch_options(parser)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     probe = commands.add_parser("probe", help="print media info and analysis for files")
@@ -72,6 +75,12 @@ async def _probe(args: argparse.Namespace) -> int:
 
 
 def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    if args.batch is not None:
+        if args.command is not None:
+            parser.error("--batch takes no command")
+        from drapto_engine.batch_cli import run_batch
+
+        return run_batch(args)
     if args.command == "probe":
         return asyncio.run(_probe(args))
     if args.command == "encode":

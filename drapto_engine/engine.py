@@ -252,7 +252,23 @@ class Engine:
     ) -> list[QueueEntry]:
         """Queue files and folders (every video in a folder, recursively); outputs go
         beside each input, or mirror its folder under the options' output_dir."""
-        raise NotImplementedError  # completed with the library scan
+        from drapto_engine.services.library import scan_folder
+
+        output_dir = (options or JobOptions()).over(self.config.defaults).output_dir
+        pairs: list[tuple[Path, Path]] = []
+        for text in paths:
+            path = Path(text).expanduser().absolute()
+            if path.is_dir():
+                skip = [output_dir] if output_dir is not None else []
+                scan = await asyncio.to_thread(scan_folder, path, self.ffmpeg, skip=skip)
+                for rejected, why in scan.rejected:
+                    self.bus.emit(Warning(message=f"{rejected}: skipped: {why}"))
+                pairs += [(v, default_output(v, output_dir, root=path)) for v in scan.videos]
+            elif path.is_file():
+                pairs.append((path, default_output(path, output_dir)))
+            else:
+                raise DraptoError("no such file or folder", path)
+        return await self.add(pairs, options=options, flags=flags, batch=batch)
 
     async def remove(self, entry_id: int) -> None:
         entry = self.entry(entry_id)
