@@ -3,13 +3,143 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import sys
+from collections import Counter
+from pathlib import Path
 from typing import Any
+
+from drapto_engine.config import load_config
+from drapto_engine.core.api import EngineSnapshot, JobView
+from drapto_engine.core.jobs import EntryStatus, QueueEntry
+from drapto_engine.core.metrics import ResourceSnapshot
+from drapto_engine.logging_setup import configure
+from drapto_engine.server.protocol import Hello
+
+GIB = 1 << 30
 
 
 def add_service_parsers(commands: Any) -> None:
-    commands.add_parser("serve", help="run the engine service in the foreground")
-    commands.add_parser("status", help="a one-screen summary from the running engine")
+    serve = commands.add_parser(
+        "serve",
+        help="run the engine service in the foreground",
+        description="Run the engine (queue, encoders, flags) and serve it to this user's"
+        " clients on a Unix socket until SIGTERM/SIGINT or a client's shutdown.",
+    )
+    _socket_argument(serve)
+    serve.add_argument(
+        "--state-dir", type=Path, help="where the queue and job state live (default: XDG state)"
+    )
+    serve.add_argument(
+        "--workers", type=int, help="most encoders at once (default: saved, config, or cores)"
+    )
+    status = commands.add_parser("status", help="a one-screen summary from the running engine")
+    _socket_argument(status)
+    status.add_argument("--json", action="store_true", help="the engine's full snapshot as JSON")
+
+
+def _socket_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--socket",
+        type=Path,
+        help="the engine's socket (default: config socket_path, else"
+        " $XDG_RUNTIME_DIR/drapto/engine.sock, else /tmp/drapto-UID/engine.sock)",
+    )
 
 
 def run_service(args: argparse.Namespace) -> int:
-    raise NotImplementedError(args.command)
+    if args.command == "serve":
+        return _serve(args)
+    return asyncio.run(_status(args))
+
+
+def _socket(args: argparse.Namespace, configured: Path | None) -> Path:
+    from drapto_engine.server.location import default_socket
+
+    path: Path = args.socket or configured or default_socket()
+    return path.absolute()
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from drapto_engine.server.service import serve
+
+    config = load_config(args.config)
+    if args.state_dir is not None:
+        configure(debug=args.debug, directory=args.state_dir / "logs")
+    return asyncio.run(
+        serve(
+            config,
+            socket_path=_socket(args, config.socket_path),
+            state_dir=args.state_dir,
+            config_path=args.config,
+            workers=args.workers,
+        )
+    )
+
+
+async def _status(args: argparse.Namespace) -> int:
+    from drapto_engine.server.client import EngineClient, EngineUnavailable
+
+    path = _socket(args, load_config(args.config).socket_path)
+    try:
+        client = await EngineClient.connect(path, client_name="drapto status")
+    except EngineUnavailable:
+        print(f"drapto: no engine is running (socket {path})", file=sys.stderr)
+        return 1
+    try:
+        snapshot = await client.get_snapshot()
+    finally:
+        await client.close()
+    if args.json:
+        print(snapshot.model_dump_json())
+    else:
+        print("\n".join(status_lines(snapshot, client.server, path)))
+    return 0
+
+
+def status_lines(snapshot: EngineSnapshot, server: Hello, socket_path: Path) -> list[str]:
+    """The summary `drapto status` prints: a screen at most, the running jobs first."""
+    lines = [
+        f"engine     {server.name}, pid {server.pid}, on {socket_path}",
+        f"queue      {_counts(snapshot.entries)}{', paused' if snapshot.paused else ''}",
+        f"workers    {snapshot.workers}",
+    ]
+    if snapshot.resources:
+        lines.append(f"resources  {_resources(snapshot.resources[-1])}")
+    changed = [f for f in snapshot.flags if f.state != f.default]
+    if changed:
+        flags = ", ".join(f"{f.name} {f.state.value} ({f.source.value})" for f in changed)
+        lines.append(f"flags      {flags}")
+    running = [e for e in snapshot.entries if e.status is EntryStatus.RUNNING]
+    if running:
+        lines.append("running")
+        lines += [f"  {_running(e, snapshot.jobs.get(e.job or ''))}" for e in running]
+    return lines
+
+
+def _counts(entries: list[QueueEntry]) -> str:
+    if not entries:
+        return "empty"
+    counts = Counter(e.status for e in entries)
+    return ", ".join(f"{counts[s]} {s.value}" for s in EntryStatus if counts[s])
+
+
+def _resources(sample: ResourceSnapshot) -> str:
+    used = sample.memory_total - sample.memory_available
+    text = (
+        f"CPU {sample.cpu_percent:.0f}%, RAM {used / GIB:.1f} of"
+        f" {sample.memory_total / GIB:.1f} GiB used, {sample.running} encoders"
+    )
+    return text + (f" ({sample.suspended} suspended)" if sample.suspended else "")
+
+
+def _running(entry: QueueEntry, job: JobView | None) -> str:
+    text = f"#{entry.id} {Path(entry.input).name}: {entry.stage or 'starting'}"
+    if job is None or not job.segments:
+        return text
+    segments = job.segments.values()
+    done = sum(1 for s in segments if s.state == "done")
+    active = sum(1 for s in segments if s.state == "running")
+    frames = sum(s.frames for s in segments)
+    percent = 100 * job.frames_done / frames if frames else 0.0
+    return f"{text}, segments {done}/{len(segments)} done, {active} encoding, {percent:.0f}%"

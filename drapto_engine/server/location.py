@@ -96,7 +96,9 @@ def claim_socket(path: Path) -> Claim:
     stale socket file left by a dead one."""
     if len(os.fsencode(path)) > MAX_SOCKET_PATH:
         raise DraptoError(
-            f"socket path is longer than {MAX_SOCKET_PATH} bytes", path, hint="use a shorter --socket"
+            f"socket path is longer than {MAX_SOCKET_PATH} bytes",
+            path,
+            hint="use a shorter --socket",
         )
     prepare_folder(path.parent)
     claim = Claim(path.with_name(path.name + ".lock"), str(path))

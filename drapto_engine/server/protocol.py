@@ -91,79 +91,79 @@ class FlagParams(_Message):
     state: str
 
 
-class _Request(_Message):
+class BaseRequest(_Message):
     id: int
     returns: ClassVar[Any] = None
     """The Python type of the reply's result (None: the reply carries null)."""
 
 
-class AddPaths(_Request):
+class AddPaths(BaseRequest):
     method: Literal["add_paths"] = "add_paths"
     params: AddPathsParams
     returns: ClassVar[Any] = list[QueueEntry]
 
 
-class Remove(_Request):
+class Remove(BaseRequest):
     method: Literal["remove"] = "remove"
     params: EntryParams
 
 
-class Move(_Request):
+class Move(BaseRequest):
     method: Literal["move"] = "move"
     params: MoveParams
 
 
-class Pause(_Request):
+class Pause(BaseRequest):
     method: Literal["pause"] = "pause"
     params: NoParams = NoParams()
 
 
-class Resume(_Request):
+class Resume(BaseRequest):
     method: Literal["resume"] = "resume"
     params: NoParams = NoParams()
 
 
-class Retry(_Request):
+class Retry(BaseRequest):
     method: Literal["retry"] = "retry"
     params: EntryParams
     returns: ClassVar[Any] = QueueEntry
 
 
-class Cancel(_Request):
+class Cancel(BaseRequest):
     method: Literal["cancel"] = "cancel"
     params: EntryParams
 
 
-class SetWorkers(_Request):
+class SetWorkers(BaseRequest):
     method: Literal["set_workers"] = "set_workers"
     params: WorkersParams
 
 
-class SetFlag(_Request):
+class SetFlag(BaseRequest):
     method: Literal["set_flag"] = "set_flag"
     params: FlagParams
     returns: ClassVar[Any] = FlagView
 
 
-class GetFlags(_Request):
+class GetFlags(BaseRequest):
     method: Literal["get_flags"] = "get_flags"
     params: NoParams = NoParams()
     returns: ClassVar[Any] = list[FlagView]
 
 
-class GetConfig(_Request):
+class GetConfig(BaseRequest):
     method: Literal["get_config"] = "get_config"
     params: NoParams = NoParams()
     returns: ClassVar[Any] = dict[str, Any]
 
 
-class GetSnapshot(_Request):
+class GetSnapshot(BaseRequest):
     method: Literal["get_snapshot"] = "get_snapshot"
     params: NoParams = NoParams()
     returns: ClassVar[Any] = EngineSnapshot
 
 
-class Subscribe(_Request):
+class Subscribe(BaseRequest):
     """Reply: the full snapshot; then every event, each its own "event" message."""
 
     method: Literal["subscribe"] = "subscribe"
@@ -171,7 +171,7 @@ class Subscribe(_Request):
     returns: ClassVar[Any] = EngineSnapshot
 
 
-class Shutdown(_Request):
+class Shutdown(BaseRequest):
     """Stop the engine (running jobs go back to the queue) and the server."""
 
     method: Literal["shutdown"] = "shutdown"
@@ -215,7 +215,7 @@ ENGINE_METHODS = frozenset(
 """Requests the server answers by calling the engine's method of the same name."""
 
 
-def request_params(request: _Request) -> dict[str, Any]:
+def request_params(request: BaseRequest) -> dict[str, Any]:
     """The params as keyword arguments, models kept as models (JobOptions stays one)."""
     params: BaseModel = getattr(request, "params")  # noqa: B009 - every request has params
     return {name: getattr(params, name) for name in type(params).model_fields}
@@ -255,7 +255,7 @@ def result_adapter(returns: Any) -> TypeAdapter[Any]:
     return TypeAdapter(returns)
 
 
-def parse_result(request: type[_Request], result: Any) -> Any:
+def parse_result(request: type[BaseRequest], result: Any) -> Any:
     """A reply's result as the Python type the request returns."""
     if request.returns is None:
         return None
