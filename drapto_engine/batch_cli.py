@@ -73,12 +73,7 @@ def run_batch(args: argparse.Namespace) -> int:
 
 
 def job_options(batch: BatchFile) -> list[tuple[Path, JobOptions]]:
-    base = JobOptions.model_validate(batch.defaults.model_dump(exclude={"workers"}))
-    own = [
-        (job.input, JobOptions.model_validate(job.model_dump(exclude={"input"})).over(base))
-        for job in batch.jobs
-    ]
-    return own
+    return [(job.input, job.options(batch.defaults)) for job in batch.jobs]
 
 
 async def _batch(args: argparse.Namespace, config: Config, ffmpeg: str, batch: BatchFile) -> int:

@@ -51,6 +51,7 @@ from drapto_engine.infrastructure.probe import probe
 from drapto_engine.infrastructure.resources import ResourceManager, default_workers
 from drapto_engine.infrastructure.store import QueueStore, StateStore
 from drapto_engine.monitoring import Monitor, rollback_flag
+from drapto_engine.services.library import output_path, scan_folder
 from drapto_engine.services.orchestrator import (
     WORK_PREFIX,
     EncodeRequest,
@@ -71,14 +72,6 @@ class _Active:
     orchestrator: Orchestrator | None = None
     cancel_requested: bool = False
     planned: asyncio.Event = field(default_factory=asyncio.Event)
-
-
-def default_output(source: Path, output_dir: Path | None, root: Path | None = None) -> Path:
-    """`<stem>.av1.mkv` beside the input, or `<output_dir>/<path below root>/<stem>.mkv`."""
-    if output_dir is None:
-        return source.with_name(f"{source.stem}.av1.mkv")
-    relative = source.parent.relative_to(root) if root is not None else Path()
-    return output_dir / relative / f"{source.stem}.mkv"
 
 
 class Engine:
@@ -252,8 +245,6 @@ class Engine:
     ) -> list[QueueEntry]:
         """Queue files and folders (every video in a folder, recursively); outputs go
         beside each input, or mirror its folder under the options' output_dir."""
-        from drapto_engine.services.library import scan_folder
-
         output_dir = (options or JobOptions()).over(self.config.defaults).output_dir
         pairs: list[tuple[Path, Path]] = []
         for text in paths:
@@ -263,9 +254,9 @@ class Engine:
                 scan = await asyncio.to_thread(scan_folder, path, self.ffmpeg, skip=skip)
                 for rejected, why in scan.rejected:
                     self.bus.emit(Warning(message=f"{rejected}: skipped: {why}"))
-                pairs += [(v, default_output(v, output_dir, root=path)) for v in scan.videos]
+                pairs += [(v, output_path(v, output_dir, root=path)) for v in scan.videos]
             elif path.is_file():
-                pairs.append((path, default_output(path, output_dir)))
+                pairs.append((path, output_path(path, output_dir)))
             else:
                 raise DraptoError("no such file or folder", path)
         return await self.add(pairs, options=options, flags=flags, batch=batch)

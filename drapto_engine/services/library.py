@@ -1,0 +1,172 @@
+"""Finding the videos in a library folder, and where each one's output goes.
+
+Blocking (walks the disk and probes every candidate): async callers use
+`asyncio.to_thread`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable
+from pathlib import Path
+
+import av
+from pydantic import BaseModel, ConfigDict
+
+VIDEO_EXTENSIONS = frozenset(
+    {
+        ".mkv",
+        ".mp4",
+        ".m4v",
+        ".mov",
+        ".avi",
+        ".ts",
+        ".m2ts",
+        ".mts",
+        ".webm",
+        ".wmv",
+        ".mpg",
+        ".mpeg",
+        ".flv",
+        ".vob",
+    }
+)
+"""File name extensions (lower case) a folder scan considers; probing then confirms each."""
+
+OUTPUT_SUFFIX = ".av1.mkv"
+"""How an output written beside its input is named: `<stem>.av1.mkv`."""
+
+_DIGITS = re.compile(r"(\d+)")
+
+
+class Scan(BaseModel):
+    """What a folder scan found.
+
+    `videos`: the files to encode, absolute, in natural order of their path below the
+    folder ("Ep 2" before "Ep 10"). `rejected`: (path, why) for each file with a video
+    extension that does not probe as a usable video, and each folder that could not be
+    read; a caller shows them as warnings.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    videos: list[Path]
+    rejected: list[tuple[Path, str]]
+
+
+def output_path(source: Path, output_dir: Path | None, root: Path | None = None) -> Path:
+    """`<stem>.av1.mkv` beside the input, or `<output_dir>/<folder below root>/<stem>.mkv`."""
+    if output_dir is None:
+        return source.with_name(f"{source.stem}{OUTPUT_SUFFIX}")
+    relative = source.parent.relative_to(root) if root is not None else Path()
+    return output_dir / relative / f"{source.stem}.mkv"
+
+
+def is_video_file(path: Path, ffmpeg: str | None = None) -> str | None:
+    """None when `path` opens as a container with a video stream, otherwise why not.
+
+    Only the header is read: a full probe counts every packet of files without a
+    frame-count tag (seconds for a film), too slow for scanning a library."""
+    del ffmpeg  # kept for callers that pass it; the header says enough
+    try:
+        if path.stat().st_size == 0:
+            return "is empty (0 bytes)"
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                return "has no video stream"
+    except av.error.FFmpegError as exc:
+        return f"is not a readable media file ({exc.strerror or type(exc).__name__})"
+    except FileNotFoundError:
+        return "no such file"
+    except OSError as exc:
+        return f"cannot be read: {exc.strerror or exc}"
+    return None
+
+
+def natural_key(relative: Path) -> tuple[tuple[str | int, ...], ...]:
+    """Sort key comparing digit runs as numbers and the rest without case, part by part."""
+    # re.split with a group alternates text and digits, text first, so every tuple has
+    # str at even and int at odd positions and any two compare without a TypeError.
+    return tuple(
+        tuple(int(t) if i % 2 else t.casefold() for i, t in enumerate(_DIGITS.split(part)))
+        for part in relative.parts
+    )
+
+
+def scan_folder(folder: Path, ffmpeg: str, *, skip: Iterable[Path] = ()) -> Scan:
+    """Every video under `folder`, recursively, confirmed by probing.
+
+    Left out: hidden files and folders (drapto's `.drapto-work-*` folders and
+    `.<stem>.drapto-partial.<ext>` files are hidden by construction), drapto's own
+    `*.av1.mkv` outputs, files without a video extension, anything in a folder of `skip`
+    (a batch's output folders, so outputs inside the library are not queued again), and
+    a second path to a file already found (through a symlink). Symlinked folders are
+    followed, each real folder once, so a link loop ends.
+    """
+    folder = folder.absolute()
+    skipped = {_real(p) for p in skip}
+    rejected: list[tuple[Path, str]] = []
+    candidates = _walk(folder, skipped, rejected)
+    candidates.sort(key=lambda p: (natural_key(p.relative_to(folder)), str(p)))
+    videos: list[Path] = []
+    seen: set[Path] = set()
+    for path in candidates:
+        real = _real(path)
+        if real in seen:
+            continue
+        seen.add(real)
+        why = is_video_file(path, ffmpeg)
+        if why is None:
+            videos.append(path)
+        else:
+            rejected.append((path, why))
+    return Scan(videos=videos, rejected=rejected)
+
+
+def _real(path: Path) -> Path:
+    return Path(os.path.realpath(path.expanduser()))
+
+
+def _walk(folder: Path, skipped: set[Path], rejected: list[tuple[Path, str]]) -> list[Path]:
+    """Candidate files under `folder` (unsorted); unreadable folders go to `rejected`."""
+    found: list[Path] = []
+    visited = {_real(folder)}
+    pending = [folder]
+    while pending:
+        current = pending.pop()
+        try:
+            entries = list(os.scandir(current))
+        except OSError as exc:
+            rejected.append((current, f"folder cannot be read: {exc.strerror or exc}"))
+            continue
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            path = Path(entry.path)
+            if _is_dir(entry):
+                real = _real(path)
+                if real not in visited and real not in skipped:
+                    visited.add(real)
+                    pending.append(path)
+            elif _is_candidate(entry):
+                found.append(path)
+    return found
+
+
+def _is_dir(entry: os.DirEntry[str]) -> bool:
+    try:
+        return entry.is_dir()  # follows symlinks: a linked folder is scanned (once)
+    except OSError:
+        return False
+
+
+def _is_candidate(entry: os.DirEntry[str]) -> bool:
+    name = entry.name.lower()
+    if name.endswith(OUTPUT_SUFFIX):
+        return False
+    try:
+        is_file = entry.is_file()
+    except OSError:
+        return False
+    return is_file and os.path.splitext(name)[1] in VIDEO_EXTENSIONS

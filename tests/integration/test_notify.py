@@ -1,0 +1,129 @@
+"""notify() against a real HTTP server on 127.0.0.1: what it sends, and that every
+failure comes back as text, never as an exception."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from email.header import decode_header, make_header
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from drapto_engine.infrastructure.notify import notify
+
+
+@dataclass
+class Received:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class Server:
+    url: str
+    status: int = 200
+    requests: list[Received] = field(default_factory=list)
+    answered: threading.Event = field(default_factory=threading.Event)
+    delay: threading.Event | None = None
+
+
+@pytest.fixture
+def server() -> Iterator[Server]:
+    state = Server(url="")
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            length = int(self.headers.get("Content-Length", "0"))
+            body = self.rfile.read(length)
+            state.requests.append(
+                Received("POST", self.path, {k: v for k, v in self.headers.items()}, body)
+            )
+            if state.delay is not None:
+                state.delay.wait(5)
+            self.send_response(state.status)
+            self.end_headers()
+            if state.status >= 400:
+                self.wfile.write(b"topic is\nover quota")
+            state.answered.set()
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass  # keep the test output clean
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    state.url = f"http://127.0.0.1:{httpd.server_address[1]}/drapto"
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield state
+    finally:
+        if state.delay is not None:
+            state.delay.set()
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(5)
+
+
+async def test_posts_the_message_with_title_and_tags(server: Server) -> None:
+    error = await notify(
+        server.url, "drapto: job done", "Film.mkv: done, 61% smaller", tags=["done", "batch"]
+    )
+    assert error is None
+    (request,) = server.requests
+    assert request.path == "/drapto"
+    assert request.body == b"Film.mkv: done, 61% smaller"
+    assert request.headers["Title"] == "drapto: job done"
+    assert request.headers["Tags"] == "done,batch"
+    assert request.headers["Content-Type"] == "text/plain; charset=utf-8"
+
+
+async def test_non_ascii_title_and_body(server: Server) -> None:
+    assert await notify(server.url, "Amélie — fini\nnext", "Amélie (2001).mkv: 完了") is None
+    (request,) = server.requests
+    assert request.body == "Amélie (2001).mkv: 完了".encode()
+    title = request.headers["Title"]
+    assert title.isascii()  # RFC 2047, which ntfy decodes
+    assert str(make_header(decode_header(title))) == "Amélie — fini next"
+    assert "Tags" not in request.headers
+
+
+async def test_error_status_is_reported(server: Server) -> None:
+    server.status = 500
+    error = await notify(server.url, "t", "m")
+    assert error == "HTTP 500 Internal Server Error: topic is over quota"
+    assert len(server.requests) == 1
+
+
+async def test_refused_connection_is_reported() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # nothing listens here once the socket closes
+    error = await notify(f"http://127.0.0.1:{port}/x", "t", "m")
+    assert error == "cannot connect: Connection refused"
+
+
+async def test_timeout_is_reported(server: Server) -> None:
+    server.delay = threading.Event()
+    error = await notify(server.url, "t", "m", timeout_s=0.3)
+    assert error == "no answer within 0.3 s"
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("ftp://example.com/x", "only http and https are supported"),
+        ("file:///etc/passwd", "only http and https are supported"),
+        ("ntfy.sh/topic", "only http and https are supported"),
+        ("http:///topic", "no host"),
+        ("http://[::1/x", "Invalid IPv6 URL"),
+    ],
+)
+async def test_bad_urls_are_refused_before_sending(url: str, problem: str) -> None:
+    error = await notify(url, "t", "m")
+    assert error is not None
+    assert error.startswith(f"invalid URL {url!r}: ")
+    assert problem in error
