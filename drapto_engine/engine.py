@@ -442,6 +442,13 @@ class Engine:
         """Encode one entry, rolling back a flag whose strategy failed (see monitoring.py)."""
         active = active or _Active(entry.id)
         rollbacks = list(entry.rollbacks)
+        if entry.options.over(self.config.defaults).output_dir is not None:
+            # an output folder mirrors the library: its subfolders are drapto's to make
+            folder = Path(entry.output).parent
+            try:
+                await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
+            except OSError as exc:
+                raise DraptoError(f"cannot create output folder ({exc.strerror})", folder) from exc
         while True:
             request = self.request_for(entry, rollbacks)
             orchestrator = Orchestrator(

@@ -123,7 +123,7 @@ class PlainPrinter:
             case AudioDone():
                 return f"[{event.job}] audio #{event.stream}: opus {event.channels} ch {event.bitrate_kbps}k"
             case Warning(message=message):
-                return f"[{event.job}] warning: {message}"
+                return f"[{event.job or 'engine'}] warning: {message}"
             case JobFinished():
                 return "\n".join(summary_lines(event))
             case JobFailed():

@@ -1,0 +1,230 @@
+"""`drapto --batch queue.toml` run for real, as cron or systemd would: no TTY."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+
+import pytest
+from encode_helpers import inspect
+
+pytestmark = pytest.mark.slow
+
+DRAPTO = [sys.executable, "-m", "drapto_engine.cli"]
+
+
+class Inbox:
+    """A real HTTP server on 127.0.0.1 that keeps what it receives."""
+
+    def __init__(self) -> None:
+        self.received: list[tuple[str, str]] = []
+        inbox = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"])).decode()
+                inbox.received.append((self.headers["Title"], body))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = HTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/drapto"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+@pytest.fixture
+def inbox() -> Iterator[Inbox]:
+    box = Inbox()
+    yield box
+    box.server.shutdown()
+
+
+def batch(
+    queue: Path, *extra: str, config: Path | None = None, **popen: object
+) -> subprocess.CompletedProcess[str]:
+    argv = [*DRAPTO, *(["--config", str(config)] if config else []), "--batch", str(queue), *extra]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False)
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture
+def library(tmp_path: Path, make_media: object, ffmpeg: str) -> Path:
+    lib = tmp_path / "lib"
+    make_media("lib/Film (2019).mkv", size=(160, 90), duration=4, gop=25, audio=["stereo"])  # type: ignore[operator]
+    make_media("lib/Show/S01/Ep 2.mp4", size=(128, 72), duration=2, gop=25)  # type: ignore[operator]
+    make_media("lib/Show/S01/Ep 10.mkv", size=(128, 72), duration=2, gop=25)  # type: ignore[operator]
+    (lib / "Show" / "S01" / "notes.mkv").write_text("not a video")  # skipped with a warning
+    (lib / ".hidden.mkv").write_bytes((lib / "Film (2019).mkv").read_bytes())
+    return lib
+
+
+def summary(state: Path) -> dict[str, object]:
+    return json.loads((state / "drapto" / "last-batch.json").read_text())  # type: ignore[no-any-return]
+
+
+def test_a_library_batch_runs_headless_and_a_second_run_skips_everything(
+    tmp_path: Path, library: Path, inbox: Inbox, shared_media: Path
+) -> None:
+    config = write(tmp_path / "config.toml", f'notify_url = "{inbox.url}"\n')
+    queue = write(
+        tmp_path / "queue.toml",
+        f"""
+[defaults]
+output_dir = "av1"
+preset = 12
+min_segment_s = 1.0
+max_segment_s = 2.0
+[flags]
+crop_detection = "off"
+[[job]]
+input = "lib/Film (2019).mkv"
+crf = 45
+[[job]]
+input = "lib/Show/"
+output_dir = "av1/shows"
+[[job]]
+input = "{shared_media / "counter.mp4"}"
+""",
+    )
+    run = batch(queue, config=config)
+    assert run.returncode == 0, run.stderr + run.stdout
+    assert "\x1b" not in run.stdout  # no colour or cursor codes without a TTY
+    out = tmp_path / "av1"
+    outputs = {
+        out / "Film (2019).mkv": 100,
+        out / "shows" / "S01" / "Ep 2.mkv": 50,
+        out / "shows" / "S01" / "Ep 10.mkv": 50,
+        out / "counter.mkv": 30,
+    }
+    for path, frames in outputs.items():
+        facts = inspect(path, decode=False)
+        assert facts.of("video")[0].codec == "av1" and facts.of("video")[0].packets == frames
+    assert sorted(p.name for p in out.rglob("*") if p.is_file()) == sorted(p.name for p in outputs)
+    assert "notes.mkv: skipped" in run.stdout and "hidden" not in run.stdout
+    assert "segments done" in run.stdout  # progress every few percent, not every segment
+    state = Path(os.environ["XDG_STATE_HOME"])
+    result = summary(state)
+    jobs = result["jobs"]
+    assert isinstance(jobs, list)
+    names = [Path(j["input"]).name for j in jobs]
+    assert names == ["Film (2019).mkv", "Ep 2.mp4", "Ep 10.mkv", "counter.mp4"]  # natural order
+    assert {j["status"] for j in jobs} == {"done"}
+    assert all(j["output_bytes"] > 0 and j["wall_s"] > 0 and j["fps"] > 0 for j in jobs)
+    film = inspect(out / "Film (2019).mkv", decode=False)
+    assert [s.kind for s in film.streams] == ["video", "audio"]
+    titles = [title for title, _ in inbox.received]
+    assert titles[0] == "drapto: batch started" and titles[-1] == "drapto: batch finished"
+    assert titles.count("drapto: job done") == 4
+    assert "4 of 4 jobs done or skipped" in inbox.received[-1][1]
+
+    again = batch(queue, config=config)
+    assert again.returncode == 0, again.stderr
+    assert {j["status"] for j in summary(state)["jobs"]} == {"skipped"}  # type: ignore[union-attr]
+    assert "encoding" not in again.stdout
+
+
+def test_a_bad_input_fails_alone_and_the_exit_status_says_so(
+    tmp_path: Path, make_media: object, ffmpeg: str
+) -> None:
+    good = make_media("good.mkv", size=(128, 72), duration=2)  # type: ignore[operator]
+    whole = make_media("broken.mkv", size=(160, 90), duration=6, gop=25)  # type: ignore[operator]
+    data = whole.read_bytes()
+    whole.write_bytes(data[: len(data) // 2])  # the header promises frames the file lacks
+    queue = write(
+        tmp_path / "queue.toml",
+        '[defaults]\npreset = 12\noutput_dir = "out"\n'
+        '[[job]]\ninput = "broken.mkv"\n[[job]]\ninput = "good.mkv"\n',
+    )
+    run = batch(queue)
+    assert run.returncode == 1, run.stderr + run.stdout
+    jobs = summary(Path(os.environ["XDG_STATE_HOME"]))["jobs"]
+    assert [j["status"] for j in jobs] == ["failed", "done"]  # type: ignore[index]
+    assert "broken.mkv" in jobs[0]["note"]  # type: ignore[index]
+    assert (tmp_path / "out" / "good.mkv").is_file()
+    assert not (tmp_path / "out" / "broken.mkv").exists()
+    assert not list((tmp_path / "out").glob(".*"))  # no partial output, no work folder left
+    _ = good
+
+
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM])
+def test_a_stopped_batch_resumes_without_redoing_finished_segments(
+    tmp_path: Path, make_media: object, how: signal.Signals
+) -> None:
+    make_media("a.mkv", size=(320, 240), duration=8, gop=25)  # type: ignore[operator]
+    make_media("b.mkv", size=(160, 90), duration=3, gop=25)  # type: ignore[operator]
+    queue = write(
+        tmp_path / "queue.toml",
+        "[defaults]\npreset = 12\nmin_segment_s = 1.0\nmax_segment_s = 1.5\nworkers = 1\n"
+        '[[job]]\ninput = "a.mkv"\n[[job]]\ninput = "b.mkv"\n',
+    )
+    state = tmp_path / "state"
+    argv = [*DRAPTO, "--batch", str(queue), "--progress", "json", "--state-dir", str(state)]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    done = 0
+    for line in proc.stdout:
+        if '"type":"segment_done"' in line.replace(" ", ""):
+            done += 1
+            if done == 2:
+                break
+    stopped = time.monotonic()
+    proc.send_signal(how)
+    code = proc.wait(timeout=10)
+    assert time.monotonic() - stopped < 5
+    if how is signal.SIGTERM:
+        assert code == 128 + signal.SIGTERM
+    run = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False)
+    assert run.returncode == 0, run.stderr
+    events = [json.loads(line) for line in run.stdout.splitlines() if line.startswith("{")]
+    resumed = [e for e in events if e["type"] == "segment_done" and e["resumed"]]
+    assert len(resumed) >= 2
+    with sqlite3.connect(state / "drapto.db") as db:
+        encodes = [row[0] for row in db.execute("SELECT encodes FROM segments")]
+    assert encodes and max(encodes) == 1  # no finished segment was encoded twice
+    assert (tmp_path / "a.av1.mkv").is_file() and (tmp_path / "b.av1.mkv").is_file()
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('[[job]]\ninput = "x.mkv"\ncrf = = 3\n', "TOML syntax error: Invalid value (at line 3"),
+        ('[[job]]\ninput = "x.mkv"\nturbo = 1\n', "job 1 (line 3): unknown key 'turbo'"),
+        ('[[job]]\ninput = "x.mkv"\ncrf = "high"\n', "job 1 (line 3): crf"),
+        ('[[job]]\ninput = "missing.mkv"\n', "does not exist"),
+        ('[flags]\nwarp = true\n[[job]]\ninput = "x.mkv"\n', "unknown flag 'warp'"),
+        ('[[job]]\ninput = "notes.mkv"\n', "notes.mkv"),
+        ('[[job]]\ninput = "x.mkv"\n[[job]]\ninput = "./x.mkv"\n', "same file"),
+        (
+            '[[job]]\ninput = "x.mkv"\noutput_dir = "."\n[[job]]\ninput = "x.mp4"\noutput_dir = "."\n',
+            "both be encoded",
+        ),
+    ],
+)
+def test_an_invalid_queue_file_is_refused_before_anything_is_encoded(
+    tmp_path: Path, make_media: object, text: str, expected: str
+) -> None:
+    make_media("x.mkv", size=(64, 64), duration=1)  # type: ignore[operator]
+    make_media("x.mp4", size=(64, 64), duration=1)  # type: ignore[operator]
+    (tmp_path / "notes.mkv").write_text("not a video")
+    queue = write(tmp_path / "queue.toml", text)
+    run = batch(queue)
+    assert run.returncode == 2, run.stderr + run.stdout
+    assert str(queue) in run.stderr and expected in run.stderr
+    assert run.stdout == ""
+    assert not list(tmp_path.glob("*.av1.mkv")) and not (tmp_path / "x.mkv.mkv").exists()
