@@ -13,6 +13,7 @@ from drapto_engine.config import load_config
 from drapto_engine.core.api import EngineSnapshot, JobView
 from drapto_engine.core.jobs import EntryStatus, QueueEntry
 from drapto_engine.core.metrics import ResourceSnapshot
+from drapto_engine.infrastructure.paths import state_dir
 from drapto_engine.logging_setup import configure
 from drapto_engine.server.protocol import Hello
 
@@ -64,7 +65,7 @@ def _serve(args: argparse.Namespace) -> int:
     from drapto_engine.server.service import serve
 
     config = load_config(args.config)
-    if args.state_dir is not None:
+    if args.state_dir is not None and args.state_dir.absolute() != state_dir().absolute():
         configure(debug=args.debug, directory=args.state_dir / "logs")
     return asyncio.run(
         serve(

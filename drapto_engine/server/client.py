@@ -1,0 +1,317 @@
+"""A client of the engine service with the Engine's own API (core.api.EngineAPI).
+
+`EngineClient` and `Engine` are interchangeable for callers: the same method names,
+arguments and return types. One reader task sorts what the server sends: replies go
+to the future of the request with their id, events to a queue read by `events()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import os
+from collections.abc import AsyncIterator, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import ValidationError
+
+from drapto_engine.core.api import EngineSnapshot
+from drapto_engine.core.errors import DraptoError
+from drapto_engine.core.events import Event
+from drapto_engine.core.flags import FlagView
+from drapto_engine.core.jobs import JobOptions, QueueEntry
+from drapto_engine.server.protocol import (
+    CLIENT_READ_LIMIT,
+    MAX_LINE,
+    PROTOCOL_VERSION,
+    SERVER_ADAPTER,
+    BaseRequest,
+    Cancel,
+    EntryParams,
+    ErrorReply,
+    EventMessage,
+    FlagParams,
+    GetConfig,
+    GetFlags,
+    GetSnapshot,
+    Hello,
+    Move,
+    MoveParams,
+    Pause,
+    Remove,
+    Reply,
+    Resume,
+    Retry,
+    SetFlag,
+    SetWorkers,
+    Shutdown,
+    Subscribe,
+    WorkersParams,
+    add_paths_request,
+    compatible,
+    describe,
+    encode,
+    parse_result,
+)
+
+if TYPE_CHECKING:
+    from drapto_engine.core.api import EngineAPI
+
+log = logging.getLogger(__name__)
+
+CONNECT_TIMEOUT_S = 5.0
+SHUTDOWN_TIMEOUT_S = 10.0
+"""How long shutdown() waits for the engine to stop and close the connection."""
+
+
+class EngineUnavailable(DraptoError):
+    """No engine listens on the socket (no file, or nobody accepting): one may be started."""
+
+
+class EngineClient:
+    """A connection to the engine service. Make one with `await EngineClient.connect()`."""
+
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        *,
+        socket_path: Path,
+        server: Hello,
+    ) -> None:
+        self.socket_path = socket_path
+        self.server = server
+        """The engine's hello: its version and pid."""
+        self._reader, self._writer = reader, writer
+        self._ids = itertools.count(1)
+        self._pending: dict[int, tuple[type[BaseRequest], asyncio.Future[Any]]] = {}
+        self._events: asyncio.Queue[Event | None] = asyncio.Queue()
+        self._lost: str | None = None
+        self._notice: str | None = None
+        """The engine's last error about the connection itself (e.g. why it closes it)."""
+        self._reading = asyncio.create_task(self._read_forever(), name="engine-client-reader")
+
+    @classmethod
+    async def connect(cls, socket_path: Path, *, client_name: str = "drapto") -> EngineClient:
+        """Connect and exchange hellos. Raises EngineUnavailable when no engine runs there."""
+        try:
+            reader, writer = await asyncio.open_unix_connection(
+                str(socket_path), limit=CLIENT_READ_LIMIT
+            )
+        except (FileNotFoundError, ConnectionRefusedError) as exc:
+            raise EngineUnavailable(
+                "no engine is running on this socket", socket_path, hint="start one: drapto serve"
+            ) from exc
+        except OSError as exc:
+            raise DraptoError(f"cannot connect to the engine: {exc}", socket_path) from exc
+        try:
+            server = await _hello(reader, writer, client_name, socket_path)
+        except BaseException:
+            writer.close()
+            raise
+        return cls(reader, writer, socket_path=socket_path, server=server)
+
+    # -- EngineAPI --
+
+    async def add_paths(
+        self,
+        paths: Sequence[str],
+        options: JobOptions | None = None,
+        flags: Mapping[str, str] | None = None,
+        batch: str | None = None,
+    ) -> list[QueueEntry]:
+        """Queue files and folders. Relative paths are this process's, so they are made
+        absolute here; a list too long for one request line is sent in parts."""
+        paths = [str(Path(p).expanduser().absolute()) for p in paths]
+        request = add_paths_request(next(self._ids), paths, options, flags, batch)
+        if len(paths) > 1 and len(encode(request)) > MAX_LINE:
+            half = len(paths) // 2
+            first = await self.add_paths(paths[:half], options, flags, batch)
+            return first + await self.add_paths(paths[half:], options, flags, batch)
+        result: list[QueueEntry] = await self._call(request)
+        return result
+
+    async def remove(self, entry_id: int) -> None:
+        await self._call(Remove(id=next(self._ids), params=EntryParams(entry_id=entry_id)))
+
+    async def move(self, entry_id: int, index: int) -> None:
+        await self._call(
+            Move(id=next(self._ids), params=MoveParams(entry_id=entry_id, index=index))
+        )
+
+    async def pause(self) -> None:
+        await self._call(Pause(id=next(self._ids)))
+
+    async def resume(self) -> None:
+        await self._call(Resume(id=next(self._ids)))
+
+    async def retry(self, entry_id: int) -> QueueEntry:
+        entry: QueueEntry = await self._call(
+            Retry(id=next(self._ids), params=EntryParams(entry_id=entry_id))
+        )
+        return entry
+
+    async def cancel(self, entry_id: int) -> None:
+        await self._call(Cancel(id=next(self._ids), params=EntryParams(entry_id=entry_id)))
+
+    async def set_workers(self, workers: int) -> None:
+        await self._call(SetWorkers(id=next(self._ids), params=WorkersParams(workers=workers)))
+
+    async def set_flag(self, name: str, state: str) -> FlagView:
+        view: FlagView = await self._call(
+            SetFlag(id=next(self._ids), params=FlagParams(name=name, state=state))
+        )
+        return view
+
+    async def get_flags(self) -> list[FlagView]:
+        views: list[FlagView] = await self._call(GetFlags(id=next(self._ids)))
+        return views
+
+    async def get_config(self) -> dict[str, Any]:
+        config: dict[str, Any] = await self._call(GetConfig(id=next(self._ids)))
+        return config
+
+    async def get_snapshot(self) -> EngineSnapshot:
+        snapshot: EngineSnapshot = await self._call(GetSnapshot(id=next(self._ids)))
+        return snapshot
+
+    # -- the service's own --
+
+    async def subscribe(self) -> EngineSnapshot:
+        """The full state now; every event after it arrives through events()."""
+        snapshot: EngineSnapshot = await self._call(Subscribe(id=next(self._ids)))
+        return snapshot
+
+    async def events(self) -> AsyncIterator[Event]:
+        """Events after subscribe(), in the engine's order; ends when the connection does."""
+        while True:
+            event = await self._events.get()
+            if event is None:
+                self._events.put_nowait(None)  # any other reader of events() ends too
+                return
+            yield event
+
+    async def shutdown(self) -> None:
+        """Stop the engine (running jobs go back to the queue) and its server; returns
+        once the engine has closed the connection, i.e. has stopped."""
+        await self._call(Shutdown(id=next(self._ids)))
+        await asyncio.wait({self._reading}, timeout=SHUTDOWN_TIMEOUT_S)
+        await self.close()
+
+    async def close(self) -> None:
+        self._writer.close()
+        with contextlib.suppress(OSError):
+            await self._writer.wait_closed()
+        self._reading.cancel()
+        await asyncio.wait({self._reading})
+        self._end("the connection was closed")
+
+    @property
+    def connected(self) -> bool:
+        return self._lost is None
+
+    # -- plumbing --
+
+    async def _call(self, request: BaseRequest) -> Any:
+        if self._lost is not None:
+            raise DraptoError(f"engine connection lost: {self._lost}", self.socket_path)
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending[request.id] = (type(request), future)
+        try:
+            self._writer.write(encode(request))
+            await self._writer.drain()
+        except OSError as exc:
+            self._pending.pop(request.id, None)
+            raise DraptoError(f"engine connection lost: {exc}", self.socket_path) from exc
+        return await future
+
+    async def _read_forever(self) -> None:
+        reason = "the engine closed the connection"
+        try:
+            while line := await self._reader.readline():
+                self._dispatch(line)
+        except (OSError, ValueError) as exc:
+            reason = f"reading from the engine failed: {exc}"
+        finally:
+            self._end(f"{reason} ({self._notice})" if self._notice else reason)
+
+    def _dispatch(self, line: bytes) -> None:
+        try:
+            message = SERVER_ADAPTER.validate_json(line)
+        except ValidationError as exc:
+            log.warning("ignored a message from the engine: %s", describe(exc))
+            return
+        if isinstance(message, EventMessage):
+            self._events.put_nowait(message.event)
+        elif isinstance(message, Reply | ErrorReply):
+            self._answered(message)
+
+    def _answered(self, message: Reply | ErrorReply) -> None:
+        pending = self._pending.pop(message.id, None) if message.id is not None else None
+        if pending is None:
+            if isinstance(message, ErrorReply):  # about the connection, not a request
+                log.warning("engine: %s", message.error)
+                self._notice = message.error
+            return
+        request, future = pending
+        if future.done():
+            return
+        if isinstance(message, ErrorReply):
+            future.set_exception(DraptoError(message.error))
+            return
+        try:
+            future.set_result(parse_result(request, message.result))
+        except ValidationError as exc:
+            future.set_exception(DraptoError(f"unexpected reply from the engine: {describe(exc)}"))
+
+    def _end(self, reason: str) -> None:
+        """The connection is over: every waiting call fails, events() ends."""
+        if self._lost is None:
+            self._lost = reason
+            self._events.put_nowait(None)
+        for _, future in self._pending.values():
+            if not future.done():
+                future.set_exception(
+                    DraptoError(f"engine connection lost: {self._lost}", self.socket_path)
+                )
+        self._pending.clear()
+
+
+async def _hello(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, name: str, socket_path: Path
+) -> Hello:
+    writer.write(encode(Hello(name=name, pid=os.getpid())))
+    try:
+        async with asyncio.timeout(CONNECT_TIMEOUT_S):
+            await writer.drain()
+            line = await reader.readline()
+    except TimeoutError:
+        raise DraptoError("the engine did not answer within 5 s", socket_path) from None
+    except (OSError, ValueError) as exc:
+        raise DraptoError(f"the engine refused the connection: {exc}", socket_path) from exc
+    if not line:
+        raise DraptoError("the engine closed the connection", socket_path)
+    try:
+        message = SERVER_ADAPTER.validate_json(line)
+    except ValidationError as exc:
+        raise DraptoError(f"not a drapto engine: {describe(exc)}", socket_path) from exc
+    if isinstance(message, ErrorReply):
+        raise DraptoError(f"the engine refused the connection: {message.error}", socket_path)
+    if not isinstance(message, Hello):
+        raise DraptoError("the engine did not say hello", socket_path)
+    if not compatible(message.protocol):
+        raise DraptoError(
+            f"the engine speaks protocol {message.protocol}, this drapto {PROTOCOL_VERSION}",
+            socket_path,
+            hint="restart the engine with this drapto version",
+        )
+    return message
+
+
+if TYPE_CHECKING:
+
+    def _same_api(client: EngineClient) -> EngineAPI:
+        return client  # mypy checks EngineClient against the Engine's protocol
