@@ -228,3 +228,50 @@ def test_an_invalid_queue_file_is_refused_before_anything_is_encoded(
     assert str(queue) in run.stderr and expected in run.stderr
     assert run.stdout == ""
     assert not list(tmp_path.glob("*.av1.mkv")) and not (tmp_path / "x.mkv.mkv").exists()
+
+
+def test_a_batch_is_followed_through_a_running_engine_to_its_exit_status(
+    tmp_path: Path, make_media: object
+) -> None:
+    make_media("ok.mkv", size=(128, 72), duration=2)  # type: ignore[operator]
+    broken = make_media("broken.mkv", size=(160, 90), duration=6, gop=25)  # type: ignore[operator]
+    broken.write_bytes(broken.read_bytes()[: broken.stat().st_size // 2])
+    runtime = tmp_path / "run"
+    runtime.mkdir(mode=0o700)
+    env = dict(os.environ, XDG_RUNTIME_DIR=str(runtime), XDG_STATE_HOME=str(tmp_path / "st"))
+    server = subprocess.Popen([*DRAPTO, "serve"], env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        socket = runtime / "drapto" / "engine.sock"
+        deadline = time.monotonic() + 20
+        while not socket.exists():
+            assert time.monotonic() < deadline and server.poll() is None, "engine did not start"
+            time.sleep(0.05)
+        queue = write(
+            tmp_path / "queue.toml",
+            '[defaults]\npreset = 12\n[[job]]\ninput = "ok.mkv"\n[[job]]\ninput = "broken.mkv"\n',
+        )
+        argv = [*DRAPTO, "--batch", str(queue), "--progress", "json"]
+        run = subprocess.run(
+            argv, env=env, capture_output=True, text=True, timeout=300, check=False
+        )
+        assert run.returncode == 1, run.stderr + run.stdout
+        events = [json.loads(line) for line in run.stdout.splitlines() if line.startswith("{")]
+        assert any("running engine service" in e.get("message", "") for e in events)
+        finished = [e["entry"]["status"] for e in events if e["type"] == "entry"]
+        assert finished.count("done") == 1 and finished.count("failed") == 1
+        assert (tmp_path / "ok.av1.mkv").is_file()
+        status = subprocess.run(
+            [*DRAPTO, "status"], env=env, capture_output=True, text=True, timeout=30, check=False
+        )
+        assert status.returncode == 0 and "1 done" in status.stdout and "1 failed" in status.stdout
+        # run through the engine again: the done job is skipped, the broken one fails again
+        again = subprocess.run(
+            argv, env=env, capture_output=True, text=True, timeout=300, check=False
+        )
+        assert again.returncode == 1
+        statuses = [j["status"] for j in summary(tmp_path / "st")["jobs"]]  # type: ignore[index]
+        assert statuses == ["skipped", "failed"]
+        assert server.poll() is None  # the engine outlives its batch clients
+    finally:
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=10) == 0
