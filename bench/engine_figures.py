@@ -9,7 +9,7 @@ the muxing stage starts (every segment is done), and runs the same command once 
 the resumed run's time to reach muxing is what resuming costs, and the mux and
 validation that follow are reported separately. Usage:
 
-    .venv/bin/python bench/engine_figures.py [--seconds 60] [--preset 10]
+    .venv/bin/python bench/engine_figures.py [--seconds 60] [--preset 10] [--max-segment 5]
 """
 
 from __future__ import annotations
@@ -46,9 +46,12 @@ def make_source(ffmpeg: str, out: Path, seconds: int) -> None:
     )  # fmt: skip
 
 
-def encode_argv(source: Path, output: Path, state: Path, preset: int) -> list[str]:
+def encode_argv(
+    source: Path, output: Path, state: Path, preset: int, max_segment: float
+) -> list[str]:
     return [
         *DRAPTO, "encode", str(source), "-o", str(output), "--preset", str(preset),
+        "--max-segment", str(max_segment), "--min-segment", str(min(5.0, max_segment)),
         "--progress", "json", "--state-dir", str(state), "--overwrite",
     ]  # fmt: skip
 
@@ -96,6 +99,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=60)
     parser.add_argument("--preset", type=int, default=10)
+    parser.add_argument("--max-segment", type=float, default=5.0)
     args = parser.parse_args()
     ffmpeg = find_toolchain().ffmpeg
     with tempfile.TemporaryDirectory(prefix="drapto-bench-") as folder:
@@ -103,7 +107,7 @@ def main() -> None:
         source = root / "source.mkv"
         make_source(ffmpeg, source, args.seconds)
         events, samples, wall = run_sampled(
-            encode_argv(source, root / "out.mkv", root / "state-a", args.preset)
+            encode_argv(source, root / "out.mkv", root / "state-a", args.preset, args.max_segment)
         )
         segments = sum(1 for e in events if e["type"] == "segment_done")
         print(f"encode: {wall:.1f} s, {segments} segments")
@@ -111,7 +115,9 @@ def main() -> None:
             f"engine RSS while encoding (encoders excluded): peak {max(samples) / MIB:.1f} MiB, "
             f"median {sorted(samples)[len(samples) // 2] / MIB:.1f} MiB over {len(samples)} samples"
         )
-        argv = encode_argv(source, root / "out2.mkv", root / "state-b", args.preset)
+        argv = encode_argv(
+            source, root / "out2.mkv", root / "state-b", args.preset, args.max_segment
+        )
         first, _, _ = run_sampled(argv, kill_at="muxing")
         print(f"killed at muxing after {sum(e['type'] == 'segment_done' for e in first)} segments")
         resumed, _, wall = run_sampled(argv)
