@@ -21,6 +21,8 @@ from drapto_engine.config import (
 )
 from drapto_engine.core.flags import FlagSet, FlagSource, FlagView, parse_state
 from drapto_engine.infrastructure.paths import config_file
+from drapto_engine.server.autostart import connect_or_start
+from drapto_engine.server.client import EngineClient
 
 
 def add_admin_parsers(commands: Any) -> None:
@@ -34,18 +36,14 @@ def add_admin_parsers(commands: Any) -> None:
     config.add_argument("--json", action="store_true", help="as JSON instead of TOML")
 
 
-async def _engine(args: argparse.Namespace, config: Config) -> Any:
+async def running_engine(
+    config: Config, config_path: Path | None, client_name: str = "drapto"
+) -> EngineClient | None:
     """A client of the running engine service, or None when none runs."""
-    try:
-        from drapto_engine.server.autostart import connect_or_start, default_socket
-    except ImportError:
-        return None
     return await connect_or_start(
-        config.socket_path or default_socket(),
-        state_dir=None,
-        config_path=args.config,
-        start=False,
-    )
+        config.socket_path, state_dir=None, config_path=config_path, start=False,
+        client_name=client_name,
+    )  # fmt: skip
 
 
 def offline_flags(config: Config, config_path: Path | None) -> FlagSet:
@@ -55,7 +53,7 @@ def offline_flags(config: Config, config_path: Path | None) -> FlagSet:
 
 async def _flags(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    client = await _engine(args, config)
+    client = await running_engine(config, args.config)
     try:
         if getattr(args, "flags_action", None) == "set":
             state = parse_state(args.name, args.state)

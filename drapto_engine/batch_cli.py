@@ -21,6 +21,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from drapto_engine.admin_cli import running_engine
 from drapto_engine.config import Config, load_config
 from drapto_engine.core.api import EngineAPI
 from drapto_engine.core.errors import DraptoError
@@ -81,7 +82,7 @@ async def _batch(args: argparse.Namespace, config: Config, ffmpeg: str, batch: B
     state_dir = args.state_dir or paths.state_dir()
     label = f"{args.batch.name}@{time.strftime('%Y-%m-%dT%H:%M:%S')}"
     started = time.time()
-    remote = None if args.no_daemon else await _running_engine(args, config)
+    remote = None if args.no_daemon else await running_engine(config, args.config, "drapto-batch")
     stop, stopped_by = _stop_on_signals()
     try:
         if remote is not None:
@@ -124,20 +125,6 @@ def _stop_on_signals() -> tuple[asyncio.Event, list[int]]:
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, on_signal, signum)
     return stop, stopped_by
-
-
-async def _running_engine(args: argparse.Namespace, config: Config) -> Any:
-    try:
-        from drapto_engine.server.autostart import connect_or_start
-        from drapto_engine.server.location import default_socket
-    except ImportError:
-        return None
-    return await connect_or_start(
-        config.socket_path or default_socket(),
-        state_dir=args.state_dir,
-        config_path=args.config,
-        start=False,
-    )
 
 
 async def _submit(api: EngineAPI, batch: BatchFile, label: str) -> list[QueueEntry]:
