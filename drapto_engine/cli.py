@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -119,6 +120,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"drapto: {exc.one_line()}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # `drapto flags | head`: the reader has gone, nothing to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         print("drapto: interrupted", file=sys.stderr)
         return 130

@@ -65,6 +65,10 @@ MAX_ACTIVE_JOBS = 2
 """One job encoding and the next one's analysis and segmentation running ahead."""
 
 
+BACKGROUND_GRACE_S = 2.0
+"""How long stopping waits for pending notifications (a stop must finish within 5 s)."""
+
+
 @dataclass
 class _Active:
     entry_id: int
@@ -163,6 +167,8 @@ class Engine:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        if self._background:  # notifications of jobs that just ended: let them go out
+            await asyncio.wait(set(self._background), timeout=BACKGROUND_GRACE_S)
         for task in list(self._background):
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
