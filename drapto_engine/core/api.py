@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from drapto_engine.core.events import (
     AnalysisReady,
+    AudioDone,
     EntryChanged,
     EntryRemoved,
     Event,
@@ -63,6 +64,8 @@ class JobView(BaseModel):
     segments: dict[int, SegmentView] = Field(default_factory=dict)
     error: str | None = None
     rollbacks: list[str] = Field(default_factory=list)
+    audio: list[str] = Field(default_factory=list)
+    """One line per encoded audio track."""
 
     @property
     def frames_done(self) -> float:
@@ -141,6 +144,10 @@ class EngineView:
                 segment.size_bytes, segment.resumed = event.size_bytes, event.resumed
             else:
                 segment.state = "pending" if event.will_retry else "failed"
+        elif isinstance(event, AudioDone):
+            job.audio.append(
+                f"#{event.stream}: Opus {event.channels} ch, {event.bitrate_kbps} kb/s"
+            )
         elif isinstance(event, JobFinished):
             job.stage = "done"
         elif isinstance(event, JobFailed):

@@ -1,0 +1,120 @@
+"""What the TUI shows of an entry or a job, as plain values: pure, tested without a screen."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from drapto_engine.core.api import EngineSnapshot, JobView
+from drapto_engine.core.jobs import EntryStatus, QueueEntry
+
+BADGES = {"sdr": "SDR", "hdr10": "HDR10", "hlg": "HLG", "dolby_vision": "DV"}
+
+
+@dataclass(frozen=True)
+class Progress:
+    """How far a job is, from its segments."""
+
+    fraction: float
+    """0..1 of the job's frames encoded."""
+    fps: float
+    """Frames per second of its encoders right now (done: the whole job's)."""
+    size_bytes: int
+    """Bytes of finished segments."""
+    estimated_bytes: int | None
+    eta_s: float | None
+
+
+def job_progress(entry: QueueEntry, job: JobView | None) -> Progress:
+    if entry.status in (EntryStatus.DONE, EntryStatus.SKIPPED):
+        s = entry.summary
+        size = s.output_bytes if s else 0
+        return Progress(1.0, s.encode_fps if s else 0.0, size, size or None, 0.0)
+    if job is None or not job.segments:
+        return Progress(0.0, 0.0, 0, None, None)
+    total = job.analysis.frames if job.analysis else sum(s.frames for s in job.segments.values())
+    done_frames = sum(s.frames for s in job.segments.values() if s.state == "done")
+    size = sum(s.size_bytes or 0 for s in job.segments.values() if s.state == "done")
+    fraction = min(1.0, job.frames_done / total) if total else 0.0
+    fps = sum(s.fps for s in job.segments.values() if s.state == "running")
+    estimate = int(size * total / done_frames) if done_frames else None
+    remaining = total * (1 - fraction)
+    eta = remaining / fps if fps > 0 else None
+    return Progress(fraction, fps, size, estimate, eta)
+
+
+def badge(job: JobView | None) -> str:
+    if job is None or job.analysis is None:
+        return ""
+    return BADGES.get(job.analysis.dynamic_range, job.analysis.dynamic_range.upper())
+
+
+def status_text(entry: QueueEntry) -> str:
+    if entry.status is EntryStatus.RUNNING and entry.stage:
+        return entry.stage
+    return entry.status.value
+
+
+def size(value: int | None) -> str:
+    if value is None:
+        return "-"
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if value >= scale:
+            return f"{value / scale:.1f} {unit}"
+    return f"{value} B"
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    seconds = max(0, int(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def bar(fraction: float, width: int = 10) -> str:
+    """A text progress bar: it fits a table cell and every terminal."""
+    filled = round(max(0.0, min(1.0, fraction)) * width)
+    return "█" * filled + "░" * (width - filled) + f" {fraction * 100:3.0f}%"
+
+
+def name(entry: QueueEntry) -> str:
+    return Path(entry.input).name
+
+
+@dataclass(frozen=True)
+class QueueTotals:
+    counts: dict[str, int]
+    fraction: float
+    fps: float
+    eta_s: float | None
+
+
+def queue_totals(snapshot: EngineSnapshot) -> QueueTotals:
+    """Whole-queue progress: finished entries count whole, running ones by their frames."""
+    counts: dict[str, int] = {}
+    done = 0.0
+    fps = 0.0
+    remaining_frames = 0.0
+    for entry in snapshot.entries:
+        counts[entry.status.value] = counts.get(entry.status.value, 0) + 1
+        job = snapshot.jobs.get(entry.job or "")
+        if entry.status in (EntryStatus.DONE, EntryStatus.SKIPPED, EntryStatus.FAILED):
+            done += 1
+        elif entry.status is EntryStatus.RUNNING:
+            progress = job_progress(entry, job)
+            done += progress.fraction
+            fps += progress.fps
+            if job is not None and job.analysis is not None:
+                remaining_frames += job.analysis.frames * (1 - progress.fraction)
+    active = [e for e in snapshot.entries if e.status is not EntryStatus.CANCELLED]
+    fraction = done / len(active) if active else 0.0
+    waiting = counts.get("queued", 0)
+    eta = remaining_frames / fps if fps > 0 and not waiting else None
+    return QueueTotals(counts, fraction, fps, eta)
+
+
+def clock(at: float | None) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(at)) if at else "-"

@@ -1,0 +1,81 @@
+"""System CPU and RAM over the last minutes, the reserve, the worker bound, each encoder."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import VerticalScroll
+from textual.widgets import DataTable, Label, Static
+
+from drapto_engine.core.api import EngineSnapshot
+from drapto_tui import format as fmt
+
+GIB = 1 << 30
+BLOCKS = " ▁▂▃▄▅▆▇█"
+
+
+def sparkline(values: list[float], width: int) -> str:
+    """The last `width` values (percentages) as block characters on a fixed 0-100 scale,
+    so that 2% looks like 2% (a self-scaling sparkline would blow noise up)."""
+    shown = values[-width:] if width > 0 else []
+    return "".join(BLOCKS[round(max(0.0, min(100.0, v)) / 100 * (len(BLOCKS) - 1))] for v in shown)
+
+
+class ResourcesPanel(VerticalScroll):
+    def compose(self) -> ComposeResult:
+        yield Label("CPU", id="cpu-label")
+        yield Static(id="cpu", classes="spark")
+        yield Label("RAM", id="ram-label")
+        yield Static(id="ram", classes="spark")
+        yield Static(id="limits")
+        yield DataTable[str](id="encoders", cursor_type="none")
+
+    def on_mount(self) -> None:
+        table = self.query_one("#encoders", DataTable)
+        for key, label in (
+            ("pid", "PID"),
+            ("job", "Job"),
+            ("segment", "Seg"),
+            ("cpu", "CPU %"),
+            ("rss", "RSS"),
+            ("state", "State"),
+        ):
+            table.add_column(label, key=key)
+
+    def show(self, snapshot: EngineSnapshot) -> None:
+        samples = snapshot.resources
+        latest = samples[-1] if samples else None
+        width = max(10, self.size.width - 4)
+        cpu = sparkline([s.cpu_percent for s in samples], width)
+        used = [100 * (1 - s.memory_available / s.memory_total) for s in samples if s.memory_total]
+        self.query_one("#cpu", Static).update(Text(cpu or " "))
+        self.query_one("#ram", Static).update(Text(sparkline(used, width) or " "))
+        minutes = len(samples) / 60
+        if latest is None:
+            self.query_one("#cpu-label", Label).update("CPU: no sample yet")
+            self.query_one("#limits", Static).update(f"workers {snapshot.workers}")
+            return
+        self.query_one("#cpu-label", Label).update(
+            f"CPU {latest.cpu_percent:.0f}% (last {minutes:.1f} min)"
+        )
+        in_use = latest.memory_total - latest.memory_available
+        self.query_one("#ram-label", Label).update(
+            f"RAM {in_use / GIB:.1f} of {latest.memory_total / GIB:.1f} GiB used"
+        )
+        paused = "  queue paused" if snapshot.paused else ""
+        self.query_one("#limits", Static).update(
+            f"memory reserve {latest.reserve_bytes / GIB:.1f} GiB   "
+            f"workers {snapshot.workers} ([b]+[/]/[b]-[/] to change)   "
+            f"running {latest.running}, suspended {latest.suspended}{paused}"
+        )
+        table = self.query_one("#encoders", DataTable)
+        table.clear()
+        for e in latest.encoders:
+            table.add_row(
+                str(e.pid),
+                (e.job or "-")[:12],
+                "-" if e.segment is None else str(e.segment),
+                f"{e.cpu_percent:.0f}",
+                fmt.size(e.rss_bytes),
+                "suspended" if e.suspended else "running",
+            )
