@@ -51,7 +51,7 @@ def make_library(ffmpeg: str, root: Path) -> None:
         subprocess.run([ffmpeg, "-v", "error", "-y", *args, *codec, str(out)], check=True)
 
 
-async def session(library: Path, out: Path) -> None:
+async def session(library: Path, out: Path, fixture: Path | None) -> None:
     from drapto_engine.core.jobs import JobOptions
     from drapto_engine.server.autostart import connect_or_start
     from drapto_engine.server.client import EngineClient
@@ -85,6 +85,8 @@ async def session(library: Path, out: Path) -> None:
         await pilot.pause(1.5)
         shots = out
         app.save_screenshot(str(shots / "queue.svg"))
+        if fixture is not None and app.link is not None:
+            fixture.write_text(app.link.state.model_dump_json(indent=1))
         await pilot.press("enter")
         await pilot.pause(0.6)
         app.save_screenshot(str(shots / "job.svg"))
@@ -113,6 +115,9 @@ async def session(library: Path, out: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description="regenerate the TUI screenshots")
     parser.add_argument("--out", type=Path, default=Path("screenshots"))
+    parser.add_argument(
+        "--fixture", type=Path, help="also save the engine snapshot shown (for snapshot tests)"
+    )
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     ffmpeg = find_toolchain().ffmpeg
@@ -124,7 +129,8 @@ def main() -> None:
             os.environ[var] = str(path)
         library = root / "library"
         make_library(ffmpeg, library)
-        asyncio.run(session(library, args.out.resolve()))
+        fixture = args.fixture.resolve() if args.fixture else None
+        asyncio.run(session(library, args.out.resolve(), fixture))
 
 
 if __name__ == "__main__":

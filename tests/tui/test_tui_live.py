@@ -1,0 +1,151 @@
+"""The TUI against a real engine service with real (tiny, fast-preset) encodes."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from textual.pilot import Pilot
+from textual.widgets import Input, Switch
+from tui_service import Service
+
+from drapto_engine.core.flags import FlagState
+from drapto_engine.core.jobs import EntryStatus, JobOptions
+from drapto_engine.server.client import EngineClient
+from drapto_tui.app import DraptoApp
+from drapto_tui.screens.add import AddScreen
+from drapto_tui.screens.main import MainScreen
+from drapto_tui.screens.quit import QuitScreen
+from drapto_tui.settings import load_theme
+from drapto_tui.widgets.queue_table import COMPACT, QueueTable
+
+pytestmark = pytest.mark.slow
+
+
+def app_for(service: Service, settings: Path, paths: list[str] | None = None) -> DraptoApp:
+    async def connect() -> EngineClient:
+        return await service.client("tui-test")
+
+    return DraptoApp(connect, paths=paths or [], settings=settings)
+
+
+async def until(pilot: Pilot[None], condition: Callable[[], bool], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await pilot.pause(0.05)
+
+
+async def test_add_a_folder_and_watch_its_segments_reach_done(
+    tmp_path: Path, service: Service, make_media: object
+) -> None:
+    library = tmp_path / "library"
+    make_media("library/one.mkv", size=(160, 90), duration=4, gop=25)  # type: ignore[operator]
+    make_media("library/sub/two.mkv", size=(128, 72), duration=2, gop=25)  # type: ignore[operator]
+    options = await service.client("setup")
+    await options.close()
+    app = app_for(service, tmp_path / "tui.toml")
+    async with app.run_test(size=(100, 30)) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, MainScreen))
+        await pilot.press("a")
+        await until(pilot, lambda: isinstance(app.screen, AddScreen))
+        field = app.screen.query_one("#path", Input)
+        field.value = str(library)
+        await pilot.press("enter")
+        link = app.link
+        assert link is not None
+        await until(pilot, lambda: len(link.state.entries) == 2)
+        await until(
+            pilot,
+            lambda: all(e.status is EntryStatus.DONE for e in link.state.entries),
+            timeout=90,
+        )
+        table = app.screen.query_one(QueueTable)
+        await until(pilot, lambda: "done" in str(table.get_row_at(0)))
+        assert table.row_count == 2
+        jobs = [link.state.jobs[e.job or ""] for e in link.state.entries]
+        assert all(s.state == "done" for j in jobs for s in j.segments.values())
+        assert sum(len(j.segments) for j in jobs) >= 2
+        await pilot.press("enter")  # the job screen shows the finished grid
+        await until(pilot, lambda: "segments:" in str(app.screen.query_one("#segments").render()))
+        assert "done" in str(app.screen.query_one("#segments").render())
+        await app.leave(stop_engine=False)
+    assert (library / "one.av1.mkv").is_file() and (library / "sub" / "two.av1.mkv").is_file()
+    assert service.alive()
+
+
+async def test_a_flag_switch_follows_the_engine_and_another_client_sees_it(
+    tmp_path: Path, service: Service
+) -> None:
+    app = app_for(service, tmp_path / "tui.toml")
+    async with app.run_test(size=(100, 30)) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, MainScreen))
+        await pilot.press("3")
+        switch = app.screen.query_one("#switch-crop_detection", Switch)
+        await until(pilot, lambda: switch.value)
+        switch.focus()
+        await pilot.press("space")
+        link = app.link
+        assert link is not None
+        await until(
+            pilot,
+            lambda: any(
+                f.name == "crop_detection" and f.state is FlagState.OFF for f in link.state.flags
+            ),
+        )
+        await until(pilot, lambda: not switch.value)
+        other = await service.client("observer")
+        flags = {f.name: f.state for f in await other.get_flags()}
+        assert flags["crop_detection"] is FlagState.OFF  # the engine, not the switch, changed
+        await other.set_flag("crop_detection", "on")  # a change from elsewhere shows here
+        await other.close()
+        await until(pilot, lambda: switch.value)
+        await app.leave(stop_engine=False)
+
+
+async def test_theme_switch_is_remembered_and_80x24_keeps_the_essentials(
+    tmp_path: Path, service: Service
+) -> None:
+    settings = tmp_path / "tui.toml"
+    client = await service.client("setup")
+    await client.pause()
+    source = tmp_path / "a very long file name of a film (2019) remastered.mkv"
+    source.write_bytes(b"")  # queued only: the queue is paused
+    await client.add_paths([str(source)], options=JobOptions(preset=12))
+    await client.close()
+    app = app_for(service, settings)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, MainScreen))
+        await pilot.press("ctrl+p")  # the command palette: its Theme command ...
+        await pilot.pause(0.3)
+        await pilot.press(*"theme")
+        await pilot.pause(0.5)
+        await pilot.press("enter")
+        await pilot.pause(0.5)
+        await pilot.press(*"drapto-light")  # ... opens the theme picker
+        await pilot.pause(0.5)
+        await pilot.press("enter")
+        await until(pilot, lambda: app.theme == "drapto-light", timeout=10)
+        assert load_theme(settings) == "drapto-light"
+        await pilot.resize_terminal(80, 24)
+        await pilot.pause(0.3)
+        table = app.screen.query_one(QueueTable)
+        assert [str(c.key.value) for c in table.columns.values()] == [c[0] for c in COMPACT]
+        assert (
+            table.region.width <= 80
+            and sum(c.get_render_width(table) for c in table.columns.values()) <= 80
+        )
+        await pilot.press("q")
+        await until(pilot, lambda: isinstance(app.screen, QuitScreen))
+        await pilot.press("enter")  # the default: leave the engine running
+        await until(pilot, lambda: not app.is_running, timeout=10)
+    assert service.alive()
+    again = app_for(service, settings)
+    async with again.run_test(size=(80, 24)) as pilot:
+        await until(pilot, lambda: isinstance(again.screen, MainScreen))
+        assert again.theme == "drapto-light"
+        await again.leave(stop_engine=False)
+    await asyncio.sleep(0)
