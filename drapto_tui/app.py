@@ -41,9 +41,12 @@ class DraptoApp(App[None]):
         *,
         paths: Sequence[str] = (),
         settings: Path | None = None,
+        browse_root: Path | None = None,
     ) -> None:
         super().__init__()
         self.connect = connect
+        self.browse_root = browse_root
+        """Where the add dialog's browser starts (default: the current folder)."""
         self.paths = list(paths)
         self.settings = settings or settings_file()
         self.link: EngineLink | None = None
@@ -129,7 +132,7 @@ class DraptoApp(App[None]):
                 if entries is not None:
                     self.notify(f"queued {len(entries)} file(s) from {path}")
 
-        self.push_screen(AddScreen(Path.cwd()), added)
+        self.push_screen(AddScreen(self.browse_root or Path.cwd()), added)
 
     def action_detail(self) -> None:
         entry = self._selected()

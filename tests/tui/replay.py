@@ -1,0 +1,79 @@
+"""A recorded engine state, served without an engine, for snapshot tests only.
+
+`fixtures/encoding.json` is what a real session showed mid-encode (saved by
+`python -m drapto_tui.screenshots --fixture`). A screenshot of a live engine changes
+every run; this one does not. Requests are refused: nothing here can change it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from drapto_engine.core.api import EngineSnapshot
+from drapto_engine.core.errors import DraptoError
+from drapto_engine.core.events import Event
+from drapto_engine.core.flags import FlagView
+from drapto_engine.core.jobs import JobOptions, QueueEntry
+
+FIXTURE = Path(__file__).with_name("fixtures") / "encoding.json"
+
+
+class ReplayClient:
+    def __init__(self, snapshot: EngineSnapshot | None = None) -> None:
+        self.snapshot = snapshot or EngineSnapshot.model_validate_json(FIXTURE.read_text())
+
+    async def subscribe(self) -> EngineSnapshot:
+        return self.snapshot.model_copy(deep=True)
+
+    async def events(self) -> AsyncIterator[Event]:
+        await asyncio.Event().wait()  # a recording has no more events
+        return
+        yield  # pragma: no cover - makes this an async generator
+
+    async def close(self) -> None:
+        return None
+
+    async def shutdown(self) -> None:
+        return None
+
+    def _refuse(self) -> DraptoError:
+        return DraptoError("this is a recorded engine state: it cannot change")
+
+    async def add_paths(
+        self,
+        paths: Sequence[str],
+        options: JobOptions | None = None,
+        flags: Mapping[str, str] | None = None,
+        batch: str | None = None,
+    ) -> list[QueueEntry]:
+        raise self._refuse()
+
+    async def remove(self, entry_id: int) -> None:
+        raise self._refuse()
+
+    async def move(self, entry_id: int, index: int) -> None:
+        raise self._refuse()
+
+    async def pause(self) -> None:
+        raise self._refuse()
+
+    async def resume(self) -> None:
+        raise self._refuse()
+
+    async def retry(self, entry_id: int) -> QueueEntry:
+        raise self._refuse()
+
+    async def cancel(self, entry_id: int) -> None:
+        raise self._refuse()
+
+    async def set_workers(self, workers: int) -> None:
+        raise self._refuse()
+
+    async def set_flag(self, name: str, state: str) -> FlagView:
+        raise self._refuse()
+
+    async def get_config(self) -> dict[str, Any]:
+        return {}
