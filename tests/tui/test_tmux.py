@@ -1,0 +1,123 @@
+"""The real `drapto tui` in tmux: keys typed with send-keys, the screen read with
+capture-pane, the TUI closed by its quit dialog and by a hang-up (kill-session sends
+SIGHUP), the engine running on after both."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from tui_service import Service
+
+from drapto_engine.server.client import EngineClient
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed"),
+]
+
+
+class Tmux:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def run(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["tmux", "-L", self.name, *args], capture_output=True, text=True, check=False
+        )
+
+    def screen(self) -> str:
+        return self.run("capture-pane", "-p", "-t", self.name).stdout
+
+    def wait_for(self, text: str, timeout: float = 30) -> str:
+        deadline = time.monotonic() + timeout
+        while True:
+            screen = self.screen()
+            if text in screen:
+                return screen
+            assert time.monotonic() < deadline, f"{text!r} never appeared; screen:\n{screen}"
+            time.sleep(0.1)
+
+    def alive(self) -> bool:
+        return self.run("has-session", "-t", self.name).returncode == 0
+
+    def keys(self, *keys: str) -> None:
+        self.run("send-keys", "-t", self.name, *keys)
+
+
+@pytest.fixture
+def tmux(tmp_path: Path) -> Iterator[Tmux]:
+    session = Tmux(f"drapto-test-{os.getpid()}-{tmp_path.name[-12:]}")
+    yield session
+    session.run("kill-server")
+
+
+def start_tui(tmux: Tmux, config: Path, term: str, env: dict[str, str]) -> None:
+    settings = " ".join(f"{k}={v}" for k, v in env.items())
+    command = (
+        f"env TERM={term} {settings} {sys.executable} -m drapto_engine.cli --config {config} tui"
+    )
+    tmux.run("new-session", "-d", "-s", tmux.name, "-x", "100", "-y", "30", command)
+
+
+def user_env(tmp_path: Path) -> dict[str, str]:
+    names = ("XDG_CONFIG_HOME", "XDG_STATE_HOME", "XDG_RUNTIME_DIR")
+    return {name: os.environ[name] for name in names} | {"PYTHONPATH": os.getcwd()}
+
+
+@pytest.mark.parametrize("term", ["xterm-256color", "screen"])
+def test_keys_in_tmux_drive_the_tui_and_quitting_leaves_the_engine(
+    tmp_path: Path, service: Service, tmux: Tmux, term: str
+) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text(f'socket_path = "{service.socket}"\n')
+    start_tui(tmux, config, term, user_env(tmp_path))
+    screen = tmux.wait_for("Progress")
+    assert "Queue" in screen and "Resources" in screen and "q Quit" in screen
+    tmux.keys("3")
+    tmux.wait_for("scene_segmentation")
+    tmux.keys("2")
+    tmux.wait_for("memory reserve")
+    tmux.keys("q")
+    tmux.wait_for("Leave running")
+    tmux.keys("Enter")
+    deadline = time.monotonic() + 15
+    while tmux.alive():  # the session ends with the TUI
+        assert time.monotonic() < deadline, tmux.screen()
+        time.sleep(0.1)
+    assert service.alive()
+
+
+def test_a_hang_up_closes_the_tui_and_the_engine_it_started_runs_on(
+    tmp_path: Path, tmux: Tmux
+) -> None:
+    runtime = tmp_path / "run"
+    runtime.mkdir(mode=0o700)
+    socket = runtime / "engine.sock"
+    config = tmp_path / "config.toml"
+    config.write_text(f'socket_path = "{socket}"\n')
+    start_tui(tmux, config, "screen", user_env(tmp_path))
+    tmux.wait_for("Progress")  # the TUI started an engine in the background and attached
+    assert socket.exists()
+    tmux.run("kill-session", "-t", tmux.name)  # SIGHUP to the pane's process group
+
+    async def engine_answers() -> int:
+        client = await EngineClient.connect(socket, client_name="after-hangup")
+        pid = int(client.server.pid)
+        await client.shutdown()
+        await client.close()
+        return pid
+
+    pid = asyncio.run(engine_answers())
+    assert pid != os.getpid()
+    deadline = time.monotonic() + 10
+    while socket.exists():  # shut down by us, not by the hang-up
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
