@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,28 +93,56 @@ class QueueTotals:
     eta_s: float | None
 
 
-def queue_totals(snapshot: EngineSnapshot) -> QueueTotals:
-    """Whole-queue progress: finished entries count whole, running ones by their frames."""
+@dataclass(frozen=True)
+class QueueCounts:
+    """What only entry changes alter: counts by status and the running entries."""
+
+    counts: dict[str, int]
+    finished: int
+    running: tuple[int, ...]
+    active: int
+
+
+def queue_counts(snapshot: EngineSnapshot) -> QueueCounts:
+    """One pass over the whole queue; redo it only when an entry changed."""
     counts: dict[str, int] = {}
-    done = 0.0
-    fps = 0.0
-    remaining_frames = 0.0
+    running: list[int] = []
     for entry in snapshot.entries:
         counts[entry.status.value] = counts.get(entry.status.value, 0) + 1
+        if entry.status is EntryStatus.RUNNING:
+            running.append(entry.id)
+    finished = sum(counts.get(s, 0) for s in ("done", "skipped", "failed"))
+    active = len(snapshot.entries) - counts.get("cancelled", 0)
+    return QueueCounts(counts, finished, tuple(running), active)
+
+
+def queue_totals(
+    snapshot: EngineSnapshot,
+    counts: QueueCounts | None = None,
+    lookup: Callable[[int], QueueEntry | None] | None = None,
+) -> QueueTotals:
+    """Whole-queue progress: finished entries count whole, running ones by their frames.
+    With cached `counts` and an indexed `lookup` it costs only the running entries."""
+    counts = counts or queue_counts(snapshot)
+    if lookup is None:
+        lookup = {e.id: e for e in snapshot.entries}.get
+    done = float(counts.finished)
+    fps = 0.0
+    remaining_frames = 0.0
+    for entry_id in counts.running:
+        entry = lookup(entry_id)
+        if entry is None:
+            continue
         job = snapshot.jobs.get(entry.job or "")
-        if entry.status in (EntryStatus.DONE, EntryStatus.SKIPPED, EntryStatus.FAILED):
-            done += 1
-        elif entry.status is EntryStatus.RUNNING:
-            progress = job_progress(entry, job)
-            done += progress.fraction
-            fps += progress.fps
-            if job is not None and job.analysis is not None:
-                remaining_frames += job.analysis.frames * (1 - progress.fraction)
-    active = [e for e in snapshot.entries if e.status is not EntryStatus.CANCELLED]
-    fraction = done / len(active) if active else 0.0
-    waiting = counts.get("queued", 0)
+        progress = job_progress(entry, job)
+        done += progress.fraction
+        fps += progress.fps
+        if job is not None and job.analysis is not None:
+            remaining_frames += job.analysis.frames * (1 - progress.fraction)
+    fraction = done / counts.active if counts.active else 0.0
+    waiting = counts.counts.get("queued", 0)
     eta = remaining_frames / fps if fps > 0 and not waiting else None
-    return QueueTotals(counts, fraction, fps, eta)
+    return QueueTotals(counts.counts, fraction, fps, eta)
 
 
 def clock(at: float | None) -> str:

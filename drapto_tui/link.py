@@ -66,13 +66,15 @@ class EngineLink:
         self.flags_dirty = True
         self.resources_dirty = True
         self.jobs_dirty: set[str] = set()
+        self.entries_changed = True
+        """An entry's status may have changed: queue counts are redone."""
         self._job_entries: dict[str, int] = {}
 
     async def start(self) -> EngineSnapshot:
         snapshot = await self.client.subscribe()
         self.view = EngineView(snapshot)
         self._job_entries = {e.job: e.id for e in snapshot.entries if e.job}
-        self.rebuild = True
+        self.rebuild = self.entries_changed = True
         return snapshot
 
     @property
@@ -86,6 +88,8 @@ class EngineLink:
         """Apply one event; True when a person should be told of it."""
         before = self.view.entry(event.entry.id) if isinstance(event, EntryChanged) else None
         self.view.apply(event)
+        if isinstance(event, EntryChanged | EntryRemoved):
+            self.entries_changed = True
         if isinstance(event, EntryChanged):
             entry = event.entry
             if entry.job:

@@ -87,16 +87,32 @@ class EngineSnapshot(BaseModel):
 
 
 class EngineView:
-    """An EngineSnapshot kept current by applying events in order."""
+    """An EngineSnapshot kept current by applying events in order.
+
+    Entries are indexed by id: an entry's change is one assignment even in a queue of
+    tens of thousands; only a new, moved or removed entry re-sorts the list."""
 
     def __init__(self, snapshot: EngineSnapshot | None = None) -> None:
         self.state = snapshot or EngineSnapshot()
+
+    @property
+    def state(self) -> EngineSnapshot:
+        return self._state
+
+    @state.setter
+    def state(self, snapshot: EngineSnapshot) -> None:
+        self._state = snapshot
+        self._reindex()
+
+    def _reindex(self) -> None:
+        self._index = {e.id: i for i, e in enumerate(self._state.entries)}
 
     def snapshot(self) -> EngineSnapshot:
         return self.state.model_copy(deep=True)
 
     def entry(self, entry_id: int) -> QueueEntry | None:
-        return next((e for e in self.state.entries if e.id == entry_id), None)
+        index = self._index.get(entry_id)
+        return self._state.entries[index] if index is not None else None
 
     def job(self, job_id: str) -> JobView:
         view = self.state.jobs.get(job_id)
@@ -107,10 +123,17 @@ class EngineView:
     def apply(self, event: Event) -> None:
         s = self.state
         if isinstance(event, EntryChanged):
-            entries = [e for e in s.entries if e.id != event.entry.id] + [event.entry]
-            s.entries = sorted(entries, key=lambda e: e.position)
+            entry = event.entry
+            index = self._index.get(entry.id)
+            if index is not None and s.entries[index].position == entry.position:
+                s.entries[index] = entry
+            else:
+                entries = [e for e in s.entries if e.id != entry.id] + [entry]
+                s.entries = sorted(entries, key=lambda e: (e.position, e.id))
+                self._reindex()
         elif isinstance(event, EntryRemoved):
             s.entries = [e for e in s.entries if e.id != event.entry_id]
+            self._reindex()
         elif isinstance(event, QueueStateChanged):
             s.paused, s.workers = event.paused, event.workers
         elif isinstance(event, ResourcesSampled):

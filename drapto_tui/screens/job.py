@@ -5,6 +5,7 @@ from __future__ import annotations
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
+from textual.markup import escape
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 
@@ -31,7 +32,7 @@ def timeline(job: JobView | None) -> str:
         mark = "[$success]✓[/]" if following or stage == "done" else "[$accent]▶[/]"
         parts.append(f"{mark} {stage} {fmt.clock(at)}{took}")
     if job.error:
-        parts.append(f"[$error]failed: {job.error}[/]")
+        parts.append(f"[$error]failed: {escape(job.error)}[/]")
     return "  ".join(parts)
 
 
@@ -89,9 +90,9 @@ class JobScreen(Screen[None]):
         job = self.job()
         progress = fmt.job_progress(entry, job)
         self.query_one("#job-title", Static).update(
-            f"[b]{fmt.name(entry)}[/b]  {fmt.status_text(entry)}  {fmt.bar(progress.fraction, 20)}"
+            f"[b]{escape(fmt.name(entry))}[/b]  {fmt.status_text(entry)}  {fmt.bar(progress.fraction, 20)}"
             f"  {progress.fps:.1f} fps  {fmt.size(progress.size_bytes or None)}"
-            f" of ~{fmt.size(progress.estimated_bytes)}\n[$text-muted]{entry.output}[/]"
+            f" of ~{fmt.size(progress.estimated_bytes)}\n[$text-muted]{escape(entry.output)}[/]"
         )
         self.query_one("#timeline", Static).update(timeline(job))
         self.query_one("#analysis", Static).update(analysis(job))

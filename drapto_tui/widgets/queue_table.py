@@ -1,17 +1,31 @@
-"""The queue as a table: one row an entry, updated cell by cell as events arrive."""
+"""The queue as a virtual table: one line an entry, drawn only where it is visible.
+
+A library queue can hold tens of thousands of entries. Rows are not stored in the
+widget: each visible line is formatted from the engine mirror when it is drawn, so
+start-up, scrolling and a progress update cost the same for 10 entries or 10,000,
+and an event redraws only the line of the entry it touched.
+"""
 
 from __future__ import annotations
 
-import contextlib
+from dataclasses import dataclass
 
-from textual.widgets import DataTable
-from textual.widgets.data_table import RowDoesNotExist
+from rich.segment import Segment
+from rich.style import Style
+from textual import events
+from textual.binding import Binding
+from textual.geometry import Size
+from textual.message import Message
+from textual.reactive import reactive
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
 
 from drapto_engine.core.api import EngineSnapshot
 from drapto_engine.core.jobs import QueueEntry
 from drapto_tui import format as fmt
 
-COLUMNS = (
+Column = tuple[str, str, int]
+COLUMNS: tuple[Column, ...] = (
     ("name", "Name", 28),
     ("status", "Status", 10),
     ("dr", "DR", 5),
@@ -21,10 +35,10 @@ COLUMNS = (
     ("estimate", "Est.", 9),
     ("eta", "ETA", 8),
 )
-# Under this many columns the table drops sizes (the job screen has them) and narrows
-# the name, so that progress, fps and ETA stay on an 80x24 screen.
+# Narrower than this, the table drops sizes (the job screen has them) and narrows the
+# name, so that progress, fps and ETA stay on an 80x24 screen.
 COMPACT_BELOW = 100
-COMPACT = (
+COMPACT: tuple[Column, ...] = (
     ("name", "Name", 20),
     ("status", "Status", 10),
     ("dr", "DR", 5),
@@ -35,7 +49,7 @@ COMPACT = (
 
 
 def row(
-    entry: QueueEntry, snapshot: EngineSnapshot, columns: tuple[tuple[str, str, int], ...]
+    entry: QueueEntry, snapshot: EngineSnapshot, columns: tuple[Column, ...]
 ) -> tuple[str, ...]:
     job = snapshot.jobs.get(entry.job or "")
     progress = fmt.job_progress(entry, job)
@@ -54,60 +68,149 @@ def row(
     return tuple(values[key] for key, _, _ in columns)
 
 
-class QueueTable(DataTable[str]):
-    """Rows are keyed by entry id; a tick updates only the entries events touched."""
+def line(cells: tuple[str, ...], columns: tuple[Column, ...]) -> str:
+    return " " + " ".join(
+        cell[:width].ljust(width) for cell, (_, _, width) in zip(cells, columns, strict=True)
+    )
 
-    columns_in_use: tuple[tuple[str, str, int], ...] = COLUMNS
-    snapshot: EngineSnapshot | None = None
 
-    def on_mount(self) -> None:
-        self.cursor_type = "row"
-        self.zebra_stripes = True
-        self._set_columns(COLUMNS)
+class QueueTable(ScrollView, can_focus=True):
+    """A cursor moves over the entries; enter (or a click on the selected row) opens it."""
 
-    def _set_columns(self, columns: tuple[tuple[str, str, int], ...]) -> None:
-        self.clear(columns=True)
-        self.columns_in_use = columns
-        for key, label, width in columns:
-            self.add_column(label, key=key, width=width)
+    COMPONENT_CLASSES = {
+        "queue-table--header",
+        "queue-table--cursor",
+        "queue-table--odd",
+        "queue-table--failed",
+        "queue-table--done",
+        "queue-table--running",
+    }
+    BINDINGS = [
+        Binding("up,k", "cursor(-1)", "Up", show=False),
+        Binding("down,j", "cursor(1)", "Down", show=False),
+        Binding("pageup", "page(-1)", show=False),
+        Binding("pagedown", "page(1)", show=False),
+        Binding("home", "edge(0)", show=False),
+        Binding("end", "edge(1)", show=False),
+        Binding("enter", "select", "Detail"),
+    ]
 
-    def on_resize(self) -> None:
-        wanted = COMPACT if self.size.width < COMPACT_BELOW else COLUMNS
-        if wanted is not self.columns_in_use:
-            self._set_columns(wanted)
-            if self.snapshot is not None:
-                self._rebuild(self.snapshot)
+    cursor_row: reactive[int] = reactive(0)
+
+    @dataclass
+    class Selected(Message):
+        """The user opened an entry."""
+
+        entry_id: int
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.snapshot = EngineSnapshot()
+        self._rows: dict[int, int] = {}
+        """Entry id -> row."""
+
+    @property
+    def columns(self) -> tuple[Column, ...]:
+        return COMPACT if self.size.width < COMPACT_BELOW else COLUMNS
+
+    @property
+    def row_count(self) -> int:
+        return len(self.snapshot.entries)
 
     @property
     def selected_entry(self) -> int | None:
-        if self.row_count == 0:
-            return None
-        key = self.coordinate_to_cell_key(self.cursor_coordinate).row_key.value
-        return int(key) if key is not None else None
+        entries = self.snapshot.entries
+        return entries[self.cursor_row].id if 0 <= self.cursor_row < len(entries) else None
+
+    def row_text(self, index: int) -> str:
+        """The cells of a row as shown (for tests and the tmux check)."""
+        return line(row(self.snapshot.entries[index], self.snapshot, self.columns), self.columns)
+
+    # -- data --
 
     def sync(self, snapshot: EngineSnapshot, rebuild: bool, dirty: set[int]) -> None:
-        self.snapshot = snapshot
-        if rebuild:
-            self._rebuild(snapshot)
-            return
-        entries = {e.id: e for e in snapshot.entries if e.id in dirty}
-        for entry_id, entry in entries.items():
-            try:
-                cells = row(entry, snapshot, self.columns_in_use)
-                for (key, _, _), value in zip(self.columns_in_use, cells, strict=True):
-                    self.update_cell(str(entry_id), key, value)
-            except RowDoesNotExist:
-                self._rebuild(snapshot)
-                return
-
-    def _rebuild(self, snapshot: EngineSnapshot) -> None:
         selected = self.selected_entry
-        self.clear()
-        for entry in snapshot.entries:
-            self.add_row(*row(entry, snapshot, self.columns_in_use), key=str(entry.id))
-        if selected is not None:
-            self.select_entry(selected)
+        self.snapshot = snapshot
+        if rebuild or len(self._rows) != len(snapshot.entries):
+            self._rows = {e.id: i for i, e in enumerate(snapshot.entries)}
+            self.virtual_size = Size(self.size.width, len(snapshot.entries) + 1)
+            if selected is not None and selected in self._rows:
+                self.cursor_row = self._rows[selected]
+            self.cursor_row = min(self.cursor_row, max(0, len(snapshot.entries) - 1))
+            self.refresh()
+            return
+        for entry_id in dirty:
+            index = self._rows.get(entry_id)
+            if index is not None:
+                self.refresh_line(index + 1)
 
     def select_entry(self, entry_id: int) -> None:
-        with contextlib.suppress(RowDoesNotExist):
-            self.move_cursor(row=self.get_row_index(str(entry_id)))
+        if entry_id in self._rows:
+            self.cursor_row = self._rows[entry_id]
+
+    # -- drawing --
+
+    def render_line(self, y: int) -> Strip:
+        width = self.size.width
+        columns = self.columns
+        if y == 0:  # the header stays put while rows scroll under it
+            header = line(tuple(label for _, label, _ in columns), columns)
+            style = self.get_component_rich_style("queue-table--header")
+            return Strip([Segment(header.ljust(width)[:width], style)])
+        index = y - 1 + self.scroll_offset.y
+        entries = self.snapshot.entries
+        if index >= len(entries):
+            return Strip.blank(width, self.rich_style)
+        entry = entries[index]
+        text = line(row(entry, self.snapshot, columns), columns)
+        style = self.rich_style + self._row_style(entry, index)
+        return Strip([Segment(text.ljust(width)[:width], style)])
+
+    def _row_style(self, entry: QueueEntry, index: int) -> Style:
+        if index == self.cursor_row:
+            return self.get_component_rich_style("queue-table--cursor")
+        kind = {"failed": "failed", "done": "done", "running": "running"}.get(entry.status.value)
+        style = self.get_component_rich_style(f"queue-table--{kind}") if kind else Style()
+        if index % 2:
+            style = self.get_component_rich_style("queue-table--odd") + style
+        return style
+
+    def watch_cursor_row(self, old: int, new: int) -> None:
+        # refresh_line takes virtual lines: row i is line i + 1 (line 0 is the header)
+        for index in (old, new):
+            self.refresh_line(index + 1)
+        top = self.scroll_offset.y
+        visible = max(1, self.size.height - 1)
+        if new < top:
+            self.scroll_to(y=new, animate=False)
+        elif new >= top + visible:
+            self.scroll_to(y=new - visible + 1, animate=False)
+
+    def on_resize(self) -> None:
+        self.virtual_size = Size(self.size.width, len(self.snapshot.entries) + 1)
+        self.refresh()
+
+    # -- input --
+
+    def action_cursor(self, delta: int) -> None:
+        self.cursor_row = max(0, min(self.row_count - 1, self.cursor_row + delta))
+
+    def action_page(self, direction: int) -> None:
+        self.action_cursor(direction * max(1, self.size.height - 2))
+
+    def action_edge(self, end: int) -> None:
+        self.cursor_row = max(0, self.row_count - 1) if end else 0
+
+    def action_select(self) -> None:
+        entry = self.selected_entry
+        if entry is not None:
+            self.post_message(self.Selected(entry))
+
+    def on_click(self, event: events.Click) -> None:
+        if event.y == 0:
+            return
+        index = event.y - 1 + self.scroll_offset.y
+        if 0 <= index < self.row_count:
+            if index == self.cursor_row or event.chain > 1:
+                self.action_select()
+            self.cursor_row = index
