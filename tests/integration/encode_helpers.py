@@ -27,9 +27,12 @@ class Run:
         return [e for e in self.events if e["type"] == kind]
 
 
-def encode(source: Path, output: Path, *extra: str, timeout: float = 300) -> Run:
+def encode(
+    source: Path, output: Path, *extra: str, timeout: float = 300, config: Path | None = None
+) -> Run:
+    chosen = ["--config", str(config)] if config else []
     done = subprocess.run(
-        [*DRAPTO, "encode", str(source), "-o", str(output), *FAST, *extra],
+        [*DRAPTO, *chosen, "encode", str(source), "-o", str(output), *FAST, *extra],
         capture_output=True,
         text=True,
         timeout=timeout,

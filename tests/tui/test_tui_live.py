@@ -147,3 +147,65 @@ async def test_theme_switch_is_remembered_and_80x24_keeps_the_essentials(
         assert again.theme == "drapto-light"
         await again.leave(stop_engine=False)
     await asyncio.sleep(0)
+
+
+async def test_queue_commands_from_keys_and_mouse_reach_the_engine(
+    tmp_path: Path, service: Service, make_media: object
+) -> None:
+    from drapto_tui.screens.job import JobScreen
+
+    files = [make_media(f"{n}.mkv", size=(64, 64), duration=1) for n in "abc"]  # type: ignore[operator]
+    bad = tmp_path / "bad.mkv"
+    bad.write_text("not a video")
+    setup = await service.client("setup")
+    await setup.pause()
+    await setup.add_paths([str(f) for f in files], options=JobOptions(preset=12))
+    await setup.close()
+    app = app_for(service, tmp_path / "tui.toml")
+    async with app.run_test(size=(100, 30)) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, MainScreen))
+        link = app.link
+        assert link is not None
+        table = app.screen.query_one(QueueTable)
+        names = lambda: [Path(e.input).name for e in link.state.entries]  # noqa: E731
+        await until(pilot, lambda: table.row_count == 3)
+        await pilot.press("end", "K")  # move c up one
+        await until(pilot, lambda: names() == ["a.mkv", "c.mkv", "b.mkv"])
+        await pilot.press("home", "J")  # move a down one
+        await until(pilot, lambda: names() == ["c.mkv", "a.mkv", "b.mkv"])
+        await pilot.press("end", "c")  # cancel b (queued)
+        await until(pilot, lambda: link.state.entries[2].status is EntryStatus.CANCELLED)
+        await pilot.press("r")  # and retry it
+        await until(pilot, lambda: link.state.entries[2].status is EntryStatus.QUEUED)
+        await pilot.press("x")  # remove it
+        await until(pilot, lambda: names() == ["c.mkv", "a.mkv"])
+        await pilot.click(QueueTable, offset=(3, 2))  # the second row (line 0 is the header)
+        assert table.selected_entry == link.state.entries[1].id
+        await pilot.click(QueueTable, offset=(3, 2))  # a click on the selected row opens it
+        await until(pilot, lambda: isinstance(app.screen, JobScreen))
+        await pilot.press("escape")
+        await until(pilot, lambda: isinstance(app.screen, MainScreen))
+        await pilot.press("p")  # resume the queue: both encode
+        await until(pilot, lambda: not link.state.paused)
+        await until(
+            pilot,
+            lambda: all(e.status is EntryStatus.DONE for e in link.state.entries),
+            timeout=60,
+        )
+        await pilot.press("p")
+        await until(pilot, lambda: link.state.paused)
+        await app.leave(stop_engine=False)
+    _ = bad
+
+
+async def test_the_path_input_completes_from_disk(tmp_path: Path) -> None:
+    from drapto_tui.screens.add import PathSuggester
+
+    (tmp_path / "Films").mkdir()
+    (tmp_path / "Films" / "Big Night.mkv").write_bytes(b"")
+    (tmp_path / ".hidden").mkdir()
+    suggest = PathSuggester()
+    assert await suggest.get_suggestion(f"{tmp_path}/fi") == f"{tmp_path}/Films/"
+    assert await suggest.get_suggestion(f"{tmp_path}/Films/b") == f"{tmp_path}/Films/Big Night.mkv"
+    assert await suggest.get_suggestion(f"{tmp_path}/.h") is None
+    assert await suggest.get_suggestion(f"{tmp_path}/nothing/x") is None

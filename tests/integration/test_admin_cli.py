@@ -1,0 +1,79 @@
+"""`drapto flags` and `drapto config` without an engine running: the config file's
+flags, the saved flags (tomli-w) and the effective configuration."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+from encode_helpers import encode
+
+DRAPTO = [sys.executable, "-m", "drapto_engine.cli"]
+
+
+def drapto(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*DRAPTO, "--config", str(config), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_flags_come_from_the_config_and_a_set_is_saved(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text('[flags]\ncrop_detection = "off"\nscene_segmentation = "shadow"\n')
+    listed = drapto(config, "flags", "--json")
+    assert listed.returncode == 0, listed.stderr
+    flags = {f["name"]: f for f in map(json.loads, listed.stdout.splitlines())}
+    assert (flags["crop_detection"]["state"], flags["crop_detection"]["source"]) == (
+        "off",
+        "config",
+    )
+    assert flags["scene_segmentation"]["state"] == "shadow"
+    assert (flags["tail_threads"]["state"], flags["tail_threads"]["source"]) == ("on", "default")
+    changed = drapto(config, "flags", "set", "crop_detection", "on")
+    assert changed.returncode == 0 and "crop_detection" in changed.stdout
+    assert tomllib.loads((tmp_path / "flags.toml").read_text()) == {"crop_detection": "on"}
+    again = {
+        f["name"]: f for f in map(json.loads, drapto(config, "flags", "--json").stdout.splitlines())
+    }
+    assert (again["crop_detection"]["state"], again["crop_detection"]["source"]) == ("on", "saved")
+    bad = drapto(config, "flags", "set", "segmented_encoding", "shadow")
+    assert bad.returncode == 1 and len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_config_prints_the_effective_configuration_and_refuses_a_bad_one(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text('workers = 3\nnotify_url = "http://127.0.0.1:9/x"\n[defaults]\ncrf = 30\n')
+    shown = drapto(config, "config", "--json")
+    assert shown.returncode == 0, shown.stderr
+    data = json.loads(shown.stdout)
+    assert data["workers"] == 3 and data["defaults"]["crf"] == 30
+    assert (
+        data["memory_reserve_percent"] == 15.0 and data["effective_flags"]["crop_detection"] == "on"
+    )
+    text = drapto(config, "config")
+    assert "workers = 3" in text.stdout and f"# config file: {config}" in text.stdout
+    config.write_text('workers = 0\nnotify_url = "ftp://x"\nturbo = true\n')
+    refused = drapto(config, "config")
+    assert refused.returncode == 1 and len(refused.stderr.strip().splitlines()) == 1
+    for problem in ("workers", "notify_url", "turbo"):
+        assert problem in refused.stderr
+
+
+def test_config_defaults_and_flags_shape_an_encode(tmp_path: Path, make_media: object) -> None:
+    source = make_media(  # type: ignore[operator]
+        "letterbox.mkv", size=(160, 120), pad=(160, 80, 0, 20), duration=1
+    )
+    config = tmp_path / "cfg" / "config.toml"
+    config.parent.mkdir()
+    config.write_text('[defaults]\ncrf = 50\n[flags]\ncrop_detection = "off"\n')
+    run = encode(source, tmp_path / "out.mkv", "--state-dir", str(tmp_path / "s"), config=config)
+    assert run.returncode == 0, run.stderr
+    analysis = run.of("analysis")[0]
+    assert analysis["crf"] == 50 and analysis["crop"] is None
