@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from replay import ReplayClient
 from textual.pilot import Pilot
+from textual.widgets import DirectoryTree
 
 from drapto_tui.app import DraptoApp
 
@@ -69,7 +70,16 @@ class TestScreens:
         assert snap_compare(replay_app(tmp_path), terminal_size=SIZE, run_before=keys("3"))
 
     def test_add_dialog(self, snap_compare: Compare, tmp_path: Path) -> None:
-        assert snap_compare(replay_app(tmp_path), terminal_size=SIZE, run_before=keys("a"))
+        async def open_dialog(pilot: Pilot[Any]) -> None:
+            await keys("a")(pilot)
+            tree = pilot.app.screen.query_one(DirectoryTree)
+            deadline = time.monotonic() + 10
+            while len(tree.root.children) < 2:  # the browser loads in a worker
+                assert time.monotonic() < deadline
+                await pilot.pause(0.05)
+            await settle(pilot)
+
+        assert snap_compare(replay_app(tmp_path), terminal_size=SIZE, run_before=open_dialog)
 
     def test_quit_dialog(self, snap_compare: Compare, tmp_path: Path) -> None:
         assert snap_compare(replay_app(tmp_path), terminal_size=SIZE, run_before=keys("q"))
