@@ -262,3 +262,37 @@ def _count_packets(path: Path) -> int:
 
     with av.open(str(path)) as container:
         return sum(1 for p in container.demux(video=0) if p.size)
+
+
+async def test_memory_pressure_suspends_an_encoder_and_raises_an_alert(
+    tmp_path: Path, make_media: object, ffmpeg: str
+) -> None:
+    from drapto_engine.infrastructure.resources import Memory, system_memory
+
+    source = make_media("m.mkv", size=(640, 360), duration=12, gop=25)  # type: ignore[operator]
+    session = make_engine(tmp_path, ffmpeg, workers=2)
+    slow = JobOptions(preset=6, min_segment_s=2.0, max_segment_s=4.0)  # encoders that last
+    engine = session.engine
+    low = [False]
+
+    def memory() -> Memory:
+        real = system_memory()
+        return Memory(real.total, 0) if low[0] else real  # nothing available while "low"
+
+    engine.resources._memory = memory
+    async with engine.running():
+        [entry] = await engine.add([(source, tmp_path / "m.av1.mkv")], options=slow)
+        runner = asyncio.create_task(engine.run(only={entry.id}))
+        await wait_for(lambda: (engine.resources.latest or 0) and engine.resources.running >= 2, 60)
+        low[0] = True
+        await wait_for(lambda: session.of(Alert), 15)
+        snapshot = engine.resources.latest
+        assert snapshot is not None and snapshot.suspended == 1
+        low[0] = False
+        await asyncio.wait_for(runner, 120)
+    done = engine.entry(entry.id)
+    assert done.status is EntryStatus.DONE, done.error
+    kinds = [a.kind for a in session.of(Alert)]
+    assert kinds[0] == "memory_pressure" and "suspended" in session.of(Alert)[0].message
+    assert done.summary is not None and done.summary.metrics is not None
+    engine.close()
