@@ -8,9 +8,11 @@ writes as a terminal would. Measures:
 
 - start-up: launch to the queue's rows on screen;
 - key presses: a key written to the terminal until the frame answering it arrives
-  (cursor down: the row it lands on is redrawn; ctrl+End: the last entry appears);
+  (cursor down: the row it lands on is redrawn; End: the last entry appears);
 - CPU while watching the 2 encoders for --watch seconds without input (percent of
-  one core, the TUI process only) and its resident memory.
+  one core, the TUI process only) and its resident memory;
+- the encode's job screen: Enter until its segment grid is drawn, and CPU while
+  watching the grid for half as long.
 
 Usage:
 
@@ -143,6 +145,15 @@ class Terminal:
                 self.changed.wait(left)
 
 
+def cpu_share(process: psutil.Process, seconds: float) -> float:
+    """Percent of one core the process used over the next `seconds`."""
+    cpu0, t0 = process.cpu_times(), time.perf_counter()
+    time.sleep(seconds)
+    cpu1, t1 = process.cpu_times(), time.perf_counter()
+    busy = (cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)
+    return 100 * busy / (t1 - t0)
+
+
 async def running_encoders(socket: Path) -> int:
     client = await EngineClient.connect(socket, client_name="bench-probe")
     try:
@@ -162,6 +173,15 @@ def measure(root: Path, socket: Path, entries: int, watch: float, profile: Path 
         env[var] = str(folder)
     python = [sys.executable, *(["-m", "cProfile", "-o", str(profile)] if profile else [])]
     term = Terminal([*python, "-m", "drapto_engine.cli", "--config", str(config), "tui"], env)
+    try:
+        run_figures(term, socket, entries, watch)
+    finally:
+        if term.process.poll() is None:  # a failed run must not leave the TUI behind
+            term.process.kill()
+            term.process.wait(timeout=10)
+
+
+def run_figures(term: Terminal, socket: Path, entries: int, watch: float) -> None:
     tui = psutil.Process(term.process.pid)
 
     startup = term.wait_for(episode(20)) - term.started  # a screenful of rows
@@ -171,23 +191,27 @@ def measure(root: Path, socket: Path, entries: int, watch: float, profile: Path 
         time.sleep(0.2)
 
     down = []
-    for row in range(1, 26):
+    for row in range(1, 31):
         offset, sent = term.write(b"\x1b[B")  # cursor down: row `row` is redrawn selected
         down.append(term.wait_for(episode(row - 1), offset) - sent)
         time.sleep(0.05)  # a person's typing pace, so that presses do not pile up
-    offset, sent = term.write(b"\x1b[1;5F")  # ctrl+End: the last entry comes into view
+    offset, sent = term.write(b"\x1b[F")  # End: the last entry comes into view
     end_key = term.wait_for(episode(entries - 1), offset) - sent
     time.sleep(0.2)
-    offset, sent = term.write(b"\x1b[1;5H")  # ctrl+Home: back to the encode
+    offset, sent = term.write(b"\x1b[H")  # Home: back to the encode
     home_key = term.wait_for("film.mkv", offset) - sent
 
     time.sleep(1.0)
-    cpu0, t0 = tui.cpu_times(), time.perf_counter()
-    time.sleep(watch)
-    cpu1, t1 = tui.cpu_times(), time.perf_counter()
-    busy = (cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)
+    busy = cpu_share(tui, watch)
     memory = tui.memory_info()
     still_running = asyncio.run(running_encoders(socket))
+
+    offset, sent = term.write(b"\r")  # the encode's job screen: its live segment grid
+    detail_key = term.wait_for("segments:", offset) - sent
+    time.sleep(1.0)
+    detail_busy = cpu_share(tui, watch / 2)
+    offset, _ = term.write(b"\x1b")  # back to the queue
+    term.wait_for("Progress", offset)
 
     offset, _ = term.write(b"q")
     term.wait_for("Leave running", offset)
@@ -198,14 +222,17 @@ def measure(root: Path, socket: Path, entries: int, watch: float, profile: Path 
     print(f"start-up to the queue's rows on screen: {startup:.2f} s")
     print(
         f"cursor down, key to frame: median {statistics.median(down) * 1000:.1f} ms, "
+        f"90th percentile {sorted(down)[int(len(down) * 0.9)] * 1000:.1f} ms, "
         f"max {max(down) * 1000:.1f} ms ({len(down)} presses)"
     )
+    print(f"End (to entry {entries}): {end_key * 1000:.1f} ms; Home: {home_key * 1000:.1f} ms")
     print(
-        f"ctrl+End (to entry {entries}): {end_key * 1000:.1f} ms; ctrl+Home: {home_key * 1000:.1f} ms"
+        f"CPU while watching {watch:.0f} s: {busy:.1f}% of one core "
+        f"({still_running} encoders running at the end)"
     )
     print(
-        f"CPU while watching {watch:.0f} s: {100 * busy / (t1 - t0):.1f}% of one core "
-        f"({still_running} encoders running at the end)"
+        f"job screen: opened in {detail_key * 1000:.1f} ms; watching its segment grid "
+        f"{watch / 2:.0f} s: {detail_busy:.1f}% of one core"
     )
     print(f"resident memory: {memory.rss / MIB:.0f} MiB")
 

@@ -3,41 +3,51 @@ state (from a snapshot and the events after it) and asks the engine for every ch
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+import gc
+from collections import deque
+from collections.abc import Coroutine, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 from textual import on
-from textual.app import App
+from textual.app import App, SystemCommand
 from textual.binding import Binding
+from textual.screen import Screen
 from textual.widgets import Static
 
 import themes
 from drapto_engine.core.errors import DraptoError
-from drapto_engine.core.events import Alert, JobFailed, RolledBack
-from drapto_tui.link import Client, EngineLink
-from drapto_tui.messages import EngineGone, EngineNotice
+from drapto_tui.client import Connect
+from drapto_tui.commands import drapto_commands
+from drapto_tui.link import EngineLink
+from drapto_tui.messages import EngineGone, EngineNotice, FlagToggled
+from drapto_tui.notices import Notice, describe, pop_ups
 from drapto_tui.screens.add import AddScreen
 from drapto_tui.screens.job import JobScreen
 from drapto_tui.screens.main import MainScreen
 from drapto_tui.screens.quit import STOP, QuitScreen
 from drapto_tui.settings import load_theme, save_theme, settings_file
-from drapto_tui.widgets.event_log import EventLog, describe
-from drapto_tui.widgets.flags_panel import FlagToggled
+from drapto_tui.widgets.event_log import EventLog
 from drapto_tui.widgets.queue_table import QueueTable
 
 T = TypeVar("T")
-TICK_S = 0.45  # redraws a little over twice a second: live enough, cheap when idle
+TICK_S = 0.25
+"""Screens redraw from the mirror four times a second, never once per event."""
+LOG_LINES = 2000
 
 
 class DraptoApp(App[None]):
     CSS_PATH = str(themes.STYLESHEET)
     TITLE = "drapto"
-    BINDINGS = [Binding("q", "quit_dialog", "Quit"), Binding("ctrl+c", "quit_dialog", show=False)]
+    BINDINGS = [
+        Binding("q", "quit_dialog", "Quit"),
+        Binding("ctrl+c", "quit_dialog", show=False),
+        Binding("ctrl+r", "reconnect", "Reconnect", show=False),
+    ]
 
     def __init__(
         self,
-        connect: Callable[[], Awaitable[Client]],
+        connect: Connect,
         *,
         paths: Sequence[str] = (),
         settings: Path | None = None,
@@ -50,6 +60,11 @@ class DraptoApp(App[None]):
         self.paths = list(paths)
         self.settings = settings or settings_file()
         self.link: EngineLink | None = None
+        self._notices: list[Notice] = []
+        self.history: deque[Notice] = deque(maxlen=LOG_LINES)
+        """Every notice so far (a log pane mounted later starts with them)."""
+        self.ticks = 0
+        """Redraws so far (tests and scripts wait for one instead of sleeping)."""
         for theme in themes.THEMES:
             self.register_theme(theme)
         self.theme = load_theme(self.settings) or themes.DEFAULT_THEME
@@ -57,52 +72,69 @@ class DraptoApp(App[None]):
     def get_theme_variable_defaults(self) -> dict[str, str]:
         return dict(themes.VARIABLE_DEFAULTS)
 
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        yield from drapto_commands(self)
+
     async def on_mount(self) -> None:
         self.watch(self, "theme", self._remember_theme, init=False)
         await self.mount(Static("connecting to the drapto engine…", id="connecting"))
         try:
-            client = await self.connect()
-            link = EngineLink(client)
+            link = EngineLink(await self.connect())
             await link.start()
         except (DraptoError, OSError) as exc:
             message = exc.one_line() if isinstance(exc, DraptoError) else str(exc)
             self.exit(return_code=1, message=f"drapto: {message}")
             return
         self.link = link
+        gc.freeze()  # the mirror lives as long as the app: full collections skip it
         self.sub_title = "attached to the engine"
+        self.tell(Notice("information", "attached to the engine", pop_up=False))
         if self.paths:
-            await self._ask(client.add_paths(self.paths))
+            await self._ask(link.client.add_paths(self.paths))
         await self.push_screen(MainScreen(link))
-        self.run_worker(self._pump(link), name="engine-events", group="engine")
+        self.run_worker(self._pump(link), name="engine-events", group="engine", exclusive=True)
         self.set_interval(TICK_S, self._tick)
 
     async def _pump(self, link: EngineLink) -> None:
+        """The one reader of the engine's events: applied at once, drawn on the tick."""
         async for event in link.client.events():
             if link.apply(event):
                 self.post_message(EngineNotice(event))
-        self.post_message(EngineGone("the engine closed the connection"))
+        link.connected = False
+        self.post_message(EngineGone("the connection to the engine ended"))
 
     def _tick(self) -> None:
+        self.ticks += 1
         refresh = getattr(self.screen, "refresh_from_engine", None)
         if refresh is not None:
             refresh()
+        notices, self._notices = self._notices, []
+        for notice in pop_ups(notices):
+            self.notify(notice.text, severity=notice.severity, timeout=8, markup=False)
 
     def _remember_theme(self, theme: str) -> None:
         save_theme(self.settings, theme)
 
-    @on(EngineNotice)
-    def notice(self, message: EngineNotice) -> None:
+    def tell(self, notice: Notice) -> None:
+        """Into the log pane, and into the next tick's pop-ups."""
+        self.history.append(notice)
         for screen in self.screen_stack:
             for log in screen.query(EventLog):
-                log.add(message.event)
-        described = describe(message.event)
-        if described is not None and isinstance(message.event, Alert | RolledBack | JobFailed):
-            severity, text = described
-            self.notify(text, severity=severity, timeout=6)  # type: ignore[arg-type]
+                log.add(notice)
+        self._notices.append(notice)
+
+    @on(EngineNotice)
+    def notice(self, message: EngineNotice) -> None:
+        event = message.event
+        name = self.link.job_name(event.job) if self.link and event.job else None
+        described = describe(event, name)
+        if described is not None:
+            self.tell(described)
 
     @on(EngineGone)
     def gone(self, message: EngineGone) -> None:
-        self.notify(message.reason, severity="error", timeout=30)
+        self.tell(Notice("error", f"{message.reason}: ctrl+r (or the palette) reconnects"))
         self.sub_title = "disconnected"
 
     @on(FlagToggled)
@@ -113,30 +145,31 @@ class DraptoApp(App[None]):
     # -- actions --
 
     async def _ask(self, request: Coroutine[Any, Any, T]) -> T | None:
-        """Send a request; a refusal becomes a notification, never a crash."""
+        """Send a request; a refusal becomes a notice, never a crash."""
         try:
             return await request
         except DraptoError as exc:
-            request.close()
-            self.notify(exc.one_line(), severity="error", timeout=8)
+            self.tell(Notice("error", exc.one_line()))
             return None
 
     def _selected(self) -> int | None:
         tables = self.screen.query(QueueTable)
-        return tables.first().selected_entry if tables else None
+        if tables:
+            return tables.first().selected_entry
+        return getattr(self.screen, "entry_id", None)
 
     def action_add(self) -> None:
         async def added(path: str | None) -> None:
             if path and self.link is not None:
                 entries = await self._ask(self.link.client.add_paths([path]))
                 if entries is not None:
-                    self.notify(f"queued {len(entries)} file(s) from {path}")
+                    self.notify(f"queued {len(entries)} file(s) from {path}", markup=False)
 
         self.push_screen(AddScreen(self.browse_root or Path.cwd()), added)
 
     def action_detail(self) -> None:
         entry = self._selected()
-        if entry is not None and self.link is not None:
+        if entry is not None and self.link is not None and not isinstance(self.screen, JobScreen):
             self.push_screen(JobScreen(self.link, entry))
 
     async def action_remove(self) -> None:
@@ -145,11 +178,12 @@ class DraptoApp(App[None]):
             await self._ask(self.link.client.remove(entry))
 
     async def action_move(self, delta: int) -> None:
-        entry = self._selected()
+        entry_id = self._selected()
+        entry = self.link.entry(entry_id) if self.link and entry_id is not None else None
         if entry is None or self.link is None:
             return
-        order = [e.id for e in self.link.state.entries]
-        await self._ask(self.link.client.move(entry, max(0, order.index(entry) + delta)))
+        index = self.link.state.entries.index(entry)
+        await self._ask(self.link.client.move(entry.id, max(0, index + delta)))
 
     async def action_toggle_pause(self) -> None:
         if self.link is not None:
@@ -171,12 +205,37 @@ class DraptoApp(App[None]):
             workers = max(1, self.link.state.workers + delta)
             await self._ask(self.link.client.set_workers(workers))
 
+    async def action_reconnect(self) -> None:
+        link = self.link
+        if link is None or link.connected:
+            self.notify("already attached to the engine")
+            return
+        try:
+            await link.reattach(await self.connect())
+        except (DraptoError, OSError) as exc:
+            message = exc.one_line() if isinstance(exc, DraptoError) else str(exc)
+            self.tell(Notice("error", f"reconnecting failed: {message}"))
+            return
+        self.sub_title = "attached to the engine"
+        self.tell(Notice("information", "attached to the engine again"))
+        self.run_worker(self._pump(link), name="engine-events", group="engine", exclusive=True)
+
     def action_quit_dialog(self) -> None:
+        if isinstance(self.screen, QuitScreen):
+            return
+
         async def chosen(choice: str | None) -> None:
             if choice is not None:
                 await self.leave(stop_engine=choice == STOP)
 
         self.push_screen(QuitScreen(), chosen)
+
+    async def action_quit(self) -> None:
+        """Textual's own quit (ctrl+q) leaves the engine running too."""
+        await self.leave(stop_engine=False)
+
+    async def action_leave(self, stop_engine: bool) -> None:
+        await self.leave(stop_engine=stop_engine)
 
     async def leave(self, *, stop_engine: bool) -> None:
         """Close the connection before exiting: quitting does not await workers' cleanup."""

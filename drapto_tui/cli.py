@@ -8,8 +8,6 @@ import os
 from typing import Any
 
 from drapto_engine.config import load_config
-from drapto_engine.server.autostart import connect_or_start
-from drapto_tui.link import Client
 
 
 def add_tui_parser(commands: Any) -> None:
@@ -19,20 +17,10 @@ def add_tui_parser(commands: Any) -> None:
 
 def run_tui(args: argparse.Namespace) -> int:
     from drapto_tui.app import DraptoApp
+    from drapto_tui.client import service_connector
 
-    config = load_config(args.config)
-
-    async def connect() -> Client:
-        client = await connect_or_start(
-            config.socket_path,
-            state_dir=None,
-            config_path=args.config,
-            start=True,
-            client_name="drapto-tui",
-        )
-        assert client is not None  # start=True either connects or raises
-        return client
-
-    app = DraptoApp(connect, paths=[os.path.abspath(p) for p in args.paths])
+    config = load_config(args.config)  # a bad file: drapto's main says so, in one line
+    paths = [os.path.abspath(p) for p in getattr(args, "paths", None) or []]
+    app = DraptoApp(service_connector(config, args.config), paths=paths)
     app.run()
     return app.return_code or 0

@@ -8,8 +8,7 @@ screen.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
-from typing import Any, Protocol
+from pathlib import Path
 
 from drapto_engine.core.api import EngineSnapshot, EngineView
 from drapto_engine.core.events import (
@@ -25,44 +24,20 @@ from drapto_engine.core.events import (
     RolledBack,
     Warning,
 )
-from drapto_engine.core.flags import FlagView
-from drapto_engine.core.jobs import JobOptions, QueueEntry
+from drapto_engine.core.jobs import QueueEntry
+from drapto_tui.client import EngineConnection
 
 NOTABLE = (Warning, Alert, RolledBack, JobFailed, JobFinished, FlagChanged)
 
 
-class Client(Protocol):
-    """What the TUI needs of drapto_engine.server.client.EngineClient."""
-
-    async def subscribe(self) -> EngineSnapshot: ...
-    def events(self) -> AsyncIterator[Event]: ...
-    async def close(self) -> None: ...
-    async def shutdown(self) -> None: ...
-    async def add_paths(
-        self,
-        paths: Sequence[str],
-        options: JobOptions | None = None,
-        flags: Mapping[str, str] | None = None,
-        batch: str | None = None,
-    ) -> list[QueueEntry]: ...
-    async def remove(self, entry_id: int) -> None: ...
-    async def move(self, entry_id: int, index: int) -> None: ...
-    async def pause(self) -> None: ...
-    async def resume(self) -> None: ...
-    async def retry(self, entry_id: int) -> QueueEntry: ...
-    async def cancel(self, entry_id: int) -> None: ...
-    async def set_workers(self, workers: int) -> None: ...
-    async def set_flag(self, name: str, state: str) -> FlagView: ...
-    async def get_config(self) -> dict[str, Any]: ...
-
-
 class EngineLink:
-    def __init__(self, client: Client) -> None:
+    def __init__(self, client: EngineConnection) -> None:
         self.client = client
         self.view = EngineView()
+        self.connected = False
         self.dirty_entries: set[int] = set()
         self.rebuild = True
-        """Entries were added, removed or reordered: the queue table is rebuilt."""
+        """Entries were added, removed or reordered: the queue table re-indexes its rows."""
         self.flags_dirty = True
         self.resources_dirty = True
         self.jobs_dirty: set[str] = set()
@@ -74,8 +49,15 @@ class EngineLink:
         snapshot = await self.client.subscribe()
         self.view = EngineView(snapshot)
         self._job_entries = {e.job: e.id for e in snapshot.entries if e.job}
-        self.rebuild = self.entries_changed = True
+        self.rebuild = self.entries_changed = self.flags_dirty = self.resources_dirty = True
+        self.jobs_dirty = set(snapshot.jobs)
+        self.connected = True
         return snapshot
+
+    async def reattach(self, client: EngineConnection) -> EngineSnapshot:
+        """Follow a new connection: its snapshot replaces everything mirrored so far."""
+        self.client = client
+        return await self.start()
 
     @property
     def state(self) -> EngineSnapshot:
@@ -83,6 +65,12 @@ class EngineLink:
 
     def entry(self, entry_id: int) -> QueueEntry | None:
         return self.view.entry(entry_id)
+
+    def job_name(self, job_id: str) -> str | None:
+        """The file name of a job's entry, for people (job ids are hashes)."""
+        entry_id = self._job_entries.get(job_id)
+        entry = self.view.entry(entry_id) if entry_id is not None else None
+        return Path(entry.input).name if entry is not None else None
 
     def apply(self, event: Event) -> bool:
         """Apply one event; True when a person should be told of it."""
@@ -94,6 +82,7 @@ class EngineLink:
             entry = event.entry
             if entry.job:
                 self._job_entries[entry.job] = entry.id
+                self.jobs_dirty.add(entry.job)
             if before is None or before.position != entry.position:
                 self.rebuild = True
             else:
@@ -115,3 +104,9 @@ class EngineLink:
         rebuild, dirty = self.rebuild, self.dirty_entries
         self.rebuild, self.dirty_entries = False, set()
         return rebuild, dirty
+
+    def take_job_dirty(self, job_id: str | None) -> bool:
+        """Whether events touched this job since the last call (the job screen asks)."""
+        dirty = bool(job_id) and job_id in self.jobs_dirty
+        self.jobs_dirty.clear()  # only the job on screen is ever redrawn from this
+        return dirty

@@ -6,7 +6,7 @@ Makes a small library with lavfi (two SDR films, an HDR10 clip, an HLG clip), st
 an engine service in a temporary runtime folder, queues the library, and once the
 first job is encoding its segments takes a screenshot of every screen: the queue,
 the job detail with its segment grid, resources, flags, the log, the add dialog, the
-quit dialog, and the queue again at 80x24. The engine is stopped at the end.
+quit dialog, and the queue and the job again at 80x24. The engine is stopped at the end.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import os
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from drapto_engine.infrastructure.ffmpeg.toolchain import find_toolchain
@@ -49,66 +50,91 @@ def make_library(ffmpeg: str, root: Path) -> None:
         out.parent.mkdir(parents=True, exist_ok=True)
         codec = [] if "-c:v" in args else ["-c:v", "libx264", "-g", "48"]
         subprocess.run([ffmpeg, "-v", "error", "-y", *args, *codec, str(out)], check=True)
+    # an interrupted download, as libraries have: the engine skips it with a warning
+    (root / "Films" / "Harbour (partial download).mkv").write_bytes(b"\x1a\x45\xdf\xa3" * 64)
 
 
 async def session(library: Path, out: Path, fixture: Path | None) -> None:
+    from textual.widgets import DirectoryTree, Input
+
+    from drapto_engine.config import Config
     from drapto_engine.core.jobs import JobOptions
-    from drapto_engine.server.autostart import connect_or_start
-    from drapto_engine.server.client import EngineClient
     from drapto_tui.app import DraptoApp
+    from drapto_tui.client import service_connector
+    from drapto_tui.widgets.queue_table import QueueTable
 
-    async def connect() -> EngineClient:
-        client = await connect_or_start(
-            None, state_dir=None, config_path=None, start=True, client_name="screenshots"
-        )
-        assert client is not None
-        return client
-
+    connect = service_connector(Config(), None)  # starts an engine in the temporary runtime
     setup = await connect()
-    assert setup is not None
     await setup.set_workers(2)
-    await setup.add_paths(
-        [str(library / "Films"), str(library / "Clips")],
-        options=JobOptions(preset=8, max_segment_s=4.0, min_segment_s=2.0),
-    )
+    options = JobOptions(preset=8, max_segment_s=4.0, min_segment_s=2.0)
+    await setup.add_paths([str(library / "Clips")], options=options)
     await setup.close()
-    app = DraptoApp(connect, settings=library / "tui.toml")
+    app = DraptoApp(connect, settings=library / "tui.toml", browse_root=library)
     async with app.run_test(size=SIZE) as pilot:
-        deadline = time.monotonic() + 120
-        while True:
-            await pilot.pause(0.25)
-            link = app.link
-            jobs = link.state.jobs.values() if link else []
-            if any(sum(s.state == "done" for s in j.segments.values()) >= 2 for j in jobs):
-                break
-            assert time.monotonic() < deadline, "no job reached its segments in time"
-        await pilot.pause(1.5)
-        shots = out
-        app.save_screenshot(str(shots / "queue.svg"))
-        if fixture is not None and app.link is not None:
-            fixture.write_text(app.link.state.model_dump_json(indent=1))
-        await pilot.press("enter")
-        await pilot.pause(0.6)
-        app.save_screenshot(str(shots / "job.svg"))
-        await pilot.press("escape", "2")
-        await pilot.pause(1.2)
-        app.save_screenshot(str(shots / "resources.svg"))
-        await pilot.press("3")
-        await pilot.pause(0.4)
-        app.save_screenshot(str(shots / "flags.svg"))
-        await pilot.press("4")
-        await pilot.pause(0.4)
-        app.save_screenshot(str(shots / "log.svg"))
+
+        async def until(condition: Callable[[], bool], timeout: float = 120) -> None:
+            deadline = time.monotonic() + timeout
+            while not condition():
+                assert time.monotonic() < deadline, "the session did not get there in time"
+                await pilot.pause(0.05)
+
+        async def shot(name: str, *keys: str) -> None:
+            """Press keys, let the app redraw twice, save the screen."""
+            await pilot.press(*keys)
+            ticks = app.ticks
+            await until(lambda: app.ticks >= ticks + 2)
+            app.save_screenshot(str(out / name))
+
+        await until(lambda: app.link is not None)
+        link = app.link
+        assert link is not None
+
+        def film() -> int | None:
+            """The entry of a film with finished segments and one well under way."""
+            for entry in link.state.entries:
+                job = link.state.jobs.get(entry.job or "")
+                segments = job.segments.values() if job else []
+                if (
+                    "Films" in entry.input
+                    and sum(s.state == "done" for s in segments) >= 2
+                    and any(s.state == "running" and s.percent >= 30 for s in segments)
+                ):
+                    return entry.id
+            return None
+
+        await link.client.add_paths([str(library / "Films")], options=options)  # seen live
+        await until(lambda: film() is not None)
+        shown = film()
+        assert shown is not None
+        table = app.screen.query_one(QueueTable)
+        table.select_entry(shown)
+        await shot("queue.svg")
+        if fixture is not None:
+            fixture.write_text(link.state.model_dump_json(indent=1))
+
+        def under_way() -> bool:
+            entry = link.entry(shown)
+            job = link.state.jobs.get(entry.job or "") if entry else None
+            segments = job.segments.values() if job else []
+            return any(s.state == "running" and s.percent >= 10 for s in segments)
+
+        await until(under_way, timeout=30)
+        await shot("job.svg", "enter")
+        await shot("resources.svg", "escape", "2")
+        await shot("flags.svg", "3")
+        await shot("log.svg", "4")
         await pilot.press("1", "a")
-        await pilot.pause(0.6)
-        app.save_screenshot(str(shots / "add.svg"))
-        await pilot.press("escape", "q")
-        await pilot.pause(0.4)
-        app.save_screenshot(str(shots / "quit.svg"))
+        tree = app.screen.query_one(DirectoryTree)
+        await until(lambda: bool(tree.root.children))
+        app.screen.query_one(Input).cursor_blink = False
+        await shot("add.svg")
+        await shot("quit.svg", "escape", "q")
         await pilot.press("escape")
+        await until(lambda: app.screen is table.screen)
         await pilot.resize_terminal(80, 24)
-        await pilot.pause(0.6)
-        app.save_screenshot(str(shots / "queue-80x24.svg"))
+        table.focus()
+        await shot("queue-80x24.svg")
+        await shot("job-80x24.svg", "enter")
         await app.leave(stop_engine=True)
 
 

@@ -13,6 +13,8 @@ from textual.screen import ModalScreen
 from textual.suggester import Suggester
 from textual.widgets import Button, DirectoryTree, Input, Label
 
+from drapto_tui.widgets.video_tree import VideoTree
+
 
 class PathSuggester(Suggester):
     """Completes the last path component from what is on disk (case-insensitive)."""
@@ -47,14 +49,16 @@ class AddScreen(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="add-dialog"):
-            yield Label("Add a file or a folder (every video in it, recursively)")
+            yield Label(
+                "Add a file or a folder (every video in it, recursively): → completes the path"
+            )
             yield Input(
                 value=f"{self.start}/",
                 placeholder="/path/to/film.mkv or /path/to/folder/",
                 suggester=PathSuggester(),
                 id="path",
             )
-            yield DirectoryTree(str(self.start), id="browser")
+            yield VideoTree(str(self.start), id="browser")
             with Horizontal(id="add-buttons"):
                 yield Button("Add", variant="primary", id="add")
                 yield Button("Cancel", id="cancel")

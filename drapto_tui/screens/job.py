@@ -7,14 +7,22 @@ from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.markup import escape
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Static
+from textual.widgets import Header, Static
 
 from drapto_engine.core.api import JobView
+from drapto_engine.core.jobs import EntryStatus, QueueEntry
 from drapto_tui import format as fmt
 from drapto_tui.link import EngineLink
+from drapto_tui.widgets.footer import KeyBar
 from drapto_tui.widgets.segment_grid import SegmentGrid
 
 STAGES = ("analyzing", "segmenting", "encoding", "muxing", "validating", "done")
+BADGE_VARIABLES = {
+    "sdr": "$badge-sdr",
+    "hdr10": "$badge-hdr",
+    "hlg": "$badge-hdr",
+    "dolby_vision": "$badge-dv",
+}
 
 
 def timeline(job: JobView | None) -> str:
@@ -41,8 +49,10 @@ def analysis(job: JobView | None) -> str:
         return "analysis: pending"
     a = job.analysis
     dv = f" profile {a.dolby_vision_profile}" if a.dolby_vision_profile else ""
+    colour = BADGE_VARIABLES.get(a.dynamic_range, "$foreground")
+    badge = fmt.BADGES.get(a.dynamic_range, a.dynamic_range)
     lines = [
-        f"{fmt.BADGES.get(a.dynamic_range, a.dynamic_range)}{dv}, {a.width}x{a.height}, "
+        f"[b {colour}]{badge}{dv}[/], {a.width}x{a.height}, "
         f"{a.frames} frames at {a.frame_rate:.3f} fps",
         f"crop {a.crop or 'none'}, CRF {a.crf}, {a.encoder}, "
         f"{'segmented' if a.segmented else 'whole file'}",
@@ -65,38 +75,58 @@ class JobScreen(Screen[None]):
         super().__init__()
         self.link = link
         self.entry_id = entry_id
+        self._shown: QueueEntry | None = None
+        self._texts: dict[str, str] = {}
 
     def compose(self) -> ComposeResult:
         yield Header()
-        with VerticalScroll():
+        with VerticalScroll(id="job-info"):
             yield Static(id="job-title")
+            yield Static(id="job-progress")
             yield Static(id="timeline")
             yield Static(id="analysis")
-            yield SegmentGrid(id="segments")
-        yield Footer()
+        yield SegmentGrid(id="segments")
+        yield KeyBar()
 
     def on_mount(self) -> None:
-        self.refresh_from_engine()
+        self.refresh_from_engine(force=True)
 
     def job(self) -> JobView | None:
         entry = self.link.entry(self.entry_id)
         return self.link.state.jobs.get(entry.job or "") if entry else None
 
-    def refresh_from_engine(self) -> None:
+    def refresh_from_engine(self, force: bool = False) -> None:
+        """Redraw when events touched this job or its entry (a tick otherwise costs nothing)."""
         entry = self.link.entry(self.entry_id)
+        job = self.job()
+        touched = self.link.take_job_dirty(entry.job if entry else None)
+        if not (force or touched or entry is not self._shown):
+            return
+        self._shown = entry
         if entry is None:
             self.query_one("#job-title", Static).update("this entry was removed")
             return
-        job = self.job()
         progress = fmt.job_progress(entry, job)
-        self.query_one("#job-title", Static).update(
-            f"[b]{escape(fmt.name(entry))}[/b]  {fmt.status_text(entry)}  {fmt.bar(progress.fraction, 20)}"
-            f"  {progress.fps:.1f} fps  {fmt.size(progress.size_bytes or None)}"
-            f" of ~{fmt.size(progress.estimated_bytes)}\n[$text-muted]{escape(entry.output)}[/]"
+        running = entry.status is EntryStatus.RUNNING
+        eta = f"  ETA {fmt.duration(progress.eta_s)}" if running else ""
+        self._show(
+            "#job-title",
+            f"[b]{escape(fmt.name(entry))}[/b]  [$text-muted]{escape(entry.output)}[/]",
         )
-        self.query_one("#timeline", Static).update(timeline(job))
-        self.query_one("#analysis", Static).update(analysis(job))
+        progress_line = (
+            f"{fmt.status_text(entry)}  {fmt.bar(progress.fraction, 20)}  {progress.fps:.1f} fps  "
+            f"{fmt.size(progress.size_bytes or None)} of ~{fmt.size(progress.estimated_bytes)}{eta}"
+        )
+        self._show("#job-progress", progress_line, layout=False)  # one line, always
+        self._show("#timeline", timeline(job))
+        self._show("#analysis", analysis(job))
         self.query_one(SegmentGrid).show(job)
+
+    def _show(self, selector: str, text: str, layout: bool = True) -> None:
+        """Update a part only when its text changed (an update lays the screen out again)."""
+        if self._texts.get(selector) != text:
+            self._texts[selector] = text
+            self.query_one(selector, Static).update(text, layout=layout)
 
     async def action_cancel(self) -> None:
         await self.app.run_action(f"cancel_entry({self.entry_id})")

@@ -6,12 +6,13 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Static, TabbedContent, TabPane
+from textual.widgets import Header, Static, TabbedContent, TabPane
 
 from drapto_tui import format as fmt
 from drapto_tui.link import EngineLink
 from drapto_tui.widgets.event_log import EventLog
 from drapto_tui.widgets.flags_panel import FlagsPanel
+from drapto_tui.widgets.footer import KeyBar
 from drapto_tui.widgets.queue_table import QueueTable
 from drapto_tui.widgets.resources_panel import ResourcesPanel
 
@@ -20,8 +21,8 @@ class MainScreen(Screen[None]):
     BINDINGS = [
         Binding("a", "app.add", "Add"),
         Binding("delete,x", "app.remove", "Remove"),
-        Binding("shift+up,K", "app.move(-1)", "Up", show=False),
-        Binding("shift+down,J", "app.move(1)", "Down", show=False),
+        Binding("shift+up,K", "app.move(-1)", "Up", key_display="⇧↑"),
+        Binding("shift+down,J", "app.move(1)", "Down", key_display="⇧↓"),
         Binding("p", "app.toggle_pause", "Pause"),
         Binding("r", "app.retry", "Retry"),
         Binding("c", "app.cancel_entry", "Cancel"),
@@ -50,8 +51,8 @@ class MainScreen(Screen[None]):
             with TabPane("Flags", id="flags"):
                 yield FlagsPanel(id="flags-panel")
             with TabPane("Log", id="log"):
-                yield EventLog(id="event-log", wrap=True, max_lines=2000)
-        yield Footer()
+                yield EventLog(id="event-log")
+        yield KeyBar()
 
     def on_mount(self) -> None:
         self.refresh_from_engine()
@@ -63,7 +64,12 @@ class MainScreen(Screen[None]):
 
     def action_tab(self, tab: str) -> None:
         self.query_one(TabbedContent).active = tab
+
+    @on(TabbedContent.TabActivated)
+    def tab_shown(self) -> None:
+        """A tab's panel is drawn from the mirror as it appears (keys or a click)."""
         self.link.resources_dirty = self.link.flags_dirty = True
+        self.refresh_from_engine()
 
     def refresh_from_engine(self) -> None:
         link = self.link
@@ -74,17 +80,10 @@ class MainScreen(Screen[None]):
             link.entries_changed = False
             self._counts = fmt.queue_counts(state)
         totals = fmt.queue_totals(state, self._counts, link.entry)
-        counts = ", ".join(f"{n} {status}" for status, n in sorted(totals.counts.items()))
-        paused = "[$warning]paused[/]  " if state.paused else ""
-        fps = f"  {totals.fps:.1f} fps" if totals.fps else ""
-        eta = f"  ETA {fmt.duration(totals.eta_s)}" if totals.eta_s is not None else ""
-        text = (
-            f"{paused}queue {fmt.bar(totals.fraction, 16)}  {counts or 'empty'}{fps}{eta}"
-            f"  workers {state.workers}"
-        )
+        text = f"{fmt.totals_line(totals, state.paused)}  {state.workers} workers"
         if text != self._totals_text:  # an unchanged line costs no redraw
             self._totals_text = text
-            self.query_one("#totals", Static).update(text)
+            self.query_one("#totals", Static).update(text, layout=False)  # one line, always
         if link.resources_dirty and self.query_one(TabbedContent).active == "resources":
             link.resources_dirty = False
             self.query_one(ResourcesPanel).show(state)

@@ -48,6 +48,14 @@ COMPACT: tuple[Column, ...] = (
 )
 
 
+BADGE_CLASSES = {
+    "SDR": "queue-table--badge-sdr",
+    "HDR10": "queue-table--badge-hdr",
+    "HLG": "queue-table--badge-hdr",
+    "DV": "queue-table--badge-dv",
+}
+
+
 def row(
     entry: QueueEntry, snapshot: EngineSnapshot, columns: tuple[Column, ...]
 ) -> tuple[str, ...]:
@@ -78,6 +86,9 @@ class QueueTable(ScrollView, can_focus=True):
     """A cursor moves over the entries; enter (or a click on the selected row) opens it."""
 
     COMPONENT_CLASSES = {
+        "queue-table--badge-sdr",
+        "queue-table--badge-hdr",
+        "queue-table--badge-dv",
         "queue-table--header",
         "queue-table--cursor",
         "queue-table--odd",
@@ -92,7 +103,7 @@ class QueueTable(ScrollView, can_focus=True):
         Binding("pagedown", "page(1)", show=False),
         Binding("home", "edge(0)", show=False),
         Binding("end", "edge(1)", show=False),
-        Binding("enter", "select", "Detail"),
+        Binding("enter", "select", "Detail", show=False),  # a click opens it too
     ]
 
     cursor_row: reactive[int] = reactive(0)
@@ -133,7 +144,9 @@ class QueueTable(ScrollView, can_focus=True):
         self.snapshot = snapshot
         if rebuild or len(self._rows) != len(snapshot.entries):
             self._rows = {e.id: i for i, e in enumerate(snapshot.entries)}
-            self.virtual_size = Size(self.size.width, len(snapshot.entries) + 1)
+            self.virtual_size = Size(
+                self.scrollable_content_region.width, len(snapshot.entries) + 1
+            )
             if selected is not None and selected in self._rows:
                 self.cursor_row = self._rows[selected]
             self.cursor_row = min(self.cursor_row, max(0, len(snapshot.entries) - 1))
@@ -151,7 +164,7 @@ class QueueTable(ScrollView, can_focus=True):
     # -- drawing --
 
     def render_line(self, y: int) -> Strip:
-        width = self.size.width
+        width = self.scrollable_content_region.width
         columns = self.columns
         if y == 0:  # the header stays put while rows scroll under it
             header = line(tuple(label for _, label, _ in columns), columns)
@@ -162,9 +175,15 @@ class QueueTable(ScrollView, can_focus=True):
         if index >= len(entries):
             return Strip.blank(width, self.rich_style)
         entry = entries[index]
-        text = line(row(entry, self.snapshot, columns), columns)
+        cells = row(entry, self.snapshot, columns)
         style = self.rich_style + self._row_style(entry, index)
-        return Strip([Segment(text.ljust(width)[:width], style)])
+        segments = [Segment(" ", style)]
+        for (key, _, cell_width), value in zip(columns, cells, strict=True):
+            text = value[:cell_width].ljust(cell_width) + " "
+            badge = BADGE_CLASSES.get(value) if key == "dr" else None
+            cell_style = style + self.get_component_rich_style(badge) if badge else style
+            segments.append(Segment(text, cell_style))
+        return Strip(segments).adjust_cell_length(width, style)
 
     def _row_style(self, entry: QueueEntry, index: int) -> Style:
         if index == self.cursor_row:
@@ -187,7 +206,9 @@ class QueueTable(ScrollView, can_focus=True):
             self.scroll_to(y=new - visible + 1, animate=False)
 
     def on_resize(self) -> None:
-        self.virtual_size = Size(self.size.width, len(self.snapshot.entries) + 1)
+        self.virtual_size = Size(
+            self.scrollable_content_region.width, len(self.snapshot.entries) + 1
+        )
         self.refresh()
 
     # -- input --

@@ -77,3 +77,9 @@ class ReplayClient:
 
     async def get_config(self) -> dict[str, Any]:
         return {}
+
+    async def get_flags(self) -> list[FlagView]:
+        return list(self.snapshot.flags)
+
+    async def get_snapshot(self) -> EngineSnapshot:
+        return self.snapshot.model_copy(deep=True)

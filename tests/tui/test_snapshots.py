@@ -1,10 +1,13 @@
 """Each screen pinned as an SVG snapshot (pytest-textual-snapshot), from a recorded
 mid-encode state. Update with `pytest tests/tui/test_snapshots.py --snapshot-update`
-after checking the new pictures."""
+after checking the new pictures.
+
+Nothing here depends on the clock: stage times print in UTC, notices carry a fixed
+time, the input cursor does not blink, and each picture is taken once the app has
+redrawn twice from the recording (no sleeping)."""
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -13,8 +16,9 @@ from typing import Any
 import pytest
 from replay import ReplayClient
 from textual.pilot import Pilot
-from textual.widgets import DirectoryTree
+from textual.widgets import DirectoryTree, Input
 
+from drapto_tui import notices
 from drapto_tui.app import DraptoApp
 
 LIBRARY = Path(__file__).with_name("fixtures") / "library"
@@ -27,6 +31,7 @@ def fixed_clock_and_folder(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Stage times print in local time, and the add dialog browses the current folder."""
     monkeypatch.setenv("TZ", "UTC")
     time.tzset()
+    monkeypatch.setattr(notices, "now", lambda: 1_795_000_000.0)
     monkeypatch.chdir(LIBRARY)
     yield
     time.tzset()
@@ -36,14 +41,28 @@ def replay_app(tmp_path: Path, theme: str | None = None) -> DraptoApp:
     async def connect() -> ReplayClient:
         return ReplayClient()
 
-    settings = tmp_path / "tui.toml"
-    if theme:
-        settings.write_text(f'theme = "{theme}"\n')
+    settings = tmp_path / "tui.toml"  # a theme always: the default depends on $TERM
+    settings.write_text(f'theme = "{theme or "drapto-dark"}"\n')
     return DraptoApp(connect, settings=settings, browse_root=Path("."))  # type: ignore[arg-type]
 
 
+async def until(pilot: Pilot[Any], condition: Callable[[], bool], timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await pilot.pause(0.02)
+
+
 async def settle(pilot: Pilot[Any]) -> None:
-    await pilot.pause(0.6)  # two redraw ticks
+    """Two redraws from the recording after whatever the last key did."""
+    app = pilot.app
+    assert isinstance(app, DraptoApp)
+    await until(pilot, lambda: app.link is not None)
+    ticks = app.ticks
+    await until(pilot, lambda: app.ticks >= ticks + 2)
+    for field in app.screen.query(Input):
+        field.cursor_blink = False
+    await pilot.pause()
 
 
 def keys(*pressed: str) -> Callable[[Pilot[Any]], Any]:
@@ -73,16 +92,18 @@ class TestScreens:
         async def open_dialog(pilot: Pilot[Any]) -> None:
             await keys("a")(pilot)
             tree = pilot.app.screen.query_one(DirectoryTree)
-            deadline = time.monotonic() + 10
-            while len(tree.root.children) < 2:  # the browser loads in a worker
-                assert time.monotonic() < deadline
-                await pilot.pause(0.05)
+            await until(pilot, lambda: len(tree.root.children) >= 2)  # loaded in a worker
             await settle(pilot)
 
         assert snap_compare(replay_app(tmp_path), terminal_size=SIZE, run_before=open_dialog)
 
     def test_quit_dialog(self, snap_compare: Compare, tmp_path: Path) -> None:
         assert snap_compare(replay_app(tmp_path), terminal_size=SIZE, run_before=keys("q"))
+
+    def test_log_with_a_refused_request(self, snap_compare: Compare, tmp_path: Path) -> None:
+        """x asks to remove the running entry: the refusal pops up and is logged."""
+        app = replay_app(tmp_path)
+        assert snap_compare(app, terminal_size=SIZE, run_before=keys("x", "4"))
 
 
 class TestCompact:
@@ -106,4 +127,3 @@ def test_replay_state_is_what_a_real_session_recorded() -> None:
     states = {s.state for j in state.jobs.values() for s in j.segments.values()}
     assert {"done", "running", "pending"} <= states
     assert len(state.entries) >= 4 and state.resources
-    _ = os

@@ -36,13 +36,14 @@ class Tmux:
     def screen(self) -> str:
         return self.run("capture-pane", "-p", "-t", self.name).stdout
 
-    def wait_for(self, text: str, timeout: float = 30) -> str:
+    def wait_for(self, *texts: str, timeout: float = 30) -> str:
+        """The screen once it shows every text (a frame may arrive in parts)."""
         deadline = time.monotonic() + timeout
         while True:
             screen = self.screen()
-            if text in screen:
+            if all(text in screen for text in texts):
                 return screen
-            assert time.monotonic() < deadline, f"{text!r} never appeared; screen:\n{screen}"
+            assert time.monotonic() < deadline, f"{texts!r} never all appeared; screen:\n{screen}"
             time.sleep(0.1)
 
     def alive(self) -> bool:
@@ -79,8 +80,7 @@ def test_keys_in_tmux_drive_the_tui_and_quitting_leaves_the_engine(
     config = tmp_path / "config.toml"
     config.write_text(f'socket_path = "{service.socket}"\n')
     start_tui(tmux, config, term, user_env(tmp_path))
-    screen = tmux.wait_for("Progress")
-    assert "Queue" in screen and "Resources" in screen and "q Quit" in screen
+    tmux.wait_for("Progress", "Queue", "Resources", "q Quit", "workers")
     tmux.keys("3")
     tmux.wait_for("scene_segmentation")
     tmux.keys("2")

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from textual.command import CommandList, CommandPalette
 from textual.pilot import Pilot
-from textual.widgets import Input, Switch
+from textual.widgets import Input, Static, Switch
 from tui_service import Service
 
-from drapto_engine.core.flags import FlagState
+from drapto_engine.core.flags import FlagSource, FlagState
 from drapto_engine.core.jobs import EntryStatus, JobOptions
 from drapto_engine.server.client import EngineClient
 from drapto_tui.app import DraptoApp
@@ -20,7 +24,10 @@ from drapto_tui.screens.add import AddScreen
 from drapto_tui.screens.main import MainScreen
 from drapto_tui.screens.quit import QuitScreen
 from drapto_tui.settings import load_theme
+from drapto_tui.widgets.event_log import EventLog
+from drapto_tui.widgets.flag_row import FlagRow
 from drapto_tui.widgets.queue_table import COMPACT, QueueTable
+from drapto_tui.widgets.segment_grid import SegmentGrid
 
 pytestmark = pytest.mark.slow
 
@@ -39,14 +46,28 @@ async def until(pilot: Pilot[None], condition: Callable[[], bool], timeout: floa
         await pilot.pause(0.05)
 
 
+async def pick(pilot: Pilot[None], query: str, wanted: str) -> None:
+    """Type into the open command palette and run its first hit once it is `wanted`."""
+    app = pilot.app
+    await until(pilot, lambda: isinstance(app.screen, CommandPalette), timeout=10)
+    palette = app.screen
+    await pilot.press(*query)
+    hits = palette.query_one(CommandList)
+
+    def first_is_wanted() -> bool:
+        return hits.option_count > 0 and str(hits.get_option_at_index(0).prompt).startswith(wanted)
+
+    await until(pilot, first_is_wanted, timeout=10)
+    await pilot.press("enter")
+    await until(pilot, lambda: app.screen is not palette, timeout=10)
+
+
 async def test_add_a_folder_and_watch_its_segments_reach_done(
     tmp_path: Path, service: Service, make_media: object
 ) -> None:
     library = tmp_path / "library"
     make_media("library/one.mkv", size=(160, 90), duration=4, gop=25)  # type: ignore[operator]
     make_media("library/sub/two.mkv", size=(128, 72), duration=2, gop=25)  # type: ignore[operator]
-    options = await service.client("setup")
-    await options.close()
     app = app_for(service, tmp_path / "tui.toml")
     async with app.run_test(size=(100, 30)) as pilot:
         await until(pilot, lambda: isinstance(app.screen, MainScreen))
@@ -70,8 +91,9 @@ async def test_add_a_folder_and_watch_its_segments_reach_done(
         assert all(s.state == "done" for j in jobs for s in j.segments.values())
         assert sum(len(j.segments) for j in jobs) >= 2
         await pilot.press("enter")  # the job screen shows the finished grid
-        await until(pilot, lambda: "segments:" in str(app.screen.query_one("#segments").render()))
-        assert "done" in str(app.screen.query_one("#segments").render())
+        grid = app.screen.query_one(SegmentGrid)
+        await until(pilot, lambda: grid.job is not None and "segments:" in grid.text())
+        assert " done" in grid.text() and "pending" not in grid.text() and "✓" in grid.text()
         await app.leave(stop_engine=False)
     assert (library / "one.av1.mkv").is_file() and (library / "sub" / "two.av1.mkv").is_file()
     assert service.alive()
@@ -120,19 +142,13 @@ async def test_theme_switch_is_remembered_and_80x24_keeps_the_essentials(
     async with app.run_test(size=(120, 30)) as pilot:
         await until(pilot, lambda: isinstance(app.screen, MainScreen))
         await pilot.press("ctrl+p")  # the command palette: its Theme command ...
-        await pilot.pause(0.3)
-        await pilot.press(*"theme")
-        await pilot.pause(0.5)
-        await pilot.press("enter")
-        await pilot.pause(0.5)
-        await pilot.press(*"drapto-light")  # ... opens the theme picker
-        await pilot.pause(0.5)
-        await pilot.press("enter")
+        await pick(pilot, "theme", "Theme")
+        await pick(pilot, "drapto-light", "drapto-light")  # ... opens the theme picker
         await until(pilot, lambda: app.theme == "drapto-light", timeout=10)
         assert load_theme(settings) == "drapto-light"
         await pilot.resize_terminal(80, 24)
-        await pilot.pause(0.3)
         table = app.screen.query_one(QueueTable)
+        await until(pilot, lambda: table.size.width <= 80)
         assert table.columns == COMPACT  # sizes dropped, progress, fps and ETA kept
         shown = table.row_text(0)
         assert len(shown.rstrip()) <= 80 and "0%" in shown and "a very long file" in shown
@@ -155,8 +171,6 @@ async def test_queue_commands_from_keys_and_mouse_reach_the_engine(
     from drapto_tui.screens.job import JobScreen
 
     files = [make_media(f"{n}.mkv", size=(64, 64), duration=1) for n in "abc"]  # type: ignore[operator]
-    bad = tmp_path / "bad.mkv"
-    bad.write_text("not a video")
     setup = await service.client("setup")
     await setup.pause()
     await setup.add_paths([str(f) for f in files], options=JobOptions(preset=12))
@@ -179,9 +193,13 @@ async def test_queue_commands_from_keys_and_mouse_reach_the_engine(
         await until(pilot, lambda: link.state.entries[2].status is EntryStatus.QUEUED)
         await pilot.press("x")  # remove it
         await until(pilot, lambda: names() == ["c.mkv", "a.mkv"])
-        await pilot.click(QueueTable, offset=(3, 2))  # the second row (line 0 is the header)
+        await until(pilot, lambda: table.row_count == 2 and table.selected_entry is not None)
+        await pilot.click(QueueTable, offset=(3, 1))  # the first row (line 0 is the header)
+        assert table.selected_entry == link.state.entries[0].id
+        await pilot.click(QueueTable, offset=(3, 2))  # a click selects ...
         assert table.selected_entry == link.state.entries[1].id
-        await pilot.click(QueueTable, offset=(3, 2))  # a click on the selected row opens it
+        assert isinstance(app.screen, MainScreen)
+        await pilot.click(QueueTable, offset=(3, 2))  # ... and a click on the selected row opens it
         await until(pilot, lambda: isinstance(app.screen, JobScreen))
         await pilot.press("escape")
         await until(pilot, lambda: isinstance(app.screen, MainScreen))
@@ -192,10 +210,10 @@ async def test_queue_commands_from_keys_and_mouse_reach_the_engine(
             lambda: all(e.status is EntryStatus.DONE for e in link.state.entries),
             timeout=60,
         )
-        await pilot.press("p")
+        await pilot.press("ctrl+p")  # every command is in the palette too, for the mouse
+        await pick(pilot, "pause", "Pause or resume the queue")
         await until(pilot, lambda: link.state.paused)
         await app.leave(stop_engine=False)
-    _ = bad
 
 
 async def test_the_path_input_completes_from_disk(tmp_path: Path) -> None:
@@ -209,3 +227,108 @@ async def test_the_path_input_completes_from_disk(tmp_path: Path) -> None:
     assert await suggest.get_suggestion(f"{tmp_path}/Films/b") == f"{tmp_path}/Films/Big Night.mkv"
     assert await suggest.get_suggestion(f"{tmp_path}/.h") is None
     assert await suggest.get_suggestion(f"{tmp_path}/nothing/x") is None
+
+
+def test_the_folder_browser_shows_folders_and_what_would_be_queued(tmp_path: Path) -> None:
+    from drapto_tui.widgets.video_tree import browsable
+
+    names = ["Films", ".cache", "a.mkv", "a.av1.mkv", "notes.txt", "B.MP4", ".hidden.mkv"]
+    for name in names:
+        path = tmp_path / name
+        path.mkdir() if "." not in name[1:] else path.write_bytes(b"")
+    shown = [n for n in names if browsable(tmp_path / n)]
+    assert sorted(shown) == ["B.MP4", "Films", "a.mkv"]
+
+
+def one_keyframe_ts(ffmpeg: str, out: Path, seconds: int = 4) -> Path:
+    """An MPEG-TS with one keyframe and no index: exact seeks past its start decode
+    nothing, so a segmented encode fails for real and only a whole-file one works."""
+    subprocess.run(
+        [ffmpeg, "-v", "error", "-y", "-f", "lavfi",
+         "-i", f"testsrc2=size=160x90:rate=25:duration={seconds}",
+         "-c:v", "libx264", "-preset", "ultrafast", "-g", "100000",
+         "-sc_threshold", "0", "-f", "mpegts", str(out)],
+        check=True,
+    )  # fmt: skip
+    return out
+
+
+async def test_a_rollback_is_shown_and_undone_from_the_flags_panel(
+    tmp_path: Path, start_engine: Callable[[str], Service], ffmpeg: str
+) -> None:
+    service = start_engine("rollback_limit = 1")
+    source = one_keyframe_ts(ffmpeg, tmp_path / "onekey.ts")
+    app = app_for(service, tmp_path / "tui.toml")
+    async with app.run_test(size=(100, 30)) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, MainScreen))
+        link = app.link
+        assert link is not None
+        await link.client.add_paths(
+            [str(source)], options=JobOptions(min_segment_s=1, max_segment_s=2)
+        )
+        await until(pilot, lambda: bool(link.state.entries))
+        await until(pilot, lambda: link.state.entries[0].status is EntryStatus.DONE)
+        flag = lambda: next(f for f in link.state.flags if f.name == "segmented_encoding")  # noqa: E731
+        assert (flag().state, flag().source) == (FlagState.OFF, FlagSource.ROLLBACK)
+        assert link.state.entries[0].rollbacks == ["segmented_encoding"]
+        log = app.screen.query_one(EventLog)
+        await until(
+            pilot,
+            lambda: any("retrying with segmented_encoding off" in n.text for n in log.notices),
+        )
+        await pilot.press("3")
+        row = app.screen.query_one("#flag-segmented_encoding", FlagRow)
+        switch = row.query_one(Switch)
+        await until(
+            pilot, lambda: "rolled back" in str(row.query_one(".flag-text", Static).render())
+        )
+        assert not switch.value
+        await pilot.click("#switch-segmented_encoding")  # undo the rollback with the mouse
+        await until(pilot, lambda: flag().state is FlagState.ON)
+        assert flag().source is FlagSource.LIVE
+        await until(pilot, lambda: switch.value)
+        await app.leave(stop_engine=False)
+
+
+async def test_a_lost_engine_is_said_and_ctrl_r_attaches_to_a_new_one(
+    tmp_path: Path, start_engine: Callable[[str], Service]
+) -> None:
+    engines = [start_engine("")]
+
+    async def connect() -> EngineClient:
+        return await engines[-1].client("tui-test")
+
+    app = DraptoApp(connect, settings=tmp_path / "tui.toml")
+    async with app.run_test(size=(100, 30)) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, MainScreen))
+        link = app.link
+        assert link is not None and link.connected
+        first = engines[0]
+        os.kill(first.process.pid, signal.SIGTERM)  # the engine stops under the TUI
+        first.process.wait(timeout=20)
+        await until(pilot, lambda: not link.connected and app.sub_title == "disconnected")
+        log = app.screen.query_one(EventLog)
+        assert any("ctrl+r" in n.text for n in log.notices)
+        await pilot.press("p")  # a request now is refused in words, not a crash
+        await until(pilot, lambda: any("connection" in n.text for n in list(log.notices)[-1:]))
+        engines.append(start_engine(""))
+        await pilot.press("ctrl+r")
+        await until(pilot, lambda: link.connected and app.sub_title == "attached to the engine")
+        await pilot.press("p")  # the new engine answers
+        await until(pilot, lambda: link.state.paused)
+        await app.leave(stop_engine=False)
+
+
+async def test_paths_given_on_the_command_line_are_queued(
+    tmp_path: Path, service: Service, make_media: object
+) -> None:
+    film = make_media("film.mkv", size=(64, 64), duration=1)  # type: ignore[operator]
+    setup = await service.client("setup")
+    await setup.pause()  # queued only
+    await setup.close()
+    app = app_for(service, tmp_path / "tui.toml", paths=[str(film)])
+    async with app.run_test(size=(100, 30)) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, MainScreen))
+        table = app.screen.query_one(QueueTable)
+        await until(pilot, lambda: table.row_count == 1 and "film.mkv" in table.row_text(0))
+        await app.leave(stop_engine=False)

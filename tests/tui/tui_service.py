@@ -24,12 +24,17 @@ class Service:
         return self.process.poll() is None
 
 
-def start_service(root: Path) -> Service:
+def start_service(root: Path, config_text: str = "") -> Service:
+    """`drapto serve` with 2 workers and preset 12; `config_text` goes first in its
+    config file (top-level settings)."""
     runtime = root / "run"
-    runtime.mkdir(mode=0o700, exist_ok=True)
+    runtime.mkdir(mode=0o700, parents=True, exist_ok=True)
     socket, state = runtime / "engine.sock", root / "state"
+    config = root / "engine.toml"
+    config.write_text(f"{config_text}\n[defaults]\npreset = 12\n")  # fast, added by the TUI too
     process = subprocess.Popen(
-        [sys.executable, "-m", "drapto_engine.cli", "serve", "--socket", str(socket),
+        [sys.executable, "-m", "drapto_engine.cli", "--config", str(config), "serve",
+         "--socket", str(socket),
          "--state-dir", str(state), "--workers", "2"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -1,0 +1,82 @@
+"""What a person is told of: notable engine events and refused requests, as one-line
+notices for the log pane and the pop-up notifications (pure: tested without a screen)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from drapto_engine.core.events import (
+    Alert,
+    Event,
+    FlagChanged,
+    JobFailed,
+    JobFinished,
+    RolledBack,
+    Warning,
+)
+from drapto_engine.core.flags import FlagSource
+
+Severity = Literal["information", "warning", "error"]
+RANK: dict[Severity, int] = {"information": 0, "warning": 1, "error": 2}
+POPPED = (Warning, Alert, RolledBack, JobFailed)
+"""Events that also pop up; the rest (finished jobs, flag changes) only go to the log."""
+
+
+def now() -> float:
+    return time.time()
+
+
+@dataclass(frozen=True)
+class Notice:
+    severity: Severity
+    text: str
+    at: float = field(default_factory=lambda: now())
+    pop_up: bool = True
+
+
+def describe(event: Event, name: str | None = None) -> Notice | None:
+    """The notice for a notable event; `name` is its job's file name when known."""
+    who = f"{name or event.job}: " if event.job else ""
+    pop_up = isinstance(event, POPPED)
+    text: str
+    severity: Severity = "warning"
+    if isinstance(event, Warning):
+        text = event.message
+    elif isinstance(event, Alert):
+        segment = f" (segment {event.index})" if event.index is not None else ""
+        text = f"{event.kind.replace('_', ' ')}{segment}: {event.message}"
+    elif isinstance(event, RolledBack):
+        text = f"{event.stage} failed; retrying with {event.flag} off (rolled back: {event.error})"
+    elif isinstance(event, JobFailed):
+        severity, text = "error", f"failed while {event.stage}: {event.error}"
+    elif isinstance(event, JobFinished):
+        s = event.summary
+        severity = "information"
+        change = s.reduction_percent
+        size = f"{change:.0f}% smaller" if change >= 0 else f"{-change:.0f}% larger"
+        text = f"done: {Path(s.output).name}, {size}, {s.wall_s:.0f} s at {s.encode_fps:.1f} fps"
+    elif isinstance(event, FlagChanged):
+        why = f" ({event.reason})" if event.reason else ""
+        severity = "warning" if event.flag.source is FlagSource.ROLLBACK else "information"
+        text = (
+            f"flag {event.flag.name}: {event.previous.value} -> {event.flag.state.value}"
+            f" [{event.flag.source.value}]{why}"
+        )
+    else:
+        return None
+    return Notice(severity, who + text, event.at, pop_up)
+
+
+def pop_ups(pending: list[Notice], most: int = 3) -> list[Notice]:
+    """What to pop up for the notices of one redraw: the first few, then one line
+    counting the rest (a folder of bad files must not bury the screen)."""
+    shown = [n for n in pending if n.pop_up]
+    if len(shown) <= most:
+        return shown
+    rest = shown[most - 1 :]
+    worst = max((n.severity for n in rest), key=RANK.__getitem__)
+    summary = Notice(worst, f"{len(rest)} more warnings and errors: see the log (4)", rest[-1].at)
+    return [*shown[: most - 1], summary]
