@@ -27,7 +27,6 @@ from drapto_engine.core.api import EngineAPI
 from drapto_engine.core.errors import DraptoError
 from drapto_engine.core.events import EntryChanged, Event, EventBus, Warning
 from drapto_engine.core.jobs import FINAL_STATUSES, EntryStatus, JobOptions, QueueEntry
-from drapto_engine.engine import Engine
 from drapto_engine.infrastructure import paths
 from drapto_engine.infrastructure.ffmpeg.toolchain import find_toolchain
 from drapto_engine.printers import Printer, make_printer
@@ -144,6 +143,8 @@ async def _in_process(
     printer: Printer,
     stop: asyncio.Event,
 ) -> list[QueueEntry]:
+    from drapto_engine.engine import Engine
+
     bus = EventBus()
     bus.subscribe(printer.handle)
     engine = Engine(

@@ -14,10 +14,8 @@ from pathlib import Path
 from drapto_engine import __version__
 from drapto_engine.config import load_config
 from drapto_engine.core.errors import DraptoError
-from drapto_engine.core.reports import probe_json, probe_text
 from drapto_engine.infrastructure.ffmpeg.toolchain import find_toolchain
 from drapto_engine.logging_setup import configure
-from drapto_engine.services.detection import analyze_video
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +56,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 async def _probe(args: argparse.Namespace) -> int:
+    # Imported here: the TUI's start-up must not pay for numpy and PyAV.
+    from drapto_engine.core.reports import probe_json, probe_text
+    from drapto_engine.services.detection import analyze_video
+
     ffmpeg = find_toolchain(load_config(args.config).ffmpeg_path).ffmpeg
     status = 0
     for path in args.files:

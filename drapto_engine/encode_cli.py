@@ -14,10 +14,8 @@ from drapto_engine.config import Config, load_config
 from drapto_engine.core.events import EventBus
 from drapto_engine.core.flags import FlagState, parse_override
 from drapto_engine.core.jobs import JobOptions, QueueEntry
-from drapto_engine.engine import Engine
 from drapto_engine.infrastructure.ffmpeg.toolchain import find_toolchain
 from drapto_engine.printers import make_printer
-from drapto_engine.services.library import output_path
 
 
 def add_encode_parser(commands: Any) -> None:
@@ -92,6 +90,9 @@ def flags_from(args: argparse.Namespace) -> dict[str, FlagState]:
 
 
 async def _encode(args: argparse.Namespace, config: Config) -> int:
+    from drapto_engine.engine import Engine
+    from drapto_engine.services.library import output_path
+
     source: Path = args.input
     output: Path = args.output or output_path(source, config.defaults.output_dir)
     bus = EventBus()
