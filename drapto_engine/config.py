@@ -14,7 +14,7 @@ import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from drapto_engine.core.errors import DraptoError
-from drapto_engine.core.flags import FlagState, parse_state
+from drapto_engine.core.flags import FlagState, FlagStates, parse_state
 from drapto_engine.core.jobs import JobOptions
 from drapto_engine.infrastructure.paths import config_file
 
@@ -26,7 +26,7 @@ class Config(BaseModel):
     """An ffmpeg binary to use instead of the bundled one (DRAPTO_FFMPEG still wins)."""
     defaults: JobOptions = JobOptions()
     """Defaults for every job (preset, crf, output_dir, overwrite ...)."""
-    flags: dict[str, FlagState] = Field(default_factory=dict)
+    flags: FlagStates = Field(default_factory=dict)
     """Feature flag defaults: name = "on" | "off" | "shadow" (or true/false)."""
     workers: int | None = Field(default=None, ge=1)
     """Most encoders at once over all jobs; unset: from cores and memory."""
@@ -42,16 +42,6 @@ class Config(BaseModel):
     """An encoder this many times slower than the job's median raises an alert."""
     socket_path: Path | None = None
     """The engine service's Unix socket; unset: $XDG_RUNTIME_DIR/drapto/engine.sock."""
-
-    @field_validator("flags", mode="before")
-    @classmethod
-    def _flags(cls, value: Any) -> Any:
-        if not isinstance(value, dict):
-            return value
-        try:
-            return {name: parse_state(name, state) for name, state in value.items()}
-        except DraptoError as exc:
-            raise ValueError(exc.problem) from exc
 
     @field_validator("notify_url")
     @classmethod

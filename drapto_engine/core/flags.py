@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from enum import StrEnum
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, BeforeValidator, ConfigDict
 
 from drapto_engine.core.errors import DraptoError
 from drapto_engine.core.models import EncodeSettings
@@ -142,6 +143,19 @@ def parse_override(text: str) -> tuple[str, FlagState]:
 
 def parse_states(states: Mapping[str, str | bool]) -> dict[str, FlagState]:
     return {name: parse_state(name, value) for name, value in states.items()}
+
+
+def _validated_states(value: object) -> object:
+    if not isinstance(value, Mapping):
+        return value  # pydantic reports the wrong type
+    try:
+        return parse_states(value)
+    except DraptoError as exc:
+        raise ValueError(exc.one_line()) from exc
+
+
+FlagStates = Annotated[dict[str, FlagState], BeforeValidator(_validated_states)]
+"""A `[flags]` table (config file, queue file): known names, on/off/shadow or booleans."""
 
 
 def effective(flag: Flag, state: FlagState) -> bool:

@@ -33,7 +33,7 @@ from pydantic import (
 from pydantic import ValidationError as PydanticValidationError
 
 from drapto_engine.core.errors import DraptoError
-from drapto_engine.core.flags import FlagState, parse_state, parse_states
+from drapto_engine.core.flags import FlagStates, parse_state
 from drapto_engine.core.jobs import JobOptions
 from drapto_engine.services.library import is_video_file, output_path, scan_folder
 
@@ -97,22 +97,12 @@ class BatchFile(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     defaults: BatchDefaults = BatchDefaults()
-    flags: dict[str, FlagState] = Field(default_factory=dict)
+    flags: FlagStates = Field(default_factory=dict)
     """Flag states for this batch's jobs, over the engine's."""
     jobs: list[BatchJob] = Field(alias="job", min_length=1)
 
     _path: Path | None = PrivateAttr(default=None)
     _job_lines: list[int | None] = PrivateAttr(default_factory=list)
-
-    @field_validator("flags", mode="before")
-    @classmethod
-    def _known_flags(cls, value: object) -> object:
-        if not isinstance(value, Mapping):
-            return value
-        try:
-            return parse_states(value)
-        except DraptoError as exc:
-            raise ValueError(exc.one_line()) from exc
 
     @property
     def path(self) -> Path | None:
