@@ -32,7 +32,7 @@ from drapto_engine.infrastructure.ffmpeg.toolchain import find_toolchain
 from drapto_engine.printers import Printer, make_printer
 
 if TYPE_CHECKING:
-    from drapto_engine.services.batch_file import BatchFile
+    from drapto_engine.services.batch_file import BatchFile, PlannedJob
 
 EXIT_INVALID = 2
 PLAIN_STEP_PERCENT = 10.0
@@ -59,9 +59,12 @@ def run_batch(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     ffmpeg = find_toolchain(config.ffmpeg_path).ffmpeg
+    rejected: list[tuple[Path, str]] = []
     try:
         batch = load_batch(args.batch, ffmpeg)
-        expand_jobs(batch, ffmpeg)  # refuses duplicates and outputs over inputs up front
+        # Scans the folders once and refuses duplicates and outputs over inputs up front;
+        # an engine in this process queues exactly these jobs.
+        planned = expand_jobs(batch, ffmpeg, on_rejected=lambda p, why: rejected.append((p, why)))
     except BatchFileError as exc:
         for problem in exc.problems:
             print(f"drapto: {problem}", file=sys.stderr)
@@ -69,14 +72,21 @@ def run_batch(args: argparse.Namespace) -> int:
     except DraptoError as exc:
         print(f"drapto: {exc.one_line()}", file=sys.stderr)
         return EXIT_INVALID
-    return asyncio.run(_batch(args, config, ffmpeg, batch))
+    return asyncio.run(_batch(args, config, ffmpeg, batch, planned, rejected))
 
 
 def job_options(batch: BatchFile) -> list[tuple[Path, JobOptions]]:
     return [(job.input, job.options(batch.defaults)) for job in batch.jobs]
 
 
-async def _batch(args: argparse.Namespace, config: Config, ffmpeg: str, batch: BatchFile) -> int:
+async def _batch(
+    args: argparse.Namespace,
+    config: Config,
+    ffmpeg: str,
+    batch: BatchFile,
+    planned: list[PlannedJob],
+    rejected: list[tuple[Path, str]],
+) -> int:
     printer = make_printer(args.progress or "plain", sys.stdout, PLAIN_STEP_PERCENT)
     state_dir = args.state_dir or paths.state_dir()
     label = f"{args.batch.name}@{time.strftime('%Y-%m-%dT%H:%M:%S')}"
@@ -87,7 +97,9 @@ async def _batch(args: argparse.Namespace, config: Config, ffmpeg: str, batch: B
         if remote is not None:
             entries = await _follow_remote(remote, batch, label, printer, stop)
         else:
-            entries = await _in_process(args, config, ffmpeg, batch, label, printer, stop)
+            for path, why in rejected:
+                printer.handle(Warning(message=f"{path}: skipped: {why}"))
+            entries = await _in_process(args, config, ffmpeg, batch, planned, label, printer, stop)
     finally:
         printer.close()
         for signum in (signal.SIGINT, signal.SIGTERM):
@@ -126,11 +138,17 @@ def _stop_on_signals() -> tuple[asyncio.Event, list[int]]:
     return stop, stopped_by
 
 
+def _flags(batch: BatchFile) -> dict[str, str]:
+    return {name: state.value for name, state in batch.flags.items()}
+
+
 async def _submit(api: EngineAPI, batch: BatchFile, label: str) -> list[QueueEntry]:
-    flags = {name: state.value for name, state in batch.flags.items()}
+    """Queue the file's jobs in a running engine, which scans their folders itself."""
     entries: list[QueueEntry] = []
     for source, options in job_options(batch):
-        entries += await api.add_paths([str(source)], options=options, flags=flags, batch=label)
+        entries += await api.add_paths(
+            [str(source)], options=options, flags=_flags(batch), batch=label
+        )
     return entries
 
 
@@ -139,6 +157,7 @@ async def _in_process(
     config: Config,
     ffmpeg: str,
     batch: BatchFile,
+    planned: list[PlannedJob],
     label: str,
     printer: Printer,
     stop: asyncio.Event,
@@ -158,7 +177,11 @@ async def _in_process(
     try:
         async with engine.running():
             await _notify(config, "drapto: batch started", _started_text(args, batch), printer)
-            entries = await _submit(engine, batch, label)
+            entries: list[QueueEntry] = []
+            for job in planned:
+                entries += await engine.add(
+                    [(job.input, job.output)], options=job.options, flags=_flags(batch), batch=label
+                )
             runner = asyncio.create_task(
                 engine.run(only={e.id for e in entries}, ignore_pause=True)
             )
