@@ -52,6 +52,7 @@ from drapto_engine.core.state import JobRecord, JobStage, StateManager
 from drapto_engine.infrastructure.extents import Extent, stream_extents
 from drapto_engine.infrastructure.ffmpeg.progress import Progress
 from drapto_engine.infrastructure.ffmpeg.runner import run_checked
+from drapto_engine.infrastructure.prefetch import Prefetch
 from drapto_engine.infrastructure.probe import probe
 from drapto_engine.infrastructure.resources import (
     ResourceManager,
@@ -65,7 +66,7 @@ from drapto_engine.monitoring import Monitor
 from drapto_engine.services.detection import analyze_media
 from drapto_engine.services.encoding.audio import audio_argv, bitrate_kbps, output_channels
 from drapto_engine.services.encoding.mux import concat_list, mux_argv
-from drapto_engine.services.encoding.plan import VideoPlan
+from drapto_engine.services.encoding.plan import VideoPlan, segments_video
 from drapto_engine.services.segmentation import fixed_segments, stream_segments
 from drapto_engine.services.segmentation.timestamps import frame_times
 from drapto_engine.services.validation import Expected, ExpectedAudio, check_output
@@ -243,39 +244,54 @@ class Orchestrator:
         started = time.monotonic()
         await self._set_stage(job, JobStage.ANALYZING)
         shadow_crop = "crop_detection" in request.shadow
-        if resume is not None:
-            analysis = resume.analysis  # the same source and settings: the same answer
-        else:
-            analysis = await asyncio.to_thread(
-                analyze_media, media, crop_detection=request.settings.crop or shadow_crop
-            )
-            await self.state.save(job, analysis=analysis.model_dump_json())
-        plan = self.plan = VideoPlan.make(self.ffmpeg, analysis, request.settings)
-        self._emit_analysis(job, plan)
-        if shadow_crop:
-            self.bus.emit(crop_discrepancy(job, plan, analysis))
-        for message in plan.warnings:
-            self.bus.emit(Warning(job=job, message=message))
-        self._check_disk(request, analysis, work)
-        work.mkdir(parents=True, exist_ok=True)
-        audio_task = asyncio.create_task(self._encode_audio(job, media, work))
-        tasks: list[asyncio.Task[Any]] = [audio_task]
-        if resume is None:
-            times_task = asyncio.create_task(asyncio.to_thread(frame_times, media.path))
-            extents_task = asyncio.create_task(asyncio.to_thread(stream_extents, media.path))
-            tasks += [times_task, extents_task]
-
-            async def measured(planned: list[Segment]) -> StoredPlan:
-                return StoredPlan.measure(
-                    analysis, planned, media, await times_task, await extents_task
-                )
-
+        tasks: list[asyncio.Task[Any]] = []
+        early: Prefetch[Segment] | None = None
         try:
-            await self._set_stage(job, JobStage.SEGMENTING)
-            if resume is None:
-                segments = self._stream_segments(request.settings, plan, media, times_task)
+            if resume is not None:
+                analysis = resume.analysis  # the same source and settings: the same answer
             else:
+                times_task = asyncio.create_task(asyncio.to_thread(frame_times, media.path))
+                extents_task = asyncio.create_task(asyncio.to_thread(stream_extents, media.path))
+                tasks += [times_task, extents_task]
+                if scans_for_cuts(request.settings, media):
+                    # The scene scan needs nothing that analysis finds, so it runs
+                    # beside it on the core that analysis leaves idle.
+                    early = Prefetch(
+                        self._stream_segments(request.settings, True, media, times_task)
+                    )
+                analysis = await asyncio.to_thread(
+                    analyze_media, media, crop_detection=request.settings.crop or shadow_crop
+                )
+                await self.state.save(job, analysis=analysis.model_dump_json())
+
+                async def measured(planned: list[Segment]) -> StoredPlan:
+                    return StoredPlan.measure(
+                        analysis, planned, media, await times_task, await extents_task
+                    )
+
+            plan = self.plan = VideoPlan.make(self.ffmpeg, analysis, request.settings)
+            self._emit_analysis(job, plan)
+            if shadow_crop:
+                self.bus.emit(crop_discrepancy(job, plan, analysis))
+            for message in plan.warnings:
+                self.bus.emit(Warning(job=job, message=message))
+            self._check_disk(request, analysis, work)
+            work.mkdir(parents=True, exist_ok=True)
+            audio_task = asyncio.create_task(self._encode_audio(job, media, work))
+            tasks.append(audio_task)
+            await self._set_stage(job, JobStage.SEGMENTING)
+            if early is not None and not plan.segmented:
+                await early.aclose()  # Dolby Vision encoded whole after all: stop the scan now
+                early = None
+            segments: AsyncIterator[Segment]
+            if resume is not None:
                 segments = _iterate(resume.segments)
+            elif early is not None and plan.segmented:
+                segments = early
+            else:  # not scanned early, or not segmented
+                segments = self._stream_segments(
+                    request.settings, plan.segmented, media, times_task
+                )
             stored: list[StoredPlan] = [resume] if resume is not None else []
 
             async def save_plan(planned: list[Segment]) -> None:
@@ -288,6 +304,8 @@ class Orchestrator:
             planned = await self._encode_segments(job, plan, segments, work, request, save_plan)
             audio = await audio_task
         finally:
+            if early is not None:
+                await early.aclose()
             for task in tasks:
                 if not task.done():
                     task.cancel()
@@ -352,11 +370,11 @@ class Orchestrator:
     def _stream_segments(
         self,
         settings: EncodeSettings,
-        plan: VideoPlan,
+        segmented: bool,
         media: MediaInfo,
         times: asyncio.Task[list[float]],
     ) -> AsyncIterator[Segment]:
-        if not plan.segmented:
+        if not segmented:
             return stream_segments(
                 self.ffmpeg, media.path, min_s=1e9, max_s=1e9, scene_detection=False, times=times
             )
@@ -715,6 +733,15 @@ class StoredPlan(BaseModel):
 
     def durations(self) -> list[float]:
         return [b - a for a, b in zip(self.starts_s, [*self.starts_s[1:], self.end_s], strict=True)]
+
+
+def scans_for_cuts(settings: EncodeSettings, media: MediaInfo) -> bool:
+    """Whether the job will scan for scene cuts, as far as the probe can tell.
+
+    Dolby Vision sources are left to the plan (whether it is kept decides). A file whose
+    RPUs only analysis finds (no configuration record) is then encoded whole, and its
+    early scan is stopped unused."""
+    return settings.scene_detection and segments_video(settings, media.dolby_vision is not None)
 
 
 async def _iterate(segments: list[Segment]) -> AsyncIterator[Segment]:

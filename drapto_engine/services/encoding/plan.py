@@ -9,6 +9,11 @@ from drapto_engine.core.interfaces import IEncoder
 from drapto_engine.core.models import Crop, DynamicRange, EncodeSettings, VideoAnalysis
 
 
+def segments_video(settings: EncodeSettings, dolby_vision: bool) -> bool:
+    """Whether the video is encoded in segments (kept Dolby Vision only on request)."""
+    return settings.segmented and (settings.segmented_dolby_vision or not dolby_vision)
+
+
 @dataclass(frozen=True)
 class VideoPlan:
     ffmpeg: str
@@ -41,7 +46,6 @@ class VideoPlan:
                 "full frame; turn on dolby_vision_crop to crop anyway"
             )
             crop = None
-        segmented = settings.segmented and (settings.segmented_dolby_vision or not dolby_vision)
         return cls(
             ffmpeg=ffmpeg,
             source=analysis.media.path,
@@ -51,7 +55,7 @@ class VideoPlan:
             svtav1_params=settings.svtav1_params,
             crop=crop,
             dolby_vision=dolby_vision,
-            segmented=segmented,
+            segmented=segments_video(settings, dolby_vision),
             warnings=tuple(warnings),
         )
 
