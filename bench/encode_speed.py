@@ -179,6 +179,15 @@ def main() -> int:
             for name, out in (("plain", plain_out), ("drapto", drapto_out))
         }
     result["runs_wall_s"] = {name: [round(w, 1) for w, _ in r] for name, r in runs.items()}
+    result["runs_cpu_s"] = {name: [round(c, 1) for _, c in r] for name, r in runs.items()}
+    # Each rep's pair ran back to back, so its ratio is the least disturbed by a host
+    # whose speed drifts over minutes.
+    result["pair_ratios"] = [
+        round(d / p, 3) for (p, _), (d, _) in zip(runs["plain"], runs["drapto"], strict=True)
+    ]
+    result["median_cpu_ratio"] = statistics.median(
+        d / p for (_, p), (_, d) in zip(runs["plain"], runs["drapto"], strict=True)
+    )
     print(json.dumps(result, indent=2))
     (OUT / f"encode_speed-{cores}cores.json").write_text(json.dumps(result, indent=2))
     return 0
