@@ -51,6 +51,16 @@ def make_input(ffmpeg: str, seconds: float, size: str) -> Path:
     return path
 
 
+def prepare(seconds: float, size: str) -> tuple[str, Path] | None:
+    """The ffmpeg to use and the benchmark file (made once), or None without the media."""
+    if not SOURCE.exists():
+        print(f"bench: {SOURCE} is missing (the shared media folder)", file=sys.stderr)
+        return None
+    OUT.mkdir(parents=True, exist_ok=True)
+    ffmpeg = find_toolchain().ffmpeg
+    return ffmpeg, make_input(ffmpeg, seconds, size)
+
+
 def timed(argv: list[str], env: dict[str, str] | None = None) -> tuple[float, float]:
     """Wall seconds and CPU seconds (user + system, children included) of one run."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -108,6 +118,23 @@ def fresh_state_env(root: Path) -> dict[str, str]:
     return env
 
 
+Runs = list[tuple[float, float]]
+"""(wall seconds, CPU seconds) of each rep."""
+
+
+def pair_ratios(base: Runs, other: Runs) -> list[float]:
+    """Each rep's wall ratio other/base. A rep's pair ran back to back, so its ratio is
+    the least disturbed by a host whose speed drifts over minutes."""
+    return [round(o / b, 3) for (b, _), (o, _) in zip(base, other, strict=True)]
+
+
+def report(result: dict[str, object], name: str) -> None:
+    """Print the result and keep it as bench/out/NAME-<cores>cores.json."""
+    text = json.dumps(result, indent=2)
+    print(text)
+    (OUT / f"{name}-{cpu_count()}cores.json").write_text(text)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=3)
@@ -121,12 +148,9 @@ def main() -> int:
         help="also measure each output's VMAF on every Nth frame (0: no)",
     )  # fmt: skip
     args = parser.parse_args()
-    if not SOURCE.exists():
-        print(f"bench: {SOURCE} is missing (the shared media folder)", file=sys.stderr)
+    if (prepared := prepare(args.seconds, args.size)) is None:
         return 2
-    OUT.mkdir(parents=True, exist_ok=True)
-    ffmpeg = find_toolchain().ffmpeg
-    source = make_input(ffmpeg, args.seconds, args.size)
+    ffmpeg, source = prepared
     crf = default_crf(resolution_class(int(args.size.split("x")[0])))
     plain_out, drapto_out = OUT / "plain.mkv", OUT / "drapto.mkv"
     plain = [
@@ -142,7 +166,7 @@ def main() -> int:
     ]  # fmt: skip
     if args.workers:
         drapto += ["--workers", str(args.workers)]
-    runs: dict[str, list[tuple[float, float]]] = {"plain": [], "drapto": []}
+    runs: dict[str, Runs] = {"plain": [], "drapto": []}
     for rep in range(args.reps):
         order = [("plain", plain), ("drapto", drapto)]
         for name, argv in order if rep % 2 == 0 else order[::-1]:
@@ -180,16 +204,11 @@ def main() -> int:
         }
     result["runs_wall_s"] = {name: [round(w, 1) for w, _ in r] for name, r in runs.items()}
     result["runs_cpu_s"] = {name: [round(c, 1) for _, c in r] for name, r in runs.items()}
-    # Each rep's pair ran back to back, so its ratio is the least disturbed by a host
-    # whose speed drifts over minutes.
-    result["pair_ratios"] = [
-        round(d / p, 3) for (p, _), (d, _) in zip(runs["plain"], runs["drapto"], strict=True)
-    ]
+    result["pair_ratios"] = pair_ratios(runs["plain"], runs["drapto"])
     result["median_cpu_ratio"] = statistics.median(
         d / p for (_, p), (_, d) in zip(runs["plain"], runs["drapto"], strict=True)
     )
-    print(json.dumps(result, indent=2))
-    (OUT / f"encode_speed-{cores}cores.json").write_text(json.dumps(result, indent=2))
+    report(result, "encode_speed")
     return 0
 
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import resource
 import statistics
@@ -30,10 +29,9 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
-from encode_speed import OUT, SOURCE, make_input
+from encode_speed import Runs, pair_ratios, prepare, report
 
 from drapto_engine.core.models import DEFAULTS, EncodeSettings, Segment
-from drapto_engine.infrastructure.ffmpeg.toolchain import find_toolchain
 from drapto_engine.infrastructure.probe import probe
 from drapto_engine.infrastructure.resources import cpu_count, threads_per_worker
 from drapto_engine.services.detection import analyze_media
@@ -94,18 +92,15 @@ def main() -> int:
     parser.add_argument("--size", default="1920x1080")
     parser.add_argument("--workers", type=int, default=cpu_count())
     args = parser.parse_args()
-    if not SOURCE.exists():
-        print(f"bench: {SOURCE} is missing (the shared media folder)", file=sys.stderr)
+    if (prepared := prepare(args.seconds, args.size)) is None:
         return 2
-    OUT.mkdir(parents=True, exist_ok=True)
-    ffmpeg = find_toolchain().ffmpeg
-    source = make_input(ffmpeg, args.seconds, args.size)
+    ffmpeg, source = prepared
     settings = EncodeSettings(preset=args.preset)
     plan = VideoPlan.make(ffmpeg, analyze_media(probe(source, ffmpeg)), settings)
     segments = asyncio.run(
         segment_video(ffmpeg, source, min_s=settings.min_segment_s, max_s=settings.max_segment_s)
     )
-    runs: dict[str, list[tuple[float, float]]] = {"one": [], "segments": []}
+    runs: dict[str, Runs] = {"one": [], "segments": []}
     for rep in range(args.reps):
         order = ["one", "segments"] if rep % 2 == 0 else ["segments", "one"]
         for name in order:
@@ -131,13 +126,10 @@ def main() -> int:
         "input": f"{args.size} {args.seconds:g} s, preset {args.preset}, crf {plan.crf}",
         "median_wall_s": median,
         "ratio_segments_over_one": median["segments"] / median["one"],
-        "pair_ratios": [
-            round(s / o, 3) for (o, _), (s, _) in zip(runs["one"], runs["segments"], strict=True)
-        ],
+        "pair_ratios": pair_ratios(runs["one"], runs["segments"]),
         "runs_cpu_s": {name: [round(c, 1) for _, c in r] for name, r in runs.items()},
     }
-    print(json.dumps(result, indent=2))
-    (OUT / f"parallel_ceiling-{cpu_count()}cores.json").write_text(json.dumps(result, indent=2))
+    report(result, "parallel_ceiling")
     return 0
 
 
