@@ -286,7 +286,7 @@ class Orchestrator:
             segments: AsyncIterator[Segment]
             if resume is not None:
                 segments = _iterate(resume.segments)
-            elif early is not None and plan.segmented:
+            elif early is not None:
                 segments = early
             else:  # not scanned early, or not segmented
                 segments = self._stream_segments(
