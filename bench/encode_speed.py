@@ -61,15 +61,17 @@ def prepare(seconds: float, size: str) -> tuple[str, Path] | None:
     return ffmpeg, make_input(ffmpeg, seconds, size)
 
 
+def children_cpu() -> float:
+    """CPU seconds (user + system) of every finished child process so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def timed(argv: list[str], env: dict[str, str] | None = None) -> tuple[float, float]:
-    """Wall seconds and CPU seconds (user + system, children included) of one run."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    start = time.monotonic()
+    """Wall seconds and CPU seconds (children included) of one run."""
+    before, start = children_cpu(), time.monotonic()
     subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, env=env)
-    wall = time.monotonic() - start
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return wall, cpu
+    return time.monotonic() - start, children_cpu() - before
 
 
 def psnr(ffmpeg: str, encoded: Path, reference: Path) -> float:
@@ -135,13 +137,19 @@ def report(result: dict[str, object], name: str) -> None:
     (OUT / f"{name}-{cpu_count()}cores.json").write_text(text)
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def bench_parser(doc: str, workers: int | None) -> argparse.ArgumentParser:
+    """The options both speed scripts take: reps, preset, the file's length and size."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--preset", type=int, default=DEFAULTS.preset)
     parser.add_argument("--seconds", type=float, default=72.0)
     parser.add_argument("--size", default="1920x1080")
-    parser.add_argument("--workers", type=int, default=None)
+    parser.add_argument("--workers", type=int, default=workers)
+    return parser
+
+
+def main() -> int:
+    parser = bench_parser(__doc__, workers=None)
     parser.add_argument("--quality", action="store_true", help="also measure each output's PSNR")
     parser.add_argument(
         "--vmaf", type=int, default=0, metavar="N",

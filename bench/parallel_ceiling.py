@@ -17,10 +17,8 @@ It prints the median wall ratio segments/one and each side's CPU use. Usage:
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import os
-import resource
 import statistics
 import sys
 import tempfile
@@ -29,20 +27,15 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
-from encode_speed import Runs, pair_ratios, prepare, report
+from encode_speed import Runs, bench_parser, children_cpu, pair_ratios, prepare, report
 
-from drapto_engine.core.models import DEFAULTS, EncodeSettings, Segment
+from drapto_engine.core.models import EncodeSettings, Segment
 from drapto_engine.infrastructure.probe import probe
 from drapto_engine.infrastructure.resources import cpu_count, threads_per_worker
 from drapto_engine.services.detection import analyze_media
 from drapto_engine.services.encoding.plan import VideoPlan
 from drapto_engine.services.encoding.svt import PIX_FMT, SvtEncoder
 from drapto_engine.services.segmentation import segment_video
-
-
-def children_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
 
 
 async def run(argv: list[str]) -> None:
@@ -85,13 +78,7 @@ def timed(work: Coroutine[Any, Any, None]) -> tuple[float, float]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--reps", type=int, default=3)
-    parser.add_argument("--preset", type=int, default=DEFAULTS.preset)
-    parser.add_argument("--seconds", type=float, default=72.0)
-    parser.add_argument("--size", default="1920x1080")
-    parser.add_argument("--workers", type=int, default=cpu_count())
-    args = parser.parse_args()
+    args = bench_parser(__doc__, workers=cpu_count()).parse_args()
     if (prepared := prepare(args.seconds, args.size)) is None:
         return 2
     ffmpeg, source = prepared
