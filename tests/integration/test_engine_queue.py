@@ -13,6 +13,7 @@ import psutil
 import pytest
 from engine_helpers import FAST, make_engine
 
+from drapto_engine.cli.printers import summary_lines
 from drapto_engine.config import Config
 from drapto_engine.core.events import (
     Alert,
@@ -22,7 +23,6 @@ from drapto_engine.core.events import (
     StageChanged,
 )
 from drapto_engine.core.jobs import EntryStatus, JobOptions
-from drapto_engine.printers import summary_lines
 
 pytestmark = pytest.mark.slow
 

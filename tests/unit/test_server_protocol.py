@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from drapto_engine.cli.service import status_lines
 from drapto_engine.core.api import EngineAPI, EngineSnapshot, JobView, SegmentView
 from drapto_engine.core.errors import DraptoError
 from drapto_engine.core.flags import FlagSet, FlagSource, FlagState
@@ -35,7 +36,6 @@ from drapto_engine.server.protocol import (
     request_params,
 )
 from drapto_engine.server.server import LineTooLong, problem, read_line, skip_line
-from drapto_engine.service_cli import status_lines
 
 
 def api_methods() -> set[str]:

@@ -21,7 +21,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from drapto_engine.admin_cli import running_engine
+from drapto_engine.cli.admin import running_engine
+from drapto_engine.cli.printers import Printer, make_printer
 from drapto_engine.config import Config, load_config
 from drapto_engine.core.api import EngineAPI
 from drapto_engine.core.errors import DraptoError
@@ -29,7 +30,6 @@ from drapto_engine.core.events import EntryChanged, Event, EventBus, Warning
 from drapto_engine.core.jobs import FINAL_STATUSES, EntryStatus, JobOptions, QueueEntry
 from drapto_engine.infrastructure import paths
 from drapto_engine.infrastructure.ffmpeg.toolchain import find_toolchain
-from drapto_engine.printers import Printer, make_printer
 
 if TYPE_CHECKING:
     from drapto_engine.services.batch_file import BatchFile, PlannedJob

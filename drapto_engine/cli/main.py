@@ -27,7 +27,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--config", type=Path, help="config file (default: ~/.config/drapto/config.toml)"
     )
-    from drapto_engine.batch_cli import add_batch_options
+    from drapto_engine.cli.batch import add_batch_options
 
     add_batch_options(parser)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -37,11 +37,11 @@ def _parser() -> argparse.ArgumentParser:
     probe.add_argument("--json", action="store_true", help="one JSON object per file per line")
     probe.add_argument("--no-crop", action="store_true", help="skip crop detection")
 
-    from drapto_engine.encode_cli import add_encode_parser
+    from drapto_engine.cli.encode import add_encode_parser
 
     add_encode_parser(commands)
-    from drapto_engine.admin_cli import add_admin_parsers
-    from drapto_engine.service_cli import add_service_parsers
+    from drapto_engine.cli.admin import add_admin_parsers
+    from drapto_engine.cli.service import add_service_parsers
 
     add_admin_parsers(commands)
 
@@ -81,21 +81,21 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if args.batch is not None:
         if args.command is not None:
             parser.error("--batch takes no command")
-        from drapto_engine.batch_cli import run_batch
+        from drapto_engine.cli.batch import run_batch
 
         return run_batch(args)
     if args.command == "probe":
         return asyncio.run(_probe(args))
     if args.command == "encode":
-        from drapto_engine.encode_cli import run_encode
+        from drapto_engine.cli.encode import run_encode
 
         return run_encode(args)
     if args.command in ("flags", "config"):
-        from drapto_engine.admin_cli import run_admin
+        from drapto_engine.cli.admin import run_admin
 
         return run_admin(args)
     if args.command in ("serve", "status"):
-        from drapto_engine.service_cli import run_service
+        from drapto_engine.cli.service import run_service
 
         return run_service(args)
     if args.command in ("tui", None):

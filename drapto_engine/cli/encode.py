@@ -10,12 +10,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from drapto_engine.cli.printers import make_printer
 from drapto_engine.config import Config, load_config
 from drapto_engine.core.events import EventBus
 from drapto_engine.core.flags import FlagState, parse_override
 from drapto_engine.core.jobs import JobOptions, QueueEntry
 from drapto_engine.infrastructure.ffmpeg.toolchain import find_toolchain
-from drapto_engine.printers import make_printer
 
 
 def add_encode_parser(commands: Any) -> None:
