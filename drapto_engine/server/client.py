@@ -136,7 +136,10 @@ class EngineClient:
         absolute here; a list too long for one request line is sent in parts."""
         # An empty path stays empty: the engine refuses it rather than read it as ".".
         paths = [str(Path(p).expanduser().absolute()) if p else p for p in paths]
-        request = add_paths_request(next(self._ids), paths, options, flags, batch)
+        try:
+            request = add_paths_request(next(self._ids), paths, options, flags, batch)
+        except ValidationError as exc:
+            raise DraptoError(f"cannot queue: {describe(exc)}") from None
         if len(paths) > 1 and len(encode(request)) > MAX_LINE:
             half = len(paths) // 2
             first = await self.add_paths(paths[:half], options, flags, batch)
@@ -153,13 +156,16 @@ class EngineClient:
         batch: str | None = None,
     ) -> QueueEntry:
         """Queue one file with its output path; relative paths are made absolute here."""
-        params = AddFileParams(
-            input=_absolute(input),
-            output=_absolute(output),
-            options=options,
-            flags=dict(flags) if flags is not None else None,
-            batch=batch,
-        )
+        try:
+            params = AddFileParams(
+                input=_absolute(input),
+                output=_absolute(output),
+                options=options,
+                flags=dict(flags) if flags is not None else None,
+                batch=batch,
+            )
+        except ValidationError as exc:
+            raise DraptoError(f"cannot queue: {describe(exc)}") from None
         entry: QueueEntry = await self._call(AddFile(id=next(self._ids), params=params))
         return entry
 
