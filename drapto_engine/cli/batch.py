@@ -225,7 +225,7 @@ async def _detach(args: argparse.Namespace, config: Config, batch: BatchFile, la
     print(
         f"{len(entries)} jobs handed to {engine_name(client)}"
         + (f", {len(failed)} of them failed at once" if failed else "")
-        + ("; the engine is paused (drapto resume)" if paused else "")
+        + ("; the engine is paused: they wait until it is resumed" if paused else "")
         + "; `drapto status` shows their progress"
     )
     for entry in failed:

@@ -9,6 +9,7 @@ a queued folder counted as failures. Every wait polls a condition against a dead
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -31,6 +32,7 @@ import pytest
 from encode_helpers import inspect
 from test_batch import Inbox
 
+from drapto_engine.server.client import EngineClient
 from drapto_engine.server.location import answers
 
 pytestmark = pytest.mark.slow
@@ -369,16 +371,17 @@ def test_a_detached_batch_returns_at_once_and_status_follows_it(
     make_media("b.mkv", size=(128, 72), duration=2, gop=25)
     batch = queue_file(tmp_path, "a.mkv", "b.mkv")
     user.serve("--workers", "1")
+    asyncio.run(engine_call(user.socket, "pause"))  # so that status sees the batch waiting
     detached = user.run("--batch", str(batch), "--detach", timeout=60)
     assert detached.returncode == 0, detached.stderr
     label = detached.stdout.splitlines()[0].removeprefix("batch: ")
     assert label.startswith("queue.toml@") and "2 jobs handed to the engine" in detached.stdout
+    assert "the engine is paused" in detached.stdout
 
     status = user.run("status", timeout=30)
     assert status.returncode == 0
-    assert f"{label}: 2 jobs" in status.stdout or all(  # it may already have finished
-        e["status"] == "done" for e in user.snapshot()["entries"]
-    )
+    assert f"  {label}: 2 jobs, 2 queued" in status.stdout.splitlines()
+    asyncio.run(engine_call(user.socket, "resume"))
 
     def finished() -> bool:
         return [e["status"] for e in user.snapshot()["entries"]] == ["done", "done"]
@@ -386,6 +389,14 @@ def test_a_detached_batch_returns_at_once_and_status_follows_it(
     until(finished, "the detached batch to finish in the engine", 180)
     assert (tmp_path / "a.av1.mkv").is_file() and (tmp_path / "b.av1.mkv").is_file()
     assert label not in user.run("status", timeout=30).stdout  # finished batches drop out
+
+
+async def engine_call(socket: Path, method: str) -> None:
+    client = await EngineClient.connect(socket, client_name="test")
+    try:
+        await getattr(client, method)()
+    finally:
+        await client.close()
 
 
 # -- unreadable files in a queued folder --
