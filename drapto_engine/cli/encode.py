@@ -174,8 +174,7 @@ def _outcome(followed: Followed, source: Path, engine: str, stopped_by: list[int
         return EXIT_LOST
     if entry.status is EntryStatus.DONE:
         return 0
-    if entry.status is EntryStatus.SKIPPED:
-        print(f"drapto: {source}: skipped: {entry.note}", file=sys.stderr)
+    if entry.status is EntryStatus.SKIPPED:  # the printer said why
         return 0
     if entry.status is EntryStatus.FAILED:
         print(f"drapto: {entry.error}", file=sys.stderr)
