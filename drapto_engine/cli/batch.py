@@ -157,7 +157,7 @@ async def _batch(
     )
     if lost is not None:
         print(
-            f"drapto: {args.batch}: lost {lost}; {unfinished} unfinished jobs are marked"
+            f"drapto: {args.batch}: lost {lost}; {_jobs(unfinished, 'unfinished')} marked"
             " interrupted (start the engine and run the batch again to resume)",
             file=sys.stderr,
         )
@@ -171,6 +171,10 @@ async def _batch(
         )
         return 128 + stopped_by[0]
     return 1 if failed else 0
+
+
+def _jobs(count: int, what: str) -> str:
+    return f"{count} {what} job is" if count == 1 else f"{count} {what} jobs are"
 
 
 def _failures(batch: BatchFile, rejected: list[tuple[Path, str]]) -> list[tuple[Path, Path, str]]:
