@@ -12,7 +12,8 @@ replies carry `QueueEntry`, `FlagView`, `EngineSnapshot`, events are the `Event`
     server -> client   {"type":"event","event":{"type":"flag","at":1715000000.1,...}}
 
 A client of another major version gets an error with id null and the connection is
-closed. `subscribe` replies with the full snapshot; from then on every engine event
+closed. Paths travel absolute (the engine's working folder is not the client's): an
+empty or relative path is refused with an error reply, never resolved on the server. `subscribe` replies with the full snapshot; from then on every engine event
 follows as an "event" message, in the order the engine emitted them.
 """
 
