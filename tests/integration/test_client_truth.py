@@ -391,6 +391,29 @@ def test_a_detached_batch_returns_at_once_and_status_follows_it(
     assert label not in user.run("status", timeout=30).stdout  # finished batches drop out
 
 
+def test_a_detached_encode_starts_an_engine_when_none_runs(
+    user: User, make_media: Callable[..., Path], tmp_path: Path
+) -> None:
+    make_media("small.mkv", size=(64, 64), duration=1)
+    assert not answers(user.socket)
+    detached = user.run("encode", "small.mkv", "--preset", "12", "--detach", timeout=60)
+    assert detached.returncode == 0, detached.stderr
+    pid = int(detached.stdout.split("(pid ")[1].split(")")[0])
+    try:
+        assert answers(user.socket) and str(tmp_path / "small.av1.mkv") in detached.stdout
+
+        def finished() -> bool:
+            return [e["status"] for e in user.snapshot()["entries"]] == ["done"]
+
+        until(finished, "the detached encode to finish in the engine", 120)
+        assert inspect(tmp_path / "small.av1.mkv", decode=False).of("video")[0].packets == 25
+    finally:
+        asyncio.run(engine_call(user.socket, "shutdown"))
+        with contextlib.suppress(psutil.NoSuchProcess):
+            psutil.wait_procs([psutil.Process(pid)], timeout=10)
+        assert not psutil.pid_exists(pid), "the auto-started engine did not stop"
+
+
 async def engine_call(socket: Path, method: str) -> None:
     client = await EngineClient.connect(socket, client_name="test")
     try:
