@@ -11,7 +11,7 @@ from typing import Any
 
 from drapto_engine.config import load_config
 from drapto_engine.core.api import EngineSnapshot, JobView
-from drapto_engine.core.jobs import EntryStatus, QueueEntry
+from drapto_engine.core.jobs import FINAL_STATUSES, EntryStatus, QueueEntry
 from drapto_engine.core.metrics import ResourceSnapshot
 from drapto_engine.infrastructure.paths import state_dir
 from drapto_engine.logging_setup import configure
@@ -111,11 +111,42 @@ def status_lines(snapshot: EngineSnapshot, server: Hello, socket_path: Path) -> 
     if changed:
         flags = ", ".join(f"{f.name} {f.state.value} ({f.source.value})" for f in changed)
         lines.append(f"flags      {flags}")
+    batches = batch_lines(snapshot)
+    if batches:
+        lines.append("batches")
+        lines += [f"  {line}" for line in batches]
     running = [e for e in snapshot.entries if e.status is EntryStatus.RUNNING]
     if running:
         lines.append("running")
         lines += [f"  {_running(e, snapshot.jobs.get(e.job or ''))}" for e in running]
     return lines
+
+
+def batch_lines(snapshot: EngineSnapshot) -> list[str]:
+    """One line per batch with jobs still to run (a detached batch's progress):
+    its entries by status and how far its running jobs are."""
+    groups: dict[str, list[QueueEntry]] = {}
+    for entry in snapshot.entries:
+        if entry.batch:
+            groups.setdefault(entry.batch, []).append(entry)
+    lines = []
+    for name, entries in groups.items():
+        if all(e.status in FINAL_STATUSES for e in entries):
+            continue
+        text = f"{name}: {len(entries)} jobs, {_counts(entries)}"
+        running = [e for e in entries if e.status is EntryStatus.RUNNING]
+        percents = [_percent(snapshot.jobs.get(e.job or "")) for e in running]
+        if percents:
+            text += ", running at " + ", ".join(f"{p:.0f}%" for p in percents)
+        lines.append(text)
+    return lines
+
+
+def _percent(job: JobView | None) -> float:
+    if job is None or not job.segments:
+        return 0.0
+    frames = sum(s.frames for s in job.segments.values())
+    return 100 * job.frames_done / frames if frames else 0.0
 
 
 def _counts(entries: list[QueueEntry]) -> str:
