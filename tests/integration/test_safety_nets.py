@@ -16,9 +16,11 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,8 +31,11 @@ import pytest
 from encode_helpers import DRAPTO, FAST, encode, ffmpeg_processes_touching, inspect, parse_events
 from mediagen import Cut, MakeMedia
 
+from drapto_engine.config import Config
 from drapto_engine.core.models import DEFAULTS
+from drapto_engine.engine import Engine
 from drapto_engine.infrastructure.resources import cpu_count, threads_per_worker
+from drapto_engine.server.server import EngineServer
 from drapto_engine.services.orchestrator import partial_name
 from drapto_engine.services.segmentation import stream_segments
 
@@ -323,3 +328,85 @@ def test_default_settings_reach_svt_av1_as_it_reports_them(default_encode: Any) 
         rate = config["BRC mode / rate factor"].replace(" ", "")
         assert rate.startswith("CRF/") and float(rate[4:]) == DEFAULTS.crf_sd
         assert re.search(rf"Level of Parallelism: {lp}\n", report), report
+
+
+# -- the engine service refuses another user --
+
+CLIENT = """
+import asyncio, sys
+from pathlib import Path
+from drapto_engine.core.errors import DraptoError
+from drapto_engine.server.client import EngineClient
+
+async def main() -> int:
+    try:
+        client = await EngineClient.connect(Path(sys.argv[1]), client_name="other-user")
+    except DraptoError as exc:
+        print(exc.problem)
+        return 1
+    snapshot = await client.get_snapshot()
+    print("served", snapshot.workers)
+    await client.close()
+    return 0
+
+sys.exit(asyncio.run(main()))
+"""
+AS_NOBODY = [
+    "setpriv",
+    "--reuid=nobody",
+    "--regid=nogroup",
+    "--clear-groups",
+    # read and search only (to reach this interpreter under /root): connecting still
+    # needs the socket's own mode, which the test opens up below
+    "--inh-caps=+dac_read_search",
+    "--ambient-caps=+dac_read_search",
+]
+
+
+async def _client(*prefix: str, socket_path: Path) -> tuple[int, str]:
+    proc = await asyncio.create_subprocess_exec(
+        *prefix,
+        sys.executable,
+        "-c",
+        CLIENT,
+        str(socket_path),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="running a client as another user needs root")
+@pytest.mark.skipif(shutil.which("setpriv") is None, reason="setpriv (util-linux) is missing")
+async def test_a_client_run_by_another_user_is_refused(tmp_path: Path, ffmpeg: str) -> None:
+    folder = Path(tempfile.mkdtemp(prefix="drn-", dir="/tmp"))  # short socket path
+    engine = Engine(
+        ffmpeg,
+        config=Config(),
+        state_dir=tmp_path / "state",
+        config_path=tmp_path / "config" / "config.toml",
+        workers=2,
+    )
+    server = EngineServer(engine, folder / "engine.sock")
+    await engine.start()
+    await server.start()
+    try:
+        os.chmod(folder, 0o711)
+        os.chmod(server.socket_path, 0o666)  # another user may connect; only the uid check stops it
+        code, out = await _client(socket_path=server.socket_path)
+        assert (code, out.strip()) == (0, "served 2"), out  # the same client, as the owner
+        code, out = await _client(*AS_NOBODY, socket_path=server.socket_path)
+        assert code == 1, out
+        # the reason itself, not a reset connection ("Connection lost")
+        assert out.strip() == (
+            f"the engine refused the connection: refused: this engine serves uid {os.getuid()} only"
+        ), out
+        code, out = await _client(socket_path=server.socket_path)  # still serving its owner
+        assert (code, out.strip()) == (0, "served 2"), out
+    finally:
+        await engine.stop()
+        await server.close()
+        engine.close()
+        shutil.rmtree(folder, ignore_errors=True)
