@@ -21,7 +21,7 @@ from typing import Any
 
 from drapto_engine.config import Config, load_saved_flags, save_flags, saved_flags_file
 from drapto_engine.core.api import INTERRUPTED_NOTE, EngineSnapshot, EngineView
-from drapto_engine.core.errors import DraptoError, EncodeError, ValidationError
+from drapto_engine.core.errors import DraptoError, EncodeError, MediaError, ValidationError
 from drapto_engine.core.events import (
     Alert,
     EntryChanged,
@@ -575,7 +575,7 @@ class Engine:
             watcher = asyncio.create_task(self._when_planned(orchestrator, active))
             try:
                 return await orchestrator.encode(request)
-            except (EncodeError, ValidationError) as exc:
+            except (EncodeError, MediaError, ValidationError) as exc:
                 flag = rollback_flag(orchestrator.stage.value, orchestrator.plan, request.settings)
                 if flag is None or flag in rollbacks:
                     raise
