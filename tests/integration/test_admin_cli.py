@@ -44,7 +44,7 @@ def test_flags_come_from_the_config_and_a_set_is_saved(tmp_path: Path) -> None:
     }
     assert (again["crop_detection"]["state"], again["crop_detection"]["source"]) == ("on", "saved")
     bad = drapto(config, "flags", "set", "segmented_encoding", "shadow")
-    assert bad.returncode == 1 and len(bad.stderr.strip().splitlines()) == 1
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
 
 
 def test_config_prints_the_effective_configuration_and_refuses_a_bad_one(tmp_path: Path) -> None:
@@ -61,7 +61,7 @@ def test_config_prints_the_effective_configuration_and_refuses_a_bad_one(tmp_pat
     assert "workers = 3" in text.stdout and f"# config file: {config}" in text.stdout
     config.write_text('workers = 0\nnotify_url = "ftp://x"\nturbo = true\n')
     refused = drapto(config, "config")
-    assert refused.returncode == 1 and len(refused.stderr.strip().splitlines()) == 1
+    assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1
     for problem in ("workers", "notify_url", "turbo"):
         assert problem in refused.stderr
 
