@@ -12,6 +12,7 @@ import argparse
 import difflib
 import errno
 import math
+import os
 import re
 import tempfile
 from collections.abc import Callable
@@ -129,6 +130,29 @@ def mkv_output(text: str) -> Path:
             f"{text}: drapto writes Matroska: the name must end in .mkv{got}"
         )
     return path
+
+
+def socket_path(text: str) -> Path:
+    """A Unix socket path the kernel takes (107 bytes at most, once absolute)."""
+    from drapto_engine.server.location import MAX_SOCKET_PATH
+
+    path = Path(text).absolute()
+    if len(os.fsencode(path)) > MAX_SOCKET_PATH:
+        raise argparse.ArgumentTypeError(
+            f"{text}: a socket path may be {MAX_SOCKET_PATH} bytes at most, not"
+            f" {len(os.fsencode(path))}"
+        )
+    return path
+
+
+def check_socket_folder(option: str, path: Path) -> None:
+    """The socket's folder exists or can be made, and is a folder (for `drapto serve`)."""
+    from drapto_engine.server.location import prepare_folder
+
+    try:
+        prepare_folder(path.parent)
+    except DraptoError as exc:
+        raise UsageError(exc.one_line(), option) from None
 
 
 def check_output(option: str, output: Path, source: Path | None = None) -> None:

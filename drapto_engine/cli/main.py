@@ -27,7 +27,7 @@ from types import FrameType
 import pydantic
 
 from drapto_engine import __version__
-from drapto_engine.cli.args import Parser, check_folder
+from drapto_engine.cli.args import Parser, check_folder, check_socket_folder
 from drapto_engine.config import Config, load_config
 from drapto_engine.core.errors import EXIT_FAILED, EXIT_USAGE, DraptoError, UsageError
 from drapto_engine.infrastructure.paths import config_file
@@ -47,7 +47,8 @@ class Stopped(BaseException):
         self.signum = signum
 
 
-def _parser() -> Parser:
+def build_parser() -> Parser:
+    """The whole command line (tests walk it to check every option's mistakes)."""
     parser = Parser(prog="drapto", description="Scene-segmented AV1 batch encoder")
     parser.add_argument("--version", action="version", version=f"drapto {__version__}")
     parser.add_argument("--debug", action="store_true", help="log to stderr and show tracebacks")
@@ -110,6 +111,8 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
 
         if command == "serve" and args.state_dir is not None:
             check_folder("--state-dir", args.state_dir, create=True)
+        if command == "serve" and args.socket is not None:
+            check_socket_folder("--socket", args.socket)
         return run_service(args)
     if command in ("tui", None):
         if command is None and not sys.stdout.isatty():
@@ -204,7 +207,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = "--debug" in argv  # known before parsing, for errors in parsing itself
     signal.signal(signal.SIGTERM, _on_sigterm)  # commands with their own handlers replace it
     try:
-        parser = _parser()
+        parser = build_parser()
         args = parser.parse_args(argv)
         debug = args.debug
         configure(debug=debug, directory=_log_folder(args), to=_log_to(args))

@@ -8,7 +8,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from drapto_engine.cli.args import workers
+from drapto_engine.cli.args import socket_path, workers
 from drapto_engine.config import load_config
 from drapto_engine.core.api import EngineSnapshot, JobView
 from drapto_engine.core.jobs import EntryStatus, QueueEntry
@@ -43,7 +43,7 @@ def add_service_parsers(commands: Any) -> None:
 def _socket_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--socket",
-        type=Path,
+        type=socket_path,
         help="the engine's socket (default: config socket_path, else"
         " $XDG_RUNTIME_DIR/drapto/engine.sock, else /tmp/drapto-UID/engine.sock)",
     )
