@@ -116,8 +116,7 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         return run_service(args)
     if command in ("tui", None):
         if command is None and not sys.stdout.isatty():
-            parser.print_help()
-            return EXIT_USAGE
+            raise UsageError("no command, and the TUI needs a terminal", hint="see drapto --help")
         from drapto_tui.cli import run_tui
 
         args.paths = getattr(args, "paths", [])
@@ -210,6 +209,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser = build_parser()
         args = parser.parse_args(argv)
         debug = args.debug
+        if args.command in ("tui", None) and args.batch is None:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the TUI's own terminal handling
         configure(debug=debug, directory=_log_folder(args), to=_log_to(args))
         log.info("drapto %s: %s", __version__, " ".join(sys.argv))
         return _dispatch(parser, args)

@@ -67,7 +67,10 @@ BAD: dict[str, list[Bad]] = {
         bad("--batch", "{queue}", "--state-dir", "{under_file}", names="--state-dir"),
         bad("--batch", "{queue}", "--state-dir", "{unwritable}", names="--state-dir"),
     ],
-    "drapto COMMAND": [bad("encdoe", "x.mkv", names="COMMAND", says="invalid choice")],
+    "drapto COMMAND": [
+        bad("encdoe", "x.mkv", names="COMMAND", says="invalid choice"),
+        bad(names="no command", says="needs a terminal"),  # stdout is a pipe here
+    ],
     # probe
     "drapto probe FILE": [
         bad("probe", status=USAGE, names="probe", says="required: FILE"),
