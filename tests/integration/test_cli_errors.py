@@ -14,13 +14,15 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+import tomllib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from drapto_engine.cli.main import build_parser
+from drapto_engine.cli.main import build_parser, explain
+from drapto_engine.core.jobs import JobOptions
 from drapto_engine.infrastructure.resources import cpu_count
 
 DRAPTO = [sys.executable, "-m", "drapto_engine.cli"]
@@ -346,3 +348,41 @@ def test_a_signal_ends_a_command_with_128_plus_n(
     [line] = err.splitlines()
     assert line == ("drapto: stopped by SIGTERM" if says else "drapto: interrupted")
     assert out == ""
+
+
+# --- the boundary's translation of what Python itself raises ---------------------------------
+
+
+def _raised(action: Callable[[], object]) -> BaseException:
+    try:
+        action()
+    except BaseException as exc:  # the point is to catch whatever it raises
+        return exc
+    raise AssertionError("nothing was raised")
+
+
+def test_python_errors_become_one_line_without_a_repr(tmp_path: Path) -> None:
+    loop = tmp_path / "loop"
+    loop.symlink_to(loop)
+    deep = "a = " + "[" * 5000 + "]" * 5000
+    cases: list[tuple[BaseException, int, str]] = [
+        (_raised(lambda: loop.resolve()), 1, f"{loop}: symbolic link loop"),
+        (_raised(lambda: tomllib.loads(deep)), 1, "is nested too deeply to read"),
+        (
+            _raised(lambda: os.rename(tmp_path / "a", tmp_path / "b")),
+            1,
+            f"{tmp_path / 'a'} -> {tmp_path / 'b'}: No such file or directory",
+        ),
+        (_raised(lambda: (tmp_path / "x" / "y").write_text("")), 1, "No such file or directory"),
+        (
+            _raised(lambda: JobOptions.model_validate({"crf": 99})),
+            2,
+            "invalid JobOptions: crf: Input should be less than or equal to 63",
+        ),
+        (_raised(lambda: 1 / 0), 1, "internal error: ZeroDivisionError: division by zero"),
+    ]
+    for exc, status, text in cases:
+        code, line = explain(exc)
+        assert code == status, (exc, line)
+        assert text in line and "\n" not in line, (exc, line)
+        assert "errors.pydantic.dev" not in line and "Error(" not in line, line
