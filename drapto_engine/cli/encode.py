@@ -47,7 +47,9 @@ def add_encode_parser(commands: Any) -> None:
     encode.add_argument("--overwrite", action="store_true", help="replace an existing output")
     encode.add_argument("--keep-work", action="store_true", help="keep the work directory")
     encode.add_argument(
-        "--work-dir", type=Path, help="where the work directory goes (default: beside the output)"
+        "--work-dir",
+        type=Path,
+        help="an existing, writable folder for the work directory (default: beside the output)",
     )
     encode.add_argument(
         "--state-dir", type=Path, help="where job state lives (default: the XDG state directory)"
