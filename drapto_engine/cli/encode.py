@@ -13,7 +13,7 @@ from typing import Any
 from drapto_engine.cli import args as checks
 from drapto_engine.cli.printers import make_printer
 from drapto_engine.config import Config, load_config
-from drapto_engine.core.errors import UsageError
+from drapto_engine.core.errors import DraptoError, UsageError
 from drapto_engine.core.events import EventBus
 from drapto_engine.core.flags import FlagState, parse_override
 from drapto_engine.core.jobs import JobOptions, QueueEntry
@@ -111,6 +111,12 @@ def check_encode(args: argparse.Namespace, config: Config) -> None:
         )
     if args.output is not None:
         checks.check_output("-o/--output", args.output, args.input)
+    else:
+        from drapto_engine.services.library import output_path
+
+        default = output_path(args.input, config.defaults.output_dir)
+        if default.is_dir():
+            raise DraptoError("is a directory", default, hint="name the output with -o")
     if args.work_dir is not None:
         checks.check_folder("--work-dir", args.work_dir)
     if args.state_dir is not None:

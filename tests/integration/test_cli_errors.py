@@ -88,6 +88,8 @@ BAD: dict[str, list[Bad]] = {
         bad("encode", "{missing}", status=FAILED, names="{missing}", says="no such file"),
         bad("encode", "{loop}", status=FAILED, names="{loop}", says="symbolic link loop"),
         bad("encode", "{dir}", status=FAILED, names="{dir}", says="is a directory"),
+        # its default output, beside it, is taken by a directory
+        bad("encode", "{blocked}", status=FAILED, names="{blocked_out}", says="with -o"),
     ],
     "drapto encode --output": [
         bad("encode", "{input}", "-o", "out.mp4", names="-o/--output", says="Matroska"),
@@ -228,12 +230,16 @@ def places(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     (root / "garbage.toml").write_text("workers = [1, 2\n")
     (root / "deep.toml").write_text("a = " + "[" * 5000 + "]" * 5000 + "\n")
     (root / "a-file").write_text("")
+    (root / "blocked.mkv").write_text("")
+    (root / "blocked.av1.mkv").mkdir()
     unwritable = _unwritable(root)
     return {
         "missing": str(root / "missing.mkv"),
         "dir": str(root / "dir"),
         "dir_mkv": str(root / "dir.mkv"),
         "input": str(root / "input.mkv"),
+        "blocked": str(root / "blocked.mkv"),
+        "blocked_out": str(root / "blocked.av1.mkv"),
         "loop": str(root / "loop1"),
         "queue": str(root / "queue.toml"),
         "garbage": str(root / "garbage.toml"),
