@@ -1,3 +1,5 @@
+"""`python -m drapto_engine.cli`; importing this module (a package walk) runs nothing."""
+
 import sys
 
 from drapto_engine.cli.main import main

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from drapto_engine.cli import args as checks
 from drapto_engine.cli.follow import (
     EXIT_LOST,
     Ending,
@@ -21,10 +22,11 @@ from drapto_engine.cli.follow import (
 )
 from drapto_engine.cli.printers import make_printer
 from drapto_engine.config import Config, load_config
-from drapto_engine.core.errors import DraptoError
+from drapto_engine.core.errors import DraptoError, UsageError
 from drapto_engine.core.events import EventBus, Warning
 from drapto_engine.core.flags import FlagState, parse_override
 from drapto_engine.core.jobs import EntryStatus, JobOptions, QueueEntry
+from drapto_engine.core.models import DEFAULTS
 from drapto_engine.infrastructure.ffmpeg.toolchain import find_toolchain
 from drapto_engine.server.client import EngineClient, EngineLost
 
@@ -33,12 +35,19 @@ def add_encode_parser(commands: Any) -> None:
     encode = commands.add_parser("encode", help="encode one file to AV1")
     encode.add_argument("input", type=Path, metavar="INPUT")
     encode.add_argument(
-        "-o", "--output", type=Path, help="output file (default: INPUT's stem + .av1.mkv beside it)"
+        "-o",
+        "--output",
+        type=checks.mkv_output,
+        help="output file, .mkv (default: INPUT's stem + .av1.mkv beside it)",
     )
-    encode.add_argument("--preset", type=int, help="SVT-AV1 preset (default 6)")
-    encode.add_argument("--crf", type=int, help="CRF (default by resolution: SD 24, HD/UHD 26)")
+    encode.add_argument("--preset", type=checks.preset, help="SVT-AV1 preset, -1 to 13 (default 6)")
     encode.add_argument(
-        "--workers", type=int, help="parallel segment encoders (default from cores and memory)"
+        "--crf", type=checks.crf, help="CRF, 1 to 63 (default by resolution: SD 24, HD/UHD 26)"
+    )
+    encode.add_argument(
+        "--workers",
+        type=checks.workers,
+        help="parallel segment encoders, 1 to 4 per core (default from cores and memory)",
     )
     encode.add_argument(
         "--progress",
@@ -48,7 +57,9 @@ def add_encode_parser(commands: Any) -> None:
     encode.add_argument("--overwrite", action="store_true", help="replace an existing output")
     encode.add_argument("--keep-work", action="store_true", help="keep the work directory")
     encode.add_argument(
-        "--work-dir", type=Path, help="where the work directory goes (default: beside the output)"
+        "--work-dir",
+        type=Path,
+        help="an existing, writable folder for the work directory (default: beside the output)",
     )
     encode.add_argument(
         "--state-dir", type=Path, help="where job state lives (default: the XDG state directory)"
@@ -60,11 +71,20 @@ def add_encode_parser(commands: Any) -> None:
     encode.add_argument(
         "--whole", action="store_true", help="one whole-file encode instead of segments"
     )
-    encode.add_argument("--min-segment", type=float, help="shortest segment in seconds (default 5)")
-    encode.add_argument("--max-segment", type=float, help="longest segment in seconds (default 20)")
+    encode.add_argument(
+        "--min-segment",
+        type=checks.seconds("min_segment_s"),
+        help="shortest segment in seconds, above 0 (default 5)",
+    )
+    encode.add_argument(
+        "--max-segment",
+        type=checks.seconds("max_segment_s"),
+        help="longest segment in seconds, at least the shortest (default 20)",
+    )
     encode.add_argument(
         "--flag",
         action="append",
+        type=checks.flag_override,
         default=[],
         metavar="NAME=on|off|shadow",
         help="set a feature flag for this run (see the README for the list)",
@@ -105,6 +125,31 @@ def options_from(args: argparse.Namespace) -> JobOptions:
         keep_work=args.keep_work or None,
         work_dir=args.work_dir,
     )
+
+
+def check_encode(args: argparse.Namespace, config: Config) -> None:
+    """What the file system and the other options decide about an encode's options, before
+    any work: usage errors (exit 2) first, then the input (exit 1)."""
+    low = args.min_segment or config.defaults.min_segment_s or DEFAULTS.min_segment_s
+    high = args.max_segment or config.defaults.max_segment_s or DEFAULTS.max_segment_s
+    if low > high:
+        option = "--min-segment" if args.min_segment else "--max-segment"
+        raise UsageError(
+            f"the shortest segment ({low:g} s) is longer than the longest ({high:g} s)", option
+        )
+    if args.output is not None:
+        checks.check_output("-o/--output", args.output, args.input)
+    else:
+        from drapto_engine.services.library import output_path
+
+        default = output_path(args.input, config.defaults.output_dir)
+        if default.is_dir():
+            raise DraptoError("is a directory", default, hint="name the output with -o")
+    if args.work_dir is not None:
+        checks.check_folder("--work-dir", args.work_dir)
+    if args.state_dir is not None:
+        checks.check_folder("--state-dir", args.state_dir, create=True)
+    checks.check_input(args.input)
 
 
 def flags_from(args: argparse.Namespace) -> dict[str, FlagState]:

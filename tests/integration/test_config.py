@@ -49,7 +49,7 @@ def test_invalid_config_is_one_line(tmp_path: Path, shared_media: Path) -> None:
     done = run_with_config(
         tmp_path, "ffmpeg_path = [1, 2\n", "probe", str(shared_media / "counter.mp4")
     )
-    assert done.returncode == 1 and "invalid TOML" in done.stderr and "config.toml" in done.stderr
+    assert done.returncode == 2 and "invalid TOML" in done.stderr and "config.toml" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
     done = run_with_config(tmp_path, "turbo = true\n", "probe", str(shared_media / "counter.mp4"))
-    assert done.returncode == 1 and "invalid config: turbo" in done.stderr
+    assert done.returncode == 2 and "invalid config: turbo" in done.stderr
