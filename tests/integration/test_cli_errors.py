@@ -65,6 +65,10 @@ BAD: dict[str, list[Bad]] = {
         bad("--batch", "{queue}", "--progress", "xml", names="--progress", says="invalid choice")
     ],
     "drapto --no-daemon": [bad("--batch", "{queue}", "--no-daemon=1", names="--no-daemon")],
+    "drapto --detach": [
+        bad("--batch", "{queue}", "--detach=1", names="--detach"),
+        bad("--batch", "{queue}", "--detach", "--no-daemon", names="--detach"),
+    ],
     "drapto --state-dir": [
         bad("--batch", "{queue}", "--state-dir", "{under_file}", names="--state-dir"),
         bad("--batch", "{queue}", "--state-dir", "{unwritable}", names="--state-dir"),
@@ -156,6 +160,11 @@ BAD: dict[str, list[Bad]] = {
         bad("encode", "{input}", "--flag", "crop_detection", names="--flag", says="NAME="),
         bad("encode", "{input}", "--flag", "segmented_encoding=shadow", names="--flag"),
     ],
+    "drapto encode --detach": [
+        bad("encode", "{input}", "--detach=1", names="--detach"),
+        bad("encode", "{input}", "--detach", "--no-daemon", names="--detach"),
+    ],
+    "drapto encode --no-daemon": [bad("encode", "{input}", "--no-daemon=1", names="--no-daemon")],
     "drapto encode --hdr10-fallback": [
         bad("encode", "{input}", "--hdr10-fallback=1", names="--hdr10-fallback")
     ],
