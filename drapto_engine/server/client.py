@@ -30,6 +30,7 @@ from drapto_engine.server.protocol import (
     SERVER_ADAPTER,
     BaseRequest,
     Cancel,
+    ClearFinished,
     EntryParams,
     ErrorReply,
     EventMessage,
@@ -136,6 +137,10 @@ class EngineClient:
 
     async def remove(self, entry_id: int) -> None:
         await self._call(Remove(id=next(self._ids), params=EntryParams(entry_id=entry_id)))
+
+    async def clear_finished(self) -> int:
+        cleared: int = await self._call(ClearFinished(id=next(self._ids)))
+        return cleared
 
     async def move(self, entry_id: int, index: int) -> None:
         await self._call(

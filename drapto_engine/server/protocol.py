@@ -108,6 +108,12 @@ class Remove(BaseRequest):
     params: EntryParams
 
 
+class ClearFinished(BaseRequest):
+    method: Literal["clear_finished"] = "clear_finished"
+    params: NoParams = NoParams()
+    returns: ClassVar[Any] = int
+
+
 class Move(BaseRequest):
     method: Literal["move"] = "move"
     params: MoveParams
@@ -181,6 +187,7 @@ class Shutdown(BaseRequest):
 Request = Annotated[
     AddPaths
     | Remove
+    | ClearFinished
     | Move
     | Pause
     | Resume
@@ -200,6 +207,7 @@ ENGINE_METHODS = frozenset(
     {
         "add_paths",
         "remove",
+        "clear_finished",
         "move",
         "pause",
         "resume",
