@@ -21,7 +21,7 @@ from drapto_tui.widgets.footer import KeyBar
 from drapto_tui.widgets.queue_table import QueueTable
 from drapto_tui.widgets.resource_strip import ResourceStrip
 from drapto_tui.widgets.resources_panel import ResourcesPanel
-from drapto_tui.widgets.segment_grid import SegmentGrid
+from drapto_tui.widgets.segment_grid import CELL, SegmentGrid
 
 WIDE = (140, 40)
 """From this size on, the segment strip grows into the full grid and sparklines show."""
@@ -51,6 +51,7 @@ class MainScreen(Screen[None]):
         self._counts: fmt.QueueCounts | None = None
         self._totals_text = ""
         self._strip_job: tuple[str | None, str] | None = None
+        self._layout: tuple[object, ...] | None = None
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -77,10 +78,37 @@ class MainScreen(Screen[None]):
     def on_resize(self, event: events.Resize) -> None:
         wide = event.size.width >= WIDE[0] and event.size.height >= WIDE[1]
         self.set_class(wide, "-wide")
-        self.query_one(SegmentGrid).compact = not wide
         self.query_one(ResourceStrip).sparklines = wide
         self.link.resources_dirty = True
         self._strip_job = None
+        self._layout = None
+
+    def lay_out(self, segments: int) -> None:
+        """Share the queue tab between the table and the segments: the table gets the
+        lines its rows need, leaving the strip (3 lines) at least; the segments get the
+        rest, as the full grid where it fits. A tall, wide screen splits it in half and
+        always shows the full grid (it scrolls)."""
+        table = self.query_one(QueueTable)
+        grid = self.query_one(SegmentGrid)
+        size = self.size
+        strip = 3 if self.has_class("-wide") else 1
+        height = max(6, size.height - 5 - strip)  # header, totals, tabs, strip, keys
+        layout = (size, table.row_count, segments)
+        if layout == self._layout:
+            return
+        self._layout = layout
+        per_line = max(1, (size.width - 1) // CELL)  # the grid's padding, less a gap
+        full = 2 + -(-segments // per_line)  # its rule, title and cell lines
+        if self.has_class("-wide"):
+            rows = min(table.row_count + 1, height // 2)
+            compact = False
+        else:
+            rows = min(table.row_count + 1, height - 4)
+            compact = full > height - rows
+            rows = rows if compact else max(rows, height - full)
+        table.styles.height = max(2, rows)
+        grid.styles.height = max(4, height - max(2, rows))
+        grid.compact = compact
 
     @on(QueueTable.Selected)
     def open_detail(self) -> None:
@@ -161,6 +189,7 @@ class MainScreen(Screen[None]):
         job, name = self.shown_job()
         key = (job.id if job is not None else None, name)
         touched = self.link.take_job_dirty(key[0])
+        self.lay_out(len(job.segments) if job is not None else 0)
         if touched or key != self._strip_job:
             self._strip_job = key
             self.query_one(SegmentGrid).show(job, Path(name).name)
