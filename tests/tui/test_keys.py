@@ -13,8 +13,10 @@ from typing import Any
 
 import pytest
 from replay import ReplayClient
+from textual.command import CommandList, CommandPalette
+from textual.coordinate import Coordinate
 from textual.pilot import Pilot
-from textual.widgets import Label, Switch
+from textual.widgets import DataTable, Label, Switch
 
 from drapto_tui.app import DraptoApp
 from drapto_tui.screens.confirm import ConfirmScreen
@@ -53,6 +55,9 @@ class Recorder(ReplayClient):
     async def clear_finished(self) -> int:
         self.calls.append(("clear_finished",))
         return 0
+
+    async def set_workers(self, workers: int) -> None:
+        self.calls.append(("set_workers", workers))
 
     async def set_flag(self, name: str, state: str) -> Any:
         self.calls.append(("set_flag", name, state))
@@ -149,6 +154,10 @@ async def test_every_queue_key_acts_on_the_highlighted_row(
         await until(pilot, lambda: client.calls[-1:] == [("clear_finished",)])
         await pilot.press("p")
         await until(pilot, lambda: client.calls[-1:] == [("pause",)])
+        await pilot.press("plus")  # the recording has 2 workers
+        await until(pilot, lambda: client.calls[-1:] == [("set_workers", 3)])
+        await pilot.press("minus")
+        await until(pilot, lambda: client.calls[-1:] == [("set_workers", 1)])
         await pilot.press("enter")
         await until(pilot, lambda: isinstance(app.screen, JobScreen))
         assert app.screen.entry_id == QUIET_HARBOUR  # type: ignore[attr-defined]
@@ -168,6 +177,9 @@ async def test_the_job_screen_asks_before_stopping_its_encode(tmp_path: Path) ->
         await until(pilot, lambda: isinstance(app.screen, JobScreen))
         await pilot.press("c", "y")
         await until(pilot, lambda: client.calls == [("cancel", BIG_NIGHT)])
+        await until(pilot, lambda: isinstance(app.screen, JobScreen))
+        await pilot.press("r")
+        await until(pilot, lambda: client.calls[-1:] == [("retry", BIG_NIGHT)])
         await pilot.press("escape")
         await until(pilot, lambda: isinstance(app.focused, QueueTable))
         await app.leave(stop_engine=False)
@@ -218,4 +230,39 @@ async def test_adding_what_is_queued_already_says_so(tmp_path: Path) -> None:
         texts = [n.text for n in app.history]
         assert "Stadium HLG.mkv is already queued" in texts[-1]
         assert texts[-2].startswith("queued 0 file(s)")
+        await app.leave(stop_engine=False)
+
+
+async def test_clear_finished_is_in_the_palette(tmp_path: Path) -> None:
+    app, client = recorded_app(tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await started(pilot)
+        await pilot.press("ctrl+p")
+        await until(pilot, lambda: isinstance(app.screen, CommandPalette))
+        await pilot.press(*"clear finished")
+        hits = app.screen.query_one(CommandList)
+        await until(
+            pilot,
+            lambda: (
+                hits.option_count > 0
+                and str(hits.get_option_at_index(0).prompt).startswith("Clear finished")
+            ),
+        )
+        await pilot.press("enter")
+        await until(pilot, lambda: client.calls == [("clear_finished",)])
+        await until(pilot, lambda: isinstance(app.focused, QueueTable))
+        await app.leave(stop_engine=False)
+
+
+async def test_the_resources_tab_names_each_encoders_file(tmp_path: Path) -> None:
+    app, _ = recorded_app(tmp_path)
+    async with app.run_test(size=(110, 34)) as pilot:
+        await started(pilot)
+        await pilot.press("2")
+        table = app.screen.query_one("#encoders", DataTable)
+        await until(pilot, lambda: table.row_count == 2)
+        files = {str(table.get_cell_at(Coordinate(row, 1))) for row in range(2)}
+        assert files == {"Big Night (2021).mkv", "Quiet Harbour (2019).mkv"}
+        await pilot.press("1")
+        await until(pilot, lambda: isinstance(app.focused, QueueTable))
         await app.leave(stop_engine=False)
