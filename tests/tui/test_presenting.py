@@ -18,7 +18,7 @@ from drapto_engine.core.events import (
 from drapto_engine.core.jobs import EntryStatus, QueueEntry
 from drapto_engine.core.metrics import JobSummary
 from drapto_tui import format as fmt
-from drapto_tui.notices import Notice, describe, pop_ups
+from drapto_tui.notices import Notice, describe
 from drapto_tui.widgets.segment_grid import CELL, cell, strip_states, summary
 
 
@@ -129,15 +129,10 @@ class TestNotices:
         assert notice is not None and notice.severity == "error" and notice.pop_up
         assert notice.text == "Film.mkv: failed while muxing: disk full"
 
-    def test_a_burst_pops_up_as_a_few_lines_and_a_count(self) -> None:
-        burst = [describe(Warning(message=f"bad{i}.mkv: skipped")) for i in range(20)]
-        shown = pop_ups([n for n in burst if n is not None])
-        assert [n.text for n in shown[:2]] == ["bad0.mkv: skipped", "bad1.mkv: skipped"]
-        assert shown[2].text.startswith("18 more") and len(shown) == 3
-
-    def test_log_only_notices_do_not_pop_up(self) -> None:
-        quiet = Notice("information", "attached", pop_up=False)
-        assert pop_ups([quiet]) == []
+    def test_log_only_notices_are_not_counted(self) -> None:
+        done = describe(Warning(message="bad.mkv: skipped"))
+        assert done is not None and done.pop_up
+        assert not Notice("information", "attached", pop_up=False).pop_up
 
 
 class TestSegmentCells:
