@@ -24,6 +24,7 @@ from drapto_engine.core.api import INTERRUPTED_NOTE, EngineSnapshot, EngineView
 from drapto_engine.core.errors import DraptoError, EncodeError, MediaError, ValidationError
 from drapto_engine.core.events import (
     Alert,
+    AnalysisReady,
     EntryChanged,
     EntryRemoved,
     Event,
@@ -68,6 +69,9 @@ MAX_ACTIVE_JOBS = 2
 
 MAX_WORKERS_PER_CORE = 4
 """The highest worker bound a client may set: more encoders than this only thrash."""
+
+CLEARED_STATUSES = frozenset({EntryStatus.DONE, EntryStatus.SKIPPED, EntryStatus.CANCELLED})
+"""What clear_finished removes: failed entries stay until retried or removed."""
 
 BACKGROUND_GRACE_S = 2.0
 """How long stopping waits for pending notifications (a stop must finish within 5 s)."""
@@ -335,6 +339,16 @@ class Engine:
         await asyncio.to_thread(self.queue.delete, entry_id)
         del self._entries[entry_id]
         self.bus.emit(EntryRemoved(entry_id=entry_id))
+
+    async def clear_finished(self) -> int:
+        """Remove done, skipped and cancelled entries (failed ones stay until retried or
+        removed); returns how many went."""
+        cleared = [e.id for e in self._entries.values() if e.status in CLEARED_STATUSES]
+        for entry_id in cleared:
+            await asyncio.to_thread(self.queue.delete, entry_id)
+            del self._entries[entry_id]
+            self.bus.emit(EntryRemoved(entry_id=entry_id))
+        return len(cleared)
 
     async def move(self, entry_id: int, index: int) -> None:
         """Put an entry at `index` in the queue order (clamped), renumbering the rest."""
@@ -665,12 +679,23 @@ class Engine:
 
     def _observe(self, event: Event) -> None:
         self.view.apply(event)
+        if isinstance(event, AnalysisReady) and event.job in self._job_entries:
+            self._analysed(self._job_entries[event.job], event.dynamic_range)
         if isinstance(event, StageChanged) and event.job in self._job_entries:
             entry = self._entries.get(self._job_entries[event.job])
             if entry is not None and entry.status is EntryStatus.RUNNING:
                 updated = entry.model_copy(update={"stage": event.stage, "job": event.job})
                 self._entries[entry.id] = updated
                 self.bus.emit(EntryChanged(entry=updated))
+
+    def _analysed(self, entry_id: int, dynamic_range: str) -> None:
+        """The entry keeps its dynamic range (stored with its next update): clients show
+        it for finished entries of earlier sessions and of batch runs too."""
+        entry = self._entries.get(entry_id)
+        if entry is not None and entry.dynamic_range != dynamic_range:
+            updated = entry.model_copy(update={"dynamic_range": dynamic_range})
+            self._entries[entry_id] = updated
+            self.bus.emit(EntryChanged(entry=updated))
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)

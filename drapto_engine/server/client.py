@@ -32,6 +32,7 @@ from drapto_engine.server.protocol import (
     AddFileParams,
     BaseRequest,
     Cancel,
+    ClearFinished,
     EntriesParams,
     EntryParams,
     ErrorReply,
@@ -176,6 +177,10 @@ class EngineClient:
 
     async def remove(self, entry_id: int) -> None:
         await self._call(Remove(id=next(self._ids), params=EntryParams(entry_id=entry_id)))
+
+    async def clear_finished(self) -> int:
+        cleared: int = await self._call(ClearFinished(id=next(self._ids)))
+        return cleared
 
     async def move(self, entry_id: int, index: int) -> None:
         await self._call(

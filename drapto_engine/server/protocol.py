@@ -147,6 +147,12 @@ class Remove(BaseRequest):
     params: EntryParams
 
 
+class ClearFinished(BaseRequest):
+    method: Literal["clear_finished"] = "clear_finished"
+    params: NoParams = NoParams()
+    returns: ClassVar[Any] = int
+
+
 class Move(BaseRequest):
     method: Literal["move"] = "move"
     params: MoveParams
@@ -222,6 +228,7 @@ Request = Annotated[
     | AddFile
     | Interrupt
     | Remove
+    | ClearFinished
     | Move
     | Pause
     | Resume
@@ -243,6 +250,7 @@ ENGINE_METHODS = frozenset(
         "add_file",
         "interrupt",
         "remove",
+        "clear_finished",
         "move",
         "pause",
         "resume",
