@@ -14,7 +14,7 @@ import logging
 import shutil
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +102,10 @@ class Engine:
         self.view = EngineView()
         self.bus.subscribe(self._observe)
         self.store = StateStore(paths.state_db(self.state_dir))
+        if self.store.recovered is not None:
+            message = self.store.recovered.message(self.store.path)
+            log.warning("%s", message)
+            self.bus.emit(Warning(message=message))
         self.state = StateManager(self.store)
         self.queue = QueueStore(self.store)
         self._flags_file = saved_flags_file(config_path)
@@ -433,7 +437,7 @@ class Engine:
         orchestrator = active.orchestrator
         if orchestrator is not None and orchestrator.job is not None:
             with contextlib.suppress(DraptoError, RuntimeError):
-                await self.state.set_stage(orchestrator.job, JobStage.CANCELLED, "cancelled")
+                await self.state.set_unheld_stage(orchestrator.job, JobStage.CANCELLED, "cancelled")
             options = entry.options.over(self.config.defaults)
             if not options.keep_work:
                 root = options.work_dir or Path(entry.output).parent
@@ -455,8 +459,9 @@ class Engine:
                 await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
             except OSError as exc:
                 raise DraptoError(f"cannot create output folder ({exc.strerror})", folder) from exc
+        tried: set[str] = set()  # this entry's earlier tries: replaced, not news
         while True:
-            request = self.request_for(entry, rollbacks)
+            request = replace(self.request_for(entry, rollbacks), replaces=frozenset(tried))
             orchestrator = Orchestrator(
                 self.ffmpeg,
                 self.bus,
@@ -479,6 +484,8 @@ class Engine:
                 self._rolled_back(orchestrator, flag, exc, entry.id)
             finally:
                 watcher.cancel()
+                if orchestrator.job is not None:
+                    tried.add(orchestrator.job)
 
     def _rolled_back(
         self, orchestrator: Orchestrator, flag: str, exc: DraptoError, entry_id: int
