@@ -166,16 +166,25 @@ class StateManager:
         differ. Returns the job and the dropped jobs."""
         claim = await asyncio.to_thread(self.store.claim, job, self.pid, set(self.held))
         if claim.holder is not None:
+            who = (
+                "this drapto"
+                if claim.holder == self.pid
+                else f"another drapto (process {claim.holder})"
+            )
             blocker = claim.blocker
             if blocker is None or blocker.input == job.input:
                 raise DraptoError(
-                    f"is being encoded by another drapto (process {claim.holder})",
-                    job.input,
-                    hint="wait for it or stop it",
+                    f"is being encoded by {who}", job.input, hint="wait for it or stop it"
                 )
+            origin = (
+                f"from {blocker.input}"
+                if claim.holder == self.pid
+                else f"process {claim.holder}, from {blocker.input}"
+            )
             raise DraptoError(
-                f"its output {job.output} is being written by another drapto "
-                f"(process {claim.holder}, from {blocker.input})",
+                f"its output {job.output} is being written by "
+                + ("this drapto" if claim.holder == self.pid else "another drapto")
+                + f" ({origin})",
                 job.input,
                 hint="wait for it or stop it",
             )
@@ -246,13 +255,14 @@ class StateManager:
             lambda: self.store.set_segment(job_id, self.pid, index, state, before=before, **fields),
         )
 
-    async def keep_alive(self, job_id: str, on_lost: Callable[[JobTakenOver], None]) -> None:
-        """Heartbeat the job's lock until cancelled; `on_lost` hears of a takeover."""
+    async def keep_alive(self, job_id: str, on_lost: Callable[[DraptoError], None]) -> None:
+        """Heartbeat the job's lock until cancelled; `on_lost` hears of a takeover (or of
+        a database that can no longer be written)."""
         while True:
             await asyncio.sleep(HEARTBEAT_S)
             try:
                 await self._as_holder(job_id, lambda: self.store.heartbeat(job_id, self.pid))
-            except JobTakenOver as exc:
+            except (JobTakenOver, StateDamaged) as exc:
                 on_lost(exc)
                 return
 

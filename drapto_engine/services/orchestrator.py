@@ -248,10 +248,10 @@ class Orchestrator:
             leftover.unlink(missing_ok=True)
         self.stage = JobStage.QUEUED
         me = asyncio.current_task()
-        lost: list[JobTakenOver] = []
+        lost: list[DraptoError] = []
         running = True
 
-        def on_lost(exc: JobTakenOver) -> None:
+        def on_lost(exc: DraptoError) -> None:
             # Another drapto has the job now: stop the encoders at once, write nothing.
             lost.append(exc)
             if running and me is not None:
