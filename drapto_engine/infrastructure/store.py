@@ -18,6 +18,7 @@ was lost. Damage found later turns into a one-line StateDamaged error.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import sqlite3
 import threading
@@ -171,9 +172,19 @@ class StateStore:
         except sqlite3.DatabaseError as exc:
             if not _damage(exc):
                 raise StateDamaged(f"state database cannot be opened ({exc})", path) from exc
-            self.recovered = self._replace_damaged(str(exc))
-            self._db = self._open()
-            self._restore_queue()
+            # one process at a time moves it aside (another may be doing it now)
+            with path.with_name(f"{path.name}.recover-lock").open("a") as guard:
+                fcntl.flock(guard, fcntl.LOCK_EX)
+                try:
+                    self._db = self._open()  # another process replaced it meanwhile
+                except sqlite3.DatabaseError as again:
+                    if not _damage(again):
+                        raise StateDamaged(
+                            f"state database cannot be opened ({again})", path
+                        ) from again
+                    self.recovered = self._replace_damaged(str(exc))
+                    self._db = self._open()
+                    self._restore_queue()
 
     def _open(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=10)
@@ -194,16 +205,21 @@ class StateStore:
 
     def _replace_damaged(self, reason: str) -> Recovery:
         """Read what can be read, then move the damaged file (and its WAL) aside."""
-        self._salvaged: list[str] = []
         total: int | None = None
         jobs_unread: int | None = None
         with contextlib.closing(sqlite3.connect(self.path)) as old:
             with contextlib.suppress(sqlite3.DatabaseError):
                 total = int(old.execute("SELECT count(*) FROM queue").fetchone()[0])
+            rows: list[tuple[int, int, str]] = []
             with contextlib.suppress(sqlite3.DatabaseError):
-                # rows come out one by one until the damaged page: keep those
-                for row in old.execute("SELECT entry FROM queue ORDER BY position, id"):
-                    self._salvaged.append(str(row[0]))
+                # in rowid order, rows come out one by one until the damaged page
+                for row in old.execute("SELECT position, id, entry FROM queue ORDER BY id"):
+                    rows.append((int(row[0]), int(row[1]), str(row[2])))
+            self._salvaged = [entry for _, _, entry in sorted(rows)]
+            self._meta: list[tuple[str, str]] = []
+            with contextlib.suppress(sqlite3.DatabaseError):  # paused, the worker bound
+                for row in old.execute("SELECT key, value FROM meta"):
+                    self._meta.append((str(row[0]), str(row[1])))
             with contextlib.suppress(sqlite3.DatabaseError):
                 count = int(old.execute("SELECT count(*) FROM jobs").fetchone()[0])
                 readable = 0
@@ -232,8 +248,10 @@ class StateStore:
         return Recovery(moved, reason, kept, total, jobs_unread)
 
     def _restore_queue(self) -> None:
-        """The salvaged entries go into the fresh store, in their order, as queued work."""
+        """The salvaged entries (and settings) go into the fresh store, in their order."""
         queue = QueueStore(self)
+        for key, value in self._meta:
+            queue.set_meta(key, value)
         for text in self._salvaged:
             try:
                 entry = QueueEntry.model_validate_json(text)
