@@ -45,7 +45,7 @@ from drapto_engine.core.flags import (
 from drapto_engine.core.jobs import FINAL_STATUSES, EntryStatus, JobOptions, QueueEntry
 from drapto_engine.core.metrics import JobSummary, ResourceSnapshot
 from drapto_engine.core.models import EncodeSettings, ResolutionClass
-from drapto_engine.core.state import JobStage, StateManager
+from drapto_engine.core.state import JobStage, JobTakenOver, StateManager
 from drapto_engine.infrastructure import paths
 from drapto_engine.infrastructure.probe import probe
 from drapto_engine.infrastructure.resources import ResourceManager, default_workers
@@ -436,10 +436,15 @@ class Engine:
     async def _cancelled(self, entry: QueueEntry, active: _Active) -> QueueEntry:
         orchestrator = active.orchestrator
         if orchestrator is not None and orchestrator.job is not None:
-            with contextlib.suppress(DraptoError, RuntimeError):
+            ours = True
+            try:
                 await self.state.set_unheld_stage(orchestrator.job, JobStage.CANCELLED, "cancelled")
+            except JobTakenOver:
+                ours = False  # another drapto holds it now: its work folder is not ours
+            except (DraptoError, RuntimeError):
+                pass
             options = entry.options.over(self.config.defaults)
-            if not options.keep_work:
+            if ours and not options.keep_work:
                 root = options.work_dir or Path(entry.output).parent
                 await asyncio.to_thread(
                     shutil.rmtree, root / f"{WORK_PREFIX}{orchestrator.job}", True

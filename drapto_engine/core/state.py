@@ -157,7 +157,9 @@ class StateManager:
         self.store = store
         self.pid = pid or os.getpid()
         self.held: dict[str, str] = {}
-        """The jobs this process holds: id -> input (for messages)."""
+        """The jobs this process holds: id -> input."""
+        self._inputs: dict[str, str] = {}
+        """Every job this process began: id -> input (for messages after a takeover)."""
 
     async def begin(self, job: JobRecord) -> tuple[JobRecord, list[JobRecord]]:
         """Take the job (refusing one that a live process holds, or whose output a live
@@ -188,7 +190,7 @@ class StateManager:
                 job.input,
                 hint="wait for it or stop it",
             )
-        self.held[job.id] = job.input
+        self.held[job.id] = self._inputs[job.id] = job.input
         stored = await asyncio.to_thread(self.store.job, job.id)
         assert stored is not None
         if stored.stage is not JobStage.QUEUED:
@@ -204,8 +206,8 @@ class StateManager:
         try:
             await asyncio.to_thread(call)
         except NotHolder as exc:
-            source = self.held.pop(job_id, None) or job_id
-            raise JobTakenOver(source, exc.holder) from None
+            self.held.pop(job_id, None)
+            raise JobTakenOver(self._inputs.get(job_id, job_id), exc.holder) from None
 
     async def set_stage(
         self,
@@ -268,4 +270,5 @@ class StateManager:
 
     async def release(self, job_id: str) -> None:
         self.held.pop(job_id, None)
+        self._inputs.pop(job_id, None)
         await asyncio.to_thread(self.store.release, job_id, self.pid)

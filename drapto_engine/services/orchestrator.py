@@ -273,9 +273,12 @@ class Orchestrator:
             self.bus.emit(JobFailed(job=job, stage=self.stage.value, error=exc.one_line()))
             raise
         except DraptoError as exc:
-            await self._save_metrics(job)
             self.bus.emit(JobFailed(job=job, stage=self.stage.value, error=exc.one_line()))
-            await self.state.set_stage(job, JobStage.FAILED, exc.one_line())
+            try:
+                await self._save_metrics(job)
+                await self.state.set_stage(job, JobStage.FAILED, exc.one_line())
+            except StateDamaged:
+                keep_work = True
             raise
         except asyncio.CancelledError:
             keep_work = True
@@ -291,7 +294,7 @@ class Orchestrator:
             self.segments_planned.set()
             heartbeat.cancel()
             partial.unlink(missing_ok=True)
-            if ours:
+            if ours and job in self.state.held:  # not taken over meanwhile
                 if not keep_work:
                     await asyncio.to_thread(shutil.rmtree, work, True)
                 with contextlib.suppress(StateDamaged):
@@ -567,7 +570,9 @@ class Orchestrator:
         if record is None:
             return False
         unknown = record.state is SegmentState.PENDING and record.encodes == 0
-        if record.state is not SegmentState.DONE and not (unknown and path.exists()):
+        if record.state is not SegmentState.DONE and not (
+            unknown and await asyncio.to_thread(_made_for, path, segment)
+        ):
             return False
         frames = await asyncio.to_thread(_video_packets, path) if path.exists() else -1
         if frames != segment.frame_count:
@@ -676,7 +681,7 @@ class Orchestrator:
                     job,
                     segment.index,
                     SegmentState.DONE,
-                    before=lambda: os.replace(partial, path),
+                    before=lambda: _put_in_place(partial, path, segment),
                     size_bytes=partial.stat().st_size,
                     fps=fps,
                     wall_s=wall,
@@ -868,6 +873,26 @@ async def _iterate(segments: list[Segment]) -> AsyncIterator[Segment]:
 
 def segment_file(work: Path, segment: Segment) -> Path:
     return work / f"segment-{segment.index:05d}.mkv"
+
+
+def _range_file(path: Path) -> Path:
+    return path.with_suffix(".range")
+
+
+def _put_in_place(partial: Path, path: Path, segment: Segment) -> None:
+    """Name a finished segment, noting the frames it holds beside it: if the state
+    database is lost, the file still says what it is."""
+    _range_file(path).write_text(f"{segment.start_frame} {segment.end_frame}\n", encoding="utf-8")
+    os.replace(partial, path)
+
+
+def _made_for(path: Path, segment: Segment) -> bool:
+    """Whether a segment file on disk was encoded for exactly this segment's frames."""
+    try:
+        noted = _range_file(path).read_text(encoding="utf-8").split()
+    except OSError:
+        return False
+    return path.exists() and noted == [str(segment.start_frame), str(segment.end_frame)]
 
 
 def first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
