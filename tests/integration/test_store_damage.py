@@ -8,10 +8,11 @@ import contextlib
 import os
 import signal
 import sqlite3
+import subprocess
 from pathlib import Path
 
 import pytest
-from encode_helpers import encode, inspect
+from encode_helpers import DRAPTO, encode, inspect
 from live_helpers import SEGMENTING, Live, done_segments, wait_until
 
 from drapto_engine.core.jobs import QueueEntry
@@ -179,3 +180,28 @@ def test_damage_found_mid_run_is_one_line_and_the_next_run_recovers(
 def _checkpointed(db: Path) -> bool:
     with contextlib.closing(sqlite3.connect(db, timeout=1)) as conn:
         return bool(conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0] == 0)
+
+
+def test_serve_replaces_a_damaged_file_with_one_warning(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "drapto.db").write_bytes(os.urandom(64 * 1024))
+    proc = subprocess.Popen(
+        [*DRAPTO, "serve", "--state-dir", str(state), "--socket", str(tmp_path / "e.sock")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stderr is not None
+        first = proc.stderr.readline()  # the warning comes before the engine serves
+        second = proc.stderr.readline()
+        assert second.startswith("drapto: engine serving on "), (first, second)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, rest = proc.communicate(timeout=30)
+    assert proc.returncode == 0, rest
+    assert first.startswith(f"drapto: warning: {state / 'drapto.db'}: state database is damaged")
+    assert "the queue could not be read and is lost" in first
+    assert "Traceback" not in rest
+    assert list(state.glob("drapto.db.corrupt-*"))
