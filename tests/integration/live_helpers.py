@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -118,3 +119,22 @@ def heartbeat_age(state: Path) -> float:
     with sqlite3.connect(state / "drapto.db") as db:
         beat = db.execute("SELECT MAX(lock_heartbeat) FROM jobs").fetchone()[0]
     return time.time() - beat if beat is not None else float("inf")
+
+
+def stop_between_writes(live: Live, state: Path, tries: int = 50) -> None:
+    """SIGSTOP the process at a moment it holds no transaction on the state database
+    (stopped inside one, it would keep every other writer waiting)."""
+    for _ in range(tries):
+        live.proc.send_signal(signal.SIGSTOP)
+        try:
+            with contextlib.closing(sqlite3.connect(state / "drapto.db", timeout=0.2)) as db:
+                db.execute("BEGIN IMMEDIATE")
+                db.execute("ROLLBACK")
+                busy = db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+            if not busy:
+                return
+        except sqlite3.OperationalError:
+            pass
+        live.proc.send_signal(signal.SIGCONT)
+        time.sleep(0.05)
+    raise AssertionError("the process never left the state database alone")

@@ -11,7 +11,14 @@ from pathlib import Path
 import pytest
 from encode_helpers import encode, inspect
 from engine_helpers import make_engine
-from live_helpers import SEGMENTING, Live, done_segments, heartbeat_age, wait_until
+from live_helpers import (
+    SEGMENTING,
+    Live,
+    done_segments,
+    heartbeat_age,
+    stop_between_writes,
+    wait_until,
+)
 
 from drapto_engine.core.jobs import EntryStatus, JobOptions
 from drapto_engine.infrastructure.store import STALE_LOCK_ENV
@@ -35,7 +42,7 @@ def test_other_settings_do_not_drop_a_live_job(make_media, tmp_path: Path) -> No
     try:
         done_segments(first, 1)
         # stopped, it is certainly still encoding when the second run looks at its job
-        first.proc.send_signal(signal.SIGSTOP)
+        stop_between_writes(first, state)
         [work] = list(out_dir.glob(f"{WORK_PREFIX}*"))
         kept = sorted(p.name for p in work.iterdir())
         second = encode(source, output, *SEGMENTING, "--crf", "50", "--state-dir", str(state))
@@ -67,7 +74,7 @@ def test_a_taken_over_holder_stops_and_leaves_the_new_holder_alone(
     second: Live | None = None
     try:
         done_segments(first, 1)
-        first.proc.send_signal(signal.SIGSTOP)
+        stop_between_writes(first, state)
         wait_until(lambda: heartbeat_age(state) > 3.5, 30, "the stopped holder's lock to go stale")
         second = Live(source, output, state, env=stale)
         second.wait_for(lambda e: e["type"] == "segment_started")  # it holds the job now

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from encode_helpers import DRAPTO, encode, inspect
-from live_helpers import SEGMENTING, Live, done_segments, wait_until
+from live_helpers import SEGMENTING, Live, done_segments, stop_between_writes
 
 from drapto_engine.core.jobs import QueueEntry
 from drapto_engine.infrastructure.store import QueueStore, StateStore
@@ -157,8 +157,8 @@ def test_damage_found_mid_run_is_one_line_and_the_next_run_recovers(
     live = Live(source, output, state)
     try:
         done = done_segments(live, 1)
-        live.proc.send_signal(signal.SIGSTOP)
-        wait_until(lambda: _checkpointed(db), 30, "a checkpoint the stopped run lets through")
+        stop_between_writes(live, state)
+        _checkpoint(db)
         _damage_table(db, "segments")
         live.proc.send_signal(signal.SIGCONT)
         code, stderr = live.finish(60)
@@ -175,11 +175,6 @@ def test_damage_found_mid_run_is_one_line_and_the_next_run_recovers(
     assert len(_damage_warnings(run.events)) == 1
     _assert_resumed(run.events, done)
     assert inspect(output).frames_decoded == FRAMES
-
-
-def _checkpointed(db: Path) -> bool:
-    with contextlib.closing(sqlite3.connect(db, timeout=1)) as conn:
-        return bool(conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0] == 0)
 
 
 def test_serve_replaces_a_damaged_file_with_one_warning(tmp_path: Path) -> None:
