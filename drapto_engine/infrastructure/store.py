@@ -317,10 +317,6 @@ class StateStore:
 
     # jobs
 
-    def add_job(self, job: JobRecord) -> None:
-        with self.transaction() as db:
-            _insert(db, job)
-
     def job(self, job_id: str) -> JobRecord | None:
         rows = self._rows("SELECT * FROM jobs WHERE id = ?", (job_id,))
         return _job(rows[0]) if rows else None
