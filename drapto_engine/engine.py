@@ -13,7 +13,7 @@ import contextlib
 import logging
 import shutil
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -45,7 +45,7 @@ from drapto_engine.core.flags import (
 from drapto_engine.core.jobs import FINAL_STATUSES, EntryStatus, JobOptions, QueueEntry
 from drapto_engine.core.metrics import JobSummary, ResourceSnapshot
 from drapto_engine.core.models import EncodeSettings, ResolutionClass
-from drapto_engine.core.state import JobStage, JobTakenOver, StateManager
+from drapto_engine.core.state import JobStage, JobTakenOver, StateDamaged, StateManager
 from drapto_engine.infrastructure import paths
 from drapto_engine.infrastructure.probe import probe
 from drapto_engine.infrastructure.resources import ResourceManager, default_workers
@@ -381,8 +381,17 @@ class Engine:
                 return
             active = self._active[entry.id] = _Active(entry.id)
             active.task = asyncio.create_task(
-                self._run_entry(entry, active), name=f"entry-{entry.id}"
+                self._state_guarded(self._run_entry(entry, active)), name=f"entry-{entry.id}"
             )
+
+    async def _state_guarded(self, run: Awaitable[None]) -> None:
+        """A state database that fails while an entry's end is recorded: one line, not a
+        task's traceback (the next start moves a damaged file aside)."""
+        try:
+            await run
+        except StateDamaged as exc:
+            log.error("%s", exc.one_line())
+            self.bus.emit(Warning(message=exc.one_line()))
 
     async def _run_entry(self, entry: QueueEntry, active: _Active) -> None:
         try:
