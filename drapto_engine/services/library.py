@@ -107,7 +107,7 @@ def scan_folder(folder: Path, ffmpeg: str, *, skip: Iterable[Path] = ()) -> Scan
     """Every video under `folder`, recursively, confirmed by probing.
 
     Left out: hidden files and folders (drapto's `.drapto-work-*` folders and
-    `.<stem>.drapto-partial.<ext>` files are hidden by construction), drapto's own
+    `.<stem>.drapto-partial-<pid>.<ext>` files are hidden by construction), drapto's own
     `*.av1.mkv` outputs, files without a video extension (silently), anything in a folder of `skip`
     (a batch's output folders, so outputs inside the library are not queued again), and
     a second path to a file already found (through a symlink). Symlinked folders are
