@@ -44,7 +44,7 @@ from drapto_engine.core.flags import (
     parse_states,
 )
 from drapto_engine.core.jobs import FINAL_STATUSES, EntryStatus, JobOptions, QueueEntry
-from drapto_engine.core.metrics import JobSummary, ResourceSnapshot
+from drapto_engine.core.metrics import JobSummary, ResourceSnapshot, size_change
 from drapto_engine.core.models import EncodeSettings, ResolutionClass
 from drapto_engine.core.state import JobStage, StateManager
 from drapto_engine.infrastructure import paths
@@ -707,7 +707,7 @@ class Engine:
         message = {
             EntryStatus.DONE: f"{name}: done"
             + (
-                f", {entry.summary.reduction_percent:.0f}% smaller in {entry.summary.wall_s:.0f} s"
+                f", {size_change(entry.summary.reduction_percent, 0)} in {entry.summary.wall_s:.0f} s"
                 if entry.summary
                 else ""
             ),
