@@ -92,6 +92,7 @@ def test_batch_skips_av1_sources_in_folders_and_queue_files(
     av1_source(make_media, "lib/encoded before.mkv", duration=1.0)
     make_media("lib/new.mkv", size=(128, 72), duration=1.0, gop=25)  # type: ignore[operator]
     single = av1_source(make_media, "single.mkv", duration=1.0)
+    forced = av1_source(make_media, "forced.mkv", duration=1.0)
     config = tmp_path / "config.toml"
     config.write_text("")
     queue = tmp_path / "queue.toml"
@@ -104,6 +105,9 @@ output_dir = "{tmp_path / "av1"}"
 input = "{library}"
 [[job]]
 input = "{single}"
+[[job]]
+input = "{forced}"
+force = true
 """
     )
     state = tmp_path / "state"
@@ -111,12 +115,13 @@ input = "{single}"
     assert run.returncode == 0, run.stderr + run.stdout
     jobs = json.loads((state / "last-batch.json").read_text())["jobs"]
     by_name = {Path(j["input"]).name: j for j in jobs}
-    assert set(by_name) == {"encoded before.mkv", "new.mkv", "single.mkv"}
+    assert set(by_name) == {"encoded before.mkv", "new.mkv", "single.mkv", "forced.mkv"}
     for name in ("encoded before.mkv", "single.mkv"):
         assert (by_name[name]["status"], by_name[name]["note"]) == ("skipped", "already AV1")
-    assert by_name["new.mkv"]["status"] == "done"
+    assert by_name["new.mkv"]["status"] == by_name["forced.mkv"]["status"] == "done"
     assert f"skipped: {single} (already AV1)" in run.stdout
-    assert sorted(p.name for p in (tmp_path / "av1").rglob("*.mkv")) == ["new.mkv"]
+    outputs = sorted(p.name for p in (tmp_path / "av1").rglob("*.mkv"))
+    assert outputs == ["forced.mkv", "new.mkv"]
 
 
 def test_a_forced_dolby_vision_av1_source_keeps_its_dolby_vision(
@@ -215,3 +220,8 @@ def test_an_output_larger_than_its_source_says_so(
         time.sleep(0.05)
     (body,) = [b for t, b in inbox.received if t == "drapto: job done"]
     assert re.fullmatch(rf"tiny\.mkv: done, {grown:.0f}% larger in \d+ s", body), body
+    while not any(t == "drapto: batch finished" for t, _ in inbox.received):
+        assert time.monotonic() < deadline, inbox.received
+        time.sleep(0.05)
+    (last,) = [b for t, b in inbox.received if t == "drapto: batch finished"]
+    assert last.endswith("% larger)") and "smaller" not in last, last
