@@ -165,7 +165,7 @@ SUMMARY = re.compile(
 
 
 def test_a_resumed_job_reports_only_this_runs_work(make_media: object, tmp_path: Path) -> None:
-    source = make_media("long.mkv", duration=6.0, size=(320, 240))  # type: ignore[operator]
+    source = make_media("long.mkv", duration=6.0, size=(640, 360))  # type: ignore[operator]
     output, state = tmp_path / "long.av1.mkv", tmp_path / "state"
     first = _start(source, output, state)
     assert first.stdout is not None
