@@ -45,7 +45,7 @@ from drapto_engine.core.flags import (
     parse_states,
 )
 from drapto_engine.core.jobs import FINAL_STATUSES, EntryStatus, JobOptions, QueueEntry
-from drapto_engine.core.metrics import JobSummary, ResourceSnapshot
+from drapto_engine.core.metrics import JobSummary, ResourceSnapshot, size_change
 from drapto_engine.core.models import EncodeSettings, ResolutionClass
 from drapto_engine.core.state import JobStage, JobTakenOver, StateDamaged, StateManager
 from drapto_engine.infrastructure import paths
@@ -53,7 +53,7 @@ from drapto_engine.infrastructure.probe import probe
 from drapto_engine.infrastructure.resources import ResourceManager, default_workers
 from drapto_engine.infrastructure.store import QueueStore, StateStore
 from drapto_engine.monitoring import Monitor, rollback_flag
-from drapto_engine.services.library import output_path, scan_folder
+from drapto_engine.services.library import ALREADY_AV1, is_av1, output_path, scan_folder
 from drapto_engine.services.orchestrator import (
     WORK_PREFIX,
     EncodeRequest,
@@ -671,8 +671,12 @@ class Engine:
         )
 
     async def _skip_reason(self, entry: QueueEntry) -> str | None:
-        """Why an entry needs no encode: its output exists and is a finished encode of it."""
+        """Why an entry needs no encode: its source is AV1 already (unless forced), or
+        its output exists and is a finished encode of it."""
         output, source = Path(entry.output), Path(entry.input)
+        forced = entry.options.over(self.config.defaults).force
+        if not forced and await asyncio.to_thread(is_av1, source):
+            return ALREADY_AV1
         if not output.exists() or not source.exists():
             return None
         request = self.request_for(entry, entry.rollbacks)
@@ -749,7 +753,7 @@ class Engine:
         message = {
             EntryStatus.DONE: f"{name}: done"
             + (
-                f", {entry.summary.reduction_percent:.0f}% smaller in {entry.summary.wall_s:.0f} s"
+                f", {size_change(entry.summary.reduction_percent, 0)} in {entry.summary.wall_s:.0f} s"
                 if entry.summary
                 else ""
             ),

@@ -34,6 +34,8 @@ class JobOptions(BaseModel):
     """Keep the work directory of a failed job."""
     work_dir: Path | None = None
     """Where work directories go; unset: beside the output."""
+    force: bool | None = None
+    """Encode a source that is already AV1 (by default it is skipped, or refused)."""
 
     def over(self, base: JobOptions) -> JobOptions:
         """These options with every unset one taken from `base`."""

@@ -61,6 +61,7 @@ from drapto_engine.infrastructure.ffmpeg.runner import run_checked
 from drapto_engine.infrastructure.prefetch import Prefetch
 from drapto_engine.infrastructure.probe import probe
 from drapto_engine.infrastructure.resources import (
+    Admission,
     ResourceManager,
     check_disk,
     cpu_count,
@@ -522,6 +523,11 @@ class Orchestrator:
                         )
                     )
                     more.set()
+                self.bus.emit(
+                    SegmentsPlanned(
+                        job=job, count=len(planned), frames=[s.frame_count for s in planned]
+                    )
+                )
                 await on_planned(list(planned))
             finally:
                 finished_planning = True
@@ -556,9 +562,6 @@ class Orchestrator:
                     group.create_task(worker())
         except BaseExceptionGroup as group_error:
             raise first_error(group_error) from None
-        self.bus.emit(
-            SegmentsPlanned(job=job, count=len(planned), frames=[s.frame_count for s in planned])
-        )
         return planned
 
     async def _reuse(self, job: str, segment: Segment, path: Path) -> bool:
@@ -644,13 +647,14 @@ class Orchestrator:
                     SegmentStarted(job=job, index=segment.index, attempt=attempt, threads=threads)
                 )
                 try:
-                    await run_checked(
-                        plan.encoder.segment_argv(plan, segment, partial, threads),
-                        f"segment {segment.index} encode",
-                        plan.source,
-                        on_progress=self._progress_reporter(job, segment),
-                        on_start=ticket.track,
-                    )
+                    async with sampled_early(ticket):
+                        await run_checked(
+                            plan.encoder.segment_argv(plan, segment, partial, threads),
+                            f"segment {segment.index} encode",
+                            plan.source,
+                            on_progress=self._progress_reporter(job, segment, ticket),
+                            on_start=ticket.track,
+                        )
                     frames = await asyncio.to_thread(_video_packets, partial)
                     if frames != segment.frame_count:
                         raise EncodeError(
@@ -699,8 +703,12 @@ class Orchestrator:
                 )
                 return
 
-    def _progress_reporter(self, job: str, segment: Segment) -> Callable[[Progress], None]:
+    def _progress_reporter(
+        self, job: str, segment: Segment, ticket: Admission | None = None
+    ) -> Callable[[Progress], None]:
         def report(progress: Progress) -> None:
+            if progress.ended and ticket is not None:
+                ticket.measure(0, final=True)  # the last look at it: exits next
             frames = segment.frame_count
             self.bus.emit(
                 SegmentProgress(
@@ -773,6 +781,9 @@ class Orchestrator:
     ) -> JobSummary:
         out_bytes = request.output.stat().st_size
         frames = media.video.frame_count
+        # After a resume the kept segments' frames cost this run nothing: the job's
+        # rate is over the frames it encoded itself.
+        encoded = sum(s.frames for s in metrics.segments) if metrics.resumed_segments else frames
         return JobSummary(
             input=str(request.input),
             output=str(request.output),
@@ -783,7 +794,7 @@ class Orchestrator:
             else 0.0,
             wall_s=wall,
             frames=frames,
-            encode_fps=frames / wall if wall > 0 else 0.0,
+            encode_fps=encoded / wall if wall > 0 else 0.0,
             segments=segments,
             metrics=metrics,
         )
@@ -864,6 +875,31 @@ def scans_for_cuts(settings: EncodeSettings, media: MediaInfo) -> bool:
     RPUs only analysis finds (no configuration record) is then encoded whole, and its
     early scan is stopped unused."""
     return settings.scene_detection and segments_video(settings, media.dolby_vision is not None)
+
+
+EARLY_SAMPLE_S = 2.0
+EARLY_SAMPLE_INTERVAL_S = 0.1
+
+
+@contextlib.asynccontextmanager
+async def sampled_early(ticket: Admission) -> AsyncIterator[None]:
+    """Sample an encoder ten times a second for its first EARLY_SAMPLE_S. The shared
+    sampler's 1 s period misses an encoder that ends sooner (a short whole-file encode,
+    Dolby Vision's among them), whose metrics would then read 0 MiB and 0% CPU; with
+    the sample at its last progress report even a 0.2 s encoder is measured."""
+
+    async def sample() -> None:
+        for number in range(round(EARLY_SAMPLE_S / EARLY_SAMPLE_INTERVAL_S)):
+            await asyncio.sleep(EARLY_SAMPLE_INTERVAL_S)
+            ticket.measure(number)
+
+    task = asyncio.create_task(sample())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 async def _iterate(segments: list[Segment]) -> AsyncIterator[Segment]:
