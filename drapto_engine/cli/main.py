@@ -46,6 +46,9 @@ def _parser() -> argparse.ArgumentParser:
     add_admin_parsers(commands)
 
     add_service_parsers(commands)
+    from drapto_engine.cli.cluster import add_cluster_parsers
+
+    add_cluster_parsers(commands)
     try:  # the engine must work without the UI package's dependencies
         from drapto_tui.cli import add_tui_parser
     except ImportError:
@@ -98,6 +101,10 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         from drapto_engine.cli.service import run_service
 
         return run_service(args)
+    if args.command in ("cluster", "worker"):
+        from drapto_engine.cli.cluster import run_cluster
+
+        return run_cluster(args)
     if args.command in ("tui", None):
         if args.command is None and not sys.stdout.isatty():
             parser.print_help()
