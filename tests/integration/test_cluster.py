@@ -426,3 +426,49 @@ def test_engine_refuses_a_worker_that_skips_the_check(cluster: Cluster) -> None:
     assert "no drapto toolchain" in refused_workers(cluster.scheduler)[address]
     assert address not in cluster.scheduler.workers
     assert address not in cluster.scheduler.resources.get(ENCODER, {})
+
+
+def test_dolby_vision_segment_keeps_every_rpu_remotely(
+    cluster: Cluster, shared_media: Path, ffmpeg: str, tmp_path: Path
+) -> None:
+    """Frames 100-180 of the real profile 8.1 sample (keyframes at 0 and 250 only, so
+    100 frames of pre-roll): RPUs survive the stream copy, the worker's decode and
+    -dolbyvision 1; every frame of the segment carries its RPU, as a local encode's does."""
+    from drapto_engine.infrastructure.hdr_probe import count_rpu_frames
+
+    path = shared_media / "dv-p81-regular.mkv"
+    plan = VideoPlan.make(
+        ffmpeg, asyncio.run(analyze_video(path, ffmpeg)), EncodeSettings(preset=12)
+    )
+    assert plan.dolby_vision
+    dv = Source(path, plan, frame_times(path))
+    segment = dv.segment(100, 180)
+    packets, preroll = ship_segment(path, 100, 180)
+    assert preroll == 100
+    future = cluster.client.submit(
+        encode_shipped_segment,
+        packets,
+        preroll,
+        plan,
+        segment,
+        THREADS,
+        resources={ENCODER: 1},
+        pure=False,
+    )
+    remote = tmp_path / "remote.mkv"
+    remote.write_bytes(future.result(timeout=300))
+    assert count_rpu_frames(remote) == (80, 80)
+    local = local_encode(dv, segment, tmp_path / "local.mkv")
+
+    def frames(p: Path) -> list[tuple[int, str, list[bytes]]]:
+        with av.open(str(p)) as container:
+            return [
+                (
+                    f.pts,
+                    hashlib.md5(f.to_ndarray().tobytes()).hexdigest(),
+                    [bytes(sd) for sd in f.side_data if "DOVI" in sd.type.name],
+                )
+                for f in container.decode(video=0)
+            ]
+
+    assert frames(remote) == frames(local)
