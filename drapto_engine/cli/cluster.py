@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import sys
 from pathlib import Path
 from typing import Any
@@ -87,13 +86,12 @@ def _cluster(args: argparse.Namespace) -> int:
 
 
 def _worker(args: argparse.Namespace) -> int:
-    from drapto_engine.cluster import ClusterUsageError
+    from drapto_engine.cluster import ClusterUsageError, route_dask_logs
     from drapto_engine.cluster.certs import default_bundle
     from drapto_engine.cluster.tasks import parse_path_map
-    from drapto_engine.cluster.worker import WorkerOptions, run_worker
+    from drapto_engine.cluster.worker import EngineLost, WorkerOptions, run_worker
 
-    if not args.debug:  # Dask logs every connection at INFO; keep stderr for problems
-        logging.getLogger("distributed").setLevel(logging.WARNING)
+    route_dask_logs()  # Dask logs every connection: to the log file, stderr with --debug
     try:
         path_map = parse_path_map(args.path_map)
     except ValueError as exc:
@@ -107,5 +105,10 @@ def _worker(args: argparse.Namespace) -> int:
         dashboard=args.dashboard,
         name=args.name,
         timeout_s=args.timeout,
+        debug=args.debug,
     )
-    return asyncio.run(run_worker(options))
+    try:
+        return asyncio.run(run_worker(options))
+    except EngineLost as exc:
+        print(f"drapto: {exc.one_line()}", file=sys.stderr)
+        return 3

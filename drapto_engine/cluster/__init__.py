@@ -7,6 +7,7 @@ in functions, so `import drapto_engine` and every module walk work without the e
 from __future__ import annotations
 
 import importlib.util
+import logging
 
 from drapto_engine.core.errors import DraptoError
 
@@ -23,3 +24,14 @@ def available() -> bool:
     return all(
         importlib.util.find_spec(name) is not None for name in ("distributed", "cryptography")
     )
+
+
+def route_dask_logs() -> None:
+    """Dask's loggers write to stderr on their own; send them to drapto's log instead
+    (the root logger: the run's log file, and stderr only with --debug)."""
+    for name in ("distributed", "dask", "tornado"):
+        logger = logging.getLogger(name)
+        for handler in list(logger.handlers):
+            logger.removeHandler(handler)
+        logger.propagate = True
+        logger.setLevel(logging.INFO)

@@ -3,11 +3,16 @@ dashboard address is given."""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from distributed import Worker
 
+from drapto_engine.cluster import route_dask_logs
 from drapto_engine.cluster.scheduler import no_http_server
+from drapto_engine.logging_setup import configure
+
+DEBUG_ENV = "DRAPTO_WORKER_DEBUG"
 
 
 class QuietWorker(Worker):
@@ -27,3 +32,10 @@ class QuietWorker(Worker):
 def constant(value: Any, worker: Any = None) -> Any:
     """A startup-information function returning a fixed value (picklable with partial)."""
     return value
+
+
+def dask_setup(worker: Any) -> None:
+    """Preload run in the worker process: its log to a drapto log file, not stderr, so
+    that `drapto worker` says its problems in one line."""
+    configure(debug=os.environ.get(DEBUG_ENV) == "1")
+    route_dask_logs()

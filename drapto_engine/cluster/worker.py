@@ -21,7 +21,7 @@ from distributed.core import rpc
 from distributed.security import Security
 
 from drapto_engine.cluster import ClusterUsageError
-from drapto_engine.cluster.node import QuietWorker, constant
+from drapto_engine.cluster.node import DEBUG_ENV, QuietWorker, constant
 from drapto_engine.cluster.scheduler import ENCODER, PATH_MAP_KEY, TOOLCHAIN_HANDLER, TOOLCHAIN_KEY
 from drapto_engine.cluster.security import Address, check_address, check_dashboard, worker_security
 from drapto_engine.cluster.tasks import PATH_MAP_ENV, PathMap, path_map_json
@@ -39,6 +39,10 @@ class EngineUnreachable(DraptoError):
     """The engine's scheduler could not be reached or refused this worker's certificate."""
 
 
+class EngineLost(DraptoError):
+    """The engine went away while this worker served it (exit 3, as clients do)."""
+
+
 @dataclass(frozen=True)
 class WorkerOptions:
     address: str
@@ -49,6 +53,7 @@ class WorkerOptions:
     dashboard: str | None = None
     name: str | None = None
     timeout_s: float = CONNECT_TIMEOUT_S
+    debug: bool = False
 
 
 def default_slots() -> int:
@@ -104,11 +109,15 @@ async def run_worker(options: WorkerOptions) -> int:
         resources={ENCODER: slots},
         security=security,
         name=name,
-        silence_logs=logging.WARNING,
+        silence_logs=logging.CRITICAL,  # until the preload routes the log to a file
+        preload=["drapto_engine.cluster.node"],
         memory_limit=0,  # encoders run in ffmpeg child processes; drapto bounds them by slots
         worker_class=QuietWorker,
         dashboard_address=dashboard,
-        env={PATH_MAP_ENV: path_map_json(options.path_map)},
+        env={
+            PATH_MAP_ENV: path_map_json(options.path_map),
+            DEBUG_ENV: "1" if options.debug else "0",
+        },
         startup_information={
             TOOLCHAIN_KEY: functools.partial(constant, ours),
             PATH_MAP_KEY: functools.partial(constant, path_map_json(options.path_map)),
@@ -133,4 +142,8 @@ async def run_worker(options: WorkerOptions) -> int:
     await nanny.finished()
     if stopped_by:
         return 128 + stopped_by[0]
+    try:
+        await engine_toolchain(address, security, min(options.timeout_s, 5.0))
+    except EngineUnreachable as exc:
+        raise EngineLost(f"lost the engine at {address}; worker {name} stopped") from exc
     raise EngineUnreachable(f"the engine at {address} closed worker {name} (see the engine's log)")

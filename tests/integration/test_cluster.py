@@ -165,6 +165,7 @@ def cluster(
             loop.run(scheduler.close())
             loop.stop()
         assert code == 128 + signal.SIGTERM, log.read_text()
+        assert log.read_text() == ""  # Dask's own logging goes to drapto's log file
 
 
 @dataclass
@@ -472,3 +473,32 @@ def test_dolby_vision_segment_keeps_every_rpu_remotely(
             ]
 
     assert frames(remote) == frames(local)
+
+
+def test_worker_exits_3_with_one_line_when_the_engine_goes(certs: tuple[Path, Path]) -> None:
+    engine_dir, bundle = certs
+    loop = LoopThread()
+    try:
+        security = engine_security(parse_address("tls://127.0.0.1:0"), engine_dir)
+        scheduler = loop.run(
+            start_scheduler("tls://127.0.0.1:0", security, None, toolchain=fingerprint())
+        )
+        worker = subprocess.Popen(
+            [*DRAPTO, "worker", scheduler.address, "--bundle", str(bundle), "--slots", "1"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert worker.stdout is not None
+            joined = worker.stdout.readline()  # printed once the nanny and worker are up
+            assert joined.startswith("drapto: worker ") and "1 encoder slots" in joined
+            assert len(scheduler.workers) == 1
+            loop.run(scheduler.close())
+            _, stderr = worker.communicate(timeout=120)
+        finally:
+            worker.kill()
+        assert worker.returncode == 3
+        assert "lost the engine at " in one_line(stderr)
+    finally:
+        loop.stop()
