@@ -3,16 +3,20 @@ HTTP listener unless a dashboard is asked for, and workers of another toolchain 
 
 from __future__ import annotations
 
+import inspect
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from distributed import Scheduler
 from distributed.diagnostics.plugin import SchedulerPlugin
 from distributed.http.routing import RoutingApplication
 from distributed.security import Security
+from distributed.utils import has_arg
 from tornado.httpserver import HTTPServer
 
 from drapto_engine.cluster import ClusterUsageError
+from drapto_engine.cluster.certs import ENGINE_NAME
 from drapto_engine.cluster.security import check_address, check_dashboard
 
 log = logging.getLogger(__name__)
@@ -25,6 +29,74 @@ TOOLCHAIN_HANDLER = "drapto_toolchain"
 """Scheduler RPC a starting worker calls to compare toolchains before it joins."""
 ENCODER = "encoder"
 """The Dask resource a segment task takes one of; `drapto worker --slots N` offers N."""
+
+
+ENGINE_ONLY = (
+    "register-client",
+    "run_function",
+    "feed",
+    "broadcast",
+    "proxy",
+    "scatter",
+    "update_data",
+    "terminate",
+    "restart",
+    "restart_workers",
+    "rebalance",
+    "replicate",
+    "set_resources",
+    "set_restrictions",
+    "register_scheduler_plugin",
+    "unregister_scheduler_plugin",
+    "register_worker_plugin",
+    "unregister_worker_plugin",
+    "register_nanny_plugin",
+    "unregister_nanny_plugin",
+    "dump_cluster_state_to_url",
+    "get_logs",
+    "logs",
+    "worker_logs",
+)
+"""Scheduler operations that run code, place data or steer the cluster: a worker's
+certificate, signed by the same CA, must not reach them (a stolen worker key would
+otherwise run code in the engine). Workers need none of them."""
+
+
+def peer_name(comm: Any) -> str | None:
+    """The common name of the certificate the peer presented (None on plain TCP)."""
+    subject = (comm.extra_info.get("peercert") or {}).get("subject", ())
+    for rdn in subject:
+        for key, value in rdn:
+            if key == "commonName":
+                return str(value)
+    return None
+
+
+def _engine_only(op: str, handler: Callable[..., Any]) -> Callable[..., Any]:
+    takes_comm = has_arg(handler, "comm")
+
+    async def guarded(comm: Any, **msg: Any) -> Any:
+        name = peer_name(comm)
+        if name != ENGINE_NAME:
+            log.warning(
+                "refused %r from %s (certificate %s): only the engine may do that",
+                op,
+                comm.peer_address,
+                name,
+            )
+            raise PermissionError(f"{op!r} is for the drapto engine only")
+        result = handler(comm, **msg) if takes_comm else handler(**msg)
+        return await result if inspect.isawaitable(result) else result
+
+    return guarded
+
+
+def restrict_to_engine(scheduler: Scheduler) -> None:
+    """Let only the engine's certificate register clients or use ENGINE_ONLY operations."""
+    for op in ENGINE_ONLY:
+        handler = scheduler.handlers.get(op)
+        if handler is not None:
+            scheduler.handlers[op] = _engine_only(op, handler)
 
 
 def no_http_server(node: Any) -> None:
@@ -120,6 +192,8 @@ async def start_scheduler(
         dashboard=dashboard_address is not None,
         dashboard_address=dashboard_address,
     )
+    if address.scheme == "tls":
+        restrict_to_engine(scheduler)
     if toolchain is not None:
         scheduler.add_plugin(ToolchainGate(toolchain))
     await scheduler

@@ -502,3 +502,26 @@ def test_worker_exits_3_with_one_line_when_the_engine_goes(certs: tuple[Path, Pa
         assert "lost the engine at " in one_line(stderr)
     finally:
         loop.stop()
+
+
+def test_a_worker_certificate_cannot_act_as_the_engine(cluster: Cluster) -> None:
+    """Workers share the CA, but only the engine's certificate may register a client or
+    run code on the scheduler: a stolen worker key does not reach the engine process."""
+    from distributed.core import rpc
+
+    security = worker_security(parse_address(cluster.address), cluster.bundle)
+    clients = set(cluster.scheduler.clients)
+    with pytest.raises(Exception):  # noqa: B017 (Dask reports the refusal without a type)
+        Client(cluster.address, security=security, timeout=20)
+    assert set(cluster.scheduler.clients) == clients
+
+    async def run_on_scheduler() -> Any:
+        async with rpc(
+            cluster.address, connection_args=security.get_connection_args("client")
+        ) as scheduler:
+            return await scheduler.run_function(function=b"", args=b"", kwargs=b"")
+
+    with pytest.raises(PermissionError, match="for the drapto engine only"):
+        cluster.loop.run(run_on_scheduler())
+    # The engine's own client still works (the module's client is one).
+    assert cluster.client.scheduler_info(n_workers=-1)["workers"]
