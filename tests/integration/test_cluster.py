@@ -525,3 +525,27 @@ def test_a_worker_certificate_cannot_act_as_the_engine(cluster: Cluster) -> None
         cluster.loop.run(run_on_scheduler())
     # The engine's own client still works (the module's client is one).
     assert cluster.client.scheduler_info(n_workers=-1)["workers"]
+
+
+def test_shipping_real_mp4_mid_gop_matches_the_local_encode(
+    shared_media: Path, ffmpeg: str, tmp_path: Path
+) -> None:
+    """Real H.264 footage in MP4 at 29.97 fps, frames 400-460: the keyframe before is
+    frame 180, so the worker decodes and drops 220 frames of pre-roll. The task runs
+    in-process here (it is a plain function); the result equals the local exact-seek
+    encode frame for frame, timestamps included."""
+    path = shared_media / "testvideo.mp4"
+    plan = VideoPlan.make(
+        ffmpeg, asyncio.run(analyze_video(path, ffmpeg)), EncodeSettings(preset=12)
+    )
+    real = Source(path, plan, frame_times(path))
+    segment = real.segment(400, 460)
+    packets, preroll = ship_segment(path, 400, 460)
+    assert preroll == 220
+    assert len(packets) < path.stat().st_size / 2
+    remote = tmp_path / "remote.mkv"
+    remote.write_bytes(encode_shipped_segment(packets, preroll, plan, segment, THREADS))
+    local = local_encode(real, segment, tmp_path / "local.mkv")
+    got = [(p, d) for p, d, _ in decoded(remote)]
+    assert len(got) == 60
+    assert got == [(p, d) for p, d, _ in decoded(local)]
