@@ -239,6 +239,17 @@ def test_init_writes_private_files_and_keeps_the_ca(certs: tuple[Path, Path]) ->
         public = ca.public_key()
         assert isinstance(public, ec.EllipticCurvePublicKey)
         cert.verify_directly_issued_by(ca)  # raises when another CA signed it
+    # Another bundle for another machine, from the same CA.
+    second = folder.parent / "second-bundle"
+    made = drapto("cluster", "bundle", str(second))
+    assert made.returncode == 0, made.stderr
+    other = x509.load_pem_x509_certificate((second / "worker.pem").read_bytes())
+    other.verify_directly_issued_by(ca)
+    assert (
+        other.serial_number
+        != x509.load_pem_x509_certificate((bundle / "worker.pem").read_bytes()).serial_number
+    )
+    assert stat.S_IMODE((second / "worker-key.pem").stat().st_mode) == 0o600
     before = (folder / "ca.pem").read_bytes()
     again = drapto("cluster", "init")
     assert again.returncode == 2
