@@ -67,15 +67,28 @@ def parse_address(text: str, default_port: int = 8786) -> Address:
 def check_address(text: str, *, insecure: bool, what: str = "the cluster port") -> Address:
     """Refuse plain TCP beyond loopback unless `insecure`; warn when it is allowed."""
     address = parse_address(text)
-    if address.scheme == "tcp" and not address.loopback:
-        risk = PICKLE_RISK.format(what=f"{address} ({what})")
-        if not insecure:
-            raise ClusterUsageError(
-                f"refusing plain tcp:// on {address.host}: {risk}",
-                hint="use tls:// with the certificates of `drapto cluster init`, or pass --insecure",
-            )
+    risk = address_risk(address, what)
+    if risk and not insecure:
+        raise ClusterUsageError(
+            f"refusing plain tcp:// on {address.host}: {risk}",
+            hint="use tls:// with the certificates of `drapto cluster init`, or pass --insecure",
+        )
+    if risk:
         log.warning("insecure: %s", risk)
     return address
+
+
+def address_risk(address: Address, what: str = "the cluster port") -> str | None:
+    """What plain TCP beyond loopback exposes; None for TLS or loopback."""
+    if address.scheme == "tcp" and not address.loopback:
+        return PICKLE_RISK.format(what=f"{address} ({what})")
+    return None
+
+
+def dashboard_risk(text: str) -> str:
+    return (
+        f"the dashboard on {text} has no authentication and shows every task, file name and worker"
+    )
 
 
 def check_dashboard(text: str | None, *, insecure: bool) -> str | None:
@@ -87,10 +100,7 @@ def check_dashboard(text: str | None, *, insecure: bool) -> str | None:
         raise ClusterUsageError(f"bad dashboard address {text!r}", hint="use HOST:PORT")
     host = host.strip("[]")
     if not is_loopback(host):
-        risk = (
-            f"the dashboard on {text} has no authentication and shows every task, "
-            "file name and worker"
-        )
+        risk = dashboard_risk(text)
         if not insecure:
             raise ClusterUsageError(
                 f"refusing a dashboard on a non-loopback address: {risk}",

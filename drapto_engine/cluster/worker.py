@@ -13,6 +13,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +24,15 @@ from distributed.security import Security
 from drapto_engine.cluster import ClusterUsageError
 from drapto_engine.cluster.node import DEBUG_ENV, QuietWorker, constant
 from drapto_engine.cluster.scheduler import ENCODER, PATH_MAP_KEY, TOOLCHAIN_HANDLER, TOOLCHAIN_KEY
-from drapto_engine.cluster.security import Address, check_address, check_dashboard, worker_security
+from drapto_engine.cluster.security import (
+    Address,
+    address_risk,
+    check_address,
+    check_dashboard,
+    dashboard_risk,
+    is_loopback,
+    worker_security,
+)
 from drapto_engine.cluster.tasks import PATH_MAP_ENV, PathMap, path_map_json
 from drapto_engine.cluster.toolchain import fingerprint
 from drapto_engine.core.errors import DraptoError, ToolchainError
@@ -88,9 +97,14 @@ async def run_worker(options: WorkerOptions) -> int:
     address = check_address(options.address, insecure=options.insecure)
     dashboard = check_dashboard(options.dashboard, insecure=options.insecure)
     security = worker_security(address, options.bundle)
-    slots = options.slots or default_slots()
+    slots = default_slots() if options.slots is None else options.slots
     if slots < 1:
         raise ClusterUsageError("--slots must be at least 1")
+    risks = [address_risk(address, "this worker's engine link and its own port")]
+    if dashboard is not None and not is_loopback(dashboard.rpartition(":")[0]):
+        risks.append(dashboard_risk(dashboard))
+    for risk in filter(None, risks):
+        print(f"drapto: warning: insecure: {risk}", file=sys.stderr, flush=True)
     for _, local in options.path_map:
         if not local.is_dir():
             log.warning("path map: %s is not a folder on this machine", local)

@@ -393,6 +393,15 @@ def test_plain_tcp_beyond_loopback_and_open_dashboards_are_refused(
     )
     assert dashboard.returncode == 2
     assert "dashboard" in one_line(dashboard.stderr)
+    zero = drapto("worker", cluster.address, "--bundle", str(cluster.bundle), "--slots", "0")
+    assert zero.returncode == 2
+    assert "--slots must be at least 1" in one_line(zero.stderr)
+    # With --insecure it goes ahead, saying the risk first (192.0.2.1 is unroutable).
+    risky = drapto("worker", "tcp://192.0.2.1:8786", "--insecure", "--timeout", "2", "--slots", "1")
+    assert risky.returncode == 1
+    warning, error = risky.stderr.strip().splitlines()
+    assert warning.startswith("drapto: warning: insecure: Dask runs pickled code")
+    assert "cannot join the engine at tcp://192.0.2.1:8786" in error
 
 
 def test_worker_with_another_toolchain_is_refused(
