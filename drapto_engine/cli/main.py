@@ -69,6 +69,9 @@ def build_parser() -> Parser:
     add_encode_parser(commands)
     add_admin_parsers(commands)
     add_service_parsers(commands)
+    from drapto_engine.cli.cluster import add_cluster_parsers
+
+    add_cluster_parsers(commands)
     try:  # the engine must work without the UI package's dependencies
         from drapto_tui.cli import add_tui_parser
     except ImportError:
@@ -114,6 +117,10 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         if command == "serve" and args.socket is not None:
             check_socket_folder("--socket", args.socket)
         return run_service(args)
+    if command in ("cluster", "worker"):
+        from drapto_engine.cli.cluster import run_cluster
+
+        return run_cluster(args)
     if command in ("tui", None):
         if command is None and not sys.stdout.isatty():
             raise UsageError("no command, and the TUI needs a terminal", hint="see drapto --help")

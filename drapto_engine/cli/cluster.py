@@ -1,0 +1,114 @@
+"""`drapto cluster init|bundle` and `drapto worker` (the cluster extra)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+from typing import Any
+
+COMMANDS = ("cluster", "worker")
+
+
+def add_cluster_parsers(commands: Any) -> None:
+    cluster = commands.add_parser("cluster", help="certificates for encoding on other machines")
+    actions = cluster.add_subparsers(dest="cluster_action", metavar="ACTION", required=True)
+    init = actions.add_parser(
+        "init", help="create the cluster CA, the engine's certificate and a worker bundle"
+    )
+    init.add_argument(
+        "--bundle",
+        type=Path,
+        help="worker bundle folder (default: ~/.config/drapto/cluster/worker-bundle)",
+    )
+    init.add_argument(
+        "--force", action="store_true", help="replace an existing CA (old bundles stop working)"
+    )
+    bundle = actions.add_parser("bundle", help="another worker bundle from the existing CA")
+    bundle.add_argument("dir", type=Path, metavar="DIR")
+    bundle.add_argument("--force", action="store_true", help="replace a bundle in DIR")
+
+    worker = commands.add_parser("worker", help="encode segments for an engine on another machine")
+    worker.add_argument("address", metavar="ADDRESS", help="the engine's tls://HOST:PORT")
+    worker.add_argument(
+        "--bundle",
+        type=Path,
+        help="worker bundle from `drapto cluster init` (default: ~/.config/drapto/cluster/worker-bundle)",
+    )
+    worker.add_argument(
+        "--slots", type=int, help="encoders at once (default: from cores and memory)"
+    )
+    worker.add_argument(
+        "--path-map",
+        action="append",
+        default=[],
+        metavar="ENGINE=LOCAL",
+        help="read sources under the engine's ENGINE path from LOCAL here (shared storage)",
+    )
+    worker.add_argument("--dashboard", metavar="HOST:PORT", help="serve the worker's dashboard")
+    worker.add_argument("--name", help="worker name (default: host-pid)")
+    worker.add_argument(
+        "--timeout", type=float, default=20.0, help="seconds to wait for the engine (default 20)"
+    )
+    worker.add_argument(
+        "--insecure",
+        action="store_true",
+        help="allow plain tcp:// and dashboards beyond loopback (anyone reaching them can run code)",
+    )
+
+
+def run_cluster(args: argparse.Namespace) -> int:
+    from drapto_engine.cluster import INSTALL_HINT, ClusterUsageError, available
+
+    if not available():
+        print(f"drapto: {INSTALL_HINT}", file=sys.stderr)
+        return 2
+    try:
+        if args.command == "cluster":
+            return _cluster(args)
+        return _worker(args)
+    except ClusterUsageError as exc:
+        print(f"drapto: {exc.one_line()}", file=sys.stderr)
+        return 2
+
+
+def _cluster(args: argparse.Namespace) -> int:
+    from drapto_engine.cluster.certs import init_cluster, make_bundle
+
+    if args.cluster_action == "init":
+        done = init_cluster(args.bundle, force=args.force)
+        print(f"engine certificate: {done.folder}")
+        print(f"worker bundle: {done.bundle} (copy it to each worker machine)")
+        return 0
+    print(f"worker bundle: {make_bundle(args.dir, force=args.force)}")
+    return 0
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from drapto_engine.cluster import ClusterUsageError, route_dask_logs
+    from drapto_engine.cluster.certs import default_bundle
+    from drapto_engine.cluster.tasks import parse_path_map
+    from drapto_engine.cluster.worker import EngineLost, WorkerOptions, run_worker
+
+    route_dask_logs()  # Dask logs every connection: to the log file, stderr with --debug
+    try:
+        path_map = parse_path_map(args.path_map)
+    except ValueError as exc:
+        raise ClusterUsageError(f"--path-map: {exc}") from exc
+    options = WorkerOptions(
+        address=args.address,
+        bundle=args.bundle or default_bundle(),
+        slots=args.slots,
+        path_map=path_map,
+        insecure=args.insecure,
+        dashboard=args.dashboard,
+        name=args.name,
+        timeout_s=args.timeout,
+        debug=args.debug,
+    )
+    try:
+        return asyncio.run(run_worker(options))
+    except EngineLost as exc:
+        print(f"drapto: {exc.one_line()}", file=sys.stderr)
+        return 3

@@ -1,0 +1,41 @@
+"""The Dask worker class `drapto worker` runs under its nanny: no HTTP listener unless a
+dashboard address is given."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from distributed import Worker
+
+from drapto_engine.cluster import route_dask_logs
+from drapto_engine.cluster.scheduler import no_http_server
+from drapto_engine.logging_setup import configure
+
+DEBUG_ENV = "DRAPTO_WORKER_DEBUG"
+
+
+class QuietWorker(Worker):
+    def start_http_server(
+        self,
+        routes: Any,
+        dashboard_address: Any,
+        default_port: int = 0,
+        ssl_options: Any = None,
+    ) -> None:
+        if dashboard_address is None:
+            no_http_server(self)
+            return
+        super().start_http_server(routes, dashboard_address, default_port, ssl_options)
+
+
+def constant(value: Any, worker: Any = None) -> Any:
+    """A startup-information function returning a fixed value (picklable with partial)."""
+    return value
+
+
+def dask_setup(worker: Any) -> None:
+    """Preload run in the worker process: its log to a drapto log file, not stderr, so
+    that `drapto worker` says its problems in one line."""
+    configure(debug=os.environ.get(DEBUG_ENV) == "1")
+    route_dask_logs()

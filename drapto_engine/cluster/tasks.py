@@ -1,0 +1,311 @@
+"""The segment work that crosses machines: packing a frame range of the source into bytes
+on the engine, and encoding it on a worker.
+
+Shipping mode (no shared storage): the engine stream-copies the video packets from the
+keyframe at or before the segment's first frame to the last packet the segment needs,
+into a NUT file (which keeps the source's time base, so timestamps survive exactly). The
+worker decodes it, drops the `preroll` frames before the segment by count (`trim` on
+frame numbers) and encodes exactly the segment's frames with the same ffmpeg arguments a
+local encode uses (svt.segment_argv). Every source frame still appears exactly once.
+
+Shared-storage mode: the worker opens the source through its own mount (the path map)
+and runs the local encode's arguments unchanged, exact seek included.
+
+Both task functions are plain blocking functions, run in a Dask worker's thread pool;
+they import nothing of Dask, so they also run (and are tested) in-process.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import os
+import socket
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import av
+
+from drapto_engine.core.errors import EncodeError, MediaError
+from drapto_engine.core.models import Segment
+from drapto_engine.infrastructure.extents import stream_extents
+from drapto_engine.infrastructure.ffmpeg.toolchain import find_toolchain
+from drapto_engine.infrastructure.resources import cpu_count, threads_per_worker
+from drapto_engine.services.encoding.plan import VideoPlan
+from drapto_engine.services.segmentation.timestamps import main_video_stream
+
+SHIP_FORMAT = "nut"
+SHIP_SUFFIX = ".nut"
+PATH_MAP_ENV = "DRAPTO_PATH_MAP"
+
+
+# --- the engine's side: the packets of one segment ---
+
+
+@dataclass(frozen=True)
+class PacketIndex:
+    """The video stream's packets in decode order: (pts, dts, keyframe), in the stream's
+    time base, leaving out what frame_times leaves out (empty and discarded packets)."""
+
+    stream_index: int
+    packets: tuple[tuple[int, int | None, bool], ...]
+
+    def sorted_pts(self) -> list[int]:
+        return sorted(pts for pts, _, _ in self.packets)
+
+
+def packet_index(source: Path, stream_index: int | None = None) -> PacketIndex:
+    """Blocking: demux the video stream once (no decoding). Build it once per file."""
+    packets: list[tuple[int, int | None, bool]] = []
+    with av.open(str(source)) as container:
+        stream = main_video_stream(container, stream_index)
+        if stream is None:
+            raise MediaError("no video stream", source)
+        for packet in container.demux(stream):
+            if packet.size == 0 or packet.is_discard:
+                continue
+            if packet.pts is None:
+                raise MediaError(
+                    "video packets without timestamps cannot be shipped to a worker",
+                    source,
+                    hint="give that worker the source through shared storage (--path-map)",
+                )
+            packets.append((packet.pts, packet.dts, packet.is_keyframe))
+        return PacketIndex(stream.index, tuple(packets))
+
+
+@dataclass(frozen=True)
+class _Cut:
+    keyframe_pts: int
+    first: int  # decode position of the keyframe
+    last: int  # decode position of the last packet the segment needs
+    preroll: int
+
+
+def _plan_cut(index: PacketIndex, start_frame: int, end_frame: int, source: Path) -> _Cut:
+    order = index.sorted_pts()
+    if not 0 <= start_frame < end_frame <= len(order):
+        raise MediaError(f"frames [{start_frame}, {end_frame}) outside 0..{len(order)}", source)
+    start_pts = order[start_frame]
+    end_pts = order[end_frame] if end_frame < len(order) else None
+    wanted = [
+        i
+        for i, (pts, _, _) in enumerate(index.packets)
+        if pts >= start_pts and (end_pts is None or pts < end_pts)
+    ]
+    first_wanted, last = min(wanted), max(wanted)
+    keyframes = [
+        i
+        for i, (pts, _, key) in enumerate(index.packets)
+        if key and pts <= start_pts and i <= first_wanted
+    ]
+    if not keyframes:
+        raise MediaError(f"no keyframe at or before frame {start_frame}", source)
+    first = keyframes[-1]
+    keyframe_pts = index.packets[first][0]
+    preroll = sum(
+        1 for pts, _, _ in index.packets[first : last + 1] if keyframe_pts <= pts < start_pts
+    )
+    return _Cut(keyframe_pts, first, last, preroll)
+
+
+def ship_segment(
+    source: Path, start_frame: int, end_frame: int, index: PacketIndex | None = None
+) -> tuple[bytes, int]:
+    """Blocking: the packets of frames [start_frame, end_frame) as a NUT file, and how many
+    frames before start_frame it decodes to (the pre-roll to drop).
+
+    Packets that come after the keyframe in decode order but show before it (open-GOP
+    leading pictures) are left out: they need the GOP before, and they precede the
+    segment anyway, so the decoder outputs exactly `preroll` frames before the segment.
+    """
+    index = index or packet_index(source)
+    cut = _plan_cut(index, start_frame, end_frame, source)
+    wanted = cut.last - cut.first + 1
+    buffer = io.BytesIO()
+    with av.open(str(source)) as container:
+        stream = container.streams[index.stream_index]
+        keyframe_dts = index.packets[cut.first][1]
+        container.seek(cut.keyframe_pts, stream=stream, backward=True, any_frame=False)
+        packets = _from_keyframe(container, stream, cut.keyframe_pts, keyframe_dts)
+        if packets is None:  # the seek landed past the keyframe: read from the start
+            container.seek(0, stream=stream, backward=True, any_frame=False)
+            packets = _from_keyframe(container, stream, cut.keyframe_pts, None)
+        if packets is None:
+            raise MediaError(f"keyframe at pts {cut.keyframe_pts} not found again", source)
+        with av.open(buffer, mode="w", format=SHIP_FORMAT) as out:
+            shipped = out.add_stream_from_template(stream)
+            taken = 0
+            for packet in packets:
+                if packet.size == 0 or packet.is_discard:
+                    continue
+                taken += 1
+                if packet.pts is not None and packet.pts >= cut.keyframe_pts:
+                    packet.stream = shipped
+                    out.mux(packet)
+                if taken == wanted:
+                    break
+            if taken != wanted:
+                raise MediaError(f"the source ended {wanted - taken} packets early", source)
+    return buffer.getvalue(), cut.preroll
+
+
+def _from_keyframe(container: Any, stream: Any, keyframe_pts: int, keyframe_dts: int | None) -> Any:
+    """The demuxer's packets from the keyframe on, or None when the seek overshot it."""
+    demuxer = container.demux(stream)
+    for packet in demuxer:
+        if packet.size == 0 or packet.is_discard:
+            continue
+        if packet.pts == keyframe_pts and packet.is_keyframe:
+            return _chain(packet, demuxer)
+        if keyframe_dts is not None and packet.dts is not None and packet.dts > keyframe_dts:
+            return None
+    return None
+
+
+def _chain(first: Any, rest: Any) -> Any:
+    yield first
+    yield from rest
+
+
+# --- the worker's side ---
+
+
+def _host() -> str:
+    return socket.gethostname()
+
+
+def _threads(threads: int | None) -> int:
+    """The segment's thread share: the caller's, or the cores over this worker's slots."""
+    if threads:
+        return threads
+    try:
+        from distributed import get_worker
+
+        slots = get_worker().state.nthreads
+    except (ImportError, ValueError):
+        slots = 1
+    return threads_per_worker(slots, cpu_count())
+
+
+def _encode(argv: list[str], output: Path, segment: Segment, source: Path) -> bytes:
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, check=False)
+    except OSError as exc:
+        raise EncodeError(f"cannot run ffmpeg on {_host()}: {exc.strerror}", source) from exc
+    if done.returncode != 0:
+        lines = done.stderr.strip().splitlines()
+        last = lines[-1] if lines else "no message"
+        raise EncodeError(
+            f"segment {segment.index} encode failed on {_host()} (ffmpeg exit {done.returncode}): {last}",
+            source,
+        )
+    extents = stream_extents(output)
+    frames = extents[0].packets if 0 in extents else 0
+    if frames != segment.frame_count:
+        raise EncodeError(
+            f"segment {segment.index} has {frames} frames on {_host()}, planned {segment.frame_count}",
+            source,
+        )
+    return output.read_bytes()
+
+
+def _replace_token(argv: list[str], option: str, old: str, new: str) -> None:
+    """Replace the value after `option`; the argv builder's shape is checked, not assumed."""
+    for i, token in enumerate(argv[:-1]):
+        if token == option and argv[i + 1] == old:
+            argv[i + 1] = new
+            return
+    raise EncodeError(f"the segment arguments have no {option} {old}")
+
+
+def shipped_argv(
+    plan: VideoPlan, segment: Segment, source: Path, output: Path, preroll: int, threads: int
+) -> list[str]:
+    """The local encode's arguments, applied to a shipped file: stream 0, no seek, and the
+    pre-roll dropped by frame number before the timestamps are rebased."""
+    local = dataclasses.replace(plan, source=source)
+    from_start = Segment(
+        index=segment.index,
+        start_frame=0,
+        end_frame=segment.frame_count,
+        start_s=0.0,
+        end_s=segment.duration_s,
+    )
+    argv = list(local.encoder.segment_argv(local, from_start, output, threads))
+    _replace_token(argv, "-map", f"0:{plan.analysis.media.video.index}", "0:0")
+    if preroll:
+        i = argv.index("-vf")
+        argv[i + 1] = f"trim=start_frame={preroll},{argv[i + 1]}"
+    return argv
+
+
+def encode_shipped_segment(
+    packets: bytes,
+    preroll_frames: int,
+    plan: VideoPlan,
+    segment: Segment,
+    threads: int | None = None,
+) -> bytes:
+    """On a worker: encode a shipped segment with this machine's ffmpeg; the encoded
+    segment (Matroska, as local segments are) as bytes."""
+    plan = dataclasses.replace(plan, ffmpeg=find_toolchain().ffmpeg)
+    with tempfile.TemporaryDirectory(prefix="drapto-segment-") as folder:
+        source = Path(folder) / f"source{SHIP_SUFFIX}"
+        source.write_bytes(packets)
+        output = Path(folder) / f"segment-{segment.index:05d}.mkv"
+        argv = shipped_argv(plan, segment, source, output, preroll_frames, _threads(threads))
+        return _encode(argv, output, segment, plan.source)
+
+
+# --- shared storage ---
+
+PathMap = tuple[tuple[Path, Path], ...]
+
+
+def parse_path_map(items: list[str]) -> PathMap:
+    """'/srv/media=/mnt/media' items: the engine's prefix, then this machine's."""
+    pairs: list[tuple[Path, Path]] = []
+    for item in items:
+        engine, sep, local = item.partition("=")
+        if not sep or not Path(engine).is_absolute() or not Path(local).is_absolute():
+            raise ValueError(f"bad path map {item!r} (use /engine/path=/worker/path)")
+        pairs.append((Path(engine), Path(local)))
+    return tuple(pairs)
+
+
+def path_map_json(pairs: PathMap) -> str:
+    return json.dumps([[str(a), str(b)] for a, b in pairs])
+
+
+def worker_path_map() -> PathMap:
+    """This worker's path map, from the environment `drapto worker` gave its process."""
+    raw = os.environ.get(PATH_MAP_ENV)
+    return tuple((Path(a), Path(b)) for a, b in json.loads(raw)) if raw else ()
+
+
+def map_path(path: Path, pairs: PathMap) -> Path | None:
+    """The engine's path seen through this machine's mounts; None when no prefix covers it."""
+    for engine, local in pairs:
+        if path.is_relative_to(engine):
+            return local / path.relative_to(engine)
+    return None
+
+
+def encode_mapped_segment(plan: VideoPlan, segment: Segment, threads: int | None = None) -> bytes:
+    """On a worker with shared storage: the local encode, reading the source through this
+    machine's mount."""
+    source = map_path(plan.source, worker_path_map())
+    if source is None:
+        raise MediaError(f"not under any --path-map of worker {_host()}", plan.source)
+    if not source.is_file():
+        raise MediaError(f"not found on worker {_host()} (mapped to {source})", plan.source)
+    plan = dataclasses.replace(plan, ffmpeg=find_toolchain().ffmpeg, source=source)
+    with tempfile.TemporaryDirectory(prefix="drapto-segment-") as folder:
+        output = Path(folder) / f"segment-{segment.index:05d}.mkv"
+        argv = plan.encoder.segment_argv(plan, segment, output, _threads(threads))
+        return _encode(list(argv), output, segment, source)

@@ -1,0 +1,571 @@
+"""Segments encoded on another process through real Dask: a scheduler started by
+drapto's start_scheduler on loopback TLS, a real `drapto worker` subprocess holding a
+bundle from `drapto cluster init`, and a Dask client submitting drapto's segment tasks.
+
+One scheduler and one worker serve the whole module (Dask start-ups are slow here).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import signal
+import socket
+import ssl
+import stat
+import subprocess
+import sys
+import threading
+from collections.abc import Coroutine, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import av
+import numpy as np
+import psutil
+import pytest
+
+pytest.importorskip("distributed", reason="the cluster extra (distributed) is not installed")
+pytest.importorskip("cryptography", reason="the cluster extra (cryptography) is not installed")
+
+from distributed import Client, Worker
+from mediagen import make_video
+
+from drapto_engine.cluster import ClusterUsageError
+from drapto_engine.cluster.scheduler import (
+    ENCODER,
+    QuietScheduler,
+    refused_workers,
+    start_scheduler,
+)
+from drapto_engine.cluster.security import engine_security, parse_address, worker_security
+from drapto_engine.cluster.tasks import (
+    encode_mapped_segment,
+    encode_shipped_segment,
+    packet_index,
+    ship_segment,
+)
+from drapto_engine.cluster.toolchain import fingerprint
+from drapto_engine.core.models import EncodeSettings, Segment
+from drapto_engine.services.detection import analyze_video
+from drapto_engine.services.encoding.plan import VideoPlan
+from drapto_engine.services.segmentation.timestamps import frame_times
+
+DRAPTO = [sys.executable, "-m", "drapto_engine.cli"]
+T = TypeVar("T")
+THREADS = 1  # the same thread share for remote and local encodes: SVT is then deterministic
+RANGES = ((0, 37), (37, 100))  # the second starts mid-GOP: 12 frames of pre-roll to drop
+
+
+class LoopThread:
+    """An asyncio loop in a thread: the engine's side (the scheduler) lives here."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 120) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(30)
+
+
+def drapto(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> Any:
+    return subprocess.run(
+        [*DRAPTO, *args], capture_output=True, text=True, timeout=timeout, env=env, check=False
+    )
+
+
+def one_line(stderr: str) -> str:
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    assert "Traceback" not in stderr
+    return lines[0]
+
+
+@dataclass
+class Cluster:
+    address: str
+    engine_dir: Path
+    bundle: Path
+    scheduler: QuietScheduler
+    loop: LoopThread
+    client: Client
+    worker: subprocess.Popen[str]
+    shared: Path  # the folder the worker reads through its path map
+    alias: Path  # the same folder, under the worker's own path
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """`drapto cluster init` in the session's isolated config folder."""
+    done = drapto("cluster", "init")
+    assert done.returncode == 0, done.stderr
+    folder = Path(os.environ["XDG_CONFIG_HOME"]) / "drapto" / "cluster"
+    return folder, folder / "worker-bundle"
+
+
+@pytest.fixture(scope="module")
+def cluster(
+    certs: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Cluster]:
+    engine_dir, bundle = certs
+    loop = LoopThread()
+    security = engine_security(parse_address("tls://127.0.0.1:0"), engine_dir)
+    scheduler = loop.run(
+        start_scheduler("tls://127.0.0.1:0", security, None, toolchain=fingerprint())
+    )
+    shared = tmp_path_factory.mktemp("shared")
+    alias = tmp_path_factory.mktemp("mount") / "media"
+    alias.symlink_to(shared, target_is_directory=True)
+    log = tmp_path_factory.mktemp("worker") / "stderr.txt"
+    with log.open("w") as err:
+        worker = subprocess.Popen(
+            [
+                *DRAPTO,
+                "worker",
+                scheduler.address,
+                "--bundle",
+                str(bundle),
+                "--slots",
+                "2",
+                "--path-map",
+                f"{shared}={alias}",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+        )
+    client = Client(scheduler.address, security=security, timeout=60)
+    try:
+        client.wait_for_workers(1, timeout=120)
+        yield Cluster(
+            scheduler.address,
+            engine_dir,
+            bundle,
+            scheduler,
+            loop,
+            client,
+            worker,
+            shared,
+            alias,
+        )
+    finally:
+        client.close()
+        worker.send_signal(signal.SIGTERM)
+        try:
+            code = worker.wait(60)
+        finally:
+            worker.kill()
+            loop.run(scheduler.close())
+            loop.stop()
+        assert code == 128 + signal.SIGTERM, log.read_text()
+        assert log.read_text() == ""  # Dask's own logging goes to drapto's log file
+
+
+@dataclass
+class Source:
+    path: Path
+    plan: VideoPlan
+    times: list[float]
+
+    def segment(self, start: int, end: int) -> Segment:
+        end_s = self.times[end] if end < len(self.times) else self.times[-1] + 0.04
+        return Segment(
+            index=start, start_frame=start, end_frame=end, start_s=self.times[start], end_s=end_s
+        )
+
+
+@pytest.fixture(scope="module")
+def source(cluster: Cluster, ffmpeg: str) -> Source:
+    """100 frames of H.264 with B-frames and a keyframe every 25 (so segments start
+    mid-GOP), in the folder the worker also sees through its path map."""
+    path = make_video(
+        ffmpeg,
+        cluster.shared / "source.mkv",
+        size=(192, 108),
+        duration=4.0,
+        rate="25",
+        gop=25,
+        output_args=["-bf", "3"],
+    )
+    analysis = asyncio.run(analyze_video(path, ffmpeg))
+    plan = VideoPlan.make(ffmpeg, analysis, EncodeSettings(preset=12))
+    return Source(path, plan, frame_times(path))
+
+
+def decoded(path: Path) -> list[tuple[int, str, np.ndarray[Any, Any]]]:
+    """(pts, checksum of the decoded picture, luma) of every frame."""
+    frames = []
+    with av.open(str(path)) as container:
+        for frame in container.decode(video=0):
+            picture = frame.to_ndarray()
+            luma = frame.to_ndarray(format="gray").astype(np.float64)
+            frames.append((frame.pts, hashlib.md5(picture.tobytes()).hexdigest(), luma))
+    return frames
+
+
+def psnr(a: np.ndarray[Any, Any], b: np.ndarray[Any, Any]) -> float:
+    mse = float(np.mean((a - b) ** 2))
+    return 99.0 if mse == 0 else 10 * float(np.log10(255**2 / mse))
+
+
+def local_encode(source: Source, segment: Segment, output: Path) -> Path:
+    argv = source.plan.encoder.segment_argv(source.plan, segment, output, THREADS)
+    subprocess.run(argv, check=True, capture_output=True, timeout=300)
+    return output
+
+
+def test_init_writes_private_files_and_keeps_the_ca(certs: tuple[Path, Path]) -> None:
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    folder, bundle = certs
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    assert stat.S_IMODE(bundle.stat().st_mode) == 0o700
+    names = {p.name for p in folder.iterdir() if p.is_file()}
+    assert names == {"ca.pem", "ca-key.pem", "engine.pem", "engine-key.pem"}
+    assert {p.name for p in bundle.iterdir()} == {"ca.pem", "worker.pem", "worker-key.pem"}
+    for path in [*folder.glob("*.pem"), *bundle.glob("*.pem")]:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+    ca = x509.load_pem_x509_certificate((folder / "ca.pem").read_bytes())
+    for cert_file in (folder / "engine.pem", bundle / "worker.pem"):
+        cert = x509.load_pem_x509_certificate(cert_file.read_bytes())
+        public = ca.public_key()
+        assert isinstance(public, ec.EllipticCurvePublicKey)
+        cert.verify_directly_issued_by(ca)  # raises when another CA signed it
+    # Another bundle for another machine, from the same CA.
+    second = folder.parent / "second-bundle"
+    made = drapto("cluster", "bundle", str(second))
+    assert made.returncode == 0, made.stderr
+    other = x509.load_pem_x509_certificate((second / "worker.pem").read_bytes())
+    other.verify_directly_issued_by(ca)
+    assert (
+        other.serial_number
+        != x509.load_pem_x509_certificate((bundle / "worker.pem").read_bytes()).serial_number
+    )
+    assert stat.S_IMODE((second / "worker-key.pem").stat().st_mode) == 0o600
+    before = (folder / "ca.pem").read_bytes()
+    again = drapto("cluster", "init")
+    assert again.returncode == 2
+    assert "already exists" in one_line(again.stderr)
+    assert (folder / "ca.pem").read_bytes() == before
+
+
+def test_worker_joins_with_its_slots_and_no_http_listener(cluster: Cluster) -> None:
+    info = cluster.client.scheduler_info(n_workers=-1)["workers"]
+    assert len(info) == 1
+    (address, worker), *_ = info.items()
+    assert address.startswith("tls://127.0.0.1:")
+    assert worker["resources"] == {ENCODER: 2}
+    assert worker["nthreads"] == 2
+    # Nothing but the Dask ports listens: no dashboard, /info, /json or /metrics.
+    ours = {c.laddr.port for c in psutil.Process().net_connections() if c.status == "LISTEN"}
+    assert ours == {int(cluster.address.rsplit(":", 1)[1])}
+    tree = [psutil.Process(cluster.worker.pid), *psutil.Process(cluster.worker.pid).children(True)]
+    ports = {
+        c.laddr.port for p in tree for c in p.net_connections() if c.status == psutil.CONN_LISTEN
+    }
+    expected = {int(address.rsplit(":", 1)[1]), int(worker["nanny"].rsplit(":", 1)[1])}
+    assert ports == expected
+
+
+def test_shipped_segments_encode_remotely_as_they_do_locally(
+    cluster: Cluster, source: Source, tmp_path: Path
+) -> None:
+    index = packet_index(source.path)
+    futures = []
+    shipped_bytes = []
+    for start, end in RANGES:
+        packets, preroll = ship_segment(source.path, start, end, index)
+        shipped_bytes.append(len(packets))
+        futures.append(
+            cluster.client.submit(
+                encode_shipped_segment,
+                packets,
+                preroll,
+                source.plan,
+                source.segment(start, end),
+                THREADS,
+                resources={ENCODER: 1},
+                pure=False,
+            )
+        )
+    assert [ship_segment(source.path, s, e, index)[1] for s, e in RANGES] == [0, 12]
+    results = cluster.client.gather(futures, errors="raise")
+    assert len(cluster.client.who_has(futures)) == 2
+    original = decoded(source.path)
+    for (start, end), data in zip(RANGES, results, strict=True):
+        remote = tmp_path / f"remote-{start}.mkv"
+        remote.write_bytes(data)
+        local = local_encode(source, source.segment(start, end), tmp_path / f"local-{start}.mkv")
+        got, want = decoded(remote), decoded(local)
+        assert len(got) == end - start
+        # Same frames, same times, same pictures as the local encode of the range.
+        assert [(pts, digest) for pts, digest, _ in got] == [(p, d) for p, d, _ in want]
+        pts = [p for p, _, _ in got]
+        assert pts == sorted(pts) and pts[0] == 0
+        # And the pictures are the source's frames of that range, not shifted by one.
+        for i, (_, _, luma) in enumerate(got):
+            right = psnr(luma, original[start + i][2])
+            assert right > 30, (start + i, right)
+            for neighbour in (start + i - 1, start + i + 1):
+                if 0 <= neighbour < len(original):
+                    assert psnr(luma, original[neighbour][2]) < right
+
+
+def test_shared_storage_worker_reads_through_its_path_map(
+    cluster: Cluster, source: Source, tmp_path: Path
+) -> None:
+    start, end = RANGES[1]
+    segment = source.segment(start, end)
+    future = cluster.client.submit(
+        encode_mapped_segment, source.plan, segment, THREADS, resources={ENCODER: 1}, pure=False
+    )
+    remote = tmp_path / "remote.mkv"
+    remote.write_bytes(future.result(timeout=300))
+    local = local_encode(source, segment, tmp_path / "local.mkv")
+    assert [(p, d) for p, d, _ in decoded(remote)] == [(p, d) for p, d, _ in decoded(local)]
+    # A source outside the map fails with a line naming the worker, not a traceback.
+    outside = VideoPlan(**{**source.plan.__dict__, "source": tmp_path / "elsewhere.mkv"})
+    failed = cluster.client.submit(
+        encode_mapped_segment, outside, segment, THREADS, resources={ENCODER: 1}, pure=False
+    )
+    with pytest.raises(Exception, match="not under any --path-map of worker"):
+        failed.result(timeout=120)
+
+
+def test_worker_from_another_ca_is_refused(cluster: Cluster, tmp_path: Path) -> None:
+    env = {**os.environ, "XDG_CONFIG_HOME": str(tmp_path / "other")}
+    made = drapto("cluster", "init", env=env)
+    assert made.returncode == 0, made.stderr
+    other_bundle = tmp_path / "other" / "drapto" / "cluster" / "worker-bundle"
+    before = set(cluster.scheduler.workers)
+    done = drapto(
+        "worker", cluster.address, "--bundle", str(other_bundle), "--timeout", "5", timeout=120
+    )
+    assert done.returncode == 1
+    assert "cannot join the engine" in one_line(done.stderr)
+    assert set(cluster.scheduler.workers) == before
+    # A Dask client holding that CA's certificate is refused too.
+    security = worker_security(parse_address(cluster.address), other_bundle)
+    with pytest.raises((OSError, TimeoutError)):
+        Client(cluster.address, security=security, timeout=5)
+
+
+def test_connection_without_a_certificate_is_refused(cluster: Cluster, tmp_path: Path) -> None:
+    """A TLS client that trusts the CA but presents no certificate gets no Dask handshake."""
+    host, port = cluster.address.removeprefix("tls://").rsplit(":", 1)
+    context = ssl.create_default_context(cafile=str(cluster.bundle / "ca.pem"))
+    context.check_hostname = False
+    with (
+        socket.create_connection((host, int(port)), timeout=10) as raw,
+        pytest.raises((ssl.SSLError, ConnectionError)),
+        context.wrap_socket(raw) as tls,
+    ):
+        tls.sendall(b"\0" * 8)
+        assert tls.recv(1) != b""  # TLS 1.3 reports the refusal on the first read
+    missing = drapto("worker", cluster.address, "--bundle", str(tmp_path / "empty"))
+    assert missing.returncode == 2
+    assert "no such certificate file" in one_line(missing.stderr)
+
+
+def test_plain_tcp_beyond_loopback_and_open_dashboards_are_refused(
+    cluster: Cluster,
+) -> None:
+    done = drapto("worker", "tcp://0.0.0.0:8786", "--bundle", str(cluster.bundle))
+    assert done.returncode == 2
+    line = one_line(done.stderr)
+    assert "refusing plain tcp://" in line and "pickled code" in line
+    security = engine_security(parse_address("tcp://0.0.0.0:0"))
+    with pytest.raises(ClusterUsageError, match="pickled code"):
+        cluster.loop.run(start_scheduler("tcp://0.0.0.0:0", security, None))
+    tls = engine_security(parse_address("tls://127.0.0.1:0"), cluster.engine_dir)
+    with pytest.raises(ClusterUsageError, match="dashboard"):
+        cluster.loop.run(start_scheduler("tls://127.0.0.1:0", tls, "0.0.0.0:8787"))
+    dashboard = drapto(
+        "worker", cluster.address, "--bundle", str(cluster.bundle), "--dashboard", ":8788"
+    )
+    assert dashboard.returncode == 2
+    assert "dashboard" in one_line(dashboard.stderr)
+    zero = drapto("worker", cluster.address, "--bundle", str(cluster.bundle), "--slots", "0")
+    assert zero.returncode == 2
+    assert "--slots must be at least 1" in one_line(zero.stderr)
+    # With --insecure it goes ahead, saying the risk first (192.0.2.1 is unroutable).
+    risky = drapto("worker", "tcp://192.0.2.1:8786", "--insecure", "--timeout", "2", "--slots", "1")
+    assert risky.returncode == 1
+    warning, error = risky.stderr.strip().splitlines()
+    assert warning.startswith("drapto: warning: insecure: Dask runs pickled code")
+    assert "cannot join the engine at tcp://192.0.2.1:8786" in error
+
+
+def test_worker_with_another_toolchain_is_refused(
+    cluster: Cluster, ffmpeg: str, tmp_path: Path
+) -> None:
+    """A wrapper that passes every check and encode through to the real ffmpeg but reports
+    another version: the worker refuses to join, with one line."""
+    wrapper = tmp_path / "ffmpeg"
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        'for a in "$@"; do if [ "$a" = -version ]; then\n'
+        f'  "{ffmpeg}" "$@" | sed "1s/^ffmpeg version [^ ]*/ffmpeg version n9.9.9-other/"\n'
+        "  exit 0\nfi; done\n"
+        f'exec "{ffmpeg}" "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    env = {**os.environ, "DRAPTO_FFMPEG": str(wrapper)}
+    before = set(cluster.scheduler.workers)
+    done = drapto("worker", cluster.address, "--bundle", str(cluster.bundle), env=env)
+    assert done.returncode == 1
+    line = one_line(done.stderr)
+    assert "n9.9.9-other" in line and "differs from the engine's" in line
+    assert set(cluster.scheduler.workers) == before
+
+
+def test_engine_refuses_a_worker_that_skips_the_check(cluster: Cluster) -> None:
+    """A plain Dask worker with a valid certificate but no drapto toolchain is let in by
+    TLS, then refused by the engine: it never gets an encoder slot and is closed."""
+    security = worker_security(parse_address(cluster.address), cluster.bundle)
+
+    async def join() -> tuple[str, str]:
+        worker = Worker(
+            cluster.address, security=security, resources={ENCODER: 1}, nthreads=1, name="rogue"
+        )
+        await worker
+        address = worker.address
+        await asyncio.wait_for(worker.finished(), 60)
+        return address, str(worker.status)
+
+    address, status = cluster.loop.run(join())
+    assert status == "Status.closed"
+    assert address in refused_workers(cluster.scheduler)
+    assert "no drapto toolchain" in refused_workers(cluster.scheduler)[address]
+    assert address not in cluster.scheduler.workers
+    assert address not in cluster.scheduler.resources.get(ENCODER, {})
+
+
+def test_dolby_vision_segment_keeps_every_rpu_remotely(
+    cluster: Cluster, shared_media: Path, ffmpeg: str, tmp_path: Path
+) -> None:
+    """Frames 100-180 of the real profile 8.1 sample (keyframes at 0 and 250 only, so
+    100 frames of pre-roll): RPUs survive the stream copy, the worker's decode and
+    -dolbyvision 1; every frame of the segment carries its RPU, as a local encode's does."""
+    from drapto_engine.infrastructure.hdr_probe import count_rpu_frames
+
+    path = shared_media / "dv-p81-regular.mkv"
+    plan = VideoPlan.make(
+        ffmpeg, asyncio.run(analyze_video(path, ffmpeg)), EncodeSettings(preset=12)
+    )
+    assert plan.dolby_vision
+    dv = Source(path, plan, frame_times(path))
+    segment = dv.segment(100, 180)
+    packets, preroll = ship_segment(path, 100, 180)
+    assert preroll == 100
+    future = cluster.client.submit(
+        encode_shipped_segment,
+        packets,
+        preroll,
+        plan,
+        segment,
+        THREADS,
+        resources={ENCODER: 1},
+        pure=False,
+    )
+    remote = tmp_path / "remote.mkv"
+    remote.write_bytes(future.result(timeout=300))
+    assert count_rpu_frames(remote) == (80, 80)
+    local = local_encode(dv, segment, tmp_path / "local.mkv")
+
+    def frames(p: Path) -> list[tuple[int, str, list[bytes]]]:
+        with av.open(str(p)) as container:
+            return [
+                (
+                    f.pts,
+                    hashlib.md5(f.to_ndarray().tobytes()).hexdigest(),
+                    [bytes(sd) for sd in f.side_data if "DOVI" in sd.type.name],
+                )
+                for f in container.decode(video=0)
+            ]
+
+    assert frames(remote) == frames(local)
+
+
+def test_worker_exits_3_with_one_line_when_the_engine_goes(certs: tuple[Path, Path]) -> None:
+    engine_dir, bundle = certs
+    loop = LoopThread()
+    try:
+        security = engine_security(parse_address("tls://127.0.0.1:0"), engine_dir)
+        scheduler = loop.run(
+            start_scheduler("tls://127.0.0.1:0", security, None, toolchain=fingerprint())
+        )
+        worker = subprocess.Popen(
+            [*DRAPTO, "worker", scheduler.address, "--bundle", str(bundle), "--slots", "1"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert worker.stdout is not None
+            joined = worker.stdout.readline()  # printed once the nanny and worker are up
+            assert joined.startswith("drapto: worker ") and "1 encoder slots" in joined
+            assert len(scheduler.workers) == 1
+            loop.run(scheduler.close())
+            _, stderr = worker.communicate(timeout=120)
+        finally:
+            worker.kill()
+        assert worker.returncode == 3
+        assert "lost the engine at " in one_line(stderr)
+    finally:
+        loop.stop()
+
+
+def test_a_worker_certificate_cannot_act_as_the_engine(cluster: Cluster) -> None:
+    """Workers share the CA, but only the engine's certificate may register a client or
+    run code on the scheduler: a stolen worker key does not reach the engine process."""
+    from distributed.core import rpc
+
+    security = worker_security(parse_address(cluster.address), cluster.bundle)
+    clients = set(cluster.scheduler.clients)
+    with pytest.raises(Exception):  # noqa: B017 (Dask reports the refusal without a type)
+        Client(cluster.address, security=security, timeout=20)
+    assert set(cluster.scheduler.clients) == clients
+
+    async def run_on_scheduler() -> Any:
+        async with rpc(
+            cluster.address, connection_args=security.get_connection_args("client")
+        ) as scheduler:
+            return await scheduler.run_function(function=b"", args=b"", kwargs=b"")
+
+    with pytest.raises(PermissionError, match="for the drapto engine only"):
+        cluster.loop.run(run_on_scheduler())
+    # The engine's own client still works (the module's client is one).
+    assert cluster.client.scheduler_info(n_workers=-1)["workers"]
+
+
+def test_shipping_real_mp4_mid_gop_matches_the_local_encode(
+    shared_media: Path, ffmpeg: str, tmp_path: Path
+) -> None:
+    """Real H.264 footage in MP4 at 29.97 fps, frames 400-460: the keyframe before is
+    frame 180, so the worker decodes and drops 220 frames of pre-roll. The task runs
+    in-process here (it is a plain function); the result equals the local exact-seek
+    encode frame for frame, timestamps included."""
+    path = shared_media / "testvideo.mp4"
+    plan = VideoPlan.make(
+        ffmpeg, asyncio.run(analyze_video(path, ffmpeg)), EncodeSettings(preset=12)
+    )
+    real = Source(path, plan, frame_times(path))
+    segment = real.segment(400, 460)
+    packets, preroll = ship_segment(path, 400, 460)
+    assert preroll == 220
+    assert len(packets) < path.stat().st_size / 2
+    remote = tmp_path / "remote.mkv"
+    remote.write_bytes(encode_shipped_segment(packets, preroll, plan, segment, THREADS))
+    local = local_encode(real, segment, tmp_path / "local.mkv")
+    got = [(p, d) for p, d, _ in decoded(remote)]
+    assert len(got) == 60
+    assert got == [(p, d) for p, d, _ in decoded(local)]
