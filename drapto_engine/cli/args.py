@@ -84,15 +84,27 @@ def workers(text: str) -> int:
     return _integer(text, 1, max_workers(), f" ({WORKERS_PER_CORE} per core)")
 
 
+def positive_seconds(text: str) -> float:
+    """A finite number of seconds above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds above 0, not {text!r}")
+    return value
+
+
+def name(text: str) -> str:
+    """A non-empty name on one line."""
+    if not text.strip() or "\n" in text:
+        raise argparse.ArgumentTypeError(f"must be a name on one line, not {text!r}")
+    return text
+
+
 def seconds(field: str) -> Callable[[str], float]:
     def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            value = math.nan
-        if not math.isfinite(value) or value <= 0:
-            raise argparse.ArgumentTypeError(f"must be a number of seconds above 0, not {text!r}")
-        return float(_job_option(field, value, text))
+        return float(_job_option(field, positive_seconds(text), text))
 
     parse.__name__ = "seconds"
     return parse

@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from drapto_engine.cli import args as checks
+
 COMMANDS = ("cluster", "worker")
 
 
@@ -37,7 +39,7 @@ def add_cluster_parsers(commands: Any) -> None:
         help="worker bundle from `drapto cluster init` (default: ~/.config/drapto/cluster/worker-bundle)",
     )
     worker.add_argument(
-        "--slots", type=int, help="encoders at once (default: from cores and memory)"
+        "--slots", type=checks.workers, help="encoders at once (default: from cores and memory)"
     )
     worker.add_argument(
         "--path-map",
@@ -47,9 +49,12 @@ def add_cluster_parsers(commands: Any) -> None:
         help="read sources under the engine's ENGINE path from LOCAL here (shared storage)",
     )
     worker.add_argument("--dashboard", metavar="HOST:PORT", help="serve the worker's dashboard")
-    worker.add_argument("--name", help="worker name (default: host-pid)")
+    worker.add_argument("--name", type=checks.name, help="worker name (default: host-pid)")
     worker.add_argument(
-        "--timeout", type=float, default=20.0, help="seconds to wait for the engine (default 20)"
+        "--timeout",
+        type=checks.positive_seconds,
+        default=20.0,
+        help="seconds to wait for the engine (default 20)",
     )
     worker.add_argument(
         "--insecure",

@@ -199,6 +199,45 @@ BAD: dict[str, list[Bad]] = {
         bad("status", "--socket", "{missing}", status=FAILED, names="drapto serve"),
     ],
     "drapto status --json": [bad("status", "--json=1", names="--json")],
+    # the cluster extra (certificates, workers)
+    "drapto cluster ACTION": [bad("cluster", "inti", names="ACTION", says="invalid choice")],
+    "drapto cluster init --bundle": [
+        bad("cluster", "init", "--bundle", "{under_file}", status=FAILED, names="a-file")
+    ],
+    "drapto cluster init --force": [bad("cluster", "init", "--force=1", names="--force")],
+    "drapto cluster bundle DIR": [
+        bad("cluster", "bundle", names="cluster bundle", says="required: DIR"),
+    ],
+    "drapto cluster bundle --force": [
+        bad("cluster", "bundle", "--force=1", "{missing}", names="--force")
+    ],
+    "drapto worker ADDRESS": [
+        bad("worker", names="worker", says="required: ADDRESS"),
+        bad("worker", "tcp://0.0.0.0:8786", names="tcp://", says="--insecure"),
+    ],
+    "drapto worker --bundle": [
+        bad("worker", "tls://127.0.0.1:1", "--bundle", "{missing}", names="{missing}")
+    ],
+    "drapto worker --slots": [
+        bad("worker", "tls://127.0.0.1:1", "--slots", "0", names="--slots", says="per core"),
+        bad("worker", "tls://127.0.0.1:1", "--slots", TOO_MANY_WORKERS, names="--slots"),
+    ],
+    "drapto worker --path-map": [
+        bad("worker", "tls://127.0.0.1:1", "--path-map", "nonsense", names="--path-map")
+    ],
+    "drapto worker --dashboard": [
+        bad("worker", "tls://127.0.0.1:1", "--dashboard", "0.0.0.0:8787", names="dashboard")
+    ],
+    "drapto worker --name": [
+        bad("worker", "tls://127.0.0.1:1", "--name=", names="--name", says="one line")
+    ],
+    "drapto worker --timeout": [
+        bad("worker", "tls://127.0.0.1:1", "--timeout", "-1", names="--timeout"),
+        bad("worker", "tls://127.0.0.1:1", "--timeout", "inf", names="--timeout"),
+    ],
+    "drapto worker --insecure": [
+        bad("worker", "tls://127.0.0.1:1", "--insecure=1", names="--insecure")
+    ],
     "drapto tui PATH": [
         bad("tui", "{missing}", status=FAILED, names="{missing}", says="no such file")
     ],
