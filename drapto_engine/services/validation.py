@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
+
+import av
 
 from drapto_engine.core.errors import DraptoError
 from drapto_engine.core.models import ContentLight, MasteringDisplay, MediaInfo
@@ -15,6 +19,7 @@ from drapto_engine.infrastructure.hdr_probe import (
     parse_dovi_record,
 )
 from drapto_engine.infrastructure.probe import probe
+from drapto_engine.services.segmentation.timestamps import main_video_stream
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +55,57 @@ class Expected:
     content_light: ContentLight | None = None
     dolby_vision_compat_id: int | None = None
     """The Dolby Vision compatibility id the output must carry; None: no Dolby Vision."""
+    frame_times: tuple[Fraction, ...] | None = None
+    """The source's frame times (`source_frame_times`); each output frame must sit at its
+    source frame's time rounded to the output's time base. None: not checked."""
+
+
+def _round_half_away(value: Fraction) -> int:
+    """av_rescale_q's rounding (AV_ROUND_NEAR_INF): halves go away from zero."""
+    whole = abs(value.numerator) * 2 + value.denominator
+    magnitude = whole // (2 * value.denominator)
+    return magnitude if value >= 0 else -magnitude
+
+
+def _packet_ticks(path: Path, index: int | None) -> tuple[list[int], Fraction, int]:
+    """Sorted pts of the video packets that show a frame, their time base, and the
+    container's start in that time base (as ffmpeg shifts an input by it)."""
+    with av.open(str(path)) as container:
+        stream = main_video_stream(container, index)
+        time_base = Fraction(stream.time_base or Fraction(1, 1000))
+        start_us = container.start_time or 0
+        start = _round_half_away(Fraction(start_us, 1_000_000) / time_base)
+        ticks = sorted(
+            p.pts
+            for p in container.demux(stream)
+            if p.size and p.pts is not None and not p.is_discard
+        )
+    return ticks, time_base, start
+
+
+def source_frame_times(path: Path, index: int | None = None) -> tuple[Fraction, ...]:
+    """Blocking: the exact time of every frame of the video stream `index` (default: the
+    main one), in seconds from the container's start, read from the packets alone."""
+    ticks, time_base, start = _packet_ticks(path, index)
+    return tuple((t - start) * time_base for t in ticks)
+
+
+def check_frame_times(path: Path, index: int | None, source: Sequence[Fraction]) -> list[str]:
+    """Each output frame at its source frame's time, to the output's time base.
+
+    The output keeps the source's clock (times from the source container's start), so
+    its own timestamps are compared as written."""
+    ticks, time_base, _ = _packet_ticks(path, index)
+    wanted = [_round_half_away(t / time_base) for t in source]
+    wrong = [i for i, (got, want) in enumerate(zip(ticks, wanted, strict=False)) if got != want]
+    if not wrong:
+        return []
+    first = wrong[0]
+    return [
+        f"frame times: {len(wrong)} of {min(len(ticks), len(wanted))} frames are off the "
+        f"source's (first: frame {first} at {float(ticks[first] * time_base):.6f} s, "
+        f"source {float(source[first]):.6f} s)"
+    ]
 
 
 def _same_mastering(a: MasteringDisplay, b: MasteringDisplay) -> bool:
@@ -131,6 +187,8 @@ def check_output(path: Path, expected: Expected, ffmpeg: str | None = None) -> l
             f"video lasts {duration:.3f} s, source {expected.duration_s:.3f} s "
             f"(more than one frame apart)"
         )
+    if expected.frame_times is not None:
+        failures += check_frame_times(path, v.index, expected.frame_times)
     if len(media.audio) != len(expected.audio):
         failures.append(f"{len(media.audio)} audio tracks, source has {len(expected.audio)}")
     for position, (got, want) in enumerate(zip(media.audio, expected.audio, strict=False)):
