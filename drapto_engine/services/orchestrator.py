@@ -815,6 +815,11 @@ def expected_output(
         mastering_display=media.video.mastering_display,
         content_light=media.video.content_light,
         dolby_vision_compat_id=dolby_vision_compat_id(plan) if plan.dolby_vision else None,
+        dispositions={
+            "video": (media.video.dispositions,),
+            "audio": tuple(a.dispositions for a in media.audio),
+            "subtitle": tuple(s.dispositions for s in media.subtitles),
+        },
         frame_times=frame_times,
     )
 

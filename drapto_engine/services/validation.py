@@ -11,7 +11,7 @@ from pathlib import Path
 import av
 
 from drapto_engine.core.errors import DraptoError
-from drapto_engine.core.models import ContentLight, MasteringDisplay, MediaInfo
+from drapto_engine.core.models import ContentLight, Dispositions, MasteringDisplay, MediaInfo
 from drapto_engine.infrastructure.extents import stream_extents
 from drapto_engine.infrastructure.hdr_probe import (
     count_rpu_frames,
@@ -55,9 +55,54 @@ class Expected:
     content_light: ContentLight | None = None
     dolby_vision_compat_id: int | None = None
     """The Dolby Vision compatibility id the output must carry; None: no Dolby Vision."""
+    dispositions: dict[str, tuple[Dispositions, ...]] | None = None
+    """The source's dispositions per kind ("video", "audio", "subtitle"), each track in
+    output order; compared as far as Matroska keeps them. None: not checked."""
     frame_times: tuple[Fraction, ...] | None = None
     """The source's frame times (`source_frame_times`); each output frame must sit at its
     source frame's time rounded to the output's time base. None: not checked."""
+
+
+# The flags Matroska stores: FlagDefault, FlagForced, FlagCommentary, FlagHearingImpaired,
+# FlagVisualImpaired, FlagOriginal (1: original, 0: dub) and, for subtitles only,
+# FlagTextDescriptions. Others (captions, lyrics...) have no place in the file.
+MATROSKA_DISPOSITIONS = (
+    "default",
+    "forced",
+    "comment",
+    "hearing_impaired",
+    "visual_impaired",
+    "original",
+    "dub",
+)
+MATROSKA_SUBTITLE_DISPOSITIONS = ("descriptions",)
+
+
+def _kept(d: Dispositions, kind: str) -> str:
+    names: tuple[str, ...] = MATROSKA_DISPOSITIONS
+    if kind == "subtitle":
+        names += MATROSKA_SUBTITLE_DISPOSITIONS
+    return "+".join(name for name in names if getattr(d, name)) or "none"
+
+
+def check_dispositions(
+    media: MediaInfo, expected: dict[str, tuple[Dispositions, ...]]
+) -> list[str]:
+    """Each track's dispositions as its source track had them (those Matroska keeps)."""
+    found: dict[str, tuple[Dispositions, ...]] = {
+        "video": (media.video.dispositions,),
+        "audio": tuple(a.dispositions for a in media.audio),
+        "subtitle": tuple(s.dispositions for s in media.subtitles),
+    }
+    failures: list[str] = []
+    for kind, wanted in expected.items():
+        for position, (got, want) in enumerate(zip(found.get(kind, ()), wanted, strict=False)):
+            if _kept(got, kind) != _kept(want, kind):
+                failures.append(
+                    f"{kind} track {position} dispositions {_kept(got, kind)}, "
+                    f"source {_kept(want, kind)}"
+                )
+    return failures
 
 
 def _round_half_away(value: Fraction) -> int:
@@ -187,6 +232,8 @@ def check_output(path: Path, expected: Expected, ffmpeg: str | None = None) -> l
             f"video lasts {duration:.3f} s, source {expected.duration_s:.3f} s "
             f"(more than one frame apart)"
         )
+    if expected.dispositions is not None:
+        failures += check_dispositions(media, expected.dispositions)
     if expected.frame_times is not None:
         failures += check_frame_times(path, v.index, expected.frame_times)
     if len(media.audio) != len(expected.audio):

@@ -52,9 +52,8 @@ def _offset(us: int) -> list[str]:
 
 
 def _disposition(d: Dispositions) -> str:
-    names = [name for name in ("default", "forced", "comment") if getattr(d, name)]
-    names += [name for name in ("hearing_impaired", "visual_impaired") if getattr(d, name)]
-    return "+".join(names) or "0"
+    """Every flag the source stream had ("0": none, so ffmpeg adds none of its own)."""
+    return "+".join(d.names()) or "0"
 
 
 def _tags(kind: str, position: int, language: str | None, title: str | None) -> list[str]:
@@ -95,6 +94,7 @@ def mux_argv(
     args += [arg for a in media.attachments for arg in ("-map", f"{source_input}:{a.index}")]
     args += ["-map_metadata", str(source_input), "-map_chapters", str(source_input), "-c", "copy"]
     args += _tags("v", 0, media.video.language, media.video.title)
+    args += ["-disposition:v:0", _disposition(media.video.dispositions)]
     for position, (stream, _) in enumerate(audio):
         args += _tags("a", position, stream.language, stream.title)
         args += [f"-disposition:a:{position}", _disposition(stream.dispositions)]
