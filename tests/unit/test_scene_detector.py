@@ -1,10 +1,21 @@
-"""CutDetector's per-frame measures on synthetic luma frames (no ffmpeg)."""
+"""The scene scan's parts: CutDetector's per-frame measures on synthetic luma frames
+(no ffmpeg), and the pipe it reads ffmpeg through."""
 
 from __future__ import annotations
 
-import numpy as np
+import asyncio
+import fcntl
+import sys
 
-from drapto_engine.services.segmentation.scenes import BLACK_LEVEL, CutDetector
+import numpy as np
+import pytest
+
+from drapto_engine.services.segmentation.scenes import (
+    BLACK_LEVEL,
+    PIPE_BYTES,
+    CutDetector,
+    _widen_pipe,
+)
 
 H, W = 144, 256
 
@@ -46,3 +57,22 @@ def test_changes_are_exact_mean_differences() -> None:
         y = frames.astype(np.float64)
         expected = np.abs((y[3] - y[3].mean()) - (y[2] - y[2].mean())).mean()
         assert abs(detector.structure[3] - expected) < 1e-3
+
+
+def test_decoder_pipe_is_widened() -> None:
+    """The scan reads ffmpeg's frames through a 1 MiB pipe (fewer reads and wake-ups)."""
+    if not hasattr(fcntl, "F_GETPIPE_SZ"):
+        pytest.skip("pipe sizes are Linux only")
+
+    async def size() -> int:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", "pass", stdout=asyncio.subprocess.PIPE
+        )
+        _widen_pipe(proc)
+        assert proc.stdout is not None
+        fd = proc._transport.get_pipe_transport(1).get_extra_info("pipe").fileno()  # type: ignore[attr-defined]
+        got = fcntl.fcntl(fd, fcntl.F_GETPIPE_SZ)
+        await proc.communicate()
+        return got
+
+    assert asyncio.run(size()) == PIPE_BYTES

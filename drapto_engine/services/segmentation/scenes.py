@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import logging
 from collections import deque
 from collections.abc import AsyncIterator, Callable
@@ -249,6 +250,22 @@ def _argv(ffmpeg: str, source: Path, width: int, height: int) -> list[str]:
     ]
 
 
+PIPE_BYTES = 1 << 20  # Linux's default limit for an unprivileged pipe (pipe-max-size)
+
+
+def _widen_pipe(proc: asyncio.subprocess.Process) -> None:
+    """A 1 MiB pipe from ffmpeg: each wake-up reads up to 256 KiB instead of 64 KiB,
+    a quarter of the system calls and event-loop turns (Linux only; else no change)."""
+    transport = getattr(proc, "_transport", None)
+    pipe = transport.get_pipe_transport(1) if transport is not None else None
+    handle = pipe.get_extra_info("pipe") if pipe is not None else None
+    setter = getattr(fcntl, "F_SETPIPE_SZ", None)
+    if handle is None or setter is None:
+        return
+    with contextlib.suppress(OSError):
+        fcntl.fcntl(handle.fileno(), setter, PIPE_BYTES)
+
+
 async def _batches(stream: asyncio.StreamReader, frame_bytes: int) -> AsyncIterator[bytes]:
     """Whole frames, BATCH at a time (fewer at the end)."""
     while True:
@@ -305,6 +322,7 @@ async def scan_cuts(
         preexec_fn=die_with_parent,  # and a SIGKILLed drapto takes it along
     )
     assert proc.stdout is not None and proc.stderr is not None
+    _widen_pipe(proc)
     errors: deque[str] = deque(maxlen=STDERR_LINES)
     drain = asyncio.create_task(_drain(proc.stderr, errors))
     try:
