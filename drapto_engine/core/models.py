@@ -72,11 +72,27 @@ class ContentLight(Value):
 
 
 class Dispositions(Value):
+    """A stream's disposition flags, named as ffmpeg's `-disposition` option names them."""
+
     default: bool = False
     forced: bool = False
     comment: bool = False
     hearing_impaired: bool = False
     visual_impaired: bool = False
+    original: bool = False
+    dub: bool = False
+    lyrics: bool = False
+    karaoke: bool = False
+    clean_effects: bool = False
+    captions: bool = False
+    descriptions: bool = False
+    metadata: bool = False
+    dependent: bool = False
+    still_image: bool = False
+
+    def names(self) -> list[str]:
+        """The flags that are set, in field order."""
+        return [name for name, value in self if value]
 
 
 class VideoStream(Value):
@@ -100,6 +116,7 @@ class VideoStream(Value):
     content_light: ContentLight | None = None
     language: str | None = None
     title: str | None = None
+    dispositions: Dispositions = Dispositions()
 
 
 class AudioStream(Value):

@@ -39,14 +39,8 @@ from drapto_engine.infrastructure.hdr_probe import (
 
 log = logging.getLogger(__name__)
 
-# AVStream disposition bits (libavformat/avformat.h).
-_DISPOSITION_BITS = {
-    "default": 0x1,
-    "comment": 0x8,
-    "forced": 0x40,
-    "hearing_impaired": 0x80,
-    "visual_impaired": 0x100,
-}
+# AVStream disposition bits (libavformat/avformat.h), by the names ffmpeg's options use.
+_DISPOSITION_BITS = {name: int(av.stream.Disposition[name]) for name in Dispositions.model_fields}
 
 # A video that stops this much before the container's stated end is truncated.
 _TRUNCATION_TOLERANCE_S = 1.0
@@ -196,6 +190,7 @@ def _video_stream(container: Any, path: Path, start_s: float, duration_s: float)
         else None,
         language=stream.language,
         title=stream.metadata.get("title"),
+        dispositions=_dispositions(int(stream.disposition)),
     )
 
 

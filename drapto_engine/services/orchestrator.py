@@ -13,6 +13,7 @@ import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -75,9 +76,15 @@ from drapto_engine.services.detection import analyze_media
 from drapto_engine.services.encoding.audio import audio_argv, bitrate_kbps, output_channels
 from drapto_engine.services.encoding.mux import concat_list, mux_argv
 from drapto_engine.services.encoding.plan import VideoPlan, segments_video
+from drapto_engine.services.encoding.svt import SEGMENT_SUFFIX
 from drapto_engine.services.segmentation import fixed_segments, stream_segments
 from drapto_engine.services.segmentation.timestamps import frame_times
-from drapto_engine.services.validation import Expected, ExpectedAudio, check_output
+from drapto_engine.services.validation import (
+    Expected,
+    ExpectedAudio,
+    check_output,
+    source_frame_times,
+)
 
 log = logging.getLogger(__name__)
 
@@ -401,10 +408,10 @@ class Orchestrator:
         await self._set_stage(job, JobStage.MUXING)
         files = [segment_file(work, s) for s in planned]
         extents = timing.extent_map()
-        durations = timing.durations()
-        await self._mux(media, files, durations, audio, work, partial, extents)
+        await self._mux(media, files, timing, audio, work, partial)
         await self._set_stage(job, JobStage.VALIDATING)
-        expected = expected_output(plan, media, extents)
+        source_times = await asyncio.to_thread(source_frame_times, media.path, media.video.index)
+        expected = expected_output(plan, media, extents, source_times)
         failures = await asyncio.to_thread(check_output, partial, expected, self.ffmpeg)
         if failures:
             raise ValidationError(request.input, failures)
@@ -755,18 +762,17 @@ class Orchestrator:
         self,
         media: MediaInfo,
         files: list[Path],
-        durations: list[float],
+        timing: StoredPlan,
         audio: list[tuple[AudioStream, Path]],
         work: Path,
         partial: Path,
-        extents: dict[int, Extent],
     ) -> None:
         listing = work / "segments.txt"
-        listing.write_text(concat_list(files, durations), encoding="utf-8")
-        video = extents.get(media.video.index)
-        offset = video.start_s - media.start_time_s if video else 0.0
+        starts = [round(s * 1_000_000) for s in timing.starts_s]
+        end = round(timing.end_s * 1_000_000)
+        listing.write_text(concat_list(files, starts, end), encoding="utf-8")
         await run_checked(
-            mux_argv(self.ffmpeg, media, listing, audio, partial, video_offset_s=offset),
+            mux_argv(self.ffmpeg, media, listing, audio, partial, video_start_us=starts[0]),
             "concat and mux",
             media.path,
         )
@@ -908,7 +914,7 @@ async def _iterate(segments: list[Segment]) -> AsyncIterator[Segment]:
 
 
 def segment_file(work: Path, segment: Segment) -> Path:
-    return work / f"segment-{segment.index:05d}.mkv"
+    return work / f"segment-{segment.index:05d}{SEGMENT_SUFFIX}"
 
 
 def _range_file(path: Path) -> Path:
@@ -955,7 +961,12 @@ def _video_packets(path: Path) -> int:
     return next(iter(extents.values())).packets if extents else 0
 
 
-def expected_output(plan: VideoPlan, media: MediaInfo, extents: dict[int, Extent]) -> Expected:
+def expected_output(
+    plan: VideoPlan,
+    media: MediaInfo,
+    extents: dict[int, Extent],
+    frame_times: tuple[Fraction, ...] | None = None,
+) -> Expected:
     """What validation demands of the output, taken from the source as measured."""
     video = extents.get(media.video.index)
     rate = float(media.video.frame_rate) or 25.0
@@ -982,6 +993,12 @@ def expected_output(plan: VideoPlan, media: MediaInfo, extents: dict[int, Extent
         mastering_display=media.video.mastering_display,
         content_light=media.video.content_light,
         dolby_vision_compat_id=dolby_vision_compat_id(plan) if plan.dolby_vision else None,
+        dispositions={
+            "video": (media.video.dispositions,),
+            "audio": tuple(a.dispositions for a in media.audio),
+            "subtitle": tuple(s.dispositions for s in media.subtitles),
+        },
+        frame_times=frame_times,
     )
 
 

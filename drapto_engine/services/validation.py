@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 
+import av
+
 from drapto_engine.core.errors import DraptoError
-from drapto_engine.core.models import ContentLight, MasteringDisplay, MediaInfo
+from drapto_engine.core.models import ContentLight, Dispositions, MasteringDisplay, MediaInfo
 from drapto_engine.infrastructure.extents import stream_extents
 from drapto_engine.infrastructure.hdr_probe import (
     count_rpu_frames,
@@ -15,6 +19,7 @@ from drapto_engine.infrastructure.hdr_probe import (
     parse_dovi_record,
 )
 from drapto_engine.infrastructure.probe import probe
+from drapto_engine.services.segmentation.timestamps import main_video_stream
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +55,102 @@ class Expected:
     content_light: ContentLight | None = None
     dolby_vision_compat_id: int | None = None
     """The Dolby Vision compatibility id the output must carry; None: no Dolby Vision."""
+    dispositions: dict[str, tuple[Dispositions, ...]] | None = None
+    """The source's dispositions per kind ("video", "audio", "subtitle"), each track in
+    output order; compared as far as Matroska keeps them. None: not checked."""
+    frame_times: tuple[Fraction, ...] | None = None
+    """The source's frame times (`source_frame_times`); each output frame must sit at its
+    source frame's time rounded to the output's time base. None: not checked."""
+
+
+# The flags Matroska stores: FlagDefault, FlagForced, FlagCommentary, FlagHearingImpaired,
+# FlagVisualImpaired, FlagOriginal (1: original, 0: dub) and, for subtitles only,
+# FlagTextDescriptions. Others (captions, lyrics...) have no place in the file.
+MATROSKA_DISPOSITIONS = (
+    "default",
+    "forced",
+    "comment",
+    "hearing_impaired",
+    "visual_impaired",
+    "original",
+    "dub",
+)
+MATROSKA_SUBTITLE_DISPOSITIONS = ("descriptions",)
+
+
+def _kept(d: Dispositions, kind: str) -> str:
+    names: tuple[str, ...] = MATROSKA_DISPOSITIONS
+    if kind == "subtitle":
+        names += MATROSKA_SUBTITLE_DISPOSITIONS
+    return "+".join(name for name in names if getattr(d, name)) or "none"
+
+
+def check_dispositions(
+    media: MediaInfo, expected: dict[str, tuple[Dispositions, ...]]
+) -> list[str]:
+    """Each track's dispositions as its source track had them (those Matroska keeps)."""
+    found: dict[str, tuple[Dispositions, ...]] = {
+        "video": (media.video.dispositions,),
+        "audio": tuple(a.dispositions for a in media.audio),
+        "subtitle": tuple(s.dispositions for s in media.subtitles),
+    }
+    failures: list[str] = []
+    for kind, wanted in expected.items():
+        for position, (got, want) in enumerate(zip(found.get(kind, ()), wanted, strict=False)):
+            if _kept(got, kind) != _kept(want, kind):
+                failures.append(
+                    f"{kind} track {position} dispositions {_kept(got, kind)}, "
+                    f"source {_kept(want, kind)}"
+                )
+    return failures
+
+
+def _round_half_away(value: Fraction) -> int:
+    """av_rescale_q's rounding (AV_ROUND_NEAR_INF): halves go away from zero."""
+    whole = abs(value.numerator) * 2 + value.denominator
+    magnitude = whole // (2 * value.denominator)
+    return magnitude if value >= 0 else -magnitude
+
+
+def _packet_ticks(path: Path, index: int | None) -> tuple[list[int], Fraction, int]:
+    """Sorted pts of the video packets that show a frame, their time base, and the
+    container's start in that time base (as ffmpeg shifts an input by it)."""
+    with av.open(str(path)) as container:
+        stream = main_video_stream(container, index)
+        time_base = Fraction(stream.time_base or Fraction(1, 1000))
+        start_us = container.start_time or 0
+        start = _round_half_away(Fraction(start_us, 1_000_000) / time_base)
+        ticks = sorted(
+            p.pts
+            for p in container.demux(stream)
+            if p.size and p.pts is not None and not p.is_discard
+        )
+    return ticks, time_base, start
+
+
+def source_frame_times(path: Path, index: int | None = None) -> tuple[Fraction, ...]:
+    """Blocking: the exact time of every frame of the video stream `index` (default: the
+    main one), in seconds from the container's start, read from the packets alone."""
+    ticks, time_base, start = _packet_ticks(path, index)
+    return tuple((t - start) * time_base for t in ticks)
+
+
+def check_frame_times(path: Path, index: int | None, source: Sequence[Fraction]) -> list[str]:
+    """Each output frame at its source frame's time, to the output's time base.
+
+    The output keeps the source's clock (times from the source container's start), so
+    its own timestamps are compared as written."""
+    ticks, time_base, _ = _packet_ticks(path, index)
+    wanted = [_round_half_away(t / time_base) for t in source]
+    wrong = [i for i, (got, want) in enumerate(zip(ticks, wanted, strict=False)) if got != want]
+    if not wrong:
+        return []
+    first = wrong[0]
+    return [
+        f"frame times: {len(wrong)} of {min(len(ticks), len(wanted))} frames are off the "
+        f"source's (first: frame {first} at {float(ticks[first] * time_base):.6f} s, "
+        f"source {float(source[first]):.6f} s)"
+    ]
 
 
 def _same_mastering(a: MasteringDisplay, b: MasteringDisplay) -> bool:
@@ -131,6 +232,10 @@ def check_output(path: Path, expected: Expected, ffmpeg: str | None = None) -> l
             f"video lasts {duration:.3f} s, source {expected.duration_s:.3f} s "
             f"(more than one frame apart)"
         )
+    if expected.dispositions is not None:
+        failures += check_dispositions(media, expected.dispositions)
+    if expected.frame_times is not None:
+        failures += check_frame_times(path, v.index, expected.frame_times)
     if len(media.audio) != len(expected.audio):
         failures.append(f"{len(media.audio)} audio tracks, source has {len(expected.audio)}")
     for position, (got, want) in enumerate(zip(media.audio, expected.audio, strict=False)):

@@ -372,5 +372,5 @@ def test_keep_work_keeps_segments(make_media, tmp_path: Path) -> None:
     )
     assert run.returncode == 0, run.stderr
     (work,) = [p for p in out_dir.iterdir() if p.name.startswith(".drapto-work-")]
-    segments = sorted(p.name for p in work.glob("segment-*.mkv"))
+    segments = sorted(p.name for p in work.glob("segment-*.mp4"))
     assert len(segments) == run.of("segments_planned")[0]["count"] >= 2

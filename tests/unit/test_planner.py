@@ -289,3 +289,60 @@ def test_fixed_segments_with_a_huge_length_are_one_segment() -> None:
 
 def test_fixed_segments_short_video() -> None:
     assert len(fixed_segments(cfr(10), length_s=20)) == 1
+
+
+# Keyframes: an even split moves to the nearest keyframe within a second.
+
+
+def test_even_split_moves_to_a_keyframe_within_a_second() -> None:
+    times = cfr(1250)  # 50 s at 25 fps: three even pieces of 16.67 s (frames 417, 834)
+    plain = fixed_segments(times, length_s=20)
+    assert [s.start_frame for s in plain] == [0, 417, 834]
+    keyed = fixed_segments(times, length_s=20, keyframes=[0, 400, 860, 850, 1200])
+    # 400 is 0.7 s before the first even point, 850 0.65 s after the second; 860 is 1.05 s
+    assert [s.start_frame for s in keyed] == [0, 400, 850]
+    check_cover(keyed, times)
+    assert all(s.duration_s <= 20 for s in keyed)
+
+
+def test_keyframe_more_than_a_second_away_is_ignored() -> None:
+    times = cfr(1250)
+    keyed = fixed_segments(times, length_s=20, keyframes=[0, 390, 860])  # 1.09 s, 1.05 s
+    assert [s.start_frame for s in keyed] == [0, 417, 834]
+
+
+def test_keyframe_that_would_overfill_a_piece_is_not_used() -> None:
+    times = cfr(1000)  # 40 s, max 20: two pieces of exactly 20 s
+    keyed = fixed_segments(times, length_s=20, keyframes=[0, 480])
+    assert [s.start_frame for s in keyed] == [0, 500]  # 480 would leave 20.8 s after it
+    assert len(fixed_segments(times, length_s=20.8, keyframes=[0, 480])) == 2
+
+
+def test_long_scene_split_on_keyframe_but_cuts_stay() -> None:
+    times = cfr(1500)  # cuts at 250 (10 s) and 1000; the scene 250-1000 (30 s) splits in two
+    plan = plan_segments([250, 1000], times, min_s=5, max_s=21, keyframes=[0, 610, 1010])
+    assert [s.start_frame for s in plan] == [0, 250, 610, 1000]
+    check_cover(plan, times)
+
+
+def test_segment_on_a_keyframe_is_sought_to_the_keyframe_itself() -> None:
+    """ffmpeg seeks to the last keyframe at or before the seek point: halfway before the
+    keyframe would decode the whole GOP before it."""
+    times = cfr(1250)
+    keyed = fixed_segments(times, length_s=20, keyframes=[0, 400, 850])
+    for s in keyed[1:]:
+        assert s.start_s == pytest.approx(times[s.start_frame] - 1e-6, abs=1e-9)
+    plain = fixed_segments(times, length_s=20)
+    for s in plain[1:]:
+        assert s.start_s == pytest.approx(times[s.start_frame] - 0.02)  # halfway
+    check_cover(keyed, times)
+
+
+def test_keyframes_do_not_change_the_streamed_plan() -> None:
+    times = cfr(3000)
+    keys = list(range(0, 3000, 37))
+    timeline = Timeline.of(times, keyframes=keys)
+    whole = plan_segments([700, 1400, 2900], times, min_s=5, max_s=12, keyframes=keys)
+    early = final_segments([700, 1400], timeline, 1500, min_s=5, max_s=12)
+    assert early == whole[: len(early)] and len(early) >= 3
+    assert any(s.start_frame in keys and s.start_frame not in (0, 700, 1400) for s in whole)

@@ -11,30 +11,49 @@ from drapto_engine.core.models import AudioStream, Dispositions, MediaInfo
 SUBTITLE_CONVERSIONS = {"mov_text": "srt"}
 
 
-def concat_list(segment_files: Sequence[Path], durations: Sequence[float] | None = None) -> str:
+def _seconds(us: int) -> str:
+    """Microseconds as the exact decimal ffmpeg parses back to the same microseconds."""
+    sign = "-" if us < 0 else ""
+    whole, fraction = divmod(abs(us), 1_000_000)
+    return f"{sign}{whole}.{fraction:06d}"
+
+
+def concat_list(
+    segment_files: Sequence[Path],
+    starts_us: Sequence[int] | None = None,
+    end_us: int | None = None,
+) -> str:
     """A concat demuxer list; quotes in names escaped as the demuxer expects.
 
-    `durations` place each file exactly: from its first frame to the next file's first
-    frame in the source. Without them the demuxer trusts each file's own span, whose
-    last frame duration is only a guess under a variable frame rate.
+    Each segment starts at 0 and the demuxer shifts file k by the sum of the durations
+    before it. With `starts_us`, the source time of each segment's first frame in whole
+    microseconds, each duration is the exact gap between two starts, so the sum is
+    exactly file k's start less the first file's (`mux_argv`'s `video_start_us` adds
+    that back): the shift, turned into the segment's time base (the source's), lands on
+    the source's own tick, and no frame time is rounded before the final mux. `end_us`,
+    where the video ends, sizes the last file. Without `starts_us` the demuxer trusts
+    each file's own span, whose last frame duration is only a guess under a variable
+    frame rate.
     """
     lines = []
     for i, path in enumerate(segment_files):
         escaped = str(path.resolve()).replace("'", "'\\''")
         lines.append(f"file '{escaped}'")
-        if durations is not None:
-            lines.append(f"duration {durations[i]:.6f}")
+        if starts_us is None:
+            continue
+        following = starts_us[i + 1] if i + 1 < len(starts_us) else end_us
+        if following is not None and following > starts_us[i]:
+            lines.append(f"duration {_seconds(following - starts_us[i])}")
     return "\n".join(lines) + "\n"
 
 
-def _offset(seconds: float) -> list[str]:
-    return ["-itsoffset", f"{seconds:.6f}"] if abs(seconds) > 1e-6 else []
+def _offset(us: int) -> list[str]:
+    return ["-itsoffset", _seconds(us)] if us else []
 
 
 def _disposition(d: Dispositions) -> str:
-    names = [name for name in ("default", "forced", "comment") if getattr(d, name)]
-    names += [name for name in ("hearing_impaired", "visual_impaired") if getattr(d, name)]
-    return "+".join(names) or "0"
+    """Every flag the source stream had ("0": none, so ffmpeg adds none of its own)."""
+    return "+".join(d.names()) or "0"
 
 
 def _tags(kind: str, position: int, language: str | None, title: str | None) -> list[str]:
@@ -52,27 +71,30 @@ def mux_argv(
     concat_file: Path,
     audio: Sequence[tuple[AudioStream, Path]],
     output: Path,
-    video_offset_s: float = 0.0,
+    video_start_us: int = 0,
 ) -> list[str]:
     """Video from the concat list, Opus tracks, then subtitles, fonts, chapters, metadata.
 
     `-copyts` keeps every input on one timeline, the source container's: ffmpeg would
     otherwise rebase each input on its own start and lose offsets such as audio that
-    starts after the video. The segments start at 0, so the video is shifted to where
-    the source's video began; the Opus files already count from the container start.
+    starts after the video. The joined segments start at 0 (see `concat_list`), so the
+    video is shifted back to where its first segment began, the source's own time
+    relative to its container's start; the Opus files count from the container start
+    too, and the source itself is shifted by its container's start.
     """
     args = [ffmpeg, "-hide_banner", "-loglevel", "error", "-y", "-copyts"]
-    args += [*_offset(video_offset_s), "-f", "concat", "-safe", "0", "-i", str(concat_file)]
+    args += [*_offset(video_start_us), "-f", "concat", "-safe", "0", "-i", str(concat_file)]
     for _, path in audio:
         args += ["-i", str(path)]
     source_input = 1 + len(audio)
-    args += [*_offset(-media.start_time_s), "-i", str(media.path)]
+    args += [*_offset(-round(media.start_time_s * 1_000_000)), "-i", str(media.path)]
     args += ["-map", "0:v:0"]
     args += [arg for i in range(len(audio)) for arg in ("-map", f"{1 + i}:a:0")]
     args += [arg for s in media.subtitles for arg in ("-map", f"{source_input}:{s.index}")]
     args += [arg for a in media.attachments for arg in ("-map", f"{source_input}:{a.index}")]
     args += ["-map_metadata", str(source_input), "-map_chapters", str(source_input), "-c", "copy"]
     args += _tags("v", 0, media.video.language, media.video.title)
+    args += ["-disposition:v:0", _disposition(media.video.dispositions)]
     for position, (stream, _) in enumerate(audio):
         args += _tags("a", position, stream.language, stream.title)
         args += [f"-disposition:a:{position}", _disposition(stream.dispositions)]

@@ -41,13 +41,25 @@ def colour_args(plan: VideoPlan) -> list[str]:
 def video_filters(plan: VideoPlan) -> list[str]:
     """Timestamps rebased to 0, then the crop.
 
-    A segment must start at 0: the concat demuxer appends each file's whole span, so a
-    first frame at +33 ms would open a gap at every join and drift audio sync.
+    A segment starts at 0: the join places it at its first frame's source time (see
+    `mux.concat_list`).
     """
     filters = ["setpts=PTS-STARTPTS"]
     if plan.crop:
         filters.append(plan.crop.filter())
     return ["-vf", ",".join(filters)]
+
+
+# Frames keep the source stream's time base (the encoder's default is 1/frame rate,
+# which moves variable-rate frames), and the segment files keep it too (see
+# SEGMENT_SUFFIX): the only rounding is the final mux's, into Matroska's milliseconds.
+ENCODER_TIME_BASE = ["-enc_time_base:v", "demux"]
+
+SEGMENT_SUFFIX = ".mp4"
+"""Segments are MP4, whose track time scale is the source's time base: a Matroska
+segment would round each frame's time to the millisecond relative to the segment's
+start, and the join's shift would round again, putting a frame 1 ms off the source
+wherever the two roundings disagree (a quarter of a 29.97 fps file's frames)."""
 
 
 def segment_argv(
@@ -90,6 +102,7 @@ def segment_argv(
         "-fps_mode",
         "passthrough",
         *video_filters(plan),
+        *ENCODER_TIME_BASE,
         "-c:v",
         "libsvtav1",
         "-preset",
@@ -102,6 +115,9 @@ def segment_argv(
         svt_params(plan, threads),
         "-dolbyvision",
         "1" if dolby_vision else "0",
+        # MP4 writes the Dolby Vision configuration record (dvcC) only when asked to
+        # follow unofficial extensions; without it the record is lost at the join.
+        *(["-strict", "unofficial"] if dolby_vision else []),
         *colour_args(plan),
         "-progress",
         "pipe:1",

@@ -22,7 +22,7 @@ from drapto_engine.services.segmentation.planner import (
     plan_segments,
 )
 from drapto_engine.services.segmentation.scenes import detect_cuts
-from drapto_engine.services.segmentation.timestamps import frame_times
+from drapto_engine.services.segmentation.timestamps import frame_times, keyframes_of
 
 __all__ = [
     "detect_cuts",
@@ -60,12 +60,12 @@ async def segment_video(
     """The whole segment plan of `source`'s video."""
     if not scene_detection:
         times = await asyncio.to_thread(frame_times, source)
-        return fixed_segments(times, length_s=max_s)
+        return fixed_segments(times, length_s=max_s, keyframes=keyframes_of(times))
     times, cuts = await asyncio.gather(
         asyncio.to_thread(frame_times, source), detect_cuts(ffmpeg, source)
     )
     cuts = _check_cuts(source, cuts, len(times))
-    segments = plan_segments(cuts, times, min_s=min_s, max_s=max_s)
+    segments = plan_segments(cuts, times, min_s=min_s, max_s=max_s, keyframes=keyframes_of(times))
     log.info("%s: %d cuts, %d segments", source.name, len(cuts), len(segments))
     return segments
 
@@ -88,7 +88,8 @@ async def stream_segments(
     times_task = times or asyncio.create_task(asyncio.to_thread(frame_times, source))
     if not scene_detection:
         try:
-            for segment in fixed_segments(await times_task, length_s=max_s):
+            frames = await times_task
+            for segment in fixed_segments(frames, length_s=max_s, keyframes=keyframes_of(frames)):
                 yield segment
         finally:
             if own_times:
@@ -107,7 +108,8 @@ async def stream_segments(
     scan = asyncio.create_task(detect_cuts(ffmpeg, source, on_cuts=on_cuts))
     scan.add_done_callback(lambda _: progress.put_nowait(None))
     try:
-        timeline = Timeline.of(await times_task)
+        frames = await times_task
+        timeline = Timeline.of(frames, keyframes=keyframes_of(frames))
         sent = 0
         while (report := await progress.get()) is not None:
             settled, cuts = report

@@ -11,6 +11,10 @@ Rules, in order:
    than `max_s`; the price is that with `max_s < 2 * min_s` a split piece can be
    shorter than `min_s`.
 3. A video shorter than `min_s` is therefore one segment.
+4. An even split moves to the source keyframe nearest to it within `KEYFRAME_SNAP_S`
+   (when the pieces still fit in `max_s`): a segment that starts on a keyframe is
+   sought straight to it, where one starting elsewhere decodes from the keyframe
+   before it (a whole GOP of pre-roll, hundreds of frames on a 1080p film).
 
 Every decision depends only on the cuts before it (the end of the video is known from
 the frame times), so the segments up to any settled cut are final while scene detection
@@ -18,34 +22,51 @@ still runs: see `final_segments`.
 
 Times: `start_s` and `end_s` are seek points for ffmpeg's exact input `-ss`/`-to`
 (relative to the container's start), halfway between the last frame of one segment and
-the first of the next, so rounding can never move a frame across a boundary.
+the first of the next, so rounding can never move a frame across a boundary. A segment
+starting on a keyframe starts at the keyframe's own time instead (less a microsecond):
+ffmpeg seeks to the last keyframe at or before the seek point, so halfway before the
+keyframe would land on the one before it.
 """
 
 from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 
 from drapto_engine.core.models import DEFAULTS, Segment
 
 FALLBACK_FRAME_S = 1 / 25  # the duration of a lone frame nothing else tells
+KEYFRAME_SNAP_S = 1.0  # how far an even split may move to land on a keyframe
+KEYFRAME_SEEK_MARGIN_S = 1e-6  # a keyframe's seek point: its time less this (rounding)
 
 
 @dataclass(frozen=True)
 class Timeline:
-    """The seek point before every frame, and the end: bounds[f] is where frame f starts."""
+    """The seek point before every frame, and the end: bounds[f] is where frame f starts.
+
+    `keyframes` are the frames that are keyframes (sorted), `keyframe_times` their own
+    times."""
 
     bounds: tuple[float, ...]
+    keyframes: tuple[int, ...] = ()
+    keyframe_times: tuple[float, ...] = ()
 
     @classmethod
-    def of(cls, times: Sequence[float], duration_s: float | None = None) -> Timeline:
+    def of(
+        cls,
+        times: Sequence[float],
+        duration_s: float | None = None,
+        keyframes: Iterable[int] = (),
+    ) -> Timeline:
         """`times` are the sorted frame times; `duration_s`, when given and after the last
-        frame, is where the last frame ends (otherwise it lasts as long as the one before)."""
+        frame, is where the last frame ends (otherwise it lasts as long as the one before).
+        `keyframes` are indices into `times`."""
         if not times:
             return cls((0.0,))
+        keys = tuple(sorted(k for k in set(keyframes) if 0 <= k < len(times)))
         steps = [b - a for a, b in pairwise(times)]
         first_step = steps[0] if steps else FALLBACK_FRAME_S
         last_step = steps[-1] if steps else FALLBACK_FRAME_S
@@ -53,7 +74,8 @@ class Timeline:
         if duration_s is not None and duration_s > times[-1]:
             end = duration_s
         middles = [(a + b) / 2 for a, b in pairwise(times)]
-        return cls((max(0.0, times[0] - first_step / 2), *middles, end))
+        bounds = (max(0.0, times[0] - first_step / 2), *middles, end)
+        return cls(bounds, keys, tuple(times[k] for k in keys))
 
     @property
     def frames(self) -> int:
@@ -66,6 +88,20 @@ class Timeline:
     def span(self, first: int, last: int) -> float:
         """Duration of frames [first, last)."""
         return self.bounds[last] - self.bounds[first]
+
+    def seek_point(self, frame: int) -> float:
+        """Where a segment starting at `frame` is sought to (see the module's notes)."""
+        i = bisect.bisect_left(self.keyframes, frame)
+        if frame == 0 or i == len(self.keyframes) or self.keyframes[i] != frame:
+            return self.bounds[frame]
+        return max(self.bounds[frame], self.keyframe_times[i] - KEYFRAME_SEEK_MARGIN_S)
+
+    def keyframes_near(self, t: float, lo: int, hi: int, within: float) -> list[int]:
+        """The keyframes in [lo, hi] whose start is `within` of `t`, nearest first."""
+        first = bisect.bisect_left(self.keyframes, lo)
+        last = bisect.bisect_right(self.keyframes, hi)
+        near = [k for k in self.keyframes[first:last] if abs(self.bounds[k] - t) <= within]
+        return sorted(near, key=lambda k: (round(abs(self.bounds[k] - t), 9), k))
 
     def nearest(self, t: float, lo: int, hi: int) -> int:
         """The frame in [lo, hi] whose start is nearest to `t`."""
@@ -101,24 +137,38 @@ def split_scene(first: int, last: int, timeline: Timeline, max_s: float) -> list
     slack = span / frames + 1e-9  # the scene's mean frame duration
     pieces = min(frames, max(1, math.ceil(span / max_s - 1e-9)))
     while pieces > 1:
-        inner = _even_points(first, last, pieces, timeline)
-        edges = [first, *inner, last]
-        if pieces == frames or all(
-            timeline.span(a, b) <= max_s + slack for a, b in pairwise(edges)
-        ):
-            return inner
+        for snap in (KEYFRAME_SNAP_S, 0.0) if timeline.keyframes else (0.0,):
+            inner = _even_points(first, last, pieces, timeline, snap, max_s + slack)
+            edges = [first, *inner, last]
+            if pieces == frames or all(
+                timeline.span(a, b) <= max_s + slack for a, b in pairwise(edges)
+            ):
+                return inner
         pieces += 1  # a very uneven frame rate put too much in one piece
     return []
 
 
-def _even_points(first: int, last: int, pieces: int, timeline: Timeline) -> list[int]:
+def _even_points(
+    first: int,
+    last: int,
+    pieces: int,
+    timeline: Timeline,
+    snap_s: float = 0.0,
+    limit_s: float = math.inf,
+) -> list[int]:
+    """The even split points, each moved to the nearest keyframe within `snap_s` that
+    leaves the piece before it no longer than `limit_s`."""
     length = timeline.span(first, last)
     start = timeline.bounds[first]
     inner: list[int] = []
     previous = first
     for k in range(1, pieces):
         # leave at least one frame for each piece still to come
-        frame = timeline.nearest(start + length * k / pieces, previous + 1, last - (pieces - k))
+        lo, hi = previous + 1, last - (pieces - k)
+        target = start + length * k / pieces
+        near = timeline.keyframes_near(target, lo, hi, snap_s) if snap_s else []
+        fitting = [k for k in near if timeline.span(previous, k) <= limit_s]
+        frame = fitting[0] if fitting else timeline.nearest(target, lo, hi)
         inner.append(frame)
         previous = frame
     return inner
@@ -135,8 +185,8 @@ def _segments(boundaries: Sequence[int], timeline: Timeline, max_s: float) -> li
             index=i,
             start_frame=a,
             end_frame=b,
-            start_s=timeline.bounds[a],
-            end_s=timeline.bounds[b],
+            start_s=timeline.seek_point(a),
+            end_s=timeline.seek_point(b),
         )
         for i, (a, b) in enumerate(pairwise(edges))
     ]
@@ -149,12 +199,15 @@ def plan_segments(
     min_s: float = DEFAULTS.min_segment_s,
     max_s: float = DEFAULTS.max_segment_s,
     duration_s: float | None = None,
+    keyframes: Iterable[int] = (),
 ) -> list[Segment]:
     """Every frame in exactly one segment, in order, with boundaries at accepted cuts.
 
     `times` are the frame times (`frame_times`), one per frame; `duration_s` is where
-    the last frame ends, when known better than by repeating the last frame step."""
-    return plan_on(cuts, Timeline.of(times, duration_s), min_s=min_s, max_s=max_s)
+    the last frame ends, when known better than by repeating the last frame step;
+    `keyframes` are the frames that are keyframes."""
+    timeline = Timeline.of(times, duration_s, keyframes)
+    return plan_on(cuts, timeline, min_s=min_s, max_s=max_s)
 
 
 def plan_on(
@@ -182,10 +235,11 @@ def fixed_segments(
     *,
     length_s: float = DEFAULTS.max_segment_s,
     duration_s: float | None = None,
+    keyframes: Iterable[int] = (),
 ) -> list[Segment]:
     """Segments of equal length, the fewest no longer than `length_s`, for when scene
     detection is off (equal pieces avoid a short straggler at the end)."""
-    timeline = Timeline.of(times, duration_s)
+    timeline = Timeline.of(times, duration_s, keyframes)
     if timeline.frames == 0:
         return []
     return _segments([0, timeline.frames], timeline, length_s)

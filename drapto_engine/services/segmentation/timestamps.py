@@ -7,6 +7,7 @@ planner can place boundaries on exact frame times before any frame is decoded.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -34,9 +35,24 @@ def main_video_stream(container: Any, stream_index: int | None = None) -> Any:
     return None
 
 
-def _packet_times(container: Any, stream: Any) -> tuple[list[float], int]:
-    """Times (s) of the packets that carry a frame, and how many of those had no pts."""
+class FrameTimes(list[float]):
+    """Frame times (a plain sorted list) that also know which frames are keyframes."""
+
+    keyframes: frozenset[int] = frozenset()
+    """Indices (in time order) of the frames whose packets are flagged as keyframes: a
+    seek to one decodes nothing before it."""
+
+
+def keyframes_of(times: Sequence[float]) -> frozenset[int]:
+    """The keyframes `frame_times` found; none for any other list of times."""
+    return times.keyframes if isinstance(times, FrameTimes) else frozenset()
+
+
+def _packet_times(container: Any, stream: Any) -> tuple[list[float], int, set[float]]:
+    """Times (s) of the packets that carry a frame, how many of those had no pts, and
+    the times of the keyframes."""
     times: list[float] = []
+    keys: set[float] = set()
     missing = 0
     for packet in container.demux(stream):
         # The final flush packet is empty; a discarded packet (mp4 edit lists, e.g. the
@@ -47,7 +63,9 @@ def _packet_times(container: Any, stream: Any) -> tuple[list[float], int]:
             missing += 1
             continue
         times.append(float(packet.pts * packet.time_base))
-    return times, missing
+        if packet.is_keyframe:
+            keys.add(times[-1])
+    return times, missing, keys
 
 
 def _rate(stream: Any) -> Fraction:
@@ -57,13 +75,13 @@ def _rate(stream: Any) -> Fraction:
     return FALLBACK_RATE
 
 
-def frame_times(path: Path, stream_index: int | None = None) -> list[float]:
+def frame_times(path: Path, stream_index: int | None = None) -> FrameTimes:
     """Sorted presentation times (s) of every frame of the video stream, relative to the
     container's start time (the origin of ffmpeg's input `-ss`).
 
     Blocking; run it in a thread. A stream whose packets carry no timestamps (a raw
     .h264 or .hevc elementary stream) gets evenly spaced times at its frame rate, which is
-    what ffmpeg assumes for it too.
+    what ffmpeg assumes for it too (and no keyframes are listed).
     """
     try:
         with av.open(str(path)) as container:
@@ -71,7 +89,7 @@ def frame_times(path: Path, stream_index: int | None = None) -> list[float]:
             if stream is None:
                 raise MediaError("no video stream", path)
             start = (container.start_time or 0) / av.time_base
-            times, missing = _packet_times(container, stream)
+            times, missing, keys = _packet_times(container, stream)
             if missing:
                 log.warning(
                     "%s: %d of %d video packets have no timestamp; assuming a constant rate",
@@ -81,8 +99,11 @@ def frame_times(path: Path, stream_index: int | None = None) -> list[float]:
                 )
                 step = 1 / _rate(stream)
                 first = min(times, default=start)
-                return [first - start + float(i * step) for i in range(missing + len(times))]
+                count = missing + len(times)
+                return FrameTimes(first - start + float(i * step) for i in range(count))
     except av.FFmpegError as exc:
         raise MediaError(f"cannot read the video packets: {exc}", path) from exc
     times.sort()
-    return [t - start for t in times]
+    result = FrameTimes(t - start for t in times)
+    result.keyframes = frozenset(i for i, t in enumerate(times) if t in keys)
+    return result

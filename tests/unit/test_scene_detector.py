@@ -1,0 +1,78 @@
+"""The scene scan's parts: CutDetector's per-frame measures on synthetic luma frames
+(no ffmpeg), and the pipe it reads ffmpeg through."""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import sys
+
+import numpy as np
+import pytest
+
+from drapto_engine.services.segmentation.scenes import (
+    BLACK_LEVEL,
+    PIPE_BYTES,
+    CutDetector,
+    _widen_pipe,
+)
+
+H, W = 144, 256
+
+
+def black_with_lit_share(share: float, level: int = 16) -> np.ndarray:
+    """A black frame whose top `share` of rows is white (captions, a logo)."""
+    frame = np.full((H, W), level, np.uint8)
+    frame[: round(H * share)] = 255
+    return frame
+
+
+def test_black_frames_may_carry_lit_captions() -> None:
+    """90% black counts as black even with the rest at full white (the brightest such
+    frame); 11% lit does not. Black and still frames build up a black run."""
+    picture = np.random.default_rng(3).integers(40, 200, (H, W), dtype=np.uint8)
+    frames = [picture] * 4
+    frames += [black_with_lit_share(0.1, BLACK_LEVEL)] * 5  # 10% white, 90% at the level
+    frames += [black_with_lit_share(0.11)] * 3
+    detector = CutDetector()
+    detector.feed(np.stack(frames))
+    assert detector.black_run == [0, 0, 0, 0, 0, 1, 2, 3, 4, 0, 0, 0]  # the first moved
+    assert detector.dark_run == [0, 0, 0, 0, 1, 2, 3, 4, 5, 0, 0, 0]
+
+
+def test_changes_are_exact_mean_differences() -> None:
+    """change: mean absolute luma difference; structure: the same with each frame's mean
+    removed (a uniform brightening scores 0), across batch boundaries too."""
+    rng = np.random.default_rng(5)
+    a = rng.integers(50, 150, (H, W), dtype=np.uint8)
+    frames = np.stack([a, a + 10, a + 10, rng.integers(0, 255, (H, W), dtype=np.uint8)])
+    whole = CutDetector()
+    whole.feed(frames)
+    split = CutDetector()
+    split.feed(frames[:2])
+    split.feed(frames[2:])
+    for detector in (whole, split):
+        assert detector.change[:3] == [0.0, 10.0, 0.0]
+        assert detector.structure[:3] == [0.0, 0.0, 0.0]
+        y = frames.astype(np.float64)
+        expected = np.abs((y[3] - y[3].mean()) - (y[2] - y[2].mean())).mean()
+        assert abs(detector.structure[3] - expected) < 1e-3
+
+
+def test_decoder_pipe_is_widened() -> None:
+    """The scan reads ffmpeg's frames through a 1 MiB pipe (fewer reads and wake-ups)."""
+    if not hasattr(fcntl, "F_GETPIPE_SZ"):
+        pytest.skip("pipe sizes are Linux only")
+
+    async def size() -> int:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", "pass", stdout=asyncio.subprocess.PIPE
+        )
+        _widen_pipe(proc)
+        assert proc.stdout is not None
+        fd = proc._transport.get_pipe_transport(1).get_extra_info("pipe").fileno()  # type: ignore[attr-defined]
+        got = fcntl.fcntl(fd, fcntl.F_GETPIPE_SZ)
+        await proc.communicate()
+        return got
+
+    assert asyncio.run(size()) == PIPE_BYTES
