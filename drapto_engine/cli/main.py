@@ -121,7 +121,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.debug:
             raise
         print(f"drapto: {exc.one_line()}", file=sys.stderr)
-        return 1
+        return int(getattr(exc, "exit_status", 1))  # 2: a bad queue or config file
     except BrokenPipeError:  # `drapto flags | head`: the reader has gone, nothing to say
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0

@@ -1,0 +1,314 @@
+"""Settings files (config.toml, a queue file): read, parsed, and every key's line found.
+
+Reading refuses, with one line naming the file, what no person meant as a settings file:
+a file over the size limit, one that is not UTF-8, a binary file (NUL bytes), and
+arrays or inline tables nested deeper than MAX_DEPTH (the parser would recurse).
+
+`KeyLines` finds the line of every table header and `key =` in one pass over the text,
+so a problem found by the models (pydantic) is told as `file:line: key: problem`, and
+looking a place up costs a dictionary lookup however long the file is.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tomllib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from drapto_engine.core.errors import DraptoError
+from drapto_engine.core.flags import check_states
+from drapto_engine.core.problems import describe, suggest
+
+MAX_DEPTH = 32
+"""Deepest nesting of arrays and inline tables (and parts of a dotted key) accepted."""
+SHOWN = 20
+"""Problems listed one to a line before the rest are counted on the last line."""
+
+Loc = tuple[str | int, ...]
+"""A place in the parsed data: keys, and 0-based indexes into arrays of tables."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a file: its line (when known), the key, and what is wrong."""
+
+    line: int | None
+    key: str | None
+    text: str
+
+    def render(self, path: Path) -> str:
+        """`path:line: key: text`, leaving out what is not known."""
+        where = f"{path}:{self.line}" if self.line else f"{path}"
+        return f"{where}: {self.key}: {self.text}" if self.key else f"{where}: {self.text}"
+
+
+class FileProblems(DraptoError):
+    """A settings file that cannot be used: a usage error (exit status 2).
+
+    `problems` has one line per problem (at most SHOWN, then a line counting the rest),
+    each starting with the file; `one_line()` is the first and the count of the rest.
+    """
+
+    exit_status = 2
+
+    def __init__(self, path: Path, problems: list[Problem] | list[str]):
+        rendered = [p.render(path) if isinstance(p, Problem) else f"{path}: {p}" for p in problems]
+        self.count = len(rendered)
+        self.problems = rendered[:SHOWN]
+        if self.count > SHOWN:
+            self.problems.append(f"{path}: ... and {self.count - SHOWN} more problems")
+        first = rendered[0].removeprefix(f"{path}") if rendered else ": invalid"
+        more = self.count - 1
+        suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
+        self._line = f"{path}{first}{suffix}"
+        super().__init__(first.removeprefix(": ") + suffix, path)
+
+    def one_line(self) -> str:
+        return self._line
+
+
+def read_text(path: Path, limit: int) -> str:
+    """The file's text; FileProblems when missing, too big, not UTF-8 or binary."""
+    try:
+        with path.open("rb") as file:
+            data = file.read(limit + 1)
+    except FileNotFoundError as exc:
+        raise FileProblems(path, ["no such file"]) from exc
+    except IsADirectoryError as exc:
+        raise FileProblems(path, ["is a folder, not a file"]) from exc
+    except OSError as exc:
+        raise FileProblems(path, [f"cannot be read: {exc.strerror or exc}"]) from exc
+    if len(data) > limit:
+        raise FileProblems(path, [f"is larger than {_size(limit)}: not a settings file"])
+    nul = data.find(b"\0")
+    if nul >= 0:
+        raise FileProblems(path, [f"is a binary file (a NUL byte at byte {nul}), not TOML text"])
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise FileProblems(path, [f"is not UTF-8 text ({exc.reason} at byte {exc.start})"]) from exc
+
+
+def _size(limit: int) -> str:
+    return f"{limit >> 20} MiB" if limit >= 1 << 20 else f"{limit >> 10} KiB"
+
+
+_DECODE_AT = re.compile(r"\s*\(at line (\d+), column \d+\)$")
+
+
+def parse(path: Path, text: str, lines: KeyLines) -> dict[str, Any]:
+    """The TOML document; FileProblems naming the line of a syntax error or a nesting
+    deeper than MAX_DEPTH (found by `lines` before the recursive parser sees it)."""
+    if lines.too_deep is not None:
+        deep_line, key = lines.too_deep
+        raise FileProblems(
+            path, [Problem(deep_line, key, f"nested more than {MAX_DEPTH} levels deep")]
+        )
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        message = str(exc)
+        found = _DECODE_AT.search(message)
+        at = int(found.group(1)) if found else None
+        what = message[: found.start()] if found else message
+        raise FileProblems(path, [Problem(at, None, f"TOML syntax error: {what}")]) from exc
+    except RecursionError as exc:  # a nesting KeyLines did not see; never a traceback
+        raise FileProblems(path, [f"nested too deeply (at most {MAX_DEPTH} levels)"]) from exc
+
+
+def dotted(loc: Iterable[str | int]) -> str:
+    """How a message names a key: `defaults.crf`, `job[3].crf` (the 3rd [[job]]),
+    `flags.crop_detection`."""
+    text = ""
+    for part in loc:
+        if isinstance(part, int):
+            text += f"[{part + 1}]"
+        else:
+            name = part if _BARE_KEY.fullmatch(part) else json.dumps(part)
+            text += f".{name}" if text else name
+    return text
+
+
+# --- finding lines ----------------------------------------------------------------------
+
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+_KEY_PART = r"""(?:[A-Za-z0-9_-]+|"(?:[^"\\\n]|\\.)*"|'[^'\n]*')"""
+_KEY = rf"{_KEY_PART}(?:\s*\.\s*{_KEY_PART})*"
+_PARTS = re.compile(_KEY_PART)
+_COMMENT = r"\s*(?:#.*)?"
+_BLANK = re.compile(rf"{_COMMENT}$")
+_ARRAY_HEADER = re.compile(rf"\s*\[\[\s*({_KEY})\s*\]\]{_COMMENT}$")
+_TABLE_HEADER = re.compile(rf"\s*\[\s*({_KEY})\s*\]{_COMMENT}$")
+_KEY_VALUE = re.compile(rf"\s*({_KEY})\s*=\s*")
+# A value that is whole on its line: a one-line string, or a bare number, date, boolean.
+_SIMPLE_VALUE = re.compile(
+    r"""(?:"(?:[^"\\]|\\.)*"(?!")|'[^']*'(?!')|[^"'\[\]{}#\s][^"'\[\]{}#]*?)"""
+    rf"{_COMMENT}$"
+)
+_LEX = re.compile(r'"""|\'\'\'|"(?:[^"\\\n]|\\.)*"|\'[^\'\n]*\'|#.*|[\[\]{}]|[^"\'#\[\]{}]+')
+
+
+def _key_parts(text: str) -> tuple[str, ...]:
+    parts: list[str] = []
+    for part in _PARTS.findall(text):
+        if part.startswith('"'):
+            try:
+                part = json.loads(part)
+            except ValueError:
+                part = part[1:-1]
+        elif part.startswith("'"):
+            part = part[1:-1]
+        parts.append(part)
+    return tuple(parts)
+
+
+class KeyLines:
+    """The 1-based line of each table header and `key =` of a TOML text, by place.
+
+    One pass over the lines; a place is a tuple as the parsed data has it, with arrays of
+    tables indexed: ("job", 2, "crf") is the `crf =` of the third [[job]]. Keys inside
+    inline tables and multi-line arrays take the line of the key they belong to.
+    `too_deep` is (line, key) of the first nesting deeper than MAX_DEPTH, if any.
+    """
+
+    def __init__(self, text: str) -> None:
+        self._lines: dict[Loc, int] = {}
+        self.too_deep: tuple[int, str] | None = None
+        self.lookups = 0
+        counts: dict[Loc, int] = {}  # the last index of each array of tables
+        table: Loc = ()
+        depth = 0  # open arrays and inline tables of a value spanning lines
+        string: str | None = None  # the quotes of an open multi-line string
+        key: Loc = ()
+        for number, line in enumerate(text.splitlines(), 1):
+            if depth or string:
+                depth, string = self._scan(line, depth, string, number, key)
+                continue
+            if _BLANK.match(line):
+                continue
+            found = _ARRAY_HEADER.match(line)
+            if found:
+                parts = _key_parts(found.group(1))
+                prefix = self._resolve(parts[:-1], counts)
+                array = (*prefix, parts[-1])
+                counts[array] = counts.get(array, -1) + 1
+                table = (*array, counts[array])
+                self._note(table, number, len(parts))
+                continue
+            found = _TABLE_HEADER.match(line)
+            if found:
+                parts = _key_parts(found.group(1))
+                table = self._resolve(parts, counts)
+                self._note(table, number, len(parts))
+                continue
+            found = _KEY_VALUE.match(line)
+            if not found:
+                continue  # not TOML: the parser says where
+            key = (*table, *_key_parts(found.group(1)))
+            self._note(key, number, len(key))
+            rest = line[found.end() :]
+            if not _SIMPLE_VALUE.match(rest):
+                depth, string = self._scan(rest, 0, None, number, key)
+
+    def _note(self, loc: Loc, number: int, parts: int) -> None:
+        """Remember the line of `loc` and of each table above it not yet seen."""
+        if parts > MAX_DEPTH and self.too_deep is None:
+            self.too_deep = (number, dotted(loc[:MAX_DEPTH]) + "...")
+        for end in range(len(loc), 0, -1):
+            if self._lines.setdefault(loc[:end], number) != number:
+                break
+
+    @staticmethod
+    def _resolve(parts: tuple[str, ...], counts: dict[Loc, int]) -> Loc:
+        """A header's key with the current index after each array of tables in it."""
+        loc: Loc = ()
+        for part in parts:
+            loc = (*loc, part)
+            if loc in counts:
+                loc = (*loc, counts[loc])
+        return loc
+
+    def _scan(
+        self, text: str, depth: int, string: str | None, number: int, key: Loc
+    ) -> tuple[int, str | None]:
+        """Follow brackets and multi-line strings through `text`; the state after it."""
+        position = 0
+        while position < len(text):
+            if string is not None:
+                end = text.find(string, position)
+                if end < 0:
+                    return depth, string
+                while text.startswith(string[0], end + 3):  # up to two quotes end it
+                    end += 1
+                position, string = end + 3, None
+                continue
+            token = _LEX.match(text, position)
+            if token is None:  # a lone quote: the parser reports it
+                return depth, None
+            position = token.end()
+            piece = token.group()
+            if piece in ('"""', "'''"):
+                string = piece
+            elif piece in ("[", "{"):
+                depth += 1
+                if depth + len(key) > MAX_DEPTH and self.too_deep is None:
+                    self.too_deep = (number, dotted(key))
+                    return 0, None
+            elif piece in ("]", "}"):
+                depth = max(depth - 1, 0)
+            elif piece.startswith("#"):
+                break
+        return depth, string
+
+    def line(self, loc: Iterable[str | int]) -> int | None:
+        """The line of `loc`, or of the nearest table or key above it that has one."""
+        self.lookups += 1
+        place = tuple(loc)
+        for end in range(len(place), 0, -1):
+            found = self._lines.get(place[:end])
+            if found is not None:
+                return found
+        return None
+
+
+# --- problems of the models ---------------------------------------------------------------
+
+KeysAt = Callable[[Loc], list[str]]
+"""The keys a table at a place may have (for "did you mean")."""
+
+
+def model_problems(exc: ValidationError, lines: KeyLines, keys_at: KeysAt) -> list[Problem]:
+    """Each error of a model's validation as a Problem with its line and dotted key."""
+    problems: list[Problem] = []
+    for error in exc.errors():
+        loc: Loc = tuple(error["loc"])
+        text = describe(error)
+        if error["type"] == "extra_forbidden" and loc:
+            text += suggest(str(loc[-1]), keys_at(loc[:-1]))
+        problems.append(Problem(lines.line(loc), dotted(loc) or None, text))
+    return problems
+
+
+def flag_problems(data: dict[str, Any], lines: KeyLines, table: str = "flags") -> list[Problem]:
+    """Check a `[flags]` table key by key (each problem on its line) and leave only the
+    good states in `data`, so the model reports nothing twice."""
+    states = data.get(table)
+    if not isinstance(states, dict):
+        return []  # absent, or the model reports the wrong type
+    good, bad = check_states(states)
+    data[table] = good
+    return [
+        Problem(lines.line((table, name)), dotted((table, name)), problem)
+        for name, problem in bad.items()
+    ]
+
+
+def in_file_order(problems: list[Problem]) -> list[Problem]:
+    """Problems by line, those without one last (a stable sort keeps their order)."""
+    return sorted(problems, key=lambda p: p.line if p.line is not None else 1 << 62)
