@@ -99,6 +99,7 @@ def _size(limit: int) -> str:
     return f"{limit >> 20} MiB" if limit >= 1 << 20 else f"{limit >> 10} KiB"
 
 
+_AT_END = " (at end of document)"
 _DECODE_AT = re.compile(r"\s*\(at line (\d+), column \d+\)$")
 
 
@@ -117,6 +118,8 @@ def parse(path: Path, text: str, lines: KeyLines) -> dict[str, Any]:
         found = _DECODE_AT.search(message)
         at = int(found.group(1)) if found else None
         what = message[: found.start()] if found else message
+        if what.endswith(_AT_END):  # the last line is where it ends
+            at, what = len(text.splitlines()) or 1, f"{what.removesuffix(_AT_END)} at the end"
         raise FileProblems(path, [Problem(at, None, f"TOML syntax error: {what}")]) from exc
     except RecursionError as exc:  # a nesting KeyLines did not see; never a traceback
         raise FileProblems(path, [f"nested too deeply (at most {MAX_DEPTH} levels)"]) from exc

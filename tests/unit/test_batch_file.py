@@ -3,8 +3,13 @@ problem; valid files give the options and outputs a user would expect."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
+from collections.abc import Callable
 from pathlib import Path
+from types import FrameType
 
 import pytest
 from mediagen import MakeMedia, make_audio_only
@@ -535,3 +540,83 @@ def test_batch_file_model_checks_flags_without_a_file() -> None:
     assert batch.job_label(0) == "job 1"
     with pytest.raises(ValueError, match="unknown flag 'nope'"):
         BatchFile.model_validate({"job": [{"input": "/x.mkv"}], "flags": {"nope": "on"}})
+
+
+# --- big and pathological files ----------------------------------------------------------
+
+
+def traced_lines(work: Callable[[], object]) -> int:
+    """Python lines executed by `work` (loop iterations included): a measure of work that
+    does not depend on how busy the machine is."""
+    count = 0
+
+    def local(frame: FrameType, event: str, arg: object) -> Callable[..., object]:
+        nonlocal count
+        if event == "line":
+            count += 1
+        return local
+
+    sys.settrace(lambda frame, event, arg: local)
+    try:
+        work()
+    except BatchFileError:
+        pass
+    finally:
+        sys.settrace(None)
+    return count
+
+
+@pytest.mark.parametrize("wrong", [False, True], ids=["valid", "every-job-wrong"])
+def test_checking_is_linear_in_the_number_of_jobs(tmp_path: Path, ffmpeg: str, wrong: bool) -> None:
+    """Twice the jobs is twice the work (it was quadratic: each job's line was found by
+    scanning every table, so 16,000 jobs took 45 s and 200,000 never finished)."""
+    (tmp_path / "films").mkdir()
+    job = f'[[job]]\ninput = "films"\npreset = 8\ncrf = {"true" if wrong else "20"}\n'
+
+    def work(jobs: int) -> int:
+        queue = write(tmp_path, "[defaults]\ncrf = 30\n" + job * jobs, f"q{jobs}.toml")
+        return traced_lines(lambda: load_batch(queue, ffmpeg))
+
+    small, large = work(400), work(800)
+    assert small > 400 * 50  # the trace saw the checking
+    assert large / small < 2.2, (small, large)
+
+
+def drapto(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "XDG_CONFIG_HOME": str(cwd / "config")}
+    return subprocess.run(
+        [sys.executable, "-m", "drapto_engine.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("[[job]]\ninput = 'src'\ncrf = true\n", "3: job[1].crf: must be a whole number, not true"),
+        (
+            "[defaults]\nmin_segment_s = 30\nmax_segment_s = 1\n[[job]]\ninput = 'src'\n",
+            "3: defaults.max_segment_s: must be at least min_segment_s (30), not 1",
+        ),
+        ("x = " + "[" * 100_000 + "]" * 100_000 + "\n", "1: x: nested more than 32 levels deep"),
+        (
+            "[[job]]\ninput = '\u00e9'\n\0",
+            "is a binary file (a NUL byte at byte 21), not TOML text",
+        ),
+    ],
+    ids=["crf-true", "segments", "deep-nesting", "binary"],
+)
+def test_drapto_batch_refuses_with_one_line(
+    tmp_path: Path, video: Path, text: str, problem: str
+) -> None:
+    queue = write(tmp_path, text, "bad.toml")
+    done = drapto("--batch", "bad.toml", cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr == f"drapto: {queue}:{problem}\n".replace(":is a", ": is a")
+    assert done.stdout == ""
+    assert not list(tmp_path.rglob("*.av1.mkv"))
