@@ -141,20 +141,21 @@ def dotted(loc: Iterable[str | int]) -> str:
 # --- finding lines ----------------------------------------------------------------------
 
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
-_KEY_PART = r"""(?:[A-Za-z0-9_-]+|"(?:[^"\\\n]|\\.)*"|'[^'\n]*')"""
-_KEY = rf"{_KEY_PART}(?:\s*\.\s*{_KEY_PART})*"
+# Possessive quantifiers throughout: a long line never makes a pattern backtrack.
+_KEY_PART = r"""(?:[A-Za-z0-9_-]++|"(?:[^"\\\n]|\\.)*+"|'[^'\n]*+')"""
+_KEY = rf"{_KEY_PART}(?:\s*+\.\s*+{_KEY_PART})*+"
 _PARTS = re.compile(_KEY_PART)
-_COMMENT = r"\s*(?:#.*)?"
+_COMMENT = r"\s*+(?:#.*)?"
 _BLANK = re.compile(rf"{_COMMENT}$")
-_ARRAY_HEADER = re.compile(rf"\s*\[\[\s*({_KEY})\s*\]\]{_COMMENT}$")
-_TABLE_HEADER = re.compile(rf"\s*\[\s*({_KEY})\s*\]{_COMMENT}$")
-_KEY_VALUE = re.compile(rf"\s*({_KEY})\s*=\s*")
+_ARRAY_HEADER = re.compile(rf"\s*+\[\[\s*+({_KEY})\s*+\]\]{_COMMENT}$")
+_TABLE_HEADER = re.compile(rf"\s*+\[\s*+({_KEY})\s*+\]{_COMMENT}$")
+_KEY_VALUE = re.compile(rf"\s*+({_KEY})\s*+=\s*+")
 # A value that is whole on its line: a one-line string, or a bare number, date, boolean.
 _SIMPLE_VALUE = re.compile(
-    r"""(?:"(?:[^"\\]|\\.)*"(?!")|'[^']*'(?!')|[^"'\[\]{}#\s][^"'\[\]{}#]*?)"""
+    r"""(?:"(?:[^"\\]|\\.)*+"(?!")|'[^']*+'(?!')|[^"'\[\]{}#\s][^"'\[\]{}#]*+)"""
     rf"{_COMMENT}$"
 )
-_LEX = re.compile(r'"""|\'\'\'|"(?:[^"\\\n]|\\.)*"|\'[^\'\n]*\'|#.*|[\[\]{}]|[^"\'#\[\]{}]+')
+_LEX = re.compile(r'"""|\'\'\'|"(?:[^"\\\n]|\\.)*+"|\'[^\'\n]*+\'|#.*|[\[\]{}]|[^"\'#\[\]{}]++')
 
 
 def _key_parts(text: str) -> tuple[str, ...]:
@@ -190,39 +191,43 @@ class KeyLines:
         string: str | None = None  # the quotes of an open multi-line string
         key: Loc = ()
         for number, line in enumerate(text.splitlines(), 1):
+            if self.too_deep is not None:
+                break  # the file is refused: no need to read on
             if depth or string:
                 depth, string = self._scan(line, depth, string, number, key)
                 continue
             if _BLANK.match(line):
                 continue
-            found = _ARRAY_HEADER.match(line)
+            found = _ARRAY_HEADER.match(line) or _TABLE_HEADER.match(line)
             if found:
-                parts = _key_parts(found.group(1))
-                prefix = self._resolve(parts[:-1], counts)
-                array = (*prefix, parts[-1])
-                counts[array] = counts.get(array, -1) + 1
-                table = (*array, counts[array])
-                self._note(table, number, len(parts))
-                continue
-            found = _TABLE_HEADER.match(line)
-            if found:
-                parts = _key_parts(found.group(1))
-                table = self._resolve(parts, counts)
-                self._note(table, number, len(parts))
+                parts = self._parts(found.group(1), (), number)
+                if found.re is _ARRAY_HEADER:
+                    array = (*self._resolve(parts[:-1], counts), parts[-1])
+                    counts[array] = counts.get(array, -1) + 1
+                    table = (*array, counts[array])
+                else:
+                    table = self._resolve(parts, counts)
+                self._note(table, number)
                 continue
             found = _KEY_VALUE.match(line)
             if not found:
                 continue  # not TOML: the parser says where
-            key = (*table, *_key_parts(found.group(1)))
-            self._note(key, number, len(key))
+            key = (*table, *self._parts(found.group(1), table, number))
+            self._note(key, number)
             rest = line[found.end() :]
             if not _SIMPLE_VALUE.match(rest):
                 depth, string = self._scan(rest, 0, None, number, key)
 
-    def _note(self, loc: Loc, number: int, parts: int) -> None:
+    def _parts(self, text: str, table: Loc, number: int) -> tuple[str, ...]:
+        """The parts of a dotted key; past MAX_DEPTH of them, only the first (too deep)."""
+        parts = _key_parts(text)
+        if len(table) + len(parts) > MAX_DEPTH:
+            self.too_deep = (number, dotted((*table, *parts)[:MAX_DEPTH]) + "...")
+            return parts[:1]
+        return parts
+
+    def _note(self, loc: Loc, number: int) -> None:
         """Remember the line of `loc` and of each table above it not yet seen."""
-        if parts > MAX_DEPTH and self.too_deep is None:
-            self.too_deep = (number, dotted(loc[:MAX_DEPTH]) + "...")
         for end in range(len(loc), 0, -1):
             if self._lines.setdefault(loc[:end], number) != number:
                 break
