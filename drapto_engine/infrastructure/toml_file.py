@@ -159,6 +159,8 @@ _LEX = re.compile(r'"""|\'\'\'|"(?:[^"\\\n]|\\.)*+"|\'[^\'\n]*+\'|#.*|[\[\]{}]|[
 
 
 def _key_parts(text: str) -> tuple[str, ...]:
+    if _BARE_KEY.fullmatch(text):
+        return (text,)  # most keys: one bare word
     parts: list[str] = []
     for part in _PARTS.findall(text):
         if part.startswith('"'):

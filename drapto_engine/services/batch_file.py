@@ -157,7 +157,17 @@ def load_batch(path: Path, ffmpeg: str, base: JobOptions | None = None) -> Batch
     path = path.expanduser().absolute()
     text = read_text(path, QUEUE_LIMIT)
     lines = KeyLines(text)
-    data = parse(path, text, lines)
+    return check_batch(path, parse(path, text, lines), lines, ffmpeg, base)
+
+
+def check_batch(
+    path: Path,
+    data: dict[str, Any],
+    lines: KeyLines,
+    ffmpeg: str,
+    base: JobOptions | None = None,
+) -> BatchFile:
+    """The parsed queue file `data` as a BatchFile, or BatchFileError (see load_batch)."""
     problems = flag_problems(data, lines)
     context = {_BASE: path.parent}
     batch: BatchFile | None = None
@@ -199,18 +209,18 @@ def _segment_problems(batch: BatchFile, lines: KeyLines, base: JobOptions | None
     if base is not None:
         defaults = defaults.over(base)
     problems: list[Problem] = []
-    for index, job in enumerate(batch.jobs):
-        options = job.options(defaults)
-        if options.segment_problem() is None:
+    for index, job in enumerate(batch.jobs):  # numbers only: no model per job
+        low = job.min_segment_s if job.min_segment_s is not None else defaults.min_segment_s
+        high = job.max_segment_s if job.max_segment_s is not None else defaults.max_segment_s
+        if low is None or high is None or low <= high:
             continue
         key = "max_segment_s" if job.max_segment_s is not None else "min_segment_s"
-        place = ("job", index, key)
         problems.append(
             Problem(
-                lines.line(place),
+                lines.line(("job", index, key)),
                 f"job[{index + 1}].{key}",
-                f"min_segment_s ({options.min_segment_s:g}) is more than max_segment_s"
-                f" ({options.max_segment_s:g}) once the defaults are applied",
+                f"min_segment_s ({low:g}) is more than max_segment_s ({high:g})"
+                " once the defaults are applied",
             )
         )
     return problems
