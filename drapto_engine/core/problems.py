@@ -7,6 +7,7 @@ Values are shown as TOML writes them (true, "fast", 1.5) and long ones are cut s
 
 from __future__ import annotations
 
+import datetime
 import difflib
 import json
 import math
@@ -45,6 +46,8 @@ def shown(value: object, limit: int = 40) -> str:
         return "a table"
     elif isinstance(value, list | tuple):
         return "an array"
+    elif isinstance(value, datetime.date | datetime.time):
+        text = value.isoformat()  # as TOML writes a date or time
     else:
         text = type(value).__name__
     return text if len(text) <= limit else text[: limit - 1] + "…"

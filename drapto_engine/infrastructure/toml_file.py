@@ -29,6 +29,8 @@ MAX_DEPTH = 32
 """Deepest nesting of arrays and inline tables (and parts of a dotted key) accepted."""
 SHOWN = 20
 """Problems listed one to a line before the rest are counted on the last line."""
+ONE_LINE = 5
+"""Problems told in `one_line()` before the rest are counted."""
 
 Loc = tuple[str | int, ...]
 """A place in the parsed data: keys, and 0-based indexes into arrays of tables."""
@@ -63,14 +65,29 @@ class FileProblems(DraptoError):
         self.problems = rendered[:SHOWN]
         if self.count > SHOWN:
             self.problems.append(f"{path}: ... and {self.count - SHOWN} more problems")
-        first = rendered[0].removeprefix(f"{path}") if rendered else ": invalid"
-        more = self.count - 1
-        suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
-        self._line = f"{path}{first}{suffix}"
-        super().__init__(first.removeprefix(": ") + suffix, path)
+        # One line: the first problem as `path:line: key: problem`, then the next few
+        # as `; line N: key: problem`, then how many more there are.
+        places = [_short(p) for p in problems] if problems else ["invalid"]
+        places[1:] = [f"line {p}" if p.startswith(_LINE_FIRST) else p for p in places[1:]]
+        text = "; ".join(places[:ONE_LINE])
+        if len(places) > ONE_LINE:
+            text += f" (and {len(places) - ONE_LINE} more problems)"
+        self._line = f"{path}:{text}" if text.startswith(_LINE_FIRST) else f"{path}: {text}"
+        super().__init__(text, path)
 
     def one_line(self) -> str:
         return self._line
+
+
+_LINE_FIRST = tuple("0123456789")
+
+
+def _short(problem: Problem | str) -> str:
+    """A problem without its file, for the one line: `12: crf: ...`."""
+    if isinstance(problem, str):
+        return problem
+    text = f"{problem.key}: {problem.text}" if problem.key else problem.text
+    return f"{problem.line}: {text}" if problem.line else text
 
 
 def read_text(path: Path, limit: int) -> str:

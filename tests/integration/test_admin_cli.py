@@ -61,7 +61,7 @@ def test_config_prints_the_effective_configuration_and_refuses_a_bad_one(tmp_pat
     assert "workers = 3" in text.stdout and f"# config file: {config}" in text.stdout
     config.write_text('workers = 0\nnotify_url = "ftp://x"\nturbo = true\n')
     refused = drapto(config, "config")
-    assert refused.returncode == 1 and len(refused.stderr.strip().splitlines()) == 1
+    assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1
     for problem in ("workers", "notify_url", "turbo"):
         assert problem in refused.stderr
 

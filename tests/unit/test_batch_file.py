@@ -130,6 +130,7 @@ COERCIONS = [
     ("crf = 24.0", "crf: must be a whole number, not 24.0"),
     ('crf = "24"', 'crf: must be a whole number, not "24"'),
     ("crf = 0", "crf: must be at least 1, not 0"),
+    ("crf = 1979-05-27", "crf: must be a whole number, not 1979-05-27"),
     ("crf = 64", "crf: must be at most 63, not 64"),
     ("preset = false", "preset: must be a whole number, not false"),
     ("preset = 4.5", "preset: must be a whole number, not 4.5"),
@@ -357,7 +358,11 @@ def test_many_problems_are_counted(tmp_path: Path, ffmpeg: str, video: Path) -> 
     assert problems[19] == f"{queue}:60: job[20].crf: must be a whole number, not true"
     assert problems[20] == f"{queue}: ... and 5 more problems"
     assert caught.value.one_line() == (
-        f"{queue}:3: job[1].crf: must be a whole number, not true (and 24 more problems)"
+        f"{queue}:3: job[1].crf: must be a whole number, not true; "
+        + "; ".join(
+            f"line {3 * n}: job[{n}].crf: must be a whole number, not true" for n in (2, 3, 4, 5)
+        )
+        + " (and 20 more problems)"
     )
 
 
