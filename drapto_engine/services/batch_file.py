@@ -189,6 +189,8 @@ def _worded(problem: Problem) -> Problem:
     """The model's problems that a queue file says better."""
     if problem.key == "job" and problem.text in ("missing", "must have at least 1 item(s)"):
         return Problem(None, None, "no jobs: add a [[job]] table with an input")
+    if problem.key == "job" and problem.text.startswith("must be an array"):
+        return Problem(problem.line, "job", "jobs are [[job]] tables (two brackets, one per job)")
     if problem.text == "missing" and (problem.key or "").endswith(".input"):
         return Problem(problem.line, problem.key, "missing (the file or folder to encode)")
     return problem

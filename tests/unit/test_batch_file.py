@@ -214,6 +214,13 @@ def test_job_and_defaults_must_be_tables(tmp_path: Path, ffmpeg: str, video: Pat
     ]
 
 
+def test_a_single_job_table(tmp_path: Path, ffmpeg: str, video: Path) -> None:
+    queue = write(tmp_path, f'# one film\n[job]\ninput = "{video}"\n')
+    assert (
+        only_problem(queue, ffmpeg) == "2: job: jobs are [[job]] tables (two brackets, one per job)"
+    )
+
+
 def test_workers_is_a_whole_number(tmp_path: Path, ffmpeg: str, video: Path) -> None:
     queue = write(tmp_path, f'[defaults]\nworkers = true\n[[job]]\ninput = "{video}"\n')
     assert only_problem(queue, ffmpeg) == "2: defaults.workers: must be a whole number, not true"
