@@ -27,7 +27,9 @@ from drapto_engine.infrastructure.resources import cpu_count
 from drapto_engine.services.detection.resolution import default_crf, resolution_class
 
 ROOT = Path(__file__).resolve().parents[1]
-SOURCE = ROOT.parent / "shared" / "media" / "testvideo.mp4"
+SOURCE = (
+    Path(os.environ.get("DRAPTO_TEST_MEDIA") or ROOT.parent / "shared" / "media") / "testvideo.mp4"
+)
 OUT = ROOT / "bench" / "out"
 
 

@@ -91,7 +91,9 @@ def load_config(path: Path | None = None) -> Config:
     Raises FileProblems (exit status 2) naming the file, line and key of each problem."""
     named = path is not None
     path = path or config_file()
-    if not named and not path.exists():
+    if not path.exists():
+        if named:
+            raise FileProblems(path, ["config file not found"])
         return Config()
     text = read_text(path, CONFIG_LIMIT)
     lines = KeyLines(text)

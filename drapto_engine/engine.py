@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import shutil
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -19,10 +20,11 @@ from pathlib import Path
 from typing import Any
 
 from drapto_engine.config import Config, load_saved_flags, save_flags, saved_flags_file
-from drapto_engine.core.api import EngineSnapshot, EngineView
-from drapto_engine.core.errors import DraptoError, EncodeError, ValidationError
+from drapto_engine.core.api import INTERRUPTED_NOTE, EngineSnapshot, EngineView
+from drapto_engine.core.errors import DraptoError, EncodeError, MediaError, ValidationError
 from drapto_engine.core.events import (
     Alert,
+    AnalysisReady,
     EntryChanged,
     EntryRemoved,
     Event,
@@ -65,6 +67,12 @@ MAX_ACTIVE_JOBS = 2
 """One job encoding and the next one's analysis and segmentation running ahead."""
 
 
+MAX_WORKERS_PER_CORE = 4
+"""The highest worker bound a client may set: more encoders than this only thrash."""
+
+CLEARED_STATUSES = frozenset({EntryStatus.DONE, EntryStatus.SKIPPED, EntryStatus.CANCELLED})
+"""What clear_finished removes: failed entries stay until retried or removed."""
+
 BACKGROUND_GRACE_S = 2.0
 """How long stopping waits for pending notifications (a stop must finish within 5 s)."""
 
@@ -75,6 +83,7 @@ class _Active:
     task: asyncio.Task[None] | None = None
     orchestrator: Orchestrator | None = None
     cancel_requested: bool = False
+    interrupt_requested: bool = False
     planned: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -250,22 +259,78 @@ class Engine:
         batch: str | None = None,
     ) -> list[QueueEntry]:
         """Queue files and folders (every video in a folder, recursively); outputs go
-        beside each input, or mirror its folder under the options' output_dir."""
+        beside each input, or mirror its folder under the options' output_dir.
+
+        Paths must be absolute: the engine's working folder means nothing to a client.
+        A file in a folder that has a video extension but cannot be read as a video is
+        queued as a failed entry, so that the run that asked for it reports it."""
         output_dir = (options or JobOptions()).over(self.config.defaults).output_dir
         pairs: list[tuple[Path, Path]] = []
-        for text in paths:
-            path = Path(text).expanduser().absolute()
+        failed: list[tuple[Path, Path, str]] = []
+        for path in [absolute_path(text) for text in paths]:
             if path.is_dir():
                 skip = [output_dir] if output_dir is not None else []
                 scan = await asyncio.to_thread(scan_folder, path, self.ffmpeg, skip=skip)
                 for rejected, why in scan.rejected:
-                    self.bus.emit(Warning(message=f"{rejected}: skipped: {why}"))
+                    out = output_path(rejected, output_dir, root=path)
+                    failed.append((rejected, out, f"{rejected}: {why}"))
                 pairs += [(v, output_path(v, output_dir, root=path)) for v in scan.videos]
             elif path.is_file():
                 pairs.append((path, output_path(path, output_dir)))
             else:
                 raise DraptoError("no such file or folder", path)
-        return await self.add(pairs, options=options, flags=flags, batch=batch)
+        added = await self.add(pairs, options=options, flags=flags, batch=batch)
+        return added + await self.add_failed(failed, options=options, flags=flags, batch=batch)
+
+    async def add_file(
+        self,
+        input: str,
+        output: str,
+        options: JobOptions | None = None,
+        flags: Mapping[str, str] | None = None,
+        batch: str | None = None,
+    ) -> QueueEntry:
+        """Queue one file with the output path the caller chose (both absolute)."""
+        source, target = absolute_path(input), absolute_path(output)
+        if not source.is_file():
+            raise DraptoError("no such file", source)
+        added = await self.add([(source, target)], options=options, flags=flags, batch=batch)
+        return added[0]
+
+    async def add_failed(
+        self,
+        failures: Iterable[tuple[Path, Path, str]],
+        *,
+        options: JobOptions | None = None,
+        flags: Mapping[str, str] | None = None,
+        batch: str | None = None,
+    ) -> list[QueueEntry]:
+        """Record (input, output, why) as entries that failed before they could start:
+        files a folder scan found but could not read. They count as failures of the run
+        that queued them (its summary, exit status and notifications)."""
+        flag_states = {k: v.value for k, v in parse_states(flags or {}).items()}
+        added: list[QueueEntry] = []
+        for source, output, why in failures:
+            now = time.time()
+            entry = QueueEntry(
+                id=0,
+                input=str(source),
+                output=str(output),
+                position=0,
+                status=EntryStatus.FAILED,
+                options=options or JobOptions(),
+                flags=flag_states,
+                batch=batch,
+                error=why,
+                started=now,
+                finished=now,
+            )
+            stored = await asyncio.to_thread(self.queue.add, entry)
+            self._entries[stored.id] = stored
+            self.bus.emit(EntryChanged(entry=stored))
+            self._notify_end(stored)
+            added.append(stored)
+        return added
 
     async def remove(self, entry_id: int) -> None:
         entry = self.entry(entry_id)
@@ -274,6 +339,16 @@ class Engine:
         await asyncio.to_thread(self.queue.delete, entry_id)
         del self._entries[entry_id]
         self.bus.emit(EntryRemoved(entry_id=entry_id))
+
+    async def clear_finished(self) -> int:
+        """Remove done, skipped and cancelled entries (failed ones stay until retried or
+        removed); returns how many went."""
+        cleared = [e.id for e in self._entries.values() if e.status in CLEARED_STATUSES]
+        for entry_id in cleared:
+            await asyncio.to_thread(self.queue.delete, entry_id)
+            del self._entries[entry_id]
+            self.bus.emit(EntryRemoved(entry_id=entry_id))
+        return len(cleared)
 
     async def move(self, entry_id: int, index: int) -> None:
         """Put an entry at `index` in the queue order (clamped), renumbering the rest."""
@@ -324,9 +399,42 @@ class Engine:
         elif entry.status is EntryStatus.QUEUED:
             await self._update(entry, status=EntryStatus.CANCELLED, finished=time.time())
 
+    async def interrupt(self, entry_ids: Sequence[int]) -> None:
+        """Stop these entries for now, keeping their work: the encoders of a running one
+        are stopped (finished segments stay), a queued one is not started. Each ends
+        cancelled with the note INTERRUPTED_NOTE; queueing the file again (or retry)
+        resumes where it stopped. Returns once their encoders have exited."""
+        for entry_id in entry_ids:
+            self.entry(entry_id)  # an unknown id is refused before anything is stopped
+        while True:
+            # Again until none is left: one of them may start while another is stopped.
+            running = [self._active[i] for i in entry_ids if i in self._active]
+            queued = [
+                self._entries[i]
+                for i in entry_ids
+                if i not in self._active and self._entries[i].status is EntryStatus.QUEUED
+            ]
+            if not running and not queued:
+                return
+            for active in running:
+                active.interrupt_requested = True
+                if active.task is not None:
+                    active.task.cancel()
+            for entry in queued:
+                await self._update(
+                    entry, status=EntryStatus.CANCELLED, note=INTERRUPTED_NOTE, finished=time.time()
+                )
+            await asyncio.gather(
+                *(a.task for a in running if a.task is not None), return_exceptions=True
+            )
+
     async def set_workers(self, workers: int) -> None:
-        if workers < 1:
-            raise DraptoError(f"the worker bound must be at least 1, not {workers}")
+        most = MAX_WORKERS_PER_CORE * (os.cpu_count() or 1)
+        if not 1 <= workers <= most:
+            raise DraptoError(
+                f"the worker bound must be between 1 and {most} ({MAX_WORKERS_PER_CORE} per core),"
+                f" not {workers}"
+            )
         await self.resources.set_limit(workers)
         if self.persist:
             await asyncio.to_thread(self.queue.set_meta, "workers", str(workers))
@@ -418,6 +526,17 @@ class Engine:
             )
         except asyncio.CancelledError:
             current = self._entries.get(entry.id, entry)
+            if active.interrupt_requested and not active.cancel_requested:
+                entry = await asyncio.shield(
+                    self._update(
+                        current,
+                        status=EntryStatus.CANCELLED,
+                        note=INTERRUPTED_NOTE,
+                        finished=time.time(),
+                        stage=None,
+                    )
+                )
+                return
             if not active.cancel_requested:
                 await asyncio.shield(self._update(current, status=EntryStatus.QUEUED, stage=None))
                 raise
@@ -426,7 +545,7 @@ class Engine:
             self._active.pop(entry.id, None)
             active.planned.set()
             self._wake.set()
-            if entry.status in FINAL_STATUSES:
+            if entry.status in FINAL_STATUSES and not active.interrupt_requested:
                 self._notify_end(entry)
 
     async def _cancelled(self, entry: QueueEntry, active: _Active) -> QueueEntry:
@@ -470,7 +589,7 @@ class Engine:
             watcher = asyncio.create_task(self._when_planned(orchestrator, active))
             try:
                 return await orchestrator.encode(request)
-            except (EncodeError, ValidationError) as exc:
+            except (EncodeError, MediaError, ValidationError) as exc:
                 flag = rollback_flag(orchestrator.stage.value, orchestrator.plan, request.settings)
                 if flag is None or flag in rollbacks:
                     raise
@@ -560,12 +679,23 @@ class Engine:
 
     def _observe(self, event: Event) -> None:
         self.view.apply(event)
+        if isinstance(event, AnalysisReady) and event.job in self._job_entries:
+            self._analysed(self._job_entries[event.job], event.dynamic_range)
         if isinstance(event, StageChanged) and event.job in self._job_entries:
             entry = self._entries.get(self._job_entries[event.job])
             if entry is not None and entry.status is EntryStatus.RUNNING:
                 updated = entry.model_copy(update={"stage": event.stage, "job": event.job})
                 self._entries[entry.id] = updated
                 self.bus.emit(EntryChanged(entry=updated))
+
+    def _analysed(self, entry_id: int, dynamic_range: str) -> None:
+        """The entry keeps its dynamic range (stored with its next update): clients show
+        it for finished entries of earlier sessions and of batch runs too."""
+        entry = self._entries.get(entry_id)
+        if entry is not None and entry.dynamic_range != dynamic_range:
+            updated = entry.model_copy(update={"dynamic_range": dynamic_range})
+            self._entries[entry_id] = updated
+            self.bus.emit(EntryChanged(entry=updated))
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -618,6 +748,19 @@ class Engine:
         error = await notify(url, title, message, tags=[tag])
         if error is not None:
             self.bus.emit(Warning(message=f"notification to {url} failed: {error}"))
+
+
+def absolute_path(text: str) -> Path:
+    """A path a client sent: it must be absolute (a relative one would be read against
+    the engine's working folder, which the client knows nothing of)."""
+    if not text:
+        raise DraptoError("an empty path was given (paths must be absolute)")
+    path = Path(text)
+    if not path.is_absolute():
+        raise DraptoError(
+            "is a relative path: the engine needs absolute paths", text, hint="give the full path"
+        )
+    return path
 
 
 def _output_matches(source: Path, output: Path, ffmpeg: str) -> str | None:

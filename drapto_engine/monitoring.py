@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -18,6 +19,7 @@ from drapto_engine.core.events import (
     AnalysisReady,
     Event,
     EventBus,
+    ResourcesSampled,
     SegmentDone,
     SegmentFailed,
     SegmentProgress,
@@ -25,12 +27,22 @@ from drapto_engine.core.events import (
     StageChanged,
 )
 from drapto_engine.core.flags import BY_NAME
-from drapto_engine.core.metrics import JobMetrics, SegmentMetrics
+from drapto_engine.core.metrics import JobMetrics, ResourceSnapshot, SegmentMetrics
 from drapto_engine.core.models import EncodeSettings
 from drapto_engine.services.encoding.plan import VideoPlan
 
 # ffmpeg's fps is an average since the start: too noisy to judge in an encoder's first seconds.
 SLOW_AFTER_S = 10.0
+JOB_GRACE_S = 30.0
+"""No slow_encoder alert in a job's first seconds (a short clip is over before its
+segments' speeds mean anything)."""
+SLOW_MIN_DONE = 3
+"""Finished segments of the same job an encoder is judged against."""
+OTHERS_BUSY_PERCENT = 25.0
+"""Other processes taking this much of the machine's CPU (percent of all cores) make a
+slow encoder their doing, not the encoder's: no alert."""
+LOAD_FRESH_S = 10.0
+"""A load sample older than this says nothing about now."""
 
 
 @dataclass
@@ -43,6 +55,7 @@ class _Running:
 
 @dataclass
 class _Job:
+    first_seen: float = 0.0
     frame_rate: float = 0.0
     running: dict[int, _Running] = field(default_factory=dict)
     done: list[SegmentMetrics] = field(default_factory=list)
@@ -63,8 +76,12 @@ class Monitor:
         stall_s: float = 60.0,
         slow_ratio: float = 3.0,
         clock: Callable[[], float] = time.monotonic,
+        cores: int | None = None,
     ) -> None:
         self.bus = bus
+        self.cores = cores or os.cpu_count() or 1
+        self._others: tuple[float, float] | None = None
+        """(when, percent of the machine's CPU other processes than encoders took)."""
         self.stall_s = stall_s
         self.slow_ratio = slow_ratio
         self.clock = clock
@@ -75,10 +92,14 @@ class Monitor:
     # -- events in --
 
     def handle(self, event: Event) -> None:
+        now = self.clock()
+        if isinstance(event, ResourcesSampled):
+            self._sampled(event.snapshot, now)
         if not event.job:
             return
-        job = self._jobs.setdefault(event.job, _Job())
-        now = self.clock()
+        job = self._jobs.get(event.job)
+        if job is None:
+            job = self._jobs[event.job] = _Job(first_seen=now)
         if isinstance(event, StageChanged):
             if job.stage is not None:
                 job.stage_s[job.stage] = job.stage_s.get(job.stage, 0.0) + now - job.stage_since
@@ -108,11 +129,7 @@ class Monitor:
             running.last_progress = now
         running.fps = event.fps
         median = self._median_fps(job)
-        slow = (
-            median > 0
-            and now - running.started >= SLOW_AFTER_S
-            and 0 < event.fps * self.slow_ratio < median
-        )
+        slow = self.slow(job, running, event.fps, median, now)
         if slow and "slow_encoder" not in running.alerted:
             running.alerted.add("slow_encoder")
             self._alert(
@@ -122,6 +139,30 @@ class Monitor:
                 f"segment {event.index} encodes at {event.fps:.1f} fps, "
                 f"under 1/{self.slow_ratio:g} of the job's median {median:.1f} fps",
             )
+
+    def _sampled(self, sample: ResourceSnapshot, now: float) -> None:
+        encoders = sum(e.cpu_percent for e in sample.encoders) / self.cores
+        self._others = (now, max(0.0, sample.cpu_percent - encoders))
+
+    def others_busy(self, now: float) -> bool:
+        """Whether other programs than the encoders load the machine now."""
+        if self._others is None or now - self._others[0] > LOAD_FRESH_S:
+            return False
+        return self._others[1] >= OTHERS_BUSY_PERCENT
+
+    def slow(self, job: _Job, running: _Running, fps: float, median: float, now: float) -> bool:
+        """An encoder is slow against its own job's finished segments, judged only once
+        the job and the encoder have run a while, and never while other programs
+        share the cores (then everything is slow, and nothing is wrong with it)."""
+        judged = sum(1 for s in job.done if s.fps > 0) >= SLOW_MIN_DONE
+        return (
+            judged
+            and median > 0
+            and now - job.first_seen >= JOB_GRACE_S
+            and now - running.started >= SLOW_AFTER_S
+            and 0 < fps * self.slow_ratio < median
+            and not self.others_busy(now)
+        )
 
     @staticmethod
     def _segment_metrics(event: SegmentDone, job: _Job) -> SegmentMetrics:

@@ -13,16 +13,18 @@ from textual import on
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import Static
+from textual.widgets import Static, TabbedContent
 
 import themes
 from drapto_engine.core.errors import DraptoError
+from drapto_engine.core.jobs import EntryStatus
 from drapto_tui.client import Connect
 from drapto_tui.commands import drapto_commands
 from drapto_tui.link import EngineLink
 from drapto_tui.messages import EngineGone, EngineNotice, FlagToggled
-from drapto_tui.notices import Notice, describe, pop_ups
+from drapto_tui.notices import Notice, describe
 from drapto_tui.screens.add import AddScreen
+from drapto_tui.screens.confirm import ConfirmScreen
 from drapto_tui.screens.job import JobScreen
 from drapto_tui.screens.main import MainScreen
 from drapto_tui.screens.quit import STOP, QuitScreen
@@ -65,6 +67,9 @@ class DraptoApp(App[None]):
         """Every notice so far (a log pane mounted later starts with them)."""
         self.ticks = 0
         """Redraws so far (tests and scripts wait for one instead of sleeping)."""
+        self.unseen = 0
+        """Warnings, alerts and refusals the log has that the person has not looked at:
+        the header counts them (nothing pops up over the queue)."""
         for theme in themes.THEMES:
             self.register_theme(theme)
         self.theme = load_theme(self.settings) or themes.DEFAULT_THEME
@@ -91,7 +96,7 @@ class DraptoApp(App[None]):
         self.sub_title = "attached to the engine"
         self.tell(Notice("information", "attached to the engine", pop_up=False))
         if self.paths:
-            await self._ask(link.client.add_paths(self.paths))
+            await self.add_paths(self.paths)
         await self.push_screen(MainScreen(link))
         self.run_worker(self._pump(link), name="engine-events", group="engine", exclusive=True)
         self.set_interval(TICK_S, self._tick)
@@ -110,8 +115,25 @@ class DraptoApp(App[None]):
         if refresh is not None:
             refresh()
         notices, self._notices = self._notices, []
-        for notice in pop_ups(notices):
-            self.notify(notice.text, severity=notice.severity, timeout=8, markup=False)
+        fresh = sum(n.pop_up for n in notices)
+        if fresh and not self._log_shown():
+            self.unseen += fresh
+        self._title()
+
+    def _log_shown(self) -> bool:
+        tabs = self.screen.query(TabbedContent)
+        return bool(tabs) and tabs.first().active == "log"
+
+    def _title(self) -> None:
+        title = "drapto"
+        if self.unseen:
+            title += f" · {self.unseen} new in the log (4)"
+        if self.title != title:
+            self.title = title
+
+    def seen_log(self) -> None:
+        self.unseen = 0
+        self._title()
 
     def _remember_theme(self, theme: str) -> None:
         save_theme(self.settings, theme)
@@ -153,6 +175,7 @@ class DraptoApp(App[None]):
             return None
 
     def _selected(self) -> int | None:
+        """The entry the keys act on: the highlighted row, or the job screen's entry."""
         tables = self.screen.query(QueueTable)
         if tables:
             return tables.first().selected_entry
@@ -161,21 +184,63 @@ class DraptoApp(App[None]):
     def action_add(self) -> None:
         async def added(path: str | None) -> None:
             if path and self.link is not None:
-                entries = await self._ask(self.link.client.add_paths([path]))
-                if entries is not None:
-                    self.notify(f"queued {len(entries)} file(s) from {path}", markup=False)
+                await self.add_paths([path])
 
         self.push_screen(AddScreen(self.browse_root or Path.cwd()), added)
+
+    async def add_paths(self, paths: list[str]) -> None:
+        """Queue paths; what was queued already is said, not silently passed over."""
+        if self.link is None:
+            return
+        known = {e.id for e in self.link.state.entries}
+        entries = await self._ask(self.link.client.add_paths(paths))
+        if entries is None:
+            return
+        again = [e for e in entries if e.id in known]
+        where = paths[0] if len(paths) == 1 else f"{len(paths)} paths"
+        self.tell(Notice("information", f"queued {len(entries) - len(again)} file(s) from {where}"))
+        if len(again) == 1:
+            entry = again[0]
+            self.tell(
+                Notice(
+                    "warning",
+                    f"{Path(entry.input).name} is already queued ({entry.status.value}, "
+                    "with the options it was queued with): not added again",
+                )
+            )
+        elif again:
+            self.tell(Notice("warning", f"{len(again)} files are already queued: not added again"))
 
     def action_detail(self) -> None:
         entry = self._selected()
         if entry is not None and self.link is not None and not isinstance(self.screen, JobScreen):
             self.push_screen(JobScreen(self.link, entry))
 
-    async def action_remove(self) -> None:
-        entry = self._selected()
-        if entry is not None and self.link is not None:
-            await self._ask(self.link.client.remove(entry))
+    def action_remove(self) -> None:
+        entry_id = self._selected()
+        entry = self.link.entry(entry_id) if self.link and entry_id is not None else None
+        if entry is None:
+            return
+        name = Path(entry.input).name
+
+        async def confirmed(yes: bool | None) -> None:
+            if yes and self.link is not None:
+                await self._ask(self.link.client.remove(entry.id))
+
+        question = f"Remove {name} ({entry.status.value}) from the queue? The file stays on disk."
+        self.push_screen(ConfirmScreen(question, "Remove"), confirmed)
+
+    async def action_clear_finished(self) -> None:
+        if self.link is not None:
+            cleared = await self._ask(self.link.client.clear_finished())
+            if cleared is not None:
+                self.tell(
+                    Notice(
+                        "information",
+                        f"cleared {cleared} finished entries (failed ones stay)",
+                        pop_up=False,
+                    )
+                )
 
     async def action_move(self, delta: int) -> None:
         entry_id = self._selected()
@@ -196,9 +261,24 @@ class DraptoApp(App[None]):
             await self._ask(self.link.client.retry(entry))
 
     async def action_cancel_entry(self, entry_id: int | None = None) -> None:
-        entry = entry_id if entry_id is not None else self._selected()
-        if entry is not None and self.link is not None:
-            await self._ask(self.link.client.cancel(entry))
+        """Cancel a queued entry at once; a running encode only once the person says so."""
+        chosen = entry_id if entry_id is not None else self._selected()
+        entry = self.link.entry(chosen) if self.link and chosen is not None else None
+        if entry is None or self.link is None:
+            return
+        if entry.status is not EntryStatus.RUNNING:
+            await self._ask(self.link.client.cancel(entry.id))
+            return
+
+        async def confirmed(yes: bool | None) -> None:
+            if yes and self.link is not None:
+                await self._ask(self.link.client.cancel(entry.id))
+
+        question = (
+            f"Stop encoding {Path(entry.input).name}? Its encode so far is discarded "
+            "(r retries it from the start)."
+        )
+        self.push_screen(ConfirmScreen(question, "Stop encoding"), confirmed)
 
     async def action_workers(self, delta: int) -> None:
         if self.link is not None:

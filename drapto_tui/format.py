@@ -35,23 +35,39 @@ def job_progress(entry: QueueEntry, job: JobView | None) -> Progress:
     if job is None or not job.segments:
         return Progress(0.0, 0.0, 0, None, None)
     total = job.analysis.frames if job.analysis else sum(s.frames for s in job.segments.values())
-    done_frames = sum(s.frames for s in job.segments.values() if s.state == "done")
     size = sum(s.size_bytes or 0 for s in job.segments.values() if s.state == "done")
     fraction = min(1.0, job.frames_done / total) if total else 0.0
     # a segment that has just started has no speed yet: it counts at the last one's
     finished = [s for s in job.segments.values() if s.state == "done" and s.fps > 0]
     recent = max(finished, key=lambda s: s.index).fps if finished else 0.0
     fps = sum(s.fps or recent for s in job.segments.values() if s.state == "running")
-    estimate = int(size * total / done_frames) if done_frames else None
+    estimate = estimated_bytes(job, total)
     remaining = total * (1 - fraction)
     eta = remaining / fps if fps > 0 else None
     return Progress(fraction, fps, size, estimate, eta)
 
 
-def badge(job: JobView | None) -> str:
-    if job is None or job.analysis is None:
-        return ""
-    return BADGES.get(job.analysis.dynamic_range, job.analysis.dynamic_range.upper())
+ESTIMATE_AFTER = 2
+"""Finished segments a size estimate waits for (one segment alone misleads)."""
+
+
+def estimated_bytes(job: JobView, total_frames: int) -> int | None:
+    """The output's size at the bytes per frame of every segment encoded so far."""
+    measured = [
+        s for s in job.segments.values() if s.state == "done" and s.size_bytes and s.frames > 0
+    ]
+    if not measured or len(measured) < min(ESTIMATE_AFTER, len(job.segments)):
+        return None
+    frames = sum(s.frames for s in measured)
+    size = sum(s.size_bytes or 0 for s in measured)
+    return round(size / frames * total_frames)
+
+
+def badge(job: JobView | None, entry: QueueEntry | None = None) -> str:
+    """The dynamic range: from the job's analysis, or what the entry kept of it."""
+    found = job.analysis.dynamic_range if job is not None and job.analysis is not None else None
+    found = found or (entry.dynamic_range if entry is not None else None)
+    return BADGES.get(found, found.upper()) if found else ""
 
 
 def status_text(entry: QueueEntry) -> str:
@@ -67,6 +83,17 @@ def size(value: int | None) -> str:
         if value >= scale:
             return f"{value / scale:.1f} {unit}"
     return f"{value} B"
+
+
+def short_size(value: int | None) -> str:
+    """A size in at most 5 characters (a segment cell): 912, 271k, 1.4M, 12M, 3.1G."""
+    if value is None:
+        return "-"
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if value >= scale * 0.9995:
+            scaled = value / scale
+            return f"{scaled:.1f}{unit}" if scaled < 9.95 else f"{scaled:.0f}{unit}"
+    return str(value)
 
 
 def duration(seconds: float | None) -> str:
@@ -98,33 +125,51 @@ class QueueTotals:
     """The ETA leaves out queued entries (nothing finished yet to time them by)."""
 
 
+WAITING = (EntryStatus.QUEUED, EntryStatus.RUNNING)
+
+
 @dataclass(frozen=True)
 class QueueCounts:
     """What only entry changes alter: counts by status and the running entries."""
 
     counts: dict[str, int]
     finished: int
+    """Entries of this run that ended (done, skipped, failed or cancelled)."""
     running: tuple[int, ...]
     active: int
+    """Entries of this run: waiting, running, or ended since the run began."""
     mean_job_s: float | None = None
     """Mean wall time of the jobs finished in this queue (what a queued one may take)."""
+    run: frozenset[int] = frozenset()
+    """Entries waiting or running since the queue was last idle: the queue's progress
+    counts only these (entries that ended before, or were cleared, do not)."""
 
 
-def queue_counts(snapshot: EngineSnapshot) -> QueueCounts:
-    """One pass over the whole queue; redo it only when an entry changed."""
+def queue_counts(snapshot: EngineSnapshot, run: frozenset[int] = frozenset()) -> QueueCounts:
+    """One pass over the whole queue; redo it only when an entry changed. `run` is the
+    previous call's: entries join it while waiting or running, and it ends (empties)
+    when nothing waits or runs."""
     counts: dict[str, int] = {}
     running: list[int] = []
     walls: list[float] = []
+    waiting: set[int] = set()
+    ended = 0
     for entry in snapshot.entries:
         counts[entry.status.value] = counts.get(entry.status.value, 0) + 1
-        if entry.status is EntryStatus.RUNNING:
-            running.append(entry.id)
-        elif entry.status is EntryStatus.DONE and entry.summary and entry.summary.wall_s > 0:
+        if entry.status in WAITING:
+            waiting.add(entry.id)
+            if entry.status is EntryStatus.RUNNING:
+                running.append(entry.id)
+        elif entry.id in run:
+            ended += 1
+        if entry.status is EntryStatus.DONE and entry.summary and entry.summary.wall_s > 0:
             walls.append(entry.summary.wall_s)
-    finished = sum(counts.get(s, 0) for s in ("done", "skipped", "failed"))
-    active = len(snapshot.entries) - counts.get("cancelled", 0)
     mean = sum(walls) / len(walls) if walls else None
-    return QueueCounts(counts, finished, tuple(running), active, mean)
+    if not waiting:
+        return QueueCounts(counts, 0, (), 0, mean)
+    return QueueCounts(
+        counts, ended, tuple(running), len(waiting) + ended, mean, run | frozenset(waiting)
+    )
 
 
 def queue_totals(
@@ -132,7 +177,8 @@ def queue_totals(
     counts: QueueCounts | None = None,
     lookup: Callable[[int], QueueEntry | None] | None = None,
 ) -> QueueTotals:
-    """Whole-queue progress: finished entries count whole, running ones by their frames.
+    """Whole-queue progress over the entries of this run (see QueueCounts): ended ones
+    count whole, running ones by their frames, waiting ones nothing.
     The ETA is the running jobs' frames left at their speed now, plus the queued
     entries at the mean time of the jobs finished so far, as many at once as run now.
     With cached `counts` and an indexed `lookup` it costs only the running entries."""

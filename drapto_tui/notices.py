@@ -1,5 +1,6 @@
 """What a person is told of: notable engine events and refused requests, as one-line
-notices for the log pane and the pop-up notifications (pure: tested without a screen)."""
+notices for the log pane; the header counts the ones that need a look (pure: tested
+without a screen)."""
 
 from __future__ import annotations
 
@@ -20,9 +21,9 @@ from drapto_engine.core.events import (
 from drapto_engine.core.flags import FlagSource
 
 Severity = Literal["information", "warning", "error"]
-RANK: dict[Severity, int] = {"information": 0, "warning": 1, "error": 2}
 POPPED = (Warning, Alert, RolledBack, JobFailed)
-"""Events that also pop up; the rest (finished jobs, flag changes) only go to the log."""
+"""Events the header counts until the log is looked at; the rest (finished jobs, flag
+changes) only go to the log."""
 
 
 def now() -> float:
@@ -35,6 +36,7 @@ class Notice:
     text: str
     at: float = field(default_factory=lambda: now())
     pop_up: bool = True
+    """Needs a look: counted in the header until the log is shown (nothing pops up)."""
 
 
 def describe(event: Event, name: str | None = None) -> Notice | None:
@@ -68,15 +70,3 @@ def describe(event: Event, name: str | None = None) -> Notice | None:
     else:
         return None
     return Notice(severity, who + text, event.at, pop_up)
-
-
-def pop_ups(pending: list[Notice], most: int = 3) -> list[Notice]:
-    """What to pop up for the notices of one redraw: the first few, then one line
-    counting the rest (a folder of bad files must not bury the screen)."""
-    shown = [n for n in pending if n.pop_up]
-    if len(shown) <= most:
-        return shown
-    rest = shown[most - 1 :]
-    worst = max((n.severity for n in rest), key=RANK.__getitem__)
-    summary = Notice(worst, f"{len(rest)} more warnings and errors: see the log (4)", rest[-1].at)
-    return [*shown[: most - 1], summary]

@@ -6,7 +6,8 @@ Makes a small library with lavfi (two SDR films, an HDR10 clip, an HLG clip), st
 an engine service in a temporary runtime folder, queues the library, and once the
 first job is encoding its segments takes a screenshot of every screen: the queue,
 the job detail with its segment grid, resources, flags, the log, the add dialog, the
-quit dialog, and the queue and the job again at 80x24. The engine is stopped at the end.
+quit dialog, the queue and the job again at 80x24, the queue at 160x48 (the full
+segment grid and sparklines) and the remove confirmation. The engine is stopped at the end.
 """
 
 from __future__ import annotations
@@ -135,6 +136,14 @@ async def session(library: Path, out: Path, fixture: Path | None) -> None:
         table.focus()
         await shot("queue-80x24.svg")
         await shot("job-80x24.svg", "enter")
+        await pilot.press("escape")
+        await until(lambda: app.screen is table.screen)
+        await shot("remove-80x24.svg", "end", "x")  # asks, naming the row
+        await pilot.press("escape")
+        await until(lambda: app.screen is table.screen)
+        table.select_entry(shown)
+        await pilot.resize_terminal(160, 48)
+        await shot("queue-160x48.svg")
         await app.leave(stop_engine=True)
 
 

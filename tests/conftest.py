@@ -16,7 +16,9 @@ from mediagen import MakeMedia, make_video
 from drapto_engine.infrastructure.ffmpeg.toolchain import find_toolchain
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED_MEDIA = REPO_ROOT.parent / "shared" / "media"
+# The small real files (see their README.md) live outside the repository: by default in
+# ../shared/media beside the checkout, or wherever DRAPTO_TEST_MEDIA points.
+SHARED_MEDIA = Path(os.environ.get("DRAPTO_TEST_MEDIA") or REPO_ROOT.parent / "shared" / "media")
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -47,7 +49,10 @@ def ffmpeg() -> str:
 def shared_media() -> Path:
     """The folder of small real files (see its README.md); skips when absent."""
     if not (SHARED_MEDIA / "README.md").is_file():
-        pytest.skip(f"real test media not found at {SHARED_MEDIA} (shared/media beside the repo)")
+        pytest.skip(
+            f"real test media not found at {SHARED_MEDIA} "
+            "(set DRAPTO_TEST_MEDIA to the folder of sample files)"
+        )
     return SHARED_MEDIA
 
 

@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from drapto_engine.cli.args import flag_state
 from drapto_engine.config import (
     Config,
     load_config,
@@ -19,7 +20,7 @@ from drapto_engine.config import (
     save_flags,
     saved_flags_file,
 )
-from drapto_engine.core.flags import FlagSet, FlagSource, FlagView, parse_state
+from drapto_engine.core.flags import FlagSet, FlagSource, FlagView
 from drapto_engine.infrastructure.paths import config_file
 from drapto_engine.server.autostart import connect_or_start
 from drapto_engine.server.client import EngineClient
@@ -56,7 +57,7 @@ async def _flags(args: argparse.Namespace) -> int:
     client = await running_engine(config, args.config)
     try:
         if getattr(args, "flags_action", None) == "set":
-            state = parse_state(args.name, args.state)
+            state = flag_state(args.name, args.state)  # a usage error (exit 2) names it
             if client is not None:
                 view = await client.set_flag(args.name, state.value)
             else:
@@ -92,26 +93,72 @@ def _flag_line(view: FlagView) -> str:
     )
 
 
-def _config(args: argparse.Namespace) -> int:
+async def _engine_view(config: Config, config_path: Path | None) -> dict[str, Any] | None:
+    """What the running engine uses (its workers bound, flags and config), or None."""
+    client = await running_engine(config, config_path, "drapto config")
+    if client is None:
+        return None
+    try:
+        snapshot = await client.get_snapshot()
+        engine_config = await client.get_config()
+    finally:
+        await client.close()
+    return {
+        "pid": client.server.pid,
+        "socket": str(client.socket_path),
+        "workers": snapshot.workers,
+        "flags": {v.name: v.state.value for v in snapshot.flags},
+        "flag_sources": {v.name: v.source.value for v in snapshot.flags},
+        "config": engine_config,
+    }
+
+
+async def _config(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     path = args.config or config_file()
     flags = offline_flags(config, args.config)
+    engine = await _engine_view(config, args.config)
     if args.json:
         data = config.model_dump(mode="json")
         data["effective_flags"] = {v.name: v.state.value for v in flags.views()}
         data["config_file"] = str(path)
+        if engine is not None:
+            del engine["flag_sources"]
+        data["engine"] = engine
         print(json.dumps(data, indent=2))
         return 0
     exists = "" if path.is_file() else " (not present: defaults)"
     print(f"# config file: {path}{exists}")
     print(f"# saved flags: {saved_flags_file(args.config)}")
     print(config.to_toml(), end="")
-    print("\n# effective flags")
+    print("\n# effective flags (config file and saved flags)")
     print("\n".join(f"# {v.name} = {v.state.value} ({v.source.value})" for v in flags.views()))
+    print("\n" + "\n".join(_engine_lines(engine, config)))
     return 0
+
+
+def _engine_lines(engine: dict[str, Any] | None, config: Config) -> list[str]:
+    if engine is None:
+        return ["# running engine: none (`drapto serve` starts one; so does the TUI)"]
+    lines = [
+        f"# running engine: pid {engine['pid']} on {engine['socket']}",
+        f"#   workers = {engine['workers']} (its bound now)",
+    ]
+    lines += [
+        f"#   {name} = {state} ({engine['flag_sources'][name]})"
+        for name, state in engine["flags"].items()
+    ]
+    mine = config.model_dump(mode="json")
+    differ = sorted(k for k, v in engine["config"].items() if mine.get(k) != v)
+    if differ:
+        lines.append(
+            "#   it started with a different config: "
+            + ", ".join(f"{k} = {engine['config'][k]!r}" for k in differ)
+        )
+    return lines
 
 
 def run_admin(args: argparse.Namespace) -> int:
     if args.command == "flags":
         return asyncio.run(_flags(args))
-    return _config(args)
+    return asyncio.run(_config(args))

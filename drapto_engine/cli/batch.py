@@ -5,7 +5,10 @@ Its jobs go to the running engine service when there is one (and are followed to
 their end), otherwise to an engine in this process. Either way the same lines or
 JSON events are printed, a summary table ends the run, the summary is written as
 JSON in the state directory, and the exit status is 0 when every job is done or
-skipped, 1 when any failed.
+skipped, 1 when any failed (a file in a queued folder that cannot be read counts),
+3 when the engine was lost before the jobs ended (they are listed as interrupted),
+128+N when signal N stopped the run (a followed engine stops our encoders; the next
+run resumes). With --detach the jobs are handed to the engine and the client returns.
 """
 
 from __future__ import annotations
@@ -17,25 +20,40 @@ import json
 import signal
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from drapto_engine.cli.admin import running_engine
+from drapto_engine.cli.follow import (
+    EXIT_LOST,
+    Ending,
+    Followed,
+    engine_name,
+    follow,
+    release_signals,
+    stop_on_signals,
+)
 from drapto_engine.cli.printers import Printer, make_printer
 from drapto_engine.config import Config, load_config
-from drapto_engine.core.api import EngineAPI
+from drapto_engine.core.api import INTERRUPTED_NOTE, EngineAPI
 from drapto_engine.core.errors import DraptoError
-from drapto_engine.core.events import EntryChanged, Event, EventBus, Warning
+from drapto_engine.core.events import EventBus, Warning
 from drapto_engine.core.jobs import FINAL_STATUSES, EntryStatus, JobOptions, QueueEntry
 from drapto_engine.infrastructure import paths
 from drapto_engine.infrastructure.ffmpeg.toolchain import find_toolchain
+from drapto_engine.server.client import EngineClient, EngineLost
+from drapto_engine.services.library import output_path
 
 if TYPE_CHECKING:
     from drapto_engine.services.batch_file import BatchFile, PlannedJob
 
 EXIT_INVALID = 2
 PLAIN_STEP_PERCENT = 10.0
+INTERRUPTED = "interrupted"
+"""A job's status in the summary when the run ended before it did (stopped, or the
+engine was lost); the next run resumes it."""
 
 
 def add_batch_options(parser: argparse.ArgumentParser) -> None:
@@ -51,12 +69,22 @@ def add_batch_options(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="run in this process even when an engine service is running",
     )
+    group.add_argument(
+        "--detach",
+        action="store_true",
+        help="hand the jobs to the engine service (started if needed), print the batch id"
+        " and return; `drapto status` follows them",
+    )
     group.add_argument("--state-dir", type=Path, help="where job state lives (batch mode)")
 
 
 def run_batch(args: argparse.Namespace) -> int:
     from drapto_engine.services.batch_file import BatchFileError, expand_jobs, load_batch
 
+    if args.detach and args.no_daemon:
+        print("drapto: --detach needs the engine service; it cannot go with --no-daemon",
+              file=sys.stderr)  # fmt: skip
+        return EXIT_INVALID
     config = load_config(args.config)
     ffmpeg = find_toolchain(config.ffmpeg_path).ffmpeg
     rejected: list[tuple[Path, str]] = []
@@ -87,55 +115,80 @@ async def _batch(
     planned: list[PlannedJob],
     rejected: list[tuple[Path, str]],
 ) -> int:
+    label = f"{args.batch.name}@{time.strftime('%Y-%m-%dT%H:%M:%S')}"
+    if args.detach:
+        return await _detach(args, config, batch, label)
     printer = make_printer(args.progress or "plain", sys.stdout, PLAIN_STEP_PERCENT)
     state_dir = args.state_dir or paths.state_dir()
-    label = f"{args.batch.name}@{time.strftime('%Y-%m-%dT%H:%M:%S')}"
     started = time.time()
     remote = None if args.no_daemon else await running_engine(config, args.config, "drapto-batch")
-    stop, stopped_by = _stop_on_signals()
+    stop, stopped_by = stop_on_signals()
+    lost: str | None = None
     try:
         if remote is not None:
-            entries = await _follow_remote(remote, batch, label, printer, stop)
+            followed = await _follow_remote(remote, batch, label, printer, stop)
+            entries = list(followed.entries.values())
+            if followed.ending is not Ending.FINISHED and followed.lost:
+                lost = f"{engine_name(remote)}: {followed.lost}"
         else:
-            for path, why in rejected:
-                printer.handle(Warning(message=f"{path}: skipped: {why}"))
-            entries = await _in_process(args, config, ffmpeg, batch, planned, label, printer, stop)
+            failures = _failures(batch, rejected)
+            entries = await _in_process(
+                args, config, ffmpeg, batch, planned, failures, label, printer, stop
+            )
     finally:
         printer.close()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(Exception):
-                asyncio.get_running_loop().remove_signal_handler(signum)
-    if stop.is_set():
-        print(f"drapto: {args.batch}: stopped; the next run resumes", file=sys.stderr)
-        return 128 + stopped_by[0]
+        release_signals()
     rows = summary_rows(entries)
     print_summary(rows, sys.stdout)
     path = write_summary(state_dir, label, rows, time.time() - started)
     print(f"summary: {path}")
-    failed = sum(row["status"] == EntryStatus.FAILED.value for row in rows)
-    await _notify(
-        config,
-        "drapto: batch finished",
-        f"{args.batch.name}: {len(rows) - failed} of {len(rows)} jobs done or skipped"
-        + (f", {failed} failed" if failed else ""),
-        printer,
+    counts = Counter(row["status"] for row in rows)
+    failed, unfinished = counts[EntryStatus.FAILED.value], counts[INTERRUPTED]
+    text = (
+        f"{args.batch.name}: {counts[EntryStatus.DONE.value] + counts[EntryStatus.SKIPPED.value]}"
     )
+    text += f" of {len(rows)} jobs done or skipped"
+    text += (f", {failed} failed" if failed else "") + (
+        f", {unfinished} interrupted" if unfinished else ""
+    )
+    finished = not unfinished and not stop.is_set() and lost is None
+    await _notify(
+        config, f"drapto: batch {'finished' if finished else 'interrupted'}", text, printer
+    )
+    if lost is not None:
+        print(
+            f"drapto: {args.batch}: lost {lost}; {_jobs(unfinished, 'unfinished')} marked"
+            " interrupted (start the engine and run the batch again to resume)",
+            file=sys.stderr,
+        )
+        return EXIT_LOST
+    if stop.is_set() and unfinished:
+        where = "the engine stopped its encoders; " if remote is not None else ""
+        print(
+            f"drapto: {args.batch}: stopped by {signal.Signals(stopped_by[0]).name}; {where}"
+            "the next run resumes",
+            file=sys.stderr,
+        )
+        return 128 + stopped_by[0]
     return 1 if failed else 0
 
 
-def _stop_on_signals() -> tuple[asyncio.Event, list[int]]:
-    """SIGINT and SIGTERM (systemd's stop) start nothing new and stop the encoders."""
-    stop = asyncio.Event()
-    stopped_by: list[int] = []
-    loop = asyncio.get_running_loop()
+def _jobs(count: int, what: str) -> str:
+    return f"{count} {what} job is" if count == 1 else f"{count} {what} jobs are"
 
-    def on_signal(signum: int) -> None:
-        stopped_by.append(signum)
-        stop.set()
 
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, on_signal, signum)
-    return stop, stopped_by
+def _failures(batch: BatchFile, rejected: list[tuple[Path, str]]) -> list[tuple[Path, Path, str]]:
+    """The files a folder scan found but could not read, as (input, output, why)."""
+    failures = []
+    for path, why in rejected:
+        output = path
+        for job in batch.jobs:
+            root = job.input.absolute()
+            if path.is_relative_to(root) and path != root:
+                output = output_path(path, job.options(batch.defaults).output_dir, root=root)
+                break
+        failures.append((path, output, f"{path}: {why}"))
+    return failures
 
 
 def _flags(batch: BatchFile) -> dict[str, str]:
@@ -147,9 +200,41 @@ async def _submit(api: EngineAPI, batch: BatchFile, label: str) -> list[QueueEnt
     entries: list[QueueEntry] = []
     for source, options in job_options(batch):
         entries += await api.add_paths(
-            [str(source)], options=options, flags=_flags(batch), batch=label
+            [str(source.absolute())], options=options, flags=_flags(batch), batch=label
         )
     return entries
+
+
+async def _detach(args: argparse.Namespace, config: Config, batch: BatchFile, label: str) -> int:
+    """Submit to the engine service (started if none runs) and return at once."""
+    from drapto_engine.server.autostart import connect_or_start
+
+    client = await connect_or_start(
+        config.socket_path, state_dir=args.state_dir, config_path=args.config, start=True,
+        client_name="drapto-batch",
+    )  # fmt: skip
+    assert client is not None
+    try:
+        try:
+            entries = await _submit(client, batch, label)
+            paused = (await client.get_snapshot()).paused
+        except EngineLost as exc:
+            print(f"drapto: {args.batch}: lost {engine_name(client)}: {exc.problem}",
+                  file=sys.stderr)  # fmt: skip
+            return EXIT_LOST
+    finally:
+        await client.close()
+    failed = [e for e in entries if e.status is EntryStatus.FAILED]
+    print(f"batch: {label}")
+    print(
+        f"{len(entries)} jobs handed to {engine_name(client)}"
+        + (f", {len(failed)} of them failed at once" if failed else "")
+        + ("; the engine is paused: they wait until it is resumed" if paused else "")
+        + "; `drapto status` shows their progress"
+    )
+    for entry in failed:
+        print(f"drapto: {entry.error}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 async def _in_process(
@@ -158,6 +243,7 @@ async def _in_process(
     ffmpeg: str,
     batch: BatchFile,
     planned: list[PlannedJob],
+    failures: list[tuple[Path, Path, str]],
     label: str,
     printer: Printer,
     stop: asyncio.Event,
@@ -182,6 +268,7 @@ async def _in_process(
                 entries += await engine.add(
                     [(job.input, job.output)], options=job.options, flags=_flags(batch), batch=label
                 )
+            entries += await engine.add_failed(failures, flags=_flags(batch), batch=label)
             runner = asyncio.create_task(
                 engine.run(only={e.id for e in entries}, ignore_pause=True)
             )
@@ -198,49 +285,19 @@ async def _in_process(
 
 
 async def _follow_remote(
-    client: Any, batch: BatchFile, label: str, printer: Printer, stop: asyncio.Event
-) -> list[QueueEntry]:
-    """Submit to the running engine and print its events for our entries until they end."""
+    client: EngineClient, batch: BatchFile, label: str, printer: Printer, stop: asyncio.Event
+) -> Followed:
+    """Submit to the running engine and print its events for our entries until they
+    end, the user stops us (the engine then interrupts them) or the engine is lost."""
     printer.handle(Warning(message="submitting to the running engine service"))
     if batch.defaults.workers:
         printer.handle(
             Warning(message="the queue file's workers is ignored: the engine's bound applies")
         )
     try:
-        await client.subscribe()
-        entries = {e.id: e for e in await _submit(client, batch, label)}
-        jobs: set[str] = {e.job for e in entries.values() if e.job}
-        done = asyncio.Event()
-        if all(e.status in FINAL_STATUSES for e in entries.values()):
-            done.set()
-
-        async def follow() -> None:
-            async for event in client.events():
-                if isinstance(event, EntryChanged) and event.entry.id in entries:
-                    entries[event.entry.id] = event.entry
-                    if event.entry.job:
-                        jobs.add(event.entry.job)
-                if _ours(event, entries, jobs):
-                    printer.handle(event)
-                if all(e.status in FINAL_STATUSES for e in entries.values()):
-                    done.set()
-                    return
-            done.set()
-
-        follower = asyncio.create_task(follow())
-        waiters = [asyncio.create_task(done.wait()), asyncio.create_task(stop.wait())]
-        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-        for task in [follower, *waiters]:
-            task.cancel()
-        return list(entries.values())
+        return await follow(client, lambda c: _submit(c, batch, label), printer, stop)
     finally:
         await client.close()
-
-
-def _ours(event: Event, entries: dict[int, QueueEntry], jobs: set[str]) -> bool:
-    if isinstance(event, EntryChanged):
-        return event.entry.id in entries
-    return bool(event.job) and event.job in jobs
 
 
 def _started_text(args: argparse.Namespace, batch: BatchFile) -> str:
@@ -264,7 +321,7 @@ def summary_rows(entries: Iterable[QueueEntry]) -> list[dict[str, Any]]:
         out = Path(e.output)
         rows.append(
             {
-                "status": e.status.value,
+                "status": summary_status(e),
                 "input": e.input,
                 "output": e.output,
                 "input_bytes": s.input_bytes if s else _size(Path(e.input)),
@@ -279,6 +336,15 @@ def summary_rows(entries: Iterable[QueueEntry]) -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+def summary_status(entry: QueueEntry) -> str:
+    """The entry's status, or "interrupted" when the run ended before the entry did."""
+    if entry.status not in FINAL_STATUSES:
+        return INTERRUPTED
+    if entry.status is EntryStatus.CANCELLED and entry.note == INTERRUPTED_NOTE:
+        return INTERRUPTED
+    return entry.status.value
 
 
 def _size(path: Path) -> int | None:

@@ -10,24 +10,44 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from drapto_engine.cli import args as checks
+from drapto_engine.cli.follow import (
+    EXIT_LOST,
+    Ending,
+    Followed,
+    engine_name,
+    follow,
+    release_signals,
+    stop_on_signals,
+)
 from drapto_engine.cli.printers import make_printer
 from drapto_engine.config import Config, load_config
-from drapto_engine.core.events import EventBus
+from drapto_engine.core.errors import DraptoError, UsageError
+from drapto_engine.core.events import EventBus, Warning
 from drapto_engine.core.flags import FlagState, parse_override
-from drapto_engine.core.jobs import JobOptions, QueueEntry
+from drapto_engine.core.jobs import EntryStatus, JobOptions, QueueEntry
+from drapto_engine.core.models import DEFAULTS
 from drapto_engine.infrastructure.ffmpeg.toolchain import find_toolchain
+from drapto_engine.server.client import EngineClient, EngineLost
 
 
 def add_encode_parser(commands: Any) -> None:
     encode = commands.add_parser("encode", help="encode one file to AV1")
     encode.add_argument("input", type=Path, metavar="INPUT")
     encode.add_argument(
-        "-o", "--output", type=Path, help="output file (default: INPUT's stem + .av1.mkv beside it)"
+        "-o",
+        "--output",
+        type=checks.mkv_output,
+        help="output file, .mkv (default: INPUT's stem + .av1.mkv beside it)",
     )
-    encode.add_argument("--preset", type=int, help="SVT-AV1 preset (default 6)")
-    encode.add_argument("--crf", type=int, help="CRF (default by resolution: SD 24, HD/UHD 26)")
+    encode.add_argument("--preset", type=checks.preset, help="SVT-AV1 preset, -2 to 13 (default 6)")
     encode.add_argument(
-        "--workers", type=int, help="parallel segment encoders (default from cores and memory)"
+        "--crf", type=checks.crf, help="CRF, 1 to 63 (default by resolution: SD 24, HD/UHD 26)"
+    )
+    encode.add_argument(
+        "--workers",
+        type=checks.workers,
+        help="parallel segment encoders, 1 to 4 per core (default from cores and memory)",
     )
     encode.add_argument(
         "--progress",
@@ -37,7 +57,9 @@ def add_encode_parser(commands: Any) -> None:
     encode.add_argument("--overwrite", action="store_true", help="replace an existing output")
     encode.add_argument("--keep-work", action="store_true", help="keep the work directory")
     encode.add_argument(
-        "--work-dir", type=Path, help="where the work directory goes (default: beside the output)"
+        "--work-dir",
+        type=Path,
+        help="an existing, writable folder for the work directory (default: beside the output)",
     )
     encode.add_argument(
         "--state-dir", type=Path, help="where job state lives (default: the XDG state directory)"
@@ -49,11 +71,20 @@ def add_encode_parser(commands: Any) -> None:
     encode.add_argument(
         "--whole", action="store_true", help="one whole-file encode instead of segments"
     )
-    encode.add_argument("--min-segment", type=float, help="shortest segment in seconds (default 5)")
-    encode.add_argument("--max-segment", type=float, help="longest segment in seconds (default 20)")
+    encode.add_argument(
+        "--min-segment",
+        type=checks.seconds("min_segment_s"),
+        help="shortest segment in seconds, above 0 (default 5)",
+    )
+    encode.add_argument(
+        "--max-segment",
+        type=checks.seconds("max_segment_s"),
+        help="longest segment in seconds, at least the shortest (default 20)",
+    )
     encode.add_argument(
         "--flag",
         action="append",
+        type=checks.flag_override,
         default=[],
         metavar="NAME=on|off|shadow",
         help="set a feature flag for this run (see the README for the list)",
@@ -62,6 +93,24 @@ def add_encode_parser(commands: Any) -> None:
         "--hdr10-fallback",
         action="store_true",
         help="encode a Dolby Vision profile that cannot be kept as plain HDR10 instead of failing",
+    )
+    add_engine_options(encode)
+
+
+def add_engine_options(encode: argparse.ArgumentParser) -> None:
+    """Where the encode runs. SUPPRESS keeps `drapto --no-daemon encode` (the global
+    option) from being reset by this parser's default."""
+    encode.add_argument(
+        "--no-daemon",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="encode in this process even when an engine service is running",
+    )
+    encode.add_argument(
+        "--detach",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="hand the job to the engine service (started if needed) and return",
     )
 
 
@@ -78,6 +127,31 @@ def options_from(args: argparse.Namespace) -> JobOptions:
     )
 
 
+def check_encode(args: argparse.Namespace, config: Config) -> None:
+    """What the file system and the other options decide about an encode's options, before
+    any work: usage errors (exit 2) first, then the input (exit 1)."""
+    low = args.min_segment or config.defaults.min_segment_s or DEFAULTS.min_segment_s
+    high = args.max_segment or config.defaults.max_segment_s or DEFAULTS.max_segment_s
+    if low > high:
+        option = "--min-segment" if args.min_segment else "--max-segment"
+        raise UsageError(
+            f"the shortest segment ({low:g} s) is longer than the longest ({high:g} s)", option
+        )
+    if args.output is not None:
+        checks.check_output("-o/--output", args.output, args.input)
+    else:
+        from drapto_engine.services.library import output_path
+
+        default = output_path(args.input, config.defaults.output_dir)
+        if default.is_dir():
+            raise DraptoError("is a directory", default, hint="name the output with -o")
+    if args.work_dir is not None:
+        checks.check_folder("--work-dir", args.work_dir)
+    if args.state_dir is not None:
+        checks.check_folder("--state-dir", args.state_dir, create=True)
+    checks.check_input(args.input)
+
+
 def flags_from(args: argparse.Namespace) -> dict[str, FlagState]:
     states = dict(parse_override(text) for text in args.flag)
     if args.no_crop:
@@ -90,11 +164,111 @@ def flags_from(args: argparse.Namespace) -> dict[str, FlagState]:
 
 
 async def _encode(args: argparse.Namespace, config: Config) -> int:
-    from drapto_engine.engine import Engine
+    from drapto_engine.cli.admin import running_engine
     from drapto_engine.services.library import output_path
 
     source: Path = args.input
     output: Path = args.output or output_path(source, config.defaults.output_dir)
+    no_daemon, detach = getattr(args, "no_daemon", False), getattr(args, "detach", False)
+    if detach and no_daemon:
+        print("drapto: --detach needs the engine service; it cannot go with --no-daemon",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    if detach:
+        return await _detach(args, config, source, output)
+    if not no_daemon:
+        client = await running_engine(config, args.config, "drapto-encode")
+        if client is not None:
+            return await _through_engine(args, client, source, output)
+    return await _in_process(args, config, source, output)
+
+
+async def _through_engine(
+    args: argparse.Namespace, client: EngineClient, source: Path, output: Path
+) -> int:
+    """Submit the file to the running engine (its workers, its bound) and follow it:
+    the same output and exit statuses as in this process; a stop interrupts the job
+    in the engine (encoders stopped, finished segments kept)."""
+    printer = make_printer(args.progress, sys.stdout)
+    if args.workers:
+        printer.handle(Warning(message="--workers is ignored: the running engine's bound applies"))
+    stop, stopped_by = stop_on_signals()
+    try:
+        followed = await follow(
+            client,
+            lambda c: _submit(c, args, source, output),
+            printer,
+            stop,
+        )
+    except DraptoError as exc:  # refused by the engine (no such file, ...): a job error
+        printer.close()
+        print(f"drapto: {exc.one_line()}", file=sys.stderr)
+        return 1
+    finally:
+        release_signals()
+        printer.close()
+        await client.close()
+    return _outcome(followed, source, engine_name(client), stopped_by)
+
+
+def _outcome(followed: Followed, source: Path, engine: str, stopped_by: list[int]) -> int:
+    entry = next(iter(followed.entries.values()), None)
+    if followed.ending is Ending.LOST or entry is None:
+        print(f"drapto: {source}: lost {engine}: {followed.lost}; the job did not finish"
+              " (start the engine and encode again to resume)", file=sys.stderr)  # fmt: skip
+        return EXIT_LOST
+    if entry.status is EntryStatus.DONE:
+        return 0
+    if entry.status is EntryStatus.SKIPPED:  # the printer said why
+        return 0
+    if entry.status is EntryStatus.FAILED:
+        print(f"drapto: {entry.error}", file=sys.stderr)
+        return 1
+    if followed.ending is Ending.STOPPED and stopped_by:
+        name = signal.Signals(stopped_by[0]).name
+        if followed.lost:  # the engine did not confirm that it stopped the encoders
+            print(f"drapto: {source}: stopped by {name}, but {followed.lost}", file=sys.stderr)
+        else:
+            print(f"drapto: {source}: stopped by {name}; {engine} stopped its encoders,"
+                  " the next run resumes", file=sys.stderr)  # fmt: skip
+        return 128 + stopped_by[0]
+    print(f"drapto: {source}: {entry.status.value} in the engine", file=sys.stderr)
+    return 1
+
+
+async def _submit(
+    client: EngineClient, args: argparse.Namespace, source: Path, output: Path
+) -> list[QueueEntry]:
+    flags = {name: state.value for name, state in flags_from(args).items()}
+    entry = await client.add_file(
+        str(source.absolute()), str(output.absolute()), options_from(args), flags
+    )
+    return [entry]
+
+
+async def _detach(args: argparse.Namespace, config: Config, source: Path, output: Path) -> int:
+    from drapto_engine.server.autostart import connect_or_start
+
+    client = await connect_or_start(
+        config.socket_path, state_dir=args.state_dir, config_path=args.config, start=True,
+        client_name="drapto-encode",
+    )  # fmt: skip
+    assert client is not None
+    try:
+        entry = (await _submit(client, args, source, output))[0]
+    except EngineLost as exc:
+        print(f"drapto: {source}: lost {engine_name(client)}: {exc.problem}", file=sys.stderr)
+        return EXIT_LOST
+    finally:
+        await client.close()
+    print(f"entry {entry.id}: {source} -> {entry.output} handed to {engine_name(client)};"
+          " `drapto status` shows its progress")  # fmt: skip
+    return 0
+
+
+async def _in_process(args: argparse.Namespace, config: Config, source: Path, output: Path) -> int:
+    from drapto_engine.engine import Engine
+
     bus = EventBus()
     printer = make_printer(args.progress, sys.stdout)
     bus.subscribe(printer.handle)

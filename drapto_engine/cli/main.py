@@ -1,27 +1,55 @@
-"""`drapto` entry points. Errors are one line; tracebacks only with --debug."""
+"""`drapto`: the entry point and the command line's one error boundary.
+
+Every command's options are checked before it does any work, and every failure that
+reaches main() ends as ONE line on stderr, `drapto: <file or option>: <what is wrong>`,
+with its exit status (a traceback only with --debug):
+
+    0    done
+    1    an input could not be used, or a job failed
+    2    usage: a bad option value, queue file or config file (nothing was done)
+    3    the connection to the engine service was lost (batch and encode clients)
+    130  stopped by SIGINT (Ctrl-C); 143 stopped by SIGTERM (128 + the signal)
+"""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
 import logging
 import os
+import re
+import signal
 import sys
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
+from types import FrameType
+
+import pydantic
 
 from drapto_engine import __version__
-from drapto_engine.config import load_config
-from drapto_engine.core.errors import DraptoError
-from drapto_engine.infrastructure.ffmpeg.toolchain import find_toolchain
-from drapto_engine.logging_setup import configure
+from drapto_engine.cli.args import Parser, check_folder, check_socket_folder
+from drapto_engine.config import Config, load_config
+from drapto_engine.core.errors import EXIT_FAILED, EXIT_USAGE, DraptoError, UsageError
+from drapto_engine.infrastructure.paths import config_file
+from drapto_engine.logging_setup import LogTo, configure
 
 log = logging.getLogger(__name__)
 
+SHORT_COMMANDS = frozenset({"probe", "status", "flags", "config"})
+"""Commands that answer at once: they log nowhere (stderr with --debug)."""
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="drapto", description="Scene-segmented AV1 batch encoder")
+
+class Stopped(BaseException):
+    """SIGTERM reached a command that has no handler of its own: unwind, then exit 143."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def build_parser() -> Parser:
+    """The whole command line (tests walk it to check every option's mistakes)."""
+    parser = Parser(prog="drapto", description="Scene-segmented AV1 batch encoder")
     parser.add_argument("--version", action="version", version=f"drapto {__version__}")
     parser.add_argument("--debug", action="store_true", help="log to stderr and show tracebacks")
     parser.add_argument(
@@ -32,19 +60,14 @@ def _parser() -> argparse.ArgumentParser:
     add_batch_options(parser)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    probe = commands.add_parser("probe", help="print media info and analysis for files")
-    probe.add_argument("files", nargs="+", type=Path, metavar="FILE")
-    probe.add_argument("--json", action="store_true", help="one JSON object per file per line")
-    probe.add_argument("--no-crop", action="store_true", help="skip crop detection")
-
-    from drapto_engine.cli.encode import add_encode_parser
-
-    add_encode_parser(commands)
     from drapto_engine.cli.admin import add_admin_parsers
+    from drapto_engine.cli.encode import add_encode_parser
+    from drapto_engine.cli.probe import add_probe_parser
     from drapto_engine.cli.service import add_service_parsers
 
+    add_probe_parser(commands)
+    add_encode_parser(commands)
     add_admin_parsers(commands)
-
     add_service_parsers(commands)
     try:  # the engine must work without the UI package's dependencies
         from drapto_tui.cli import add_tui_parser
@@ -55,79 +78,156 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-async def _probe(args: argparse.Namespace) -> int:
-    # Imported here: the TUI's start-up must not pay for numpy and PyAV.
-    from drapto_engine.core.reports import probe_json, probe_text
-    from drapto_engine.services.detection import analyze_video
-
-    ffmpeg = find_toolchain(load_config(args.config).ffmpeg_path).ffmpeg
-    status = 0
-    for path in args.files:
-        try:
-            analysis = await analyze_video(path, ffmpeg, crop_detection=not args.no_crop)
-        except DraptoError as exc:
-            print(f"drapto: {exc.one_line()}", file=sys.stderr)
-            log.debug("probe failed", exc_info=True)
-            status = 1
-            continue
-        if args.json:
-            print(json.dumps(probe_json(analysis), ensure_ascii=False), flush=True)
-        else:
-            print(probe_text(analysis), flush=True)
-    return status
+def checked_config(path: Path | None) -> Config:
+    """The config file, or a usage error (exit 2) naming it: missing, unreadable, invalid."""
+    try:
+        return load_config(path)
+    except UsageError:
+        raise  # already `file:line: key: problem` (a FileProblems)
+    except DraptoError as exc:
+        raise UsageError(exc.problem, exc.path or path, exc.hint) from exc
+    except RecursionError:
+        raise UsageError("is nested too deeply to read", path or config_file()) from None
 
 
 def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    config = checked_config(args.config)
     if args.batch is not None:
-        if args.command is not None:
-            parser.error("--batch takes no command")
-        from drapto_engine.cli.batch import run_batch
+        return _batch(args)
+    command = args.command
+    if command == "probe":
+        from drapto_engine.cli.probe import run_probe
 
-        return run_batch(args)
-    if args.command == "probe":
-        return asyncio.run(_probe(args))
-    if args.command == "encode":
-        from drapto_engine.cli.encode import run_encode
+        return run_probe(args)
+    if command == "encode":
+        from drapto_engine.cli.encode import check_encode, run_encode
 
+        check_encode(args, config)
         return run_encode(args)
-    if args.command in ("flags", "config"):
+    if command in ("flags", "config"):
         from drapto_engine.cli.admin import run_admin
 
         return run_admin(args)
-    if args.command in ("serve", "status"):
+    if command in ("serve", "status"):
         from drapto_engine.cli.service import run_service
 
+        if command == "serve" and args.state_dir is not None:
+            check_folder("--state-dir", args.state_dir, create=True)
+        if command == "serve" and args.socket is not None:
+            check_socket_folder("--socket", args.socket)
         return run_service(args)
-    if args.command in ("tui", None):
-        if args.command is None and not sys.stdout.isatty():
-            parser.print_help()
-            return 2
+    if command in ("tui", None):
+        if command is None and not sys.stdout.isatty():
+            raise UsageError("no command, and the TUI needs a terminal", hint="see drapto --help")
         from drapto_tui.cli import run_tui
 
         args.paths = getattr(args, "paths", [])
+        for path in args.paths:
+            if not os.path.exists(path):
+                raise DraptoError("no such file or folder", path)
         return run_tui(args)
     parser.print_help()
-    return 2
+    return EXIT_USAGE
+
+
+def _batch(args: argparse.Namespace) -> int:
+    if args.command is not None:
+        raise UsageError(f"takes no command (got {args.command})", "--batch")
+    if not args.batch.is_file():
+        why = "is a folder, not a queue file" if args.batch.is_dir() else "no such file"
+        raise UsageError(why, args.batch)
+    if args.state_dir is not None:
+        check_folder("--state-dir", args.state_dir, create=True)
+    from drapto_engine.cli.batch import run_batch
+
+    try:
+        return run_batch(args)
+    except RecursionError:  # tomllib on a pathologically nested queue file
+        raise UsageError("is nested too deeply to read", args.batch) from None
+
+
+def _log_to(args: argparse.Namespace) -> LogTo:
+    if args.batch is None and args.command in SHORT_COMMANDS:
+        return LogTo.NOWHERE
+    return LogTo.SERVICE if args.command == "serve" else LogTo.RUN
+
+
+def _log_folder(args: argparse.Namespace) -> Path | None:
+    """A service with its own --state-dir keeps its log there (tests, several engines)."""
+    state: Path | None = getattr(args, "state_dir", None)
+    if args.command == "serve" and state is not None:
+        return state / "logs"
+    return None
+
+
+def explain(exc: BaseException, path: Path | None = None) -> tuple[int, str]:
+    """The exit status and the one line (without `drapto: `) for a failure.
+
+    `path` names the file being worked on when the exception does not."""
+    if isinstance(exc, Stopped):
+        return 128 + exc.signum, f"stopped by {signal.Signals(exc.signum).name}"
+    if isinstance(exc, KeyboardInterrupt):
+        return 128 + signal.SIGINT, "interrupted"
+    if isinstance(exc, DraptoError):
+        return exc.exit_status, exc.one_line()
+    if isinstance(exc, pydantic.ValidationError):
+        return EXIT_USAGE, _where(path, f"invalid {exc.title}: {_problems(exc)}")
+    if isinstance(exc, OSError):
+        where = exc.filename if exc.filename is not None else path
+        if exc.filename2 is not None:
+            where = f"{where} -> {exc.filename2}"
+        return EXIT_FAILED, _where(where, exc.strerror or str(exc) or type(exc).__name__)
+    if isinstance(exc, RecursionError):
+        return EXIT_FAILED, _where(path, "is nested too deeply to read")
+    if isinstance(exc, RuntimeError) and str(exc).startswith("Symlink loop"):
+        # pathlib's resolve() in Python 3.11: "Symlink loop from '/x/y'"
+        found = re.search(r"from '(.*)'$", str(exc))
+        return EXIT_FAILED, _where(found.group(1) if found else path, "symbolic link loop")
+    return EXIT_FAILED, _where(
+        path, f"internal error: {type(exc).__name__}: {exc} (drapto --debug shows where)"
+    )
+
+
+def _where(path: object, problem: str) -> str:
+    text = f"{path}: {problem}" if path is not None else problem
+    return " ".join(part.strip() for part in text.splitlines() if part.strip())
+
+
+def _problems(exc: pydantic.ValidationError) -> str:
+    return "; ".join(
+        f"{'.'.join(str(p) for p in err['loc']) or 'value'}: {err['msg']}" for err in exc.errors()
+    )
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise Stopped(signum)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = _parser()
-    args = parser.parse_args(argv)
-    configure(debug=args.debug)
-    log.info("drapto %s: %s", __version__, " ".join(sys.argv))
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv  # known before parsing, for errors in parsing itself
+    signal.signal(signal.SIGTERM, _on_sigterm)  # commands with their own handlers replace it
     try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        debug = args.debug
+        if args.command in ("tui", None) and args.batch is None:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the TUI's own terminal handling
+        configure(debug=debug, directory=_log_folder(args), to=_log_to(args))
+        log.info("drapto %s: %s", __version__, " ".join(sys.argv))
         return _dispatch(parser, args)
-    except DraptoError as exc:
-        if args.debug:
-            raise
-        print(f"drapto: {exc.one_line()}", file=sys.stderr)
-        return int(getattr(exc, "exit_status", 1))  # 2: a bad queue or config file
+    except SystemExit:
+        raise  # --help, --version
     except BrokenPipeError:  # `drapto flags | head`: the reader has gone, nothing to say
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-    except KeyboardInterrupt:
-        print("drapto: interrupted", file=sys.stderr)
-        return 130
+    except BaseException as exc:
+        status, line = explain(exc)
+        log.debug("exit %d: %s", status, line, exc_info=exc)
+        if debug:
+            traceback.print_exception(exc)
+        print(f"drapto: {line}", file=sys.stderr, flush=True)
+        return status
 
 
 if __name__ == "__main__":

@@ -4,20 +4,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from drapto_engine.cli.args import socket_path, workers
 from drapto_engine.config import load_config
 from drapto_engine.core.api import EngineSnapshot, JobView
-from drapto_engine.core.jobs import EntryStatus, QueueEntry
+from drapto_engine.core.jobs import FINAL_STATUSES, EntryStatus, QueueEntry
 from drapto_engine.core.metrics import ResourceSnapshot
-from drapto_engine.infrastructure.paths import state_dir
-from drapto_engine.logging_setup import configure
 from drapto_engine.server.protocol import Hello
 
 GIB = 1 << 30
+NO_ENGINE_HINT = "start one with `drapto serve`, or run `drapto`: the TUI starts one"
 
 
 def add_service_parsers(commands: Any) -> None:
@@ -32,7 +31,9 @@ def add_service_parsers(commands: Any) -> None:
         "--state-dir", type=Path, help="where the queue and job state live (default: XDG state)"
     )
     serve.add_argument(
-        "--workers", type=int, help="most encoders at once (default: saved, config, or cores)"
+        "--workers",
+        type=workers,
+        help="most encoders at once, 1 to 4 per core (default: saved, config, or cores)",
     )
     status = commands.add_parser("status", help="a one-screen summary from the running engine")
     _socket_argument(status)
@@ -42,7 +43,7 @@ def add_service_parsers(commands: Any) -> None:
 def _socket_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--socket",
-        type=Path,
+        type=socket_path,
         help="the engine's socket (default: config socket_path, else"
         " $XDG_RUNTIME_DIR/drapto/engine.sock, else /tmp/drapto-UID/engine.sock)",
     )
@@ -65,8 +66,6 @@ def _serve(args: argparse.Namespace) -> int:
     from drapto_engine.server.service import serve
 
     config = load_config(args.config)
-    if args.state_dir is not None and args.state_dir.absolute() != state_dir().absolute():
-        configure(debug=args.debug, directory=args.state_dir / "logs")
     return asyncio.run(
         serve(
             config,
@@ -85,8 +84,11 @@ async def _status(args: argparse.Namespace) -> int:
     try:
         client = await EngineClient.connect(path, client_name="drapto status")
     except EngineUnavailable:
-        print(f"drapto: no engine is running (socket {path})", file=sys.stderr)
-        return 1
+        raise EngineUnavailable(
+            "no engine is running on this socket",
+            path,
+            hint=NO_ENGINE_HINT,
+        ) from None
     try:
         snapshot = await client.get_snapshot()
     finally:
@@ -111,11 +113,42 @@ def status_lines(snapshot: EngineSnapshot, server: Hello, socket_path: Path) -> 
     if changed:
         flags = ", ".join(f"{f.name} {f.state.value} ({f.source.value})" for f in changed)
         lines.append(f"flags      {flags}")
+    batches = batch_lines(snapshot)
+    if batches:
+        lines.append("batches")
+        lines += [f"  {line}" for line in batches]
     running = [e for e in snapshot.entries if e.status is EntryStatus.RUNNING]
     if running:
         lines.append("running")
         lines += [f"  {_running(e, snapshot.jobs.get(e.job or ''))}" for e in running]
     return lines
+
+
+def batch_lines(snapshot: EngineSnapshot) -> list[str]:
+    """One line per batch with jobs still to run (a detached batch's progress):
+    its entries by status and how far its running jobs are."""
+    groups: dict[str, list[QueueEntry]] = {}
+    for entry in snapshot.entries:
+        if entry.batch:
+            groups.setdefault(entry.batch, []).append(entry)
+    lines = []
+    for name, entries in groups.items():
+        if all(e.status in FINAL_STATUSES for e in entries):
+            continue
+        text = f"{name}: {len(entries)} jobs, {_counts(entries)}"
+        running = [e for e in entries if e.status is EntryStatus.RUNNING]
+        percents = [_percent(snapshot.jobs.get(e.job or "")) for e in running]
+        if percents:
+            text += ", running at " + ", ".join(f"{p:.0f}%" for p in percents)
+        lines.append(text)
+    return lines
+
+
+def _percent(job: JobView | None) -> float:
+    if job is None or not job.segments:
+        return 0.0
+    frames = sum(s.frames for s in job.segments.values())
+    return 100 * job.frames_done / frames if frames else 0.0
 
 
 def _counts(entries: list[QueueEntry]) -> str:

@@ -37,6 +37,9 @@ from drapto_engine.core.metrics import ResourceSnapshot
 
 HISTORY = 300
 
+INTERRUPTED_NOTE = "interrupted: the next run resumes"
+"""The note of an entry its client stopped (Engine.interrupt): cancelled, work kept."""
+
 
 class SegmentView(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -193,7 +196,26 @@ class EngineAPI(Protocol):
         """Queue files and folders (folders: every video in them, recursively)."""
         ...
 
+    async def add_file(
+        self,
+        input: str,
+        output: str,
+        options: JobOptions | None = None,
+        flags: Mapping[str, str] | None = None,
+        batch: str | None = None,
+    ) -> QueueEntry:
+        """Queue one file with the output path the caller chose (both absolute)."""
+        ...
+
+    async def interrupt(self, entry_ids: Sequence[int]) -> None:
+        """Stop these entries' encoders and keep their work; queued again, they resume."""
+        ...
+
     async def remove(self, entry_id: int) -> None: ...
+    async def clear_finished(self) -> int:
+        """Remove done, skipped and cancelled entries; returns how many."""
+        ...
+
     async def move(self, entry_id: int, index: int) -> None: ...
     async def pause(self) -> None: ...
     async def resume(self) -> None: ...

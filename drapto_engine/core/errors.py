@@ -1,12 +1,26 @@
-"""Errors meant for people: what failed, on which file, what to do."""
+"""Errors meant for people: what failed, on which file, what to do.
+
+Each kind carries the exit status `drapto` ends with when it reaches the command line's
+one error boundary (drapto_engine/cli/main.py): 1 for a bad input or a failed job,
+2 for a usage error (a bad option value, queue file or config file).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+EXIT_FAILED = 1
+"""An input could not be used or a job failed."""
+EXIT_USAGE = 2
+"""A bad option value, queue file or config file: nothing was started."""
+EXIT_ENGINE_LOST = 3
+"""The connection to the engine service was lost (batch and encode clients)."""
+
 
 class DraptoError(Exception):
     """An expected failure with a one-line message for the user."""
+
+    exit_status = EXIT_FAILED
 
     def __init__(self, message: str, path: Path | str | None = None, hint: str | None = None):
         self.path = Path(path) if path is not None else None
@@ -16,7 +30,23 @@ class DraptoError(Exception):
 
     def one_line(self) -> str:
         text = f"{self.path}: {self.problem}" if self.path is not None else self.problem
-        return f"{text} ({self.hint})" if self.hint else text
+        text = f"{text} ({self.hint})" if self.hint else text
+        # One line, whatever a message (an ffmpeg's stderr) or a file name held.
+        return " ".join(part.strip() for part in text.splitlines() if part.strip())
+
+
+class UsageError(DraptoError):
+    """A bad option value or settings file: the command did nothing (exit status 2).
+
+    `path` names the option (`--preset`) or the file (`queue.toml`) at fault."""
+
+    exit_status = EXIT_USAGE
+
+
+class EngineLost(DraptoError):
+    """The connection to the engine service broke while a client followed its jobs (exit 3)."""
+
+    exit_status = EXIT_ENGINE_LOST
 
 
 class MediaError(DraptoError):

@@ -140,6 +140,8 @@ class QueueEntry(BaseModel):
     added: float = Field(default_factory=time.time)
     started: float | None = None
     finished: float | None = None
+    dynamic_range: str | None = None
+    """What analysis found (sdr, hdr10, hlg, dolby_vision), kept for finished entries."""
     rollbacks: list[str] = Field(default_factory=list)
     """Flags turned off for this job after a failure (see the README's rollback rules)."""
 

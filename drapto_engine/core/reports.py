@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from drapto_engine.core.models import VideoAnalysis
+from drapto_engine.core.models import ContentLight, MasteringDisplay, VideoAnalysis
+
+UNKNOWN = "unknown"
+"""What `drapto probe` prints for a tag the file does not carry."""
 
 
 def probe_json(analysis: VideoAnalysis) -> dict[str, Any]:
@@ -73,7 +76,10 @@ def probe_text(analysis: VideoAnalysis) -> str:
         f"  video       {v.codec} {v.width}x{v.height} {v.pix_fmt} ({v.bit_depth}-bit), "
         f"{float(v.frame_rate):.3f} fps{' VFR' if v.variable_frame_rate else ''}, "
         f"{v.frame_count} frames, SAR {v.sar}, rotation {v.rotation}",
-        f"  colour      {v.color_primaries}/{v.color_transfer}/{v.color_matrix}, range {v.color_range}",
+        f"  colour      primaries {_tag(v.color_primaries)}, transfer {_tag(v.color_transfer)},"
+        f" matrix {_tag(v.color_matrix)}, range {_tag(v.color_range)}",
+        f"  mastering   {_mastering(v.mastering_display)}",
+        f"  light level {_light(v.content_light)}",
         f"  range       {analysis.dynamic_range.value}"
         + (
             f" (Dolby Vision profile {analysis.dolby_vision.profile}, "
@@ -95,3 +101,28 @@ def probe_text(analysis: VideoAnalysis) -> str:
         )
     lines.append(f"  attachments {len(media.attachments)}, chapters {len(media.chapters)}")
     return "\n".join(lines)
+
+
+def _tag(value: object) -> str:
+    return UNKNOWN if value is None else str(value)
+
+
+def _mastering(display: MasteringDisplay | None) -> str:
+    """SMPTE ST 2086 as people read it: CIE xy of R, G, B and white, then luminance."""
+    if display is None:
+        return "none"
+
+    def xy(point: tuple[float, float]) -> str:
+        return f"({point[0]:.4f}, {point[1]:.4f})"
+
+    return (
+        f"R {xy(display.red)} G {xy(display.green)} B {xy(display.blue)}"
+        f" WP {xy(display.white_point)},"
+        f" luminance {display.min_luminance:g} to {display.max_luminance:g} cd/m2"
+    )
+
+
+def _light(light: ContentLight | None) -> str:
+    if light is None:
+        return "none"
+    return f"MaxCLL {light.max_cll} cd/m2, MaxFALL {light.max_fall} cd/m2"

@@ -21,7 +21,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from drapto_engine.core.errors import DraptoError
+from drapto_engine.core.errors import UsageError
 from drapto_engine.core.flags import check_states
 from drapto_engine.core.problems import describe, suggest
 
@@ -50,14 +50,12 @@ class Problem:
         return f"{where}: {self.key}: {self.text}" if self.key else f"{where}: {self.text}"
 
 
-class FileProblems(DraptoError):
+class FileProblems(UsageError):
     """A settings file that cannot be used: a usage error (exit status 2).
 
     `problems` has one line per problem (at most SHOWN, then a line counting the rest),
     each starting with the file; `one_line()` is the first and the count of the rest.
     """
-
-    exit_status = 2
 
     def __init__(self, path: Path, problems: list[Problem] | list[str]):
         rendered = [p.render(path) if isinstance(p, Problem) else f"{path}: {p}" for p in problems]
@@ -126,7 +124,7 @@ def parse(path: Path, text: str, lines: KeyLines) -> dict[str, Any]:
     if lines.too_deep is not None:
         deep_line, key = lines.too_deep
         raise FileProblems(
-            path, [Problem(deep_line, key, f"nested more than {MAX_DEPTH} levels deep")]
+            path, [Problem(deep_line, key, f"nested too deeply (more than {MAX_DEPTH} levels)")]
         )
     try:
         return tomllib.loads(text)
@@ -137,9 +135,10 @@ def parse(path: Path, text: str, lines: KeyLines) -> dict[str, Any]:
         what = message[: found.start()] if found else message
         if what.endswith(_AT_END):  # the last line is where it ends
             at, what = len(text.splitlines()) or 1, f"{what.removesuffix(_AT_END)} at the end"
-        raise FileProblems(path, [Problem(at, None, f"TOML syntax error: {what}")]) from exc
+        what = what[:1].lower() + what[1:]
+        raise FileProblems(path, [Problem(at, None, f"invalid TOML: {what}")]) from exc
     except RecursionError as exc:  # a nesting KeyLines did not see; never a traceback
-        raise FileProblems(path, [f"nested too deeply (at most {MAX_DEPTH} levels)"]) from exc
+        raise FileProblems(path, [f"nested too deeply (more than {MAX_DEPTH} levels)"]) from exc
 
 
 def dotted(loc: Iterable[str | int]) -> str:

@@ -28,8 +28,12 @@ from drapto_engine.server.protocol import (
     MAX_LINE,
     PROTOCOL_VERSION,
     SERVER_ADAPTER,
+    AddFile,
+    AddFileParams,
     BaseRequest,
     Cancel,
+    ClearFinished,
+    EntriesParams,
     EntryParams,
     ErrorReply,
     EventMessage,
@@ -38,6 +42,7 @@ from drapto_engine.server.protocol import (
     GetFlags,
     GetSnapshot,
     Hello,
+    Interrupt,
     Move,
     MoveParams,
     Pause,
@@ -69,6 +74,11 @@ SHUTDOWN_TIMEOUT_S = 10.0
 
 class EngineUnavailable(DraptoError):
     """No engine listens on the socket (no file, or nobody accepting): one may be started."""
+
+
+class EngineLost(DraptoError):
+    """The connection to the engine ended while a client still needed it (the engine
+    died or was stopped): what it was doing there is not known to have finished."""
 
 
 class EngineClient:
@@ -125,8 +135,12 @@ class EngineClient:
     ) -> list[QueueEntry]:
         """Queue files and folders. Relative paths are this process's, so they are made
         absolute here; a list too long for one request line is sent in parts."""
-        paths = [str(Path(p).expanduser().absolute()) for p in paths]
-        request = add_paths_request(next(self._ids), paths, options, flags, batch)
+        # An empty path stays empty: the engine refuses it rather than read it as ".".
+        paths = [str(Path(p).expanduser().absolute()) if p else p for p in paths]
+        try:
+            request = add_paths_request(next(self._ids), paths, options, flags, batch)
+        except ValidationError as exc:
+            raise DraptoError(f"cannot queue: {describe(exc)}") from None
         if len(paths) > 1 and len(encode(request)) > MAX_LINE:
             half = len(paths) // 2
             first = await self.add_paths(paths[:half], options, flags, batch)
@@ -134,8 +148,39 @@ class EngineClient:
         result: list[QueueEntry] = await self._call(request)
         return result
 
+    async def add_file(
+        self,
+        input: str,
+        output: str,
+        options: JobOptions | None = None,
+        flags: Mapping[str, str] | None = None,
+        batch: str | None = None,
+    ) -> QueueEntry:
+        """Queue one file with its output path; relative paths are made absolute here."""
+        try:
+            params = AddFileParams(
+                input=_absolute(input),
+                output=_absolute(output),
+                options=options,
+                flags=dict(flags) if flags is not None else None,
+                batch=batch,
+            )
+        except ValidationError as exc:
+            raise DraptoError(f"cannot queue: {describe(exc)}") from None
+        entry: QueueEntry = await self._call(AddFile(id=next(self._ids), params=params))
+        return entry
+
+    async def interrupt(self, entry_ids: Sequence[int]) -> None:
+        await self._call(
+            Interrupt(id=next(self._ids), params=EntriesParams(entry_ids=list(entry_ids)))
+        )
+
     async def remove(self, entry_id: int) -> None:
         await self._call(Remove(id=next(self._ids), params=EntryParams(entry_id=entry_id)))
+
+    async def clear_finished(self) -> int:
+        cleared: int = await self._call(ClearFinished(id=next(self._ids)))
+        return cleared
 
     async def move(self, entry_id: int, index: int) -> None:
         await self._call(
@@ -215,9 +260,14 @@ class EngineClient:
 
     # -- plumbing --
 
+    @property
+    def lost(self) -> str | None:
+        """Why the connection ended, once it has."""
+        return self._lost
+
     async def _call(self, request: BaseRequest) -> Any:
         if self._lost is not None:
-            raise DraptoError(f"engine connection lost: {self._lost}", self.socket_path)
+            raise EngineLost(f"engine connection lost: {self._lost}", self.socket_path)
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending[request.id] = (type(request), future)
         try:
@@ -225,7 +275,7 @@ class EngineClient:
             await self._writer.drain()
         except OSError as exc:
             self._pending.pop(request.id, None)
-            raise DraptoError(f"engine connection lost: {exc}", self.socket_path) from exc
+            raise EngineLost(f"engine connection lost: {exc}", self.socket_path) from exc
         return await future
 
     async def _read_forever(self) -> None:
@@ -275,9 +325,13 @@ class EngineClient:
         for _, future in self._pending.values():
             if not future.done():
                 future.set_exception(
-                    DraptoError(f"engine connection lost: {self._lost}", self.socket_path)
+                    EngineLost(f"engine connection lost: {self._lost}", self.socket_path)
                 )
         self._pending.clear()
+
+
+def _absolute(path: str) -> str:
+    return str(Path(path).expanduser().absolute()) if path else path
 
 
 async def _hello(

@@ -4,15 +4,16 @@ Every message is a pydantic model defined here (the server and every client impo
 these), and the payloads are the engine's own models: requests carry `JobOptions`,
 replies carry `QueueEntry`, `FlagView`, `EngineSnapshot`, events are the `Event` union.
 
-    client -> server   {"type":"hello","protocol":"1.0","name":"drapto-tui","pid":42}
-    server -> client   {"type":"hello","protocol":"1.0","name":"drapto 0.1.0","pid":7}
+    client -> server   {"type":"hello","protocol":"1.1","name":"drapto-tui","pid":42}
+    server -> client   {"type":"hello","protocol":"1.1","name":"drapto 0.1.0","pid":7}
     client -> server   {"id":1,"method":"set_flag","params":{"name":"crop_detection","state":"off"}}
     server -> client   {"type":"reply","id":1,"result":{...FlagView...}}
     server -> client   {"type":"error","id":1,"error":"unknown flag 'x' (flags are ...)"}
     server -> client   {"type":"event","event":{"type":"flag","at":1715000000.1,...}}
 
 A client of another major version gets an error with id null and the connection is
-closed. `subscribe` replies with the full snapshot; from then on every engine event
+closed. Paths travel absolute (the engine's working folder is not the client's): an
+empty or relative path is refused with an error reply, never resolved on the server. `subscribe` replies with the full snapshot; from then on every engine event
 follows as an "event" message, in the order the engine emitted them.
 """
 
@@ -20,16 +21,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from functools import cache
+from pathlib import PurePosixPath
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from drapto_engine.core.api import EngineSnapshot
 from drapto_engine.core.events import Event
 from drapto_engine.core.flags import FlagView
 from drapto_engine.core.jobs import JobOptions, QueueEntry
 
-PROTOCOL_VERSION = "1.0"
+PROTOCOL_VERSION = "1.1"
 MAX_LINE = 1 << 20
 """Longest line a client may send (bytes, newline included); longer ones are refused."""
 CLIENT_READ_LIMIT = 1 << 30
@@ -66,11 +68,35 @@ class NoParams(_Message):
     pass
 
 
+def _absolute(path: str) -> str:
+    """Paths travel absolute: the engine's working folder is not the client's."""
+    if not path:
+        raise ValueError("an empty path (paths must be absolute)")
+    if not PurePosixPath(path).is_absolute():
+        raise ValueError(f"{path!r} is relative (paths must be absolute)")
+    return path
+
+
+AbsolutePath = Annotated[str, AfterValidator(_absolute)]
+
+
 class AddPathsParams(_Message):
-    paths: list[str]
+    paths: list[AbsolutePath]
     options: JobOptions | None = None
     flags: dict[str, str] | None = None
     batch: str | None = None
+
+
+class AddFileParams(_Message):
+    input: AbsolutePath
+    output: AbsolutePath
+    options: JobOptions | None = None
+    flags: dict[str, str] | None = None
+    batch: str | None = None
+
+
+class EntriesParams(_Message):
+    entry_ids: list[int]
 
 
 class EntryParams(_Message):
@@ -103,9 +129,28 @@ class AddPaths(BaseRequest):
     returns: ClassVar[Any] = list[QueueEntry]
 
 
+class AddFile(BaseRequest):
+    method: Literal["add_file"] = "add_file"
+    params: AddFileParams
+    returns: ClassVar[Any] = QueueEntry
+
+
+class Interrupt(BaseRequest):
+    """Stop entries' encoders, keeping their work (see Engine.interrupt)."""
+
+    method: Literal["interrupt"] = "interrupt"
+    params: EntriesParams
+
+
 class Remove(BaseRequest):
     method: Literal["remove"] = "remove"
     params: EntryParams
+
+
+class ClearFinished(BaseRequest):
+    method: Literal["clear_finished"] = "clear_finished"
+    params: NoParams = NoParams()
+    returns: ClassVar[Any] = int
 
 
 class Move(BaseRequest):
@@ -180,7 +225,10 @@ class Shutdown(BaseRequest):
 
 Request = Annotated[
     AddPaths
+    | AddFile
+    | Interrupt
     | Remove
+    | ClearFinished
     | Move
     | Pause
     | Resume
@@ -199,7 +247,10 @@ REQUEST_ADAPTER: TypeAdapter[Request] = TypeAdapter(Request)
 ENGINE_METHODS = frozenset(
     {
         "add_paths",
+        "add_file",
+        "interrupt",
         "remove",
+        "clear_finished",
         "move",
         "pause",
         "resume",

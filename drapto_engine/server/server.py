@@ -80,6 +80,14 @@ async def read_line(reader: asyncio.StreamReader) -> bytes | None:
         raise LineTooLong(exc.consumed) from None
 
 
+async def _read_hello_unseen(reader: asyncio.StreamReader) -> None:
+    """Take a refused client's hello off the socket, unread: closing a Unix socket with
+    data still queued resets the connection, and the client loses the refusal's reason."""
+    with contextlib.suppress(LineTooLong, OSError, TimeoutError):
+        async with asyncio.timeout(HELLO_TIMEOUT_S):
+            await read_line(reader)
+
+
 async def skip_line(reader: asyncio.StreamReader, consumed: int) -> bool:
     """Discard an overlong line up to and including its newline; False if the stream
     ended first. Reads in pieces of at most the limit, so it never buffers the line."""
@@ -236,9 +244,9 @@ class EngineServer:
         session = Session(writer, next(self._numbers), self._outbox_limit)
         self._sessions.add(session)
         try:
-            if self._admit(session, writer.get_extra_info("socket")) and await self._greet(
-                session, reader
-            ):
+            if not self._admit(session, writer.get_extra_info("socket")):
+                await _read_hello_unseen(reader)
+            elif await self._greet(session, reader):
                 await self._serve(session, reader)
         except Exception:
             log.exception("%s: connection failed", session.name)

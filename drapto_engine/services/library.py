@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -66,11 +67,19 @@ def output_path(source: Path, output_dir: Path | None, root: Path | None = None)
 def is_video_file(path: Path, ffmpeg: str | None = None) -> str | None:
     """None when `path` opens as a container with a video stream, otherwise why not.
 
-    Only the header is read: a full probe counts every packet of files without a
-    frame-count tag (seconds for a film), too slow for scanning a library."""
+    Unreadable covers more than permissions (which do not stop root): a link whose
+    target is gone, something that is not a regular file (a FIFO would block the
+    reader), an empty file, bytes that are no media. Only the header is read: a full
+    probe counts every packet of files without a frame-count tag (seconds for a film),
+    too slow for scanning a library."""
     del ffmpeg  # kept for callers that pass it; the header says enough
     try:
-        if path.stat().st_size == 0:
+        if path.is_symlink() and not path.exists():
+            return f"is a broken link (its target {os.readlink(path)} does not exist)"
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):
+            return "is not a regular file"
+        if info.st_size == 0:
             return "is empty (0 bytes)"
         with av.open(str(path)) as container:
             if not container.streams.video:
@@ -99,7 +108,7 @@ def scan_folder(folder: Path, ffmpeg: str, *, skip: Iterable[Path] = ()) -> Scan
 
     Left out: hidden files and folders (drapto's `.drapto-work-*` folders and
     `.<stem>.drapto-partial.<ext>` files are hidden by construction), drapto's own
-    `*.av1.mkv` outputs, files without a video extension, anything in a folder of `skip`
+    `*.av1.mkv` outputs, files without a video extension (silently), anything in a folder of `skip`
     (a batch's output folders, so outputs inside the library are not queued again), and
     a second path to a file already found (through a symlink). Symlinked folders are
     followed, each real folder once, so a link loop ends.
@@ -162,11 +171,10 @@ def _is_dir(entry: os.DirEntry[str]) -> bool:
 
 
 def _is_candidate(entry: os.DirEntry[str]) -> bool:
+    """A file with a video extension, not one of drapto's outputs. Anything so named
+    that is not a folder counts (a broken link, a FIFO): the scan then says why it
+    cannot be encoded instead of leaving it out silently."""
     name = entry.name.lower()
     if name.endswith(OUTPUT_SUFFIX):
         return False
-    try:
-        is_file = entry.is_file()
-    except OSError:
-        return False
-    return is_file and os.path.splitext(name)[1] in VIDEO_EXTENSIONS
+    return os.path.splitext(name)[1] in VIDEO_EXTENSIONS

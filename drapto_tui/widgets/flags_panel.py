@@ -11,10 +11,14 @@ from drapto_tui.widgets.flag_row import FlagRow
 
 
 class FlagsPanel(VerticalScroll):
-    BINDINGS = [("s", "shadow", "Shadow")]
+    BINDINGS = [
+        ("s", "shadow", "Shadow"),
+        ("up", "app.focus_previous", "Previous flag"),
+        ("down", "app.focus_next", "Next flag"),
+    ]
 
     def compose(self) -> ComposeResult:
-        yield Label("Feature flags: space or a click toggles; the engine confirms.")
+        yield Label("Feature flags: ↑/↓ choose, space or a click toggles; the engine confirms.")
 
     def show(self, views: list[FlagView]) -> None:
         for view in views:

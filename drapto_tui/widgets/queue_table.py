@@ -66,7 +66,7 @@ def row(
     values = {
         "name": name if len(name) <= width else name[: width - 1] + "…",
         "status": fmt.status_text(entry),
-        "dr": fmt.badge(job),
+        "dr": fmt.badge(job, entry),
         "progress": fmt.bar(progress.fraction),
         "fps": f"{progress.fps:.1f}" if progress.fps else "-",
         "size": fmt.size(progress.size_bytes or None),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import VerticalScroll
@@ -12,13 +14,24 @@ from drapto_tui import format as fmt
 
 GIB = 1 << 30
 BLOCKS = " ▁▂▃▄▅▆▇█"
+NAME_WIDTH = 40
+
+
+def _short(name: str) -> str:
+    return name if len(name) <= NAME_WIDTH else name[: NAME_WIDTH - 1] + "…"
 
 
 def sparkline(values: list[float], width: int) -> str:
     """The last `width` values (percentages) as block characters on a fixed 0-100 scale,
     so that 2% looks like 2% (a self-scaling sparkline would blow noise up)."""
     shown = values[-width:] if width > 0 else []
-    return "".join(BLOCKS[round(max(0.0, min(100.0, v)) / 100 * (len(BLOCKS) - 1))] for v in shown)
+    return "".join(_block(v) for v in shown)
+
+
+def _block(value: float) -> str:
+    """Anything above zero shows (as the lowest block at least)."""
+    level = round(max(0.0, min(100.0, value)) / 100 * (len(BLOCKS) - 1))
+    return BLOCKS[max(level, 1 if value > 0 else 0)]
 
 
 class ResourcesPanel(VerticalScroll):
@@ -34,7 +47,7 @@ class ResourcesPanel(VerticalScroll):
         table = self.query_one("#encoders", DataTable)
         for key, label in (
             ("pid", "PID"),
-            ("job", "Job"),
+            ("job", "File"),
             ("segment", "Seg"),
             ("cpu", "CPU %"),
             ("rss", "RSS"),
@@ -42,7 +55,10 @@ class ResourcesPanel(VerticalScroll):
         ):
             table.add_column(label, key=key)
 
-    def show(self, snapshot: EngineSnapshot) -> None:
+    def show(
+        self, snapshot: EngineSnapshot, name_of: Callable[[str], str | None] = lambda _: None
+    ) -> None:
+        """`name_of` gives a job's file name (job ids are hashes, for machines)."""
         samples = snapshot.resources
         latest = samples[-1] if samples else None
         width = max(10, self.size.width - 4)
@@ -73,7 +89,7 @@ class ResourcesPanel(VerticalScroll):
         for e in latest.encoders:
             table.add_row(
                 str(e.pid),
-                (e.job or "-")[:12],
+                _short((name_of(e.job) or e.job) if e.job else "-"),
                 "-" if e.segment is None else str(e.segment),
                 f"{e.cpu_percent:.0f}",
                 fmt.size(e.rss_bytes),

@@ -1,15 +1,20 @@
-"""`drapto flags` and `drapto config` without an engine running: the config file's
-flags, the saved flags (tomli-w) and the effective configuration."""
+"""`drapto flags` and `drapto config`: the config file's flags, the saved flags (tomli-w)
+and the effective configuration, and beside them what a running engine uses."""
 
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
+import tempfile
+import time
 import tomllib
 from pathlib import Path
 
 from encode_helpers import encode
+
+from drapto_engine.server.location import answers
 
 DRAPTO = [sys.executable, "-m", "drapto_engine.cli"]
 
@@ -44,7 +49,7 @@ def test_flags_come_from_the_config_and_a_set_is_saved(tmp_path: Path) -> None:
     }
     assert (again["crop_detection"]["state"], again["crop_detection"]["source"]) == ("on", "saved")
     bad = drapto(config, "flags", "set", "segmented_encoding", "shadow")
-    assert bad.returncode == 1 and len(bad.stderr.strip().splitlines()) == 1
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
 
 
 def test_config_prints_the_effective_configuration_and_refuses_a_bad_one(tmp_path: Path) -> None:
@@ -77,3 +82,73 @@ def test_config_defaults_and_flags_shape_an_encode(tmp_path: Path, make_media: o
     assert run.returncode == 0, run.stderr
     analysis = run.of("analysis")[0]
     assert analysis["crf"] == 50 and analysis["crop"] is None
+
+
+# --- with an engine running: `drapto config` shows what it uses beside the file ----------
+
+
+def _serve(config: Path, state: Path, *extra: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [*DRAPTO, "--config", str(config), "serve", "--state-dir", str(state), *extra],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _wait_until_serving(process: subprocess.Popen[str], socket_path: Path) -> None:
+    deadline = time.monotonic() + 60
+    while not answers(socket_path):
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise AssertionError(f"drapto serve did not start: {process.communicate()[1]!r}")
+        time.sleep(0.05)
+
+
+def test_config_shows_what_a_running_engine_uses(tmp_path: Path) -> None:
+    short = Path(tempfile.mkdtemp(prefix="drc-", dir="/tmp"))  # socket paths: 107 bytes
+    socket_path = short / "engine.sock"
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'workers = 3\nsocket_path = "{socket_path}"\n[flags]\ncrop_detection = "off"\n'
+    )
+    offline = drapto(config, "config")
+    assert offline.returncode == 0, offline.stderr
+    assert "# running engine: none (`drapto serve` starts one" in offline.stdout
+    engine = _serve(config, tmp_path / "state", "--workers", "2")
+    try:
+        _wait_until_serving(engine, socket_path)
+        changed = drapto(config, "flags", "set", "tail_threads", "off")
+        assert changed.returncode == 0, changed.stderr
+        shown = drapto(config, "config", "--json")
+        assert shown.returncode == 0, shown.stderr
+        data = json.loads(shown.stdout)
+        assert data["workers"] == 3  # the file's
+        assert data["engine"]["pid"] == engine.pid
+        assert data["engine"]["socket"] == str(socket_path)
+        assert data["engine"]["workers"] == 2  # the engine's: its --workers wins
+        assert data["engine"]["flags"]["crop_detection"] == "off"
+        assert data["engine"]["flags"]["tail_threads"] == "off"
+        assert data["engine"]["config"]["workers"] == 3
+        text = drapto(config, "config")
+        assert text.returncode == 0, text.stderr
+        assert f"# running engine: pid {engine.pid} on {socket_path}" in text.stdout
+        assert "#   workers = 2 (its bound now)" in text.stdout
+        assert "#   tail_threads = off (live)" in text.stdout
+        assert "#   crop_detection = off (config)" in text.stdout
+    finally:
+        engine.terminate()
+        engine.communicate(timeout=30)
+        shutil.rmtree(short, ignore_errors=True)
+    assert engine.returncode == 0
+    assert (tmp_path / "state" / "logs" / "engine.log").is_file()  # the service's one log
+
+
+def test_status_without_an_engine_says_how_to_start_one(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text(f'socket_path = "{tmp_path / "none.sock"}"\n')
+    done = drapto(config, "status")
+    assert done.returncode == 1 and done.stdout == ""
+    [line] = done.stderr.splitlines()
+    assert line.startswith(f"drapto: {tmp_path / 'none.sock'}: no engine is running")
+    assert "drapto serve" in line and "TUI" in line

@@ -123,6 +123,46 @@ def test_probe_human_summary(shared_media: Path, tmp_path: Path) -> None:
     assert "crop        none" in done.stdout
 
 
+def test_probe_says_unknown_for_absent_colour_tags(shared_media: Path, tmp_path: Path) -> None:
+    done = drapto(shared_media / "counter.mp4", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "None" not in done.stdout
+    assert (
+        "  colour      primaries unknown, transfer unknown, matrix unknown, range unknown\n"
+        in done.stdout
+    )
+    assert "  mastering   none\n  light level none\n" in done.stdout
+
+
+MASTER_DISPLAY = "G(13250,34500)B(7500,3000)R(34000,16000)WP(15635,16450)L(10000000,1)"
+
+
+def test_probe_shows_hdr10_mastering_and_light_level(ffmpeg: str, tmp_path: Path) -> None:
+    path = make_video(
+        ffmpeg,
+        tmp_path / "hdr10.mkv",
+        size=(160, 96),
+        codec="libx265",
+        pix_fmt="yuv420p10le",
+        primaries="bt2020",
+        trc="smpte2084",
+        colorspace="bt2020nc",
+        master_display=MASTER_DISPLAY,
+        max_cll="1000,400",
+        duration=0.4,
+    )
+    done = drapto(path, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[3:6] == [
+        "  colour      primaries bt2020, transfer smpte2084, matrix bt2020nc, range tv",
+        "  mastering   R (0.6800, 0.3200) G (0.2650, 0.6900) B (0.1500, 0.0600)"
+        " WP (0.3127, 0.3290), luminance 0.0001 to 1000 cd/m2",
+        "  light level MaxCLL 1000 cd/m2, MaxFALL 400 cd/m2",
+    ]
+    assert "  range       hdr10" in lines
+
+
 # --- synthetic: crop and streams through the CLI --------------------------------------------
 
 

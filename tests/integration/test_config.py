@@ -51,7 +51,7 @@ def test_invalid_config_is_one_line(tmp_path: Path, shared_media: Path) -> None:
     )
     config = tmp_path / "drapto" / "config.toml"
     assert done.returncode == 2, done.stderr
-    assert done.stderr == f"drapto: {config}:1: TOML syntax error: Unclosed array at the end\n"
+    assert done.stderr == f"drapto: {config}:1: invalid TOML: unclosed array at the end\n"
     done = run_with_config(tmp_path, "turbo = true\n", "probe", str(shared_media / "counter.mp4"))
     assert done.returncode == 2
     assert done.stderr.startswith(f"drapto: {config}:1: turbo: unknown key (keys are ")
@@ -90,7 +90,7 @@ def test_pathological_config_is_one_line(tmp_path: Path) -> None:
         [*DRAPTO, "--config", str(bad), "config"], capture_output=True, text=True, check=False
     )
     assert done.returncode == 2
-    assert done.stderr == f"drapto: {bad}:1: workers: nested more than 32 levels deep\n"
+    assert done.stderr == f"drapto: {bad}:1: workers: nested too deeply (more than 32 levels)\n"
     bad.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR")
     done = subprocess.run(
         [*DRAPTO, "--config", str(bad), "config"], capture_output=True, text=True, check=False

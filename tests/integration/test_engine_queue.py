@@ -17,6 +17,7 @@ from drapto_engine.cli.printers import summary_lines
 from drapto_engine.config import Config
 from drapto_engine.core.events import (
     Alert,
+    JobFailed,
     JobFinished,
     SegmentDone,
     SegmentStarted,
@@ -68,8 +69,13 @@ async def test_queue_order_pause_and_removal_survive_a_restart(
     assert [e.id for e in engine.entries()] == [c, a]
     async with engine.running():
         runner = asyncio.create_task(engine.run())
-        await asyncio.sleep(0.3)
-        assert all(e.status is EntryStatus.QUEUED for e in engine.entries())  # paused
+        # One pass of the loop runs the runner up to its wait for work: whatever it
+        # starts, it starts in that pass (the entries' tasks are made synchronously).
+        await asyncio.sleep(0)
+        assert not runner.done()
+        assert not engine._active, "a paused queue started an entry"
+        assert all(e.status is EntryStatus.QUEUED for e in engine.entries())
+        assert not session.of(StageChanged)
         await engine.resume()
         await wait_for(lambda: all(e.status is EntryStatus.DONE for e in engine.entries()), 60)
         runner.cancel()
@@ -224,11 +230,15 @@ async def test_a_job_interrupted_after_its_segments_resumes_without_scanning_the
     session = make_engine(tmp_path, ffmpeg, on_event=stop_at_mux)  # type: ignore[arg-type]
     async with session.engine.running():
         [entry] = await session.engine.add([(source, tmp_path / "r.av1.mkv")], options=FAST)
-        runner = asyncio.create_task(session.engine.run(only={entry.id}))
-        await asyncio.gather(runner, return_exceptions=True)
+        await session.engine.run(only={entry.id})  # returns once stopped; raises on a bug
         await stopping[0]
+    stopped = session.engine.entry(entry.id)
+    assert stopped.status is EntryStatus.QUEUED and stopped.error is None
+    record = session.engine.store.job(stopped.job or "")
+    assert record is not None and record.stage.value == "queued"
     first_done = len(session.of(SegmentDone))
     assert first_done > 1 and not (tmp_path / "r.av1.mkv").exists()
+    assert not session.of(JobFailed) and not session.of(JobFinished)
     session.engine.close()
 
     import drapto_engine.services.orchestrator as orchestrator

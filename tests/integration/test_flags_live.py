@@ -211,7 +211,7 @@ async def test_a_user_rolls_back_by_turning_the_flag_on_again(tmp_path: Path, ff
 def test_bad_flag_overrides_are_one_line(tmp_path: Path, make_media: object, bad: str) -> None:
     source = make_media("x.mkv", size=(64, 64), duration=1)  # type: ignore[operator]
     run = encode(source, tmp_path / "out.mkv", "--flag", bad)
-    assert run.returncode == 1
+    assert run.returncode == 2
     assert len(run.stderr.strip().splitlines()) == 1 and "flag" in run.stderr
     assert not (tmp_path / "out.mkv").exists()
     _ = FAST

@@ -56,6 +56,7 @@ def source_argv(ffmpeg: str) -> list[str]:
 class Encoder:
     proc: asyncio.subprocess.Process
     frame: int = 0
+    reports: int = 0
     reader: asyncio.Task[None] | None = field(default=None, repr=False)
 
     @property
@@ -68,6 +69,7 @@ class Encoder:
             key, _, value = line.decode().strip().partition("=")
             if key == "frame":
                 self.frame = int(value)
+                self.reports += 1
 
 
 class Processes:
@@ -114,6 +116,20 @@ async def until(condition: Callable[[], bool], what: str) -> None:
         while not condition():
             await asyncio.sleep(0.02)
     assert condition(), what
+
+
+async def others_report(*encoders: Encoder, times: int) -> None:
+    """Wait until each of `encoders` has reported progress `times` more times."""
+    start = [e.reports for e in encoders]
+    await until(
+        lambda: all(e.reports >= n + times for e, n in zip(encoders, start, strict=True)),
+        f"{times} more progress reports",
+    )
+
+
+def samplers() -> list[asyncio.Task[object]]:
+    """The resource sampler tasks still running on this loop."""
+    return [t for t in asyncio.all_tasks() if t.get_name() == "resource-sampler" and not t.done()]
 
 
 @contextlib.asynccontextmanager
@@ -176,9 +192,13 @@ async def test_pressure_suspends_the_newest_encoder_and_resumes_it_when_memory_r
         await until(lambda: c.status == psutil.STATUS_STOPPED, "the newest encoder stopped")
         assert a.status != psutil.STATUS_STOPPED and b.status != psutil.STATUS_STOPPED
         assert notices[-1].startswith("memory pressure: suspended encoder of segment 3")
-        await asyncio.sleep(0.3)  # lets any progress line already written arrive
+        # The running encoders are the clock (each reports every 0.1 s of real-time
+        # encoding): once they have reported twice more, whatever the stopped one wrote
+        # before its stop has been read; while they report five times more, it is silent.
+        await others_report(a, b, times=2)
         stopped_at = c.frame
-        await asyncio.sleep(0.3)
+        await others_report(a, b, times=5)
+        assert c.status == psutil.STATUS_STOPPED
         assert c.frame == stopped_at, "a stopped encoder made progress"
 
         # Still low: two more samples stop the next newest; the last one always runs.
@@ -220,8 +240,12 @@ async def test_nothing_is_admitted_while_an_encoder_is_suspended(
                 pass
 
         waiter = asyncio.create_task(another())
-        await asyncio.sleep(0.05)
-        assert not waiter.done()
+        await until(lambda: manager.waiting == 1 or waiter.done(), "the admission to wait")
+        assert not waiter.done(), "admitted beside a suspended encoder"
+        await manager.sample()  # waiting admissions re-check after every sample
+        for _ in range(10):  # the re-check runs on this loop, without I/O
+            await asyncio.sleep(0)
+        assert not waiter.done() and manager.waiting == 1, "admitted beside a suspended encoder"
         waiter.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await waiter
@@ -237,9 +261,8 @@ async def test_shutdown_leaves_nothing_suspended(ffmpeg: str, processes: Process
         memory.available = RESERVE - 1
         manager.start()
         await until(lambda: b.status == psutil.STATUS_STOPPED, "pressure stopped one encoder")
+        [sampler] = samplers()
         await manager.shutdown()
+        assert sampler.done() and samplers() == [], "sampling went on after shutdown"
         await until(lambda: b.status != psutil.STATUS_STOPPED, "shutdown resumed it")
-        count = len(manager.history)
-        await asyncio.sleep(0.15)
-        assert len(manager.history) == count, "sampling went on after shutdown"
         assert a.status != psutil.STATUS_STOPPED

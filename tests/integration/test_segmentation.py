@@ -261,6 +261,14 @@ async def test_a_broken_file_raises_naming_it(ffmpeg: str, tmp_path: Path) -> No
     assert "ffmpeg exit" in str(caught.value)
 
 
+def kernel_wait(pid: int) -> str:
+    """Where in the kernel a process sleeps ("wait_for_partner": opening a FIFO)."""
+    try:
+        return Path(f"/proc/{pid}/wchan").read_text()
+    except OSError:
+        return ""
+
+
 async def test_cancelling_kills_ffmpeg(
     ffmpeg: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -277,9 +285,9 @@ async def test_cancelling_kills_ffmpeg(
 
     monkeypatch.setattr(asyncio, "create_subprocess_exec", spy)
     task = asyncio.create_task(detect_cuts(ffmpeg, fifo))
-    while not started:
-        await asyncio.sleep(0.01)
-    await asyncio.sleep(0.2)
+    async with asyncio.timeout(10):  # until ffmpeg blocks opening the FIFO
+        while not started or kernel_wait(started[0].pid) != "wait_for_partner":
+            await asyncio.sleep(0.01)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task

@@ -36,7 +36,15 @@ from drapto_engine.server import server as server_module
 from drapto_engine.server.autostart import connect_or_start
 from drapto_engine.server.client import EngineClient, EngineUnavailable
 from drapto_engine.server.location import answers
-from drapto_engine.server.protocol import MAX_LINE, SERVER_ADAPTER, ErrorReply, Hello, Reply, encode
+from drapto_engine.server.protocol import (
+    MAX_LINE,
+    PROTOCOL_VERSION,
+    SERVER_ADAPTER,
+    ErrorReply,
+    Hello,
+    Reply,
+    encode,
+)
 from drapto_engine.server.server import EngineServer
 
 DRAPTO = [sys.executable, "-m", "drapto_engine.cli"]
@@ -366,6 +374,50 @@ async def test_garbage_and_oversized_lines_get_errors_and_others_keep_working(
     writer.close()
 
 
+async def test_only_absolute_paths_and_a_sane_worker_bound_are_accepted(
+    served: Served, make_media: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_media("here.mkv", size=(64, 64), duration=1)  # what "" or "." would have queued
+    monkeypatch.chdir(tmp_path)  # the engine's working folder holds a video
+    await (await served.client()).pause()
+    reader, writer, _ = await raw_connection(served.socket)
+
+    def add(paths: list[str]) -> bytes:
+        params = {"paths": paths, "options": {"preset": 12}}
+        return json.dumps({"id": 1, "method": "add_paths", "params": params}).encode() + b"\n"
+
+    for paths, expected in (
+        ([""], "an empty path (paths must be absolute)"),
+        (["here.mkv"], "'here.mkv' is relative (paths must be absolute)"),
+        ([str(tmp_path), "."], "'.' is relative"),
+    ):
+        refused = await exchange(reader, writer, add(paths))
+        assert isinstance(refused, ErrorReply) and refused.id == 1, refused
+        assert expected in refused.error and "\n" not in refused.error
+    single = b'{"id":2,"method":"add_file","params":{"input":"here.mkv","output":"/x.mkv"}}\n'
+    refused = await exchange(reader, writer, single)
+    assert isinstance(refused, ErrorReply) and "'here.mkv' is relative" in refused.error
+    assert served.engine.entries() == []  # nothing of the engine's folder was queued
+
+    cores = os.cpu_count() or 1
+    for workers in (0, -1, 4 * cores + 1):
+        line = json.dumps({"id": 3, "method": "set_workers", "params": {"workers": workers}})
+        refused = await exchange(reader, writer, line.encode() + b"\n")
+        assert isinstance(refused, ErrorReply), workers
+        assert f"between 1 and {4 * cores}" in refused.error
+    assert served.engine.resources.limit == 2
+    line = json.dumps({"id": 4, "method": "set_workers", "params": {"workers": 4 * cores}})
+    assert isinstance(await exchange(reader, writer, line.encode() + b"\n"), Reply)
+    assert served.engine.resources.limit == 4 * cores
+
+    client = await served.client()  # the client sends what it was given as absolute
+    with pytest.raises(DraptoError, match="an empty path"):
+        await client.add_paths([""])
+    entries = await client.add_paths([str(tmp_path / "here.mkv")], FAST)
+    assert [e.input for e in entries] == [str(tmp_path / "here.mkv")]
+    writer.close()
+
+
 async def test_a_subscriber_that_stops_reading_is_dropped(served: Served) -> None:
     # A plain socket: an asyncio one would keep reading into its buffer for us.
     stalled = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -402,7 +454,7 @@ async def test_a_client_of_another_major_version_is_refused(served: Served) -> N
     reader, writer, first = await raw_connection(served.socket, protocol="2.0")
     refusal = SERVER_ADAPTER.validate_json(first)
     assert isinstance(refusal, ErrorReply) and refusal.id is None
-    assert "protocol 2.0 is not supported: this engine speaks 1.0" in refusal.error
+    assert f"protocol 2.0 is not supported: this engine speaks {PROTOCOL_VERSION}" in refusal.error
     assert await asyncio.wait_for(reader.read(), 5) == b""  # then closed
     writer.close()
     _, newer, hello = await raw_connection(served.socket, protocol="1.9")  # minor: fine

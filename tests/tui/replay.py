@@ -83,3 +83,6 @@ class ReplayClient:
 
     async def get_snapshot(self) -> EngineSnapshot:
         return self.snapshot.model_copy(deep=True)
+
+    async def clear_finished(self) -> int:
+        raise self._refuse()

@@ -3,6 +3,8 @@ Fast and screenless; the states are built from the engine's own models."""
 
 from __future__ import annotations
 
+import pytest
+
 from drapto_engine.core.api import EngineSnapshot, EngineView, JobView, SegmentView
 from drapto_engine.core.events import (
     AnalysisReady,
@@ -16,8 +18,8 @@ from drapto_engine.core.events import (
 from drapto_engine.core.jobs import EntryStatus, QueueEntry
 from drapto_engine.core.metrics import JobSummary
 from drapto_tui import format as fmt
-from drapto_tui.notices import Notice, describe, pop_ups
-from drapto_tui.widgets.segment_grid import CELL, cell, summary
+from drapto_tui.notices import Notice, describe
+from drapto_tui.widgets.segment_grid import CELL, cell, strip_states, summary
 
 
 def entry(number: int, status: EntryStatus, **fields: object) -> QueueEntry:
@@ -76,7 +78,20 @@ class TestQueueTotals:
         encoding(view, 2, frames=1000, done=500, fps=50)
         totals = fmt.queue_totals(view.state)
         assert totals.eta_s == 10 and not totals.eta_at_least
-        assert totals.fraction == 0.75 and totals.fps == 50
+        assert totals.fraction == 0.5 and totals.fps == 50  # the old entry does not count
+
+    def test_progress_counts_only_entries_waiting_or_running_in_this_run(self) -> None:
+        old = [finished(n, 60) for n in range(1, 6)]  # done before: not this run's
+        view = EngineView(EngineSnapshot(entries=[*old, entry(7, EntryStatus.QUEUED)]))
+        encoding(view, 6, frames=1000, done=500, fps=50)
+        counts = fmt.queue_counts(view.state)
+        assert fmt.queue_totals(view.state, counts).fraction == 0.25  # 0.5 of 2 entries
+        view.apply(EntryChanged(entry=finished(6, 60)))  # 6 ends: it still counts, whole
+        counts = fmt.queue_counts(view.state, counts.run)
+        assert fmt.queue_totals(view.state, counts).fraction == 0.5
+        view.apply(EntryChanged(entry=finished(7, 60)))  # nothing waits: the run is over
+        counts = fmt.queue_counts(view.state, counts.run)
+        assert counts.run == frozenset() and fmt.queue_totals(view.state, counts).fraction == 0
 
     def test_queued_entries_take_the_mean_time_of_finished_ones(self) -> None:
         snapshot = EngineSnapshot(
@@ -114,15 +129,10 @@ class TestNotices:
         assert notice is not None and notice.severity == "error" and notice.pop_up
         assert notice.text == "Film.mkv: failed while muxing: disk full"
 
-    def test_a_burst_pops_up_as_a_few_lines_and_a_count(self) -> None:
-        burst = [describe(Warning(message=f"bad{i}.mkv: skipped")) for i in range(20)]
-        shown = pop_ups([n for n in burst if n is not None])
-        assert [n.text for n in shown[:2]] == ["bad0.mkv: skipped", "bad1.mkv: skipped"]
-        assert shown[2].text.startswith("18 more") and len(shown) == 3
-
-    def test_log_only_notices_do_not_pop_up(self) -> None:
-        quiet = Notice("information", "attached", pop_up=False)
-        assert pop_ups([quiet]) == []
+    def test_log_only_notices_are_not_counted(self) -> None:
+        done = describe(Warning(message="bad.mkv: skipped"))
+        assert done is not None and done.pop_up
+        assert not Notice("information", "attached", pop_up=False).pop_up
 
 
 class TestSegmentCells:
@@ -135,10 +145,66 @@ class TestSegmentCells:
             SegmentView(index=9, start_frame=0, frames=10, state="failed", attempts=3),
             SegmentView(index=1234, start_frame=0, frames=10, state="pending", attempts=2),
         ]
+        states += [
+            SegmentView(  # the widest figures a cell can meet
+                index=1234, start_frame=0, frames=10, state="done", fps=1234.5,
+                size_bytes=271_100,
+            ),
+            SegmentView(
+                index=1234, start_frame=0, frames=10, state="running", percent=100, fps=1234
+            ),
+        ]  # fmt: skip
         cells = [cell(s) for s in states]
         assert all(len(c) == CELL - 1 for c in cells)
+        assert all(c.rstrip().endswith("f") for c in cells if "✓" in c or "%" in c)
+        assert "271k" in cells[4] and "1234f" in cells[4] and "1234f" in cells[5]
         assert "42%" in cells[0] and "31f" in cells[0]
-        assert "1.4 MB" in cells[1] and "30f" in cells[1]
+        assert "1.4M" in cells[1] and "30f" in cells[1]
         assert "x3" in cells[2] and "retry 2" in cells[3]
-        job = JobView(id="j", segments={s.index: s for s in states})
+        job = JobView(id="j", segments={s.index: s for s in states[:4]})
         assert summary(job) == "4 segments: 1 running, 1 pending, 1 done, 1 failed"
+
+    def test_a_long_job_fits_its_strip(self) -> None:
+        states = ["done"] * 500 + ["running"] + ["pending"] * 499
+        shown = strip_states(states, width=78, lines=2)
+        assert len(shown) <= 156 and "running" in shown
+        assert shown[0] == "done" and shown[-1] == "pending"
+        assert strip_states(["done", "running"], 78, 2) == ["done", "running"]
+
+
+class TestSizes:
+    def test_the_estimate_waits_for_two_segments_and_uses_every_encoded_frame(self) -> None:
+        segments = {
+            0: SegmentView(index=0, start_frame=0, frames=100, state="done", size_bytes=300),
+            1: SegmentView(index=1, start_frame=100, frames=100, state="running", percent=50),
+            2: SegmentView(index=2, start_frame=200, frames=200, state="pending"),
+        }
+        job = JobView(id="j", segments=segments)
+        assert fmt.estimated_bytes(job, 400) is None  # the first segment alone misleads
+        job.segments[1] = SegmentView(
+            index=1, start_frame=100, frames=100, state="done", size_bytes=500
+        )
+        assert fmt.estimated_bytes(job, 400) == 1600  # 800 bytes for 200 frames, 400 frames
+        job.segments[2] = SegmentView(  # resumed without a size: not measured, not counted
+            index=2, start_frame=200, frames=200, state="done", resumed=True
+        )
+        assert fmt.estimated_bytes(job, 400) == 1600
+
+    def test_a_whole_file_job_is_estimated_from_its_one_segment(self) -> None:
+        one = SegmentView(index=0, start_frame=0, frames=50, state="done", size_bytes=1000)
+        assert fmt.estimated_bytes(JobView(id="j", segments={0: one}), 50) == 1000
+
+    @pytest.mark.parametrize(
+        ("value", "shown"),
+        [(912, "912"), (271_100, "271k"), (9_960, "10k"), (999_600, "1.0M"),
+         (1_400_000, "1.4M"), (12_300_000, "12M"), (3_100_000_000, "3.1G"), (None, "-")],
+    )  # fmt: skip
+    def test_short_sizes_fit_five_characters(self, value: int | None, shown: str) -> None:
+        assert fmt.short_size(value) == shown and len(shown) <= 5
+
+
+class TestBadge:
+    def test_the_entry_keeps_the_dynamic_range_when_the_job_is_gone(self) -> None:
+        done = finished(1, 60).model_copy(update={"dynamic_range": "dolby_vision"})
+        assert fmt.badge(None, done) == "DV"  # after an engine restart: no job view
+        assert fmt.badge(None, finished(2, 60)) == ""

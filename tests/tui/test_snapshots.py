@@ -101,9 +101,9 @@ class TestScreens:
         assert snap_compare(replay_app(tmp_path), terminal_size=SIZE, run_before=keys("q"))
 
     def test_log_with_a_refused_request(self, snap_compare: Compare, tmp_path: Path) -> None:
-        """x asks to remove the running entry: the refusal pops up and is logged."""
+        """x asks to remove the running entry, y confirms: the refusal is logged."""
         app = replay_app(tmp_path)
-        assert snap_compare(app, terminal_size=SIZE, run_before=keys("x", "4"))
+        assert snap_compare(app, terminal_size=SIZE, run_before=keys("x", "y", "4"))
 
 
 class TestCompact:
@@ -113,6 +113,17 @@ class TestCompact:
     def test_job_detail_80x24(self, snap_compare: Compare, tmp_path: Path) -> None:
         app = replay_app(tmp_path)
         assert snap_compare(app, terminal_size=(80, 24), run_before=keys("enter"))
+
+
+class TestWide:
+    """At 160x48 the segment strip is the full grid and the strip has sparklines."""
+
+    def test_queue_160x48(self, snap_compare: Compare, tmp_path: Path) -> None:
+        assert snap_compare(replay_app(tmp_path), terminal_size=(160, 48), run_before=keys())
+
+    def test_remove_asks_naming_the_row(self, snap_compare: Compare, tmp_path: Path) -> None:
+        app = replay_app(tmp_path)
+        assert snap_compare(app, terminal_size=(80, 24), run_before=keys("end", "x"))
 
 
 class TestThemes:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -60,12 +61,24 @@ def tmux(tmp_path: Path) -> Iterator[Tmux]:
     session.run("kill-server")
 
 
-def start_tui(tmux: Tmux, config: Path, term: str, env: dict[str, str]) -> None:
-    settings = " ".join(f"{k}={v}" for k, v in env.items())
-    command = (
-        f"env TERM={term} {settings} {sys.executable} -m drapto_engine.cli --config {config} tui"
-    )
-    tmux.run("new-session", "-d", "-s", tmux.name, "-x", "100", "-y", "30", command)
+def start_tui(
+    tmux: Tmux,
+    config: Path,
+    term: str,
+    env: dict[str, str],
+    *paths: Path,
+    size: tuple[int, int] = (100, 30),
+) -> None:
+    """tmux runs the command through a shell: every part of it is quoted. COLUMNS and
+    LINES (which Textual prefers to the terminal's size, and a test runner may set) are
+    the window's."""
+    width, height = size
+    env = env | {"COLUMNS": str(width), "LINES": str(height)}
+    settings = [f"{k}={v}" for k, v in env.items()]
+    argv = ["env", f"TERM={term}", *settings, sys.executable, "-m", "drapto_engine.cli"]
+    argv += ["--config", str(config), "tui", *map(str, paths)]
+    command = " ".join(shlex.quote(part) for part in argv)
+    tmux.run("new-session", "-d", "-s", tmux.name, "-x", str(width), "-y", str(height), command)
 
 
 def user_env(tmp_path: Path) -> dict[str, str]:
@@ -80,7 +93,7 @@ def test_keys_in_tmux_drive_the_tui_and_quitting_leaves_the_engine(
     config = tmp_path / "config.toml"
     config.write_text(f'socket_path = "{service.socket}"\n')
     start_tui(tmux, config, term, user_env(tmp_path))
-    tmux.wait_for("Progress", "Queue", "Resources", "q Quit", "workers")
+    tmux.wait_for("Progress", "Queue", "Resources", "q Quit", "workers", "CPU ", "RAM ")
     tmux.keys("3")
     tmux.wait_for("scene_segmentation")
     tmux.keys("2")
@@ -93,6 +106,31 @@ def test_keys_in_tmux_drive_the_tui_and_quitting_leaves_the_engine(
         assert time.monotonic() < deadline, tmux.screen()
         time.sleep(0.1)
     assert service.alive()
+
+
+def test_the_first_screen_at_80x24_shows_cpu_ram_and_the_segments_within_10_s(
+    tmp_path: Path, service: Service, tmux: Tmux, make_media: object
+) -> None:
+    film = make_media("film.mkv", size=(160, 90), duration=6, gop=25)  # type: ignore[operator]
+    config = tmp_path / "config.toml"
+    config.write_text(f'socket_path = "{service.socket}"\n')
+    start = time.monotonic()
+    start_tui(tmux, config, "xterm-256color", user_env(tmp_path), film, size=(80, 24))
+    screen = tmux.wait_for("CPU ", "RAM ", "film.mkv: ", " segments: ", timeout=10)
+    assert time.monotonic() - start < 10
+    lines = screen.splitlines()
+    assert len(lines) <= 24 and all(len(line) <= 80 for line in lines)
+    title = next(i for i, line in enumerate(lines) if "film.mkv: " in line and "segments" in line)
+    assert any(mark in lines[title + 1] for mark in "█▶·✓#"), screen  # the strip or the grid
+    strip = next(line for line in lines if line.lstrip().startswith("CPU "))
+    assert "RAM " in strip and "encoders" in strip
+    tmux.keys("q")
+    tmux.wait_for("Leave running")
+    tmux.keys("Enter")
+    deadline = time.monotonic() + 15
+    while tmux.alive():
+        assert time.monotonic() < deadline, tmux.screen()
+        time.sleep(0.1)
 
 
 def test_a_hang_up_closes_the_tui_and_the_engine_it_started_runs_on(

@@ -14,13 +14,14 @@ import pytest
 from textual.command import CommandList, CommandPalette
 from textual.pilot import Pilot
 from textual.widgets import Input, Static, Switch
-from tui_service import Service
+from tui_service import Service, start_service
 
 from drapto_engine.core.flags import FlagSource, FlagState
 from drapto_engine.core.jobs import EntryStatus, JobOptions
 from drapto_engine.server.client import EngineClient
 from drapto_tui.app import DraptoApp
 from drapto_tui.screens.add import AddScreen
+from drapto_tui.screens.confirm import ConfirmScreen
 from drapto_tui.screens.main import MainScreen
 from drapto_tui.screens.quit import QuitScreen
 from drapto_tui.settings import load_theme
@@ -191,7 +192,9 @@ async def test_queue_commands_from_keys_and_mouse_reach_the_engine(
         await until(pilot, lambda: link.state.entries[2].status is EntryStatus.CANCELLED)
         await pilot.press("r")  # and retry it
         await until(pilot, lambda: link.state.entries[2].status is EntryStatus.QUEUED)
-        await pilot.press("x")  # remove it
+        await pilot.press("x")  # remove it, once confirmed
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("y")
         await until(pilot, lambda: names() == ["c.mkv", "a.mkv"])
         await until(pilot, lambda: table.row_count == 2 and table.selected_entry is not None)
         await pilot.click(QueueTable, offset=(3, 1))  # the first row (line 0 is the header)
@@ -332,3 +335,54 @@ async def test_paths_given_on_the_command_line_are_queued(
         table = app.screen.query_one(QueueTable)
         await until(pilot, lambda: table.row_count == 1 and "film.mkv" in table.row_text(0))
         await app.leave(stop_engine=False)
+
+
+async def test_finished_entries_keep_their_badge_across_a_restart_and_clear_away(
+    tmp_path: Path, make_media: object
+) -> None:
+    """An engine restart keeps each entry's dynamic range; C clears done entries and
+    keeps failed ones; adding a queued file again says so."""
+    films = [make_media(f"{n}.mkv", size=(64, 64), duration=1) for n in "ac"]  # type: ignore[operator]
+    bad = tmp_path / "bad.mkv"
+    bad.write_bytes(b"\x1a\x45\xdf\xa3" * 64)  # an interrupted download
+    root = tmp_path / "engine"
+    first = start_service(root)
+    try:
+        setup = await first.client("setup")
+        await setup.add_paths([str(films[0]), str(bad)], options=JobOptions(preset=12))
+        deadline = time.monotonic() + 60
+        while {e.status for e in (await setup.get_snapshot()).entries} != {
+            EntryStatus.DONE,
+            EntryStatus.FAILED,
+        }:
+            assert time.monotonic() < deadline, "the encodes did not end"
+            await asyncio.sleep(0.2)
+        await setup.close()
+    finally:
+        os.kill(first.process.pid, signal.SIGTERM)
+        first.process.wait(timeout=20)
+    again = start_service(root)  # the same state: a restarted engine
+    try:
+        app = app_for(again, tmp_path / "tui.toml")
+        async with app.run_test(size=(100, 30)) as pilot:
+            await until(pilot, lambda: isinstance(app.screen, MainScreen))
+            link = app.link
+            assert link is not None
+            assert not link.state.jobs  # nothing of the jobs survived but the entries
+            table = app.screen.query_one(QueueTable)
+            await until(pilot, lambda: table.row_count == 2)
+            assert " SDR " in table.row_text(0) and "done" in table.row_text(0)
+            await link.client.pause()
+            await app.add_paths([str(films[1])])
+            await app.add_paths([str(films[1])])
+            texts = [n.text for n in app.history]
+            assert texts[-1].startswith("c.mkv is already queued")
+            await until(pilot, lambda: table.row_count == 3)
+            await pilot.press("C")  # a (done) goes; bad (failed) and c (queued) stay
+            names = lambda: [Path(e.input).name for e in link.state.entries]  # noqa: E731
+            await until(pilot, lambda: names() == ["bad.mkv", "c.mkv"])
+            await until(pilot, lambda: table.row_count == 2)
+            await app.leave(stop_engine=False)
+    finally:
+        os.kill(again.process.pid, signal.SIGTERM)
+        again.process.wait(timeout=20)

@@ -7,12 +7,14 @@ from drapto_engine.core.events import (
     AnalysisReady,
     Event,
     EventBus,
+    ResourcesSampled,
     SegmentDone,
     SegmentProgress,
     SegmentStarted,
     StageChanged,
 )
-from drapto_engine.monitoring import Monitor
+from drapto_engine.core.metrics import EncoderSample, ResourceSnapshot
+from drapto_engine.monitoring import JOB_GRACE_S, Monitor
 
 
 class Clock:
@@ -70,6 +72,7 @@ def test_an_encoder_far_slower_than_the_median_raises_one_alert() -> None:
     bus = monitor.bus
     for index in range(3):
         done(bus, index, 90.0)
+    clock.now += JOB_GRACE_S
     bus.emit(SegmentStarted(job="j", index=5, threads=1))
     clock.now += 5  # too early to judge ffmpeg's running average
     bus.emit(SegmentProgress(job="j", index=5, frame=50, frames=100, fps=10.0, percent=50))
@@ -82,6 +85,78 @@ def test_an_encoder_far_slower_than_the_median_raises_one_alert() -> None:
     assert monitor.metrics("j").alerts == {"slow_encoder": 1}
     bus.emit(SegmentProgress(job="j", index=5, frame=70, frames=100, fps=40.0, percent=70))
     assert len([e for e in seen if isinstance(e, Alert)]) == 1  # 40 fps is within 3x
+
+
+def load(bus: EventBus, cpu_percent: float, encoder_percent: float) -> None:
+    """A resource sample: the machine's CPU, and one encoder's (percent of one core)."""
+    encoder = EncoderSample(
+        pid=1, segment=5, job="j", cpu_percent=encoder_percent, rss_bytes=1, suspended=False
+    )
+    snapshot = ResourceSnapshot(
+        time=0, cpu_percent=cpu_percent, memory_total=8, memory_available=4,
+        reserve_bytes=1, workers=2, running=1, suspended=0, encoders=(encoder,),
+    )  # fmt: skip
+    bus.emit(ResourcesSampled(snapshot=snapshot))
+
+
+def slow_segment(
+    monitor: Monitor, clock: Clock, after_s: float, machine: tuple[float, float] | None = None
+) -> list[Alert]:
+    """Three segments at 90 fps, then one at 10 fps judged `after_s` into the job, with
+    `machine` (CPU, encoder's CPU) sampled just before."""
+    bus = monitor.bus
+    seen: list[Alert] = []
+    bus.subscribe(lambda e: seen.append(e) if isinstance(e, Alert) else None)
+    for index in range(3):
+        done(bus, index, 90.0)
+    clock.now += after_s
+    bus.emit(SegmentStarted(job="j", index=5, threads=1))
+    clock.now += 15
+    if machine is not None:
+        load(bus, *machine)
+    bus.emit(SegmentProgress(job="j", index=5, frame=60, frames=100, fps=10.0, percent=60))
+    return seen
+
+
+class TestSlowEncoderRule:
+    """slow_encoder: slow against its own job's segments, after the job's first 30 s,
+    and never while other programs load the machine."""
+
+    def test_never_in_a_jobs_first_30_seconds(self) -> None:
+        monitor, clock, _ = setup()  # a 24 s clip is over before the rule applies
+        assert slow_segment(monitor, clock, after_s=0) == []
+
+    def test_fires_on_a_quiet_machine_once_the_job_has_run_a_while(self) -> None:
+        monitor, clock, _ = setup()
+        monitor.cores = 2
+        # 55% of 2 cores, 50% of them the encoder's: others take 5%
+        alerts = slow_segment(monitor, clock, after_s=JOB_GRACE_S, machine=(55, 100))
+        assert [(a.kind, a.index) for a in alerts] == [("slow_encoder", 5)]
+
+    def test_not_while_another_program_shares_the_cores(self) -> None:
+        monitor, clock, _ = setup()
+        monitor.cores = 2
+        # the machine is full, the encoder has half of it: others take 50%
+        alerts = slow_segment(monitor, clock, after_s=JOB_GRACE_S, machine=(100, 100))
+        assert alerts == []
+        assert monitor.others_busy(clock.now)
+
+    def test_a_stale_load_sample_says_nothing(self) -> None:
+        monitor, clock, _ = setup()
+        monitor.cores = 2
+        load(monitor.bus, cpu_percent=100, encoder_percent=0)
+        alerts = slow_segment(monitor, clock, after_s=JOB_GRACE_S)  # the sample is 45 s old
+        assert [a.kind for a in alerts] == ["slow_encoder"]
+
+    def test_not_against_too_few_finished_segments(self) -> None:
+        monitor, clock, seen = setup()
+        bus = monitor.bus
+        done(bus, 0, 90.0)
+        clock.now += JOB_GRACE_S
+        bus.emit(SegmentStarted(job="j", index=5, threads=1))
+        clock.now += 15
+        bus.emit(SegmentProgress(job="j", index=5, frame=60, frames=100, fps=10.0, percent=60))
+        assert not [e for e in seen if isinstance(e, Alert)]
 
 
 def test_an_encoder_without_progress_for_the_stall_time_raises_one_alert() -> None:

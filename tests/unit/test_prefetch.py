@@ -12,14 +12,16 @@ from drapto_engine.infrastructure.prefetch import Prefetch
 
 async def test_source_runs_before_the_consumer_reads() -> None:
     pulled: list[int] = []
+    exhausted = asyncio.Event()
 
     async def source() -> AsyncIterator[int]:
         for i in range(3):
             pulled.append(i)
             yield i
+        exhausted.set()  # runs only when a fourth item is asked for
 
     ahead = Prefetch(source())
-    await asyncio.sleep(0.05)  # nobody has read yet
+    await asyncio.wait_for(exhausted.wait(), 5)  # nobody has read yet
     assert pulled == [0, 1, 2]
     assert [i async for i in ahead] == [0, 1, 2]
     with pytest.raises(StopAsyncIteration):
@@ -60,11 +62,14 @@ async def test_aclose_cancels_a_source_still_running() -> None:
 
 
 async def test_aclose_does_not_swallow_the_callers_own_cancellation() -> None:
+    cleaning = asyncio.Event()
+
     async def source() -> AsyncIterator[int]:
         try:
             yield 1
             await asyncio.sleep(60)
         finally:
+            cleaning.set()
             await asyncio.sleep(0.2)  # a slow cleanup, like reaping a process
 
     ahead = Prefetch(source())
@@ -74,7 +79,7 @@ async def test_aclose_does_not_swallow_the_callers_own_cancellation() -> None:
         await ahead.aclose()
 
     task = asyncio.create_task(consumer())
-    await asyncio.sleep(0.05)
+    await asyncio.wait_for(cleaning.wait(), 5)  # the consumer is inside aclose
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task

@@ -1,0 +1,214 @@
+"""Option values checked where argparse reads them, before any command does work.
+
+Every mistake becomes a `UsageError` naming the option (exit status 2); the error
+boundary in main.py prints it as one line. The per-job values are checked twice: by
+the range drapto documents here and by the same pydantic model (JobOptions) that
+checks a queue file or the config file, so the three cannot disagree silently.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import errno
+import math
+import os
+import re
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NoReturn
+
+import pydantic
+
+from drapto_engine.core.errors import DraptoError, UsageError
+from drapto_engine.core.flags import BY_NAME, FlagState, parse_state
+from drapto_engine.core.jobs import CRF_MAX, CRF_MIN, PRESET_MAX, PRESET_MIN, JobOptions
+from drapto_engine.infrastructure.resources import cpu_count
+
+PRESETS = (PRESET_MIN, PRESET_MAX)
+"""SVT-AV1 4.2 (the bundled ffmpeg's) takes -2 (slowest) to 13; ffmpeg refuses 14 and -3."""
+CRFS = (CRF_MIN, CRF_MAX)
+"""libsvtav1 ignores CRF 0 (it means "unset" and falls back to its default of 35)."""
+WORKERS_PER_CORE = 4
+"""--workers above 4 encoders a core only thrashes memory and caches."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, except that a mistake is a UsageError (one line), not usage text + exit."""
+
+    def error(self, message: str) -> NoReturn:
+        match = re.match(r"argument (\S+): (.*)", message, re.DOTALL)
+        if match:
+            option, problem = match.groups()
+            raise UsageError(problem, option, hint=f"see {self.prog} --help")
+        command = self.prog.removeprefix("drapto").strip()
+        problem = f"{command}: {message}" if command else message
+        raise UsageError(problem, hint=f"see {self.prog} --help")
+
+
+def max_workers() -> int:
+    return WORKERS_PER_CORE * cpu_count()
+
+
+def _integer(text: str, low: int, high: int, note: str = "") -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or not low <= value <= high:
+        raise argparse.ArgumentTypeError(
+            f"must be an integer from {low} to {high}{note}, not {text!r}"
+        )
+    return value
+
+
+def _job_option(field: str, value: Any, text: str) -> Any:
+    """The value as JobOptions (the queue file's and config's model) takes it."""
+    try:
+        return getattr(JobOptions.model_validate({field: value}), field)
+    except pydantic.ValidationError as exc:
+        problem = exc.errors()[0]["msg"].removeprefix("Input ").removeprefix("Value ")
+        raise argparse.ArgumentTypeError(f"{problem}, not {text!r}") from None
+
+
+def preset(text: str) -> int:
+    return int(_job_option("preset", _integer(text, *PRESETS), text))
+
+
+def crf(text: str) -> int:
+    return int(_job_option("crf", _integer(text, *CRFS), text))
+
+
+def workers(text: str) -> int:
+    return _integer(text, 1, max_workers(), f" ({WORKERS_PER_CORE} per core)")
+
+
+def seconds(field: str) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value) or value <= 0:
+            raise argparse.ArgumentTypeError(f"must be a number of seconds above 0, not {text!r}")
+        return float(_job_option(field, value, text))
+
+    parse.__name__ = "seconds"
+    return parse
+
+
+def flag_state(name: str, value: str) -> FlagState:
+    """A flag's state as a person typed it; a misspelt name gets a suggestion."""
+    if name not in BY_NAME:
+        close = difflib.get_close_matches(name, list(BY_NAME), n=1)
+        hint = f"did you mean {close[0]}?" if close else f"flags are {', '.join(BY_NAME)}"
+        raise UsageError(f"unknown flag {name!r}", hint=hint)
+    try:
+        return parse_state(name, value)
+    except DraptoError as exc:
+        raise UsageError(exc.problem, hint=exc.hint) from None
+
+
+def flag_override(text: str) -> str:
+    """`--flag NAME=on|off|shadow`, checked; the text itself is kept for flags_from."""
+    name, sep, value = text.partition("=")
+    try:
+        if not sep:
+            raise UsageError(f"{text!r} is not NAME=on|off|shadow (e.g. crop_detection=off)")
+        flag_state(name.strip(), value)
+    except UsageError as exc:
+        raise argparse.ArgumentTypeError(exc.one_line()) from None
+    return text
+
+
+def mkv_output(text: str) -> Path:
+    path = Path(text)
+    if path.suffix.lower() != ".mkv":
+        got = f", not {path.suffix!r}" if path.suffix else ""
+        raise argparse.ArgumentTypeError(
+            f"{text}: drapto writes Matroska: the name must end in .mkv{got}"
+        )
+    return path
+
+
+def socket_path(text: str) -> Path:
+    """A Unix socket path the kernel takes (107 bytes at most, once absolute)."""
+    from drapto_engine.server.location import MAX_SOCKET_PATH
+
+    path = Path(text).absolute()
+    if len(os.fsencode(path)) > MAX_SOCKET_PATH:
+        raise argparse.ArgumentTypeError(
+            f"{text}: a socket path may be {MAX_SOCKET_PATH} bytes at most, not"
+            f" {len(os.fsencode(path))}"
+        )
+    return path
+
+
+def check_socket_folder(option: str, path: Path) -> None:
+    """The socket's folder exists or can be made, and is a folder (for `drapto serve`)."""
+    from drapto_engine.server.location import prepare_folder
+
+    try:
+        prepare_folder(path.parent)
+    except DraptoError as exc:
+        raise UsageError(exc.one_line(), option) from None
+
+
+def check_output(option: str, output: Path, source: Path | None = None) -> None:
+    """An output file name a command can write: not a folder, in a writable folder."""
+    if output.is_dir():
+        raise UsageError(f"{output}: is a directory, not a file name", option)
+    if source is not None and _same_file(output, source):
+        raise UsageError(f"{output}: would overwrite the input", option)
+    folder = output.parent
+    if not folder.is_dir():
+        raise UsageError(f"{folder}: output folder does not exist", option)
+    check_writable(option, folder)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.exists() and a.samefile(b)
+    except OSError:
+        return False
+
+
+def check_folder(option: str, folder: Path, *, create: bool = False) -> None:
+    """A folder given as an option exists (or can be made) and takes files."""
+    if create:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except FileExistsError:
+            raise UsageError(f"{folder}: is not a folder", option) from None
+        except OSError as exc:
+            raise UsageError(f"{folder}: cannot be created: {exc.strerror}", option) from None
+    elif not folder.exists():
+        raise UsageError(f"{folder}: no such folder", option)
+    if not folder.is_dir():
+        raise UsageError(f"{folder}: is not a folder", option)
+    check_writable(option, folder)
+
+
+def check_writable(option: str, folder: Path) -> None:
+    """Create and remove a file: permission bits alone miss read-only mounts and root."""
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".drapto-write-test-"):
+            pass
+    except OSError as exc:
+        raise UsageError(f"{folder}: is not writable ({exc.strerror})", option) from None
+
+
+def check_input(path: Path) -> None:
+    """An input file that exists, is a file and can be read (exit 1 when not)."""
+    try:
+        if path.is_dir():
+            raise DraptoError("is a directory", path)
+        with path.open("rb"):
+            pass
+    except FileNotFoundError:
+        raise DraptoError("no such file", path) from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise DraptoError("is a symbolic link loop", path) from None
+        raise DraptoError(f"cannot be read: {exc.strerror or exc}", path) from None

@@ -1,0 +1,404 @@
+"""Every option of every `drapto` command, given a wrong value, answers with ONE line on
+stderr naming the option or file, the right exit status and no traceback.
+
+The options are walked from the argparse parser itself: an option added without an entry
+in BAD below fails test_every_option_is_walked, so none can be forgotten.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import tomllib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from drapto_engine.cli.main import build_parser, explain
+from drapto_engine.core.jobs import JobOptions
+from drapto_engine.infrastructure.resources import cpu_count
+
+DRAPTO = [sys.executable, "-m", "drapto_engine.cli"]
+USAGE, FAILED = 2, 1
+
+
+@dataclass(frozen=True)
+class Bad:
+    argv: tuple[str, ...]
+    """The command line; {placeholders} are filled from the `places` fixture."""
+    status: int
+    names: str
+    """What the one line must name: the option, or the file ({placeholder} allowed)."""
+    says: str = ""
+    """A fragment of the problem the line must state."""
+
+
+def bad(*argv: str, status: int = USAGE, names: str = "", says: str = "") -> Bad:
+    return Bad(argv, status, names, says)
+
+
+TOO_MANY_WORKERS = str(4 * cpu_count() + 1)
+
+# The key is the command path and the option as `drapto --help` shows it (its last option
+# string, or the positional's metavar).
+BAD: dict[str, list[Bad]] = {
+    "drapto --debug": [bad("--debug=yes", "flags", names="--debug", says="explicit argument")],
+    "drapto --config": [
+        bad("--config", "{missing}", "flags", names="{missing}", says="config file not found"),
+        bad("--config", "{garbage}", "status", names="{garbage}", says="invalid TOML"),
+        bad("--config", "{deep}", "config", names="{deep}", says="nested too deeply"),
+        bad("--config", "{dir}", "config", names="{dir}"),
+    ],
+    "drapto --batch": [
+        bad("--batch", "{missing}", names="{missing}", says="no such file"),
+        bad("--batch", "{dir}", names="{dir}", says="is a folder"),
+        bad("--batch", "{queue}", "flags", names="--batch", says="takes no command"),
+    ],
+    "drapto --progress": [
+        bad("--batch", "{queue}", "--progress", "xml", names="--progress", says="invalid choice")
+    ],
+    "drapto --no-daemon": [bad("--batch", "{queue}", "--no-daemon=1", names="--no-daemon")],
+    "drapto --detach": [
+        bad("--batch", "{queue}", "--detach=1", names="--detach"),
+        bad("--batch", "{queue}", "--detach", "--no-daemon", names="--detach"),
+    ],
+    "drapto --state-dir": [
+        bad("--batch", "{queue}", "--state-dir", "{under_file}", names="--state-dir"),
+        bad("--batch", "{queue}", "--state-dir", "{unwritable}", names="--state-dir"),
+    ],
+    "drapto COMMAND": [
+        bad("encdoe", "x.mkv", names="COMMAND", says="invalid choice"),
+        bad(names="no command", says="needs a terminal"),  # stdout is a pipe here
+    ],
+    # probe
+    "drapto probe FILE": [
+        bad("probe", status=USAGE, names="probe", says="required: FILE"),
+        bad("probe", "{missing}", status=FAILED, names="{missing}", says="no such file"),
+        bad("probe", "{loop}", status=FAILED, names="{loop}", says="symbolic link loop"),
+        bad("probe", "{dir}", status=FAILED, names="{dir}", says="is a directory"),
+    ],
+    "drapto probe --json": [bad("probe", "--json=1", "{input}", names="--json")],
+    "drapto probe --no-crop": [bad("probe", "--no-crop=1", "{input}", names="--no-crop")],
+    # encode
+    "drapto encode INPUT": [
+        bad("encode", names="encode", says="required: INPUT"),
+        bad("encode", "{missing}", status=FAILED, names="{missing}", says="no such file"),
+        bad("encode", "{loop}", status=FAILED, names="{loop}", says="symbolic link loop"),
+        bad("encode", "{dir}", status=FAILED, names="{dir}", says="is a directory"),
+        # its default output, beside it, is taken by a directory
+        bad("encode", "{blocked}", status=FAILED, names="{blocked_out}", says="with -o"),
+    ],
+    "drapto encode --output": [
+        bad("encode", "{input}", "-o", "out.mp4", names="-o/--output", says="Matroska"),
+        bad("encode", "{input}", "-o", "out", names="-o/--output", says="end in .mkv"),
+        bad("encode", "{input}", "-o", "{dir_mkv}", names="-o/--output", says="is a directory"),
+        bad(
+            "encode",
+            "{input}",
+            "-o",
+            "{dir_mkv}",
+            "--overwrite",
+            names="-o/--output",
+            says="is a directory",
+        ),
+        bad("encode", "{input}", "-o", "{no_folder}", names="-o/--output", says="does not exist"),
+        bad("encode", "{input}", "-o", "{unwritable_mkv}", names="-o/--output", says="writable"),
+    ],
+    "drapto encode --preset": [
+        bad("encode", "{input}", "--preset", "14", names="--preset", says="-2 to 13"),
+        bad("encode", "{input}", "--preset", "-3", names="--preset", says="-2 to 13"),
+        bad("encode", "{input}", "--preset", "fast", names="--preset", says="-2 to 13"),
+    ],
+    "drapto encode --crf": [
+        bad("encode", "{input}", "--crf", "70", names="--crf", says="1 to 63"),
+        bad("encode", "{input}", "--crf", "0", names="--crf", says="1 to 63"),
+        bad("encode", "{input}", "--crf", "2.5", names="--crf", says="1 to 63"),
+    ],
+    "drapto encode --workers": [
+        bad("encode", "{input}", "--workers", "0", names="--workers", says="per core"),
+        bad("encode", "{input}", "--workers", "-1", names="--workers", says="per core"),
+        bad("encode", "{input}", "--workers", TOO_MANY_WORKERS, names="--workers"),
+    ],
+    "drapto encode --progress": [
+        bad("encode", "{input}", "--progress", "xml", names="--progress", says="invalid choice")
+    ],
+    "drapto encode --overwrite": [bad("encode", "{input}", "--overwrite=1", names="--overwrite")],
+    "drapto encode --keep-work": [bad("encode", "{input}", "--keep-work=1", names="--keep-work")],
+    "drapto encode --work-dir": [
+        bad("encode", "{input}", "--work-dir", "{missing}", names="--work-dir", says="no such"),
+        bad("encode", "{input}", "--work-dir", "{unwritable}", names="--work-dir", says="writable"),
+        bad("encode", "{input}", "--work-dir", "{input}", names="--work-dir", says="not a folder"),
+    ],
+    "drapto encode --state-dir": [
+        bad("encode", "{input}", "--state-dir", "{under_file}", names="--state-dir"),
+        bad("encode", "{input}", "--state-dir", "{unwritable}", names="--state-dir"),
+    ],
+    "drapto encode --no-crop": [bad("encode", "{input}", "--no-crop=1", names="--no-crop")],
+    "drapto encode --no-scenes": [bad("encode", "{input}", "--no-scenes=1", names="--no-scenes")],
+    "drapto encode --whole": [bad("encode", "{input}", "--whole=1", names="--whole")],
+    "drapto encode --min-segment": [
+        bad("encode", "{input}", "--min-segment", "-5", names="--min-segment", says="above 0"),
+        bad("encode", "{input}", "--min-segment", "0", names="--min-segment", says="above 0"),
+        bad("encode", "{input}", "--min-segment", "nan", names="--min-segment", says="above 0"),
+        bad("encode", "{input}", "--min-segment", "30", names="--min-segment", says="longest"),
+    ],
+    "drapto encode --max-segment": [
+        bad("encode", "{input}", "--max-segment", "inf", names="--max-segment", says="above 0"),
+        bad("encode", "{input}", "--max-segment", "1e999", names="--max-segment"),
+        bad("encode", "{input}", "--max-segment", "2", names="--max-segment", says="longest"),
+    ],
+    "drapto encode --flag": [
+        bad("encode", "{input}", "--flag", "crop_detect=off", names="--flag", says="did you mean"),
+        bad("encode", "{input}", "--flag", "crop_detection=maybe", names="--flag"),
+        bad("encode", "{input}", "--flag", "crop_detection", names="--flag", says="NAME="),
+        bad("encode", "{input}", "--flag", "segmented_encoding=shadow", names="--flag"),
+    ],
+    "drapto encode --detach": [
+        bad("encode", "{input}", "--detach=1", names="--detach"),
+        bad("encode", "{input}", "--detach", "--no-daemon", names="--detach"),
+    ],
+    "drapto encode --no-daemon": [bad("encode", "{input}", "--no-daemon=1", names="--no-daemon")],
+    "drapto encode --hdr10-fallback": [
+        bad("encode", "{input}", "--hdr10-fallback=1", names="--hdr10-fallback")
+    ],
+    # flags and config
+    "drapto flags --json": [bad("flags", "--json=1", names="--json")],
+    "drapto flags ACTION": [bad("flags", "sett", names="ACTION", says="invalid choice")],
+    "drapto flags set NAME": [
+        bad("flags", "set", "crop_detectin", "on", names="crop_detectin", says="did you mean"),
+        bad("flags", "set", names="flags set", says="required: NAME"),
+    ],
+    "drapto flags set STATE": [
+        bad("flags", "set", "crop_detection", "maybe", names="maybe"),
+        bad("flags", "set", "crop_detection", names="flags set", says="required: STATE"),
+    ],
+    "drapto config --json": [bad("config", "--json=1", names="--json")],
+    # the service
+    "drapto serve --socket": [
+        bad("serve", "--socket", "{long_socket}", names="--socket", says="107 bytes"),
+        bad("serve", "--socket", "{under_file_socket}", names="--socket", says="socket"),
+    ],
+    "drapto serve --state-dir": [
+        bad("serve", "--state-dir", "{under_file}", names="--state-dir"),
+        bad("serve", "--state-dir", "{unwritable}", names="--state-dir"),
+    ],
+    "drapto serve --workers": [
+        bad("serve", "--workers", "0", names="--workers", says="per core"),
+        bad("serve", "--workers", TOO_MANY_WORKERS, names="--workers", says="per core"),
+    ],
+    "drapto status --socket": [
+        bad("status", "--socket", "{long_socket}", names="--socket", says="107 bytes"),
+        bad("status", "--socket", "{missing}", status=FAILED, names="drapto serve"),
+    ],
+    "drapto status --json": [bad("status", "--json=1", names="--json")],
+    "drapto tui PATH": [
+        bad("tui", "{missing}", status=FAILED, names="{missing}", says="no such file")
+    ],
+}
+
+NO_WRONG_VALUE = (argparse._HelpAction, argparse._VersionAction)
+"""-h and --version take no value: there is nothing to get wrong."""
+
+
+def _walk(parser: argparse.ArgumentParser, path: str) -> Iterator[tuple[str, argparse.Action]]:
+    for action in parser._actions:
+        if isinstance(action, NO_WRONG_VALUE):
+            continue
+        name = action.option_strings[-1] if action.option_strings else action.metavar
+        yield f"{path} {name}", action
+        if isinstance(action, argparse._SubParsersAction):
+            for command, sub in action.choices.items():
+                yield from _walk(sub, f"{path} {command}")
+
+
+OPTIONS = dict(_walk(build_parser(), "drapto"))
+
+
+def test_every_option_is_walked() -> None:
+    """Each option has wrong values to try, and each entry names a real option."""
+    assert sorted(set(OPTIONS) - set(BAD)) == [], "options without wrong values in BAD"
+    assert sorted(set(BAD) - set(OPTIONS)) == [], "BAD entries for options that are gone"
+
+
+@pytest.fixture(scope="module")
+def places(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    root = tmp_path_factory.mktemp("places")
+    (root / "dir").mkdir()
+    (root / "dir.mkv").mkdir()
+    (root / "input.mkv").write_bytes(b"not checked: the options fail before the input is read")
+    (root / "loop1").symlink_to(root / "loop2")
+    (root / "loop2").symlink_to(root / "loop1")
+    (root / "queue.toml").write_text('[[job]]\ninput = "input.mkv"\n')
+    (root / "garbage.toml").write_text("workers = [1, 2\n")
+    (root / "deep.toml").write_text("a = " + "[" * 5000 + "]" * 5000 + "\n")
+    (root / "a-file").write_text("")
+    (root / "blocked.mkv").write_text("")
+    (root / "blocked.av1.mkv").mkdir()
+    unwritable = _unwritable(root)
+    return {
+        "missing": str(root / "missing.mkv"),
+        "dir": str(root / "dir"),
+        "dir_mkv": str(root / "dir.mkv"),
+        "input": str(root / "input.mkv"),
+        "blocked": str(root / "blocked.mkv"),
+        "blocked_out": str(root / "blocked.av1.mkv"),
+        "loop": str(root / "loop1"),
+        "queue": str(root / "queue.toml"),
+        "garbage": str(root / "garbage.toml"),
+        "deep": str(root / "deep.toml"),
+        "no_folder": str(root / "no-folder" / "out.mkv"),
+        "under_file": str(root / "a-file" / "state"),
+        "under_file_socket": str(root / "a-file" / "s.sock"),
+        "unwritable": str(unwritable),
+        "unwritable_mkv": str(unwritable / "out.mkv"),
+        "long_socket": str(root / ("s" * 120 + ".sock")),
+    }
+
+
+def _unwritable(root: Path) -> Path:
+    """A folder no file can be made in: mode 0555, or /sys when we are root."""
+    for folder in (root / "read-only", Path("/sys")):
+        if folder == root / "read-only":
+            folder.mkdir()
+            folder.chmod(0o555)
+        try:
+            (folder / ".probe").touch()
+        except OSError:
+            return folder
+        (folder / ".probe").unlink()
+    pytest.skip("no unwritable folder here")
+
+
+def run(argv: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("DRAPTO_FFMPEG", "DRAPTO_STATE_DIR")}
+    return subprocess.run(
+        [*DRAPTO, *argv], cwd=cwd, env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+@pytest.mark.parametrize("option", sorted(BAD))
+def test_wrong_values_are_one_line(option: str, places: dict[str, str], tmp_path: Path) -> None:
+    for case in BAD[option]:
+        argv = [arg.format(**places) for arg in case.argv]
+        done = run(argv, tmp_path)
+        shown = f"drapto {' '.join(argv)} -> {done.returncode}: {done.stderr!r}"
+        assert done.returncode == case.status, shown
+        assert "Traceback" not in done.stderr, shown
+        lines = done.stderr.splitlines()
+        assert len(lines) == 1, shown
+        assert lines[0].startswith("drapto: "), shown
+        assert case.names.format(**places) in lines[0], shown
+        assert case.says in lines[0], shown
+        assert "https://errors.pydantic.dev" not in lines[0], shown
+        assert done.stdout == "", shown
+    assert list(tmp_path.iterdir()) == [], "a refused command left files behind"
+
+
+def test_debug_adds_the_traceback(places: dict[str, str], tmp_path: Path) -> None:
+    for argv in (["encode", places["missing"]], ["encode", places["input"], "--preset", "14"]):
+        quiet = run(argv, tmp_path)
+        loud = run(["--debug", *argv], tmp_path)
+        assert loud.returncode == quiet.returncode != 0
+        assert "Traceback (most recent call last)" in loud.stderr
+        assert loud.stderr.splitlines()[-1] == quiet.stderr.strip()
+
+
+def test_the_refused_preset_is_the_one_ffmpeg_refuses(ffmpeg: str, tmp_path: Path) -> None:
+    """The range drapto documents is the bundled SVT-AV1's: -2 and 13 encode, -3 and 14
+    are refused."""
+
+    def encode(preset: int) -> int:
+        source = ["-f", "lavfi", "-i", "testsrc2=size=64x64:duration=0.2"]
+        svt = ["-c:v", "libsvtav1", "-preset", str(preset), "-crf", "50"]
+        return subprocess.run(
+            [ffmpeg, "-v", "error", *source, *svt, "-f", "null", "-"],
+            capture_output=True,
+            check=False,
+        ).returncode
+
+    assert (encode(13), encode(-2)) == (0, 0)
+    assert encode(14) != 0 and encode(-3) != 0
+
+
+# --- signals: 128 + N, one line ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("signum", "says"), [(signal.SIGTERM, "SIGTERM"), (signal.SIGINT, "")])
+def test_a_signal_ends_a_command_with_128_plus_n(
+    tmp_path: Path, signum: signal.Signals, says: str
+) -> None:
+    """`drapto status` against an engine that accepts and never answers: it waits (up to
+    its 5 s hello timeout) and a signal in that wait ends it at once, in one line."""
+    path = tmp_path / "silent.sock"
+    accepted = threading.Event()
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as server:
+        server.bind(str(path))
+        server.listen(1)
+
+        def accept() -> None:
+            connection, _ = server.accept()
+            accepted.set()
+            connection.recv(1 << 16)  # until the client goes
+            connection.close()
+
+        threading.Thread(target=accept, daemon=True).start()
+        env = {k: v for k, v in os.environ.items() if k != "DRAPTO_FFMPEG"}
+        proc = subprocess.Popen(
+            [*DRAPTO, "status", "--socket", str(path)],
+            env=env,
+            stderr=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert accepted.wait(30), "drapto status never connected"
+        proc.send_signal(signum)
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 128 + signum, err
+    [line] = err.splitlines()
+    assert line == ("drapto: stopped by SIGTERM" if says else "drapto: interrupted")
+    assert out == ""
+
+
+# --- the boundary's translation of what Python itself raises ---------------------------------
+
+
+def _raised(action: Callable[[], object]) -> BaseException:
+    try:
+        action()
+    except BaseException as exc:  # the point is to catch whatever it raises
+        return exc
+    raise AssertionError("nothing was raised")
+
+
+def test_python_errors_become_one_line_without_a_repr(tmp_path: Path) -> None:
+    loop = tmp_path / "loop"
+    loop.symlink_to(loop)
+    deep = "a = " + "[" * 5000 + "]" * 5000
+    cases: list[tuple[BaseException, int, str]] = [
+        (_raised(lambda: loop.resolve()), 1, f"{loop}: symbolic link loop"),
+        (_raised(lambda: tomllib.loads(deep)), 1, "is nested too deeply to read"),
+        (
+            _raised(lambda: os.rename(tmp_path / "a", tmp_path / "b")),
+            1,
+            f"{tmp_path / 'a'} -> {tmp_path / 'b'}: No such file or directory",
+        ),
+        (_raised(lambda: (tmp_path / "x" / "y").write_text("")), 1, "No such file or directory"),
+        (
+            _raised(lambda: JobOptions.model_validate({"crf": 99})),
+            2,
+            "invalid JobOptions: crf: Input should be less than or equal to 63",
+        ),
+        (_raised(lambda: 1 / 0), 1, "internal error: ZeroDivisionError: division by zero"),
+    ]
+    for exc, status, text in cases:
+        code, line = explain(exc)
+        assert code == status, (exc, line)
+        assert text in line and "\n" not in line, (exc, line)
+        assert "errors.pydantic.dev" not in line and "Error(" not in line, line
