@@ -162,7 +162,6 @@ _KEY_PART = r"""(?:[A-Za-z0-9_-]++|"(?:[^"\\\n]|\\.)*+"|'[^'\n]*+')"""
 _KEY = rf"{_KEY_PART}(?:\s*+\.\s*+{_KEY_PART})*+"
 _PARTS = re.compile(_KEY_PART)
 _COMMENT = r"\s*+(?:#.*)?"
-_BLANK = re.compile(rf"{_COMMENT}$")
 _ARRAY_HEADER = re.compile(rf"\s*+\[\[\s*+({_KEY})\s*+\]\]{_COMMENT}$")
 _TABLE_HEADER = re.compile(rf"\s*+\[\s*+({_KEY})\s*+\]{_COMMENT}$")
 _KEY_VALUE = re.compile(rf"\s*+({_KEY})\s*+=\s*+")
@@ -214,9 +213,12 @@ class KeyLines:
             if depth or string:
                 depth, string = self._scan(line, depth, string, number, key)
                 continue
-            if _BLANK.match(line):
+            first = line.lstrip()[:1]
+            if not first or first == "#":
                 continue
-            found = _ARRAY_HEADER.match(line) or _TABLE_HEADER.match(line)
+            found = (
+                (_ARRAY_HEADER.match(line) or _TABLE_HEADER.match(line)) if first == "[" else None
+            )
             if found:
                 parts = self._parts(found.group(1), (), number)
                 if found.re is _ARRAY_HEADER:
@@ -246,8 +248,11 @@ class KeyLines:
 
     def _note(self, loc: Loc, number: int) -> None:
         """Remember the line of `loc` and of each table above it not yet seen."""
-        for end in range(len(loc), 0, -1):
-            if self._lines.setdefault(loc[:end], number) != number:
+        lines = self._lines
+        if lines.setdefault(loc, number) != number or loc[:-1] in lines:
+            return  # seen before, or its table is (the usual key line)
+        for end in range(len(loc) - 1, 0, -1):
+            if lines.setdefault(loc[:end], number) != number:
                 break
 
     @staticmethod
