@@ -2,7 +2,8 @@
 
 Reading refuses, with one line naming the file, what no person meant as a settings file:
 a file over the size limit, one that is not UTF-8, a binary file (NUL bytes), and
-arrays or inline tables nested deeper than MAX_DEPTH (the parser would recurse).
+nesting too deep for the parser (tomllib recurses; its RecursionError becomes a problem
+on the line of the first nesting deeper than MAX_DEPTH).
 
 `KeyLines` finds the line of every table header and `key =` in one pass over the text,
 so a problem found by the models (pydantic) is told as `file:line: key: problem`, and
@@ -26,7 +27,8 @@ from drapto_engine.core.flags import check_states
 from drapto_engine.core.problems import describe, suggest
 
 MAX_DEPTH = 32
-"""Deepest nesting of arrays and inline tables (and parts of a dotted key) accepted."""
+"""Nesting of arrays and inline tables (and parts of a dotted key) past which KeyLines
+reports a place as too deep, and stops splitting a dotted key."""
 SHOWN = 20
 """Problems listed one to a line before the rest are counted on the last line."""
 ONE_LINE = 5
@@ -115,17 +117,18 @@ def _size(limit: int) -> str:
 
 
 _AT_END = " (at end of document)"
+_LONG_KEY = re.compile(rf"(?<![^\s.=\[\]])(?:[^\s.=\[\]]++\s*+\.\s*+){{{MAX_DEPTH}}}")
+"""MAX_DEPTH dots in a row between words: perhaps a dotted key too long (KeyLines says)."""
 _DECODE_AT = re.compile(r"\s*\(at line (\d+), column \d+\)$")
 
 
 def parse(path: Path, text: str, lines: KeyLines) -> dict[str, Any]:
-    """The TOML document; FileProblems naming the line of a syntax error or a nesting
-    deeper than MAX_DEPTH (found by `lines` before the recursive parser sees it)."""
-    if lines.too_deep is not None:
-        deep_line, key = lines.too_deep
-        raise FileProblems(
-            path, [Problem(deep_line, key, f"nested too deeply (more than {MAX_DEPTH} levels)")]
-        )
+    """The TOML document; FileProblems naming the line of a syntax error, or of a nesting
+    too deep for the parser (which recurses: some hundreds of levels), or of a dotted key
+    of more than MAX_DEPTH parts (the parser takes time quadratic in their number)."""
+    too_deep = "nested too deeply for the TOML parser"
+    if _LONG_KEY.search(text) and lines.too_deep is not None:  # the pattern is a hint only
+        raise FileProblems(path, [Problem(*lines.too_deep, too_deep)])
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -137,8 +140,10 @@ def parse(path: Path, text: str, lines: KeyLines) -> dict[str, Any]:
             at, what = len(text.splitlines()) or 1, f"{what.removesuffix(_AT_END)} at the end"
         what = what[:1].lower() + what[1:]
         raise FileProblems(path, [Problem(at, None, f"invalid TOML: {what}")]) from exc
-    except RecursionError as exc:  # a nesting KeyLines did not see; never a traceback
-        raise FileProblems(path, [f"nested too deeply (more than {MAX_DEPTH} levels)"]) from exc
+    except RecursionError as exc:  # never a traceback: the line of the first deep nesting
+        where = lines.too_deep
+        problem = Problem(*where, too_deep) if where else Problem(None, None, too_deep)
+        raise FileProblems(path, [problem]) from exc
 
 
 def dotted(loc: Iterable[str | int]) -> str:
@@ -196,20 +201,31 @@ class KeyLines:
     tables indexed: ("job", 2, "crf") is the `crf =` of the third [[job]]. Keys inside
     inline tables and multi-line arrays take the line of the key they belong to.
     `too_deep` is (line, key) of the first nesting deeper than MAX_DEPTH, if any.
+
+    The text is read at the first question: a file without problems never pays for it.
     """
 
     def __init__(self, text: str) -> None:
+        self._text: str | None = text
         self._lines: dict[Loc, int] = {}
-        self.too_deep: tuple[int, str] | None = None
+        self._too_deep: tuple[int, str] | None = None
         self.lookups = 0
+
+    @property
+    def too_deep(self) -> tuple[int, str] | None:
+        self._index()
+        return self._too_deep
+
+    def _index(self) -> None:
+        text, self._text = self._text, None
+        if text is None:
+            return  # read already
         counts: dict[Loc, int] = {}  # the last index of each array of tables
         table: Loc = ()
         depth = 0  # open arrays and inline tables of a value spanning lines
         string: str | None = None  # the quotes of an open multi-line string
         key: Loc = ()
         for number, line in enumerate(text.splitlines(), 1):
-            if self.too_deep is not None:
-                break  # the file is refused: no need to read on
             if depth or string:
                 depth, string = self._scan(line, depth, string, number, key)
                 continue
@@ -242,7 +258,8 @@ class KeyLines:
         """The parts of a dotted key; past MAX_DEPTH of them, only the first (too deep)."""
         parts = _key_parts(text)
         if len(table) + len(parts) > MAX_DEPTH:
-            self.too_deep = (number, dotted((*table, *parts)[:MAX_DEPTH]) + "...")
+            deep = (number, dotted((*table, *parts)[:MAX_DEPTH]) + "...")
+            self._too_deep = self._too_deep or deep
             return parts[:1]
         return parts
 
@@ -288,9 +305,8 @@ class KeyLines:
                 string = piece
             elif piece in ("[", "{"):
                 depth += 1
-                if depth + len(key) > MAX_DEPTH and self.too_deep is None:
-                    self.too_deep = (number, dotted(key))
-                    return 0, None
+                if depth + len(key) > MAX_DEPTH and self._too_deep is None:
+                    self._too_deep = (number, dotted(key))
             elif piece in ("]", "}"):
                 depth = max(depth - 1, 0)
             elif piece.startswith("#"):
@@ -300,6 +316,7 @@ class KeyLines:
     def line(self, loc: Iterable[str | int]) -> int | None:
         """The line of `loc`, or of the nearest table or key above it that has one."""
         self.lookups += 1
+        self._index()
         place = tuple(loc)
         for end in range(len(place), 0, -1):
             found = self._lines.get(place[:end])

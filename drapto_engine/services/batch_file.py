@@ -110,7 +110,7 @@ class BatchFile(BaseModel):
     jobs: list[BatchJob] = Field(alias="job", min_length=1)
 
     _path: Path | None = PrivateAttr(default=None)
-    _job_lines: list[int | None] = PrivateAttr(default_factory=list)
+    _lines: KeyLines | None = PrivateAttr(default=None)
 
     @property
     def path(self) -> Path | None:
@@ -119,8 +119,7 @@ class BatchFile(BaseModel):
 
     def job_label(self, index: int) -> str:
         """`job 2 (line 7)`: how messages name the job at `index` (0-based)."""
-        lines = self._job_lines
-        line = lines[index] if index < len(lines) else None
+        line = self._lines.line(("job", index)) if self._lines is not None else None
         return f"job {index + 1}" + (f" (line {line})" if line else "")
 
 
@@ -181,7 +180,7 @@ def check_batch(
     if problems or batch is None:
         raise BatchFileError(path, in_file_order(problems))
     batch._path = path
-    batch._job_lines = [lines.line(("job", i)) for i in range(len(batch.jobs))]
+    batch._lines = lines  # read only if a message needs a job's line
     return batch
 
 
