@@ -209,7 +209,6 @@ class KeyLines:
         self._text: str | None = text
         self._lines: dict[Loc, int] = {}
         self._too_deep: tuple[int, str] | None = None
-        self.lookups = 0
 
     @property
     def too_deep(self) -> tuple[int, str] | None:
@@ -315,7 +314,6 @@ class KeyLines:
 
     def line(self, loc: Iterable[str | int]) -> int | None:
         """The line of `loc`, or of the nearest table or key above it that has one."""
-        self.lookups += 1
         self._index()
         place = tuple(loc)
         for end in range(len(place), 0, -1):
