@@ -14,8 +14,8 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -45,15 +45,15 @@ from drapto_engine.core.flags import (
     parse_states,
 )
 from drapto_engine.core.jobs import FINAL_STATUSES, EntryStatus, JobOptions, QueueEntry
-from drapto_engine.core.metrics import JobSummary, ResourceSnapshot
+from drapto_engine.core.metrics import JobSummary, ResourceSnapshot, size_change
 from drapto_engine.core.models import EncodeSettings, ResolutionClass
-from drapto_engine.core.state import JobStage, StateManager
+from drapto_engine.core.state import JobStage, JobTakenOver, StateDamaged, StateManager
 from drapto_engine.infrastructure import paths
 from drapto_engine.infrastructure.probe import probe
 from drapto_engine.infrastructure.resources import ResourceManager, default_workers
 from drapto_engine.infrastructure.store import QueueStore, StateStore
 from drapto_engine.monitoring import Monitor, rollback_flag
-from drapto_engine.services.library import output_path, scan_folder
+from drapto_engine.services.library import ALREADY_AV1, is_av1, output_path, scan_folder
 from drapto_engine.services.orchestrator import (
     WORK_PREFIX,
     EncodeRequest,
@@ -111,6 +111,10 @@ class Engine:
         self.view = EngineView()
         self.bus.subscribe(self._observe)
         self.store = StateStore(paths.state_db(self.state_dir))
+        if self.store.recovered is not None:
+            message = self.store.recovered.message(self.store.path)
+            log.warning("%s", message)
+            self.bus.emit(Warning(message=message))
         self.state = StateManager(self.store)
         self.queue = QueueStore(self.store)
         self._flags_file = saved_flags_file(config_path)
@@ -485,8 +489,17 @@ class Engine:
                 return
             active = self._active[entry.id] = _Active(entry.id)
             active.task = asyncio.create_task(
-                self._run_entry(entry, active), name=f"entry-{entry.id}"
+                self._state_guarded(self._run_entry(entry, active)), name=f"entry-{entry.id}"
             )
+
+    async def _state_guarded(self, run: Awaitable[None]) -> None:
+        """A state database that fails while an entry's end is recorded: one line, not a
+        task's traceback (the next start moves a damaged file aside)."""
+        try:
+            await run
+        except StateDamaged as exc:
+            log.error("%s", exc.one_line())
+            self.bus.emit(Warning(message=exc.one_line()))
 
     async def _run_entry(self, entry: QueueEntry, active: _Active) -> None:
         try:
@@ -551,10 +564,15 @@ class Engine:
     async def _cancelled(self, entry: QueueEntry, active: _Active) -> QueueEntry:
         orchestrator = active.orchestrator
         if orchestrator is not None and orchestrator.job is not None:
-            with contextlib.suppress(DraptoError, RuntimeError):
-                await self.state.set_stage(orchestrator.job, JobStage.CANCELLED, "cancelled")
+            ours = True
+            try:
+                await self.state.set_unheld_stage(orchestrator.job, JobStage.CANCELLED, "cancelled")
+            except JobTakenOver:
+                ours = False  # another drapto holds it now: its work folder is not ours
+            except (DraptoError, RuntimeError):
+                pass
             options = entry.options.over(self.config.defaults)
-            if not options.keep_work:
+            if ours and not options.keep_work:
                 root = options.work_dir or Path(entry.output).parent
                 await asyncio.to_thread(
                     shutil.rmtree, root / f"{WORK_PREFIX}{orchestrator.job}", True
@@ -574,8 +592,9 @@ class Engine:
                 await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
             except OSError as exc:
                 raise DraptoError(f"cannot create output folder ({exc.strerror})", folder) from exc
+        tried: set[str] = set()  # this entry's earlier tries: replaced, not news
         while True:
-            request = self.request_for(entry, rollbacks)
+            request = replace(self.request_for(entry, rollbacks), replaces=frozenset(tried))
             orchestrator = Orchestrator(
                 self.ffmpeg,
                 self.bus,
@@ -598,6 +617,8 @@ class Engine:
                 self._rolled_back(orchestrator, flag, exc, entry.id)
             finally:
                 watcher.cancel()
+                if orchestrator.job is not None:
+                    tried.add(orchestrator.job)
 
     def _rolled_back(
         self, orchestrator: Orchestrator, flag: str, exc: DraptoError, entry_id: int
@@ -650,8 +671,12 @@ class Engine:
         )
 
     async def _skip_reason(self, entry: QueueEntry) -> str | None:
-        """Why an entry needs no encode: its output exists and is a finished encode of it."""
+        """Why an entry needs no encode: its source is AV1 already (unless forced), or
+        its output exists and is a finished encode of it."""
         output, source = Path(entry.output), Path(entry.input)
+        forced = entry.options.over(self.config.defaults).force
+        if not forced and await asyncio.to_thread(is_av1, source):
+            return ALREADY_AV1
         if not output.exists() or not source.exists():
             return None
         request = self.request_for(entry, entry.rollbacks)
@@ -728,7 +753,7 @@ class Engine:
         message = {
             EntryStatus.DONE: f"{name}: done"
             + (
-                f", {entry.summary.reduction_percent:.0f}% smaller in {entry.summary.wall_s:.0f} s"
+                f", {size_change(entry.summary.reduction_percent, 0)} in {entry.summary.wall_s:.0f} s"
                 if entry.summary
                 else ""
             ),

@@ -55,6 +55,11 @@ def add_encode_parser(commands: Any) -> None:
         help="progress format (default: live on a TTY, plain otherwise)",
     )
     encode.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    encode.add_argument(
+        "--force",
+        action="store_true",
+        help="encode a source that is AV1 already (refused by default)",
+    )
     encode.add_argument("--keep-work", action="store_true", help="keep the work directory")
     encode.add_argument(
         "--work-dir",
@@ -122,6 +127,7 @@ def options_from(args: argparse.Namespace) -> JobOptions:
         max_segment_s=args.max_segment,
         hdr10_fallback=args.hdr10_fallback or None,
         overwrite=args.overwrite or None,
+        force=args.force or None,
         keep_work=args.keep_work or None,
         work_dir=args.work_dir,
     )
@@ -165,7 +171,7 @@ def flags_from(args: argparse.Namespace) -> dict[str, FlagState]:
 
 async def _encode(args: argparse.Namespace, config: Config) -> int:
     from drapto_engine.cli.admin import running_engine
-    from drapto_engine.services.library import output_path
+    from drapto_engine.services.library import ALREADY_AV1, is_av1, output_path
 
     source: Path = args.input
     output: Path = args.output or output_path(source, config.defaults.output_dir)
@@ -174,6 +180,9 @@ async def _encode(args: argparse.Namespace, config: Config) -> int:
         print("drapto: --detach needs the engine service; it cannot go with --no-daemon",
               file=sys.stderr)  # fmt: skip
         return 2
+    if not (args.force or config.defaults.force) and await asyncio.to_thread(is_av1, source):
+        print(f"drapto: {source}: {ALREADY_AV1} (use --force to encode it again)", file=sys.stderr)
+        return 1
     if detach:
         return await _detach(args, config, source, output)
     if not no_daemon:

@@ -24,6 +24,7 @@ from drapto_engine.core.events import (
     StageChanged,
     Warning,
 )
+from drapto_engine.core.metrics import size_change
 
 LIVE_INTERVAL_S = 0.25
 
@@ -50,13 +51,26 @@ class JsonPrinter:
 
 def summary_lines(event: JobFinished) -> list[str]:
     s = event.summary
+    m = s.metrics
+    kept = m.resumed_segments if m is not None else 0
+    if kept and m is not None:
+        encoded = sum(seg.frames for seg in m.segments)
+        rate = (
+            f"{s.encode_fps:.1f} fps over the {encoded} of {s.frames} frames encoded in this run; "
+            f"{s.segments} segments, {kept} kept from the interrupted run"
+        )
+    else:
+        rate = f"{s.encode_fps:.1f} fps over {s.frames} frames in {s.segments} segments"
     lines = [
         f"done: {s.output}",
         f"  {s.input_bytes / 1e6:.1f} MB -> {s.output_bytes / 1e6:.1f} MB "
-        f"({_change(s.reduction_percent)}), {s.wall_s:.1f} s, "
-        f"{s.encode_fps:.1f} fps over {s.frames} frames in {s.segments} segments",
+        f"({size_change(s.reduction_percent)}), {s.wall_s:.1f} s, {rate}",
     ]
-    m = s.metrics
+    if s.grew:
+        lines.append(
+            "  the output is larger than the source: nothing was saved (the source is "
+            "compressed harder than this CRF; a higher --crf makes a smaller file)"
+        )
     if m is not None and m.encoded_segments:
         alerts = ", ".join(f"{n} {kind}" for kind, n in sorted(m.alerts.items())) or "no alerts"
         lines.append(
@@ -80,6 +94,8 @@ class PlainPrinter:
         self.planned: dict[str, int] = {}
         self.finished: dict[str, int] = {}
         self.reported: dict[str, float] = {}
+        self.kept: dict[str, int] = {}
+        """Segments of each job that an interrupted run finished and this one kept."""
 
     @property
     def segments(self) -> int:
@@ -101,6 +117,13 @@ class PlainPrinter:
     def describe(self, event: Event) -> str | None:
         match event:
             case StageChanged(stage=stage):
+                kept = self.kept.pop(event.job, 0) if stage == "muxing" else 0
+                if kept:
+                    segments = "segment" if kept == 1 else "segments"
+                    return (
+                        f"[{event.job}] {kept} {segments} kept from the interrupted run\n"
+                        f"[{event.job}] {stage}"
+                    )
                 return f"[{event.job}] {stage}"
             case AnalysisReady():
                 crop = event.crop or "no crop"
@@ -153,6 +176,9 @@ class PlainPrinter:
     def _segment_done(self, event: SegmentDone) -> str | None:
         job = event.job
         self.finished[job] = self.finished.get(job, 0) + 1
+        if event.resumed:  # counted; said once, when encoding is over (see describe)
+            self.kept[job] = self.kept.get(job, 0) + 1
+            return None
         done, total = self.finished[job], self.planned.get(job, 0)
         if self.every_percent is not None and total:
             percent = 100.0 * done / total
@@ -235,9 +261,3 @@ def make_printer(kind: str | None, out: TextIO, every_percent: float | None = No
     if kind is None and out.isatty():
         return LivePrinter(out)
     return PlainPrinter(out, every_percent)
-
-
-def _change(reduction_percent: float) -> str:
-    if reduction_percent >= 0:
-        return f"{reduction_percent:.1f}% smaller"
-    return f"{-reduction_percent:.1f}% larger"

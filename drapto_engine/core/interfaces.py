@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from drapto_engine.core.models import Segment, SegmentState
 
 if TYPE_CHECKING:
-    from drapto_engine.core.state import JobRecord, SegmentRecord
+    from drapto_engine.core.state import JobRecord, JobStage, SegmentRecord
     from drapto_engine.services.encoding.plan import VideoPlan
 
 
@@ -23,18 +24,48 @@ class IEncoder(Protocol):
 
 
 class StoreLike(Protocol):
-    """What the StateManager needs from a store (infrastructure/store.py implements it)."""
+    """What the StateManager needs from a store (infrastructure/store.py implements it).
 
-    def add_job(self, job: JobRecord) -> None: ...
+    Every write names the writing process (`pid`) and raises state.NotHolder when that
+    process does not hold the job."""
+
     def job(self, job_id: str) -> JobRecord | None: ...
-    def jobs_for_output(self, output: str) -> list[JobRecord]: ...
-    def delete_job(self, job_id: str) -> None: ...
-    def set_job(self, job_id: str, **fields: str | None) -> None: ...
-    def acquire(self, job_id: str, pid: int) -> int | None: ...
+    def claim(self, job: JobRecord, pid: int, mine: Collection[str] = ()) -> ClaimLike: ...
+    def set_job(self, job_id: str, pid: int, **fields: str | None) -> None: ...
+    def set_stage(
+        self,
+        job_id: str,
+        pid: int,
+        stage: JobStage,
+        error: str | None = None,
+        *,
+        unheld: bool = False,
+        before: Callable[[], None] | None = None,
+    ) -> None: ...
     def heartbeat(self, job_id: str, pid: int) -> None: ...
     def release(self, job_id: str, pid: int) -> None: ...
     def segments(self, job_id: str) -> dict[int, SegmentRecord]: ...
-    def put_segment(self, job_id: str, index: int, start_frame: int, end_frame: int) -> None: ...
-    def set_segment(
-        self, job_id: str, index: int, state: SegmentState, **fields: float | int | None
+    def put_segment(
+        self, job_id: str, pid: int, index: int, start_frame: int, end_frame: int
     ) -> None: ...
+    def set_segment(
+        self,
+        job_id: str,
+        pid: int,
+        index: int,
+        state: SegmentState,
+        *,
+        before: Callable[[], None] | None = None,
+        **fields: float | int | None,
+    ) -> None: ...
+
+
+class ClaimLike(Protocol):
+    """The answer of StoreLike.claim: a live holder refusing it, or the dropped jobs."""
+
+    @property
+    def holder(self) -> int | None: ...
+    @property
+    def blocker(self) -> JobRecord | None: ...
+    @property
+    def dropped(self) -> list[JobRecord]: ...

@@ -82,5 +82,20 @@ class JobSummary(_Figures):
     wall_s: float
     frames: int
     encode_fps: float
+    """Frames per second of wall time, over the frames this run encoded (after a resume,
+    the kept segments' frames are not counted)."""
     segments: int
     metrics: JobMetrics | None = None
+
+    @property
+    def grew(self) -> bool:
+        """Whether the output is larger than the source."""
+        return self.output_bytes > self.input_bytes
+
+
+def size_change(reduction_percent: float, decimals: int = 1) -> str:
+    """How the output's size compares with the source's: "26.0% smaller", or "12.0%
+    larger" for an output that grew (never a negative "smaller")."""
+    if reduction_percent >= 0:
+        return f"{reduction_percent:.{decimals}f}% smaller"
+    return f"{-reduction_percent:.{decimals}f}% larger"

@@ -166,6 +166,21 @@ class _ProcessTree:
                 del self.members[pid]
         return cpu, rss
 
+    def high_water(self) -> int:
+        """The summed peak resident size (Linux's VmHWM) of the live members: exact
+        where samples are not, for an encoder that lives less than a sample period."""
+        total = 0
+        for pid in list(self.members):
+            try:
+                with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as status:
+                    line = next((t for t in status if t.startswith("VmHWM:")), "")
+            except OSError:
+                continue
+            fields = line.split()
+            if len(fields) >= 2 and fields[1].isdigit():
+                total += int(fields[1]) * 1024
+        return total
+
     def signal(self, stop: bool) -> None:
         """SIGSTOP or SIGCONT every member; one that has exited meanwhile is skipped."""
         for member in list(self.members.values()):
@@ -221,7 +236,9 @@ class Admission:
         """Memory this encoder is expected to take beyond what it holds already."""
         return 0 if self.finished else max(0, self.estimate - self.rss_bytes)
 
-    def measure(self, sample_number: int) -> None:
+    def measure(self, sample_number: int, *, final: bool = False) -> None:
+        """Sample the encoder's tree; `final` (it is about to exit: its last progress
+        report) also reads its peak resident size, which a short encoder's samples miss."""
         if self._tree is None or self.finished:
             return
         turn = (sample_number + self.started) % CHILD_SCAN_EVERY == 0
@@ -234,6 +251,8 @@ class Admission:
             return
         self.cpu_percent, self.rss_bytes = figures
         self.peak_rss_bytes = max(self.peak_rss_bytes, self.rss_bytes)
+        if final:
+            self.peak_rss_bytes = max(self.peak_rss_bytes, self._tree.high_water())
         if not self.suspended:
             self.cpu_samples += 1
             self.cpu_total += self.cpu_percent

@@ -2,19 +2,45 @@
 
 Every write commits at once, so whatever a crash leaves is consistent. Calls block;
 the StateManager runs them in a thread.
+
+Ownership: every write to a job is made by the process holding it, and is
+conditional on that inside the same transaction (`lock_pid` = the writer). A process
+whose job was taken over (its lock went stale while it was stopped) gets NotHolder
+instead of overwriting the new holder's state. A job held by a live process is
+never dropped.
+
+Damage: the file is checked when it is opened (`PRAGMA quick_check`). A damaged one
+is moved aside to `drapto.db.corrupt-<time>` (with its -wal and -shm), whatever queue
+entries can still be read are carried into a fresh store, and `recovered` says what
+was lost. Damage found later turns into a one-line StateDamaged error.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import sqlite3
 import threading
 import time
+from collections.abc import Callable, Collection, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from pydantic import ValidationError
 
 from drapto_engine.core.jobs import QueueEntry
 from drapto_engine.core.models import SegmentState
-from drapto_engine.core.state import JobRecord, SegmentRecord
+from drapto_engine.core.state import (
+    IllegalTransition,
+    JobRecord,
+    JobStage,
+    NotHolder,
+    SegmentRecord,
+    StateDamaged,
+    check_job,
+    check_segment,
+)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -59,6 +85,15 @@ CREATE TABLE IF NOT EXISTS meta (
 );
 """
 STALE_LOCK_S = 15.0
+STALE_LOCK_ENV = "DRAPTO_STALE_LOCK_S"
+"""Overrides STALE_LOCK_S (seconds); meant for tests that stop a holder."""
+
+
+def stale_lock_s() -> float:
+    try:
+        return float(os.environ.get(STALE_LOCK_ENV) or STALE_LOCK_S)
+    except ValueError:
+        return STALE_LOCK_S
 
 
 def pid_alive(pid: int) -> bool:
@@ -71,56 +106,216 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+@dataclass(frozen=True)
+class Claim:
+    """What claiming a job found: a live holder (of it, or of another job writing the
+    same output) refuses it; otherwise the jobs for its output that were dropped."""
+
+    holder: int | None = None
+    blocker: JobRecord | None = None
+    """The other job (another input or other settings) that the holder is running."""
+    dropped: list[JobRecord] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Recovery:
+    """A damaged state file found at open, moved aside and replaced."""
+
+    moved_to: Path
+    reason: str
+    queue_kept: int
+    queue_total: int | None
+    """Entries the damaged file had, when even that could be counted."""
+    jobs_unread: int | None
+    """Job records that could not be read (None: the table could not be read at all)."""
+
+    def message(self, path: Path) -> str:
+        if self.queue_total is not None:
+            lost = self.queue_total - self.queue_kept
+            queue = f"{self.queue_kept} of {self.queue_total} queue entries recovered" + (
+                f", {lost} could not be read and are lost" if lost else ""
+            )
+        elif self.queue_kept:
+            queue = f"{self.queue_kept} queue entries recovered, any others could not be read"
+        else:
+            queue = "the queue could not be read and is lost"
+        jobs = (
+            "job records could not be read"
+            if self.jobs_unread is None
+            else f"{self.jobs_unread} job records could not be read"
+            if self.jobs_unread
+            else "job records were dropped"
+        )
+        return (
+            f"{path}: state database is damaged ({self.reason}); moved aside to "
+            f"{self.moved_to.name} and started afresh: {queue}; {jobs} (unfinished jobs "
+            "keep the finished segments in their work folders)"
+        )
+
+
+def _damage(exc: sqlite3.DatabaseError) -> bool:
+    """Whether an error means the file itself is damaged (not a bug or a lock)."""
+    return getattr(exc, "sqlite_errorname", "") in ("SQLITE_CORRUPT", "SQLITE_NOTADB") or any(
+        text in str(exc) for text in ("malformed", "not a database")
+    )
+
+
 class StateStore:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=10)
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        self._db.executescript(SCHEMA)
-        self._migrate()
+        self.recovered: Recovery | None = None
+        """Set when the file was found damaged at open and replaced."""
+        try:
+            self._db = self._open()
+        except sqlite3.DatabaseError as exc:
+            if not _damage(exc):
+                raise StateDamaged(f"state database cannot be opened ({exc})", path) from exc
+            # one process at a time moves it aside (another may be doing it now)
+            with path.with_name(f"{path.name}.recover-lock").open("a") as guard:
+                fcntl.flock(guard, fcntl.LOCK_EX)
+                try:
+                    self._db = self._open()  # another process replaced it meanwhile
+                except sqlite3.DatabaseError as again:
+                    if not _damage(again):
+                        raise StateDamaged(
+                            f"state database cannot be opened ({again})", path
+                        ) from again
+                    self.recovered = self._replace_damaged(str(exc))
+                    self._db = self._open()
+                    self._restore_queue()
 
-    def _migrate(self) -> None:
+    def _open(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=10)
+        try:
+            db.row_factory = sqlite3.Row
+            db.execute("PRAGMA journal_mode=WAL")
+            problems = [row[0] for row in db.execute("PRAGMA quick_check")]
+            if problems != ["ok"]:
+                raise sqlite3.DatabaseError(f"database disk image is malformed: {problems[0]}")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute("PRAGMA foreign_keys=ON")
+            db.executescript(SCHEMA)
+            self._migrate(db)
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    def _replace_damaged(self, reason: str) -> Recovery:
+        """Read what can be read, then move the damaged file (and its WAL) aside."""
+        total: int | None = None
+        jobs_unread: int | None = None
+        with contextlib.closing(sqlite3.connect(self.path)) as old:
+            with contextlib.suppress(sqlite3.DatabaseError):
+                total = int(old.execute("SELECT count(*) FROM queue").fetchone()[0])
+            rows: list[tuple[int, int, str]] = []
+            with contextlib.suppress(sqlite3.DatabaseError):
+                # in rowid order, rows come out one by one until the damaged page
+                for row in old.execute("SELECT position, id, entry FROM queue ORDER BY id"):
+                    rows.append((int(row[0]), int(row[1]), str(row[2])))
+            self._salvaged = [entry for _, _, entry in sorted(rows)]
+            self._meta: list[tuple[str, str]] = []
+            with contextlib.suppress(sqlite3.DatabaseError):  # paused, the worker bound
+                for row in old.execute("SELECT key, value FROM meta"):
+                    self._meta.append((str(row[0]), str(row[1])))
+            with contextlib.suppress(sqlite3.DatabaseError):
+                count = int(old.execute("SELECT count(*) FROM jobs").fetchone()[0])
+                readable = 0
+                with contextlib.suppress(sqlite3.DatabaseError):
+                    for _ in old.execute("SELECT * FROM jobs"):
+                        readable += 1
+                jobs_unread = count - readable
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        moved = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
+        n = 1
+        while moved.exists():
+            n += 1
+            moved = self.path.with_name(f"{self.path.name}.corrupt-{stamp}-{n}")
+        for suffix in ("-wal", "-shm"):
+            side = self.path.with_name(self.path.name + suffix)
+            if side.exists():
+                os.replace(side, moved.with_name(moved.name + suffix))
+        os.replace(self.path, moved)
+        kept = 0
+        for text in self._salvaged:
+            try:
+                QueueEntry.model_validate_json(text)
+                kept += 1
+            except ValidationError:
+                pass
+        return Recovery(moved, reason, kept, total, jobs_unread)
+
+    def _restore_queue(self) -> None:
+        """The salvaged entries (and settings) go into the fresh store, in their order."""
+        queue = QueueStore(self)
+        for key, value in self._meta:
+            queue.set_meta(key, value)
+        for text in self._salvaged:
+            try:
+                entry = QueueEntry.model_validate_json(text)
+            except ValidationError:
+                continue
+            queue.add(entry)
+        self._salvaged = []
+
+    @staticmethod
+    def _migrate(db: sqlite3.Connection) -> None:
         """Columns added since a state file was first made."""
-        columns = {row["name"] for row in self._db.execute("PRAGMA table_info(jobs)")}
+        columns = {row["name"] for row in db.execute("PRAGMA table_info(jobs)")}
         if "plan" not in columns:
-            self._db.execute("ALTER TABLE jobs ADD COLUMN plan TEXT")
+            db.execute("ALTER TABLE jobs ADD COLUMN plan TEXT")
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
 
+    @contextlib.contextmanager
+    def _guard(self) -> Iterator[None]:
+        """Damage found after the open check becomes one line, not a traceback."""
+        try:
+            yield
+        except sqlite3.DatabaseError as exc:
+            if isinstance(exc, sqlite3.IntegrityError | sqlite3.ProgrammingError):
+                raise  # a bug
+            if _damage(exc):
+                raise StateDamaged(
+                    f"state database is damaged ({exc}); it is moved aside and replaced "
+                    "when drapto next starts",
+                    self.path,
+                ) from exc
+            raise StateDamaged(f"state database error ({exc})", self.path) from exc
+
     def _write(self, sql: str, args: tuple[object, ...]) -> int:
-        with self._lock:
+        with self._lock, self._guard():
             return self._db.execute(sql, args).rowcount
 
     def _rows(self, sql: str, args: tuple[object, ...]) -> list[sqlite3.Row]:
-        with self._lock:
+        with self._lock, self._guard():
             return list(self._db.execute(sql, args))
 
-    # jobs
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One BEGIN IMMEDIATE transaction: committed when the block ends, rolled
+        back when it raises."""
+        with self._lock, self._guard():
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):  # an error may have ended it already
+                    self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
 
-    def add_job(self, job: JobRecord) -> None:
-        now = time.time()
-        self._write(
-            "INSERT OR IGNORE INTO jobs (id, input, input_size, input_mtime_ns, output, settings,"
-            " stage, created, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                job.id,
-                job.input,
-                job.input_size,
-                job.input_mtime_ns,
-                job.output,
-                job.settings,
-                job.stage.value,
-                now,
-                now,
-            ),
-        )
+    def _check_holder(self, db: sqlite3.Connection, job_id: str, pid: int) -> None:
+        row = db.execute("SELECT lock_pid FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        holder = row["lock_pid"] if row else None
+        if holder != pid:
+            raise NotHolder(job_id, holder)
+
+    # jobs
 
     def job(self, job_id: str) -> JobRecord | None:
         rows = self._rows("SELECT * FROM jobs WHERE id = ?", (job_id,))
@@ -129,46 +324,100 @@ class StateStore:
     def jobs_for_output(self, output: str) -> list[JobRecord]:
         return [_job(r) for r in self._rows("SELECT * FROM jobs WHERE output = ?", (output,))]
 
-    def delete_job(self, job_id: str) -> None:
-        self._write("DELETE FROM jobs WHERE id = ?", (job_id,))
-
-    def set_job(self, job_id: str, **fields: str | None) -> None:
+    def set_job(self, job_id: str, pid: int, **fields: str | None) -> None:
+        """Save fields of a job this process holds."""
         names = ", ".join(f"{name} = ?" for name in fields)
-        self._write(
-            f"UPDATE jobs SET {names}, updated = ? WHERE id = ?",  # names are our own keywords
-            (*fields.values(), time.time(), job_id),
-        )
+        with self.transaction() as db:
+            self._check_holder(db, job_id, pid)
+            db.execute(
+                f"UPDATE jobs SET {names}, updated = ? WHERE id = ?",  # names are our own keywords
+                (*fields.values(), time.time(), job_id),
+            )
+
+    def set_stage(
+        self,
+        job_id: str,
+        pid: int,
+        stage: JobStage,
+        error: str | None = None,
+        *,
+        unheld: bool = False,
+        before: Callable[[], None] | None = None,
+    ) -> None:
+        """Move a job this process holds to `stage` (checked against the transition
+        table); `unheld` also allows a job nobody holds any more. `before` runs inside
+        the transaction, once the holder is known to be this process (a rename that
+        must not happen after a takeover)."""
+        with self.transaction() as db:
+            row = db.execute("SELECT stage, lock_pid FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            holder = row["lock_pid"] if row else None
+            if row is None or not (holder == pid or (unheld and holder is None)):
+                raise NotHolder(job_id, holder)
+            check_job(JobStage(row["stage"]), stage)
+            if before is not None:
+                before()
+            db.execute(
+                "UPDATE jobs SET stage = ?, error = ?, updated = ? WHERE id = ?",
+                (stage.value, error, time.time(), job_id),
+            )
 
     # locks
 
-    def acquire(self, job_id: str, pid: int) -> int | None:
-        """Take the job for `pid`; returns the live holder's pid when someone else has it."""
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                row = self._db.execute(
-                    "SELECT lock_pid, lock_heartbeat FROM jobs WHERE id = ?", (job_id,)
-                ).fetchone()
-                holder, beat = (row["lock_pid"], row["lock_heartbeat"]) if row else (None, None)
-                fresh = beat is not None and time.time() - beat < STALE_LOCK_S
-                if holder and holder != pid and pid_alive(holder) and fresh:
-                    self._db.execute("ROLLBACK")
-                    return int(holder)
-                self._db.execute(
-                    "UPDATE jobs SET lock_pid = ?, lock_heartbeat = ? WHERE id = ?",
-                    (pid, time.time(), job_id),
-                )
-                self._db.execute("COMMIT")
-                return None
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+    def claim(self, job: JobRecord, pid: int, mine: Collection[str] = ()) -> Claim:
+        """Take the job for `pid` and drop the other jobs for its output (other settings,
+        an older source), all in one transaction. Nothing is taken or dropped when a live
+        process holds the job or any of those others: the Claim names it. `mine` are the
+        jobs this process itself is running (its own pid is live, its other jobs too)."""
+        stale = stale_lock_s()
+
+        def live(holder: int | None, beat: float | None, job_id: str) -> bool:
+            if holder is None:
+                return False
+            if holder == pid:
+                return job_id in mine
+            return pid_alive(holder) and beat is not None and time.time() - beat < stale
+
+        try:
+            with self.transaction() as db:
+                others = self._take(db, job, pid, live)
+        except _Refused as refused:
+            return refused.claim
+        return Claim(dropped=others)
+
+    def _take(
+        self,
+        db: sqlite3.Connection,
+        job: JobRecord,
+        pid: int,
+        live: Callable[[int | None, float | None, str], bool],
+    ) -> list[JobRecord]:
+        others = [
+            _job(r)
+            for r in db.execute(
+                "SELECT * FROM jobs WHERE output = ? AND id != ?", (job.output, job.id)
+            )
+        ]
+        for other in others:
+            if live(other.lock_pid, other.lock_heartbeat, other.id):
+                raise _Refused(Claim(holder=other.lock_pid, blocker=other))
+        _insert(db, job)
+        row = db.execute(
+            "SELECT lock_pid, lock_heartbeat FROM jobs WHERE id = ?", (job.id,)
+        ).fetchone()
+        if live(row["lock_pid"], row["lock_heartbeat"], job.id):
+            raise _Refused(Claim(holder=row["lock_pid"]))
+        db.execute(
+            "UPDATE jobs SET lock_pid = ?, lock_heartbeat = ? WHERE id = ?",
+            (pid, time.time(), job.id),
+        )
+        for other in others:
+            db.execute("DELETE FROM jobs WHERE id = ?", (other.id,))
+        return others
 
     def heartbeat(self, job_id: str, pid: int) -> None:
-        self._write(
-            "UPDATE jobs SET lock_heartbeat = ? WHERE id = ? AND lock_pid = ?",
-            (time.time(), job_id, pid),
-        )
+        with self.transaction() as db:
+            self._check_holder(db, job_id, pid)
+            db.execute("UPDATE jobs SET lock_heartbeat = ? WHERE id = ?", (time.time(), job_id))
 
     def release(self, job_id: str, pid: int) -> None:
         self._write(
@@ -182,29 +431,60 @@ class StateStore:
         rows = self._rows("SELECT * FROM segments WHERE job_id = ? ORDER BY idx", (job_id,))
         return {r["idx"]: _segment(r) for r in rows}
 
-    def put_segment(self, job_id: str, index: int, start_frame: int, end_frame: int) -> None:
+    def put_segment(
+        self, job_id: str, pid: int, index: int, start_frame: int, end_frame: int
+    ) -> None:
         """Record a planned segment; a different range at the same index starts it afresh."""
-        self._write(
-            "INSERT INTO segments (job_id, idx, start_frame, end_frame, state) VALUES (?, ?, ?, ?, ?)"
-            " ON CONFLICT(job_id, idx) DO UPDATE SET start_frame = excluded.start_frame,"
-            " end_frame = excluded.end_frame, state = excluded.state, attempts = 0"
-            " WHERE start_frame != excluded.start_frame OR end_frame != excluded.end_frame",
-            (job_id, index, start_frame, end_frame, SegmentState.PENDING.value),
-        )
+        with self.transaction() as db:
+            self._check_holder(db, job_id, pid)
+            db.execute(
+                "INSERT INTO segments (job_id, idx, start_frame, end_frame, state)"
+                " VALUES (?, ?, ?, ?, ?)"
+                " ON CONFLICT(job_id, idx) DO UPDATE SET start_frame = excluded.start_frame,"
+                " end_frame = excluded.end_frame, state = excluded.state, attempts = 0"
+                " WHERE start_frame != excluded.start_frame OR end_frame != excluded.end_frame",
+                (job_id, index, start_frame, end_frame, SegmentState.PENDING.value),
+            )
 
     def set_segment(
-        self, job_id: str, index: int, state: SegmentState, **fields: float | int | None
+        self,
+        job_id: str,
+        pid: int,
+        index: int,
+        state: SegmentState,
+        *,
+        before: Callable[[], None] | None = None,
+        **fields: float | int | None,
     ) -> None:
+        """Move a segment of a job this process holds to `state` (checked); `before`
+        runs inside the transaction once the holder is known to be this process."""
         extra = "".join(f", {name} = ?" for name in fields)
         started = (
             ", attempts = attempts + 1, encodes = encodes + 1"
             if state is SegmentState.RUNNING
             else ""
         )
-        self._write(
-            f"UPDATE segments SET state = ?{started}{extra} WHERE job_id = ? AND idx = ?",
-            (state.value, *fields.values(), job_id, index),
-        )
+        with self.transaction() as db:
+            self._check_holder(db, job_id, pid)
+            row = db.execute(
+                "SELECT state FROM segments WHERE job_id = ? AND idx = ?", (job_id, index)
+            ).fetchone()
+            if row is None:
+                raise IllegalTransition(f"no segment {index} in job {job_id}")
+            check_segment(SegmentState(row["state"]), state)
+            if before is not None:
+                before()
+            db.execute(
+                f"UPDATE segments SET state = ?{started}{extra} WHERE job_id = ? AND idx = ?",
+                (state.value, *fields.values(), job_id, index),
+            )
+
+
+class _Refused(Exception):
+    """Rolls a claim back (carrying what refused it)."""
+
+    def __init__(self, claim: Claim) -> None:
+        self.claim = claim
 
 
 class QueueStore:
@@ -221,24 +501,14 @@ class QueueStore:
 
     def add(self, entry: QueueEntry) -> QueueEntry:
         """Store a new entry at the end; returns it with its id and position."""
-        with self.store._lock:
-            db = self.store._db
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                last = db.execute("SELECT COALESCE(MAX(position), -1) FROM queue").fetchone()[0]
-                cursor = db.execute(
-                    "INSERT INTO queue (position, entry) VALUES (?, '{}')", (last + 1,)
-                )
-                assert cursor.lastrowid is not None
-                stored = entry.model_copy(update={"id": cursor.lastrowid, "position": last + 1})
-                db.execute(
-                    "UPDATE queue SET entry = ? WHERE id = ?",
-                    (stored.model_dump_json(), stored.id),
-                )
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
+        with self.store.transaction() as db:
+            last = db.execute("SELECT COALESCE(MAX(position), -1) FROM queue").fetchone()[0]
+            cursor = db.execute("INSERT INTO queue (position, entry) VALUES (?, '{}')", (last + 1,))
+            assert cursor.lastrowid is not None
+            stored = entry.model_copy(update={"id": cursor.lastrowid, "position": last + 1})
+            db.execute(
+                "UPDATE queue SET entry = ? WHERE id = ?", (stored.model_dump_json(), stored.id)
+            )
         return stored
 
     def put(self, entry: QueueEntry) -> None:
@@ -252,18 +522,11 @@ class QueueStore:
 
     def put_all(self, entries: list[QueueEntry]) -> None:
         """Write many entries in one transaction (a reorder renumbers them all)."""
-        with self.store._lock:
-            db = self.store._db
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                db.executemany(
-                    "UPDATE queue SET position = ?, entry = ? WHERE id = ?",
-                    [(e.position, e.model_dump_json(), e.id) for e in entries],
-                )
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
+        with self.store.transaction() as db:
+            db.executemany(
+                "UPDATE queue SET position = ?, entry = ? WHERE id = ?",
+                [(e.position, e.model_dump_json(), e.id) for e in entries],
+            )
 
     def get_meta(self, key: str) -> str | None:
         rows = self.store._rows("SELECT value FROM meta WHERE key = ?", (key,))
@@ -275,6 +538,25 @@ class QueueStore:
             " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
             (key, value),
         )
+
+
+def _insert(db: sqlite3.Connection, job: JobRecord) -> None:
+    now = time.time()
+    db.execute(
+        "INSERT OR IGNORE INTO jobs (id, input, input_size, input_mtime_ns, output, settings,"
+        " stage, created, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            job.id,
+            job.input,
+            job.input_size,
+            job.input_mtime_ns,
+            job.output,
+            job.settings,
+            job.stage.value,
+            now,
+            now,
+        ),
+    )
 
 
 def _job(row: sqlite3.Row) -> JobRecord:

@@ -53,6 +53,11 @@ async def serve(
             config_path=config_path,
             workers=workers,
         )
+        if engine.store.recovered is not None:  # the damaged state file was replaced
+            print(
+                f"drapto: warning: {engine.store.recovered.message(engine.store.path)}",
+                file=sys.stderr,
+            )
         try:
             return await _run(engine, EngineServer(engine, socket_path))
         finally:

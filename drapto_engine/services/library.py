@@ -93,6 +93,23 @@ def is_video_file(path: Path, ffmpeg: str | None = None) -> str | None:
     return None
 
 
+ALREADY_AV1 = "already AV1"
+"""The note of a source skipped because its video is AV1 already (see `force`)."""
+
+
+def is_av1(path: Path) -> bool:
+    """Whether the file's video (its first video stream, as drapto encodes) is AV1
+    already: re-encoding it loses quality for little gain, so a folder or queue file
+    skips it and `drapto encode` refuses it unless forced. Reads the header only;
+    a file that cannot be read is not AV1 here (the encode then says what is wrong)."""
+    try:
+        with av.open(str(path)) as container:
+            video = container.streams.video
+            return bool(video) and video[0].codec_context.codec.canonical_name == "av1"
+    except (av.error.FFmpegError, OSError):
+        return False
+
+
 def natural_key(relative: Path) -> tuple[tuple[str | int, ...], ...]:
     """Sort key comparing digit runs as numbers and the rest without case, part by part."""
     # re.split with a group alternates text and digits, text first, so every tuple has
@@ -107,7 +124,7 @@ def scan_folder(folder: Path, ffmpeg: str, *, skip: Iterable[Path] = ()) -> Scan
     """Every video under `folder`, recursively, confirmed by probing.
 
     Left out: hidden files and folders (drapto's `.drapto-work-*` folders and
-    `.<stem>.drapto-partial.<ext>` files are hidden by construction), drapto's own
+    `.<stem>.drapto-partial-<pid>.<ext>` files are hidden by construction), drapto's own
     `*.av1.mkv` outputs, files without a video extension (silently), anything in a folder of `skip`
     (a batch's output folders, so outputs inside the library are not queued again), and
     a second path to a file already found (through a symlink). Symlinked folders are

@@ -48,13 +48,20 @@ from drapto_engine.core.models import (
     SegmentState,
     VideoAnalysis,
 )
-from drapto_engine.core.state import JobRecord, JobStage, StateManager
+from drapto_engine.core.state import (
+    JobRecord,
+    JobStage,
+    JobTakenOver,
+    StateDamaged,
+    StateManager,
+)
 from drapto_engine.infrastructure.extents import Extent, stream_extents
 from drapto_engine.infrastructure.ffmpeg.progress import Progress
 from drapto_engine.infrastructure.ffmpeg.runner import run_checked
 from drapto_engine.infrastructure.prefetch import Prefetch
 from drapto_engine.infrastructure.probe import probe
 from drapto_engine.infrastructure.resources import (
+    Admission,
     ResourceManager,
     check_disk,
     cpu_count,
@@ -62,6 +69,7 @@ from drapto_engine.infrastructure.resources import (
     estimated_output_bytes,
     threads_per_worker,
 )
+from drapto_engine.infrastructure.store import pid_alive
 from drapto_engine.monitoring import Monitor
 from drapto_engine.services.detection import analyze_media
 from drapto_engine.services.encoding.audio import audio_argv, bitrate_kbps, output_channels
@@ -90,10 +98,14 @@ class EncodeRequest:
     """Flags in shadow state: their other strategy's analysis runs too (see flags.py)."""
     priority: int = 0
     """Admission priority of this job's encoders among all jobs' (lower goes first)."""
+    replaces: frozenset[str] = frozenset()
+    """Jobs this one knowingly replaces (an earlier try of the same entry, rolled back):
+    dropping them is no news."""
 
 
 WORK_PREFIX = ".drapto-work-"
-PARTIAL_SEGMENT = ".partial.mkv"
+WORK_PLAN = "plan.json"
+"""The finished plan, kept in the work folder too: a lost state database costs nothing."""
 
 
 def job_record(request: EncodeRequest) -> JobRecord:
@@ -112,9 +124,40 @@ def job_record(request: EncodeRequest) -> JobRecord:
     )
 
 
-def partial_name(output: Path) -> Path:
-    """The temporary name an output is written under until it validates."""
-    return output.with_name(f".{output.stem}.drapto-partial{output.suffix}")
+def partial_name(output: Path, pid: int | None = None) -> Path:
+    """The temporary name an output is written under until it validates. It names the
+    writing process: one that wakes after its job was taken over never writes into the
+    new holder's file."""
+    return output.with_name(f".{output.stem}.drapto-partial-{pid or os.getpid()}{output.suffix}")
+
+
+def partial_file(path: Path) -> Path:
+    """The name a work file (segment, audio) is written under by this process."""
+    return path.with_name(f"{path.stem}.{os.getpid()}.partial{path.suffix}")
+
+
+def _abandoned(path: Path, pid: int | None) -> bool:
+    """A partial file of this process, or of one that is gone (killed mid-write)."""
+    return pid is None or pid == os.getpid() or not pid_alive(pid)
+
+
+def _leftovers(work: Path, output: Path) -> list[Path]:
+    """Partial files that no live process is writing."""
+    found: list[Path] = []
+    if work.is_dir():
+        for path in work.glob("*.partial.*"):
+            pid = path.name.split(".")[-3] if path.name.count(".") >= 3 else ""
+            if _abandoned(path, int(pid) if pid.isdigit() else None):
+                found.append(path)
+    prefix, suffix = f".{output.stem}.drapto-partial", output.suffix
+    with contextlib.suppress(OSError):
+        for path in output.parent.iterdir():
+            name = path.name
+            if name.startswith(prefix) and name.endswith(suffix):
+                pid = name[len(prefix) : len(name) - len(suffix)].lstrip("-")
+                if _abandoned(path, int(pid) if pid.isdigit() else None):
+                    found.append(path)
+    return found
 
 
 def preflight(request: EncodeRequest) -> None:
@@ -177,8 +220,12 @@ class Orchestrator:
         """Run one job to its end, resuming what an interrupted run of it left."""
         preflight(request)
         record = await asyncio.to_thread(job_record, request)
+        work_root = request.work_root or request.output.parent
+        work = work_root / f"{WORK_PREFIX}{record.id}"
         stored = await asyncio.to_thread(self.state.store.job, record.id)
         resume = StoredPlan.of(stored)
+        if resume is None:  # the state database lost it: the work folder has it too
+            resume = await asyncio.to_thread(StoredPlan.from_work, work, record.id)
         if resume is not None:
             media = resume.analysis.media
         else:
@@ -186,49 +233,84 @@ class Orchestrator:
         job = self.job = record.id
         if self.on_job is not None:
             self.on_job(job)
-        work_root = request.work_root or request.output.parent
-        work = work_root / f"{WORK_PREFIX}{job}"
         partial = partial_name(request.output)
         _, dropped = await self.state.begin(record)
         for old in dropped:
-            self.bus.emit(
-                Warning(
-                    job=job,
-                    message=f"{request.input}: an unfinished run with other settings (or an "
-                    "older source) is dropped; starting afresh",
+            if old.id not in request.replaces:
+                self.bus.emit(
+                    Warning(
+                        job=job,
+                        message=f"{request.input}: an unfinished run with other settings (or "
+                        "an older source) is dropped; starting afresh",
+                    )
                 )
-            )
             await asyncio.to_thread(shutil.rmtree, work_root / f"{WORK_PREFIX}{old.id}", True)
+        for leftover in await asyncio.to_thread(_leftovers, work, request.output):
+            leftover.unlink(missing_ok=True)
         self.stage = JobStage.QUEUED
-        heartbeat = asyncio.create_task(self.state.keep_alive(job))
+        me = asyncio.current_task()
+        lost: list[DraptoError] = []
+        running = True
+
+        def on_lost(exc: DraptoError) -> None:
+            # Another drapto has the job now: stop the encoders at once, write nothing.
+            lost.append(exc)
+            if running and me is not None:
+                me.cancel()
+
+        heartbeat = asyncio.create_task(self.state.keep_alive(job, on_lost))
         keep_work = request.keep_work
+        ours = True  # whether the job's state and work folder are still this run's
         try:
-            return await self._pipeline(job, request, media, work, partial, resume)
-        except DraptoError as exc:
-            await self._save_metrics(job)
+            try:
+                return await self._pipeline(job, request, media, work, partial, resume)
+            finally:
+                running = False
+        except (JobTakenOver, StateDamaged) as exc:
+            # Nothing more is written: the job and its work folder are another's, or
+            # the database cannot take it; finished segments stay for the next run.
+            ours = False
+            keep_work = True
             self.bus.emit(JobFailed(job=job, stage=self.stage.value, error=exc.one_line()))
-            await self.state.set_stage(job, JobStage.FAILED, exc.one_line())
+            raise
+        except DraptoError as exc:
+            self.bus.emit(JobFailed(job=job, stage=self.stage.value, error=exc.one_line()))
+            try:
+                await self._save_metrics(job)
+                await self.state.set_stage(job, JobStage.FAILED, exc.one_line())
+            except StateDamaged:
+                keep_work = True
             raise
         except asyncio.CancelledError:
-            # Interrupted: finished segments stay for the next run; in-flight ones go.
             keep_work = True
+            if lost and me is not None:
+                ours = False
+                me.uncancel()
+                self.bus.emit(JobFailed(job=job, stage=self.stage.value, error=lost[0].one_line()))
+                raise lost[0] from None
+            # Interrupted: finished segments stay for the next run; in-flight ones go.
             await asyncio.shield(self._interrupted(job, work))
             raise
         finally:
             self.segments_planned.set()
             heartbeat.cancel()
             partial.unlink(missing_ok=True)
-            if not keep_work:
-                await asyncio.to_thread(shutil.rmtree, work, True)
-            await asyncio.shield(self.state.release(job))
+            if ours and job in self.state.held:  # not taken over meanwhile
+                if not keep_work:
+                    await asyncio.to_thread(shutil.rmtree, work, True)
+                with contextlib.suppress(StateDamaged):
+                    await asyncio.shield(self.state.release(job))
 
     async def _interrupted(self, job: str, work: Path) -> None:
-        for leftover in work.glob("*.partial.*"):
+        for leftover in work.glob(f"*.{os.getpid()}.partial.*"):
             leftover.unlink(missing_ok=True)
-        await self.state.set_stage(job, JobStage.QUEUED, "interrupted")
+        with contextlib.suppress(JobTakenOver, StateDamaged):
+            await self.state.set_stage(job, JobStage.QUEUED, "interrupted")
 
-    async def _set_stage(self, job: str, stage: JobStage) -> None:
-        await self.state.set_stage(job, stage)
+    async def _set_stage(
+        self, job: str, stage: JobStage, before: Callable[[], None] | None = None
+    ) -> None:
+        await self.state.set_stage(job, stage, before=before)
         self.stage = stage
         self.bus.emit(StageChanged(job=job, stage=stage.value))
 
@@ -300,6 +382,7 @@ class Orchestrator:
                 if resume is None:
                     stored.append(await measured(planned))
                     await self.state.save(job, plan=stored[0].model_dump_json(exclude={"analysis"}))
+                    await asyncio.to_thread(stored[0].write_to, work, job)
 
             planned = await self._encode_segments(job, plan, segments, work, request, save_plan)
             audio = await audio_task
@@ -325,10 +408,12 @@ class Orchestrator:
         failures = await asyncio.to_thread(check_output, partial, expected, self.ffmpeg)
         if failures:
             raise ValidationError(request.input, failures)
-        os.replace(partial, request.output)
         metrics = await self._save_metrics(job)
+        # put in place only while this process still holds the job
+        await self._set_stage(
+            job, JobStage.DONE, before=lambda: os.replace(partial, request.output)
+        )
         summary = self._summary(request, media, len(files), time.monotonic() - started, metrics)
-        await self._set_stage(job, JobStage.DONE)
         self.bus.emit(JobFinished(job=job, summary=summary))
         return summary
 
@@ -438,6 +523,11 @@ class Orchestrator:
                         )
                     )
                     more.set()
+                self.bus.emit(
+                    SegmentsPlanned(
+                        job=job, count=len(planned), frames=[s.frame_count for s in planned]
+                    )
+                )
                 await on_planned(list(planned))
             finally:
                 finished_planning = True
@@ -472,20 +562,36 @@ class Orchestrator:
                     group.create_task(worker())
         except BaseExceptionGroup as group_error:
             raise first_error(group_error) from None
-        self.bus.emit(
-            SegmentsPlanned(job=job, count=len(planned), frames=[s.frame_count for s in planned])
-        )
         return planned
 
     async def _reuse(self, job: str, segment: Segment, path: Path) -> bool:
-        """A segment finished by an earlier run counts if its file has all its frames."""
+        """A segment finished by an earlier run counts if its file has all its frames.
+
+        A segment file is only ever given its name once it is whole, so one that the
+        state database has never seen started (it was lost or replaced) counts too."""
         record = (await self.state.segments(job)).get(segment.index)
-        if record is None or record.state is not SegmentState.DONE:
+        if record is None:
+            return False
+        unknown = record.state is SegmentState.PENDING and record.encodes == 0
+        if record.state is not SegmentState.DONE and not (
+            unknown and await asyncio.to_thread(_made_for, path, segment)
+        ):
             return False
         frames = await asyncio.to_thread(_video_packets, path) if path.exists() else -1
         if frames != segment.frame_count:
-            await self.state.set_segment(job, segment.index, SegmentState.PENDING)
+            if record.state is SegmentState.DONE:
+                await self.state.set_segment(job, segment.index, SegmentState.PENDING)
             return False
+        if unknown:  # recorded as done again, as if this run had encoded it
+            await self.state.set_segment(job, segment.index, SegmentState.RUNNING)
+            await self.state.set_segment(
+                job,
+                segment.index,
+                SegmentState.DONE,
+                size_bytes=path.stat().st_size,
+                attempts=record.attempts,
+                encodes=record.encodes,
+            )
         self._segment_done(
             job, segment, path, record.fps or 0.0, record.wall_s or 0.0, resumed=True
         )
@@ -527,7 +633,7 @@ class Orchestrator:
         assert self.slots is not None
         if await self._reuse(job, segment, path):
             return
-        partial = path.with_name(path.stem + PARTIAL_SEGMENT)
+        partial = partial_file(path)
         resolution = plan.analysis.resolution_class
         for attempt in range(1, SEGMENT_ATTEMPTS + 1):
             estimate = self.slots.estimate(resolution)
@@ -541,13 +647,14 @@ class Orchestrator:
                     SegmentStarted(job=job, index=segment.index, attempt=attempt, threads=threads)
                 )
                 try:
-                    await run_checked(
-                        plan.encoder.segment_argv(plan, segment, partial, threads),
-                        f"segment {segment.index} encode",
-                        plan.source,
-                        on_progress=self._progress_reporter(job, segment),
-                        on_start=ticket.track,
-                    )
+                    async with sampled_early(ticket):
+                        await run_checked(
+                            plan.encoder.segment_argv(plan, segment, partial, threads),
+                            f"segment {segment.index} encode",
+                            plan.source,
+                            on_progress=self._progress_reporter(job, segment, ticket),
+                            on_start=ticket.track,
+                        )
                     frames = await asyncio.to_thread(_video_packets, partial)
                     if frames != segment.frame_count:
                         raise EncodeError(
@@ -570,15 +677,16 @@ class Orchestrator:
                     if retry:
                         continue
                     raise
-                os.replace(partial, path)
                 self.slots.record_peak(resolution, ticket.peak_rss_bytes)
                 wall = time.monotonic() - started
                 fps = frames / wall if wall > 0 else 0.0
+                # named only while this process still holds the job
                 await self.state.set_segment(
                     job,
                     segment.index,
                     SegmentState.DONE,
-                    size_bytes=path.stat().st_size,
+                    before=lambda: _put_in_place(partial, path, segment),
+                    size_bytes=partial.stat().st_size,
                     fps=fps,
                     wall_s=wall,
                 )
@@ -595,8 +703,12 @@ class Orchestrator:
                 )
                 return
 
-    def _progress_reporter(self, job: str, segment: Segment) -> Callable[[Progress], None]:
+    def _progress_reporter(
+        self, job: str, segment: Segment, ticket: Admission | None = None
+    ) -> Callable[[Progress], None]:
         def report(progress: Progress) -> None:
+            if progress.ended and ticket is not None:
+                ticket.measure(0, final=True)  # the last look at it: exits next
             frames = segment.frame_count
             self.bus.emit(
                 SegmentProgress(
@@ -618,7 +730,7 @@ class Orchestrator:
             path = work / f"audio-{stream.index}.mka"
             started = time.monotonic()
             if not path.exists():  # present only when an earlier run of this job finished it
-                partial = path.with_name(f"{path.stem}.partial.mka")
+                partial = partial_file(path)
                 await run_checked(
                     audio_argv(self.ffmpeg, media.path, stream, partial),
                     f"audio #{stream.index} encode",
@@ -669,6 +781,9 @@ class Orchestrator:
     ) -> JobSummary:
         out_bytes = request.output.stat().st_size
         frames = media.video.frame_count
+        # After a resume the kept segments' frames cost this run nothing: the job's
+        # rate is over the frames it encoded itself.
+        encoded = sum(s.frames for s in metrics.segments) if metrics.resumed_segments else frames
         return JobSummary(
             input=str(request.input),
             output=str(request.output),
@@ -679,7 +794,7 @@ class Orchestrator:
             else 0.0,
             wall_s=wall,
             frames=frames,
-            encode_fps=frames / wall if wall > 0 else 0.0,
+            encode_fps=encoded / wall if wall > 0 else 0.0,
             segments=segments,
             metrics=metrics,
         )
@@ -708,6 +823,24 @@ class StoredPlan(BaseModel):
         except PydanticValidationError:
             log.warning("job %s: stored plan unreadable; planning again", record.id)
             return None
+
+    @classmethod
+    def from_work(cls, work: Path, job: str) -> StoredPlan | None:
+        """The plan a run of this job left in its work folder (see write_to)."""
+        try:
+            data = json.loads((work / WORK_PLAN).read_text(encoding="utf-8"))
+            if data.pop("job", None) != job:
+                return None
+            return cls.model_validate(data)
+        except (OSError, ValueError, PydanticValidationError):
+            return None
+
+    def write_to(self, work: Path, job: str) -> None:
+        """Keep the plan beside the segments it made (written whole, then renamed)."""
+        data = {"job": job, **self.model_dump(mode="json")}
+        partial = partial_file(work / WORK_PLAN)
+        partial.write_text(json.dumps(data), encoding="utf-8")
+        os.replace(partial, work / WORK_PLAN)
 
     @classmethod
     def measure(
@@ -744,6 +877,31 @@ def scans_for_cuts(settings: EncodeSettings, media: MediaInfo) -> bool:
     return settings.scene_detection and segments_video(settings, media.dolby_vision is not None)
 
 
+EARLY_SAMPLE_S = 2.0
+EARLY_SAMPLE_INTERVAL_S = 0.1
+
+
+@contextlib.asynccontextmanager
+async def sampled_early(ticket: Admission) -> AsyncIterator[None]:
+    """Sample an encoder ten times a second for its first EARLY_SAMPLE_S. The shared
+    sampler's 1 s period misses an encoder that ends sooner (a short whole-file encode,
+    Dolby Vision's among them), whose metrics would then read 0 MiB and 0% CPU; with
+    the sample at its last progress report even a 0.2 s encoder is measured."""
+
+    async def sample() -> None:
+        for number in range(round(EARLY_SAMPLE_S / EARLY_SAMPLE_INTERVAL_S)):
+            await asyncio.sleep(EARLY_SAMPLE_INTERVAL_S)
+            ticket.measure(number)
+
+    task = asyncio.create_task(sample())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
 async def _iterate(segments: list[Segment]) -> AsyncIterator[Segment]:
     for segment in segments:
         yield segment
@@ -751,6 +909,26 @@ async def _iterate(segments: list[Segment]) -> AsyncIterator[Segment]:
 
 def segment_file(work: Path, segment: Segment) -> Path:
     return work / f"segment-{segment.index:05d}.mkv"
+
+
+def _range_file(path: Path) -> Path:
+    return path.with_suffix(".range")
+
+
+def _put_in_place(partial: Path, path: Path, segment: Segment) -> None:
+    """Name a finished segment, noting the frames it holds beside it: if the state
+    database is lost, the file still says what it is."""
+    _range_file(path).write_text(f"{segment.start_frame} {segment.end_frame}\n", encoding="utf-8")
+    os.replace(partial, path)
+
+
+def _made_for(path: Path, segment: Segment) -> bool:
+    """Whether a segment file on disk was encoded for exactly this segment's frames."""
+    try:
+        noted = _range_file(path).read_text(encoding="utf-8").split()
+    except OSError:
+        return False
+    return path.exists() and noted == [str(segment.start_frame), str(segment.end_frame)]
 
 
 def first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:

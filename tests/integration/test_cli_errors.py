@@ -164,6 +164,7 @@ BAD: dict[str, list[Bad]] = {
         bad("encode", "{input}", "--detach=1", names="--detach"),
         bad("encode", "{input}", "--detach", "--no-daemon", names="--detach"),
     ],
+    "drapto encode --force": [bad("encode", "{input}", "--force=1", names="--force")],
     "drapto encode --no-daemon": [bad("encode", "{input}", "--no-daemon=1", names="--no-daemon")],
     "drapto encode --hdr10-fallback": [
         bad("encode", "{input}", "--hdr10-fallback=1", names="--hdr10-fallback")

@@ -22,6 +22,11 @@ from drapto_engine.services.encoding.svt import segment_argv
 
 KEPT_PROFILES = frozenset({8})
 BASE_LAYER_PROFILES = frozenset({7})  # dual layer: the base layer is HDR10
+AV1_PROFILE = 10
+"""AV1's Dolby Vision profile (what drapto writes). The decoder attaches its RPUs like
+profile 8's, so it is kept when its base layer is HDR10, SDR or HLG (compatibility id
+1, 2 or 4); with an IPT base layer (id 0) it is profile 5's case."""
+KEPT_AV1_COMPAT_IDS = frozenset({1, 2, 4})
 
 
 @dataclass(frozen=True)
@@ -31,8 +36,11 @@ class DolbyVisionDecision:
 
 
 def decide(dovi: DolbyVisionInfo, path: Path, hdr10_fallback: bool) -> DolbyVisionDecision:
-    """Keep profiles 5 and 8; profile 7 becomes HDR10 with a warning; others need the flag."""
+    """Keep profile 8 and profile 10 over an HDR10/SDR/HLG base layer; profile 7 becomes
+    HDR10 with a warning; others need the flag."""
     if dovi.profile in KEPT_PROFILES:
+        return DolbyVisionDecision(keep=True)
+    if dovi.profile == AV1_PROFILE and dovi.bl_compat_id in KEPT_AV1_COMPAT_IDS:
         return DolbyVisionDecision(keep=True)
     if dovi.profile in BASE_LAYER_PROFILES:
         return DolbyVisionDecision(
@@ -51,6 +59,20 @@ def decide(dovi: DolbyVisionInfo, path: Path, hdr10_fallback: bool) -> DolbyVisi
         return DolbyVisionDecision(
             keep=False,
             warning=f"Dolby Vision profile {dovi.profile} cannot be kept; encoding the base layer as asked{colours}",
+        )
+    if dovi.profile == AV1_PROFILE:
+        base = (
+            "an IPT base layer (compatibility id 0)"
+            if dovi.bl_compat_id == 0
+            else f"base layer compatibility id {dovi.bl_compat_id}"
+            if dovi.bl_compat_id is not None
+            else "no base layer compatibility id"
+        )
+        raise DraptoError(
+            f"Dolby Vision profile 10 (AV1) with {base} cannot be re-encoded with its "
+            "Dolby Vision metadata",
+            path,
+            hint="pass --hdr10-fallback to encode the base layer without it",
         )
     raise DraptoError(
         f"Dolby Vision profile {dovi.profile} cannot be kept in AV1",
