@@ -76,7 +76,7 @@ class JobOptions(BaseModel):
     """Keep the work directory of a failed job."""
     work_dir: SettingPath | None = None
     """Where work directories go; unset: beside the output."""
-    force: bool | None = None
+    force: StrictBool | None = None
     """Encode a source that is already AV1 (by default it is skipped, or refused)."""
 
     @field_validator("max_segment_s")

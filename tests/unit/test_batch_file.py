@@ -96,7 +96,7 @@ def test_unknown_keys_everywhere(tmp_path: Path, ffmpeg: str, video: Path) -> No
         "4: defaults.workerz: unknown key (did you mean 'workers'?)",
         "7: job[1].preest: unknown key (did you mean 'preset'?)",
         "10: job[2].colour: unknown key (keys are input, preset, crf, min_segment_s,"
-        " max_segment_s, hdr10_fallback, output_dir, overwrite, keep_work, work_dir)",
+        " max_segment_s, hdr10_fallback, output_dir, overwrite, keep_work, work_dir, force)",
     ]
 
 
@@ -140,6 +140,7 @@ COERCIONS = [
     ('hdr10_fallback = "yes"', 'hdr10_fallback: must be true or false, not "yes"'),
     ("overwrite = 0", "overwrite: must be true or false, not 0"),
     ("keep_work = 1", "keep_work: must be true or false, not 1"),
+    ('force = "yes"', 'force: must be true or false, not "yes"'),
     ("min_segment_s = true", "min_segment_s: must be a number, not true"),
     ('min_segment_s = "5"', 'min_segment_s: must be a number, not "5"'),
     ("min_segment_s = inf", "min_segment_s: must be a finite number, not inf"),
