@@ -8,39 +8,68 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import tomli_w
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    Strict,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    field_validator,
+)
 
 from drapto_engine.core.errors import DraptoError
 from drapto_engine.core.flags import FlagState, FlagStates, parse_state
-from drapto_engine.core.jobs import JobOptions
+from drapto_engine.core.jobs import JobOptions, SettingPath
 from drapto_engine.infrastructure.paths import config_file
+from drapto_engine.infrastructure.toml_file import (
+    FileProblems,
+    KeyLines,
+    Loc,
+    flag_problems,
+    in_file_order,
+    model_problems,
+    parse,
+    read_text,
+)
+
+CONFIG_LIMIT = 1 << 20
+"""The largest config file read (1 MiB): anything bigger is not one."""
+
+
+Number = Annotated[float, Strict(), Field(allow_inf_nan=False)]
+"""A finite number (a whole number is one too; true is not); fields add their range."""
 
 
 class Config(BaseModel):
+    """config.toml. Types are strict (`workers = true` is refused, not read as 1) and
+    numbers finite; an unknown key is refused with the nearest known one."""
+
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    ffmpeg_path: str | None = None
+    ffmpeg_path: StrictStr | None = Field(default=None, min_length=1)
     """An ffmpeg binary to use instead of the bundled one (DRAPTO_FFMPEG still wins)."""
     defaults: JobOptions = JobOptions()
     """Defaults for every job (preset, crf, output_dir, overwrite ...)."""
     flags: FlagStates = Field(default_factory=dict)
     """Feature flag defaults: name = "on" | "off" | "shadow" (or true/false)."""
-    workers: int | None = Field(default=None, ge=1)
+    workers: StrictInt | None = Field(default=None, ge=1)
     """Most encoders at once over all jobs; unset: from cores and memory."""
-    memory_reserve_percent: float = Field(default=15.0, ge=0, le=90)
+    memory_reserve_percent: Number = Field(default=15.0, ge=0, le=90)
     """Memory kept free: below it no encoder is admitted and the newest is suspended."""
-    notify_url: str | None = None
+    notify_url: StrictStr | None = None
     """ntfy-style URL that gets a POST at batch start, each job's end and batch end."""
-    rollback_limit: int = Field(default=3, ge=1)
+    rollback_limit: StrictInt = Field(default=3, ge=1)
     """Rollbacks of one flag in a session after which it is off for the rest of it."""
-    stall_timeout_s: float = Field(default=60.0, gt=0)
+    stall_timeout_s: Number = Field(default=60.0, gt=0)
     """An encoder with no progress for this long raises a stalled alert."""
-    slow_encoder_ratio: float = Field(default=3.0, gt=1)
+    slow_encoder_ratio: Number = Field(default=3.0, gt=1)
     """An encoder this many times slower than the job's median raises an alert."""
-    socket_path: Path | None = None
+    socket_path: SettingPath | None = None
     """The engine service's Unix socket; unset: $XDG_RUNTIME_DIR/drapto/engine.sock."""
 
     @field_validator("notify_url")
@@ -57,14 +86,37 @@ class Config(BaseModel):
 
 
 def load_config(path: Path | None = None) -> Config:
-    """The config file's settings; a missing file means the defaults (unless named)."""
+    """The config file's settings; a missing file means the defaults (unless named).
+
+    Raises FileProblems (exit status 2) naming the file, line and key of each problem."""
     named = path is not None
     path = path or config_file()
-    if not path.is_file():
+    if not path.exists():
         if named:
-            raise DraptoError("config file not found", path)
+            raise FileProblems(path, ["config file not found"])
         return Config()
-    return validated(Config, read_toml(path, "config"), path)
+    text = read_text(path, CONFIG_LIMIT)
+    lines = KeyLines(text)
+    return validated(parse(path, text, lines), lines, path)
+
+
+def validated(data: dict[str, Any], lines: KeyLines, path: Path) -> Config:
+    """`data` (the parsed file) as a Config, or FileProblems with every problem."""
+    problems = flag_problems(data, lines)
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        problems += model_problems(exc, lines, _keys_at)
+    else:
+        if not problems:
+            return config
+    raise FileProblems(path, in_file_order(problems))
+
+
+def _keys_at(loc: Loc) -> list[str]:
+    if loc == ("defaults",):
+        return list(JobOptions.model_fields)
+    return list(Config.model_fields)
 
 
 def read_toml(path: Path, what: str) -> dict[str, Any]:
@@ -74,19 +126,6 @@ def read_toml(path: Path, what: str) -> dict[str, Any]:
         raise DraptoError(f"invalid TOML: {exc}", path) from exc
     except (OSError, UnicodeDecodeError) as exc:
         raise DraptoError(f"cannot read {what} file: {exc}", path) from exc
-
-
-def validated(model: type[Config], data: dict[str, Any], path: Path) -> Config:
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        raise DraptoError(f"invalid config: {problems(exc)}", path) from exc
-
-
-def problems(exc: ValidationError) -> str:
-    return "; ".join(
-        f"{'.'.join(str(p) for p in err['loc']) or 'file'}: {err['msg']}" for err in exc.errors()
-    )
 
 
 def saved_flags_file(config: Path | None = None) -> Path:

@@ -23,12 +23,12 @@ import pydantic
 
 from drapto_engine.core.errors import DraptoError, UsageError
 from drapto_engine.core.flags import BY_NAME, FlagState, parse_state
-from drapto_engine.core.jobs import JobOptions
+from drapto_engine.core.jobs import CRF_MAX, CRF_MIN, PRESET_MAX, PRESET_MIN, JobOptions
 from drapto_engine.infrastructure.resources import cpu_count
 
-PRESETS = (-1, 13)
-"""SVT-AV1 4.2 (the bundled ffmpeg's) takes -1 (slowest) to 13; ffmpeg refuses 14."""
-CRFS = (1, 63)
+PRESETS = (PRESET_MIN, PRESET_MAX)
+"""SVT-AV1 4.2 (the bundled ffmpeg's) takes -2 (slowest) to 13; ffmpeg refuses 14 and -3."""
+CRFS = (CRF_MIN, CRF_MAX)
 """libsvtav1 ignores CRF 0 (it means "unset" and falls back to its default of 35)."""
 WORKERS_PER_CORE = 4
 """--workers above 4 encoders a core only thrashes memory and caches."""

@@ -90,7 +90,7 @@ def run_batch(args: argparse.Namespace) -> int:
     ffmpeg = find_toolchain(config.ffmpeg_path).ffmpeg
     rejected: list[tuple[Path, str]] = []
     try:
-        batch = load_batch(args.batch, ffmpeg)
+        batch = load_batch(args.batch, ffmpeg, config.defaults)
         # Scans the folders once and refuses duplicates and outputs over inputs up front;
         # an engine in this process queues exactly these jobs.
         planned = expand_jobs(batch, ffmpeg, on_rejected=lambda p, why: rejected.append((p, why)))

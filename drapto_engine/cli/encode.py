@@ -40,7 +40,7 @@ def add_encode_parser(commands: Any) -> None:
         type=checks.mkv_output,
         help="output file, .mkv (default: INPUT's stem + .av1.mkv beside it)",
     )
-    encode.add_argument("--preset", type=checks.preset, help="SVT-AV1 preset, -1 to 13 (default 6)")
+    encode.add_argument("--preset", type=checks.preset, help="SVT-AV1 preset, -2 to 13 (default 6)")
     encode.add_argument(
         "--crf", type=checks.crf, help="CRF, 1 to 63 (default by resolution: SD 24, HD/UHD 26)"
     )

@@ -85,6 +85,8 @@ def checked_config(path: Path | None) -> Config:
     """The config file, or a usage error (exit 2) naming it: missing, unreadable, invalid."""
     try:
         return load_config(path)
+    except UsageError:
+        raise  # already `file:line: key: problem` (a FileProblems)
     except DraptoError as exc:
         raise UsageError(exc.problem, exc.path or path, exc.hint) from exc
     except RecursionError:

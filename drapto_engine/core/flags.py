@@ -9,6 +9,7 @@ default, the config file's [flags], the flags saved by live changes, the run's
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable, Mapping
 from enum import StrEnum
 from typing import Annotated
@@ -17,6 +18,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict
 
 from drapto_engine.core.errors import DraptoError
 from drapto_engine.core.models import EncodeSettings
+from drapto_engine.core.problems import shown
 
 
 class Scope(StrEnum):
@@ -109,15 +111,22 @@ BY_NAME = {flag.name: flag for flag in FLAGS}
 ON, OFF = frozenset({"on", "true", "1", "yes"}), frozenset({"off", "false", "0", "no"})
 
 
-def parse_state(name: str, value: str | bool) -> FlagState:
-    """A flag's state from on/off/shadow text (or a TOML boolean)."""
+def parse_state(name: str, value: object) -> FlagState:
+    """A flag's state from on/off/shadow text (or a TOML boolean); anything else raises."""
     flag = BY_NAME.get(name)
     if flag is None:
-        raise DraptoError(
-            f"unknown flag {name!r}", hint=f"flags are {', '.join(BY_NAME)} (see drapto flags)"
+        close = difflib.get_close_matches(name, BY_NAME, n=1)
+        hint = (
+            f"did you mean {close[0]!r}?"
+            if close
+            else f"flags are {', '.join(BY_NAME)}; see drapto flags"
         )
+        raise DraptoError(f"unknown flag {name!r}", hint=hint)
     if isinstance(value, bool):
         return FlagState.ON if value else FlagState.OFF
+    takes = "on, off or shadow" if flag.shadow else "on or off"
+    if not isinstance(value, str):
+        raise DraptoError(f"flag {name} takes {takes}, not {shown(value)}")
     text = value.strip().lower()
     if text in ON:
         return FlagState.ON
@@ -127,8 +136,7 @@ def parse_state(name: str, value: str | bool) -> FlagState:
         if not flag.shadow:
             raise DraptoError(f"flag {name} has no shadow state (only on or off)")
         return FlagState.SHADOW
-    takes = "on, off or shadow" if flag.shadow else "on or off"
-    raise DraptoError(f"flag {name} takes {takes}, not {value!r}")
+    raise DraptoError(f"flag {name} takes {takes}, not {shown(value)}")
 
 
 def parse_override(text: str) -> tuple[str, FlagState]:
@@ -141,17 +149,29 @@ def parse_override(text: str) -> tuple[str, FlagState]:
     return name.strip(), parse_state(name.strip(), value)
 
 
-def parse_states(states: Mapping[str, str | bool]) -> dict[str, FlagState]:
+def parse_states(states: Mapping[str, object]) -> dict[str, FlagState]:
     return {name: parse_state(name, value) for name, value in states.items()}
+
+
+def check_states(states: Mapping[str, object]) -> tuple[dict[str, FlagState], dict[str, str]]:
+    """A `[flags]` table's good states, and the problem of each bad one by name."""
+    good: dict[str, FlagState] = {}
+    bad: dict[str, str] = {}
+    for name, value in states.items():
+        try:
+            good[name] = parse_state(name, value)
+        except DraptoError as exc:
+            bad[name] = exc.one_line()
+    return good, bad
 
 
 def _validated_states(value: object) -> object:
     if not isinstance(value, Mapping):
         return value  # pydantic reports the wrong type
-    try:
-        return parse_states(value)
-    except DraptoError as exc:
-        raise ValueError(exc.one_line()) from exc
+    good, bad = check_states(value)
+    if bad:
+        raise ValueError("; ".join(bad.values()))
+    return good
 
 
 FlagStates = Annotated[dict[str, FlagState], BeforeValidator(_validated_states)]

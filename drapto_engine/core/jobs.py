@@ -5,37 +5,95 @@ from __future__ import annotations
 import time
 from enum import StrEnum
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    StrictBool,
+    StrictInt,
+    ValidationInfo,
+    field_validator,
+)
 
 from drapto_engine.core.metrics import JobSummary
+from drapto_engine.core.problems import shown
+
+PRESET_MIN, PRESET_MAX = -2, 13
+"""SVT-AV1 4.2's presets (`ffmpeg -h encoder=libsvtav1`: "from -2 to 13")."""
+CRF_MIN, CRF_MAX = 1, 63
+"""SVT-AV1's CRF range (ffmpeg's 0 means "unset", which would silently take the default)."""
+
+Seconds = Annotated[float, Strict(), Field(gt=0, allow_inf_nan=False)]
+"""A finite positive number of seconds; a whole number (5) is one, true is not."""
+
+
+def _path_text(value: object) -> object:
+    """A path as a settings file writes it: text naming something, or a Path."""
+    if isinstance(value, Path):
+        return value
+    if not isinstance(value, str):
+        raise ValueError(f"must be a path (text in quotes), not {shown(value)}")
+    if not value.strip():
+        raise ValueError("must not be empty")
+    if "\0" in value:
+        raise ValueError("must not contain a NUL character")
+    return value
+
+
+SettingPath = Annotated[Path, BeforeValidator(_path_text)]
+"""A folder or file named in a settings file (strict: text, never a number)."""
 
 
 class JobOptions(BaseModel):
-    """Options of one job; None means "take it from the next layer down" (defaults, config)."""
+    """Options of one job; None means "take it from the next layer down" (defaults, config).
+
+    Types are strict (`crf = true` is refused, not read as 1), numbers finite, and
+    min_segment_s may not be more than max_segment_s. These fields and ranges are the one
+    definition the queue file, the config file and the command line's options share.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    preset: int | None = Field(default=None, ge=-1, le=13)
+    preset: StrictInt | None = Field(default=None, ge=PRESET_MIN, le=PRESET_MAX)
     """SVT-AV1 preset (default 6)."""
-    crf: int | None = Field(default=None, ge=0, le=63)
+    crf: StrictInt | None = Field(default=None, ge=CRF_MIN, le=CRF_MAX)
     """CRF; unset takes the resolution class default."""
-    min_segment_s: float | None = Field(default=None, gt=0)
+    min_segment_s: Seconds | None = None
     """Shortest segment in seconds."""
-    max_segment_s: float | None = Field(default=None, gt=0)
+    max_segment_s: Seconds | None = None
     """Longest segment in seconds."""
-    hdr10_fallback: bool | None = None
+    hdr10_fallback: StrictBool | None = None
     """Encode a Dolby Vision profile that cannot be kept as plain HDR10 instead of failing."""
-    output_dir: Path | None = None
+    output_dir: SettingPath | None = None
     """Folder outputs go to, mirroring the input's folder structure; unset: beside the input."""
-    overwrite: bool | None = None
+    overwrite: StrictBool | None = None
     """Replace an existing output that is not a finished drapto encode of the same input."""
-    keep_work: bool | None = None
+    keep_work: StrictBool | None = None
     """Keep the work directory of a failed job."""
-    work_dir: Path | None = None
+    work_dir: SettingPath | None = None
     """Where work directories go; unset: beside the output."""
-    force: bool | None = None
+    force: StrictBool | None = None
     """Encode a source that is already AV1 (by default it is skipped, or refused)."""
+
+    @field_validator("max_segment_s")
+    @classmethod
+    def _not_below_min(cls, value: float | None, info: ValidationInfo) -> float | None:
+        low = info.data.get("min_segment_s")
+        if value is not None and low is not None and value < low:
+            raise ValueError(segment_problem(low, value))
+        return value
+
+    def segment_problem(self) -> str | None:
+        """Why min_segment_s and max_segment_s do not go together, if they do not (for
+        options put together from layers, which `over` does not check)."""
+        low, high = self.min_segment_s, self.max_segment_s
+        if low is not None and high is not None and high < low:
+            return segment_problem(low, high)
+        return None
 
     def over(self, base: JobOptions) -> JobOptions:
         """These options with every unset one taken from `base`."""
@@ -88,3 +146,8 @@ class QueueEntry(BaseModel):
     """What analysis found (sdr, hdr10, hlg, dolby_vision), kept for finished entries."""
     rollbacks: list[str] = Field(default_factory=list)
     """Flags turned off for this job after a failure (see the README's rollback rules)."""
+
+
+def segment_problem(low: float, high: float) -> str:
+    """The message for a max_segment_s below min_segment_s."""
+    return f"must be at least min_segment_s ({low:g}), not {high:g}"

@@ -227,7 +227,7 @@ DEFAULTS = EncodeDefaults()
 class EncodeSettings(Value):
     """Settings that shape an encode's output (a changed one starts a job afresh)."""
 
-    preset: int = Field(default=DEFAULTS.preset, ge=-1, le=13)
+    preset: int = Field(default=DEFAULTS.preset, ge=-2, le=13)  # as core.jobs.PRESET_MIN
     """SVT-AV1 preset: lower is slower and smaller."""
     crf: int | None = Field(default=None, ge=0, le=63)
     """Constant rate factor; None takes the resolution class default."""

@@ -15,10 +15,7 @@ the file in one go; each names the file, the job and the line.
 
 from __future__ import annotations
 
-import difflib
-import re
-import tomllib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -27,14 +24,25 @@ from pydantic import (
     ConfigDict,
     Field,
     PrivateAttr,
+    StrictInt,
     ValidationInfo,
     field_validator,
 )
 from pydantic import ValidationError as PydanticValidationError
 
-from drapto_engine.core.errors import DraptoError
-from drapto_engine.core.flags import FlagStates, parse_state
-from drapto_engine.core.jobs import JobOptions
+from drapto_engine.core.flags import FlagStates
+from drapto_engine.core.jobs import JobOptions, SettingPath
+from drapto_engine.infrastructure.toml_file import (
+    FileProblems,
+    KeyLines,
+    Loc,
+    Problem,
+    flag_problems,
+    in_file_order,
+    model_problems,
+    parse,
+    read_text,
+)
 from drapto_engine.services.library import is_video_file, output_path, scan_folder
 
 _BASE = "base"  # validation context key: the folder relative paths are taken from
@@ -63,14 +71,14 @@ class _QueueOptions(JobOptions):
 class BatchDefaults(_QueueOptions):
     """The [defaults] table: options for every job, and the batch's encoder bound."""
 
-    workers: int | None = Field(default=None, ge=1, strict=True)
+    workers: StrictInt | None = Field(default=None, ge=1)
     """Encoders running at once for this batch (the engine's bound when unset)."""
 
 
 class BatchJob(_QueueOptions):
     """One [[job]]: a video or a folder of videos, with options over the defaults."""
 
-    input: Path
+    input: SettingPath
     """The video to encode, or a folder whose every video (recursively) is encoded."""
 
     @field_validator("input", mode="before")
@@ -102,7 +110,7 @@ class BatchFile(BaseModel):
     jobs: list[BatchJob] = Field(alias="job", min_length=1)
 
     _path: Path | None = PrivateAttr(default=None)
-    _job_lines: list[int | None] = PrivateAttr(default_factory=list)
+    _lines: KeyLines | None = PrivateAttr(default=None)
 
     @property
     def path(self) -> Path | None:
@@ -111,8 +119,7 @@ class BatchFile(BaseModel):
 
     def job_label(self, index: int) -> str:
         """`job 2 (line 7)`: how messages name the job at `index` (0-based)."""
-        lines = self._job_lines
-        line = lines[index] if index < len(lines) else None
+        line = self._lines.line(("job", index)) if self._lines is not None else None
         return f"job {index + 1}" + (f" (line {line})" if line else "")
 
 
@@ -126,217 +133,132 @@ class PlannedJob(BaseModel):
     options: JobOptions
 
 
-class BatchFileError(DraptoError):
-    """A queue file that cannot run; `problems` has one line per problem, each naming
-    the file (the CLI prints them one to a line)."""
-
-    def __init__(self, path: Path, problems: list[str]):
-        self.problems = [f"{path}: {problem}" for problem in problems]
-        super().__init__("; ".join(problems), path)
+BatchFileError = FileProblems
+"""A queue file that cannot run (exit status 2); `problems` has one line per problem,
+each `file:line: key: problem` (the CLI prints them one to a line)."""
 
 
 # --- reading ----------------------------------------------------------------------------
 
+QUEUE_LIMIT = 64 << 20
+"""The largest queue file read (64 MiB, some 500,000 jobs): anything bigger is refused."""
 _TOP_KEYS = ("defaults", "flags", "job")
-_LINE = re.compile(r"\bline (\d+)")
 
 
-def load_batch(path: Path, ffmpeg: str) -> BatchFile:
+def load_batch(path: Path, ffmpeg: str, base: JobOptions | None = None) -> BatchFile:
     """Read and check a queue file; every input is looked at (files are probed).
 
-    Raises BatchFileError naming every problem found. Lines are found by reading the
-    text for table headers and `key =` lines (see _Lines), which covers queue files as
-    people write them; a key written another way (an inline table, a dotted key) is
-    reported without its line.
+    Raises BatchFileError naming every problem found, each with its line and key (see
+    KeyLines). `base` (the config file's defaults) is only used to check that each
+    job's segment lengths, all layers put together, go together.
+    The work is linear in the file's size: every lookup is a dictionary's.
     """
     path = path.expanduser().absolute()
-    text = _read(path)
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise BatchFileError(path, [f"TOML syntax error: {exc}"]) from exc
-    lines = _Lines(text)
-    problems = _flag_problems(data, lines)
+    text = read_text(path, QUEUE_LIMIT)
+    lines = KeyLines(text)
+    return check_batch(path, parse(path, text, lines), lines, ffmpeg, base)
+
+
+def check_batch(
+    path: Path,
+    data: dict[str, Any],
+    lines: KeyLines,
+    ffmpeg: str,
+    base: JobOptions | None = None,
+) -> BatchFile:
+    """The parsed queue file `data` as a BatchFile, or BatchFileError (see load_batch)."""
+    problems = flag_problems(data, lines)
     context = {_BASE: path.parent}
+    batch: BatchFile | None = None
     try:
         batch = BatchFile.model_validate(data, context=context)
     except PydanticValidationError as exc:
-        problems += [_describe(error, lines) for error in exc.errors()]
-        batch = None
+        problems += [_worded(p) for p in model_problems(exc, lines, _keys_at)]
+    else:
+        problems += _segment_problems(batch, lines, base)
     problems += _input_problems(data, lines, path.parent, ffmpeg)
     if problems or batch is None:
-        raise BatchFileError(path, sorted(problems, key=_line_of))
+        raise BatchFileError(path, in_file_order(problems))
     batch._path = path
-    batch._job_lines = [lines.header("job", i) for i in range(len(batch.jobs))]
+    batch._lines = lines  # read only if a message needs a job's line
     return batch
 
 
-def _line_of(problem: str) -> int:
-    """A problem's line, for listing problems in file order (those without one last)."""
-    found = _LINE.search(problem.split(": ", 1)[0])  # the label, not a path after it
-    return int(found.group(1)) if found else 1 << 30
+def _worded(problem: Problem) -> Problem:
+    """The model's problems that a queue file says better."""
+    if problem.key == "job" and problem.text in ("missing", "must have at least 1 item(s)"):
+        return Problem(None, None, "no jobs: add a [[job]] table with an input")
+    if problem.key == "job" and problem.text.startswith("must be an array"):
+        return Problem(problem.line, "job", "jobs are [[job]] tables (two brackets, one per job)")
+    if problem.text == "missing" and (problem.key or "").endswith(".input"):
+        return Problem(problem.line, problem.key, "missing (the file or folder to encode)")
+    return problem
 
 
-def _read(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except FileNotFoundError as exc:
-        raise BatchFileError(path, ["no such queue file"]) from exc
-    except UnicodeDecodeError as exc:
-        raise BatchFileError(
-            path, [f"is not UTF-8 text ({exc.reason} at byte {exc.start})"]
-        ) from exc
-    except OSError as exc:
-        raise BatchFileError(path, [f"cannot be read: {exc.strerror or exc}"]) from exc
+def _keys_at(loc: Loc) -> list[str]:
+    if not loc:
+        return list(_TOP_KEYS)
+    if loc[0] == "job":
+        return ["input", *JobOptions.model_fields]
+    return [*JobOptions.model_fields, "workers"]
 
 
-def _flag_problems(data: dict[str, Any], lines: _Lines) -> list[str]:
-    """Check [flags] one by one (so each problem has its line) and leave only the good
-    ones in `data`: the model then reports nothing twice."""
-    flags = data.get("flags")
-    if not isinstance(flags, dict):
-        return []  # absent, or the model reports the wrong type
-    problems: list[str] = []
-    for name, value in list(flags.items()):
-        where = lines.label("flags", None, name)
-        if not isinstance(value, str | bool):
-            problems.append(f"{where}: flag {name} takes on, off or shadow, not {value!r}")
-            del flags[name]
+def _segment_problems(batch: BatchFile, lines: KeyLines, base: JobOptions | None) -> list[Problem]:
+    """Jobs whose segment lengths clash once put over [defaults] (and `base`): each table
+    alone was checked by JobOptions."""
+    defaults = _job_options(batch.defaults)
+    if base is not None:
+        defaults = defaults.over(base)
+    problems: list[Problem] = []
+    for index, job in enumerate(batch.jobs):  # numbers only: no model per job
+        low = job.min_segment_s if job.min_segment_s is not None else defaults.min_segment_s
+        high = job.max_segment_s if job.max_segment_s is not None else defaults.max_segment_s
+        if low is None or high is None or low <= high:
             continue
-        try:
-            parse_state(name, value)
-        except DraptoError as exc:
-            problems.append(f"{where}: {exc.one_line()}")
-            del flags[name]
+        key = "max_segment_s" if job.max_segment_s is not None else "min_segment_s"
+        problems.append(
+            Problem(
+                lines.line(("job", index, key)),
+                f"job[{index + 1}].{key}",
+                f"min_segment_s ({low:g}) is more than max_segment_s ({high:g})"
+                " once the defaults are applied",
+            )
+        )
     return problems
 
 
-def _input_problems(data: dict[str, Any], lines: _Lines, base: Path, ffmpeg: str) -> list[str]:
-    """Inputs that do not exist or are not videos, for every job whose input was given."""
+def _input_problems(
+    data: dict[str, Any], lines: KeyLines, base: Path, ffmpeg: str
+) -> list[Problem]:
+    """Inputs that do not exist or are not videos, for every job whose input was given
+    (each distinct input is looked at once)."""
     jobs = data.get("job")
     if not isinstance(jobs, list):
         return []
-    problems: list[str] = []
+    problems: list[Problem] = []
+    seen: dict[str, str | None] = {}
     for index, job in enumerate(jobs):
         raw = job.get("input") if isinstance(job, dict) else None
-        if not isinstance(raw, str) or not raw.strip():
+        if not isinstance(raw, str) or not raw.strip() or "\0" in raw:
             continue  # missing or mistyped: the model reports it
-        source = _resolve(Path(raw), base)
-        why = _input_problem(source, ffmpeg)
+        if raw not in seen:
+            seen[raw] = _input_problem(_resolve(Path(raw), base), ffmpeg)
+        why = seen[raw]
         if why is not None:
-            problems.append(f"{lines.label('job', index, 'input')}: {why}")
+            place = ("job", index, "input")
+            problems.append(Problem(lines.line(place), f"job[{index + 1}].input", why))
     return problems
 
 
 def _input_problem(source: Path, ffmpeg: str) -> str | None:
     if not source.exists():
-        return f"input {source} does not exist"
+        return f"{source} does not exist"
     if source.is_dir():
         return None
     if not source.is_file():
-        return f"input {source} is not a file or folder"
+        return f"{source} is not a file or folder"
     why = is_video_file(source, ffmpeg)
-    return None if why is None else f"input {source} {why}"
-
-
-def _describe(error: Mapping[str, Any], lines: _Lines) -> str:
-    """One pydantic error as a line for people: where, then what."""
-    loc: tuple[str | int, ...] = tuple(error["loc"])
-    kind = str(error["type"])
-    if loc == ("job",) and kind in ("missing", "too_short"):
-        return "no jobs: add a [[job]] table with an input"
-    section, index, key = _split_loc(loc)
-    where = lines.label(section, index, key)
-    if kind == "missing":
-        return f"{where}: missing {key}" + (
-            " (the file or folder to encode)" if key == "input" else ""
-        )
-    if kind == "extra_forbidden":
-        return f"{where}: unknown key {key!r}{_suggest(str(key), _keys(section, index))}"
-    if kind in ("model_type", "dict_type", "model_attributes_type"):
-        return f"{where}: {f'{key} ' if section is None else ''}must be a table"
-    what = str(error["msg"])
-    what = what[:1].lower() + what[1:]
-    subject = f"{key}: " if key is not None else ""
-    return f"{where}: {subject}{what}, not {error.get('input')!r}"
-
-
-def _split_loc(loc: tuple[str | int, ...]) -> tuple[str | None, int | None, str | None]:
-    """(section, job index, key) of an error location."""
-    if len(loc) == 1:
-        return None, None, str(loc[0])
-    section = str(loc[0])
-    if section == "job" and isinstance(loc[1], int):
-        return section, loc[1], str(loc[2]) if len(loc) > 2 else None
-    return section, None, str(loc[1])
-
-
-def _keys(section: str | None, index: int | None) -> list[str]:
-    if section is None:
-        return list(_TOP_KEYS)
-    if section == "job" and index is not None:
-        return ["input", *JobOptions.model_fields]
-    return [*JobOptions.model_fields, "workers"]
-
-
-def _suggest(key: str, known: list[str]) -> str:
-    close = difflib.get_close_matches(key, known, n=1)
-    if close:
-        return f" (did you mean {close[0]!r}?)"
-    return f" (keys are {', '.join(known)})"
-
-
-_HEADER = re.compile(r"^\s*\[\[?\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
-
-
-class _Lines:
-    """Where tables and keys are in a queue file's text (1-based line numbers).
-
-    A job is found as the n-th `[[job]]` header and a key as the first `key =` line of
-    its table: good enough for queue files as people write them, not a TOML parser.
-    """
-
-    def __init__(self, text: str) -> None:
-        self._text = text.splitlines()
-        # (table name, header line, last line); the top of the file is table "" at line 0
-        self._tables: list[tuple[str, int, int]] = []
-        name, first = "", 0
-        for number, line in enumerate(self._text, 1):
-            found = _HEADER.match(line)
-            if found:
-                self._tables.append((name, first, number - 1))
-                name, first = found.group(1).strip("\"' "), number
-        self._tables.append((name, first, len(self._text)))
-
-    def _table(self, name: str, index: int) -> tuple[int, int] | None:
-        spans = [(first, last) for table, first, last in self._tables if table == name]
-        return spans[index] if index < len(spans) else None
-
-    def header(self, name: str, index: int = 0) -> int | None:
-        """The line of the index-th `[name]` or `[[name]]` header."""
-        span = self._table(name, index) if name else None
-        return span[0] if span else None
-
-    def key(self, table: str, index: int, key: str) -> int | None:
-        """The line of `key = ...` in the index-th table called `table` ("" the top)."""
-        span = self._table(table, index)
-        if span is None:
-            return None
-        pattern = re.compile(rf"^\s*([\"']?){re.escape(key)}\1\s*=")
-        for number in range(max(span[0], 1), span[1] + 1):
-            if pattern.match(self._text[number - 1]):
-                return number
-        return None
-
-    def label(self, section: str | None, index: int | None, key: str | None) -> str:
-        """How a message names a place: `job 2 (line 7)`, `[defaults] (line 3)`, `line 1`."""
-        if section is None:
-            line = (self.key("", 0, key) or self.header(key)) if key else None
-            return f"line {line}" if line else "top level"
-        table = index or 0
-        line = (self.key(section, table, key) if key else None) or self.header(section, table)
-        name = f"job {table + 1}" if section == "job" else f"[{section}]"
-        return f"{name} (line {line})" if line else name
+    return None if why is None else f"{source} {why}"
 
 
 # --- expanding --------------------------------------------------------------------------

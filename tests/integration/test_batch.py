@@ -207,9 +207,9 @@ def test_a_stopped_batch_resumes_without_redoing_finished_segments(
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ('[[job]]\ninput = "x.mkv"\ncrf = = 3\n', "TOML syntax error: Invalid value (at line 3"),
-        ('[[job]]\ninput = "x.mkv"\nturbo = 1\n', "job 1 (line 3): unknown key 'turbo'"),
-        ('[[job]]\ninput = "x.mkv"\ncrf = "high"\n', "job 1 (line 3): crf"),
+        ('[[job]]\ninput = "x.mkv"\ncrf = = 3\n', ":3: invalid TOML: invalid value"),
+        ('[[job]]\ninput = "x.mkv"\nturbo = 1\n', ":3: job[1].turbo: unknown key"),
+        ('[[job]]\ninput = "x.mkv"\ncrf = "high"\n', ":3: job[1].crf: must be a whole number"),
         ('[[job]]\ninput = "missing.mkv"\n', "does not exist"),
         ('[flags]\nwarp = true\n[[job]]\ninput = "x.mkv"\n', "unknown flag 'warp'"),
         ('[[job]]\ninput = "notes.mkv"\n', "notes.mkv"),

@@ -112,9 +112,9 @@ BAD: dict[str, list[Bad]] = {
         bad("encode", "{input}", "-o", "{unwritable_mkv}", names="-o/--output", says="writable"),
     ],
     "drapto encode --preset": [
-        bad("encode", "{input}", "--preset", "14", names="--preset", says="-1 to 13"),
-        bad("encode", "{input}", "--preset", "-2", names="--preset", says="-1 to 13"),
-        bad("encode", "{input}", "--preset", "fast", names="--preset", says="-1 to 13"),
+        bad("encode", "{input}", "--preset", "14", names="--preset", says="-2 to 13"),
+        bad("encode", "{input}", "--preset", "-3", names="--preset", says="-2 to 13"),
+        bad("encode", "{input}", "--preset", "fast", names="--preset", says="-2 to 13"),
     ],
     "drapto encode --crf": [
         bad("encode", "{input}", "--crf", "70", names="--crf", says="1 to 63"),
@@ -351,7 +351,8 @@ def test_debug_adds_the_traceback(places: dict[str, str], tmp_path: Path) -> Non
 
 
 def test_the_refused_preset_is_the_one_ffmpeg_refuses(ffmpeg: str, tmp_path: Path) -> None:
-    """The range drapto documents is the bundled SVT-AV1's: 13 encodes, 14 is refused."""
+    """The range drapto documents is the bundled SVT-AV1's: -2 and 13 encode, -3 and 14
+    are refused."""
 
     def encode(preset: int) -> int:
         source = ["-f", "lavfi", "-i", "testsrc2=size=64x64:duration=0.2"]
@@ -362,8 +363,8 @@ def test_the_refused_preset_is_the_one_ffmpeg_refuses(ffmpeg: str, tmp_path: Pat
             check=False,
         ).returncode
 
-    assert (encode(13), encode(-1)) == (0, 0)
-    assert encode(14) != 0
+    assert (encode(13), encode(-2)) == (0, 0)
+    assert encode(14) != 0 and encode(-3) != 0
 
 
 # --- signals: 128 + N, one line ------------------------------------------------------------

@@ -49,7 +49,51 @@ def test_invalid_config_is_one_line(tmp_path: Path, shared_media: Path) -> None:
     done = run_with_config(
         tmp_path, "ffmpeg_path = [1, 2\n", "probe", str(shared_media / "counter.mp4")
     )
-    assert done.returncode == 2 and "invalid TOML" in done.stderr and "config.toml" in done.stderr
-    assert len(done.stderr.strip().splitlines()) == 1
+    config = tmp_path / "drapto" / "config.toml"
+    assert done.returncode == 2, done.stderr
+    assert done.stderr == f"drapto: {config}:1: invalid TOML: unclosed array at the end\n"
     done = run_with_config(tmp_path, "turbo = true\n", "probe", str(shared_media / "counter.mp4"))
-    assert done.returncode == 2 and "invalid config: turbo" in done.stderr
+    assert done.returncode == 2
+    assert done.stderr.startswith(f"drapto: {config}:1: turbo: unknown key (keys are ")
+    assert len(done.stderr.splitlines()) == 1 and "Traceback" not in done.stderr
+    assert done.stdout == ""
+
+
+def test_config_types_are_strict(tmp_path: Path) -> None:
+    """`workers = true` was read as 1 and `stall_timeout_s = inf` as forever."""
+    bad = tmp_path / "bad.toml"
+    for text, problem in [
+        ("workers = true\n", "1: workers: must be a whole number, not true"),
+        (
+            "# timeouts\nstall_timeout_s = inf\n",
+            "2: stall_timeout_s: must be a finite number, not inf",
+        ),
+        ("[defaults]\ncrf = true\n", "2: defaults.crf: must be a whole number, not true"),
+        (
+            "[flags]\ncrop_detecton = 'on'\n",
+            "2: flags.crop_detecton: unknown flag 'crop_detecton' (did you mean 'crop_detection'?)",
+        ),
+    ]:
+        bad.write_text(text)
+        done = subprocess.run(
+            [*DRAPTO, "--config", str(bad), "config"], capture_output=True, text=True, check=False
+        )
+        assert done.returncode == 2, done.stderr
+        assert done.stderr == f"drapto: {bad}:{problem}\n"
+        assert done.stdout == ""
+
+
+def test_pathological_config_is_one_line(tmp_path: Path) -> None:
+    bad = tmp_path / "deep.toml"
+    bad.write_text("workers = " + "[" * 100_000 + "]" * 100_000 + "\n")
+    done = subprocess.run(
+        [*DRAPTO, "--config", str(bad), "config"], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 2
+    assert done.stderr == f"drapto: {bad}:1: workers: nested too deeply for the TOML parser\n"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR")
+    done = subprocess.run(
+        [*DRAPTO, "--config", str(bad), "config"], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 2
+    assert done.stderr == f"drapto: {bad}: is a binary file (a NUL byte at byte 8), not TOML text\n"

@@ -3,8 +3,13 @@ problem; valid files give the options and outputs a user would expect."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
+from collections.abc import Callable
 from pathlib import Path
+from types import FrameType
 
 import pytest
 from mediagen import MakeMedia, make_audio_only
@@ -12,6 +17,7 @@ from mediagen import MakeMedia, make_audio_only
 from drapto_engine.core.errors import DraptoError
 from drapto_engine.core.flags import FlagState
 from drapto_engine.core.jobs import JobOptions
+from drapto_engine.services import batch_file
 from drapto_engine.services.batch_file import (
     BatchFile,
     BatchFileError,
@@ -40,14 +46,17 @@ def copy(video: Path, target: Path) -> Path:
 
 
 def problems_of(path: Path, ffmpeg: str) -> list[str]:
+    """The problems of a refused queue file as `line: key: problem` (the file left off)."""
     with pytest.raises(BatchFileError) as caught:
         load_batch(path, ffmpeg)
     error = caught.value
+    assert error.exit_status == 2
     assert "\n" not in error.one_line()
-    assert error.one_line().startswith(f"{path}: ")
+    assert error.one_line().startswith(f"{path}:")
     for problem in error.problems:
-        assert problem.startswith(f"{path}: ")
-    return [p.removeprefix(f"{path}: ") for p in error.problems]
+        assert problem.startswith(f"{path}:")
+        assert "\n" not in problem
+    return [p.removeprefix(f"{path}:").removeprefix(" ") for p in error.problems]
 
 
 def only_problem(path: Path, ffmpeg: str) -> str:
@@ -61,9 +70,7 @@ def only_problem(path: Path, ffmpeg: str) -> str:
 
 def test_toml_syntax_error_names_the_line(tmp_path: Path, ffmpeg: str, video: Path) -> None:
     queue = write(tmp_path, f'[[job]]\ninput = "{video}"\ncrf = = 3\n')
-    problem = only_problem(queue, ffmpeg)
-    assert problem.startswith("TOML syntax error: ")
-    assert "line 3" in problem
+    assert only_problem(queue, ffmpeg) == "3: invalid TOML: invalid value"
 
 
 def test_unknown_keys_everywhere(tmp_path: Path, ffmpeg: str, video: Path) -> None:
@@ -85,20 +92,17 @@ def test_unknown_keys_everywhere(tmp_path: Path, ffmpeg: str, video: Path) -> No
         ),
     )
     assert problems_of(queue, ffmpeg) == [
-        "line 1: unknown key 'jobs' (did you mean 'job'?)",
-        "[defaults] (line 4): unknown key 'workerz' (did you mean 'workers'?)",
-        "job 1 (line 7): unknown key 'preest' (did you mean 'preset'?)",
-        "job 2 (line 10): unknown key 'colour' (keys are input, preset, crf, min_segment_s,"
-        " max_segment_s, hdr10_fallback, output_dir, overwrite, keep_work, work_dir)",
+        "1: jobs: unknown key (did you mean 'job'?)",
+        "4: defaults.workerz: unknown key (did you mean 'workers'?)",
+        "7: job[1].preest: unknown key (did you mean 'preset'?)",
+        "10: job[2].colour: unknown key (keys are input, preset, crf, min_segment_s,"
+        " max_segment_s, hdr10_fallback, output_dir, overwrite, keep_work, work_dir, force)",
     ]
 
 
 def test_unknown_table(tmp_path: Path, ffmpeg: str, video: Path) -> None:
     queue = write(tmp_path, f'[[job]]\ninput = "{video}"\n[setings]\ncrf = 3\n')
-    assert (
-        only_problem(queue, ffmpeg)
-        == "line 3: unknown key 'setings' (keys are defaults, flags, job)"
-    )
+    assert only_problem(queue, ffmpeg) == "3: setings: unknown key (keys are defaults, flags, job)"
 
 
 def test_wrong_types_and_ranges(tmp_path: Path, ffmpeg: str, video: Path) -> None:
@@ -109,33 +113,118 @@ def test_wrong_types_and_ranges(tmp_path: Path, ffmpeg: str, video: Path) -> Non
         f'[[job]]\ninput = "{video}"\ncrf = 99\npreset = "fast"\n'
         f"[[job]]\ninput = 7\n",
     )
-    problems = problems_of(queue, ffmpeg)
-    assert (
-        problems[0]
-        == "[defaults] (line 2): workers: input should be greater than or equal to 1, not 0"
+    assert problems_of(queue, ffmpeg) == [
+        "2: defaults.workers: must be at least 1, not 0",
+        '3: defaults.overwrite: must be true or false, not "sure"',
+        "8: job[2].crf: must be at most 63, not 99",
+        '9: job[2].preset: must be a whole number, not "fast"',
+        "11: job[3].input: must be a path (text in quotes), not 7",
+    ]
+
+
+# Each of these was once read as something else: `crf = true` as CRF 1 (an output eleven
+# times the size), `preset = false` as preset 0, `hdr10_fallback = 1` as true.
+COERCIONS = [
+    ("crf = true", "crf: must be a whole number, not true"),
+    ("crf = false", "crf: must be a whole number, not false"),
+    ("crf = 24.0", "crf: must be a whole number, not 24.0"),
+    ('crf = "24"', 'crf: must be a whole number, not "24"'),
+    ("crf = 0", "crf: must be at least 1, not 0"),
+    ("crf = 1979-05-27", "crf: must be a whole number, not 1979-05-27"),
+    ("crf = 64", "crf: must be at most 63, not 64"),
+    ("preset = false", "preset: must be a whole number, not false"),
+    ("preset = 4.5", "preset: must be a whole number, not 4.5"),
+    ("preset = -3", "preset: must be at least -2, not -3"),
+    ("preset = 14", "preset: must be at most 13, not 14"),
+    ("hdr10_fallback = 1", "hdr10_fallback: must be true or false, not 1"),
+    ('hdr10_fallback = "yes"', 'hdr10_fallback: must be true or false, not "yes"'),
+    ("overwrite = 0", "overwrite: must be true or false, not 0"),
+    ("keep_work = 1", "keep_work: must be true or false, not 1"),
+    ('force = "yes"', 'force: must be true or false, not "yes"'),
+    ("min_segment_s = true", "min_segment_s: must be a number, not true"),
+    ('min_segment_s = "5"', 'min_segment_s: must be a number, not "5"'),
+    ("min_segment_s = inf", "min_segment_s: must be a finite number, not inf"),
+    ("max_segment_s = nan", "max_segment_s: must be a finite number, not nan"),
+    ("max_segment_s = 0", "max_segment_s: must be more than 0, not 0"),
+    ("max_segment_s = -1.5", "max_segment_s: must be more than 0, not -1.5"),
+    ("output_dir = 5", "output_dir: must be a path (text in quotes), not 5"),
+    ("output_dir = true", "output_dir: must be a path (text in quotes), not true"),
+    ('work_dir = ""', "work_dir: must not be empty"),
+    ("work_dir = []", "work_dir: must be a path (text in quotes), not an array"),
+]
+
+
+@pytest.mark.parametrize(("line", "problem"), COERCIONS)
+def test_no_coercion_in_a_job(
+    tmp_path: Path, ffmpeg: str, video: Path, line: str, problem: str
+) -> None:
+    queue = write(tmp_path, f'# a film\n[[job]]\ninput = "{video}"\n{line}\n')
+    assert only_problem(queue, ffmpeg) == f"4: job[1].{problem}"
+
+
+@pytest.mark.parametrize(("line", "problem"), COERCIONS)
+def test_no_coercion_in_defaults(
+    tmp_path: Path, ffmpeg: str, video: Path, line: str, problem: str
+) -> None:
+    queue = write(tmp_path, f'[defaults]\n{line}\n[[job]]\ninput = "{video}"\n')
+    assert only_problem(queue, ffmpeg) == f"2: defaults.{problem}"
+
+
+def test_whole_numbers_are_seconds(tmp_path: Path, ffmpeg: str, video: Path) -> None:
+    queue = write(tmp_path, f'[[job]]\ninput = "{video}"\nmin_segment_s = 5\nmax_segment_s = 7.5\n')
+    options = load_batch(queue, ffmpeg).jobs[0]
+    assert (options.min_segment_s, options.max_segment_s) == (5.0, 7.5)
+    assert (options.preset, options.crf) == (None, None)
+    queue = write(tmp_path, f'[[job]]\ninput = "{video}"\npreset = -2\ncrf = 63\n')
+    options = load_batch(queue, ffmpeg).jobs[0]
+    assert (options.preset, options.crf) == (-2, 63)
+
+
+def test_segment_lengths_in_one_table(tmp_path: Path, ffmpeg: str, video: Path) -> None:
+    queue = write(tmp_path, f'[[job]]\ninput = "{video}"\nmin_segment_s = 30\nmax_segment_s = 1\n')
+    assert only_problem(queue, ffmpeg) == (
+        "4: job[1].max_segment_s: must be at least min_segment_s (30), not 1"
     )
-    assert problems[1].startswith("[defaults] (line 3): overwrite: input should be a valid boolean")
-    assert problems[2] == "job 2 (line 8): crf: input should be less than or equal to 63, not 99"
-    assert problems[3].startswith("job 2 (line 9): preset: input should be a valid integer")
-    assert problems[3].endswith("not 'fast'")
-    assert problems[4].startswith("job 3 (line 11): input: ")
-    assert len(problems) == 5
+
+
+def test_segment_lengths_across_layers(tmp_path: Path, ffmpeg: str, video: Path) -> None:
+    queue = write(
+        tmp_path,
+        f'[defaults]\nmin_segment_s = 30\n[[job]]\ninput = "{video}"\n'
+        f'[[job]]\ninput = "{video}"\nmax_segment_s = 1\n',
+    )
+    assert only_problem(queue, ffmpeg) == (
+        "7: job[2].max_segment_s: min_segment_s (30) is more than max_segment_s (1)"
+        " once the defaults are applied"
+    )
+    queue = write(tmp_path, f'[[job]]\ninput = "{video}"\nmin_segment_s = 25\n')
+    with pytest.raises(BatchFileError) as caught:
+        load_batch(queue, ffmpeg, JobOptions(max_segment_s=20))  # the config file's
+    assert caught.value.problems == [
+        f"{queue}:3: job[1].min_segment_s: min_segment_s (25) is more than max_segment_s"
+        " (20) once the defaults are applied"
+    ]
 
 
 def test_job_and_defaults_must_be_tables(tmp_path: Path, ffmpeg: str, video: Path) -> None:
     queue = write(tmp_path, 'defaults = "fast"\nflags = "on"\njob = [1]\n')
     assert problems_of(queue, ffmpeg) == [
-        "line 1: defaults must be a table",
-        "line 2: flags must be a table",
-        "job 1: must be a table",
+        '1: defaults: must be a table, not "fast"',
+        '2: flags: must be a table, not "on"',
+        "3: job[1]: must be a table, not 1",
     ]
+
+
+def test_a_single_job_table(tmp_path: Path, ffmpeg: str, video: Path) -> None:
+    queue = write(tmp_path, f'# one film\n[job]\ninput = "{video}"\n')
+    assert (
+        only_problem(queue, ffmpeg) == "2: job: jobs are [[job]] tables (two brackets, one per job)"
+    )
 
 
 def test_workers_is_a_whole_number(tmp_path: Path, ffmpeg: str, video: Path) -> None:
     queue = write(tmp_path, f'[defaults]\nworkers = true\n[[job]]\ninput = "{video}"\n')
-    assert only_problem(queue, ffmpeg) == (
-        "[defaults] (line 2): workers: input should be a valid integer, not True"
-    )
+    assert only_problem(queue, ffmpeg) == "2: defaults.workers: must be a whole number, not true"
 
 
 def test_flags(tmp_path: Path, ffmpeg: str, video: Path) -> None:
@@ -148,35 +237,30 @@ def test_flags(tmp_path: Path, ffmpeg: str, video: Path) -> None:
         "scene_segmentation = 3\n"
         f'[[job]]\ninput = "{video}"\n',
     )
-    problems = problems_of(queue, ffmpeg)
-    assert (
-        problems[0] == "[flags] (line 2): flag crop_detection takes on, off or shadow, not 'maybe'"
-    )
-    assert problems[1].startswith("[flags] (line 3): unknown flag 'crop_detecton' (flags are ")
-    assert "crop_detection" in problems[1]
-    assert problems[2] == "[flags] (line 4): flag tail_threads has no shadow state (only on or off)"
-    assert problems[3] == "[flags] (line 5): flag scene_segmentation takes on, off or shadow, not 3"
-    assert len(problems) == 4
+    assert problems_of(queue, ffmpeg) == [
+        '2: flags.crop_detection: flag crop_detection takes on, off or shadow, not "maybe"',
+        "3: flags.crop_detecton: unknown flag 'crop_detecton' (did you mean 'crop_detection'?)",
+        "4: flags.tail_threads: flag tail_threads has no shadow state (only on or off)",
+        "5: flags.scene_segmentation: flag scene_segmentation takes on, off or shadow, not 3",
+    ]
 
 
 def test_missing_input(tmp_path: Path, ffmpeg: str, video: Path) -> None:
     queue = write(tmp_path, f'[[job]]\ninput = "{video}"\n\n[[job]]\ncrf = 20\n')
     assert only_problem(queue, ffmpeg) == (
-        "job 2 (line 4): missing input (the file or folder to encode)"
+        "4: job[2].input: missing (the file or folder to encode)"
     )
 
 
 def test_empty_input(tmp_path: Path, ffmpeg: str) -> None:
     queue = write(tmp_path, '[[job]]\ninput = " "\n')
-    assert only_problem(queue, ffmpeg) == (
-        "job 1 (line 2): input: value error, must name a file or folder, not ' '"
-    )
+    assert only_problem(queue, ffmpeg) == "2: job[1].input: must name a file or folder"
 
 
 def test_input_that_does_not_exist(tmp_path: Path, ffmpeg: str, video: Path) -> None:
     queue = write(tmp_path, '# films\n[[job]]\ninput = "gone/Film (2019).mkv"\n')
     assert only_problem(queue, ffmpeg) == (
-        f"job 1 (line 3): input {tmp_path / 'gone/Film (2019).mkv'} does not exist"
+        f"3: job[1].input: {tmp_path / 'gone/Film (2019).mkv'} does not exist"
     )
 
 
@@ -185,8 +269,8 @@ def test_inputs_that_are_not_videos(tmp_path: Path, ffmpeg: str) -> None:
     make_audio_only(ffmpeg, tmp_path / "tone.mkv")
     queue = write(tmp_path, '[[job]]\ninput = "notes.mkv"\n[[job]]\ninput = "tone.mkv"\n')
     problems = problems_of(queue, ffmpeg)
-    assert problems[0].startswith(f"job 1 (line 2): input {tmp_path / 'notes.mkv'} is not a")
-    assert problems[1] == f"job 2 (line 4): input {tmp_path / 'tone.mkv'} has no video stream"
+    assert problems[0].startswith(f"2: job[1].input: {tmp_path / 'notes.mkv'} is not a")
+    assert problems[1] == f"4: job[2].input: {tmp_path / 'tone.mkv'} has no video stream"
     assert len(problems) == 2
 
 
@@ -207,15 +291,87 @@ def test_every_problem_at_once_in_file_order(tmp_path: Path, ffmpeg: str, video:
         "[defaults]\n"  # 5
         "crf = -1\n",  # 6
     )
-    error_lines = [p.split(": ", 1)[0] for p in problems_of(queue, ffmpeg)]
-    assert error_lines == ["job 1 (line 2)", "[flags] (line 4)", "[defaults] (line 6)"]
+    places = [p.split(": ", 2)[:2] for p in problems_of(queue, ffmpeg)]
+    assert places == [["2", "job[1].input"], ["4", "flags.bogus"], ["6", "defaults.crf"]]
+
+
+def test_lines_of_keys_written_other_ways(tmp_path: Path, ffmpeg: str, video: Path) -> None:
+    """Quoted and dotted keys, inline tables, multi-line arrays and strings, and a header
+    inside a multi-line string: each problem still has its own line."""
+    queue = write(
+        tmp_path,
+        "\n".join(
+            [
+                "[defaults]  # all jobs",  # 1
+                'notes = """',  # 2
+                "[[job]]",  # 3: text, not a table
+                '"""',  # 4
+                "[[job]]",  # 5
+                f'"input" = "{video}"',  # 6
+                "x = [1,",  # 7
+                "  2]",  # 8
+                "crf = true",  # 9
+                "[[ job ]]",  # 10
+                f"input = '{video}'",  # 11
+                "'preset' = 99",  # 12
+                "[[job]]",  # 13
+                f'input = "{video}"',  # 14
+                "flags.crop = { a = 1 }",  # 15
+            ]
+        ),
+    )
+    places = [p.split(" (keys are", 1)[0] for p in problems_of(queue, ffmpeg)]
+    assert places == [
+        "2: defaults.notes: unknown key",
+        "7: job[1].x: unknown key",
+        "9: job[1].crf: must be a whole number, not true",
+        "12: job[2].preset: must be at most 13, not 99",
+        "15: job[3].flags: unknown key",
+    ]
 
 
 def test_queue_file_missing_or_not_text(tmp_path: Path, ffmpeg: str) -> None:
-    assert only_problem(tmp_path / "nope.toml", ffmpeg) == "no such queue file"
+    assert only_problem(tmp_path / "nope.toml", ffmpeg) == "no such file"
+    latin = write(tmp_path, "", "latin.toml")
+    latin.write_bytes("[[job]]\ninput = 'café.mkv'\n".encode("latin-1"))
+    assert only_problem(latin, ffmpeg) == "is not UTF-8 text (invalid continuation byte at byte 20)"
     binary = tmp_path / "binary.toml"
-    binary.write_bytes(b"\xff\xfe\x00junk")
-    assert only_problem(binary, ffmpeg).startswith("is not UTF-8 text")
+    binary.write_bytes(b"\x7fELF\x02\x01\x01\x00\x00junk")
+    assert only_problem(binary, ffmpeg) == "is a binary file (a NUL byte at byte 7), not TOML text"
+    assert only_problem(tmp_path, ffmpeg) == "is a folder, not a file"
+
+
+def test_pathological_files(
+    tmp_path: Path, ffmpeg: str, video: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    deep = write(tmp_path, "a = " + "[" * 100_000 + "]" * 100_000 + "\n", "deep.toml")
+    assert only_problem(deep, ffmpeg) == "1: a: nested too deeply for the TOML parser"
+    deep = write(tmp_path, "[defaults]\nx = [\n" + "{a = [\n" * 50_000, "deep2.toml")
+    assert only_problem(deep, ffmpeg) == "17: defaults.x: nested too deeply for the TOML parser"
+    deep = write(tmp_path, "[" + ".".join(["a"] * 100_000) + "]\n", "deep3.toml")
+    assert only_problem(deep, ffmpeg).startswith("1: a.a.a.a")
+    assert only_problem(deep, ffmpeg).endswith("...: nested too deeply for the TOML parser")
+    monkeypatch.setattr(batch_file, "QUEUE_LIMIT", 1000)
+    big = write(tmp_path, f'[[job]]\ninput = "{video}"\n' * 40, "big.toml")
+    assert only_problem(big, ffmpeg) == "is larger than 0 KiB: not a settings file"
+
+
+def test_many_problems_are_counted(tmp_path: Path, ffmpeg: str, video: Path) -> None:
+    queue = write(tmp_path, f'[[job]]\ninput = "{video}"\ncrf = true\n' * 25)
+    with pytest.raises(BatchFileError) as caught:
+        load_batch(queue, ffmpeg)
+    problems = caught.value.problems
+    assert len(problems) == 21
+    assert problems[0] == f"{queue}:3: job[1].crf: must be a whole number, not true"
+    assert problems[19] == f"{queue}:60: job[20].crf: must be a whole number, not true"
+    assert problems[20] == f"{queue}: ... and 5 more problems"
+    assert caught.value.one_line() == (
+        f"{queue}:3: job[1].crf: must be a whole number, not true; "
+        + "; ".join(
+            f"line {3 * n}: job[{n}].crf: must be a whole number, not true" for n in (2, 3, 4, 5)
+        )
+        + " (and 20 more problems)"
+    )
 
 
 def test_error_is_a_drapto_error(tmp_path: Path, ffmpeg: str) -> None:
@@ -397,3 +553,86 @@ def test_batch_file_model_checks_flags_without_a_file() -> None:
     assert batch.job_label(0) == "job 1"
     with pytest.raises(ValueError, match="unknown flag 'nope'"):
         BatchFile.model_validate({"job": [{"input": "/x.mkv"}], "flags": {"nope": "on"}})
+
+
+# --- big and pathological files ----------------------------------------------------------
+
+
+def traced_lines(work: Callable[[], object]) -> int:
+    """Python lines executed by `work` (loop iterations included): a measure of work that
+    does not depend on how busy the machine is."""
+    count = 0
+
+    def local(frame: FrameType, event: str, arg: object) -> Callable[..., object]:
+        nonlocal count
+        if event == "line":
+            count += 1
+        return local
+
+    sys.settrace(lambda frame, event, arg: local)
+    try:
+        work()
+    except BatchFileError:
+        pass
+    finally:
+        sys.settrace(None)
+    return count
+
+
+@pytest.mark.parametrize("wrong", [False, True], ids=["valid", "every-job-wrong"])
+def test_checking_is_linear_in_the_number_of_jobs(tmp_path: Path, ffmpeg: str, wrong: bool) -> None:
+    """Twice the jobs is twice the work (it was quadratic: each job's line was found by
+    scanning every table, so 16,000 jobs took 45 s and 200,000 never finished)."""
+    (tmp_path / "films").mkdir()
+    job = f'[[job]]\ninput = "films"\npreset = 8\ncrf = {"true" if wrong else "20"}\n'
+
+    def work(jobs: int) -> int:
+        queue = write(tmp_path, "[defaults]\ncrf = 30\n" + job * jobs, f"q{jobs}.toml")
+        return traced_lines(lambda: load_batch(queue, ffmpeg))
+
+    small, large = work(400), work(800)
+    assert small > 400 * 50  # the trace saw the checking
+    assert large / small < 2.2, (small, large)
+
+
+def drapto(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "XDG_CONFIG_HOME": str(cwd / "config")}
+    return subprocess.run(
+        [sys.executable, "-m", "drapto_engine.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("[[job]]\ninput = 'src'\ncrf = true\n", "3: job[1].crf: must be a whole number, not true"),
+        (
+            "[defaults]\nmin_segment_s = 30\nmax_segment_s = 1\n[[job]]\ninput = 'src'\n",
+            "3: defaults.max_segment_s: must be at least min_segment_s (30), not 1",
+        ),
+        (
+            "x = " + "[" * 100_000 + "]" * 100_000 + "\n",
+            "1: x: nested too deeply for the TOML parser",
+        ),
+        (
+            "[[job]]\ninput = '\u00e9'\n\0",
+            "is a binary file (a NUL byte at byte 21), not TOML text",
+        ),
+    ],
+    ids=["crf-true", "segments", "deep-nesting", "binary"],
+)
+def test_drapto_batch_refuses_with_one_line(
+    tmp_path: Path, video: Path, text: str, problem: str
+) -> None:
+    queue = write(tmp_path, text, "bad.toml")
+    done = drapto("--batch", "bad.toml", cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr == f"drapto: {queue}:{problem}\n".replace(":is a", ": is a")
+    assert done.stdout == ""
+    assert not list(tmp_path.rglob("*.av1.mkv"))

@@ -1,0 +1,108 @@
+"""config.toml: every field strict, finite and in range, each problem as file:line: key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from drapto_engine.config import Config, load_config
+from drapto_engine.core.flags import FlagState
+from drapto_engine.core.jobs import JobOptions
+from drapto_engine.infrastructure.toml_file import FileProblems
+
+
+def problems(path: Path) -> list[str]:
+    with pytest.raises(FileProblems) as caught:
+        load_config(path)
+    assert caught.value.exit_status == 2
+    assert "\n" not in caught.value.one_line()
+    return [p.removeprefix(f"{path}:").removeprefix(" ") for p in caught.value.problems]
+
+
+WRONG = [
+    ("workers = true", "workers: must be a whole number, not true"),
+    ("workers = 2.0", "workers: must be a whole number, not 2.0"),
+    ("workers = 0", "workers: must be at least 1, not 0"),
+    ('workers = "4"', 'workers: must be a whole number, not "4"'),
+    ("stall_timeout_s = inf", "stall_timeout_s: must be a finite number, not inf"),
+    ("stall_timeout_s = nan", "stall_timeout_s: must be a finite number, not nan"),
+    ("stall_timeout_s = 0", "stall_timeout_s: must be more than 0, not 0"),
+    ("stall_timeout_s = true", "stall_timeout_s: must be a number, not true"),
+    ("slow_encoder_ratio = 1", "slow_encoder_ratio: must be more than 1, not 1"),
+    ("slow_encoder_ratio = -inf", "slow_encoder_ratio: must be a finite number, not -inf"),
+    ("memory_reserve_percent = 91", "memory_reserve_percent: must be at most 90, not 91"),
+    ("memory_reserve_percent = -1", "memory_reserve_percent: must be at least 0, not -1"),
+    ("memory_reserve_percent = false", "memory_reserve_percent: must be a number, not false"),
+    ("rollback_limit = 0", "rollback_limit: must be at least 1, not 0"),
+    ("rollback_limit = true", "rollback_limit: must be a whole number, not true"),
+    ("ffmpeg_path = 7", "ffmpeg_path: must be text (in quotes), not 7"),
+    ('ffmpeg_path = ""', "ffmpeg_path: must not be empty"),
+    ('notify_url = "ntfy.sh/x"', "notify_url: must be an http:// or https:// URL"),
+    ("notify_url = true", "notify_url: must be text (in quotes), not true"),
+    ("socket_path = 1", "socket_path: must be a path (text in quotes), not 1"),
+    ('socket_path = ""', "socket_path: must not be empty"),
+    ("defaults = 3", "defaults: must be a table, not 3"),
+    ("flags = []", "flags: must be a table, not an array"),
+    ("workres = 2", "workres: unknown key (did you mean 'workers'?)"),
+]
+
+
+@pytest.mark.parametrize(("line", "problem"), WRONG)
+def test_every_field_is_checked(tmp_path: Path, line: str, problem: str) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text(f"# drapto\n{line}\n")
+    assert problems(config) == [f"2: {problem}"]
+
+
+def test_defaults_are_job_options(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text(
+        "[defaults]\n"  # 1
+        "crf = true\n"  # 2
+        "preset = false\n"  # 3
+        "hdr10_fallback = 1\n"  # 4
+        "min_segment_s = 30\n"  # 5
+        "max_segment_s = 1\n"  # 6
+        "ouput_dir = '/srv'\n"  # 7
+        "[flags]\n"  # 8
+        "crop_detection = 1\n"  # 9
+        "tail_threads = 'shadow'\n"  # 10
+    )
+    assert problems(config) == [
+        "2: defaults.crf: must be a whole number, not true",
+        "3: defaults.preset: must be a whole number, not false",
+        "4: defaults.hdr10_fallback: must be true or false, not 1",
+        "6: defaults.max_segment_s: must be at least min_segment_s (30), not 1",
+        "7: defaults.ouput_dir: unknown key (did you mean 'output_dir'?)",
+        "9: flags.crop_detection: flag crop_detection takes on, off or shadow, not 1",
+        "10: flags.tail_threads: flag tail_threads has no shadow state (only on or off)",
+    ]
+
+
+def test_a_good_config(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text(
+        "workers = 3\nstall_timeout_s = 90\nslow_encoder_ratio = 2.5\n"
+        "memory_reserve_percent = 0\nnotify_url = 'https://ntfy.sh/x'\n"
+        "[defaults]\npreset = 13\ncrf = 1\nmin_segment_s = 4\nmax_segment_s = 4\n"
+        "[flags]\ncrop_detection = false\nscene_segmentation = 'shadow'\n"
+    )
+    loaded = load_config(config)
+    assert loaded.workers == 3 and loaded.stall_timeout_s == 90.0
+    assert loaded.defaults == JobOptions(preset=13, crf=1, min_segment_s=4, max_segment_s=4)
+    assert loaded.flags == {"crop_detection": FlagState.OFF, "scene_segmentation": FlagState.SHADOW}
+    assert Config.model_validate(loaded.model_dump(mode="json")) == loaded  # round trip
+
+
+def test_unreadable_configs(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    assert problems(config) == ["config file not found"]
+    config.write_bytes("workers = 'ü'\n".encode("utf-16"))
+    assert problems(config) == ["is a binary file (a NUL byte at byte 3), not TOML text"]
+    config.write_bytes(b"notify_url = 'caf\xe9'\n")
+    assert problems(config) == ["is not UTF-8 text (invalid continuation byte at byte 17)"]
+    config.write_text("# " + "x" * (1 << 20) + "\n")
+    assert problems(config) == ["is larger than 1 MiB: not a settings file"]
+    config.write_text("[defaults]\ncrf = 3\n[defaults]\n")
+    assert problems(config) == ["3: invalid TOML: cannot declare ('defaults',) twice"]
