@@ -151,6 +151,9 @@ class Engine:
         self._stopping = False
         self._background: set[asyncio.Task[Any]] = set()
         self._recover_entries()
+        for message in self.queue.amended:
+            log.warning("%s", message)
+            self.bus.emit(Warning(message=message))
         self.view.state = EngineSnapshot(
             paused=self.paused,
             workers=self.resources.limit,

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import sqlite3
 import threading
@@ -27,6 +28,7 @@ from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pydantic
 from pydantic import ValidationError
 
 from drapto_engine.core.jobs import QueueEntry
@@ -493,11 +495,31 @@ class QueueStore:
     column so that the order is one query."""
 
     def __init__(self, store: StateStore) -> None:
+        self.amended: list[str] = []
+        """What reading the stored entries had to change or leave out, for a warning."""
         self.store = store
 
     def entries(self) -> list[QueueEntry]:
+        """Every stored entry. One saved under older, looser rules (say `crf = 0`) keeps
+        its place: the options it may no longer have fall back to the defaults, and
+        `self.amended` says which (the queue is never lost to a stricter check)."""
         rows = self.store._rows("SELECT entry FROM queue ORDER BY position, id", ())
-        return [QueueEntry.model_validate_json(r["entry"]) for r in rows]
+        entries: list[QueueEntry] = []
+        for row in rows:
+            try:
+                entries.append(QueueEntry.model_validate_json(row["entry"]))
+            except pydantic.ValidationError as exc:
+                entry = _amended(row["entry"], exc)
+                if entry is None:
+                    self.amended.append(f"a stored queue entry could not be read: {exc.title}")
+                    continue
+                self.put(entry)
+                self.amended.append(
+                    f"{entry.input}: stored options no longer valid were reset to the defaults "
+                    f"({', '.join(_bad_options(exc))})"
+                )
+                entries.append(entry)
+        return entries
 
     def add(self, entry: QueueEntry) -> QueueEntry:
         """Store a new entry at the end; returns it with its id and position."""
@@ -566,3 +588,36 @@ def _job(row: sqlite3.Row) -> JobRecord:
 def _segment(row: sqlite3.Row) -> SegmentRecord:
     data = {key: row[key] for key in SegmentRecord.model_fields if key != "index"}
     return SegmentRecord(index=row["idx"], **data)
+
+
+def _bad_options(exc: pydantic.ValidationError) -> list[str]:
+    """The option names a stored entry's validation refused (`options.crf` -> `crf`)."""
+    names = {
+        str(err["loc"][1])
+        for err in exc.errors()
+        if len(err["loc"]) >= 2 and err["loc"][0] == "options"
+    }
+    return sorted(names) or ["options"]
+
+
+def _amended(text: str, exc: pydantic.ValidationError) -> QueueEntry | None:
+    """The stored entry with the refused options dropped, or None if that is not enough."""
+    try:
+        data = json.loads(text)
+        options = data.get("options")
+        if not isinstance(options, dict):
+            return None
+        if any(err["loc"][:1] != ("options",) for err in exc.errors()):
+            return None
+        bad = _bad_options(exc)
+        if bad == ["options"]:
+            data["options"] = {}
+        else:
+            for name in bad:
+                options.pop(name, None)
+            if "max_segment_s" in bad or "min_segment_s" in bad:
+                options.pop("min_segment_s", None)
+                options.pop("max_segment_s", None)
+        return QueueEntry.model_validate_json(json.dumps(data))
+    except (ValueError, pydantic.ValidationError):
+        return None
