@@ -203,6 +203,7 @@ def init_cluster(
             "--force makes a new CA, and every worker then needs a new bundle",
         )
     _private_folder(folder)
+    _private_folder(bundle)  # where the bundle cannot go, no CA is left behind either
     ca_pem, ca_key_pem, ca_cert, ca_key = _issue("drapto cluster CA", None, None)
     engine_pem, engine_key_pem, _, _ = _issue(ENGINE_NAME, ca_cert, ca_key)
     _write_private(folder / CA_KEY, ca_key_pem)

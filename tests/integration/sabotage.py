@@ -17,6 +17,7 @@ from pathlib import Path
 
 from drapto_engine.core import events
 from drapto_engine.infrastructure.ffmpeg.toolchain import find_toolchain
+from drapto_engine.services.encoding.svt import SEGMENT_SUFFIX
 from drapto_engine.services.orchestrator import WORK_PREFIX
 
 DROPPED_FRAMES = 3
@@ -24,7 +25,7 @@ DROPPED_FRAMES = 3
 
 def shorten(ffmpeg: str, segment: Path, frames: int) -> None:
     """Replace `segment` by a copy of its first frames (a real, shorter AV1 file)."""
-    shorter = segment.with_name(segment.stem + ".short.mkv")
+    shorter = segment.with_name(segment.stem + ".short" + SEGMENT_SUFFIX)
     subprocess.run(
         [
             ffmpeg,
@@ -54,7 +55,7 @@ def install(mode: str, output: Path) -> None:
         original(self, event)
         if mode == "shorten" and isinstance(event, events.SegmentDone) and not event.resumed:
             work = output.parent / f"{WORK_PREFIX}{event.job}"
-            shorten(ffmpeg, work / f"segment-{event.index:05d}.mkv", event.frames)
+            shorten(ffmpeg, work / f"segment-{event.index:05d}{SEGMENT_SUFFIX}", event.frames)
 
     events.EventBus.emit = emit  # type: ignore[method-assign]
 

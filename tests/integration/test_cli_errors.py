@@ -202,7 +202,7 @@ BAD: dict[str, list[Bad]] = {
     # the cluster extra (certificates, workers)
     "drapto cluster ACTION": [bad("cluster", "inti", names="ACTION", says="invalid choice")],
     "drapto cluster init --bundle": [
-        bad("cluster", "init", "--bundle", "{under_file}", status=FAILED, names="a-file")
+        bad("cluster", "init", "--force", "--bundle", "{under_file}", status=FAILED, names="a-file")
     ],
     "drapto cluster init --force": [bad("cluster", "init", "--force=1", names="--force")],
     "drapto cluster bundle DIR": [

@@ -54,7 +54,9 @@ def test_segments_sought_to_keyframes_hold_exactly_their_frames(make_media, tmp_
     source = make_media("gop.mp4", size=(160, 96), duration=6.0, gop=12, source="testsrc2")
     keys = keyframes(source)
     output = tmp_path / "gop.mkv"
-    run = encode(source, output, "--no-scenes", "--max-segment", "1.9", "--crf", "20")
+    run = encode(
+        source, output, "--no-scenes", "--min-segment", "1", "--max-segment", "1.9", "--crf", "20"
+    )
     assert run.returncode == 0, run.stderr
     frames = run.of("segments_planned")[0]["frames"]
     starts = [0, *itertools.accumulate(frames)][:-1]

@@ -36,6 +36,7 @@ from drapto_engine.core.models import DEFAULTS
 from drapto_engine.engine import Engine
 from drapto_engine.infrastructure.resources import cpu_count, threads_per_worker
 from drapto_engine.server.server import EngineServer
+from drapto_engine.services.encoding.svt import SEGMENT_SUFFIX
 from drapto_engine.services.orchestrator import partial_name
 from drapto_engine.services.segmentation import stream_segments
 
@@ -158,7 +159,7 @@ def test_a_damaged_finished_segment_is_encoded_again_on_resume(
     _kill(proc, tmp_path)
     assert sha256(source) == before, "a SIGKILLed run changed the source"
     [work] = out_dir.glob(".drapto-work-*")
-    segment = work / f"segment-{done['index']:05d}.mkv"
+    segment = work / f"segment-{done['index']:05d}{SEGMENT_SUFFIX}"
     assert segment.stat().st_size == done["size_bytes"]
     if damage == "truncate":
         os.truncate(segment, segment.stat().st_size // 2)

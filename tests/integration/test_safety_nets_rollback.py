@@ -25,6 +25,7 @@ from test_dolby_vision import colour, dovi_record, frame_side_data
 
 from drapto_engine.core.events import AnalysisReady, Event, RolledBack, SegmentDone
 from drapto_engine.core.jobs import EntryStatus, JobOptions
+from drapto_engine.services.encoding.svt import SEGMENT_SUFFIX
 from drapto_engine.services.orchestrator import WORK_PREFIX
 
 pytestmark = pytest.mark.slow
@@ -39,9 +40,9 @@ def strip_rpus(ffmpeg: str, segment: Path, frames: int) -> None:
 
     The first segment is left whole: the join takes its configuration record from it,
     so what fails is the RPU on every frame, not the record."""
-    if segment.name.endswith("-00000.mkv"):
+    if segment.name.endswith("-00000" + SEGMENT_SUFFIX):
         return
-    stripped = segment.with_name(segment.stem + ".stripped.mkv")
+    stripped = segment.with_name(segment.stem + ".stripped" + SEGMENT_SUFFIX)
     subprocess.run(
         [
             ffmpeg,
@@ -77,7 +78,7 @@ def damaging(
             picked.add(event.job)
         elif isinstance(event, SegmentDone) and event.job in picked and not event.resumed:
             work = output.parent / f"{WORK_PREFIX}{event.job}"
-            damage(ffmpeg, work / f"segment-{event.index:05d}.mkv", event.frames)
+            damage(ffmpeg, work / f"segment-{event.index:05d}{SEGMENT_SUFFIX}", event.frames)
 
     return hook
 

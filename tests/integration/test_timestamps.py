@@ -108,7 +108,17 @@ def test_every_frame_keeps_its_source_time(
     run_ffmpeg(ffmpeg, ["-i", str(source), "-map", "0", "-c", "copy", str(remuxed)])
     assert output_ms(remuxed) == wanted
     output = tmp_path / "out.mkv"
-    run = encode(source, output, "--no-scenes", "--max-segment", "0.7", "--workers", "2")
+    run = encode(
+        source,
+        output,
+        "--no-scenes",
+        "--min-segment",
+        "0.5",
+        "--max-segment",
+        "0.7",
+        "--workers",
+        "2",
+    )
     assert run.returncode == 0, run.stderr
     assert run.of("rollback") == []
     assert run.of("segments_planned")[0]["count"] >= 10
