@@ -71,6 +71,10 @@ class SegmentStarted(_Event):
     index: int
     attempt: int = 1
     threads: int
+    host: str = ""
+    """The machine encoding it ("" in events from before hosts were recorded)."""
+    remote: bool = False
+    """Encoded by a cluster worker rather than the engine's machine."""
 
 
 class SegmentProgress(_Event):
@@ -98,6 +102,13 @@ class SegmentDone(_Event):
     queue_wait_s: float = 0.0
     """From the segment being planned to its encoder starting."""
     attempts: int = 1
+    host: str = ""
+    """The machine that encoded it ("" for a resumed one)."""
+    remote: bool = False
+    shipped_bytes: int = 0
+    """Source and encoded bytes sent to and from a remote worker."""
+    runs: int = 1
+    """Encoders started for the last attempt (more than 1: a worker was lost)."""
 
 
 class SegmentFailed(_Event):
@@ -106,6 +117,7 @@ class SegmentFailed(_Event):
     attempt: int
     error: str
     will_retry: bool
+    host: str = ""
 
 
 class AudioDone(_Event):

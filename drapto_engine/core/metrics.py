@@ -53,6 +53,10 @@ class SegmentMetrics(_Figures):
     queue_wait_s: float
     """Time from the segment being planned to its encoder starting."""
     attempts: int = 1
+    host: str = ""
+    """The machine that encoded it."""
+    remote: bool = False
+    shipped_bytes: int = 0
 
 
 class JobMetrics(_Figures):
