@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from drapto_engine.core.flags import FlagState, FlagView
 from drapto_engine.core.jobs import QueueEntry
-from drapto_engine.core.metrics import JobSummary, ResourceSnapshot
+from drapto_engine.core.metrics import ClusterWorker, JobSummary, ResourceSnapshot
 
 __all__ = ["JobSummary"]
 
@@ -204,6 +204,14 @@ class ResourcesSampled(_Event):
     snapshot: ResourceSnapshot
 
 
+class ClusterSampled(_Event):
+    """The engine's cluster workers, sent with each resource sample while it hosts one."""
+
+    type: Literal["cluster"] = "cluster"
+    address: str
+    workers: tuple[ClusterWorker, ...]
+
+
 Event = Annotated[
     StageChanged
     | AnalysisReady
@@ -224,7 +232,8 @@ Event = Annotated[
     | EntryChanged
     | EntryRemoved
     | QueueStateChanged
-    | ResourcesSampled,
+    | ResourcesSampled
+    | ClusterSampled,
     Field(discriminator="type"),
 ]
 EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)

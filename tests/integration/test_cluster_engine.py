@@ -1,0 +1,268 @@
+"""The engine hosting its cluster: segments of real jobs encoded by real `drapto worker`
+processes (loopback TLS, certificates from a real `drapto cluster init`), the engine's
+own slots set to 0 so that every segment goes remote.
+
+One engine (its scheduler inside it) and two workers serve the module: `w-shared` reads
+the source through its --path-map (shared storage), `w-ship` gets each segment's packets
+as bytes. The test that kills a worker runs last.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Coroutine, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import psutil
+import pytest
+
+pytest.importorskip("distributed", reason="the cluster extra (distributed) is not installed")
+pytest.importorskip("cryptography", reason="the cluster extra (cryptography) is not installed")
+
+from mediagen import make_video
+
+from drapto_engine.cluster.host import ClusterOptions
+from drapto_engine.cluster.scheduler import ENCODER
+from drapto_engine.config import Config
+from drapto_engine.core.events import (
+    ClusterSampled,
+    Event,
+    JobFinished,
+    SegmentDone,
+    SegmentStarted,
+)
+from drapto_engine.core.jobs import EntryStatus, JobOptions, QueueEntry
+from drapto_engine.engine import Engine
+from drapto_engine.infrastructure.hdr_probe import count_rpu_frames
+from drapto_engine.services.validation import source_frame_times
+
+DRAPTO = [sys.executable, "-m", "drapto_engine.cli"]
+FAST = JobOptions(preset=12, min_segment_s=1.0, max_segment_s=2.0)
+T = TypeVar("T")
+
+
+class LoopThread:
+    """The engine's event loop, in a thread: the scheduler inside it keeps running
+    between tests while the test thread drives and watches it."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 300) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(30)
+
+
+@dataclass
+class Hosted:
+    engine: Engine
+    loop: LoopThread
+    workers: dict[str, subprocess.Popen[str]]
+    shared: Path
+    events: list[Event] = field(default_factory=list)
+    on_event: list[Any] = field(default_factory=list)
+
+    def run(self, source: Path, output: Path) -> QueueEntry:
+        async def go() -> QueueEntry:
+            [entry] = await self.engine.add([(source, output)], options=FAST)
+            await self.engine.run(only={entry.id}, ignore_pause=True)
+            return self.engine.entry(entry.id)
+
+        return self.loop.run(go())
+
+    def of(self, kind: type[T], job: str | None = None) -> list[T]:
+        return [
+            e
+            for e in list(self.events)
+            if isinstance(e, kind) and (job is None or getattr(e, "job", None) == job)
+        ]
+
+
+def _start_worker(address: str, bundle: Path, name: str, log: Path, *extra: str) -> Any:
+    argv = [*DRAPTO, "worker", address, "--bundle", str(bundle), "--slots", "1"]
+    with log.open("w") as err:
+        return subprocess.Popen(
+            [*argv, "--name", name, *extra],
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+        )
+
+
+def _wait_for(condition: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+@pytest.fixture(scope="module")
+def hosted(tmp_path_factory: pytest.TempPathFactory, ffmpeg: str) -> Iterator[Hosted]:
+    home = tmp_path_factory.mktemp("engine-config")
+    env = {**os.environ, "XDG_CONFIG_HOME": str(home)}
+    done = subprocess.run(
+        [*DRAPTO, "cluster", "init"], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    certs = home / "drapto" / "cluster"
+    state = tmp_path_factory.mktemp("engine-state")
+    loop = LoopThread()
+    engine = Engine(
+        ffmpeg,
+        config=Config(),
+        state_dir=state / "state",
+        config_path=state / "config.toml",
+        workers=2,
+        cluster=ClusterOptions("tls://127.0.0.1:0", folder=certs, local_slots=False),
+    )
+    loop.run(engine.start())
+    assert engine.cluster is not None
+    address = engine.cluster.address
+    shared = tmp_path_factory.mktemp("shared")
+    alias = tmp_path_factory.mktemp("mount") / "media"
+    alias.symlink_to(shared, target_is_directory=True)
+    logs = tmp_path_factory.mktemp("worker-logs")
+    bundle = certs / "worker-bundle"
+    workers = {
+        "w-shared": _start_worker(
+            address, bundle, "w-shared", logs / "shared.txt", "--path-map", f"{shared}={alias}"
+        ),
+        "w-ship": _start_worker(address, bundle, "w-ship", logs / "ship.txt"),
+    }
+    hosted = Hosted(engine, loop, workers, shared)
+
+    def record(event: Event) -> None:
+        hosted.events.append(event)
+        for hook in list(hosted.on_event):
+            hook(event)
+
+    engine.bus.subscribe(record)
+    scheduler = engine.cluster.scheduler
+    assert scheduler is not None
+    try:
+        _wait_for(
+            lambda: (
+                sorted(
+                    str(ws.name) for ws in scheduler.workers.values() if ws.resources.get(ENCODER)
+                )
+                == ["w-shared", "w-ship"]
+            ),
+            120,
+            "both workers to join",
+        )
+        yield hosted
+    finally:
+        for proc in workers.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in workers.values():
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        loop.run(engine.stop())
+        engine.close()
+        loop.stop()
+
+
+def _video(ffmpeg: str, path: Path, seconds: float) -> Path:
+    return make_video(
+        ffmpeg,
+        path,
+        size=(256, 144),
+        duration=seconds,
+        rate="25",
+        gop=25,
+        output_args=["-bf", "3"],
+    )
+
+
+def _assert_same_frames(source: Path, output: Path) -> None:
+    ours, theirs = source_frame_times(output), source_frame_times(source)
+    assert len(ours) == len(theirs)
+    assert max(abs(float(a - b)) for a, b in zip(ours, theirs, strict=True)) < 0.002
+
+
+def test_every_segment_runs_on_a_worker_in_both_modes(hosted: Hosted, ffmpeg: str) -> None:
+    source = _video(ffmpeg, hosted.shared / "film.mkv", 6.0)
+    output = hosted.shared / "film.av1.mkv"
+    entry = hosted.run(source, output)
+    assert entry.status is EntryStatus.DONE, entry.error
+    _assert_same_frames(source, output)
+    done = hosted.of(SegmentDone, entry.job)
+    assert len(done) >= 3 and not any(d.resumed for d in done)
+    assert all(d.remote for d in done)
+    hosts = {d.host for d in done}
+    assert hosts == {"w-shared", "w-ship"}, hosts
+    # the shipping worker got the packets as bytes too; the shared one only sent back
+    shipped = {d.host: max(x.shipped_bytes for x in done if x.host == d.host) for d in done}
+    sizes = {d.host: max(x.size_bytes for x in done if x.host == d.host) for d in done}
+    assert shipped["w-shared"] <= sizes["w-shared"] < shipped["w-ship"]
+    started = hosted.of(SegmentStarted, entry.job)
+    assert {s.host for s in started} == hosts and all(s.remote for s in started)
+    [finished] = hosted.of(JobFinished, entry.job)
+    assert finished.summary.metrics is not None
+    assert {m.host for m in finished.summary.metrics.segments} == hosts
+    snapshot = hosted.engine.snapshot()
+    assert {s.host for s in snapshot.jobs[entry.job or ""].segments.values()} == hosts
+    # the workers as `drapto status` sees them: their machines' figures from psutil
+    _wait_for(lambda: hosted.of(ClusterSampled), 10, "a cluster sample")
+    workers = {w.name: w for w in hosted.of(ClusterSampled)[-1].workers}
+    assert set(workers) == {"w-shared", "w-ship"}
+    assert all(w.slots == 1 and w.memory_total > 0 for w in workers.values())
+
+
+def test_dolby_vision_through_a_worker_keeps_every_rpu(
+    hosted: Hosted, shared_media: Path, tmp_path: Path
+) -> None:
+    output = tmp_path / "dv.av1.mkv"
+    entry = hosted.run(shared_media / "dv-p81-regular.mkv", output)
+    assert entry.status is EntryStatus.DONE, entry.error
+    assert count_rpu_frames(output) == (259, 259)
+    done = hosted.of(SegmentDone, entry.job)
+    assert len(done) >= 2 and all(d.remote for d in done)
+    # outside the path map: both workers got shipped packets
+    assert all(d.shipped_bytes > d.size_bytes for d in done)
+
+
+def test_a_worker_killed_mid_segment_loses_only_that_segment(hosted: Hosted, ffmpeg: str) -> None:
+    source = _video(ffmpeg, hosted.shared / "kill.mkv", 8.0)
+    output = hosted.shared / "kill.av1.mkv"
+    victim = hosted.workers["w-ship"]
+    killed: list[int] = []
+
+    def kill_on_start(event: Event) -> None:
+        if isinstance(event, SegmentStarted) and event.host == "w-ship" and not killed:
+            killed.append(event.index)
+            tree = psutil.Process(victim.pid)
+            for proc in [tree, *tree.children(recursive=True)]:
+                proc.send_signal(signal.SIGKILL)
+
+    hosted.on_event.append(kill_on_start)
+    try:
+        entry = hosted.run(source, output)
+    finally:
+        hosted.on_event.remove(kill_on_start)
+    assert victim.wait(30) == -signal.SIGKILL
+    assert entry.status is EntryStatus.DONE, entry.error
+    _assert_same_frames(source, output)
+    [index] = killed
+    runs = [s for s in hosted.of(SegmentStarted, entry.job) if s.index == index]
+    assert [s.host for s in runs] == ["w-ship", "w-shared"], runs
+    assert {s.attempt for s in runs} == {1}  # Dask reran it: not a failed attempt
+    [again] = [d for d in hosted.of(SegmentDone, entry.job) if d.index == index]
+    assert (again.host, again.runs) == ("w-shared", 2)
