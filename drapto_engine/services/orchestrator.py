@@ -76,7 +76,7 @@ from drapto_engine.services.encoding.audio import audio_argv, bitrate_kbps, outp
 from drapto_engine.services.encoding.mux import concat_list, mux_argv
 from drapto_engine.services.encoding.plan import VideoPlan, segments_video
 from drapto_engine.services.encoding.svt import SEGMENT_SUFFIX
-from drapto_engine.services.executors import SegmentExecutor, SegmentWork
+from drapto_engine.services.executors import SegmentExecutor, SegmentRejected, SegmentWork
 from drapto_engine.services.executors.local import LocalExecutor
 from drapto_engine.services.segmentation import fixed_segments, stream_segments
 from drapto_engine.services.segmentation.timestamps import frame_times
@@ -649,7 +649,10 @@ class Orchestrator:
         if await self._reuse(job, segment, path):
             return
         partial = partial_file(path)
-        for attempt in range(1, SEGMENT_ATTEMPTS + 1):
+        tries = SEGMENT_ATTEMPTS
+        attempt = 0
+        while attempt < tries:
+            attempt += 1
             async with self.executor.slot(job, plan, segment, priority) as slot:
                 started = time.monotonic()
                 await self.state.set_segment(job, segment.index, SegmentState.RUNNING)
@@ -680,7 +683,9 @@ class Orchestrator:
                 try:
                     run = await slot.encode(work)
                 except EncodeError as exc:
-                    retry = attempt < SEGMENT_ATTEMPTS
+                    if isinstance(exc, SegmentRejected):  # its job went back to local
+                        tries += 1
+                    retry = attempt < tries
                     await self.state.set_segment(job, segment.index, SegmentState.FAILED)
                     self.bus.emit(
                         SegmentFailed(

@@ -10,6 +10,7 @@ as bytes. The test that kills a worker runs last.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -36,7 +37,9 @@ from drapto_engine.core.events import (
     ClusterSampled,
     Event,
     JobFinished,
+    RolledBack,
     SegmentDone,
+    SegmentFailed,
     SegmentStarted,
 )
 from drapto_engine.core.jobs import EntryStatus, JobOptions, QueueEntry
@@ -91,11 +94,14 @@ class Hosted:
         ]
 
 
-def _start_worker(address: str, bundle: Path, name: str, log: Path, *extra: str) -> Any:
+def _start_worker(
+    address: str, bundle: Path, name: str, log: Path, extra: list[str], env: dict[str, str] | None
+) -> Any:
     argv = [*DRAPTO, "worker", address, "--bundle", str(bundle), "--slots", "1"]
     with log.open("w") as err:
         return subprocess.Popen(
             [*argv, "--name", name, *extra],
+            env=env,
             stdout=subprocess.PIPE,
             stderr=err,
             text=True,
@@ -111,39 +117,52 @@ def _wait_for(condition: Any, timeout: float, what: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def hosted(tmp_path_factory: pytest.TempPathFactory, ffmpeg: str) -> Iterator[Hosted]:
+def certs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`drapto cluster init` in a config folder of this module's own."""
     home = tmp_path_factory.mktemp("engine-config")
     env = {**os.environ, "XDG_CONFIG_HOME": str(home)}
     done = subprocess.run(
         [*DRAPTO, "cluster", "init"], capture_output=True, text=True, env=env, timeout=120
     )
     assert done.returncode == 0, done.stderr
-    certs = home / "drapto" / "cluster"
-    state = tmp_path_factory.mktemp("engine-state")
+    return home / "drapto" / "cluster"
+
+
+@contextlib.contextmanager
+def hosting(
+    certs: Path,
+    folder: Path,
+    ffmpeg: str,
+    workers: dict[str, tuple[list[str], dict[str, str] | None]],
+) -> Iterator[Hosted]:
+    """An engine with no local slots hosting its scheduler, and `drapto worker`s (name ->
+    extra options, environment) joined to it."""
     loop = LoopThread()
     engine = Engine(
         ffmpeg,
         config=Config(),
-        state_dir=state / "state",
-        config_path=state / "config.toml",
+        state_dir=folder / "state",
+        config_path=folder / "config.toml",
         workers=2,
         cluster=ClusterOptions("tls://127.0.0.1:0", folder=certs, local_slots=False),
     )
     loop.run(engine.start())
-    assert engine.cluster is not None
-    address = engine.cluster.address
-    shared = tmp_path_factory.mktemp("shared")
-    alias = tmp_path_factory.mktemp("mount") / "media"
-    alias.symlink_to(shared, target_is_directory=True)
-    logs = tmp_path_factory.mktemp("worker-logs")
-    bundle = certs / "worker-bundle"
-    workers = {
-        "w-shared": _start_worker(
-            address, bundle, "w-shared", logs / "shared.txt", "--path-map", f"{shared}={alias}"
-        ),
-        "w-ship": _start_worker(address, bundle, "w-ship", logs / "ship.txt"),
+    assert engine.cluster is not None and engine.cluster.scheduler is not None
+    scheduler = engine.cluster.scheduler
+    shared = folder / "shared"
+    shared.mkdir()
+    started = {
+        name: _start_worker(
+            engine.cluster.address,
+            certs / "worker-bundle",
+            name,
+            folder / f"{name}.txt",
+            extra,
+            env,
+        )
+        for name, (extra, env) in workers.items()
     }
-    hosted = Hosted(engine, loop, workers, shared)
+    hosted = Hosted(engine, loop, started, shared)
 
     def record(event: Event) -> None:
         hosted.events.append(event)
@@ -151,25 +170,23 @@ def hosted(tmp_path_factory: pytest.TempPathFactory, ffmpeg: str) -> Iterator[Ho
             hook(event)
 
     engine.bus.subscribe(record)
-    scheduler = engine.cluster.scheduler
-    assert scheduler is not None
     try:
         _wait_for(
             lambda: (
                 sorted(
                     str(ws.name) for ws in scheduler.workers.values() if ws.resources.get(ENCODER)
                 )
-                == ["w-shared", "w-ship"]
+                == sorted(workers)
             ),
             120,
-            "both workers to join",
+            "the workers to join",
         )
         yield hosted
     finally:
-        for proc in workers.values():
+        for proc in started.values():
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
-        for proc in workers.values():
+        for proc in started.values():
             try:
                 proc.wait(60)
             except subprocess.TimeoutExpired:
@@ -177,6 +194,20 @@ def hosted(tmp_path_factory: pytest.TempPathFactory, ffmpeg: str) -> Iterator[Ho
         loop.run(engine.stop())
         engine.close()
         loop.stop()
+
+
+@pytest.fixture(scope="module")
+def hosted(certs: Path, tmp_path_factory: pytest.TempPathFactory, ffmpeg: str) -> Iterator[Hosted]:
+    folder = tmp_path_factory.mktemp("hosted")
+    alias = folder / "mount"
+    alias.symlink_to(folder / "shared", target_is_directory=True)
+    with hosting(
+        certs,
+        folder,
+        ffmpeg,
+        {"w-shared": (["--path-map", f"{folder / 'shared'}={alias}"], None), "w-ship": ([], None)},
+    ) as hosted:
+        yield hosted
 
 
 def _video(ffmpeg: str, path: Path, seconds: float) -> Path:
@@ -266,3 +297,37 @@ def test_a_worker_killed_mid_segment_loses_only_that_segment(hosted: Hosted, ffm
     assert {s.attempt for s in runs} == {1}  # Dask reran it: not a failed attempt
     [again] = [d for d in hosted.of(SegmentDone, entry.job) if d.index == index]
     assert (again.host, again.runs) == ("w-shared", 2)
+
+
+def test_a_job_whose_remote_segments_keep_failing_finishes_locally(
+    certs: Path, tmp_path: Path, ffmpeg: str
+) -> None:
+    """A worker whose ffmpeg cuts every segment it encodes to 2 frames (its version line
+    is the real one, so it joins): its segments fail their frame count; the third failure
+    rolls the job back to this machine, which finishes it with every frame."""
+    wrapper = tmp_path / "ffmpeg"
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        'for a in "$@"; do last="$a"; done\n'
+        'case "$last" in */segment-*.mkv)\n'
+        f'  "{ffmpeg}" "$@" || exit $?\n'
+        f'  "{ffmpeg}" -v error -y -i "$last" -c copy -frames:v 2 "$last.cut.mkv" &&'
+        ' mv "$last.cut.mkv" "$last"\n'
+        "  exit 0;;\nesac\n"
+        f'exec "{ffmpeg}" "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    env = {**os.environ, "DRAPTO_FFMPEG": str(wrapper)}
+    with hosting(certs, tmp_path, ffmpeg, {"w-bad": ([], env)}) as hosted:
+        source = _video(ffmpeg, hosted.shared / "film.mkv", 6.0)
+        output = hosted.shared / "film.av1.mkv"
+        entry = hosted.run(source, output)
+        assert entry.status is EntryStatus.DONE, entry.error
+        _assert_same_frames(source, output)
+        failed = hosted.of(SegmentFailed, entry.job)
+        assert [(f.host, f.will_retry) for f in failed] == [("w-bad", True)] * 3
+        assert all("has 2 frames" in f.error for f in failed)
+        [rollback] = hosted.of(RolledBack, entry.job)
+        assert (rollback.flag, rollback.stage) == ("distributed_encoding", "encoding")
+        done = hosted.of(SegmentDone, entry.job)
+        assert done and not any(d.remote for d in done)

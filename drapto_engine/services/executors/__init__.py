@@ -19,9 +19,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from drapto_engine.core.errors import EncodeError
 from drapto_engine.core.models import Segment
 from drapto_engine.infrastructure.ffmpeg.progress import Progress
 from drapto_engine.services.encoding.plan import VideoPlan
+
+
+class SegmentRejected(EncodeError):
+    """A remote segment failed, and its job is finished on this machine from now on
+    (rolled back): the attempt does not count against the segment's tries."""
+
+    retry_elsewhere = True
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from distributed import Client
 from distributed.client import FutureCancelledError
@@ -47,7 +47,7 @@ from drapto_engine.core.errors import DraptoError, EncodeError
 from drapto_engine.core.models import Segment
 from drapto_engine.infrastructure.hdr_probe import count_rpu_frames
 from drapto_engine.services.encoding.plan import VideoPlan
-from drapto_engine.services.executors import SegmentRun, SegmentWork
+from drapto_engine.services.executors import SegmentRejected, SegmentRun, SegmentWork
 from drapto_engine.services.executors.local import LocalExecutor, check_frames, video_packets
 
 log = logging.getLogger(__name__)
@@ -138,10 +138,14 @@ class RemoteSlot:
             with contextlib.suppress(Exception):
                 await asyncio.shield(ex.client.cancel([future], force=True))
             raise
-        except DraptoError as exc:
-            raise EncodeError(
-                f"segment {segment.index} on worker {self._last()}: {exc.problem}", plan.source
-            ) from None
+        except DraptoError as exc:  # the worker's own check (frame count) or its ffmpeg
+            ex.remote_failed(
+                work.job,
+                EncodeError(
+                    f"segment {segment.index} on worker {self._last()}: {exc.problem}",
+                    plan.source,
+                ),
+            )
         except KilledWorker:
             raise EncodeError(
                 f"segment {segment.index}: lost {len(self.hosts)} workers while encoding it"
@@ -169,7 +173,6 @@ class RemoteSlot:
                     )
         except EncodeError as exc:
             ex.remote_failed(work.job, exc)
-            raise
         return SegmentRun(
             frames=frames,
             host=self._last(),
@@ -265,13 +268,17 @@ class DaskExecutor:
             )
         return await asyncio.shield(task)
 
-    def remote_failed(self, job: str, error: EncodeError) -> None:
+    def remote_failed(self, job: str, error: EncodeError) -> NoReturn:
+        """Count a remote segment that failed; raise its error. The one failure too many
+        rolls the job back to local encoding, and that segment's try is given back."""
         count = self.failures[job] = self.failures.get(job, 0) + 1
         if count > ROLLBACK_AFTER and job not in self.rolled_back:
             self.rolled_back.add(job)
             log.warning("job %s: %d remote segments failed; finishing it locally", job, count)
             if self.on_rollback is not None:
                 self.on_rollback(job, error.one_line())
+            raise SegmentRejected(error.problem, error.path, error.hint) from None
+        raise error
 
 
 LocalSlotOrRemote = Any
