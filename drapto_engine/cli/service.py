@@ -13,7 +13,7 @@ from drapto_engine.config import load_config
 from drapto_engine.core.api import EngineSnapshot, JobView
 from drapto_engine.core.errors import UsageError
 from drapto_engine.core.jobs import FINAL_STATUSES, EntryStatus, QueueEntry
-from drapto_engine.core.metrics import ResourceSnapshot
+from drapto_engine.core.metrics import ClusterWorker, ResourceSnapshot
 from drapto_engine.server.protocol import Hello
 
 GIB = 1 << 30
@@ -169,6 +169,9 @@ def status_lines(snapshot: EngineSnapshot, server: Hello, socket_path: Path) -> 
     ]
     if snapshot.resources:
         lines.append(f"resources  {_resources(snapshot.resources[-1])}")
+    if snapshot.cluster is not None:
+        lines.append(f"cluster    {snapshot.cluster}, {len(snapshot.cluster_workers)} workers")
+        lines += [f"  {_cluster_worker(w)}" for w in snapshot.cluster_workers]
     changed = [f for f in snapshot.flags if f.state != f.default]
     if changed:
         flags = ", ".join(f"{f.name} {f.state.value} ({f.source.value})" for f in changed)
@@ -225,6 +228,17 @@ def _resources(sample: ResourceSnapshot) -> str:
         f" {sample.memory_total / GIB:.1f} GiB used, {sample.running} encoders"
     )
     return text + (f" ({sample.suspended} suspended)" if sample.suspended else "")
+
+
+def _cluster_worker(worker: ClusterWorker) -> str:
+    text = (
+        f"{worker.name} on {worker.host}: {worker.slots} slots, {worker.running} running,"
+        f" CPU {worker.cpu_percent:.0f}%"
+    )
+    if worker.memory_total:
+        used = worker.memory_total - worker.memory_available
+        text += f", RAM {used / GIB:.1f} of {worker.memory_total / GIB:.1f} GiB used"
+    return text
 
 
 def _running(entry: QueueEntry, job: JobView | None) -> str:
