@@ -45,6 +45,7 @@ from drapto_engine.core.events import (
 from drapto_engine.core.jobs import EntryStatus, JobOptions, QueueEntry
 from drapto_engine.engine import Engine
 from drapto_engine.infrastructure.hdr_probe import count_rpu_frames
+from drapto_engine.services.executors.local import HOST
 from drapto_engine.services.validation import source_frame_times
 
 DRAPTO = [sys.executable, "-m", "drapto_engine.cli"]
@@ -331,3 +332,33 @@ def test_a_job_whose_remote_segments_keep_failing_finishes_locally(
         assert (rollback.flag, rollback.stage) == ("distributed_encoding", "encoding")
         done = hosted.of(SegmentDone, entry.job)
         assert done and not any(d.remote for d in done)
+
+
+def test_the_engine_survives_losing_every_worker(certs: Path, tmp_path: Path, ffmpeg: str) -> None:
+    """The only worker is SIGKILLed mid-segment: that segment (stranded, no worker left to
+    run it) and the rest are encoded on the engine's machine; the job finishes valid."""
+    with hosting(certs, tmp_path, ffmpeg, {"w-solo": ([], None)}) as hosted:
+        source = _video(ffmpeg, hosted.shared / "film.mkv", 6.0)
+        output = hosted.shared / "film.av1.mkv"
+        victim = hosted.workers["w-solo"]
+        killed: list[int] = []
+
+        def kill_on_start(event: Event) -> None:
+            if isinstance(event, SegmentStarted) and event.host == "w-solo" and not killed:
+                killed.append(event.index)
+                tree = psutil.Process(victim.pid)
+                for proc in [tree, *tree.children(recursive=True)]:
+                    proc.send_signal(signal.SIGKILL)
+
+        hosted.on_event.append(kill_on_start)
+        entry = hosted.run(source, output)
+        assert victim.wait(30) == -signal.SIGKILL
+        assert entry.status is EntryStatus.DONE, entry.error
+        _assert_same_frames(source, output)
+        [index] = killed
+        runs = [s for s in hosted.of(SegmentStarted, entry.job) if s.index == index]
+        assert [(s.host, s.remote) for s in runs] == [("w-solo", True), (HOST, False)]
+        assert [s.attempt for s in runs] == [1, 2]
+        assert not hosted.of(SegmentFailed, entry.job)[1:]
+        done = hosted.of(SegmentDone, entry.job)
+        assert all(not d.remote for d in done)

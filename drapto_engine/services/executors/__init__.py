@@ -26,8 +26,10 @@ from drapto_engine.services.encoding.plan import VideoPlan
 
 
 class SegmentRejected(EncodeError):
-    """A remote segment failed, and its job is finished on this machine from now on
-    (rolled back): the attempt does not count against the segment's tries."""
+    """A remote segment failed through no fault of the segment: its job was just rolled
+    back to this machine, or no worker is left that could run it. The attempt does not
+    count against the segment's tries; the next one is placed afresh (here, if no worker
+    is usable)."""
 
     retry_elsewhere = True
 

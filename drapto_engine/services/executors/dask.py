@@ -27,7 +27,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, cast
 
 from distributed import Client
 from distributed.client import FutureCancelledError
@@ -133,8 +133,8 @@ class RemoteSlot:
             **options,
         )
         try:
-            data = await future
-        except asyncio.CancelledError:
+            data = await self._result(future, key, work)
+        except (asyncio.CancelledError, SegmentRejected):
             with contextlib.suppress(Exception):
                 await asyncio.shield(ex.client.cancel([future], force=True))
             raise
@@ -180,6 +180,32 @@ class RemoteSlot:
             shipped_bytes=shipped + len(data),
             runs=max(1, len(self.hosts)),
         )
+
+    async def _result(self, future: Any, key: str, work: SegmentWork) -> bytes:
+        """The task's bytes; SegmentRejected when no worker is left that may run it (the
+        scheduler would keep it waiting for one forever)."""
+
+        async def wait() -> bytes:
+            return cast(bytes, await future)
+
+        waiter = asyncio.ensure_future(wait())
+        try:
+            while True:
+                done, _ = await asyncio.wait({waiter}, timeout=POLL_S)
+                if done:
+                    return waiter.result()
+                task = self.executor.scheduler.tasks.get(key)
+                if task is not None and task.state == "no-worker":
+                    raise SegmentRejected(
+                        f"segment {work.segment.index}: no worker left to run it"
+                        f" (last on {self._last()})",
+                        work.plan.source,
+                    )
+        finally:
+            if not waiter.done():
+                waiter.cancel()
+                with contextlib.suppress(BaseException):
+                    await waiter
 
     def _last(self) -> str:
         return self.hosts[-1] if self.hosts else self.host
