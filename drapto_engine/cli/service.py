@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from drapto_engine.cli.args import socket_path, workers
-from drapto_engine.config import load_config
+from drapto_engine.config import Config, load_config
 from drapto_engine.core.api import EngineSnapshot, JobView
 from drapto_engine.core.errors import UsageError
 from drapto_engine.core.jobs import FINAL_STATUSES, EntryStatus, QueueEntry
@@ -90,7 +90,7 @@ def _serve(args: argparse.Namespace) -> int:
     from drapto_engine.server.service import serve
 
     config = load_config(args.config)
-    cluster = _cluster_options(args)
+    cluster = _cluster_options(args, config)
     return asyncio.run(
         serve(
             config,
@@ -103,8 +103,13 @@ def _serve(args: argparse.Namespace) -> int:
     )
 
 
-def _cluster_options(args: argparse.Namespace) -> Any:
-    """The cluster the engine hosts, checked before anything starts (exit 2, one line)."""
+def _cluster_options(args: argparse.Namespace, config: Config) -> Any:
+    """The cluster the engine hosts (--cluster, else config.toml's [cluster]), checked
+    before anything starts (exit 2, one line)."""
+    if args.cluster is None and config.cluster is not None:
+        args.cluster = config.cluster.listen
+        args.dashboard = args.dashboard or config.cluster.dashboard
+        args.insecure = args.insecure or config.cluster.insecure
     if args.cluster is None:
         for option, given in (
             ("--workers 0", args.workers == 0),

@@ -65,6 +65,19 @@ def test_cluster_options_that_cannot_work_are_refused_in_one_line(
         assert all(word in line for word in words), line
 
 
+def test_the_config_files_cluster_section_is_read_and_checked(env: dict[str, str]) -> None:
+    config = Path(env["XDG_CONFIG_HOME"]) / "drapto" / "config.toml"
+    config.parent.mkdir(parents=True)
+    config.write_text('[cluster]\nlisten = "tcp://0.0.0.0:8786"\n')
+    done = drapto(env, "serve")
+    assert done.returncode == 2
+    assert "--insecure" in one_line(done.stderr)  # the configured address is checked
+    config.write_text('[cluster]\nlisen = "tls://0.0.0.0:8786"\n')
+    done = drapto(env, "serve")
+    assert done.returncode == 2
+    assert "listen" in done.stderr and "Traceback" not in done.stderr
+
+
 class Lines:
     """A process's stderr, read by a thread so that the test can wait on a line."""
 
