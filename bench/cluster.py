@@ -32,7 +32,7 @@ from typing import Any
 from drapto_engine.cluster.host import ClusterOptions
 from drapto_engine.cluster.scheduler import ENCODER
 from drapto_engine.config import Config
-from drapto_engine.core.events import Event, SegmentDone
+from drapto_engine.core.events import Event, RolledBack, SegmentDone, SegmentFailed
 from drapto_engine.core.jobs import EntryStatus, JobOptions
 from drapto_engine.engine import Engine
 from drapto_engine.infrastructure.ffmpeg.toolchain import find_toolchain
@@ -66,6 +66,8 @@ async def encode(
     def record(event: Event) -> None:
         if isinstance(event, SegmentDone):
             done.append(event)
+        elif isinstance(event, RolledBack | SegmentFailed):
+            print(f"bench: {event.type}: {event.model_dump_json()}", file=sys.stderr)
 
     eng.bus.subscribe(record)
     await eng.start()

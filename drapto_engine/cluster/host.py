@@ -6,6 +6,7 @@ Import only with the cluster extra (engine.py does so only when a cluster is ask
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from typing import Any
 import dask
 from distributed import Client
 
+from drapto_engine.cluster import route_dask_logs
 from drapto_engine.cluster.scheduler import ENCODER, QuietScheduler, start_scheduler
 from drapto_engine.cluster.security import check_address, engine_security
 from drapto_engine.cluster.toolchain import fingerprint
@@ -53,6 +55,7 @@ class ClusterHost:
         self._config: contextlib.ExitStack = contextlib.ExitStack()
 
     async def start(self) -> None:
+        route_dask_logs()  # into the engine's log file, not onto its stderr
         address = check_address(self.options.listen, insecure=self.options.insecure)
         security = engine_security(address, self.options.folder)
         self._config.enter_context(
@@ -63,8 +66,6 @@ class ClusterHost:
                 }
             )
         )
-        import asyncio
-
         toolchain = await asyncio.to_thread(fingerprint, self.ffmpeg)
         self.scheduler = await start_scheduler(
             self.options.listen,

@@ -45,6 +45,7 @@ from drapto_engine.core.events import (
 from drapto_engine.core.jobs import EntryStatus, JobOptions, QueueEntry
 from drapto_engine.engine import Engine
 from drapto_engine.infrastructure.hdr_probe import count_rpu_frames
+from drapto_engine.services.encoding.svt import SEGMENT_SUFFIX
 from drapto_engine.services.executors.local import HOST
 from drapto_engine.services.validation import source_frame_times
 
@@ -79,9 +80,9 @@ class Hosted:
     events: list[Event] = field(default_factory=list)
     on_event: list[Any] = field(default_factory=list)
 
-    def run(self, source: Path, output: Path) -> QueueEntry:
+    def run(self, source: Path, output: Path, options: JobOptions = FAST) -> QueueEntry:
         async def go() -> QueueEntry:
-            [entry] = await self.engine.add([(source, output)], options=FAST)
+            [entry] = await self.engine.add([(source, output)], options=options)
             await self.engine.run(only={entry.id}, ignore_pause=True)
             return self.engine.entry(entry.id)
 
@@ -258,6 +259,22 @@ def test_every_segment_runs_on_a_worker_in_both_modes(hosted: Hosted, ffmpeg: st
     assert all(w.slots == 1 and w.memory_total > 0 for w in workers.values())
 
 
+def test_shipped_segments_of_a_real_mp4_keep_the_sources_frame_times(
+    hosted: Hosted, shared_media: Path, tmp_path: Path
+) -> None:
+    """testvideo.mp4 whole (720 frames, a 1/30000 track with uneven frame times, cut at
+    its keyframes 180 and 394 with the default segment lengths), outside the path map:
+    every segment is shipped, and the joined output has the source's frame times."""
+    source = shared_media / "testvideo.mp4"
+    output = tmp_path / "tv.av1.mkv"
+    entry = hosted.run(source, output, JobOptions(preset=12))
+    assert entry.status is EntryStatus.DONE, entry.error
+    assert not hosted.of(RolledBack, entry.job)
+    _assert_same_frames(source, output)
+    done = hosted.of(SegmentDone, entry.job)
+    assert len(done) >= 2 and all(d.remote and d.shipped_bytes > d.size_bytes for d in done)
+
+
 def test_dolby_vision_through_a_worker_keeps_every_rpu(
     hosted: Hosted, shared_media: Path, tmp_path: Path
 ) -> None:
@@ -310,10 +327,10 @@ def test_a_job_whose_remote_segments_keep_failing_finishes_locally(
     wrapper.write_text(
         "#!/bin/sh\n"
         'for a in "$@"; do last="$a"; done\n'
-        'case "$last" in */segment-*.mkv)\n'
+        f'case "$last" in */segment-*{SEGMENT_SUFFIX})\n'
         f'  "{ffmpeg}" "$@" || exit $?\n'
-        f'  "{ffmpeg}" -v error -y -i "$last" -c copy -frames:v 2 "$last.cut.mkv" &&'
-        ' mv "$last.cut.mkv" "$last"\n'
+        f'  "{ffmpeg}" -v error -y -i "$last" -c copy -frames:v 2 "$last.cut{SEGMENT_SUFFIX}" &&'
+        f' mv "$last.cut{SEGMENT_SUFFIX}" "$last"\n'
         "  exit 0;;\nesac\n"
         f'exec "{ffmpeg}" "$@"\n'
     )

@@ -113,7 +113,8 @@ class RemoteSlot:
                 ship_segment, plan.source, segment.start_frame, segment.end_frame, index
             )
             shipped = len(packets)
-            function, args = encode_shipped_segment, (packets, preroll, plan, segment)
+            function = encode_shipped_segment
+            args = (packets, preroll, plan, segment, None, index.time_base)
             options = {"workers": [self.worker.address], "allow_other_workers": True}
         key = f"{KEY_PREFIX}{work.job[:12]}-{segment.index}-{uuid.uuid4().hex[:8]}"
 
