@@ -683,7 +683,7 @@ class Orchestrator:
                 try:
                     run = await slot.encode(work)
                 except EncodeError as exc:
-                    if isinstance(exc, SegmentRejected):  # its job went back to local
+                    if isinstance(exc, SegmentRejected):  # not the segment's fault: a free try
                         tries += 1
                     retry = attempt < tries
                     await self.state.set_segment(job, segment.index, SegmentState.FAILED)
