@@ -45,6 +45,18 @@ Number = Annotated[float, Strict(), Field(allow_inf_nan=False)]
 """A finite number (a whole number is one too; true is not); fields add their range."""
 
 
+class ClusterSettings(BaseModel):
+    """[cluster]: the Dask scheduler `drapto serve` hosts (as --cluster, --dashboard,
+    --insecure); the command line wins."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    listen: StrictStr = Field(min_length=1)
+    """tls://HOST:PORT, e.g. tls://0.0.0.0:8786."""
+    dashboard: StrictStr | None = Field(default=None, min_length=1)
+    insecure: bool = Field(default=False, strict=True)
+
+
 class Config(BaseModel):
     """config.toml. Types are strict (`workers = true` is refused, not read as 1) and
     numbers finite; an unknown key is refused with the nearest known one."""
@@ -71,6 +83,8 @@ class Config(BaseModel):
     """An encoder this many times slower than the job's median raises an alert."""
     socket_path: SettingPath | None = None
     """The engine service's Unix socket; unset: $XDG_RUNTIME_DIR/drapto/engine.sock."""
+    cluster: ClusterSettings | None = None
+    """A Dask scheduler for `drapto worker`s, hosted by `drapto serve` (cluster extra)."""
 
     @field_validator("notify_url")
     @classmethod
@@ -116,6 +130,8 @@ def validated(data: dict[str, Any], lines: KeyLines, path: Path) -> Config:
 def _keys_at(loc: Loc) -> list[str]:
     if loc == ("defaults",):
         return list(JobOptions.model_fields)
+    if loc == ("cluster",):
+        return list(ClusterSettings.model_fields)
     return list(Config.model_fields)
 
 

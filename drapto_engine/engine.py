@@ -17,7 +17,7 @@ import time
 from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from drapto_engine.config import Config, load_saved_flags, save_flags, saved_flags_file
 from drapto_engine.core.api import INTERRUPTED_NOTE, EngineSnapshot, EngineView
@@ -25,6 +25,7 @@ from drapto_engine.core.errors import DraptoError, EncodeError, MediaError, Vali
 from drapto_engine.core.events import (
     Alert,
     AnalysisReady,
+    ClusterSampled,
     EntryChanged,
     EntryRemoved,
     Event,
@@ -53,6 +54,8 @@ from drapto_engine.infrastructure.probe import probe
 from drapto_engine.infrastructure.resources import ResourceManager, default_workers
 from drapto_engine.infrastructure.store import QueueStore, StateStore
 from drapto_engine.monitoring import Monitor, rollback_flag
+from drapto_engine.services.executors import SegmentExecutor
+from drapto_engine.services.executors.local import LocalExecutor
 from drapto_engine.services.library import ALREADY_AV1, is_av1, output_path, scan_folder
 from drapto_engine.services.orchestrator import (
     WORK_PREFIX,
@@ -61,7 +64,11 @@ from drapto_engine.services.orchestrator import (
     job_record,
 )
 
+if TYPE_CHECKING:
+    from drapto_engine.cluster.host import ClusterHost, ClusterOptions
+
 log = logging.getLogger(__name__)
+DISTRIBUTED_FLAG = "distributed_encoding"
 
 MAX_ACTIVE_JOBS = 2
 """One job encoding and the next one's analysis and segmentation running ahead."""
@@ -101,8 +108,14 @@ class Engine:
         workers: int | None = None,
         persist: bool = True,
         bus: EventBus | None = None,
+        cluster: ClusterOptions | None = None,
     ) -> None:
         self.ffmpeg = ffmpeg
+        self.cluster_options = cluster
+        """A Dask scheduler to host beside the engine (`drapto serve --cluster`)."""
+        self.cluster: ClusterHost | None = None
+        self.executor: SegmentExecutor | None = None
+        """Where segments run: this machine unless a cluster is hosted."""
         self.config = config or Config()
         self.state_dir = state_dir or paths.state_dir()
         self.persist = persist
@@ -174,6 +187,32 @@ class Engine:
     async def start(self) -> None:
         self.resources.start()
         self.monitor.start()
+        if self.cluster_options is not None:
+            await self._start_cluster(self.cluster_options)
+
+    async def _start_cluster(self, options: ClusterOptions) -> None:
+        from drapto_engine.cluster.host import ClusterHost
+
+        host = ClusterHost(options, self.config.ffmpeg_path)
+        await host.start()
+        self.cluster = host
+        self.executor = host.executor(
+            LocalExecutor(self.resources),
+            enabled=lambda: self.flags.enabled(DISTRIBUTED_FLAG),
+            on_rollback=self._cluster_rollback,
+        )
+        log.info("cluster scheduler on %s", host.address)
+
+    def _cluster_rollback(self, job: str, error: str) -> None:
+        self.bus.emit(
+            RolledBack(
+                job=job,
+                flag=DISTRIBUTED_FLAG,
+                stage=JobStage.ENCODING.value,
+                error=error,
+                entry=self._job_entries.get(job),
+            )
+        )
 
     async def stop(self) -> None:
         """Stop every running job (their state is kept; they resume next time)."""
@@ -190,6 +229,9 @@ class Engine:
         await asyncio.gather(*self._background, return_exceptions=True)
         await self.resources.shutdown()
         await self.monitor.stop()
+        if self.cluster is not None:
+            await self.cluster.stop()
+            self.cluster = self.executor = None
 
     def close(self) -> None:
         self.store.close()
@@ -605,6 +647,7 @@ class Engine:
                 resources=self.resources,
                 flags=self.flags,
                 monitor=self.monitor,
+                executor=self.executor,
             )
             orchestrator.on_job = lambda job, e=entry.id: self._job_started(e, job)
             active.orchestrator = orchestrator
@@ -747,6 +790,13 @@ class Engine:
 
     def _sampled(self, snapshot: ResourceSnapshot) -> None:
         self.bus.emit(ResourcesSampled(snapshot=snapshot))
+        if self.cluster is not None:
+            busy = getattr(self.executor, "busy", None)
+            self.bus.emit(
+                ClusterSampled(
+                    address=self.cluster.address, workers=tuple(self.cluster.workers(busy))
+                )
+            )
 
     def _notify_end(self, entry: QueueEntry) -> None:
         url = self.config.notify_url

@@ -176,6 +176,9 @@ class Monitor:
             cpu_percent=event.cpu_percent,
             queue_wait_s=event.queue_wait_s,
             attempts=event.attempts,
+            host=event.host,
+            remote=event.remote,
+            shipped_bytes=event.shipped_bytes,
         )
 
     @staticmethod

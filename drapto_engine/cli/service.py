@@ -9,10 +9,11 @@ from pathlib import Path
 from typing import Any
 
 from drapto_engine.cli.args import socket_path, workers
-from drapto_engine.config import load_config
+from drapto_engine.config import Config, load_config
 from drapto_engine.core.api import EngineSnapshot, JobView
+from drapto_engine.core.errors import UsageError
 from drapto_engine.core.jobs import FINAL_STATUSES, EntryStatus, QueueEntry
-from drapto_engine.core.metrics import ResourceSnapshot
+from drapto_engine.core.metrics import ClusterWorker, ResourceSnapshot
 from drapto_engine.server.protocol import Hello
 
 GIB = 1 << 30
@@ -32,8 +33,26 @@ def add_service_parsers(commands: Any) -> None:
     )
     serve.add_argument(
         "--workers",
-        type=workers,
-        help="most encoders at once, 1 to 4 per core (default: saved, config, or cores)",
+        type=serve_workers,
+        help="most encoders at once, 1 to 4 per core (default: saved, config, or cores);"
+        " 0 with --cluster: every segment goes to the cluster's workers while one is there",
+    )
+    serve.add_argument(
+        "--cluster",
+        metavar="ADDRESS",
+        help="host a Dask scheduler for `drapto worker`s here, e.g. tls://0.0.0.0:8786"
+        " (needs the cluster extra and `drapto cluster init`)",
+    )
+    serve.add_argument(
+        "--dashboard",
+        metavar="HOST:PORT",
+        help="with --cluster: serve Dask's dashboard there (loopback unless --insecure)",
+    )
+    serve.add_argument(
+        "--insecure",
+        action="store_true",
+        help="with --cluster: allow plain tcp:// or a dashboard beyond loopback (Dask runs"
+        " pickled code: anyone reaching the port can run programs here)",
     )
     status = commands.add_parser("status", help="a one-screen summary from the running engine")
     _socket_argument(status)
@@ -62,18 +81,64 @@ def _socket(args: argparse.Namespace, configured: Path | None) -> Path:
     return path.absolute()
 
 
+def serve_workers(text: str) -> int:
+    """--workers of `drapto serve`: as everywhere, or 0 (no local encoders, with --cluster)."""
+    return 0 if text.strip() == "0" else workers(text)
+
+
 def _serve(args: argparse.Namespace) -> int:
     from drapto_engine.server.service import serve
 
     config = load_config(args.config)
+    cluster = _cluster_options(args, config)
     return asyncio.run(
         serve(
             config,
             socket_path=_socket(args, config.socket_path),
             state_dir=args.state_dir,
             config_path=args.config,
-            workers=args.workers,
+            workers=args.workers or None,
+            cluster=cluster,
         )
+    )
+
+
+def _cluster_options(args: argparse.Namespace, config: Config) -> Any:
+    """The cluster the engine hosts (--cluster, else config.toml's [cluster]), checked
+    before anything starts (exit 2, one line)."""
+    if args.cluster is None and config.cluster is not None:
+        args.cluster = config.cluster.listen
+        args.dashboard = args.dashboard or config.cluster.dashboard
+        args.insecure = args.insecure or config.cluster.insecure
+    if args.cluster is None:
+        for option, given in (
+            ("--workers 0", args.workers == 0),
+            ("--dashboard", args.dashboard is not None),
+            ("--insecure", args.insecure),
+        ):
+            if given:
+                raise UsageError("only goes with --cluster", option)
+        return None
+    from drapto_engine.cluster import INSTALL_HINT, ClusterUsageError, available
+
+    if not available():
+        raise UsageError(INSTALL_HINT.replace("cluster commands", "it"), "--cluster")
+    from drapto_engine.cluster.certs import engine_files
+    from drapto_engine.cluster.host import ClusterOptions
+    from drapto_engine.cluster.security import check_address, check_dashboard
+
+    try:
+        address = check_address(args.cluster, insecure=args.insecure)
+        check_dashboard(args.dashboard, insecure=args.insecure)
+        if address.scheme == "tls":
+            engine_files()
+    except ClusterUsageError as exc:
+        raise UsageError(exc.problem, exc.path or "--cluster", hint=exc.hint) from None
+    return ClusterOptions(
+        listen=args.cluster,
+        dashboard=args.dashboard,
+        insecure=args.insecure,
+        local_slots=args.workers != 0,
     )
 
 
@@ -109,6 +174,9 @@ def status_lines(snapshot: EngineSnapshot, server: Hello, socket_path: Path) -> 
     ]
     if snapshot.resources:
         lines.append(f"resources  {_resources(snapshot.resources[-1])}")
+    if snapshot.cluster is not None:
+        lines.append(f"cluster    {snapshot.cluster}, {len(snapshot.cluster_workers)} workers")
+        lines += [f"  {_cluster_worker(w)}" for w in snapshot.cluster_workers]
     changed = [f for f in snapshot.flags if f.state != f.default]
     if changed:
         flags = ", ".join(f"{f.name} {f.state.value} ({f.source.value})" for f in changed)
@@ -165,6 +233,17 @@ def _resources(sample: ResourceSnapshot) -> str:
         f" {sample.memory_total / GIB:.1f} GiB used, {sample.running} encoders"
     )
     return text + (f" ({sample.suspended} suspended)" if sample.suspended else "")
+
+
+def _cluster_worker(worker: ClusterWorker) -> str:
+    text = (
+        f"{worker.name} on {worker.host}: {worker.slots} slots, {worker.running} running,"
+        f" CPU {worker.cpu_percent:.0f}%"
+    )
+    if worker.memory_total:
+        used = worker.memory_total - worker.memory_available
+        text += f", RAM {used / GIB:.1f} of {worker.memory_total / GIB:.1f} GiB used"
+    return text
 
 
 def _running(entry: QueueEntry, job: JobView | None) -> str:

@@ -4,8 +4,10 @@ dashboard address is given."""
 from __future__ import annotations
 
 import os
+import socket
 from typing import Any
 
+import psutil
 from distributed import Worker
 
 from drapto_engine.cluster import route_dask_logs
@@ -13,6 +15,8 @@ from drapto_engine.cluster.scheduler import no_http_server
 from drapto_engine.logging_setup import configure
 
 DEBUG_ENV = "DRAPTO_WORKER_DEBUG"
+MACHINE_METRICS = "drapto_host"
+"""Key of the worker machine's figures in Dask's worker metrics (ws.metrics)."""
 
 
 class QuietWorker(Worker):
@@ -34,8 +38,22 @@ def constant(value: Any, worker: Any = None) -> Any:
     return value
 
 
+def machine_metrics(worker: Any = None) -> dict[str, Any]:
+    """This machine's CPU and memory as psutil reads them, sent with each heartbeat:
+    the engine's `drapto status` and TUI show them per worker."""
+    memory = psutil.virtual_memory()
+    return {
+        "host": socket.gethostname(),
+        "cpu_percent": psutil.cpu_percent(interval=None),
+        "memory_total": memory.total,
+        "memory_available": memory.available,
+    }
+
+
 def dask_setup(worker: Any) -> None:
     """Preload run in the worker process: its log to a drapto log file, not stderr, so
-    that `drapto worker` says its problems in one line."""
+    that `drapto worker` says its problems in one line; its machine's figures in its
+    heartbeats."""
     configure(debug=os.environ.get(DEBUG_ENV) == "1")
     route_dask_logs()
+    worker.metrics[MACHINE_METRICS] = machine_metrics

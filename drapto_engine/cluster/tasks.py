@@ -25,6 +25,7 @@ import socket
 import subprocess
 import tempfile
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ from drapto_engine.infrastructure.extents import stream_extents
 from drapto_engine.infrastructure.ffmpeg.toolchain import find_toolchain
 from drapto_engine.infrastructure.resources import cpu_count, threads_per_worker
 from drapto_engine.services.encoding.plan import VideoPlan
+from drapto_engine.services.encoding.svt import SEGMENT_SUFFIX
 from drapto_engine.services.segmentation.timestamps import main_video_stream
 
 SHIP_FORMAT = "nut"
@@ -53,6 +55,9 @@ class PacketIndex:
 
     stream_index: int
     packets: tuple[tuple[int, int | None, bool], ...]
+    time_base: Fraction | None = None
+    """The source stream's: the worker encodes in it, as a local encode does (NUT keeps
+    the timestamps exact but may pick a finer time base, e.g. 1/60000 for 1/30000)."""
 
     def sorted_pts(self) -> list[int]:
         return sorted(pts for pts, _, _ in self.packets)
@@ -75,7 +80,7 @@ def packet_index(source: Path, stream_index: int | None = None) -> PacketIndex:
                     hint="give that worker the source through shared storage (--path-map)",
                 )
             packets.append((packet.pts, packet.dts, packet.is_keyframe))
-        return PacketIndex(stream.index, tuple(packets))
+        return PacketIndex(stream.index, tuple(packets), stream.time_base)
 
 
 @dataclass(frozen=True)
@@ -224,10 +229,17 @@ def _replace_token(argv: list[str], option: str, old: str, new: str) -> None:
 
 
 def shipped_argv(
-    plan: VideoPlan, segment: Segment, source: Path, output: Path, preroll: int, threads: int
+    plan: VideoPlan,
+    segment: Segment,
+    source: Path,
+    output: Path,
+    preroll: int,
+    threads: int,
+    time_base: Fraction | None = None,
 ) -> list[str]:
-    """The local encode's arguments, applied to a shipped file: stream 0, no seek, and the
-    pre-roll dropped by frame number before the timestamps are rebased."""
+    """The local encode's arguments, applied to a shipped file: stream 0, no seek, the
+    pre-roll dropped by frame number before the timestamps are rebased, and the encoder
+    in the source's time base (`time_base`) rather than the shipped file's."""
     local = dataclasses.replace(plan, source=source)
     from_start = Segment(
         index=segment.index,
@@ -238,6 +250,8 @@ def shipped_argv(
     )
     argv = list(local.encoder.segment_argv(local, from_start, output, threads))
     _replace_token(argv, "-map", f"0:{plan.analysis.media.video.index}", "0:0")
+    if time_base is not None:
+        _replace_token(argv, "-enc_time_base:v", "demux", str(time_base))
     if preroll:
         i = argv.index("-vf")
         argv[i + 1] = f"trim=start_frame={preroll},{argv[i + 1]}"
@@ -250,15 +264,19 @@ def encode_shipped_segment(
     plan: VideoPlan,
     segment: Segment,
     threads: int | None = None,
+    time_base: Fraction | None = None,
 ) -> bytes:
     """On a worker: encode a shipped segment with this machine's ffmpeg; the encoded
-    segment (Matroska, as local segments are) as bytes."""
+    segment as bytes, in the container and time base local segments have (MP4 whose
+    track ticks in the source's time base, `time_base`): the join relies on it."""
     plan = dataclasses.replace(plan, ffmpeg=find_toolchain().ffmpeg)
     with tempfile.TemporaryDirectory(prefix="drapto-segment-") as folder:
         source = Path(folder) / f"source{SHIP_SUFFIX}"
         source.write_bytes(packets)
-        output = Path(folder) / f"segment-{segment.index:05d}.mkv"
-        argv = shipped_argv(plan, segment, source, output, preroll_frames, _threads(threads))
+        output = Path(folder) / f"segment-{segment.index:05d}{SEGMENT_SUFFIX}"
+        argv = shipped_argv(
+            plan, segment, source, output, preroll_frames, _threads(threads), time_base
+        )
         return _encode(argv, output, segment, plan.source)
 
 
@@ -306,6 +324,6 @@ def encode_mapped_segment(plan: VideoPlan, segment: Segment, threads: int | None
         raise MediaError(f"not found on worker {_host()} (mapped to {source})", plan.source)
     plan = dataclasses.replace(plan, ffmpeg=find_toolchain().ffmpeg, source=source)
     with tempfile.TemporaryDirectory(prefix="drapto-segment-") as folder:
-        output = Path(folder) / f"segment-{segment.index:05d}.mkv"
+        output = Path(folder) / f"segment-{segment.index:05d}{SEGMENT_SUFFIX}"
         argv = plan.encoder.segment_argv(plan, segment, output, _threads(threads))
         return _encode(list(argv), output, segment, source)

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from drapto_engine.core.events import (
     AnalysisReady,
     AudioDone,
+    ClusterSampled,
     EntryChanged,
     EntryRemoved,
     Event,
@@ -33,7 +34,7 @@ from drapto_engine.core.events import (
 )
 from drapto_engine.core.flags import FlagView
 from drapto_engine.core.jobs import JobOptions, QueueEntry
-from drapto_engine.core.metrics import ResourceSnapshot
+from drapto_engine.core.metrics import ClusterWorker, ResourceSnapshot
 
 HISTORY = 300
 
@@ -54,6 +55,10 @@ class SegmentView(BaseModel):
     size_bytes: int | None = None
     attempts: int = 0
     resumed: bool = False
+    host: str = ""
+    """The machine encoding or having encoded it."""
+    remote: bool = False
+    """Encoded by a cluster worker."""
 
 
 class JobView(BaseModel):
@@ -87,6 +92,9 @@ class EngineSnapshot(BaseModel):
     resources: list[ResourceSnapshot] = Field(default_factory=list)
     """The latest samples, oldest first."""
     flags: list[FlagView] = Field(default_factory=list)
+    cluster: str | None = None
+    """The address of the cluster scheduler the engine hosts (None: no cluster)."""
+    cluster_workers: list[ClusterWorker] = Field(default_factory=list)
 
 
 class EngineView:
@@ -141,6 +149,8 @@ class EngineView:
             s.paused, s.workers = event.paused, event.workers
         elif isinstance(event, ResourcesSampled):
             s.resources = [*s.resources[-(HISTORY - 1) :], event.snapshot]
+        elif isinstance(event, ClusterSampled):
+            s.cluster, s.cluster_workers = event.address, list(event.workers)
         elif isinstance(event, FlagChanged):
             s.flags = [event.flag if f.name == event.flag.name else f for f in s.flags]
         elif event.job:
@@ -163,11 +173,14 @@ class EngineView:
                 return
             if isinstance(event, SegmentStarted):
                 segment.state, segment.attempts, segment.percent = "running", event.attempt, 0.0
+                segment.host, segment.remote = event.host, event.remote
             elif isinstance(event, SegmentProgress):
                 segment.percent, segment.fps = event.percent, event.fps
             elif isinstance(event, SegmentDone):
                 segment.state, segment.percent, segment.fps = "done", 100.0, event.fps
                 segment.size_bytes, segment.resumed = event.size_bytes, event.resumed
+                if event.host:
+                    segment.host, segment.remote = event.host, event.remote
             else:
                 segment.state = "pending" if event.will_retry else "failed"
         elif isinstance(event, AudioDone):

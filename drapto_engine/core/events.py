@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from drapto_engine.core.flags import FlagState, FlagView
 from drapto_engine.core.jobs import QueueEntry
-from drapto_engine.core.metrics import JobSummary, ResourceSnapshot
+from drapto_engine.core.metrics import ClusterWorker, JobSummary, ResourceSnapshot
 
 __all__ = ["JobSummary"]
 
@@ -71,6 +71,10 @@ class SegmentStarted(_Event):
     index: int
     attempt: int = 1
     threads: int
+    host: str = ""
+    """The machine encoding it ("" in events from before hosts were recorded)."""
+    remote: bool = False
+    """Encoded by a cluster worker rather than the engine's machine."""
 
 
 class SegmentProgress(_Event):
@@ -98,6 +102,13 @@ class SegmentDone(_Event):
     queue_wait_s: float = 0.0
     """From the segment being planned to its encoder starting."""
     attempts: int = 1
+    host: str = ""
+    """The machine that encoded it ("" for a resumed one)."""
+    remote: bool = False
+    shipped_bytes: int = 0
+    """Source and encoded bytes sent to and from a remote worker."""
+    runs: int = 1
+    """Encoders started for the last attempt (more than 1: a worker was lost)."""
 
 
 class SegmentFailed(_Event):
@@ -106,6 +117,7 @@ class SegmentFailed(_Event):
     attempt: int
     error: str
     will_retry: bool
+    host: str = ""
 
 
 class AudioDone(_Event):
@@ -192,6 +204,14 @@ class ResourcesSampled(_Event):
     snapshot: ResourceSnapshot
 
 
+class ClusterSampled(_Event):
+    """The engine's cluster workers, sent with each resource sample while it hosts one."""
+
+    type: Literal["cluster"] = "cluster"
+    address: str
+    workers: tuple[ClusterWorker, ...]
+
+
 Event = Annotated[
     StageChanged
     | AnalysisReady
@@ -212,7 +232,8 @@ Event = Annotated[
     | EntryChanged
     | EntryRemoved
     | QueueStateChanged
-    | ResourcesSampled,
+    | ResourcesSampled
+    | ClusterSampled,
     Field(discriminator="type"),
 ]
 EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)

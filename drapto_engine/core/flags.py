@@ -106,6 +106,13 @@ FLAGS: tuple[Flag, ...] = (
         scope=Scope.NEXT_SEGMENT,
         setting=None,
     ),
+    Flag(
+        name="distributed_encoding",
+        description="send segments to cluster workers when no local slot is free (off: local only)",
+        default=True,
+        scope=Scope.NEXT_SEGMENT,
+        setting=None,
+    ),
 )
 BY_NAME = {flag.name: flag for flag in FLAGS}
 ON, OFF = frozenset({"on", "true", "1", "yes"}), frozenset({"off", "false", "0", "no"})

@@ -1,26 +1,17 @@
-"""Protocols the services implement; the orchestrator depends on these, not on modules."""
+"""Protocols the lower layers implement for the core (the state store).
+
+Protocols that name service types (the encoder, the segment executor) live with those
+services: the core imports nothing above itself (tests/unit/test_layers.py)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Collection
-from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from drapto_engine.core.models import Segment, SegmentState
+from drapto_engine.core.models import SegmentState
 
 if TYPE_CHECKING:
     from drapto_engine.core.state import JobRecord, JobStage, SegmentRecord
-    from drapto_engine.services.encoding.plan import VideoPlan
-
-
-class IEncoder(Protocol):
-    """Builds the ffmpeg command that encodes one segment for one dynamic range path."""
-
-    name: str
-
-    def segment_argv(
-        self, plan: VideoPlan, segment: Segment, output: Path, threads: int
-    ) -> list[str]: ...
 
 
 class StoreLike(Protocol):

@@ -39,6 +39,22 @@ class ResourceSnapshot(_Figures):
     encoders: tuple[EncoderSample, ...]
 
 
+class ClusterWorker(_Figures):
+    """A remote worker of the engine's cluster, as its last heartbeat described it."""
+
+    name: str
+    address: str
+    host: str
+    slots: int
+    """Encoder slots it offers."""
+    running: int
+    """Segments it is encoding for this engine."""
+    cpu_percent: float
+    """Its machine's CPU use, 0-100, as the worker's own psutil reads it."""
+    memory_total: int
+    memory_available: int
+
+
 class SegmentMetrics(_Figures):
     index: int
     frames: int
@@ -53,6 +69,10 @@ class SegmentMetrics(_Figures):
     queue_wait_s: float
     """Time from the segment being planned to its encoder starting."""
     attempts: int = 1
+    host: str = ""
+    """The machine that encoded it."""
+    remote: bool = False
+    shipped_bytes: int = 0
 
 
 class JobMetrics(_Figures):

@@ -17,6 +17,7 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from drapto_engine.config import Config
 from drapto_engine.engine import Engine
@@ -24,6 +25,9 @@ from drapto_engine.infrastructure import paths
 from drapto_engine.infrastructure.ffmpeg.toolchain import find_toolchain
 from drapto_engine.server.location import Claim, claim_socket
 from drapto_engine.server.server import EngineServer
+
+if TYPE_CHECKING:
+    from drapto_engine.cluster.host import ClusterOptions
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +43,7 @@ async def serve(
     state_dir: Path | None,
     config_path: Path | None,
     workers: int | None = None,
+    cluster: ClusterOptions | None = None,
 ) -> int:
     """Run until stopped; 0 after a clean stop, 1 if the engine failed."""
     state = state_dir or paths.state_dir()
@@ -52,6 +57,7 @@ async def serve(
             state_dir=state,
             config_path=config_path,
             workers=workers,
+            cluster=cluster,
         )
         if engine.store.recovered is not None:  # the damaged state file was replaced
             print(
@@ -77,6 +83,8 @@ async def _run(engine: Engine, server: EngineServer) -> int:
         print(
             f"drapto: engine serving on {server.socket_path} (pid {os.getpid()})", file=sys.stderr
         )
+        if engine.cluster is not None:
+            print(f"drapto: cluster scheduler on {engine.cluster.address}", file=sys.stderr)
         stopping = asyncio.create_task(stop.wait())
         await asyncio.wait({runner, stopping}, return_when=asyncio.FIRST_COMPLETED)
         stopping.cancel()

@@ -62,7 +62,6 @@ from drapto_engine.infrastructure.ffmpeg.runner import run_checked
 from drapto_engine.infrastructure.prefetch import Prefetch
 from drapto_engine.infrastructure.probe import probe
 from drapto_engine.infrastructure.resources import (
-    Admission,
     ResourceManager,
     check_disk,
     cpu_count,
@@ -77,6 +76,8 @@ from drapto_engine.services.encoding.audio import audio_argv, bitrate_kbps, outp
 from drapto_engine.services.encoding.mux import concat_list, mux_argv
 from drapto_engine.services.encoding.plan import VideoPlan, segments_video
 from drapto_engine.services.encoding.svt import SEGMENT_SUFFIX
+from drapto_engine.services.executors import SegmentExecutor, SegmentRejected, SegmentWork
+from drapto_engine.services.executors.local import LocalExecutor
 from drapto_engine.services.segmentation import fixed_segments, stream_segments
 from drapto_engine.services.segmentation.timestamps import frame_times
 from drapto_engine.services.validation import (
@@ -195,7 +196,9 @@ class Orchestrator:
 
     `resources` is shared by every job of an engine, so that its worker bound holds
     across them; without one the job makes its own. `flags` is read live for flags
-    whose scope is the next segment; `monitor` supplies the job's metrics.
+    whose scope is the next segment; `monitor` supplies the job's metrics. `executor`
+    says where a segment is encoded (services/executors): this machine under
+    `resources` unless the engine passes another (its cluster).
     """
 
     def __init__(
@@ -207,6 +210,7 @@ class Orchestrator:
         resources: ResourceManager | None = None,
         flags: FlagSet | None = None,
         monitor: Monitor | None = None,
+        executor: SegmentExecutor | None = None,
     ) -> None:
         self.ffmpeg = ffmpeg
         self.bus = bus
@@ -215,6 +219,8 @@ class Orchestrator:
         self._own_slots = resources is None
         self.flags = flags or FlagSet()
         self.monitor = monitor or Monitor(bus)
+        self.executor: SegmentExecutor | None = executor
+        """Where segments run; by default this machine, under `resources`."""
         self.stage = JobStage.QUEUED
         self.plan: VideoPlan | None = None
         self.job: str | None = None
@@ -502,7 +508,9 @@ class Orchestrator:
         elif request.workers:
             await self.slots.set_limit(request.workers)
         slots = self.slots
-        limit = slots.limit
+        if self.executor is None:
+            self.executor = LocalExecutor(slots)
+        limit = self.executor.concurrency()
         pending: list[Segment] = []
         planned_at: dict[int, float] = {}
         planned: list[Segment] = []
@@ -612,7 +620,7 @@ class Orchestrator:
         fps: float,
         wall: float,
         resumed: bool = False,
-        **measured: float | int,
+        **measured: Any,
     ) -> None:
         self.bus.emit(
             SegmentDone(
@@ -637,39 +645,47 @@ class Orchestrator:
         planned_at: float,
         priority: int,
     ) -> None:
-        assert self.slots is not None
+        assert self.executor is not None
         if await self._reuse(job, segment, path):
             return
         partial = partial_file(path)
-        resolution = plan.analysis.resolution_class
-        for attempt in range(1, SEGMENT_ATTEMPTS + 1):
-            estimate = self.slots.estimate(resolution)
-            admission = self.slots.admit(
-                estimate, segment=segment.index, job=job, priority=priority
-            )
-            async with admission as ticket:
+        tries = SEGMENT_ATTEMPTS
+        attempt = 0
+        while attempt < tries:
+            attempt += 1
+            async with self.executor.slot(job, plan, segment, priority) as slot:
                 started = time.monotonic()
                 await self.state.set_segment(job, segment.index, SegmentState.RUNNING)
-                self.bus.emit(
-                    SegmentStarted(job=job, index=segment.index, attempt=attempt, threads=threads)
+
+                def on_started(
+                    host: str, attempt: int = attempt, remote: bool = slot.remote
+                ) -> None:
+                    self.bus.emit(
+                        SegmentStarted(
+                            job=job,
+                            index=segment.index,
+                            attempt=attempt,
+                            threads=threads,
+                            host=host,
+                            remote=remote,
+                        )
+                    )
+
+                work = SegmentWork(
+                    job=job,
+                    plan=plan,
+                    segment=segment,
+                    partial=partial,
+                    threads=threads,
+                    on_started=on_started,
+                    on_progress=self._progress_reporter(job, segment),
                 )
                 try:
-                    async with sampled_early(ticket):
-                        await run_checked(
-                            plan.encoder.segment_argv(plan, segment, partial, threads),
-                            f"segment {segment.index} encode",
-                            plan.source,
-                            on_progress=self._progress_reporter(job, segment, ticket),
-                            on_start=ticket.track,
-                        )
-                    frames = await asyncio.to_thread(_video_packets, partial)
-                    if frames != segment.frame_count:
-                        raise EncodeError(
-                            f"segment {segment.index} has {frames} frames, planned {segment.frame_count}",
-                            plan.source,
-                        )
+                    run = await slot.encode(work)
                 except EncodeError as exc:
-                    retry = attempt < SEGMENT_ATTEMPTS
+                    if isinstance(exc, SegmentRejected):  # not the segment's fault: a free try
+                        tries += 1
+                    retry = attempt < tries
                     await self.state.set_segment(job, segment.index, SegmentState.FAILED)
                     self.bus.emit(
                         SegmentFailed(
@@ -678,15 +694,16 @@ class Orchestrator:
                             attempt=attempt,
                             error=exc.problem,
                             will_retry=retry,
+                            host=slot.host,
                         )
                     )
                     log.warning("segment %d attempt %d failed: %s", segment.index, attempt, exc)
                     if retry:
                         continue
                     raise
-                self.slots.record_peak(resolution, ticket.peak_rss_bytes)
+                self.executor.record(plan, run)
                 wall = time.monotonic() - started
-                fps = frames / wall if wall > 0 else 0.0
+                fps = run.frames / wall if wall > 0 else 0.0
                 # named only while this process still holds the job
                 await self.state.set_segment(
                     job,
@@ -703,19 +720,19 @@ class Orchestrator:
                     path,
                     fps,
                     wall,
-                    peak_rss_bytes=ticket.peak_rss_bytes,
-                    cpu_percent=ticket.mean_cpu_percent,
+                    peak_rss_bytes=run.peak_rss_bytes,
+                    cpu_percent=run.cpu_percent,
                     queue_wait_s=started - planned_at,
                     attempts=attempt,
+                    host=run.host,
+                    remote=run.remote,
+                    shipped_bytes=run.shipped_bytes,
+                    runs=run.runs,
                 )
                 return
 
-    def _progress_reporter(
-        self, job: str, segment: Segment, ticket: Admission | None = None
-    ) -> Callable[[Progress], None]:
+    def _progress_reporter(self, job: str, segment: Segment) -> Callable[[Progress], None]:
         def report(progress: Progress) -> None:
-            if progress.ended and ticket is not None:
-                ticket.measure(0, final=True)  # the last look at it: exits next
             frames = segment.frame_count
             self.bus.emit(
                 SegmentProgress(
@@ -881,31 +898,6 @@ def scans_for_cuts(settings: EncodeSettings, media: MediaInfo) -> bool:
     RPUs only analysis finds (no configuration record) is then encoded whole, and its
     early scan is stopped unused."""
     return settings.scene_detection and segments_video(settings, media.dolby_vision is not None)
-
-
-EARLY_SAMPLE_S = 2.0
-EARLY_SAMPLE_INTERVAL_S = 0.1
-
-
-@contextlib.asynccontextmanager
-async def sampled_early(ticket: Admission) -> AsyncIterator[None]:
-    """Sample an encoder ten times a second for its first EARLY_SAMPLE_S. The shared
-    sampler's 1 s period misses an encoder that ends sooner (a short whole-file encode,
-    Dolby Vision's among them), whose metrics would then read 0 MiB and 0% CPU; with
-    the sample at its last progress report even a 0.2 s encoder is measured."""
-
-    async def sample() -> None:
-        for number in range(round(EARLY_SAMPLE_S / EARLY_SAMPLE_INTERVAL_S)):
-            await asyncio.sleep(EARLY_SAMPLE_INTERVAL_S)
-            ticket.measure(number)
-
-    task = asyncio.create_task(sample())
-    try:
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 async def _iterate(segments: list[Segment]) -> AsyncIterator[Segment]:

@@ -34,6 +34,12 @@ def _block(value: float) -> str:
     return BLOCKS[max(level, 1 if value > 0 else 0)]
 
 
+def worker_memory(total: int, available: int) -> str:
+    if total <= 0:
+        return "-"
+    return f"{(total - available) / GIB:.1f} of {total / GIB:.1f} GiB"
+
+
 class ResourcesPanel(VerticalScroll):
     def compose(self) -> ComposeResult:
         yield Label("CPU", id="cpu-label")
@@ -42,6 +48,11 @@ class ResourcesPanel(VerticalScroll):
         yield Static(id="ram", classes="spark")
         yield Static(id="limits")
         yield DataTable[str](id="encoders", cursor_type="none")
+        cluster = Static(id="cluster")
+        workers = DataTable[str](id="cluster-workers", cursor_type="none")
+        cluster.display = workers.display = False  # shown while the engine hosts a cluster
+        yield cluster
+        yield workers
 
     def on_mount(self) -> None:
         table = self.query_one("#encoders", DataTable)
@@ -54,11 +65,42 @@ class ResourcesPanel(VerticalScroll):
             ("state", "State"),
         ):
             table.add_column(label, key=key)
+        workers = self.query_one("#cluster-workers", DataTable)
+        for key, label in (
+            ("name", "Worker"),
+            ("host", "Host"),
+            ("slots", "Slots"),
+            ("running", "Running"),
+            ("cpu", "CPU %"),
+            ("ram", "RAM used"),
+        ):
+            workers.add_column(label, key=key)
+
+    def show_cluster(self, snapshot: EngineSnapshot) -> None:
+        """The engine's cluster workers, as `drapto status` lists them."""
+        label = self.query_one("#cluster", Static)
+        table = self.query_one("#cluster-workers", DataTable)
+        label.display = table.display = snapshot.cluster is not None
+        if snapshot.cluster is None:
+            return
+        workers = snapshot.cluster_workers
+        label.update(f"cluster {snapshot.cluster}: {len(workers)} workers")
+        table.clear()
+        for w in workers:
+            table.add_row(
+                _short(w.name),
+                w.host,
+                str(w.slots),
+                str(w.running),
+                f"{w.cpu_percent:.0f}",
+                worker_memory(w.memory_total, w.memory_available),
+            )
 
     def show(
         self, snapshot: EngineSnapshot, name_of: Callable[[str], str | None] = lambda _: None
     ) -> None:
         """`name_of` gives a job's file name (job ids are hashes, for machines)."""
+        self.show_cluster(snapshot)
         samples = snapshot.resources
         latest = samples[-1] if samples else None
         width = max(10, self.size.width - 4)

@@ -24,17 +24,20 @@ STRIP_CELL = 6
 """The most characters a segment takes in the strip."""
 RANK = {"pending": 0, "done": 1, "running": 2, "failed": 3}
 """Which state a character standing for several segments shows."""
+REMOTE_RUNNING, REMOTE_DONE = "⇢", "⇄"
+"""The marks of a segment a cluster worker encodes or encoded (the title names them)."""
 
 
 def cell(segment: SegmentView) -> str:
     """18 characters at most, whatever the figures (a 4-digit index, 1234 fps)."""
     i = f"#{segment.index:<4}"
+    running = REMOTE_RUNNING if segment.remote else "▶"
     if segment.state == "running" and not (segment.percent or segment.fps):
-        text = f"{i}▶ starting"
+        text = f"{i}{running} starting"
     elif segment.state == "running":
-        text = f"{i}▶{segment.percent:4.0f}% {min(segment.fps, 9999):4.0f}f"
+        text = f"{i}{running}{segment.percent:4.0f}% {min(segment.fps, 9999):4.0f}f"
     elif segment.state == "done":
-        mark = "↺" if segment.resumed else "✓"
+        mark = "↺" if segment.resumed else REMOTE_DONE if segment.remote else "✓"
         size = fmt.short_size(segment.size_bytes)
         text = f"{i}{mark} {size:>5} {min(segment.fps, 9999):4.0f}f"
     elif segment.state == "failed":
@@ -51,9 +54,18 @@ def summary(job: JobView | None) -> str:
     for segment in job.segments.values():
         counts[segment.state] = counts.get(segment.state, 0) + 1
     order = ("running", "pending", "done", "failed")
-    return f"{len(job.segments)} segments: " + ", ".join(
+    text = f"{len(job.segments)} segments: " + ", ".join(
         f"{counts[s]} {s}" for s in order if counts.get(s)
     )
+    hosts: dict[str, int] = {}
+    for segment in job.segments.values():
+        if segment.remote and segment.state in ("running", "done"):
+            hosts[segment.host] = hosts.get(segment.host, 0) + 1
+    if hosts:
+        text += f"; {REMOTE_DONE} remote: " + ", ".join(
+            f"{h} {n}" for h, n in sorted(hosts.items())
+        )
+    return text
 
 
 def glyph(state: str, width: int) -> str:

@@ -51,6 +51,7 @@ from drapto_engine.cluster.toolchain import fingerprint
 from drapto_engine.core.models import EncodeSettings, Segment
 from drapto_engine.services.detection import analyze_video
 from drapto_engine.services.encoding.plan import VideoPlan
+from drapto_engine.services.encoding.svt import SEGMENT_SUFFIX
 from drapto_engine.services.segmentation.timestamps import frame_times
 
 DRAPTO = [sys.executable, "-m", "drapto_engine.cli"]
@@ -292,6 +293,7 @@ def test_shipped_segments_encode_remotely_as_they_do_locally(
                 source.plan,
                 source.segment(start, end),
                 THREADS,
+                index.time_base,
                 resources={ENCODER: 1},
                 pure=False,
             )
@@ -301,9 +303,11 @@ def test_shipped_segments_encode_remotely_as_they_do_locally(
     assert len(cluster.client.who_has(futures)) == 2
     original = decoded(source.path)
     for (start, end), data in zip(RANGES, results, strict=True):
-        remote = tmp_path / f"remote-{start}.mkv"
+        remote = tmp_path / f"remote-{start}{SEGMENT_SUFFIX}"
         remote.write_bytes(data)
-        local = local_encode(source, source.segment(start, end), tmp_path / f"local-{start}.mkv")
+        local = local_encode(
+            source, source.segment(start, end), tmp_path / f"local-{start}{SEGMENT_SUFFIX}"
+        )
         got, want = decoded(remote), decoded(local)
         assert len(got) == end - start
         # Same frames, same times, same pictures as the local encode of the range.
@@ -327,9 +331,9 @@ def test_shared_storage_worker_reads_through_its_path_map(
     future = cluster.client.submit(
         encode_mapped_segment, source.plan, segment, THREADS, resources={ENCODER: 1}, pure=False
     )
-    remote = tmp_path / "remote.mkv"
+    remote = tmp_path / f"remote{SEGMENT_SUFFIX}"
     remote.write_bytes(future.result(timeout=300))
-    local = local_encode(source, segment, tmp_path / "local.mkv")
+    local = local_encode(source, segment, tmp_path / f"local{SEGMENT_SUFFIX}")
     assert [(p, d) for p, d, _ in decoded(remote)] == [(p, d) for p, d, _ in decoded(local)]
     # A source outside the map fails with a line naming the worker, not a traceback.
     outside = VideoPlan(**{**source.plan.__dict__, "source": tmp_path / "elsewhere.mkv"})
@@ -473,13 +477,14 @@ def test_dolby_vision_segment_keeps_every_rpu_remotely(
         plan,
         segment,
         THREADS,
+        packet_index(path).time_base,
         resources={ENCODER: 1},
         pure=False,
     )
-    remote = tmp_path / "remote.mkv"
+    remote = tmp_path / f"remote{SEGMENT_SUFFIX}"
     remote.write_bytes(future.result(timeout=300))
     assert count_rpu_frames(remote) == (80, 80)
-    local = local_encode(dv, segment, tmp_path / "local.mkv")
+    local = local_encode(dv, segment, tmp_path / f"local{SEGMENT_SUFFIX}")
 
     def frames(p: Path) -> list[tuple[int, str, list[bytes]]]:
         with av.open(str(p)) as container:
@@ -563,9 +568,10 @@ def test_shipping_real_mp4_mid_gop_matches_the_local_encode(
     packets, preroll = ship_segment(path, 400, 460)
     assert preroll == 220
     assert len(packets) < path.stat().st_size / 2
-    remote = tmp_path / "remote.mkv"
-    remote.write_bytes(encode_shipped_segment(packets, preroll, plan, segment, THREADS))
-    local = local_encode(real, segment, tmp_path / "local.mkv")
+    remote = tmp_path / f"remote{SEGMENT_SUFFIX}"
+    time_base = packet_index(path).time_base
+    remote.write_bytes(encode_shipped_segment(packets, preroll, plan, segment, THREADS, time_base))
+    local = local_encode(real, segment, tmp_path / f"local{SEGMENT_SUFFIX}")
     got = [(p, d) for p, d, _ in decoded(remote)]
     assert len(got) == 60
     assert got == [(p, d) for p, d, _ in decoded(local)]

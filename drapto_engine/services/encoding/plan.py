@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from drapto_engine.core.interfaces import IEncoder
 from drapto_engine.core.models import Crop, DynamicRange, EncodeSettings, VideoAnalysis
+from drapto_engine.services.encoding.encoder import IEncoder
 
 
 def segments_video(settings: EncodeSettings, dolby_vision: bool) -> bool:

@@ -1,0 +1,25 @@
+"""The encoder protocol: what builds one segment's ffmpeg command for a dynamic range path.
+
+It lives with the encoders (svt.py, dolby_vision.py) and the plan that chooses one, not in
+the core: its signature names VideoPlan, and the core knows nothing above itself.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+from drapto_engine.core.models import Segment
+
+if TYPE_CHECKING:
+    from drapto_engine.services.encoding.plan import VideoPlan
+
+
+class IEncoder(Protocol):
+    """Builds the ffmpeg command that encodes one segment for one dynamic range path."""
+
+    name: str
+
+    def segment_argv(
+        self, plan: VideoPlan, segment: Segment, output: Path, threads: int
+    ) -> list[str]: ...

@@ -1,0 +1,123 @@
+"""Segments on this machine: ffmpeg under the engine's ResourceManager (memory-aware
+admission, sampling, suspension), exactly as the orchestrator always ran them."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+
+from drapto_engine.core.errors import EncodeError
+from drapto_engine.core.models import Segment
+from drapto_engine.infrastructure.extents import stream_extents
+from drapto_engine.infrastructure.ffmpeg.progress import Progress
+from drapto_engine.infrastructure.ffmpeg.runner import run_checked
+from drapto_engine.infrastructure.resources import Admission, ResourceManager
+from drapto_engine.services.encoding.plan import VideoPlan
+from drapto_engine.services.executors import SegmentRun, SegmentWork
+
+EARLY_SAMPLE_S = 2.0
+EARLY_SAMPLE_INTERVAL_S = 0.1
+HOST = socket.gethostname()
+
+
+@dataclass
+class LocalSlot:
+    ticket: Admission
+    host: str = HOST
+    remote: bool = False
+
+    async def encode(self, work: SegmentWork) -> SegmentRun:
+        plan, segment, ticket = work.plan, work.segment, self.ticket
+
+        def report(progress: Progress) -> None:
+            if progress.ended:
+                ticket.measure(0, final=True)  # the last look at it: exits next
+            work.on_progress(progress)
+
+        work.on_started(self.host)
+        async with sampled_early(ticket):
+            await run_checked(
+                plan.encoder.segment_argv(plan, segment, work.partial, work.threads),
+                f"segment {segment.index} encode",
+                plan.source,
+                on_progress=report,
+                on_start=ticket.track,
+            )
+        frames = await asyncio.to_thread(video_packets, work.partial)
+        check_frames(frames, plan, segment)
+        return SegmentRun(
+            frames=frames,
+            host=self.host,
+            peak_rss_bytes=ticket.peak_rss_bytes,
+            cpu_percent=ticket.mean_cpu_percent,
+        )
+
+
+class LocalExecutor:
+    def __init__(self, slots: ResourceManager) -> None:
+        self.slots = slots
+
+    def concurrency(self) -> int:
+        return self.slots.limit
+
+    def free(self) -> bool:
+        """Whether a segment asking now would get a slot at once (memory aside)."""
+        return self.slots.running < self.slots.limit and self.slots.waiting == 0
+
+    @contextlib.asynccontextmanager
+    async def slot(
+        self, job: str, plan: VideoPlan, segment: Segment, priority: int
+    ) -> AsyncIterator[LocalSlot]:
+        estimate = self.slots.estimate(plan.analysis.resolution_class)
+        async with self.slots.admit(
+            estimate, segment=segment.index, job=job, priority=priority
+        ) as ticket:
+            yield LocalSlot(ticket)
+
+    def record(self, plan: VideoPlan, run: SegmentRun) -> None:
+        if not run.remote:
+            self.slots.record_peak(plan.analysis.resolution_class, run.peak_rss_bytes)
+
+
+def check_frames(frames: int, plan: VideoPlan, segment: Segment) -> None:
+    if frames != segment.frame_count:
+        raise EncodeError(
+            f"segment {segment.index} has {frames} frames, planned {segment.frame_count}",
+            plan.source,
+        )
+
+
+def video_packets(path: Path) -> int:
+    """Frames in an encoded segment; 0 for a file ffmpeg left empty or unreadable."""
+    try:
+        extents = stream_extents(path)
+    except (av.error.FFmpegError, OSError):
+        return 0
+    return next(iter(extents.values())).packets if extents else 0
+
+
+@contextlib.asynccontextmanager
+async def sampled_early(ticket: Admission) -> AsyncIterator[None]:
+    """Sample an encoder ten times a second for its first EARLY_SAMPLE_S. The shared
+    sampler's 1 s period misses an encoder that ends sooner (a short whole-file encode,
+    Dolby Vision's among them), whose metrics would then read 0 MiB and 0% CPU; with
+    the sample at its last progress report even a 0.2 s encoder is measured."""
+
+    async def sample() -> None:
+        for number in range(round(EARLY_SAMPLE_S / EARLY_SAMPLE_INTERVAL_S)):
+            await asyncio.sleep(EARLY_SAMPLE_INTERVAL_S)
+            ticket.measure(number)
+
+    task = asyncio.create_task(sample())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

@@ -1,0 +1,381 @@
+"""The engine hosting its cluster: segments of real jobs encoded by real `drapto worker`
+processes (loopback TLS, certificates from a real `drapto cluster init`), the engine's
+own slots set to 0 so that every segment goes remote.
+
+One engine (its scheduler inside it) and two workers serve the module: `w-shared` reads
+the source through its --path-map (shared storage), `w-ship` gets each segment's packets
+as bytes. The test that kills a worker runs last.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Coroutine, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import psutil
+import pytest
+
+pytest.importorskip("distributed", reason="the cluster extra (distributed) is not installed")
+pytest.importorskip("cryptography", reason="the cluster extra (cryptography) is not installed")
+
+from mediagen import make_video
+
+from drapto_engine.cluster.host import ClusterOptions
+from drapto_engine.cluster.scheduler import ENCODER
+from drapto_engine.config import Config
+from drapto_engine.core.events import (
+    ClusterSampled,
+    Event,
+    JobFinished,
+    RolledBack,
+    SegmentDone,
+    SegmentFailed,
+    SegmentStarted,
+)
+from drapto_engine.core.jobs import EntryStatus, JobOptions, QueueEntry
+from drapto_engine.engine import Engine
+from drapto_engine.infrastructure.hdr_probe import count_rpu_frames
+from drapto_engine.services.encoding.svt import SEGMENT_SUFFIX
+from drapto_engine.services.executors.local import HOST
+from drapto_engine.services.validation import source_frame_times
+
+DRAPTO = [sys.executable, "-m", "drapto_engine.cli"]
+FAST = JobOptions(preset=12, min_segment_s=1.0, max_segment_s=2.0)
+T = TypeVar("T")
+
+
+class LoopThread:
+    """The engine's event loop, in a thread: the scheduler inside it keeps running
+    between tests while the test thread drives and watches it."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 300) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(30)
+
+
+@dataclass
+class Hosted:
+    engine: Engine
+    loop: LoopThread
+    workers: dict[str, subprocess.Popen[str]]
+    shared: Path
+    events: list[Event] = field(default_factory=list)
+    on_event: list[Any] = field(default_factory=list)
+
+    def run(self, source: Path, output: Path, options: JobOptions = FAST) -> QueueEntry:
+        async def go() -> QueueEntry:
+            [entry] = await self.engine.add([(source, output)], options=options)
+            await self.engine.run(only={entry.id}, ignore_pause=True)
+            return self.engine.entry(entry.id)
+
+        return self.loop.run(go())
+
+    def of(self, kind: type[T], job: str | None = None) -> list[T]:
+        return [
+            e
+            for e in list(self.events)
+            if isinstance(e, kind) and (job is None or getattr(e, "job", None) == job)
+        ]
+
+
+def _start_worker(
+    address: str, bundle: Path, name: str, log: Path, extra: list[str], env: dict[str, str] | None
+) -> Any:
+    argv = [*DRAPTO, "worker", address, "--bundle", str(bundle), "--slots", "1"]
+    with log.open("w") as err:
+        return subprocess.Popen(
+            [*argv, "--name", name, *extra],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+        )
+
+
+def _wait_for(condition: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`drapto cluster init` in a config folder of this module's own."""
+    home = tmp_path_factory.mktemp("engine-config")
+    env = {**os.environ, "XDG_CONFIG_HOME": str(home)}
+    done = subprocess.run(
+        [*DRAPTO, "cluster", "init"], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    return home / "drapto" / "cluster"
+
+
+@contextlib.contextmanager
+def hosting(
+    certs: Path,
+    folder: Path,
+    ffmpeg: str,
+    workers: dict[str, tuple[list[str], dict[str, str] | None]],
+) -> Iterator[Hosted]:
+    """An engine with no local slots hosting its scheduler, and `drapto worker`s (name ->
+    extra options, environment) joined to it."""
+    loop = LoopThread()
+    engine = Engine(
+        ffmpeg,
+        config=Config(),
+        state_dir=folder / "state",
+        config_path=folder / "config.toml",
+        workers=2,
+        cluster=ClusterOptions("tls://127.0.0.1:0", folder=certs, local_slots=False),
+    )
+    loop.run(engine.start())
+    assert engine.cluster is not None and engine.cluster.scheduler is not None
+    scheduler = engine.cluster.scheduler
+    shared = folder / "shared"
+    shared.mkdir()
+    started = {
+        name: _start_worker(
+            engine.cluster.address,
+            certs / "worker-bundle",
+            name,
+            folder / f"{name}.txt",
+            extra,
+            env,
+        )
+        for name, (extra, env) in workers.items()
+    }
+    hosted = Hosted(engine, loop, started, shared)
+
+    def record(event: Event) -> None:
+        hosted.events.append(event)
+        for hook in list(hosted.on_event):
+            hook(event)
+
+    engine.bus.subscribe(record)
+    try:
+        _wait_for(
+            lambda: (
+                sorted(
+                    str(ws.name) for ws in scheduler.workers.values() if ws.resources.get(ENCODER)
+                )
+                == sorted(workers)
+            ),
+            120,
+            "the workers to join",
+        )
+        yield hosted
+    finally:
+        for proc in started.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in started.values():
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        loop.run(engine.stop())
+        engine.close()
+        loop.stop()
+
+
+@pytest.fixture(scope="module")
+def hosted(certs: Path, tmp_path_factory: pytest.TempPathFactory, ffmpeg: str) -> Iterator[Hosted]:
+    folder = tmp_path_factory.mktemp("hosted")
+    alias = folder / "mount"
+    alias.symlink_to(folder / "shared", target_is_directory=True)
+    with hosting(
+        certs,
+        folder,
+        ffmpeg,
+        {"w-shared": (["--path-map", f"{folder / 'shared'}={alias}"], None), "w-ship": ([], None)},
+    ) as hosted:
+        yield hosted
+
+
+def _video(ffmpeg: str, path: Path, seconds: float) -> Path:
+    return make_video(
+        ffmpeg,
+        path,
+        size=(256, 144),
+        duration=seconds,
+        rate="25",
+        gop=25,
+        output_args=["-bf", "3"],
+    )
+
+
+def _assert_same_frames(source: Path, output: Path) -> None:
+    ours, theirs = source_frame_times(output), source_frame_times(source)
+    assert len(ours) == len(theirs)
+    assert max(abs(float(a - b)) for a, b in zip(ours, theirs, strict=True)) < 0.002
+
+
+def test_every_segment_runs_on_a_worker_in_both_modes(hosted: Hosted, ffmpeg: str) -> None:
+    source = _video(ffmpeg, hosted.shared / "film.mkv", 6.0)
+    output = hosted.shared / "film.av1.mkv"
+    entry = hosted.run(source, output)
+    assert entry.status is EntryStatus.DONE, entry.error
+    _assert_same_frames(source, output)
+    done = hosted.of(SegmentDone, entry.job)
+    assert len(done) >= 3 and not any(d.resumed for d in done)
+    assert all(d.remote for d in done)
+    hosts = {d.host for d in done}
+    assert hosts == {"w-shared", "w-ship"}, hosts
+    # the shipping worker got the packets as bytes too; the shared one only sent back
+    shipped = {d.host: max(x.shipped_bytes for x in done if x.host == d.host) for d in done}
+    sizes = {d.host: max(x.size_bytes for x in done if x.host == d.host) for d in done}
+    assert shipped["w-shared"] <= sizes["w-shared"] < shipped["w-ship"]
+    started = hosted.of(SegmentStarted, entry.job)
+    assert {s.host for s in started} == hosts and all(s.remote for s in started)
+    [finished] = hosted.of(JobFinished, entry.job)
+    assert finished.summary.metrics is not None
+    assert {m.host for m in finished.summary.metrics.segments} == hosts
+    snapshot = hosted.engine.snapshot()
+    assert {s.host for s in snapshot.jobs[entry.job or ""].segments.values()} == hosts
+    # the workers as `drapto status` sees them: their machines' figures from psutil
+    _wait_for(lambda: hosted.of(ClusterSampled), 10, "a cluster sample")
+    workers = {w.name: w for w in hosted.of(ClusterSampled)[-1].workers}
+    assert set(workers) == {"w-shared", "w-ship"}
+    assert all(w.slots == 1 and w.memory_total > 0 for w in workers.values())
+
+
+def test_shipped_segments_of_a_real_mp4_keep_the_sources_frame_times(
+    hosted: Hosted, shared_media: Path, tmp_path: Path
+) -> None:
+    """testvideo.mp4 whole (720 frames, a 1/30000 track with uneven frame times, cut at
+    its keyframes 180 and 394 with the default segment lengths), outside the path map:
+    every segment is shipped, and the joined output has the source's frame times."""
+    source = shared_media / "testvideo.mp4"
+    output = tmp_path / "tv.av1.mkv"
+    entry = hosted.run(source, output, JobOptions(preset=12))
+    assert entry.status is EntryStatus.DONE, entry.error
+    assert not hosted.of(RolledBack, entry.job)
+    _assert_same_frames(source, output)
+    done = hosted.of(SegmentDone, entry.job)
+    assert len(done) >= 2 and all(d.remote and d.shipped_bytes > d.size_bytes for d in done)
+
+
+def test_dolby_vision_through_a_worker_keeps_every_rpu(
+    hosted: Hosted, shared_media: Path, tmp_path: Path
+) -> None:
+    output = tmp_path / "dv.av1.mkv"
+    entry = hosted.run(shared_media / "dv-p81-regular.mkv", output)
+    assert entry.status is EntryStatus.DONE, entry.error
+    assert count_rpu_frames(output) == (259, 259)
+    done = hosted.of(SegmentDone, entry.job)
+    assert len(done) >= 2 and all(d.remote for d in done)
+    # outside the path map: both workers got shipped packets
+    assert all(d.shipped_bytes > d.size_bytes for d in done)
+
+
+def test_a_worker_killed_mid_segment_loses_only_that_segment(hosted: Hosted, ffmpeg: str) -> None:
+    source = _video(ffmpeg, hosted.shared / "kill.mkv", 8.0)
+    output = hosted.shared / "kill.av1.mkv"
+    victim = hosted.workers["w-ship"]
+    killed: list[int] = []
+
+    def kill_on_start(event: Event) -> None:
+        if isinstance(event, SegmentStarted) and event.host == "w-ship" and not killed:
+            killed.append(event.index)
+            tree = psutil.Process(victim.pid)
+            for proc in [tree, *tree.children(recursive=True)]:
+                proc.send_signal(signal.SIGKILL)
+
+    hosted.on_event.append(kill_on_start)
+    try:
+        entry = hosted.run(source, output)
+    finally:
+        hosted.on_event.remove(kill_on_start)
+    assert victim.wait(30) == -signal.SIGKILL
+    assert entry.status is EntryStatus.DONE, entry.error
+    _assert_same_frames(source, output)
+    [index] = killed
+    runs = [s for s in hosted.of(SegmentStarted, entry.job) if s.index == index]
+    assert [s.host for s in runs] == ["w-ship", "w-shared"], runs
+    assert {s.attempt for s in runs} == {1}  # Dask reran it: not a failed attempt
+    [again] = [d for d in hosted.of(SegmentDone, entry.job) if d.index == index]
+    assert (again.host, again.runs) == ("w-shared", 2)
+
+
+def test_a_job_whose_remote_segments_keep_failing_finishes_locally(
+    certs: Path, tmp_path: Path, ffmpeg: str
+) -> None:
+    """A worker whose ffmpeg cuts every segment it encodes to 2 frames (its version line
+    is the real one, so it joins): its segments fail their frame count; the third failure
+    rolls the job back to this machine, which finishes it with every frame."""
+    wrapper = tmp_path / "ffmpeg"
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        'for a in "$@"; do last="$a"; done\n'
+        f'case "$last" in */segment-*{SEGMENT_SUFFIX})\n'
+        f'  "{ffmpeg}" "$@" || exit $?\n'
+        f'  "{ffmpeg}" -v error -y -i "$last" -c copy -frames:v 2 "$last.cut{SEGMENT_SUFFIX}" &&'
+        f' mv "$last.cut{SEGMENT_SUFFIX}" "$last"\n'
+        "  exit 0;;\nesac\n"
+        f'exec "{ffmpeg}" "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    env = {**os.environ, "DRAPTO_FFMPEG": str(wrapper)}
+    with hosting(certs, tmp_path, ffmpeg, {"w-bad": ([], env)}) as hosted:
+        source = _video(ffmpeg, hosted.shared / "film.mkv", 6.0)
+        output = hosted.shared / "film.av1.mkv"
+        entry = hosted.run(source, output)
+        assert entry.status is EntryStatus.DONE, entry.error
+        _assert_same_frames(source, output)
+        failed = hosted.of(SegmentFailed, entry.job)
+        assert [(f.host, f.will_retry) for f in failed] == [("w-bad", True)] * 3
+        assert all("has 2 frames" in f.error for f in failed)
+        [rollback] = hosted.of(RolledBack, entry.job)
+        assert (rollback.flag, rollback.stage) == ("distributed_encoding", "encoding")
+        done = hosted.of(SegmentDone, entry.job)
+        assert done and not any(d.remote for d in done)
+
+
+def test_the_engine_survives_losing_every_worker(certs: Path, tmp_path: Path, ffmpeg: str) -> None:
+    """The only worker is SIGKILLed mid-segment: that segment (stranded, no worker left to
+    run it) and the rest are encoded on the engine's machine; the job finishes valid."""
+    with hosting(certs, tmp_path, ffmpeg, {"w-solo": ([], None)}) as hosted:
+        source = _video(ffmpeg, hosted.shared / "film.mkv", 6.0)
+        output = hosted.shared / "film.av1.mkv"
+        victim = hosted.workers["w-solo"]
+        killed: list[int] = []
+
+        def kill_on_start(event: Event) -> None:
+            if isinstance(event, SegmentStarted) and event.host == "w-solo" and not killed:
+                killed.append(event.index)
+                tree = psutil.Process(victim.pid)
+                for proc in [tree, *tree.children(recursive=True)]:
+                    proc.send_signal(signal.SIGKILL)
+
+        hosted.on_event.append(kill_on_start)
+        entry = hosted.run(source, output)
+        assert victim.wait(30) == -signal.SIGKILL
+        assert entry.status is EntryStatus.DONE, entry.error
+        _assert_same_frames(source, output)
+        [index] = killed
+        runs = [s for s in hosted.of(SegmentStarted, entry.job) if s.index == index]
+        assert [(s.host, s.remote) for s in runs] == [("w-solo", True), (HOST, False)]
+        assert [s.attempt for s in runs] == [1, 2]
+        assert not hosted.of(SegmentFailed, entry.job)[1:]
+        done = hosted.of(SegmentDone, entry.job)
+        assert all(not d.remote for d in done)
