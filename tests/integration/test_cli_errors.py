@@ -191,9 +191,17 @@ BAD: dict[str, list[Bad]] = {
         bad("serve", "--state-dir", "{unwritable}", names="--state-dir"),
     ],
     "drapto serve --workers": [
-        bad("serve", "--workers", "0", names="--workers", says="per core"),
+        bad("serve", "--workers", "0", names="--workers", says="only goes with --cluster"),
+        bad("serve", "--workers", "-1", names="--workers"),
         bad("serve", "--workers", TOO_MANY_WORKERS, names="--workers", says="per core"),
     ],
+    "drapto serve --cluster": [
+        bad("serve", "--cluster", "tcp://0.0.0.0:8786", names="--cluster", says="--insecure")
+    ],
+    "drapto serve --dashboard": [
+        bad("serve", "--dashboard", "0.0.0.0:1", names="--dashboard", says="--cluster")
+    ],
+    "drapto serve --insecure": [bad("serve", "--insecure=1", names="--insecure")],
     "drapto status --socket": [
         bad("status", "--socket", "{long_socket}", names="--socket", says="107 bytes"),
         bad("status", "--socket", "{missing}", status=FAILED, names="drapto serve"),
