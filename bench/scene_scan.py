@@ -1,7 +1,8 @@
 """drapto's scene scan against PySceneDetect's `detect-content`, side by side.
 
-Makes its own input: ../shared/media/testvideo.mp4 (or $DRAPTO_TEST_MEDIA) looped to
-10 minutes, scaled to 640x360, H.264 with 250-frame GOPs and a stereo AAC track. Each
+Its input is encode_speed.py's 10-minute file: ../shared/media/testvideo.mp4 (or
+$DRAPTO_TEST_MEDIA) looped to 10 minutes, scaled to 640x360, H.264 with 250-frame GOPs
+and a stereo AAC track (made once, in bench/out). Each
 side runs in its own child process (drapto: `scan_cuts` on drapto's ffmpeg;
 PySceneDetect 0.7.2: its `scenedetect` CLI with default settings, `detect-content
 list-scenes`), alternately, and the CPU-seconds of that child and everything it ran
@@ -37,27 +38,6 @@ README_CUTS = {
     "fades.mp4": [],
     "counter.mp4": [],
 }
-
-
-def make_input(ffmpeg: str, seconds: float, size: str) -> Path:
-    path = OUT / f"scan-{size}-{seconds:g}s.mp4"
-    if path.exists():
-        return path
-    partial = path.with_suffix(".partial.mp4")
-    loops = int(seconds // 24) + 1
-    subprocess.run(
-        [
-            ffmpeg, "-hide_banner", "-loglevel", "error", "-y",
-            "-stream_loop", str(loops), "-i", str(MEDIA / "testvideo.mp4"),
-            "-f", "lavfi", "-i", f"sine=frequency=330:sample_rate=48000:duration={seconds}",
-            "-map", "0:v", "-map", "1:a", "-t", str(seconds),
-            "-vf", f"scale={size.replace('x', ':')}", "-c:v", "libx264", "-preset", "veryfast",
-            "-g", "250", "-c:a", "aac", "-b:a", "128k", "-ac", "2", str(partial),
-        ],
-        check=True,
-    )  # fmt: skip
-    partial.rename(path)
-    return path
 
 
 def drapto_cuts(path: Path) -> list[int]:
@@ -128,10 +108,11 @@ def main() -> int:
     ):
         print("bench: PySceneDetect is missing: pip install -e '.[bench]'", file=sys.stderr)
         return 2
-    from drapto_engine.infrastructure.ffmpeg.toolchain import find_toolchain
+    from encode_speed import prepare
 
-    OUT.mkdir(parents=True, exist_ok=True)
-    source = make_input(find_toolchain().ffmpeg, args.seconds, args.size)
+    if (prepared := prepare(args.seconds, args.size)) is None:
+        return 2
+    source = prepared[1]
     load = os.getloadavg()
     runs: dict[str, list[tuple[float, float]]] = {side: [] for side in sides}
     cuts: dict[str, list[int]] = {}

@@ -266,3 +266,25 @@ async def test_shutdown_leaves_nothing_suspended(ffmpeg: str, processes: Process
         assert sampler.done() and samplers() == [], "sampling went on after shutdown"
         await until(lambda: b.status != psutil.STATUS_STOPPED, "shutdown resumed it")
         assert a.status != psutil.STATUS_STOPPED
+
+
+async def test_children_are_scanned_once_however_often_an_encoder_is_measured(
+    ffmpeg: str, processes: Processes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Finding children reads every process's stat file: the ten-a-second samples of an
+    # encoder's first seconds must not repeat it (once, then at most every CHILD_SCAN_S).
+    scans: list[int] = []
+    children = psutil.Process.children
+
+    def counted(self: psutil.Process, recursive: bool = False) -> list[psutil.Process]:
+        scans.append(self.pid)
+        return children(self, recursive=recursive)
+
+    monkeypatch.setattr(psutil.Process, "children", counted)
+    encoder = await processes.spawn(*source_argv(ffmpeg))
+    ticket = Admission(0, segment=1)
+    ticket.track(encoder.proc)
+    for number in range(20):  # what the early sampler does in its 2 s
+        ticket.measure(number)
+    assert ticket.rss_bytes > 0
+    assert scans == [encoder.proc.pid]
