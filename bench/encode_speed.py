@@ -108,7 +108,7 @@ def quality(
                 f":feature=name=psnr:log_fmt=json:log_path={log}",
                 "-f", "null", "-",
             ],
-            check=True,
+            check=True, capture_output=True,  # setpts=N makes the null muxer complain per frame
         )  # fmt: skip
         frames = json.loads(log.read_text())["frames"]
     result: dict[str, float] = {"frames": len(frames)}
