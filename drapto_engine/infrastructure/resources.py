@@ -132,6 +132,31 @@ def system_memory() -> Memory:
     return Memory(total=int(reading.total), available=int(reading.available))
 
 
+def _descendants(pid: int) -> list[int] | None:
+    """Every descendant of a process from Linux's /proc/PID/task/TID/children lists (a
+    few small reads per process of the tree), or None where the kernel has no such
+    list: then psutil's scan, which reads the stat file of every process, is used."""
+    if not os.path.exists(f"/proc/{pid}/task/{pid}/children"):
+        return None
+    found: list[int] = []
+    queue = [pid]
+    while queue:
+        parent = queue.pop()
+        try:
+            threads = os.listdir(f"/proc/{parent}/task")
+        except OSError:
+            continue  # it has exited
+        for thread in threads:
+            try:
+                with open(f"/proc/{parent}/task/{thread}/children", encoding="ascii") as file:
+                    kids = [int(text) for text in file.read().split()]
+            except (OSError, ValueError):
+                continue
+            found += kids
+            queue += kids
+    return found
+
+
 class _ProcessTree:
     """An encoder process and its children, as cached psutil objects.
 
@@ -146,7 +171,13 @@ class _ProcessTree:
 
     def scan_children(self) -> None:
         with contextlib.suppress(psutil.Error):
-            for child in self.root.children(recursive=True):
+            pids = _descendants(self.root.pid)
+            children = (
+                [psutil.Process(pid) for pid in pids if pid not in self.members]
+                if pids is not None
+                else self.root.children(recursive=True)
+            )
+            for child in children:
                 if child.pid not in self.members:
                     child.cpu_percent(None)
                     self.members[child.pid] = child
