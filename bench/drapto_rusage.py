@@ -6,7 +6,8 @@ and its children's (the encoders, crop detection, scene scan, mux, validation) a
 `getrusage(RUSAGE_SELF)` is drapto's own work (every thread: progress parsing, psutil
 sampling, events, SQLite, PyAV packet reads, the scene detector's numpy);
 `RUSAGE_CHILDREN` is every ffmpeg it ran and waited for. With --profile, the main
-thread runs under cProfile (threads started with asyncio.to_thread are not profiled).
+thread runs under cProfile timed by its own CPU clock (threads started with
+asyncio.to_thread are not profiled; the profiler itself adds to RUSAGE_SELF).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ def main() -> int:
         if profile:
             import cProfile
 
-            with cProfile.Profile() as prof:
+            with cProfile.Profile(time.thread_time) as prof:  # CPU of the main thread
                 status = drapto(rest)
             prof.dump_stats(profile)
         else:
