@@ -1,11 +1,16 @@
 """drapto vs one plain ffmpeg run on the same file, settings and audio.
 
-Makes its own input: ../shared/media/testvideo.mp4 scaled to 1920x1080 and looped to
-72 s, with a stereo track. Runs drapto and plain ffmpeg alternately, several times
-each, and prints the median wall-time ratio drapto/plain, CPU utilisation and the
-output size ratio. Usage:
+Makes its own input: ../shared/media/testvideo.mp4 (or $DRAPTO_TEST_MEDIA) scaled and
+looped, H.264 with 250-frame GOPs and a stereo AAC track. The two benchmark files:
+`--file 1080p` (1920x1080, 72 s, preset 6) and `--file 360p` (640x360, 10 minutes,
+preset 10); `--file both` runs one after the other; without --file, --size, --seconds
+and --preset choose. Runs drapto and plain ffmpeg alternately (pairs), every drapto
+run from empty state, and prints the median wall-time and CPU-second ratios
+drapto/plain, drapto's own CPU (its process) against its children's (every ffmpeg),
+CPU utilisation and the output size ratio; --quality N adds PSNR-Y and VMAF of every
+Nth frame, paired by timestamp and by index (mean, 1st and 5th percentile). Usage:
 
-    .venv/bin/python bench/encode_speed.py [--reps 3] [--preset 6] [--seconds 72]
+    .venv/bin/python bench/encode_speed.py [--file 1080p|360p|both] [--reps 3] [--quality 5]
 """
 
 from __future__ import annotations
@@ -21,22 +26,29 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 from drapto_engine.core.models import DEFAULTS
 from drapto_engine.infrastructure.ffmpeg.toolchain import find_toolchain
 from drapto_engine.infrastructure.resources import cpu_count
 from drapto_engine.services.detection.resolution import default_crf, resolution_class
+from drapto_engine.services.encoding.audio import bitrate_kbps
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCE = (
     Path(os.environ.get("DRAPTO_TEST_MEDIA") or ROOT.parent / "shared" / "media") / "testvideo.mp4"
 )
 OUT = ROOT / "bench" / "out"
+RUSAGE = ROOT / "bench" / "drapto_rusage.py"
+# The benchmark files: size, seconds, preset.
+FILES = {"1080p": ("1920x1080", 72.0, 6), "360p": ("640x360", 600.0, 10)}
 
 
 def make_input(ffmpeg: str, seconds: float, size: str) -> Path:
-    path = OUT / f"bench-{size}-{seconds:g}s.mkv"
+    path = OUT / f"bench-{size}-{seconds:g}s-gop250.mkv"
     if path.exists():
         return path
+    partial = path.with_suffix(".partial.mkv")
     loops = int(seconds // 24) + 1
     subprocess.run(
         [
@@ -45,11 +57,12 @@ def make_input(ffmpeg: str, seconds: float, size: str) -> Path:
             "-f", "lavfi", "-i", f"sine=frequency=330:sample_rate=48000:duration={seconds}",
             "-map", "0:v", "-map", "1:a", "-t", str(seconds),
             "-vf", f"scale={size.replace('x', ':')}:flags=bicubic",
-            "-c:v", "libx264", "-preset", "veryfast", "-crf", "16",
-            "-c:a", "aac", "-b:a", "192k", "-ac", "2", str(path),
+            "-c:v", "libx264", "-preset", "veryfast", "-crf", "16", "-g", "250",
+            "-c:a", "aac", "-b:a", "192k", "-ac", "2", str(partial),
         ],
         check=True,
     )  # fmt: skip
+    partial.rename(path)
     return path
 
 
@@ -76,35 +89,35 @@ def timed(argv: list[str], env: dict[str, str] | None = None) -> tuple[float, fl
     return time.monotonic() - start, children_cpu() - before
 
 
-def psnr(ffmpeg: str, encoded: Path, reference: Path) -> float:
-    """Average luma PSNR against the source, frames paired by index: pairing by
-    timestamp flips pairs where Matroska rounded a time to the millisecond."""
-    done = subprocess.run(
-        [
-            ffmpeg, "-hide_banner", "-nostats", "-i", str(encoded), "-i", str(reference),
-            "-lavfi", "[0:v]format=yuv420p,setpts=N[a];[1:v]format=yuv420p,setpts=N[b];[a][b]psnr",
-            "-f", "null", "-",
-        ],
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
-    line = next(x for x in done.stderr.splitlines() if "PSNR y:" in x)
-    return float(line.split("y:")[1].split()[0])
-
-
-def vmaf(ffmpeg: str, encoded: Path, reference: Path, subsample: int) -> float:
-    """Mean VMAF (libvmaf's default model) of every `subsample`th frame, paired by index."""
-    done = subprocess.run(
-        [
-            ffmpeg, "-hide_banner", "-nostats", "-i", str(encoded), "-i", str(reference),
-            "-lavfi",
-            "[0:v]format=yuv420p,setpts=N[a];[1:v]format=yuv420p,setpts=N[b];"
-            f"[a][b]libvmaf=n_subsample={subsample}:n_threads={cpu_count()}:shortest=1",
-            "-f", "null", "-",
-        ],
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
-    line = next(x for x in done.stderr.splitlines() if "VMAF score:" in x)
-    return float(line.split("VMAF score:")[1].split()[0])
+def quality(
+    ffmpeg: str, encoded: Path, reference: Path, subsample: int, by: str
+) -> dict[str, float]:
+    """VMAF (libvmaf's default model) and PSNR-Y of every `subsample`th frame against
+    the source: mean, 1st and 5th percentile. by="index" pairs the nth frames; by="time"
+    pairs frames by timestamp (libvmaf's own sync), as most tools do."""
+    renumber = ",setpts=N" if by == "index" else ""
+    with tempfile.TemporaryDirectory(prefix="drapto-vmaf-") as folder:
+        log = Path(folder) / "vmaf.json"
+        subprocess.run(
+            [
+                ffmpeg, "-hide_banner", "-nostats", "-loglevel", "error",
+                "-i", str(encoded), "-i", str(reference),
+                "-lavfi",
+                f"[0:v]format=yuv420p{renumber}[a];[1:v]format=yuv420p{renumber}[b];"
+                f"[a][b]libvmaf=n_subsample={subsample}:n_threads={cpu_count()}:shortest=1"
+                f":feature=name=psnr:log_fmt=json:log_path={log}",
+                "-f", "null", "-",
+            ],
+            check=True, capture_output=True,  # setpts=N makes the null muxer complain per frame
+        )  # fmt: skip
+        frames = json.loads(log.read_text())["frames"]
+    result: dict[str, float] = {"frames": len(frames)}
+    for name, key in (("vmaf", "vmaf"), ("psnr_y", "psnr_y")):
+        values = np.array([frame["metrics"][key] for frame in frames])
+        result[f"{name}_mean"] = round(float(values.mean()), 3)
+        result[f"{name}_p1"] = round(float(np.percentile(values, 1)), 3)
+        result[f"{name}_p5"] = round(float(np.percentile(values, 5)), 3)
+    return result
 
 
 def fresh_state_env(root: Path) -> dict[str, str]:
@@ -115,6 +128,7 @@ def fresh_state_env(root: Path) -> dict[str, str]:
     pay for its own probe, crop detection and scene scan, so each gets its own folders.
     """
     env = dict(os.environ)
+    env.pop("DRAPTO_STATE_DIR", None)  # it would win over XDG_STATE_HOME
     for name in ("XDG_STATE_HOME", "XDG_CONFIG_HOME", "XDG_RUNTIME_DIR", "XDG_CACHE_HOME"):
         folder = root / name.lower()
         folder.mkdir(mode=0o700)
@@ -150,75 +164,106 @@ def bench_parser(doc: str, workers: int | None) -> argparse.ArgumentParser:
     return parser
 
 
-def main() -> int:
-    parser = bench_parser(__doc__, workers=None)
-    parser.add_argument("--quality", action="store_true", help="also measure each output's PSNR")
-    parser.add_argument(
-        "--vmaf", type=int, default=0, metavar="N",
-        help="also measure each output's VMAF on every Nth frame (0: no)",
-    )  # fmt: skip
-    args = parser.parse_args()
-    if (prepared := prepare(args.seconds, args.size)) is None:
-        return 2
+def run_drapto(argv: list[str], scratch: Path) -> tuple[float, float, dict[str, float]]:
+    """Wall and CPU seconds of one drapto run from empty state, and its own figures
+    (drapto_rusage.py: the drapto process's CPU against its children's)."""
+    figures = scratch / "rusage.json"
+    wall, cpu = timed([sys.executable, str(RUSAGE), str(figures), "--", *argv],
+                      fresh_state_env(scratch))  # fmt: skip
+    own: dict[str, float] = json.loads(figures.read_text())
+    return wall, cpu, own
+
+
+def bench_file(
+    args: argparse.Namespace, size: str, seconds: float, preset: int
+) -> dict[str, object]:
+    if (prepared := prepare(seconds, size)) is None:
+        raise SystemExit(2)
     ffmpeg, source = prepared
-    crf = default_crf(resolution_class(int(args.size.split("x")[0])))
-    plain_out, drapto_out = OUT / "plain.mkv", OUT / "drapto.mkv"
+    crf = default_crf(resolution_class(int(size.split("x")[0])))
+    plain_out, drapto_out = OUT / f"plain-{size}.mkv", OUT / f"drapto-{size}.mkv"
     plain = [
         ffmpeg, "-hide_banner", "-loglevel", "error", "-y", "-i", str(source),
         "-map", "0:v", "-map", "0:a",
-        "-c:v", "libsvtav1", "-preset", str(args.preset), "-crf", str(crf),
+        "-c:v", "libsvtav1", "-preset", str(preset), "-crf", str(crf),
         "-pix_fmt", "yuv420p10le", "-svtav1-params", DEFAULTS.svtav1_params,
-        "-c:a", "libopus", "-b:a", "128k", "-vbr", "on", str(plain_out),
+        "-c:a", "libopus", "-b:a", f"{bitrate_kbps(2)}k", "-vbr", "on", str(plain_out),
     ]  # fmt: skip
     drapto = [
-        sys.executable, "-m", "drapto_engine.cli", "encode", str(source), "-o", str(drapto_out),
-        "--overwrite", "--preset", str(args.preset), "--progress", "json",
+        "encode", str(source), "-o", str(drapto_out),
+        "--overwrite", "--preset", str(preset), "--progress", "json",
     ]  # fmt: skip
     if args.workers:
         drapto += ["--workers", str(args.workers)]
     runs: dict[str, Runs] = {"plain": [], "drapto": []}
+    own: list[dict[str, float]] = []
+    load = os.getloadavg()
     for rep in range(args.reps):
-        order = [("plain", plain), ("drapto", drapto)]
-        for name, argv in order if rep % 2 == 0 else order[::-1]:
+        for name in ("plain", "drapto") if rep % 2 == 0 else ("drapto", "plain"):
             with tempfile.TemporaryDirectory(prefix="drapto-bench-") as scratch:
-                env = fresh_state_env(Path(scratch)) if name == "drapto" else None
-                wall, cpu = timed(argv, env)
+                if name == "drapto":
+                    wall, cpu, figures = run_drapto(drapto, Path(scratch))
+                    own.append(figures)
+                else:
+                    wall, cpu = timed(plain)
             runs[name].append((wall, cpu))
             print(
-                f"rep {rep + 1} {name:6s} wall {wall:7.1f} s  cpu {cpu / wall / cpu_count():5.0%}",
+                f"{size} rep {rep + 1} {name:6s} wall {wall:7.1f} s  cpu {cpu:7.1f} s"
+                f"  ({cpu / wall / cpu_count():4.0%} of {cpu_count()} cores)",
                 flush=True,
             )
     cores = cpu_count()
     med = {name: statistics.median(w for w, _ in r) for name, r in runs.items()}
+    med_cpu = {name: statistics.median(c for _, c in r) for name, r in runs.items()}
     util = {name: statistics.median(c / w / cores for w, c in r) for name, r in runs.items()}
     sizes = {"plain": plain_out.stat().st_size, "drapto": drapto_out.stat().st_size}
-    result = {
+    result: dict[str, object] = {
         "cores": cores,
-        "input": f"{args.size} {args.seconds:g} s, preset {args.preset}, crf {crf}",
+        "input": f"{source.name}: {size} {seconds:g} s, preset {preset}, crf {crf}",
         "reps": args.reps,
+        "load_average_start_end": [load, os.getloadavg()],
         "median_wall_s": med,
-        "ratio_drapto_over_plain": med["drapto"] / med["plain"],
+        "median_cpu_s": med_cpu,
+        "median_wall_ratio": statistics.median(pair_ratios(runs["plain"], runs["drapto"])),
+        "median_cpu_ratio": statistics.median(
+            d / p for (_, p), (_, d) in zip(runs["plain"], runs["drapto"], strict=True)
+        ),
+        "drapto_own_cpu_s": [round(f["self_cpu_s"], 2) for f in own],
+        "drapto_children_cpu_s": [round(f["children_cpu_s"], 1) for f in own],
+        "drapto_own_share": statistics.median(
+            f["self_cpu_s"] / (f["self_cpu_s"] + f["children_cpu_s"]) for f in own
+        ),
         "cpu_utilisation": util,
         "size_bytes": sizes,
         "size_ratio": sizes["drapto"] / sizes["plain"],
+        "runs_wall_s": {name: [round(w, 1) for w, _ in r] for name, r in runs.items()},
+        "runs_cpu_s": {name: [round(c, 1) for _, c in r] for name, r in runs.items()},
+        "pair_ratios": pair_ratios(runs["plain"], runs["drapto"]),
     }
     if args.quality:
-        result["psnr_y_db"] = {
-            name: psnr(ffmpeg, out, source)
+        result["quality"] = {
+            f"{name} by {by}": quality(ffmpeg, out, source, args.quality, by)
+            for by in ("time", "index")
             for name, out in (("plain", plain_out), ("drapto", drapto_out))
         }
-    if args.vmaf:
-        result["vmaf"] = {
-            name: vmaf(ffmpeg, out, source, args.vmaf)
-            for name, out in (("plain", plain_out), ("drapto", drapto_out))
-        }
-    result["runs_wall_s"] = {name: [round(w, 1) for w, _ in r] for name, r in runs.items()}
-    result["runs_cpu_s"] = {name: [round(c, 1) for _, c in r] for name, r in runs.items()}
-    result["pair_ratios"] = pair_ratios(runs["plain"], runs["drapto"])
-    result["median_cpu_ratio"] = statistics.median(
-        d / p for (_, p), (_, d) in zip(runs["plain"], runs["drapto"], strict=True)
-    )
-    report(result, "encode_speed")
+    return result
+
+
+def main() -> int:
+    parser = bench_parser(__doc__, workers=None)
+    parser.add_argument("--file", choices=[*FILES, "both"],
+                        help="a benchmark file with its preset (overrides --size, --seconds, --preset)")  # fmt: skip
+    parser.add_argument(
+        "--quality", type=int, default=0, metavar="N",
+        help="also measure VMAF and PSNR-Y of every Nth frame, by time and by index (0: no)",
+    )  # fmt: skip
+    args = parser.parse_args()
+    if args.file is None:
+        chosen = [(args.size, args.seconds, args.preset)]
+    else:
+        chosen = list(FILES.values()) if args.file == "both" else [FILES[args.file]]
+    results = [bench_file(args, *settings) for settings in chosen]
+    report(results[0] if len(results) == 1 else {"files": results}, "encode_speed")
     return 0
 
 

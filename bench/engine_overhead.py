@@ -4,8 +4,9 @@ Starts real ffmpeg test encodes (320x240 testsrc2 to null at real-time speed, so
 barely load the machine), admits and tracks each in a ResourceManager, then measures
 this process's CPU time over --seconds twice: idle (the baseline) and sampling every
 --interval. The difference, as percent of one core, is the sampler's cost. Also prints
-the cost of one sample timed back to back, and this process's RSS while sampling with a
-full history. Usage:
+the cost of one sample timed back to back, and this benchmark process's RSS while
+sampling with a full history: a ResourceManager alone, not the engine (whose own RSS
+while encoding bench/engine_figures.py measures). Usage:
 
     .venv/bin/python bench/engine_overhead.py [--seconds 20] [--encoders 3] [--interval 1]
 """
@@ -65,7 +66,9 @@ async def main(seconds: float, encoders: int, interval: float) -> None:
         for _ in range(encoders)
     ]
     manager = ResourceManager(encoders, interval_s=interval)
-    print(f"engine RSS before sampling: {psutil.Process().memory_info().rss / MIB:.1f} MiB")
+    print(
+        f"bench process RSS (not the engine's) before sampling: {psutil.Process().memory_info().rss / MIB:.1f} MiB"
+    )
     try:
         async with AsyncExitStack() as stack:
             for index, proc in enumerate(procs):
@@ -111,7 +114,7 @@ def report(
         f"{1 / interval:g} Hz"
     )
     print(
-        f"engine RSS while sampling ({len(manager.history)}/{HISTORY_SAMPLES} history): "
+        f"bench process RSS (not the engine's) while sampling ({len(manager.history)}/{HISTORY_SAMPLES} history): "
         f"{rss / MIB:.1f} MiB"
     )
 

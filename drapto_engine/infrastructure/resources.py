@@ -106,10 +106,12 @@ HISTORY_SAMPLES = 300  # five minutes at 1 Hz: enough for a sparkline
 # A measured peak is a sample, not a maximum: 1 Hz sampling misses short spikes.
 PEAK_MARGIN = 1.2
 PRESSURE_SAMPLES = 2  # consecutive samples below the reserve before suspending
-# Finding children scans every process in /proc (milliseconds); an encoder's tree
-# rarely changes, so each is rescanned once in this many samples (encoders take turns,
-# so that no one sample pays for all), and before every suspension.
-CHILD_SCAN_EVERY = 10
+# Finding children reads the stat file of every process in /proc (milliseconds, more on
+# a busy machine); an encoder's tree rarely changes, so each is scanned when first
+# measured, then at most once in this many seconds, however often it is measured (the
+# first seconds of every encoder are sampled ten times a second), and before every
+# suspension. Encoders start at different times, so they take turns.
+CHILD_SCAN_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -130,6 +132,31 @@ def system_memory() -> Memory:
     return Memory(total=int(reading.total), available=int(reading.available))
 
 
+def _descendants(pid: int) -> list[int] | None:
+    """Every descendant of a process from Linux's /proc/PID/task/TID/children lists (a
+    few small reads per process of the tree), or None where the kernel has no such
+    list: then psutil's scan, which reads the stat file of every process, is used."""
+    if not os.path.exists(f"/proc/{pid}/task/{pid}/children"):
+        return None
+    found: list[int] = []
+    queue = [pid]
+    while queue:
+        parent = queue.pop()
+        try:
+            threads = os.listdir(f"/proc/{parent}/task")
+        except OSError:
+            continue  # it has exited
+        for thread in threads:
+            try:
+                with open(f"/proc/{parent}/task/{thread}/children", encoding="ascii") as file:
+                    kids = [int(text) for text in file.read().split()]
+            except (OSError, ValueError):
+                continue
+            found += kids
+            queue += kids
+    return found
+
+
 class _ProcessTree:
     """An encoder process and its children, as cached psutil objects.
 
@@ -140,15 +167,24 @@ class _ProcessTree:
         self.root = psutil.Process(pid)
         self.members: dict[int, Any] = {pid: self.root}
         self.root.cpu_percent(None)  # the baseline, so the first sample is a real figure
-        self.scanned = False
+        self.scanned_at: float | None = None
 
     def scan_children(self) -> None:
         with contextlib.suppress(psutil.Error):
-            for child in self.root.children(recursive=True):
+            pids = _descendants(self.root.pid)
+            children = (
+                [psutil.Process(pid) for pid in pids if pid not in self.members]
+                if pids is not None
+                else self.root.children(recursive=True)
+            )
+            for child in children:
                 if child.pid not in self.members:
                     child.cpu_percent(None)
                     self.members[child.pid] = child
-        self.scanned = True
+        self.scanned_at = time.monotonic()
+
+    def scan_due(self) -> bool:
+        return self.scanned_at is None or time.monotonic() - self.scanned_at >= CHILD_SCAN_S
 
     def measure(self) -> tuple[float, int] | None:
         """(CPU percent of one core, resident bytes) of the tree; None once the root is gone."""
@@ -238,11 +274,11 @@ class Admission:
 
     def measure(self, sample_number: int, *, final: bool = False) -> None:
         """Sample the encoder's tree; `final` (it is about to exit: its last progress
-        report) also reads its peak resident size, which a short encoder's samples miss."""
+        report) also reads its peak resident size, which a short encoder's samples miss.
+        `sample_number` is the caller's count (children are rescanned by time)."""
         if self._tree is None or self.finished:
             return
-        turn = (sample_number + self.started) % CHILD_SCAN_EVERY == 0
-        if turn or not self._tree.scanned:
+        if self._tree.scan_due():
             self._tree.scan_children()
         figures = self._tree.measure()
         if figures is None:  # exited, maybe killed while stopped

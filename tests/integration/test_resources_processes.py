@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import psutil
 import pytest
 
+from drapto_engine.infrastructure import resources
 from drapto_engine.infrastructure.ffmpeg.runner import die_with_parent
 from drapto_engine.infrastructure.resources import (
     GIB,
@@ -266,3 +267,35 @@ async def test_shutdown_leaves_nothing_suspended(ffmpeg: str, processes: Process
         assert sampler.done() and samplers() == [], "sampling went on after shutdown"
         await until(lambda: b.status != psutil.STATUS_STOPPED, "shutdown resumed it")
         assert a.status != psutil.STATUS_STOPPED
+
+
+async def test_children_are_scanned_once_however_often_an_encoder_is_measured(
+    ffmpeg: str, processes: Processes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Finding children costs reads in /proc: the ten-a-second samples of an encoder's
+    # first seconds must not repeat it (once, then at most every CHILD_SCAN_S).
+    scans: list[int] = []
+    descendants = resources._descendants
+
+    def counted(pid: int) -> list[int] | None:
+        scans.append(pid)
+        return descendants(pid)
+
+    monkeypatch.setattr(resources, "_descendants", counted)
+    encoder = await processes.spawn(*source_argv(ffmpeg))
+    ticket = Admission(0, segment=1)
+    ticket.track(encoder.proc)
+    for number in range(20):  # what the early sampler does in its 2 s
+        ticket.measure(number)
+    assert ticket.rss_bytes > 0
+    assert scans == [encoder.proc.pid]
+
+
+async def test_children_found_from_proc_are_psutils_children(processes: Processes) -> None:
+    # A shell with a child that has a child of its own: the /proc lists find the same
+    # tree as psutil's scan of every process.
+    shell = await processes.spawn("/bin/sh", "-c", "sh -c 'sleep 30 & wait' & sleep 30 & wait")
+    root = psutil.Process(shell.proc.pid)
+    await until(lambda: len(root.children(recursive=True)) == 3, "the shell's tree started")
+    expected = sorted(p.pid for p in root.children(recursive=True))
+    assert sorted(resources._descendants(shell.proc.pid) or []) == expected
