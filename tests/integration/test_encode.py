@@ -265,6 +265,8 @@ def test_encoder_that_keeps_dying_fails_the_job_cleanly(make_media, tmp_path: Pa
     assert list(out_dir.iterdir()) == []  # no output, no partial, no work directory
 
 
+# Timed (2 s): the "timing" xdist group runs such tests one at a time on one worker.
+@pytest.mark.xdist_group("timing")
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_interrupt_stops_everything_quickly(make_media, tmp_path: Path, signum: int) -> None:
     source = make_media("long.mkv", duration=20.0, size=(640, 360))
