@@ -279,7 +279,8 @@ async def test_memory_pressure_suspends_an_encoder_and_raises_an_alert(
 ) -> None:
     from drapto_engine.infrastructure.resources import Memory, system_memory
 
-    source = make_media("m.mkv", size=(640, 360), duration=12, gop=25)  # type: ignore[operator]
+    # Two 4 s segments: both encoders start at once and last long enough to be suspended.
+    source = make_media("m.mkv", size=(640, 360), duration=8, gop=25)  # type: ignore[operator]
     session = make_engine(tmp_path, ffmpeg, workers=2)
     slow = JobOptions(preset=6, min_segment_s=2.0, max_segment_s=4.0)  # encoders that last
     engine = session.engine

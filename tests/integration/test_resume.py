@@ -95,8 +95,9 @@ def test_interrupted_job_resumes_without_redoing_finished_segments(
 
 
 def test_second_process_on_the_same_job_is_refused(make_media, tmp_path: Path) -> None:
-    # long enough that the first run is still encoding when the second one starts
-    source = make_media("long.mkv", duration=30.0)
+    # long enough that the first run is still encoding when the second one starts; small
+    # frames, as both runs analyse all of it
+    source = make_media("long.mkv", duration=30.0, size=(160, 90))
     out_dir, state = tmp_path / "o", tmp_path / "state"
     out_dir.mkdir()
     first = _start(source, out_dir / "x.mkv", state)

@@ -237,6 +237,7 @@ async def add_one(client: EngineClient, video: Path, out: Path) -> QueueEntry:
 # -- several clients --
 
 
+@pytest.mark.xdist_group("timing")  # timed (1 s): one at a time with the other timed tests
 async def test_a_flag_changed_by_one_client_reaches_the_other(served: Served) -> None:
     a, b = await served.client("a"), await served.client("b")
     seen_a, seen_b = await Recorder.subscribe(a), await Recorder.subscribe(b)

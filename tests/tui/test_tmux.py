@@ -108,6 +108,7 @@ def test_keys_in_tmux_drive_the_tui_and_quitting_leaves_the_engine(
     assert service.alive()
 
 
+@pytest.mark.xdist_group("timing")  # timed (10 s): one at a time with the other timed tests
 def test_the_first_screen_at_80x24_shows_cpu_ram_and_the_segments_within_10_s(
     tmp_path: Path, service: Service, tmux: Tmux, make_media: object
 ) -> None:
