@@ -173,6 +173,8 @@ def explain(exc: BaseException, path: Path | None = None) -> tuple[int, str]:
     `path` names the file being worked on when the exception does not."""
     if isinstance(exc, Stopped):
         return 128 + exc.signum, f"stopped by {signal.Signals(exc.signum).name}"
+    if isinstance(exc, KeyboardInterrupt) and _TERMINATED:
+        return 128 + _TERMINATED[0], f"stopped by {signal.Signals(_TERMINATED[0]).name}"
     if isinstance(exc, KeyboardInterrupt):
         return 128 + signal.SIGINT, "interrupted"
     if isinstance(exc, DraptoError):
@@ -206,7 +208,21 @@ def _problems(exc: pydantic.ValidationError) -> str:
     )
 
 
+_TERMINATED: list[int] = []
+
+
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM for a command without a handler of its own.
+
+    Outside asyncio it unwinds with `Stopped`. Inside `asyncio.run` an exception raised
+    from a signal handler lands in whatever the loop happens to run (a timeout, a read)
+    and reads as that failing; there it takes the loop's own Ctrl-C path instead, which
+    cancels the main task cleanly, and the boundary reports SIGTERM."""
+    on_interrupt = signal.getsignal(signal.SIGINT)
+    if callable(on_interrupt) and on_interrupt is not signal.default_int_handler:
+        _TERMINATED.append(signum)
+        on_interrupt(signal.SIGINT, frame)
+        return
     raise Stopped(signum)
 
 
