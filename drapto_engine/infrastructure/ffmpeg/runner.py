@@ -19,7 +19,6 @@ from drapto_engine.infrastructure.ffmpeg.progress import Progress, ProgressParse
 
 log = logging.getLogger(__name__)
 
-STOP_GRACE_S = 0.7  # after 'q' before SIGTERM, and after SIGTERM before SIGKILL
 STDERR_TAIL = 30
 # SVT-AV1 prints its banner and warnings straight to stderr; keep only its errors so
 # that ffmpeg's own last line is what a failure quotes.
@@ -60,26 +59,18 @@ async def _read_stderr(stream: asyncio.StreamReader, tail: deque[str]) -> None:
 
 
 async def stop_process(proc: asyncio.subprocess.Process) -> None:
-    """Ask ffmpeg to finish ('q'), then SIGTERM, then SIGKILL, each with a short wait."""
+    """Stop an ffmpeg whose run was interrupted, at once.
+
+    Its output is thrown away (a partial file, removed by the caller), so letting it
+    finish ('q', then SIGTERM) only makes Ctrl-C slower: an encoder asked to finish
+    first flushes every frame it has buffered. SIGKILL reaches its whole process group,
+    a suspended (SIGSTOPped) encoder included."""
     if proc.returncode is not None:
         return
-    # An encoder suspended for memory cannot act on 'q' or SIGTERM: continue its
-    # process group (ffmpeg and its children) first.
     with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGCONT)
-    if proc.stdin is not None and not proc.stdin.is_closing():
-        with contextlib.suppress(OSError, RuntimeError):
-            proc.stdin.write(b"q")
-            proc.stdin.close()
-    for action in (None, proc.terminate, proc.kill):
-        if action is not None:
-            with contextlib.suppress(ProcessLookupError):
-                action()
-        try:
-            await asyncio.wait_for(asyncio.shield(proc.wait()), STOP_GRACE_S)
-            return
-        except TimeoutError:
-            continue
+        os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(ProcessLookupError):
+        proc.kill()
     await proc.wait()
 
 
