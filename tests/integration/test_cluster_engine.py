@@ -136,6 +136,7 @@ def hosting(
     folder: Path,
     ffmpeg: str,
     workers: dict[str, tuple[list[str], dict[str, str] | None]],
+    worker_ttl: str = "60s",
 ) -> Iterator[Hosted]:
     """An engine with no local slots hosting its scheduler, and `drapto worker`s (name ->
     extra options, environment) joined to it."""
@@ -146,13 +147,15 @@ def hosting(
         state_dir=folder / "state",
         config_path=folder / "config.toml",
         workers=2,
-        cluster=ClusterOptions("tls://127.0.0.1:0", folder=certs, local_slots=False),
+        cluster=ClusterOptions(
+            "tls://127.0.0.1:0", folder=certs, local_slots=False, worker_ttl=worker_ttl
+        ),
     )
     loop.run(engine.start())
     assert engine.cluster is not None and engine.cluster.scheduler is not None
     scheduler = engine.cluster.scheduler
     shared = folder / "shared"
-    shared.mkdir()
+    shared.mkdir(exist_ok=True)
     started = {
         name: _start_worker(
             engine.cluster.address,
@@ -379,3 +382,56 @@ def test_the_engine_survives_losing_every_worker(certs: Path, tmp_path: Path, ff
         assert not hosted.of(SegmentFailed, entry.job)[1:]
         done = hosted.of(SegmentDone, entry.job)
         assert all(not d.remote for d in done)
+
+
+def _tree(pid: int) -> list[psutil.Process]:
+    with contextlib.suppress(psutil.NoSuchProcess):
+        root = psutil.Process(pid)
+        return [root, *root.children(recursive=True)]
+    return []
+
+
+def test_a_hung_worker_loses_only_its_segment_after_the_ttl(
+    certs: Path, tmp_path: Path, ffmpeg: str
+) -> None:
+    """w-hang's whole process tree (drapto worker, its nanny's worker process, ffmpeg) is
+    SIGSTOPped at its first segment: it is silent, not gone. With a 5 s worker-ttl the
+    scheduler drops it and that segment runs again on w-ok; the job's output is valid."""
+    with hosting(
+        certs, tmp_path, ffmpeg, {"w-hang": ([], None), "w-ok": ([], None)}, worker_ttl="5s"
+    ) as hosted:
+        source = _video(ffmpeg, hosted.shared / "film.mkv", 6.0)
+        output = hosted.shared / "film.av1.mkv"
+        victim = hosted.workers["w-hang"]
+        stopped: list[psutil.Process] = []
+        hung: list[int] = []
+
+        def stop_on_start(event: Event) -> None:
+            if isinstance(event, SegmentStarted) and event.host == "w-hang" and not hung:
+                hung.append(event.index)
+                for proc in _tree(victim.pid):
+                    with contextlib.suppress(psutil.NoSuchProcess):
+                        proc.send_signal(signal.SIGSTOP)
+                        stopped.append(proc)
+
+        hosted.on_event.append(stop_on_start)
+        try:
+            entry = hosted.run(source, output)
+            assert victim.poll() is None  # hung, not dead: only the ttl took it out
+        finally:
+            hosted.on_event.remove(stop_on_start)
+            for proc in stopped:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    proc.send_signal(signal.SIGKILL)
+                    proc.send_signal(signal.SIGCONT)
+            victim.wait(30)
+        assert entry.status is EntryStatus.DONE, entry.error
+        _assert_same_frames(source, output)
+        [index] = hung
+        runs = [s for s in hosted.of(SegmentStarted, entry.job) if s.index == index]
+        assert [s.host for s in runs] == ["w-hang", "w-ok"], runs
+        assert {s.attempt for s in runs} == {1}  # Dask reran it: not a failed attempt
+        [again] = [d for d in hosted.of(SegmentDone, entry.job) if d.index == index]
+        assert (again.host, again.runs) == ("w-ok", 2)
+        assert all(d.host == "w-ok" for d in hosted.of(SegmentDone, entry.job))
+        assert victim.returncode == -signal.SIGKILL  # nothing of it left running
