@@ -432,6 +432,8 @@ def test_a_hung_worker_loses_only_its_segment_after_the_ttl(
         runs = [s for s in hosted.of(SegmentStarted, entry.job) if s.index == index]
         assert [s.host for s in runs] == ["w-hang", "w-ok"], runs
         assert {s.attempt for s in runs} == {1}  # Dask reran it: not a failed attempt
+        # dropped by the test's 5 s ttl, not the default 60 s one
+        assert runs[1].at - runs[0].at < 50, runs
         [again] = [d for d in hosted.of(SegmentDone, entry.job) if d.index == index]
         assert (again.host, again.runs) == ("w-ok", 2)
         assert all(d.host == "w-ok" for d in hosted.of(SegmentDone, entry.job))
@@ -494,6 +496,7 @@ def test_a_killed_engine_leaves_nothing_on_its_workers_and_resumes_with_their_ho
         _wait_for(lambda: len(done()) >= 2, 240, "two segments back from the worker")
         _wait_for(lambda: _ffmpegs(worker.pid), 120, "the worker's next ffmpeg")
         encoding = _ffmpegs(worker.pid)
+        folders = {Path(p.cmdline()[-1]).parent for p in encoding}
         kept = done()
         child.kill()
         assert child.wait(30) == -signal.SIGKILL
@@ -508,6 +511,8 @@ def test_a_killed_engine_leaves_nothing_on_its_workers_and_resumes_with_their_ho
             and any(str(tmp_path) in arg for arg in proc.info["cmdline"] or [])
         ]
         assert not orphans, orphans
+        assert all(f.name.startswith("drapto-segment-") for f in folders), folders
+        _wait_for(lambda: not any(f.exists() for f in folders), 30, "the worker's temp folder")
     finally:
         for proc in (child, worker):
             if proc is not None and proc.poll() is None:
