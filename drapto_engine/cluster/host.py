@@ -43,6 +43,8 @@ class ClusterOptions:
     """Where `drapto cluster init` left the engine's certificate (default: config folder)."""
     local_slots: bool = True
     """False: segments go to workers whenever one is usable (`drapto serve --workers 0`)."""
+    worker_ttl: str = WORKER_TTL
+    """How long a silent (hung) worker keeps its segments before the scheduler drops it."""
 
 
 class ClusterHost:
@@ -62,7 +64,7 @@ class ClusterHost:
             dask.config.set(
                 {
                     "distributed.scheduler.allowed-failures": ALLOWED_FAILURES,
-                    "distributed.scheduler.worker-ttl": WORKER_TTL,
+                    "distributed.scheduler.worker-ttl": self.options.worker_ttl,
                 }
             )
         )

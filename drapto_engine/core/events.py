@@ -103,7 +103,8 @@ class SegmentDone(_Event):
     """From the segment being planned to its encoder starting."""
     attempts: int = 1
     host: str = ""
-    """The machine that encoded it ("" for a resumed one)."""
+    """The machine that encoded it (for a resumed one as the state store kept it; ""
+    when recorded before hosts were kept)."""
     remote: bool = False
     shipped_bytes: int = 0
     """Source and encoded bytes sent to and from a remote worker."""

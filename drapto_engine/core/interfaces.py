@@ -47,7 +47,7 @@ class StoreLike(Protocol):
         state: SegmentState,
         *,
         before: Callable[[], None] | None = None,
-        **fields: float | int | None,
+        **fields: float | int | str | None,
     ) -> None: ...
 
 

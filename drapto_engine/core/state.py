@@ -106,6 +106,10 @@ class SegmentRecord(BaseModel):
     size_bytes: int | None = None
     fps: float | None = None
     wall_s: float | None = None
+    host: str | None = None
+    """The machine that encoded it (None: recorded before hosts were kept)."""
+    remote: bool = False
+    """Encoded by a cluster worker rather than the engine's machine."""
 
 
 class IllegalTransition(RuntimeError):
@@ -250,7 +254,7 @@ class StateManager:
         state: SegmentState,
         *,
         before: Callable[[], None] | None = None,
-        **fields: float | int | None,
+        **fields: float | int | str | None,
     ) -> None:
         await self._as_holder(
             job_id,

@@ -74,6 +74,8 @@ CREATE TABLE IF NOT EXISTS segments (
     size_bytes INTEGER,
     fps REAL,
     wall_s REAL,
+    host TEXT,
+    remote INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (job_id, idx)
 );
 CREATE TABLE IF NOT EXISTS queue (
@@ -268,6 +270,11 @@ class StateStore:
         columns = {row["name"] for row in db.execute("PRAGMA table_info(jobs)")}
         if "plan" not in columns:
             db.execute("ALTER TABLE jobs ADD COLUMN plan TEXT")
+        segment_columns = {row["name"] for row in db.execute("PRAGMA table_info(segments)")}
+        if "host" not in segment_columns:
+            db.execute("ALTER TABLE segments ADD COLUMN host TEXT")
+        if "remote" not in segment_columns:
+            db.execute("ALTER TABLE segments ADD COLUMN remote INTEGER NOT NULL DEFAULT 0")
 
     def close(self) -> None:
         with self._lock:
@@ -456,7 +463,7 @@ class StateStore:
         state: SegmentState,
         *,
         before: Callable[[], None] | None = None,
-        **fields: float | int | None,
+        **fields: float | int | str | None,
     ) -> None:
         """Move a segment of a job this process holds to `state` (checked); `before`
         runs inside the transaction once the holder is known to be this process."""

@@ -608,7 +608,14 @@ class Orchestrator:
                 encodes=record.encodes,
             )
         self._segment_done(
-            job, segment, path, record.fps or 0.0, record.wall_s or 0.0, resumed=True
+            job,
+            segment,
+            path,
+            record.fps or 0.0,
+            record.wall_s or 0.0,
+            resumed=True,
+            host=record.host or "",
+            remote=record.remote,
         )
         return True
 
@@ -713,6 +720,8 @@ class Orchestrator:
                     size_bytes=partial.stat().st_size,
                     fps=fps,
                     wall_s=wall,
+                    host=run.host,
+                    remote=int(run.remote),
                 )
                 self._segment_done(
                     job,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -136,6 +137,7 @@ def hosting(
     folder: Path,
     ffmpeg: str,
     workers: dict[str, tuple[list[str], dict[str, str] | None]],
+    worker_ttl: str = "60s",
 ) -> Iterator[Hosted]:
     """An engine with no local slots hosting its scheduler, and `drapto worker`s (name ->
     extra options, environment) joined to it."""
@@ -146,13 +148,15 @@ def hosting(
         state_dir=folder / "state",
         config_path=folder / "config.toml",
         workers=2,
-        cluster=ClusterOptions("tls://127.0.0.1:0", folder=certs, local_slots=False),
+        cluster=ClusterOptions(
+            "tls://127.0.0.1:0", folder=certs, local_slots=False, worker_ttl=worker_ttl
+        ),
     )
     loop.run(engine.start())
     assert engine.cluster is not None and engine.cluster.scheduler is not None
     scheduler = engine.cluster.scheduler
     shared = folder / "shared"
-    shared.mkdir()
+    shared.mkdir(exist_ok=True)
     started = {
         name: _start_worker(
             engine.cluster.address,
@@ -379,3 +383,160 @@ def test_the_engine_survives_losing_every_worker(certs: Path, tmp_path: Path, ff
         assert not hosted.of(SegmentFailed, entry.job)[1:]
         done = hosted.of(SegmentDone, entry.job)
         assert all(not d.remote for d in done)
+
+
+def _tree(pid: int) -> list[psutil.Process]:
+    with contextlib.suppress(psutil.NoSuchProcess):
+        root = psutil.Process(pid)
+        return [root, *root.children(recursive=True)]
+    return []
+
+
+def test_a_hung_worker_loses_only_its_segment_after_the_ttl(
+    certs: Path, tmp_path: Path, ffmpeg: str
+) -> None:
+    """w-hang's whole process tree (drapto worker, its nanny's worker process, ffmpeg) is
+    SIGSTOPped at its first segment: it is silent, not gone. With a 5 s worker-ttl the
+    scheduler drops it and that segment runs again on w-ok; the job's output is valid."""
+    with hosting(
+        certs, tmp_path, ffmpeg, {"w-hang": ([], None), "w-ok": ([], None)}, worker_ttl="5s"
+    ) as hosted:
+        source = _video(ffmpeg, hosted.shared / "film.mkv", 6.0)
+        output = hosted.shared / "film.av1.mkv"
+        victim = hosted.workers["w-hang"]
+        stopped: list[psutil.Process] = []
+        hung: list[int] = []
+
+        def stop_on_start(event: Event) -> None:
+            if isinstance(event, SegmentStarted) and event.host == "w-hang" and not hung:
+                hung.append(event.index)
+                for proc in _tree(victim.pid):
+                    with contextlib.suppress(psutil.NoSuchProcess):
+                        proc.send_signal(signal.SIGSTOP)
+                        stopped.append(proc)
+
+        hosted.on_event.append(stop_on_start)
+        try:
+            entry = hosted.run(source, output)
+            assert victim.poll() is None  # hung, not dead: only the ttl took it out
+        finally:
+            hosted.on_event.remove(stop_on_start)
+            for proc in stopped:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    proc.send_signal(signal.SIGKILL)
+                    proc.send_signal(signal.SIGCONT)
+            victim.wait(30)
+        assert entry.status is EntryStatus.DONE, entry.error
+        _assert_same_frames(source, output)
+        [index] = hung
+        runs = [s for s in hosted.of(SegmentStarted, entry.job) if s.index == index]
+        assert [s.host for s in runs] == ["w-hang", "w-ok"], runs
+        assert {s.attempt for s in runs} == {1}  # Dask reran it: not a failed attempt
+        # dropped by the test's 5 s ttl, not the default 60 s one
+        assert runs[1].at - runs[0].at < 50, runs
+        [again] = [d for d in hosted.of(SegmentDone, entry.job) if d.index == index]
+        assert (again.host, again.runs) == ("w-ok", 2)
+        assert all(d.host == "w-ok" for d in hosted.of(SegmentDone, entry.job))
+        assert victim.returncode == -signal.SIGKILL  # nothing of it left running
+
+
+CHILD = Path(__file__).with_name("cluster_engine_child.py")
+
+
+def _ffmpegs(pid: int) -> list[psutil.Process]:
+    found = []
+    for proc in _tree(pid):
+        with contextlib.suppress(psutil.NoSuchProcess):
+            if "ffmpeg" in proc.name():
+                found.append(proc)
+    return found
+
+
+def test_a_killed_engine_leaves_nothing_on_its_workers_and_resumes_with_their_hosts(
+    certs: Path, tmp_path: Path, ffmpeg: str
+) -> None:
+    """An engine process (its scheduler inside it) is SIGKILLed while its only worker
+    encodes a segment, after others came back from it: the worker's ffmpeg ends with it
+    (the worker exits 3, no orphan ffmpeg is left). An engine started again on the same
+    state resumes the job: the kept segments are not encoded again and still name the
+    worker that encoded them; the output is valid."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    alias = tmp_path / "mount"
+    alias.symlink_to(shared, target_is_directory=True)
+    path_map = ["--path-map", f"{shared}={alias}"]
+    source = make_video(
+        ffmpeg, shared / "film.mkv", size=(640, 360), duration=12.0, rate="25", gop=25
+    )
+    output = shared / "film.av1.mkv"
+    child = subprocess.Popen(
+        [sys.executable, str(CHILD), ffmpeg, str(certs), str(tmp_path), str(source), str(output)],
+        stdout=subprocess.PIPE,
+        stderr=(tmp_path / "engine.txt").open("w"),
+        text=True,
+    )
+    said: list[dict[str, Any]] = []
+    assert child.stdout is not None
+    stream = child.stdout
+    reader = threading.Thread(
+        target=lambda: said.extend(json.loads(line) for line in stream), daemon=True
+    )
+    reader.start()
+    worker: subprocess.Popen[str] | None = None
+    try:
+        _wait_for(lambda: said, 120, "the engine's scheduler address")
+        address = said[0]["address"]
+        worker = _start_worker(
+            address, certs / "worker-bundle", "w-first", tmp_path / "w-first.txt", path_map, None
+        )
+
+        def done() -> list[int]:
+            return [s["index"] for s in list(said) if s.get("event") == "segment_done"]
+
+        _wait_for(lambda: len(done()) >= 2, 240, "two segments back from the worker")
+        _wait_for(lambda: _ffmpegs(worker.pid), 120, "the worker's next ffmpeg")
+        encoding = _ffmpegs(worker.pid)
+        folders = {Path(p.cmdline()[-1]).parent for p in encoding}
+        kept = done()
+        child.kill()
+        assert child.wait(30) == -signal.SIGKILL
+        # the worker goes with its engine, and its encoder with it
+        assert worker.wait(60) == 3
+        _, alive = psutil.wait_procs(encoding, timeout=30)
+        assert not alive, alive
+        orphans = [
+            proc
+            for proc in psutil.process_iter(["name", "cmdline"])
+            if "ffmpeg" in (proc.info["name"] or "")
+            and any(str(tmp_path) in arg for arg in proc.info["cmdline"] or [])
+        ]
+        assert not orphans, orphans
+        assert all(f.name.startswith("drapto-segment-") for f in folders), folders
+        _wait_for(lambda: not any(f.exists() for f in folders), 30, "the worker's temp folder")
+    finally:
+        for proc in (child, worker):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait(30)
+    [entry_id] = [s["entry"] for s in said if "entry" in s]
+    assert all(s["host"] == "w-first" and s["remote"] for s in said if "event" in s)
+
+    with hosting(certs, tmp_path, ffmpeg, {"w-second": (path_map, None)}) as hosted:
+
+        async def resume() -> Any:
+            await hosted.engine.run(only={entry_id}, ignore_pause=True)
+            return hosted.engine.entry(entry_id)
+
+        entry = hosted.loop.run(resume())
+        assert entry.status is EntryStatus.DONE, entry.error
+        _assert_same_frames(source, output)
+        done_now = {d.index: d for d in hosted.of(SegmentDone, entry.job)}
+        resumed = {i for i, d in done_now.items() if d.resumed}
+        assert set(kept) <= resumed, (kept, resumed)
+        assert all((done_now[i].host, done_now[i].remote) == ("w-first", True) for i in kept)
+        started = {s.index for s in hosted.of(SegmentStarted, entry.job)}
+        assert not started & resumed  # kept segments were not encoded again
+        assert started and all(done_now[i].host == "w-second" for i in started)
+        snapshot = hosted.engine.snapshot()
+        segments = snapshot.jobs[entry.job or ""].segments
+        assert all(segments[i].host == "w-first" for i in kept)
