@@ -11,7 +11,7 @@ import psutil
 from distributed import Worker
 
 from drapto_engine.cluster import route_dask_logs
-from drapto_engine.cluster.scheduler import no_http_server
+from drapto_engine.cluster.scheduler import QuietHTTP
 from drapto_engine.logging_setup import configure
 
 DEBUG_ENV = "DRAPTO_WORKER_DEBUG"
@@ -19,18 +19,8 @@ MACHINE_METRICS = "drapto_host"
 """Key of the worker machine's figures in Dask's worker metrics (ws.metrics)."""
 
 
-class QuietWorker(Worker):
-    def start_http_server(
-        self,
-        routes: Any,
-        dashboard_address: Any,
-        default_port: int = 0,
-        ssl_options: Any = None,
-    ) -> None:
-        if dashboard_address is None:
-            no_http_server(self)
-            return
-        super().start_http_server(routes, dashboard_address, default_port, ssl_options)
+class QuietWorker(QuietHTTP, Worker):
+    """A Worker with no HTTP listener unless a dashboard is asked for."""
 
 
 def constant(value: Any, worker: Any = None) -> Any:

@@ -105,10 +105,10 @@ def no_http_server(node: Any) -> None:
     node.http_server = HTTPServer(node.http_application)
 
 
-class QuietScheduler(Scheduler):
-    """A Scheduler whose HTTP server (dashboard, /info, /json, /metrics) listens only when
-    a dashboard address is given. Dask's own starts one on port 8787 even with
-    dashboard=False."""
+class QuietHTTP:
+    """For a Dask node (scheduler or worker): its HTTP server (dashboard, /info, /json,
+    /metrics) listens only when a dashboard address is given. Dask's own starts one (the
+    scheduler on port 8787) even with dashboard=False."""
 
     def start_http_server(
         self,
@@ -120,7 +120,13 @@ class QuietScheduler(Scheduler):
         if dashboard_address is None:
             no_http_server(self)
             return
-        super().start_http_server(routes, dashboard_address, default_port, ssl_options)
+        super().start_http_server(  # type: ignore[misc]
+            routes, dashboard_address, default_port, ssl_options
+        )
+
+
+class QuietScheduler(QuietHTTP, Scheduler):
+    """A Scheduler with no HTTP listener unless a dashboard is asked for."""
 
 
 class ToolchainGate(SchedulerPlugin):
