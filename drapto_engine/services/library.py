@@ -12,7 +12,6 @@ import stat
 from collections.abc import Iterable
 from pathlib import Path
 
-import av
 from pydantic import BaseModel, ConfigDict
 
 VIDEO_EXTENSIONS = frozenset(
@@ -73,6 +72,8 @@ def is_video_file(path: Path, ffmpeg: str | None = None) -> str | None:
     probe counts every packet of files without a frame-count tag (seconds for a film),
     too slow for scanning a library."""
     del ffmpeg  # kept for callers that pass it; the header says enough
+    import av  # here: every `drapto` command imports this module, few open a file
+
     try:
         if path.is_symlink() and not path.exists():
             return f"is a broken link (its target {os.readlink(path)} does not exist)"
@@ -102,6 +103,8 @@ def is_av1(path: Path) -> bool:
     already: re-encoding it loses quality for little gain, so a folder or queue file
     skips it and `drapto encode` refuses it unless forced. Reads the header only;
     a file that cannot be read is not AV1 here (the encode then says what is wrong)."""
+    import av
+
     try:
         with av.open(str(path)) as container:
             video = container.streams.video
