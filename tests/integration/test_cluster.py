@@ -265,9 +265,13 @@ def test_worker_joins_with_its_slots_and_no_http_listener(cluster: Cluster) -> N
     assert address.startswith("tls://127.0.0.1:")
     assert worker["resources"] == {ENCODER: 2}
     assert worker["nthreads"] == 2
-    # Nothing but the Dask ports listens: no dashboard, /info, /json or /metrics.
+    # Nothing but the Dask ports listens: no dashboard, /info, /json or /metrics. (This
+    # process may also hold other tests' listeners when xdist runs them here, so the
+    # scheduler's own HTTP server is asked for its sockets as well.)
     ours = {c.laddr.port for c in psutil.Process().net_connections() if c.status == "LISTEN"}
-    assert ours == {int(cluster.address.rsplit(":", 1)[1])}
+    assert int(cluster.address.rsplit(":", 1)[1]) in ours
+    assert 8787 not in ours
+    assert not cluster.scheduler.http_server._sockets  # tornado's listening sockets
     tree = [psutil.Process(cluster.worker.pid), *psutil.Process(cluster.worker.pid).children(True)]
     ports = {
         c.laddr.port for p in tree for c in p.net_connections() if c.status == psutil.CONN_LISTEN
