@@ -77,6 +77,7 @@ class JobScreen(Screen[None]):
         self.entry_id = entry_id
         self._shown: QueueEntry | None = None
         self._texts: dict[str, str] = {}
+        self._composed = False
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -89,6 +90,7 @@ class JobScreen(Screen[None]):
         yield KeyBar()
 
     def on_mount(self) -> None:
+        self._composed = True
         self.refresh_from_engine(force=True)
 
     def job(self) -> JobView | None:
@@ -97,6 +99,8 @@ class JobScreen(Screen[None]):
 
     def refresh_from_engine(self, force: bool = False) -> None:
         """Redraw when events touched this job or its entry (a tick otherwise costs nothing)."""
+        if not self._composed:  # a tick between push and mount: its parts are not there yet
+            return
         entry = self.link.entry(self.entry_id)
         job = self.job()
         touched = self.link.take_job_dirty(entry.job if entry else None)

@@ -52,6 +52,7 @@ class MainScreen(Screen[None]):
         self._totals_text = ""
         self._strip_job: tuple[str | None, str] | None = None
         self._layout: tuple[object, ...] | None = None
+        self._composed = False
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -70,6 +71,7 @@ class MainScreen(Screen[None]):
         yield KeyBar()
 
     def on_mount(self) -> None:
+        self._composed = True
         # the strip follows the queue's cursor: focus (and the keys) stay on the queue
         self.query_one(SegmentGrid).can_focus = False
         self.refresh_from_engine()
@@ -161,6 +163,8 @@ class MainScreen(Screen[None]):
         return job, fmt.name(entry) if entry is not None else ""
 
     def refresh_from_engine(self) -> None:
+        if not self._composed:  # a tick between push and mount: its parts are not there yet
+            return
         link = self.link
         state = link.state
         rebuild, dirty = link.take_dirty()
