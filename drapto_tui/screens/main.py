@@ -27,6 +27,15 @@ WIDE = (140, 40)
 """From this size on, the segment strip grows into the full grid and sparklines show."""
 
 
+class KeyTabs(TabbedContent):
+    """Tabs that change only by a key or a click. Textual's switch to the pane of a newly
+    focused widget raced a quick key: the flags tab focuses its first switch after it is
+    drawn, and a `2` pressed in between was undone when that focus arrived."""
+
+    def _on_tab_pane_focused(self, event: TabPane.Focused) -> None:
+        event.stop()
+
+
 class MainScreen(Screen[None]):
     BINDINGS = [
         Binding("a", "app.add", "Add"),
@@ -57,7 +66,7 @@ class MainScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         yield Header()
         yield Static(id="totals")
-        with TabbedContent(initial="queue"):
+        with KeyTabs(initial="queue"):
             with TabPane("Queue", id="queue"):
                 yield QueueTable(id="queue-table")
                 yield SegmentGrid(id="queue-segments", compact=True)
