@@ -8,47 +8,16 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import pytest
 from encode_helpers import inspect
+from inbox import Inbox, inbox_fixture  # noqa: F401 (the `inbox` fixture)
 
 pytestmark = pytest.mark.slow
 
 DRAPTO = [sys.executable, "-m", "drapto_engine.cli"]
-
-
-class Inbox:
-    """A real HTTP server on 127.0.0.1 that keeps what it receives."""
-
-    def __init__(self) -> None:
-        self.received: list[tuple[str, str]] = []
-        inbox = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"])).decode()
-                inbox.received.append((self.headers["Title"], body))
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = HTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/drapto"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-
-@pytest.fixture
-def inbox() -> Iterator[Inbox]:
-    box = Inbox()
-    yield box
-    box.server.shutdown()
 
 
 def batch(

@@ -8,49 +8,17 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import threading
 import time
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import pytest
 from encode_helpers import DRAPTO, FAST, encode, inspect
+from inbox import Inbox, inbox_fixture  # noqa: F401 (the `inbox` fixture)
 from test_dolby_vision import dovi_record
 
 pytestmark = pytest.mark.slow
 
 SEGMENTS = ["--min-segment", "0.5", "--max-segment", "1"]
-
-
-class Inbox:
-    """A real HTTP server on 127.0.0.1 keeping each notification's (title, body)."""
-
-    def __init__(self) -> None:
-        self.received: list[tuple[str, str]] = []
-        inbox = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"])).decode()
-                inbox.received.append((self.headers["Title"], body))
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = HTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/drapto"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-
-@pytest.fixture
-def inbox() -> Iterator[Inbox]:
-    box = Inbox()
-    yield box
-    box.server.shutdown()
-    box.server.server_close()
 
 
 def av1_source(make_media: object, name: str, duration: float = 3.0) -> Path:
