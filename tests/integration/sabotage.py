@@ -23,28 +23,20 @@ from drapto_engine.services.orchestrator import WORK_PREFIX
 DROPPED_FRAMES = 3
 
 
+def recopy(ffmpeg: str, segment: Path, *options: str) -> None:
+    """Replace `segment` by a stream copy of itself made with `options` (a real file)."""
+    copy = segment.with_name(segment.stem + ".copy" + SEGMENT_SUFFIX)
+    subprocess.run(
+        [ffmpeg, "-v", "error", "-y", "-i", str(segment), "-map", "0", "-c", "copy",
+         *options, str(copy)],
+        check=True,
+    )  # fmt: skip
+    os.replace(copy, segment)
+
+
 def shorten(ffmpeg: str, segment: Path, frames: int) -> None:
     """Replace `segment` by a copy of its first frames (a real, shorter AV1 file)."""
-    shorter = segment.with_name(segment.stem + ".short" + SEGMENT_SUFFIX)
-    subprocess.run(
-        [
-            ffmpeg,
-            "-v",
-            "error",
-            "-y",
-            "-i",
-            str(segment),
-            "-map",
-            "0",
-            "-c",
-            "copy",
-            "-frames:v",
-            str(max(1, frames - DROPPED_FRAMES)),
-            str(shorter),
-        ],
-        check=True,
-    )
-    os.replace(shorter, segment)
+    recopy(ffmpeg, segment, "-frames:v", str(max(1, frames - DROPPED_FRAMES)))
 
 
 def install(mode: str, output: Path) -> None:

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from encode_helpers import encode, inspect
 from engine_helpers import Session, make_engine
-from sabotage import shorten
+from sabotage import recopy, shorten
 from test_dolby_vision import colour, dovi_record, frame_side_data
 
 from drapto_engine.core.events import AnalysisReady, Event, RolledBack, SegmentDone
@@ -42,26 +42,7 @@ def strip_rpus(ffmpeg: str, segment: Path, frames: int) -> None:
     so what fails is the RPU on every frame, not the record."""
     if segment.name.endswith("-00000" + SEGMENT_SUFFIX):
         return
-    stripped = segment.with_name(segment.stem + ".stripped" + SEGMENT_SUFFIX)
-    subprocess.run(
-        [
-            ffmpeg,
-            "-v",
-            "error",
-            "-y",
-            "-i",
-            str(segment),
-            "-map",
-            "0",
-            "-c",
-            "copy",
-            "-bsf:v",
-            "dovi_rpu=strip=1",
-            str(stripped),
-        ],
-        check=True,
-    )
-    stripped.replace(segment)
+    recopy(ffmpeg, segment, "-bsf:v", "dovi_rpu=strip=1")
 
 
 Damage = Callable[[str, Path, int], None]
