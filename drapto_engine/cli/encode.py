@@ -280,7 +280,7 @@ async def _in_process(args: argparse.Namespace, config: Config, source: Path, ou
 
     bus = EventBus()
     printer = make_printer(args.progress, sys.stdout)
-    bus.subscribe(printer.handle)
+    unsubscribe = bus.subscribe(printer.handle)
     engine = Engine(
         find_toolchain(config.ffmpeg_path).ffmpeg,
         config=config,
@@ -310,7 +310,12 @@ async def _in_process(args: argparse.Namespace, config: Config, source: Path, ou
         loop.add_signal_handler(signum, stop, signum)
     try:
         async with engine.running():
-            await engine.encode_entry(entry)
+            try:
+                await engine.encode_entry(entry)
+            finally:
+                # The job's own last event (done or failed) ends the output: a resource
+                # sample taken while the engine shuts down is not printed after it.
+                unsubscribe()
     except asyncio.CancelledError:
         if not stopped:
             raise
