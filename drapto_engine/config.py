@@ -49,7 +49,7 @@ class ClusterSettings(BaseModel):
     """[cluster]: the Dask scheduler `drapto serve` hosts (as --cluster, --dashboard,
     --insecure); the command line wins."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(defer_build=True, frozen=True, extra="forbid")
 
     listen: StrictStr = Field(min_length=1)
     """tls://HOST:PORT, e.g. tls://0.0.0.0:8786."""
@@ -61,7 +61,7 @@ class Config(BaseModel):
     """config.toml. Types are strict (`workers = true` is refused, not read as 1) and
     numbers finite; an unknown key is refused with the nearest known one."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(defer_build=True, frozen=True, extra="forbid")
 
     ffmpeg_path: StrictStr | None = Field(default=None, min_length=1)
     """An ffmpeg binary to use instead of the bundled one (DRAPTO_FFMPEG still wins)."""

@@ -43,7 +43,7 @@ INTERRUPTED_NOTE = "interrupted: the next run resumes"
 
 
 class SegmentView(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(defer_build=True, extra="forbid")
 
     index: int
     start_frame: int
@@ -62,7 +62,7 @@ class SegmentView(BaseModel):
 
 
 class JobView(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(defer_build=True, extra="forbid")
 
     id: str
     stage: str = "queued"
@@ -81,7 +81,7 @@ class JobView(BaseModel):
 
 
 class EngineSnapshot(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(defer_build=True, extra="forbid")
 
     paused: bool = False
     workers: int = 1

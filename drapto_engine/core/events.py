@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 
 
 class _Event(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(defer_build=True, frozen=True, extra="forbid")
 
     job: str = ""
     """The job's id (stable for an input and its output-shaping settings); empty for
@@ -237,7 +237,7 @@ Event = Annotated[
     | ClusterSampled,
     Field(discriminator="type"),
 ]
-EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
+EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event, config=ConfigDict(defer_build=True))
 
 Subscriber = Callable[[Event], None]
 

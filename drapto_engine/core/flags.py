@@ -42,7 +42,7 @@ class FlagSource(StrEnum):
 
 
 class Flag(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(defer_build=True, frozen=True)
 
     name: str
     description: str
@@ -209,7 +209,7 @@ def shadowed(states: Mapping[str, FlagState]) -> frozenset[str]:
 class FlagView(BaseModel):
     """A flag as `drapto flags`, the API and the TUI show it."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(defer_build=True, frozen=True, extra="forbid")
 
     name: str
     description: str

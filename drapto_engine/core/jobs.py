@@ -56,7 +56,7 @@ class JobOptions(BaseModel):
     definition the queue file, the config file and the command line's options share.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(defer_build=True, frozen=True, extra="forbid")
 
     preset: StrictInt | None = Field(default=None, ge=PRESET_MIN, le=PRESET_MAX)
     """SVT-AV1 preset (default 6)."""
@@ -118,7 +118,7 @@ FINAL_STATUSES = frozenset(
 class QueueEntry(BaseModel):
     """One file in the library queue; its job (once started) has the segment detail."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(defer_build=True, frozen=True, extra="forbid")
 
     id: int
     input: str

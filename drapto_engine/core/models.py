@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 class Value(BaseModel):
     """Base for immutable value models."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(defer_build=True, frozen=True, extra="forbid")
 
 
 class DynamicRange(StrEnum):

@@ -75,7 +75,7 @@ SEGMENT_TRANSITIONS: dict[SegmentState, frozenset[SegmentState]] = {
 class JobRecord(BaseModel):
     """A job as stored: identity, stage, and what was learnt about it."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(defer_build=True, frozen=True)
 
     id: str
     input: str
@@ -94,7 +94,7 @@ class JobRecord(BaseModel):
 
 
 class SegmentRecord(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(defer_build=True, frozen=True)
 
     index: int
     start_frame: int

@@ -48,7 +48,7 @@ def compatible(version: str) -> bool:
 
 
 class _Message(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(defer_build=True, frozen=True, extra="forbid")
 
 
 class Hello(_Message):
@@ -243,7 +243,7 @@ Request = Annotated[
     | Shutdown,
     Field(discriminator="method"),
 ]
-REQUEST_ADAPTER: TypeAdapter[Request] = TypeAdapter(Request)
+REQUEST_ADAPTER: TypeAdapter[Request] = TypeAdapter(Request, config=ConfigDict(defer_build=True))
 ENGINE_METHODS = frozenset(
     {
         "add_paths",
@@ -294,7 +294,9 @@ class EventMessage(_Message):
 
 
 ServerMessage = Annotated[Hello | Reply | ErrorReply | EventMessage, Field(discriminator="type")]
-SERVER_ADAPTER: TypeAdapter[ServerMessage] = TypeAdapter(ServerMessage)
+SERVER_ADAPTER: TypeAdapter[ServerMessage] = TypeAdapter(
+    ServerMessage, config=ConfigDict(defer_build=True)
+)
 
 
 def encode(message: BaseModel) -> bytes:

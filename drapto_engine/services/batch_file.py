@@ -102,7 +102,7 @@ class BatchJob(_QueueOptions):
 class BatchFile(BaseModel):
     """A whole queue file. `load_batch` reads one; `expand_jobs` lists its files."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(defer_build=True, frozen=True, extra="forbid")
 
     defaults: BatchDefaults = BatchDefaults()
     flags: FlagStates = Field(default_factory=dict)
@@ -126,7 +126,7 @@ class BatchFile(BaseModel):
 class PlannedJob(BaseModel):
     """One file to encode: where its output goes and its options (defaults applied)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(defer_build=True, frozen=True, extra="forbid")
 
     input: Path
     output: Path

@@ -49,7 +49,7 @@ class Scan(BaseModel):
     read; a caller shows them as warnings.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(defer_build=True, frozen=True, extra="forbid")
 
     videos: list[Path]
     rejected: list[tuple[Path, str]]
