@@ -38,6 +38,7 @@ class Parser(argparse.ArgumentParser):
     """argparse, except that a mistake is a UsageError (one line), not usage text + exit."""
 
     def error(self, message: str) -> NoReturn:
+        message += self._did_you_mean(message)
         match = re.match(r"argument (\S+): (.*)", message, re.DOTALL)
         if match:
             option, problem = match.groups()
@@ -45,6 +46,37 @@ class Parser(argparse.ArgumentParser):
         command = self.prog.removeprefix("drapto").strip()
         problem = f"{command}: {message}" if command else message
         raise UsageError(problem, hint=f"see {self.prog} --help")
+
+    def _did_you_mean(self, message: str) -> str:
+        """`; did you mean 'encode'?` for a mistyped command, choice or option name."""
+        choice = re.search(r"invalid choice: '?([^' ]*)'? \(choose from (.*)\)", message)
+        if choice:
+            given, listed = choice.groups()
+            names = [name.strip(" '") for name in listed.split(",")]
+            close = difflib.get_close_matches(given, names, n=1, cutoff=0.7)
+            return f"; did you mean {close[0]!r}?" if close else ""
+        unknown = re.match(r"unrecognized arguments: (.*)", message)
+        if unknown:
+            options = sorted(self._option_names())
+            for given in unknown.group(1).split():
+                if given.startswith("--"):
+                    close = difflib.get_close_matches(
+                        given.split("=")[0], options, n=1, cutoff=0.75
+                    )
+                    if close:
+                        return f"; did you mean {close[0]}?"
+        return ""
+
+    def _option_names(self) -> set[str]:
+        """Every option string of this parser and of its subcommands' parsers."""
+        names: set[str] = set()
+        for action in self._actions:
+            names.update(s for s in action.option_strings if s.startswith("--"))
+            if isinstance(action, argparse._SubParsersAction):
+                for sub in action.choices.values():
+                    if isinstance(sub, Parser):
+                        names |= sub._option_names()
+        return names
 
 
 def max_workers() -> int:

@@ -1,0 +1,42 @@
+"""A mistyped command, option or choice is one line with the closest real name, exit 2.
+
+Run in-process through the CLI's one error boundary (main), as a subprocess would, since
+these mistakes are refused while the command line is parsed, before any work."""
+
+from __future__ import annotations
+
+import pytest
+
+from drapto_engine.cli.main import main
+
+
+@pytest.mark.parametrize(
+    ("argv", "suggestion"),
+    [
+        (["encdoe", "x.mkv"], "did you mean 'encode'?"),
+        (["stauts"], "did you mean 'status'?"),
+        (["encode", "x.mkv", "--prset", "4"], "did you mean --preset?"),
+        (["encode", "x.mkv", "--max-segmnt=3"], "did you mean --max-segment?"),
+        (["encode", "x.mkv", "--progress", "jsn"], "did you mean 'json'?"),
+        (["serve", "--workres", "2"], "did you mean --workers?"),
+    ],
+)
+def test_a_typo_names_the_closest_real_name(
+    argv: list[str], suggestion: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("drapto: ")
+    assert suggestion in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "argv", [["xyz"], ["encode", "x.mkv", "--frobnicate"], ["encode", "x.mkv", "--progress", "z"]]
+)
+def test_nothing_close_suggests_nothing(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "did you mean" not in err
