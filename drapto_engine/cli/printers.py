@@ -49,6 +49,11 @@ class JsonPrinter:
         self.out.flush()
 
 
+def counted(n: int, noun: str) -> str:
+    """`1 segment`, `3 segments`."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def summary_lines(event: JobFinished) -> list[str]:
     s = event.summary
     m = s.metrics
@@ -57,10 +62,13 @@ def summary_lines(event: JobFinished) -> list[str]:
         encoded = sum(seg.frames for seg in m.segments)
         rate = (
             f"{s.encode_fps:.1f} fps over the {encoded} of {s.frames} frames encoded in this run; "
-            f"{s.segments} segments, {kept} kept from the interrupted run"
+            f"{counted(s.segments, 'segment')}, {kept} kept from the interrupted run"
         )
     else:
-        rate = f"{s.encode_fps:.1f} fps over {s.frames} frames in {s.segments} segments"
+        rate = (
+            f"{s.encode_fps:.1f} fps over {counted(s.frames, 'frame')} "
+            f"in {counted(s.segments, 'segment')}"
+        )
     lines = [
         f"done: {s.output}",
         f"  {s.input_bytes / 1e6:.1f} MB -> {s.output_bytes / 1e6:.1f} MB "
@@ -119,9 +127,8 @@ class PlainPrinter:
             case StageChanged(stage=stage):
                 kept = self.kept.pop(event.job, 0) if stage == "muxing" else 0
                 if kept:
-                    segments = "segment" if kept == 1 else "segments"
                     return (
-                        f"[{event.job}] {kept} {segments} kept from the interrupted run\n"
+                        f"[{event.job}] {counted(kept, 'segment')} kept from the interrupted run\n"
                         f"[{event.job}] {stage}"
                     )
                 return f"[{event.job}] {stage}"
@@ -137,7 +144,7 @@ class PlainPrinter:
                 return None
             case SegmentsPlanned(count=count):
                 self.planned[event.job] = count
-                return f"[{event.job}] {count} segments planned"
+                return f"[{event.job}] {counted(count, 'segment')} planned"
             case SegmentDone():
                 return self._segment_done(event)
             case SegmentFailed():

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import pytest
 
-from drapto_engine.cli.printers import summary_lines
+from drapto_engine.cli.printers import PlainPrinter, summary_lines
 from drapto_engine.core.errors import DraptoError
-from drapto_engine.core.events import JobFinished
+from drapto_engine.core.events import JobFinished, SegmentsPlanned
 from drapto_engine.core.metrics import JobMetrics, JobSummary, SegmentMetrics, size_change
 from drapto_engine.core.models import DolbyVisionInfo
 from drapto_engine.services.encoding.dolby_vision import decide
@@ -51,6 +52,21 @@ def test_summary_of_a_resumed_job_counts_this_runs_frames() -> None:
     lines = summary_lines(JobFinished(job="j", summary=_summary(10, 5, metrics)))
     assert "over the 40 of 100 frames encoded in this run" in lines[1]
     assert "4 segments, 3 kept from the interrupted run" in lines[1]
+
+
+def test_one_segment_is_said_in_the_singular() -> None:
+    one = _summary(10, 5).model_copy(update={"segments": 1})
+    assert "fps over 100 frames in 1 segment" in summary_lines(JobFinished(job="j", summary=one))[1]
+    many = summary_lines(JobFinished(job="j", summary=_summary(10, 5)))[1]
+    assert "in 4 segments" in many
+    printer = PlainPrinter(io.StringIO())
+    assert (
+        printer.describe(SegmentsPlanned(job="j", count=1, frames=[100])) == "[j] 1 segment planned"
+    )
+    assert (
+        printer.describe(SegmentsPlanned(job="j", count=3, frames=[40, 30, 30]))
+        == "[j] 3 segments planned"
+    )
 
 
 def test_dolby_vision_profile_10_is_kept_over_an_hdr10_base() -> None:
