@@ -718,12 +718,12 @@ class Engine:
 
     async def _skip_reason(self, entry: QueueEntry) -> str | None:
         """Why an entry needs no encode: its source is AV1 already (unless forced), or
-        its output exists and is a finished encode of it."""
+        its output exists and is a finished encode of it (unless it is to be overwritten)."""
         output, source = Path(entry.output), Path(entry.input)
-        forced = entry.options.over(self.config.defaults).force
-        if not forced and await asyncio.to_thread(is_av1, source):
+        options = entry.options.over(self.config.defaults)
+        if not options.force and await asyncio.to_thread(is_av1, source):
             return ALREADY_AV1
-        if not output.exists() or not source.exists():
+        if options.overwrite or not output.exists() or not source.exists():
             return None
         request = self.request_for(entry, entry.rollbacks)
         record = await asyncio.to_thread(job_record, request)

@@ -120,9 +120,17 @@ async def test_skips_an_output_that_exists_and_validates(
     assert second.status is EntryStatus.SKIPPED and second.note == "already encoded"
     session.engine.close()
     fresh = make_engine(tmp_path / "elsewhere", ffmpeg)  # no record of it: the file is checked
+    before = (tmp_path / "s.av1.mkv").stat().st_mtime_ns
     async with fresh.engine.running():
         [third] = await fresh.run([(source, tmp_path / "s.av1.mkv")])
-    assert third.status is EntryStatus.SKIPPED and third.note == "output exists and validates"
+        assert third.status is EntryStatus.SKIPPED
+        assert third.note == "output exists and validates"
+        # with --overwrite it is encoded again, whatever is there
+        [fourth] = await fresh.run(
+            [(source, tmp_path / "s.av1.mkv")], FAST.model_copy(update={"overwrite": True})
+        )
+    assert fourth.status is EntryStatus.DONE, fourth.error
+    assert (tmp_path / "s.av1.mkv").stat().st_mtime_ns != before
     fresh.engine.close()
 
 
