@@ -3,14 +3,15 @@
 Makes its own input: ../shared/media/testvideo.mp4 (or $DRAPTO_TEST_MEDIA) scaled and
 looped, H.264 with 250-frame GOPs and a stereo AAC track. The two benchmark files:
 `--file 1080p` (1920x1080, 72 s, preset 6) and `--file 360p` (640x360, 10 minutes,
-preset 10); `--file both` runs one after the other; without --file, --size, --seconds
+preset 10); `--file both` runs one after the other; `--file 720p` is the clip once, not
+looped (1280x720, 24 s, preset 6), for quality on real footage; without --file, --size, --seconds
 and --preset choose. Runs drapto and plain ffmpeg alternately (pairs), every drapto
 run from empty state, and prints the median wall-time and CPU-second ratios
 drapto/plain, drapto's own CPU (its process) against its children's (every ffmpeg),
 CPU utilisation and the output size ratio; --quality N adds PSNR-Y and VMAF of every
 Nth frame, paired by timestamp and by index (mean, 1st and 5th percentile). Usage:
 
-    .venv/bin/python bench/encode_speed.py [--file 1080p|360p|both] [--reps 3] [--quality 5]
+    .venv/bin/python bench/encode_speed.py [--file 1080p|360p|720p|both] [--reps 3] [--quality 5]
 """
 
 from __future__ import annotations
@@ -40,8 +41,15 @@ SOURCE = (
 )
 OUT = ROOT / "bench" / "out"
 RUSAGE = ROOT / "bench" / "drapto_rusage.py"
-# The benchmark files: size, seconds, preset.
-FILES = {"1080p": ("1920x1080", 72.0, 6), "360p": ("640x360", 600.0, 10)}
+# The benchmark files: size, seconds, preset. 1080p and 360p are the speed files (the
+# clip looped 3 and 25 times); 720p is the clip once, at its own size: real footage
+# with no repeated position, for the quality comparison (a looped file's 1% low is one
+# content position repeated at every loop).
+FILES = {
+    "1080p": ("1920x1080", 72.0, 6),
+    "360p": ("640x360", 600.0, 10),
+    "720p": ("1280x720", 24.0, 6),
+}
 
 
 def make_input(ffmpeg: str, seconds: float, size: str) -> Path:
@@ -261,7 +269,8 @@ def main() -> int:
     if args.file is None:
         chosen = [(args.size, args.seconds, args.preset)]
     else:
-        chosen = list(FILES.values()) if args.file == "both" else [FILES[args.file]]
+        both = [FILES["1080p"], FILES["360p"]]
+        chosen = both if args.file == "both" else [FILES[args.file]]
     results = [bench_file(args, *settings) for settings in chosen]
     report(results[0] if len(results) == 1 else {"files": results}, "encode_speed")
     return 0
