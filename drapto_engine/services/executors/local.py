@@ -21,8 +21,10 @@ from drapto_engine.infrastructure.resources import Admission, ResourceManager
 from drapto_engine.services.encoding.plan import VideoPlan
 from drapto_engine.services.executors import SegmentRun, SegmentWork
 
-EARLY_SAMPLE_S = 2.0
-EARLY_SAMPLE_INTERVAL_S = 0.1
+EARLY_SAMPLES_AT_S = (0.1, 0.2, 0.4, 0.8, 1.4, 2.0)
+"""When an encoder is sampled after it starts, before the shared 1 s sampler's period
+matters: dense at first (a short encoder's CPU and memory), sparse after (every sample
+reads /proc for the whole tree; ten a second cost ~1% of a light job's CPU)."""
 HOST = socket.gethostname()
 
 
@@ -104,14 +106,16 @@ def video_packets(path: Path) -> int:
 
 @contextlib.asynccontextmanager
 async def sampled_early(ticket: Admission) -> AsyncIterator[None]:
-    """Sample an encoder ten times a second for its first EARLY_SAMPLE_S. The shared
-    sampler's 1 s period misses an encoder that ends sooner (a short whole-file encode,
-    Dolby Vision's among them), whose metrics would then read 0 MiB and 0% CPU; with
-    the sample at its last progress report even a 0.2 s encoder is measured."""
+    """Sample an encoder at EARLY_SAMPLES_AT_S after it starts. The shared sampler's
+    1 s period misses an encoder that ends sooner (a short whole-file encode, Dolby
+    Vision's among them), whose metrics would then read 0 MiB and 0% CPU; with the
+    sample at its last progress report even a 0.2 s encoder is measured."""
 
     async def sample() -> None:
-        for number in range(round(EARLY_SAMPLE_S / EARLY_SAMPLE_INTERVAL_S)):
-            await asyncio.sleep(EARLY_SAMPLE_INTERVAL_S)
+        previous = 0.0
+        for number, at in enumerate(EARLY_SAMPLES_AT_S):
+            await asyncio.sleep(at - previous)
+            previous = at
             ticket.measure(number)
 
     task = asyncio.create_task(sample())
