@@ -90,6 +90,8 @@ from drapto_engine.services.validation import (
 log = logging.getLogger(__name__)
 
 SEGMENT_ATTEMPTS = 3  # the first try and two retries
+CAPACITY_CHECK_S = 1.0
+"""How often a running job looks for capacity that appeared (cluster workers, --workers)."""
 
 
 @dataclass(frozen=True)
@@ -549,12 +551,16 @@ class Orchestrator:
                 self.segments_planned.set()
                 more.set()
 
+        drained = asyncio.Event()
+        """Planning has finished and every segment is taken: no more workers are needed."""
+
         async def worker() -> None:
             while True:
                 while not pending and not finished_planning:
                     more.clear()
                     await more.wait()
                 if not pending:
+                    drained.set()
                     return
                 segment = max(pending, key=lambda s: (s.frame_count, -s.index))
                 pending.remove(segment)
@@ -569,12 +575,26 @@ class Orchestrator:
                     job, plan, segment, path, share, planned_at[segment.index], request.priority
                 )
 
+        executor = self.executor
+        started = 0
+
+        async def grow(group: asyncio.TaskGroup) -> None:
+            """One worker per segment the executor can run at once, counted again while
+            the job runs: a cluster worker that joins or a raised worker count takes
+            segments of this job, not only of the next one."""
+            nonlocal started
+            while not drained.is_set():
+                while started < max(1, limit, executor.concurrency()):
+                    group.create_task(worker())
+                    started += 1
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(drained.wait(), CAPACITY_CHECK_S)
+
         sampling = slots.sampling() if self._own_slots else contextlib.nullcontext(slots)
         try:
             async with sampling, asyncio.TaskGroup() as group:
                 group.create_task(plan_all())
-                for _ in range(limit):
-                    group.create_task(worker())
+                group.create_task(grow(group))
         except BaseExceptionGroup as group_error:
             raise first_error(group_error) from None
         return planned

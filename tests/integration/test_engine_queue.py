@@ -11,7 +11,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from engine_helpers import FAST, make_engine
+from engine_helpers import FAST, Session, make_engine
 
 from drapto_engine.cli.printers import summary_lines
 from drapto_engine.config import Config
@@ -180,6 +180,37 @@ async def test_jobs_share_the_worker_bound_and_the_next_one_runs_ahead(
         i for i, e in enumerate(order) if isinstance(e, JobFinished) and e.job == first
     )
     assert second_analysis < first_done  # analysis ran ahead while the first job encoded
+    session.engine.close()
+
+
+async def test_workers_raised_mid_job_take_segments_of_that_job(
+    tmp_path: Path, make_media: object, ffmpeg: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A job that started with one worker uses a second one given while it encodes (as it
+    uses a cluster worker that joins), not only the next job."""
+    from drapto_engine.services import orchestrator
+
+    monkeypatch.setattr(orchestrator, "CAPACITY_CHECK_S", 0.05, raising=False)
+    source = make_media("w.mkv", size=(320, 240), duration=8, gop=25)  # type: ignore[operator]
+    raised: list[asyncio.Task[None]] = []
+
+    def on_event(session: Session, event: object) -> None:
+        if isinstance(event, SegmentStarted) and not raised:
+            raised.append(asyncio.get_running_loop().create_task(session.engine.set_workers(2)))
+
+    session = make_engine(tmp_path, ffmpeg, workers=1, on_event=on_event)
+    async with session.engine.running():
+        [entry] = await session.run([(source, tmp_path / "w.av1.mkv")])
+    assert entry.status is EntryStatus.DONE, entry.error
+    running, peak = 0, 0
+    for event in session.events:
+        if isinstance(event, SegmentStarted):
+            running += 1
+            peak = max(peak, running)
+        elif isinstance(event, SegmentDone) and not event.resumed:
+            running -= 1
+    assert len(session.of(SegmentDone)) >= 4
+    assert peak == 2, "the second worker never took a segment of the running job"
     session.engine.close()
 
 
