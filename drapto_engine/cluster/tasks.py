@@ -12,7 +12,9 @@ Shared-storage mode: the worker opens the source through its own mount (the path
 and runs the local encode's arguments unchanged, exact seek included.
 
 Both task functions are plain blocking functions, run in a Dask worker's thread pool;
-they import nothing of Dask, so they also run (and are tested) in-process.
+they import nothing of Dask at module level, so they also run (and are tested)
+in-process. On a worker, the encoder's progress goes back to the engine as Dask events
+on PROGRESS_TOPIC (at most one a PROGRESS_EVERY_S, and its last), keyed by the task.
 """
 
 from __future__ import annotations
@@ -24,6 +26,9 @@ import os
 import socket
 import subprocess
 import tempfile
+import time
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -34,6 +39,7 @@ import av
 from drapto_engine.core.errors import EncodeError, MediaError
 from drapto_engine.core.models import Segment
 from drapto_engine.infrastructure.extents import stream_extents
+from drapto_engine.infrastructure.ffmpeg.progress import Progress, ProgressParser
 from drapto_engine.infrastructure.ffmpeg.toolchain import find_toolchain
 from drapto_engine.infrastructure.resources import cpu_count, threads_per_worker
 from drapto_engine.services.encoding.plan import VideoPlan
@@ -43,6 +49,8 @@ from drapto_engine.services.segmentation.timestamps import main_video_stream
 SHIP_FORMAT = "nut"
 SHIP_SUFFIX = ".nut"
 PATH_MAP_ENV = "DRAPTO_PATH_MAP"
+PROGRESS_TOPIC = "drapto-segment-progress"
+PROGRESS_EVERY_S = 0.5
 
 
 # --- the engine's side: the packets of one segment ---
@@ -197,18 +205,76 @@ def _threads(threads: int | None) -> int:
     return threads_per_worker(slots, cpu_count())
 
 
-def _encode(argv: list[str], output: Path, segment: Segment, source: Path) -> bytes:
+def progress_message(key: str, progress: Progress) -> dict[str, Any]:
+    return {"key": key, **dataclasses.asdict(progress)}
+
+
+def progress_of(message: Any) -> tuple[str, Progress] | None:
+    """(task key, progress) from a PROGRESS_TOPIC event; None for anything else."""
+    if not isinstance(message, dict):
+        return None
     try:
-        done = subprocess.run(argv, capture_output=True, text=True, check=False)
+        return str(message["key"]), Progress(
+            frame=int(message["frame"]),
+            fps=float(message["fps"]),
+            out_time_s=float(message["out_time_s"]),
+            speed=None if message["speed"] is None else float(message["speed"]),
+            ended=bool(message["ended"]),
+        )
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _progress_sender() -> Callable[[Progress], None] | None:
+    """Sends this task's progress to the engine, when running on a Dask worker."""
+    try:
+        from distributed import get_worker
+
+        worker = get_worker()
+        key = str(worker.get_current_task())
+    except (ImportError, ValueError):
+        return None
+    sent = 0.0
+
+    def send(progress: Progress) -> None:
+        nonlocal sent
+        now = time.monotonic()
+        if progress.ended or now - sent >= PROGRESS_EVERY_S:
+            sent = now
+            worker.log_event(PROGRESS_TOPIC, progress_message(key, progress))
+
+    return send
+
+
+def _run_encoder(argv: list[str], segment: Segment, source: Path) -> None:
+    """Run the encoder, its -progress lines (stdout) sent on as they come."""
+    send = _progress_sender()
+    parser = ProgressParser()
+    tail: deque[str] = deque(maxlen=20)
+    try:
+        with tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace") as stderr:
+            with subprocess.Popen(
+                argv, stdout=subprocess.PIPE, stderr=stderr, text=True, errors="replace"
+            ) as proc:
+                assert proc.stdout is not None
+                for line in proc.stdout:
+                    progress = parser.feed(line)
+                    if progress is not None and send is not None:
+                        send(progress)
+            stderr.seek(0)
+            tail.extend(line.rstrip() for line in stderr if line.strip())
     except OSError as exc:
         raise EncodeError(f"cannot run ffmpeg on {_host()}: {exc.strerror}", source) from exc
-    if done.returncode != 0:
-        lines = done.stderr.strip().splitlines()
-        last = lines[-1] if lines else "no message"
+    if proc.returncode != 0:
+        last = tail[-1] if tail else "no message"
         raise EncodeError(
-            f"segment {segment.index} encode failed on {_host()} (ffmpeg exit {done.returncode}): {last}",
+            f"segment {segment.index} encode failed on {_host()} (ffmpeg exit {proc.returncode}): {last}",
             source,
         )
+
+
+def _encode(argv: list[str], output: Path, segment: Segment, source: Path) -> bytes:
+    _run_encoder(argv, segment, source)
     extents = stream_extents(output)
     frames = extents[0].packets if 0 in extents else 0
     if frames != segment.frame_count:

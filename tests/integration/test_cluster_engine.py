@@ -41,6 +41,7 @@ from drapto_engine.core.events import (
     RolledBack,
     SegmentDone,
     SegmentFailed,
+    SegmentProgress,
     SegmentStarted,
 )
 from drapto_engine.core.jobs import EntryStatus, JobOptions, QueueEntry
@@ -251,6 +252,12 @@ def test_every_segment_runs_on_a_worker_in_both_modes(hosted: Hosted, ffmpeg: st
     assert shipped["w-shared"] <= sizes["w-shared"] < shipped["w-ship"]
     started = hosted.of(SegmentStarted, entry.job)
     assert {s.host for s in started} == hosts and all(s.remote for s in started)
+    # each worker's encoder progress came back to the engine, its last block included
+
+    def ended() -> set[int]:
+        return {p.index for p in hosted.of(SegmentProgress, entry.job) if p.frame == p.frames}
+
+    _wait_for(lambda: ended() == {d.index for d in done}, 10, "every segment's last progress")
     [finished] = hosted.of(JobFinished, entry.job)
     assert finished.summary.metrics is not None
     assert {m.host for m in finished.summary.metrics.segments} == hosts

@@ -36,15 +36,18 @@ from distributed.scheduler import KilledWorker, Scheduler, WorkerState
 
 from drapto_engine.cluster.scheduler import ENCODER, PATH_MAP_KEY, refused_workers
 from drapto_engine.cluster.tasks import (
+    PROGRESS_TOPIC,
     PacketIndex,
     encode_mapped_segment,
     encode_shipped_segment,
     map_path,
     packet_index,
+    progress_of,
     ship_segment,
 )
 from drapto_engine.core.errors import DraptoError, EncodeError
 from drapto_engine.core.models import Segment
+from drapto_engine.infrastructure.ffmpeg.progress import Progress
 from drapto_engine.infrastructure.hdr_probe import count_rpu_frames
 from drapto_engine.services.encoding.plan import VideoPlan
 from drapto_engine.services.executors import SegmentRejected, SegmentRun, SegmentWork
@@ -60,15 +63,23 @@ KEY_PREFIX = "drapto-segment-"
 
 
 class SegmentWatch(SchedulerPlugin):
-    """Tells the executor each time one of its segment tasks starts on a worker, and
-    when workers come and go."""
+    """Tells the executor each time one of its segment tasks starts on a worker, passes
+    on the progress its workers send, and tells when workers come and go."""
 
     name = "drapto-segment-watch"
 
     def __init__(self, scheduler: Scheduler) -> None:
         self.scheduler = scheduler
         self.starts: dict[str, Callable[[str], None]] = {}
+        self.progress: dict[str, Callable[[Progress], None]] = {}
         self.changed = asyncio.Event()
+
+    def log_event(self, topic: str, msg: Any) -> None:
+        if topic != PROGRESS_TOPIC:
+            return
+        parsed = progress_of(msg)
+        if parsed is not None and (report := self.progress.get(parsed[0])) is not None:
+            report(parsed[1])
 
     def transition(
         self, key: Any, start: str, finish: str, *args: Any, stimulus_id: str, **kwargs: Any
@@ -124,6 +135,7 @@ class RemoteSlot:
             work.on_started(host)
 
         ex.watch.starts[key] = started
+        ex.watch.progress[key] = work.on_progress
         future = ex.client.submit(
             function,
             *args,
@@ -159,6 +171,7 @@ class RemoteSlot:
             ) from None
         finally:
             ex.watch.starts.pop(key, None)
+            ex.watch.progress.pop(key, None)
             future.release()
         await asyncio.to_thread(work.partial.write_bytes, data)
         frames = await asyncio.to_thread(video_packets, work.partial)
