@@ -326,6 +326,28 @@ def test_batches_do_not_change_the_result(batch: int) -> None:
     assert detector.cuts == whole.cuts
 
 
+@pytest.mark.parametrize("batch", [1, 5, 32])
+def test_the_feeder_may_reuse_its_buffer(batch: int) -> None:
+    """The scan reads every batch into the same buffer: what the detector keeps of a
+    batch (the last frame, frames a flash check compares) must survive the next read."""
+    frames = synthetic_frames()
+    whole = CutDetector()
+    whole.feed(frames)
+    whole.finish()
+    detector = CutDetector()
+    buffer = np.empty((batch, *frames.shape[1:]), np.uint8)
+    for start in range(0, len(frames), batch):
+        chunk = frames[start : start + batch]
+        buffer[: len(chunk)] = chunk
+        detector.feed(buffer[: len(chunk)])
+        buffer.fill(255)  # the next read overwrites it
+    detector.finish()
+    assert detector.change == whole.change
+    assert detector.structure == whole.structure
+    assert detector.cuts == whole.cuts
+    assert whole.cut_frames == [40, 80]
+
+
 def test_cuts_settle_as_frames_arrive() -> None:
     frames = synthetic_frames()
     detector = CutDetector()
