@@ -1,5 +1,5 @@
 """The scene scan's parts: CutDetector's per-frame measures on synthetic luma frames
-(no ffmpeg), and the pipe it reads ffmpeg through."""
+(no ffmpeg), and the pipe it reads its decoder through."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Scene cut detection on a tiny luma stream.
 
-ffmpeg decodes the video and shrinks every frame to a small grey image; numpy compares
-each frame with the one before. Two rules place a cut at frame i:
+A child process (luma.py, PyAV's libavcodec and libswscale) decodes the video and
+shrinks every frame to a small grey image; numpy compares each frame with the one before. Two rules place a cut at frame i:
 
 * hard cut: the *structural* change (mean absolute difference of the two frames after
   each has its own mean removed) is large in absolute terms, at least CONTRAST times the
@@ -30,6 +30,7 @@ import fcntl
 import io
 import logging
 import os
+import sys
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -235,50 +236,19 @@ class CutDetector:
         return False
 
 
-def _argv(ffmpeg: str, source: Path, width: int, height: int) -> list[str]:
-    return [
-        ffmpeg,
-        "-hide_banner",
-        "-nostdin",
-        "-loglevel",
-        "error",
-        "-threads",
-        # One decoding thread: it still runs far ahead of the encoders (about 250 fps on
-        # 1080p H.264 here, against their 20), and frame threading cost 20% more CPU,
-        # taken from the encoders that share these cores.
-        "1",
-        # Deblocking only smooths block edges, which shrinking to the analysis size
-        # averages away anyway; skipping it saves a quarter of the decode.
-        "-skip_loop_filter",
-        "all",
-        "-i",
-        str(source),
-        "-map",
-        "0:V:0",  # the first video stream that is not cover art
-        "-an",
-        "-sn",
-        "-dn",
-        "-filter_threads",
-        "1",  # the scaler's output is tiny; more threads only cost
-        "-vf",
-        f"scale={width}:{height}:flags=area,format=gray",
-        "-fps_mode",
-        "passthrough",  # one output frame per decoded frame, none dropped or repeated
-        "-f",
-        "rawvideo",
-        "-flush_packets",
-        # Write in full 32 KiB blocks rather than one write per (small) frame: fewer
-        # system calls on both sides and fewer wake-ups of the reader.
-        "0",
-        "pipe:1",
-    ]
+# The decoder child (see luma.py): run as a script, so that it imports PyAV alone.
+DECODER = Path(__file__).with_name("luma.py")
+
+
+def _argv(source: Path, width: int, height: int) -> list[str]:
+    return [sys.executable, str(DECODER), str(source), str(width), str(height)]
 
 
 PIPE_BYTES = 1 << 20  # Linux's default limit for an unprivileged pipe (pipe-max-size)
 
 
 def _widen_pipe(fd: int) -> None:
-    """A 1 MiB pipe from ffmpeg: it blocks less often on a reader busy scoring a batch
+    """A 1 MiB pipe from the decoder: it blocks less often on a reader busy scoring a batch
     (Linux only; elsewhere the pipe keeps its size)."""
     setter = getattr(fcntl, "F_SETPIPE_SZ", None)
     if setter is None:
@@ -332,7 +302,7 @@ async def _drain(stream: asyncio.StreamReader, tail: deque[str]) -> None:
 
 
 async def _stop(proc: asyncio.subprocess.Process, stderr: asyncio.Task[None]) -> None:
-    """Kill ffmpeg if it still runs (its output is worthless now) and reap it."""
+    """Kill the decoder if it still runs (its output is worthless now) and reap it."""
     if proc.returncode is None:
         with contextlib.suppress(ProcessLookupError):
             proc.kill()
@@ -351,28 +321,30 @@ async def scan_cuts(
     threshold: float | None = None,
     on_cuts: OnCuts | None = None,
 ) -> SceneScan:
-    """Decode the whole video once and find its cuts, with their scores and rules."""
+    """Decode the whole video once and find its cuts, with their scores and rules.
+
+    `ffmpeg` is unused (the decoder child is PyAV's, see luma.py); it stays for callers."""
     width, height = analysis_size(analysis_width)
     detector = CutDetector(CUT_SCORE if threshold is None else threshold)
-    # ffmpeg writes the frames into a pipe of our own that a thread reads (see
-    # _read_frames); the event loop only watches ffmpeg's stderr and exit.
+    # The decoder writes the frames into a pipe of our own that a thread reads (see
+    # _read_frames); the event loop only watches its stderr and exit.
     read_end, write_end = os.pipe()
     stream = io.FileIO(read_end, "rb")
     try:
         _widen_pipe(write_end)
         proc = await asyncio.create_subprocess_exec(
-            *_argv(ffmpeg, source, width, height),
+            *_argv(source, width, height),
             stdin=asyncio.subprocess.DEVNULL,
             stdout=write_end,
             stderr=asyncio.subprocess.PIPE,
-            process_group=0,  # Ctrl-C reaches drapto, which cancels us, which kills ffmpeg
+            process_group=0,  # Ctrl-C reaches drapto, which cancels us, which kills it
             preexec_fn=die_with_parent,  # and a SIGKILLed drapto takes it along
         )
     except BaseException:
         stream.close()
         raise
     finally:
-        os.close(write_end)  # ffmpeg holds the only write end: its exit is our EOF
+        os.close(write_end)  # the decoder holds the only write end: its exit is our EOF
     assert proc.stderr is not None
     errors: deque[str] = deque(maxlen=STDERR_LINES)
     drain = asyncio.create_task(_drain(proc.stderr, errors))
@@ -404,12 +376,12 @@ async def scan_cuts(
         try:
             await _stop(proc, drain)
         finally:
-            # ffmpeg is gone, so the thread's next read ends; it touches the detector
+            # The decoder is gone, so the thread's next read ends; it touches the detector
             # until then.
             await asyncio.wait([asyncio.wrap_future(reading)])
     if returncode != 0:
         last = errors[-1] if errors else "no message"
-        raise MediaError(f"scene detection failed (ffmpeg exit {returncode}): {last}", source)
+        raise MediaError(f"scene detection failed (decoder exit {returncode}): {last}", source)
     detector.finish()
     if on_cuts is not None:
         on_cuts(detector.frames, detector.cut_frames)
@@ -434,7 +406,7 @@ async def detect_cuts(
 
     `threshold` is the least structural change of a hard cut (CUT_SCORE, in luma levels,
     when None); `on_cuts(settled, cuts)` reports progress after every batch of frames.
-    Cancelling the coroutine kills ffmpeg; a failed decode raises MediaError.
+    Cancelling the coroutine kills the decoder; a failed decode raises MediaError.
     """
     scan = await scan_cuts(
         ffmpeg, source, analysis_width=analysis_width, threshold=threshold, on_cuts=on_cuts
