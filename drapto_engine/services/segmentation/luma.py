@@ -60,6 +60,9 @@ def scan(source: str, width: int, height: int) -> int:
             decoder.thread_count = 1
             decoder.options = {"skip_loop_filter": "all"}
             reformat = VideoReformatter().reformat
+            # PyAV 17 scales in threads unless told otherwise; earlier ones have no such
+            # argument and use one.
+            one_thread = {"threads": 1} if int(av.__version__.split(".")[0]) >= 17 else {}
             block = bytearray()
             for packet in container.demux(stream):
                 try:
@@ -68,7 +71,9 @@ def scan(source: str, width: int, height: int) -> int:
                     print(f"{source}: error while decoding: {error}", file=sys.stderr)
                     continue
                 for frame in frames:
-                    small = reformat(frame, width, height, "gray", interpolation="AREA", threads=1)
+                    small = reformat(
+                        frame, width, height, "gray", interpolation="AREA", **one_thread
+                    )
                     block += _rows(small.planes[0], width, height)
                     if len(block) >= WRITE_BYTES:
                         out.write(block)
