@@ -3,7 +3,7 @@
 Its input is encode_speed.py's 10-minute file: ../shared/media/testvideo.mp4 (or
 $DRAPTO_TEST_MEDIA) looped to 10 minutes, scaled to 640x360, H.264 with 250-frame GOPs
 and a stereo AAC track (made once, in bench/out). Each
-side runs in its own child process (drapto: `scan_cuts` on drapto's ffmpeg;
+side runs in its own child process (drapto: `detect_cuts`, whose decoder is PyAV's;
 PySceneDetect 0.7.2: its `scenedetect` CLI with default settings, `detect-content
 list-scenes`), alternately, and the CPU-seconds of that child and everything it ran
 (getrusage RUSAGE_CHILDREN) are compared, medians over the reps. Then both find the cuts

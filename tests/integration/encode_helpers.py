@@ -13,6 +13,8 @@ import av
 import numpy as np
 import psutil
 
+from drapto_engine.services.segmentation.scenes import DECODER as SCAN_DECODER
+
 DRAPTO = [sys.executable, "-m", "drapto_engine.cli"]
 FAST = ["--preset", "12", "--progress", "json"]
 
@@ -147,10 +149,11 @@ def drapto_children_of(pid: int) -> list[psutil.Process]:
 
 
 def ffmpeg_processes_touching(folder: Path) -> list[psutil.Process]:
-    """Any ffmpeg process whose command line names a path under `folder`."""
+    """Any ffmpeg process (or scene-scan decoder, which is PyAV's) whose command line
+    names a path under `folder`."""
     found = []
     for proc in psutil.process_iter(["name", "cmdline"]):
         cmd = " ".join(proc.info.get("cmdline") or [])
-        if "ffmpeg" in cmd and str(folder) in cmd:
+        if ("ffmpeg" in cmd or str(SCAN_DECODER) in cmd) and str(folder) in cmd:
             found.append(proc)
     return found

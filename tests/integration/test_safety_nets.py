@@ -4,7 +4,7 @@
 - a damaged finished segment is encoded again on resume, not reused;
 - the source is never written, not even by a SIGKILLed run, and an output that names
   the input (directly, through `./`, through a symlink) is refused;
-- closing the segment stream stops the scene scan's ffmpeg;
+- closing the segment stream stops the scene scan's decoder;
 - the encode settings reach SVT-AV1, as SVT-AV1 itself reports them.
 """
 
@@ -39,6 +39,7 @@ from drapto_engine.server.server import EngineServer
 from drapto_engine.services.encoding.svt import SEGMENT_SUFFIX
 from drapto_engine.services.orchestrator import partial_name
 from drapto_engine.services.segmentation import stream_segments
+from drapto_engine.services.segmentation.scenes import DECODER as SCAN_DECODER
 
 pytestmark = pytest.mark.slow
 
@@ -219,7 +220,7 @@ def _scan_processes(source: Path) -> list[psutil.Process]:
     return [
         p
         for p in ffmpeg_processes_touching(source.parent)
-        if "rawvideo" in p.info["cmdline"] and str(source) in p.info["cmdline"]
+        if str(SCAN_DECODER) in p.info["cmdline"] and str(source) in p.info["cmdline"]
     ]
 
 
@@ -238,7 +239,7 @@ async def test_closing_the_segment_stream_kills_the_scene_scan(
     scan.suspend()
     try:
         await asyncio.wait_for(stream.aclose(), 20)
-        assert not scan.is_running(), "the scan's ffmpeg outlived the closed stream"
+        assert not scan.is_running(), "the scan's decoder outlived the closed stream"
     finally:
         if scan.is_running():
             scan.kill()

@@ -2,7 +2,7 @@
 flag's strategy owns is retried once with the flag off, emits `rollback`, and ends
 with an output that validates. Also Dolby Vision profiles 5 and 7 on patched real files.
 
-The failures: the scene scan's ffmpeg killed (as the OOM killer would), finished
+The failures: the scene scan's decoder killed (as the OOM killer would), finished
 segments swapped for shorter real files (the join then lacks frames), and Dolby
 Vision segments with their RPUs stripped by ffmpeg's own bitstream filter. Each
 damage is done only to the run that uses the flag under test, synchronously on the
@@ -27,6 +27,7 @@ from drapto_engine.core.events import AnalysisReady, Event, RolledBack, SegmentD
 from drapto_engine.core.jobs import EntryStatus, JobOptions
 from drapto_engine.services.encoding.svt import SEGMENT_SUFFIX
 from drapto_engine.services.orchestrator import WORK_PREFIX
+from drapto_engine.services.segmentation.scenes import DECODER as SCAN_DECODER
 
 pytestmark = pytest.mark.slow
 
@@ -140,7 +141,7 @@ async def test_segmented_dolby_vision_that_loses_rpus_is_rolled_back_to_one_run(
 async def test_a_scene_scan_that_dies_is_rolled_back_to_fixed_segments(
     tmp_path: Path, make_media: Any, ffmpeg: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The scan's ffmpeg is SIGKILLed as soon as it starts (the OOM killer's way); the
+    """The scan's decoder is SIGKILLed as soon as it starts (the OOM killer's way); the
     job must fall back to fixed-length segments, which need no scan."""
     source = make_media("s.mkv", size=(160, 90), duration=4, gop=25)
     killed: list[int] = []
@@ -148,7 +149,7 @@ async def test_a_scene_scan_that_dies_is_rolled_back_to_fixed_segments(
 
     async def kill_the_scan(*argv: Any, **kwargs: Any) -> asyncio.subprocess.Process:
         proc = await spawn(*argv, **kwargs)
-        if "rawvideo" in argv and str(source) in argv:
+        if str(SCAN_DECODER) in argv and str(source) in argv:
             proc.kill()
             killed.append(proc.pid)
         return proc

@@ -10,6 +10,7 @@ import asyncio
 import itertools
 import os
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,9 @@ from drapto_engine.services.segmentation import (
     stream_segments,
 )
 from drapto_engine.services.segmentation.scenes import (
+    DECODER,
     CutDetector,
+    analysis_size,
     detect_cuts,
     scan_cuts,
 )
@@ -258,7 +261,37 @@ async def test_a_broken_file_raises_naming_it(ffmpeg: str, tmp_path: Path) -> No
     junk.write_bytes(b"\x1a\x45\xdf\xa3 this is not matroska" * 50)
     with pytest.raises(MediaError, match=r"broken file\.mkv") as caught:
         await detect_cuts(ffmpeg, junk)
-    assert "ffmpeg exit" in str(caught.value)
+    assert "decoder exit 1" in str(caught.value)
+
+
+@pytest.mark.parametrize("width", [128, 100])  # 100: rows padded in the decoder's frames
+def test_the_decoder_child_gives_ffmpegs_frames_byte_for_byte(
+    ffmpeg: str, shared_media: Path, width: int
+) -> None:
+    """The scan's decoder (PyAV in a child, luma.py) writes exactly what the ffmpeg
+    command it replaced wrote, on every real file: the cuts cannot differ."""
+    height = analysis_size(width)[1]
+    files = sorted(p for p in shared_media.iterdir() if p.suffix in {".mp4", ".mkv"})
+    assert len(files) >= 5
+    for path in files:
+        mine = subprocess.run(
+            [sys.executable, str(DECODER), str(path), str(width), str(height)],
+            capture_output=True,
+            check=True,
+        )
+        assert mine.stderr == b"", path.name
+        theirs = subprocess.run(
+            [
+                ffmpeg, "-v", "error", "-threads", "1", "-skip_loop_filter", "all",
+                "-i", str(path), "-map", "0:V:0",
+                "-vf", f"scale={width}:{height}:flags=area,format=gray",
+                "-fps_mode", "passthrough", "-f", "rawvideo", "-",
+            ],
+            capture_output=True,
+            check=True,
+        )  # fmt: skip
+        assert len(mine.stdout) == len(theirs.stdout) > 0, path.name
+        assert mine.stdout == theirs.stdout, path.name
 
 
 def kernel_wait(pid: int) -> str:
@@ -324,6 +357,28 @@ def test_batches_do_not_change_the_result(batch: int) -> None:
     whole.finish()
     assert detector.structure == pytest.approx(whole.structure)
     assert detector.cuts == whole.cuts
+
+
+@pytest.mark.parametrize("batch", [1, 5, 32])
+def test_the_feeder_may_reuse_its_buffer(batch: int) -> None:
+    """The scan reads every batch into the same buffer: what the detector keeps of a
+    batch (the last frame, frames a flash check compares) must survive the next read."""
+    frames = synthetic_frames()
+    whole = CutDetector()
+    whole.feed(frames)
+    whole.finish()
+    detector = CutDetector()
+    buffer = np.empty((batch, *frames.shape[1:]), np.uint8)
+    for start in range(0, len(frames), batch):
+        chunk = frames[start : start + batch]
+        buffer[: len(chunk)] = chunk
+        detector.feed(buffer[: len(chunk)])
+        buffer.fill(255)  # the next read overwrites it
+    detector.finish()
+    assert detector.change == whole.change
+    assert detector.structure == whole.structure
+    assert detector.cuts == whole.cuts
+    assert whole.cut_frames == [40, 80]
 
 
 def test_cuts_settle_as_frames_arrive() -> None:

@@ -1,7 +1,7 @@
 """Scene cut detection on a tiny luma stream.
 
-ffmpeg decodes the video and shrinks every frame to a small grey image; numpy compares
-each frame with the one before. Two rules place a cut at frame i:
+A child process (luma.py, PyAV's libavcodec and libswscale) decodes the video and
+shrinks every frame to a small grey image; numpy compares each frame with the one before. Two rules place a cut at frame i:
 
 * hard cut: the *structural* change (mean absolute difference of the two frames after
   each has its own mean removed) is large in absolute terms, at least CONTRAST times the
@@ -27,13 +27,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import io
 import logging
+import os
+import sys
+import threading
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from statistics import median
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -117,6 +122,7 @@ class CutDetector:
         self.cuts: list[Cut] = []
         self.settled = 1  # frames below this are decided (frame 0 never cuts)
         self._recent: dict[int, Frames] = {}  # frames a pending decision may still compare
+        self._arrays: dict[str, npt.NDArray[Any]] = {}  # work arrays, see _scratch
 
     @property
     def frames(self) -> int:
@@ -127,10 +133,15 @@ class CutDetector:
         return [cut.frame for cut in self.cuts]
 
     def feed(self, frames: Frames) -> None:
-        """Score a batch of (n, height, width) luma frames, then decide what is certain."""
+        """Score a batch of (n, height, width) luma frames, then decide what is certain.
+
+        The caller may reuse `frames` afterwards: the detector copies the few it keeps."""
         if len(frames):
+            first = self.frames
             self._score(frames)
             self._decide(self.frames - max(NEIGHBOURS, FLASH_FRAMES) - 1)
+            for i in range(max(first, min(self._recent)), self.frames):
+                self._recent[i] = self._recent[i].copy()
 
     def finish(self) -> None:
         self._decide(self.frames)
@@ -141,7 +152,7 @@ class CutDetector:
         count, height, width = frames.shape
         pixels = height * width
         flat = frames.reshape(count, pixels)
-        y = np.empty((held + count, pixels), np.int16)
+        y = self._scratch("y", held + count, pixels, np.int16)
         if held:
             y[0] = self._recent[first - 1].reshape(pixels)
         y[held:] = flat
@@ -153,13 +164,15 @@ class CutDetector:
         # (each frame's own mean removed). With k = floor(s) and f = s - k, a pixel
         # with d - k > 0 contributes |d - k| - f and any other |d - k| + f, so
         # sum |d - s| = sum |d - k| + f * (pixels - 2 * count(d - k > 0)), exactly.
-        d = y[1:] - y[:-1]
+        d = np.subtract(y[1:], y[:-1], out=self._scratch("d", len(y) - 1, pixels, np.int16))
         dsum = sums[1:] - sums[:-1]
-        change = np.abs(d).sum(axis=1, dtype=np.int32) / pixels
+        magnitude = np.abs(d, out=self._scratch("abs", len(d), pixels, np.int16))
+        change = magnitude.sum(axis=1, dtype=np.int32) / pixels
         k = np.floor_divide(dsum, pixels)
         f = dsum / pixels - k
         d -= k.astype(np.int16)[:, None]
-        above = np.count_nonzero(d > 0, axis=1)
+        positive = np.greater(d, 0, out=self._scratch("positive", len(d), pixels, np.bool_))
+        above = np.count_nonzero(positive, axis=1)
         np.abs(d, out=d)
         structure = (d.sum(axis=1, dtype=np.int32) + f * (pixels - 2 * above)) / pixels
         self.change += _per_frame(change.tolist(), held)
@@ -171,6 +184,16 @@ class CutDetector:
             self.black_run.append(held_black + 1 if is_black and still else 0)
             self.dark_run.append(held_dark + 1 if is_black else 0)
         self._recent.update(zip(range(first, self.frames), frames, strict=True))
+
+    def _scratch(
+        self, name: str, rows: int, pixels: int, dtype: type[np.generic]
+    ) -> npt.NDArray[Any]:
+        """A work array of a batch, kept for the next: a new one for every batch cost a
+        page fault per 4 KiB (some 80,000 on a 10-minute file, a sixth of the scoring)."""
+        array = self._arrays.get(name)
+        if array is None or len(array) < rows or array.shape[1] != pixels:
+            array = self._arrays[name] = np.empty((max(rows, BATCH + 1), pixels), dtype)
+        return array[:rows]
 
     def _decide(self, limit: int) -> None:
         for i in range(self.settled, max(self.settled, limit)):
@@ -226,74 +249,63 @@ class CutDetector:
         return False
 
 
-def _argv(ffmpeg: str, source: Path, width: int, height: int) -> list[str]:
-    return [
-        ffmpeg,
-        "-hide_banner",
-        "-nostdin",
-        "-loglevel",
-        "error",
-        "-threads",
-        # One decoding thread: it still runs far ahead of the encoders (about 250 fps on
-        # 1080p H.264 here, against their 20), and frame threading cost 20% more CPU,
-        # taken from the encoders that share these cores.
-        "1",
-        # Deblocking only smooths block edges, which shrinking to the analysis size
-        # averages away anyway; skipping it saves a quarter of the decode.
-        "-skip_loop_filter",
-        "all",
-        "-i",
-        str(source),
-        "-map",
-        "0:V:0",  # the first video stream that is not cover art
-        "-an",
-        "-sn",
-        "-dn",
-        "-filter_threads",
-        "1",  # the scaler's output is tiny; more threads only cost
-        "-vf",
-        f"scale={width}:{height}:flags=area,format=gray",
-        "-fps_mode",
-        "passthrough",  # one output frame per decoded frame, none dropped or repeated
-        "-f",
-        "rawvideo",
-        "-flush_packets",
-        # Write in full 32 KiB blocks rather than one write per (small) frame: fewer
-        # system calls on both sides and fewer wake-ups of the reader.
-        "0",
-        "pipe:1",
-    ]
+# The decoder child (see luma.py): run as a script, so that it imports PyAV alone.
+DECODER = Path(__file__).with_name("luma.py")
+
+
+def _argv(source: Path, width: int, height: int) -> list[str]:
+    return [sys.executable, str(DECODER), str(source), str(width), str(height)]
 
 
 PIPE_BYTES = 1 << 20  # Linux's default limit for an unprivileged pipe (pipe-max-size)
 
 
-def _widen_pipe(proc: asyncio.subprocess.Process) -> None:
-    """A 1 MiB pipe from ffmpeg: each wake-up reads up to 256 KiB instead of 64 KiB,
-    a quarter of the system calls and event-loop turns (Linux only; else no change)."""
-    transport = getattr(proc, "_transport", None)
-    pipe = transport.get_pipe_transport(1) if transport is not None else None
-    handle = pipe.get_extra_info("pipe") if pipe is not None else None
+def _widen_pipe(fd: int) -> None:
+    """A 1 MiB pipe from the decoder: it blocks less often on a reader busy scoring a batch
+    (Linux only; elsewhere the pipe keeps its size)."""
     setter = getattr(fcntl, "F_SETPIPE_SZ", None)
-    if handle is None or setter is None:
+    if setter is None:
         return
     with contextlib.suppress(OSError):
-        fcntl.fcntl(handle.fileno(), setter, PIPE_BYTES)
+        fcntl.fcntl(fd, setter, PIPE_BYTES)
 
 
-async def _batches(stream: asyncio.StreamReader, frame_bytes: int) -> AsyncIterator[bytes]:
-    """Whole frames, BATCH at a time (fewer at the end)."""
-    while True:
-        try:
-            data = await stream.readexactly(frame_bytes * BATCH)
-        except asyncio.IncompleteReadError as end:
-            data = end.partial
-        if len(data) % frame_bytes:
+def _fill(stream: io.FileIO, view: memoryview) -> int:
+    """Read until `view` is full or the stream ends; the bytes read."""
+    filled = 0
+    while filled < len(view):
+        got = stream.readinto(view[filled:])
+        if not got:
+            break
+        filled += got
+    return filled
+
+
+def _read_frames(
+    stream: io.FileIO,
+    detector: CutDetector,
+    shape: tuple[int, int],
+    report: Callable[[int, list[int]], None] | None,
+    stop: threading.Event,
+) -> None:
+    """Feed the detector every whole frame of the stream, BATCH at a time (runs in a
+    thread: plain blocking reads into one reused buffer cost a fifth of the CPU of
+    asyncio stream reads, which copy every byte twice and turn the event loop per read)."""
+    height, width = shape
+    frame_bytes = height * width
+    buffer = bytearray(BATCH * frame_bytes)
+    view, pixels = memoryview(buffer), np.frombuffer(buffer, np.uint8)
+    while not stop.is_set():
+        filled = _fill(stream, view)
+        whole = filled - filled % frame_bytes
+        if whole < filled:
             log.warning("decoder output ended inside a frame; the partial frame is ignored")
-            data = data[: len(data) - len(data) % frame_bytes]
-        if not data:
+        if whole:
+            detector.feed(pixels[:whole].reshape(-1, height, width))
+            if report is not None:
+                report(detector.settled, detector.cut_frames)
+        if filled < len(view):
             return
-        yield data
 
 
 async def _drain(stream: asyncio.StreamReader, tail: deque[str]) -> None:
@@ -303,15 +315,12 @@ async def _drain(stream: asyncio.StreamReader, tail: deque[str]) -> None:
 
 
 async def _stop(proc: asyncio.subprocess.Process, stderr: asyncio.Task[None]) -> None:
-    """Kill ffmpeg if it still runs (its output is worthless now) and reap it."""
+    """Kill the decoder if it still runs (its output is worthless now) and reap it."""
     if proc.returncode is None:
         with contextlib.suppress(ProcessLookupError):
             proc.kill()
-    # Python 3.11 reports the exit only once every pipe has reached EOF, and a pipe that
-    # nobody reads any more never does: read both to the end first.
-    assert proc.stdout is not None
-    while await proc.stdout.read(1 << 20):
-        pass
+    # Python 3.11 reports the exit only once every pipe has reached EOF: read stderr to
+    # the end first.
     with contextlib.suppress(Exception):
         await stderr
     await proc.wait()
@@ -325,33 +334,67 @@ async def scan_cuts(
     threshold: float | None = None,
     on_cuts: OnCuts | None = None,
 ) -> SceneScan:
-    """Decode the whole video once and find its cuts, with their scores and rules."""
+    """Decode the whole video once and find its cuts, with their scores and rules.
+
+    `ffmpeg` is unused (the decoder child is PyAV's, see luma.py); it stays for callers."""
     width, height = analysis_size(analysis_width)
     detector = CutDetector(CUT_SCORE if threshold is None else threshold)
-    proc = await asyncio.create_subprocess_exec(
-        *_argv(ffmpeg, source, width, height),
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        process_group=0,  # Ctrl-C reaches drapto, which cancels us, which kills ffmpeg
-        preexec_fn=die_with_parent,  # and a SIGKILLed drapto takes it along
-    )
-    assert proc.stdout is not None and proc.stderr is not None
-    _widen_pipe(proc)
+    # The decoder writes the frames into a pipe of our own that a thread reads (see
+    # _read_frames); the event loop only watches its stderr and exit.
+    read_end, write_end = os.pipe()
+    stream = io.FileIO(read_end, "rb")
+    try:
+        _widen_pipe(write_end)
+        proc = await asyncio.create_subprocess_exec(
+            *_argv(source, width, height),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=write_end,
+            stderr=asyncio.subprocess.PIPE,
+            process_group=0,  # Ctrl-C reaches drapto, which cancels us, which kills it
+            preexec_fn=die_with_parent,  # and a SIGKILLed drapto takes it along
+        )
+    except BaseException:
+        stream.close()
+        raise
+    finally:
+        os.close(write_end)  # the decoder holds the only write end: its exit is our EOF
+    assert proc.stderr is not None
     errors: deque[str] = deque(maxlen=STDERR_LINES)
     drain = asyncio.create_task(_drain(proc.stderr, errors))
+    loop = asyncio.get_running_loop()
+    scanning = True
+    stop = threading.Event()
+
+    def deliver(settled: int, cuts: list[int]) -> None:  # on the event loop
+        if scanning and on_cuts is not None:
+            on_cuts(settled, cuts)
+
+    def report(settled: int, cuts: list[int]) -> None:  # in the reading thread
+        loop.call_soon_threadsafe(deliver, settled, cuts)
+
+    def read() -> None:
+        with stream:
+            _read_frames(stream, detector, (height, width), report if on_cuts else None, stop)
+
+    # A thread of its own, not one of the loop's shared workers: it runs as long as the scan.
+    reader = ThreadPoolExecutor(1, thread_name_prefix="drapto-scan")
+    reading = reader.submit(read)
+    reader.shutdown(wait=False)
     try:
-        async for data in _batches(proc.stdout, width * height):
-            frames = np.frombuffer(data, np.uint8).reshape(-1, height, width)
-            await asyncio.to_thread(detector.feed, frames)
-            if on_cuts is not None:
-                on_cuts(detector.settled, detector.cut_frames)
+        await asyncio.wrap_future(reading)
         returncode = await proc.wait()
     finally:
-        await _stop(proc, drain)
+        scanning = False
+        stop.set()
+        try:
+            await _stop(proc, drain)
+        finally:
+            # The decoder is gone, so the thread's next read ends; it touches the detector
+            # until then.
+            await asyncio.wait([asyncio.wrap_future(reading)])
     if returncode != 0:
         last = errors[-1] if errors else "no message"
-        raise MediaError(f"scene detection failed (ffmpeg exit {returncode}): {last}", source)
+        raise MediaError(f"scene detection failed (decoder exit {returncode}): {last}", source)
     detector.finish()
     if on_cuts is not None:
         on_cuts(detector.frames, detector.cut_frames)
@@ -376,7 +419,7 @@ async def detect_cuts(
 
     `threshold` is the least structural change of a hard cut (CUT_SCORE, in luma levels,
     when None); `on_cuts(settled, cuts)` reports progress after every batch of frames.
-    Cancelling the coroutine kills ffmpeg; a failed decode raises MediaError.
+    Cancelling the coroutine kills the decoder; a failed decode raises MediaError.
     """
     scan = await scan_cuts(
         ffmpeg, source, analysis_width=analysis_width, threshold=threshold, on_cuts=on_cuts
