@@ -18,13 +18,10 @@ import subprocess
 import sys
 import tempfile
 import traceback
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from drapto_engine.cli.main import main
-
-DROPPED_ENV = ("DRAPTO_FFMPEG", "DRAPTO_STATE_DIR")
-"""What `run` in test_cli_errors drops from a subprocess's environment, dropped here too."""
 
 
 def warm_imports() -> None:
@@ -44,15 +41,19 @@ def warm_imports() -> None:
 
 
 def run_forked(
-    argv: Sequence[str], cwd: Path, timeout: float = 60
+    argv: Sequence[str], cwd: Path, env: Mapping[str, str], timeout: float = 60
 ) -> subprocess.CompletedProcess[str]:
-    """`drapto ARGV` run in a forked child in `cwd`; its exit status, stdout and stderr."""
+    """`drapto ARGV` run in a forked child in `cwd` with the environment `env` (all of it,
+    as subprocess.run's env=); its exit status, stdout and stderr.
+
+    Call it from a plain (not async) test: a child forked inside a running event loop
+    would inherit it."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         sys.stdout.flush()
         sys.stderr.flush()
         pid = os.fork()
         if pid == 0:  # the child: never returns
-            _child(list(argv), cwd, out.fileno(), err.fileno())
+            _child(list(argv), cwd, dict(env), out.fileno(), err.fileno())
         try:
             status = _wait(pid, timeout)
         finally:
@@ -83,7 +84,7 @@ def _wait(pid: int, timeout: float) -> int:
     return os.waitstatus_to_exitcode(wait_status)
 
 
-def _child(argv: list[str], cwd: Path, out: int, err: int) -> None:
+def _child(argv: list[str], cwd: Path, env: dict[str, str], out: int, err: int) -> None:
     status = 1
     try:
         # what a fresh `python -m drapto_engine.cli` starts with: default signal handling
@@ -101,8 +102,8 @@ def _child(argv: list[str], cwd: Path, out: int, err: int) -> None:
             io.FileIO(2, "w", closefd=False), errors="backslashreplace", line_buffering=True
         )
         os.chdir(cwd)
-        for name in DROPPED_ENV:
-            os.environ.pop(name, None)
+        os.environ.clear()
+        os.environ.update(env)
         sys.argv = ["drapto", *argv]
         status = main(argv)
     except SystemExit as exc:  # --help, --version; as the interpreter ends sys.exit()

@@ -329,17 +329,27 @@ def _unwritable(root: Path) -> Path:
     pytest.skip("no unwritable folder here")
 
 
+def _env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k not in ("DRAPTO_FFMPEG", "DRAPTO_STATE_DIR")}
+
+
 def run(argv: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("DRAPTO_FFMPEG", "DRAPTO_STATE_DIR")}
     return subprocess.run(
-        [*DRAPTO, *argv], cwd=cwd, env=env, capture_output=True, text=True, timeout=60, check=False
+        [*DRAPTO, *argv],
+        cwd=cwd,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
 
 
 @pytest.fixture(scope="module")
 def forked() -> Callable[[list[str], Path], subprocess.CompletedProcess[str]]:
+    """`run`, in a child forked from this process (see forked.py)."""
     warm_imports()
-    return run_forked
+    return lambda argv, cwd: run_forked(argv, cwd, _env())
 
 
 @pytest.mark.parametrize("option", sorted(BAD))
