@@ -12,9 +12,13 @@ from typing import Any
 import av
 import numpy as np
 import psutil
+import pytest
 
 DRAPTO = [sys.executable, "-m", "drapto_engine.cli"]
 FAST = ["--preset", "12", "--progress", "json"]
+ANIME_GROUP = pytest.mark.xdist_group("anime-encode")
+"""For tests using the `anime_encode` fixture (conftest.py): one xdist worker runs them
+all, so it encodes once."""
 
 
 @dataclass
