@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 from encode_helpers import inspect
+from forked import run_forked, warm_imports
 from inbox import Inbox, inbox_fixture  # noqa: F401 (the `inbox` fixture)
+from mediagen import make_video
 
 pytestmark = pytest.mark.slow
 
@@ -173,6 +175,17 @@ def test_a_stopped_batch_resumes_without_redoing_finished_segments(
     assert (tmp_path / "a.av1.mkv").is_file() and (tmp_path / "b.av1.mkv").is_file()
 
 
+@pytest.fixture(scope="module")
+def queue_folder(tmp_path_factory: pytest.TempPathFactory, ffmpeg: str) -> Path:
+    """x.mkv, x.mp4 and a text notes.mkv, shared by the refused queue files (read only)."""
+    folder = tmp_path_factory.mktemp("queues")
+    make_video(ffmpeg, folder / "x.mkv", size=(64, 64), duration=1)
+    make_video(ffmpeg, folder / "x.mp4", size=(64, 64), duration=1)
+    (folder / "notes.mkv").write_text("not a video")
+    warm_imports()
+    return folder
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
@@ -190,17 +203,16 @@ def test_a_stopped_batch_resumes_without_redoing_finished_segments(
     ],
 )
 def test_an_invalid_queue_file_is_refused_before_anything_is_encoded(
-    tmp_path: Path, make_media: object, text: str, expected: str
+    queue_folder: Path, tmp_path: Path, text: str, expected: str
 ) -> None:
-    make_media("x.mkv", size=(64, 64), duration=1)  # type: ignore[operator]
-    make_media("x.mp4", size=(64, 64), duration=1)  # type: ignore[operator]
-    (tmp_path / "notes.mkv").write_text("not a video")
-    queue = write(tmp_path / "queue.toml", text)
-    run = batch(queue)
+    queue = write(queue_folder / f"queue-{tmp_path.name}.toml", text)
+    # forked (forked.py): a real process without a fresh interpreter's imports
+    run = run_forked(["--batch", str(queue)], tmp_path, dict(os.environ))
     assert run.returncode == 2, run.stderr + run.stdout
     assert str(queue) in run.stderr and expected in run.stderr
     assert run.stdout == ""
-    assert not list(tmp_path.glob("*.av1.mkv")) and not (tmp_path / "x.mkv.mkv").exists()
+    assert not list(queue_folder.glob("*.av1.mkv")) and not (queue_folder / "x.mkv.mkv").exists()
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_batch_is_followed_through_a_running_engine_to_its_exit_status(

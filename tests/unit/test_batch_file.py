@@ -12,6 +12,7 @@ from pathlib import Path
 from types import FrameType
 
 import pytest
+from forked import run_forked, warm_imports
 from mediagen import MakeMedia, make_audio_only
 
 from drapto_engine.core.errors import DraptoError
@@ -596,16 +597,10 @@ def test_checking_is_linear_in_the_number_of_jobs(tmp_path: Path, ffmpeg: str, w
 
 
 def drapto(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "XDG_CONFIG_HOME": str(cwd / "config")}
-    return subprocess.run(
-        [sys.executable, "-m", "drapto_engine.cli", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env=env,
-        timeout=120,
-        check=False,
-    )
+    """`drapto ARGS` forked from the test process (forked.py: a real process without a fresh
+    interpreter's imports)."""
+    warm_imports()
+    return run_forked(args, cwd, {**os.environ, "XDG_CONFIG_HOME": str(cwd / "config")}, 120)
 
 
 @pytest.mark.parametrize(
