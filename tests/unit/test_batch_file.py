@@ -13,7 +13,7 @@ from types import FrameType
 
 import pytest
 from forked import run_forked, warm_imports
-from mediagen import MakeMedia, make_audio_only
+from mediagen import make_audio_only
 
 from drapto_engine.core.errors import DraptoError
 from drapto_engine.core.flags import FlagState
@@ -29,9 +29,13 @@ from drapto_engine.services.batch_file import (
 
 
 @pytest.fixture
-def video(make_media: MakeMedia) -> Path:
-    """One tiny real video; tests copy it where they need more."""
-    return make_media("src/video.mkv", size=(64, 64), duration=1.0)
+def video(tiny_video: Path, tmp_path: Path) -> Path:
+    """One tiny real video (a copy of the worker's, conftest.py); tests copy it where they
+    need more."""
+    path = tmp_path / "src" / "video.mkv"
+    path.parent.mkdir()
+    shutil.copyfile(tiny_video, path)
+    return path
 
 
 def write(folder: Path, text: str, name: str = "queue.toml") -> Path:
