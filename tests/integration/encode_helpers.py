@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -13,6 +14,7 @@ import av
 import numpy as np
 import psutil
 import pytest
+from forked import run_forked, warm_imports
 
 DRAPTO = [sys.executable, "-m", "drapto_engine.cli"]
 FAST = ["--preset", "12", "--progress", "json"]
@@ -32,16 +34,24 @@ class Run:
 
 
 def encode(
-    source: Path, output: Path, *extra: str, timeout: float = 300, config: Path | None = None
+    source: Path,
+    output: Path,
+    *extra: str,
+    timeout: float = 300,
+    config: Path | None = None,
+    forked: bool = False,
 ) -> Run:
+    """`drapto encode`; `forked` for one that must stop before it encodes: a child forked
+    from the test process (forked.py), without a fresh interpreter's imports."""
     chosen = ["--config", str(config)] if config else []
-    done = subprocess.run(
-        [*DRAPTO, *chosen, "encode", str(source), "-o", str(output), *FAST, *extra],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+    argv = [*chosen, "encode", str(source), "-o", str(output), *FAST, *extra]
+    if forked:
+        warm_imports()
+        done = run_forked(argv, Path.cwd(), dict(os.environ), timeout)
+    else:
+        done = subprocess.run(
+            [*DRAPTO, *argv], capture_output=True, text=True, timeout=timeout, check=False
+        )
     return Run(done.returncode, parse_events(done.stdout), done.stderr)
 
 
