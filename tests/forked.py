@@ -2,13 +2,18 @@
 status seen by the OS through waitpid, its own fds 0-2, cwd, environment, signal handlers
 and logging), without paying the ~0.5 CPU-s of a fresh interpreter's imports each time.
 
-For commands that stop before any work (a refused option); what needs the real start-up
-(`python -m drapto_engine.cli`: its imports, --debug tracebacks, signals) keeps running it
-as a subprocess, and test_cli_errors compares the two on one case of every command.
+For commands run to their end (a refused option, a probe, an encode); what needs the real
+start-up (`python -m drapto_engine.cli`: its imports, --debug tracebacks, the console
+script's argv, processes signalled or watched while they run) keeps running it as a
+subprocess, and test_cli_errors compares the two on one case of every command.
+
+Not from a test that runs a Dask scheduler or client in its own process (test_cluster.py):
+the child would inherit that state without the threads that drive it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import io
 import logging
 import os
@@ -46,8 +51,8 @@ def run_forked(
     """`drapto ARGV` run in a forked child in `cwd` with the environment `env` (all of it,
     as subprocess.run's env=); its exit status, stdout and stderr.
 
-    Call it from a plain (not async) test: a child forked inside a running event loop
-    would inherit it."""
+    From an async test it blocks the test's event loop while the child runs (as a blocking
+    subprocess.run would); the child starts with no running loop of its own."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         sys.stdout.flush()
         sys.stderr.flush()
@@ -101,6 +106,7 @@ def _child(argv: list[str], cwd: Path, env: dict[str, str], out: int, err: int) 
         sys.stderr = io.TextIOWrapper(
             io.FileIO(2, "w", closefd=False), errors="backslashreplace", line_buffering=True
         )
+        asyncio.events._set_running_loop(None)  # forked from inside a loop: not ours to run
         os.chdir(cwd)
         os.environ.clear()
         os.environ.update(env)

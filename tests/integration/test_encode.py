@@ -164,7 +164,7 @@ def test_existing_output_needs_overwrite(make_media, tmp_path: Path) -> None:
     source = make_media("s.mkv", duration=1.0)
     output = tmp_path / "exists.mkv"
     output.write_bytes(b"keep me")
-    run = encode(source, output, forked=True)
+    run = encode(source, output)
     assert run.returncode != 0
     assert "output exists" in run.stderr and "--overwrite" in run.stderr
     assert output.read_bytes() == b"keep me"
@@ -172,7 +172,7 @@ def test_existing_output_needs_overwrite(make_media, tmp_path: Path) -> None:
 
 def test_missing_output_folder_fails_before_encoding(make_media, tmp_path: Path) -> None:
     source = make_media("s.mkv", duration=1.0)
-    run = encode(source, tmp_path / "nope" / "out.mkv", forked=True)
+    run = encode(source, tmp_path / "nope" / "out.mkv")
     assert run.returncode != 0
     assert len(run.stderr.strip().splitlines()) == 1
     assert "does not exist" in run.stderr and "nope" in run.stderr
@@ -195,7 +195,7 @@ def test_read_only_output_folder(make_media, tmp_path: Path) -> None:
     folder = tmp_path / "ro"
     _mount(folder, "ro", "size=1m")
     try:
-        run = encode(source, folder / "out.mkv", forked=True)
+        run = encode(source, folder / "out.mkv")
     finally:
         subprocess.run(["umount", str(folder)], check=False)
     assert run.returncode != 0
@@ -207,7 +207,7 @@ def test_too_little_disk_fails_up_front(shared_media: Path, tmp_path: Path) -> N
     folder = tmp_path / "small"
     _mount(folder, "size=1m")
     try:
-        run = encode(shared_media / "testvideo.mp4", folder / "out.mkv", forked=True)
+        run = encode(shared_media / "testvideo.mp4", folder / "out.mkv")
         left = list(folder.iterdir())
     finally:
         subprocess.run(["umount", str(folder)], check=False)
@@ -311,7 +311,7 @@ def test_interrupt_stops_everything_quickly(make_media, tmp_path: Path, signum: 
 def test_bad_input_is_one_line(tmp_path: Path) -> None:
     text = tmp_path / "notes.mkv"
     text.write_text("not a video")
-    run = encode(text, tmp_path / "out.mkv", forked=True)
+    run = encode(text, tmp_path / "out.mkv")
     assert run.returncode != 0
     assert run.stderr.strip().splitlines() == [
         f"drapto: {text}: is not a readable media file (ffmpeg found invalid data: not a video, or truncated)"

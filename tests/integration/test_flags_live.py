@@ -212,7 +212,7 @@ async def test_a_user_rolls_back_by_turning_the_flag_on_again(tmp_path: Path, ff
 def test_bad_flag_overrides_are_one_line(tmp_path: Path, tiny_video: Path, bad: str) -> None:
     source = tmp_path / "x.mkv"  # a real 64x64 1 s video (conftest.py)
     shutil.copyfile(tiny_video, source)
-    run = encode(source, tmp_path / "out.mkv", "--flag", bad, forked=True)
+    run = encode(source, tmp_path / "out.mkv", "--flag", bad)
     assert run.returncode == 2
     assert len(run.stderr.strip().splitlines()) == 1 and "flag" in run.stderr
     assert not (tmp_path / "out.mkv").exists()
