@@ -25,8 +25,11 @@ DRAPTO = [sys.executable, "-m", "drapto_engine.cli"]
 def batch(
     queue: Path, *extra: str, config: Path | None = None, **popen: object
 ) -> subprocess.CompletedProcess[str]:
-    argv = [*DRAPTO, *(["--config", str(config)] if config else []), "--batch", str(queue), *extra]
-    return subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False)
+    """`drapto --batch QUEUE` to its end, forked (forked.py: a real process without a fresh
+    interpreter's imports)."""
+    warm_imports()
+    argv = [*(["--config", str(config)] if config else []), "--batch", str(queue), *extra]
+    return run_forked(argv, Path.cwd(), dict(os.environ), timeout=300)
 
 
 def write(path: Path, text: str) -> Path:
@@ -161,7 +164,7 @@ def test_a_stopped_batch_resumes_without_redoing_finished_segments(
     assert time.monotonic() - stopped < 5
     if how is signal.SIGTERM:
         assert code == 128 + signal.SIGTERM
-    run = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False)
+    run = batch(queue, "--progress", "json", "--state-dir", str(state))
     assert run.returncode == 0, run.stderr
     events = [json.loads(line) for line in run.stdout.splitlines() if line.startswith("{")]
     resumed = [e for e in events if e["type"] == "segment_done" and e["resumed"]]
@@ -235,24 +238,18 @@ def test_a_batch_is_followed_through_a_running_engine_to_its_exit_status(
             tmp_path / "queue.toml",
             '[defaults]\npreset = 12\n[[job]]\ninput = "ok.mkv"\n[[job]]\ninput = "broken.mkv"\n',
         )
-        argv = [*DRAPTO, "--batch", str(queue), "--progress", "json"]
-        run = subprocess.run(
-            argv, env=env, capture_output=True, text=True, timeout=300, check=False
-        )
+        argv = ["--batch", str(queue), "--progress", "json"]  # forked, as batch() does
+        run = run_forked(argv, Path.cwd(), env, timeout=300)
         assert run.returncode == 1, run.stderr + run.stdout
         events = [json.loads(line) for line in run.stdout.splitlines() if line.startswith("{")]
         assert any("running engine service" in e.get("message", "") for e in events)
         finished = [e["entry"]["status"] for e in events if e["type"] == "entry"]
         assert finished.count("done") == 1 and finished.count("failed") == 1
         assert (tmp_path / "ok.av1.mkv").is_file()
-        status = subprocess.run(
-            [*DRAPTO, "status"], env=env, capture_output=True, text=True, timeout=30, check=False
-        )
+        status = run_forked(["status"], Path.cwd(), env, timeout=30)
         assert status.returncode == 0 and "1 done" in status.stdout and "1 failed" in status.stdout
         # run through the engine again: the done job is skipped, the broken one fails again
-        again = subprocess.run(
-            argv, env=env, capture_output=True, text=True, timeout=300, check=False
-        )
+        again = run_forked(argv, Path.cwd(), env, timeout=300)
         assert again.returncode == 1
         statuses = [j["status"] for j in summary(tmp_path / "st")["jobs"]]  # type: ignore[index]
         assert statuses == ["skipped", "failed"]
