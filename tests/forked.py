@@ -92,10 +92,13 @@ def _wait(pid: int, timeout: float) -> int:
 def _child(argv: list[str], cwd: Path, env: dict[str, str], out: int, err: int) -> None:
     status = 1
     try:
-        # what a fresh `python -m drapto_engine.cli` starts with: default signal handling
-        # (pytest-timeout's SIGALRM, pytest's SIGINT), stdio on its own fds
-        for signum in (signal.SIGALRM, signal.SIGTERM):
-            signal.signal(signum, signal.SIG_DFL)
+        # what a fresh `python -m drapto_engine.cli` starts with: no Python-level signal
+        # handler of the test process's (pytest-timeout's SIGALRM, an event loop's) and no
+        # wakeup fd into a loop of the parent's; Python's own SIGINT; stdio on its own fds
+        signal.set_wakeup_fd(-1)
+        for signum in signal.valid_signals():
+            if callable(signal.getsignal(signum)):
+                signal.signal(signum, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)
         null = os.open(os.devnull, os.O_RDONLY)
         os.dup2(null, 0)
