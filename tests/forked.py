@@ -59,14 +59,7 @@ def run_forked(
         pid = os.fork()
         if pid == 0:  # the child: never returns
             _child(list(argv), cwd, dict(env), out.fileno(), err.fileno())
-        try:
-            status = _wait(pid, timeout)
-        finally:
-            try:
-                os.kill(pid, signal.SIGKILL)  # gone already unless the wait timed out
-                os.waitpid(pid, 0)
-            except (ProcessLookupError, ChildProcessError):
-                pass
+        status = _wait(pid, timeout)
         out.seek(0)
         err.seek(0)
         return subprocess.CompletedProcess(
@@ -78,15 +71,24 @@ def run_forked(
 
 
 def _wait(pid: int, timeout: float) -> int:
-    pidfd = os.pidfd_open(pid)
+    """The child's exit status; on a timeout (or pytest-timeout's alarm) it is killed and
+    reaped first. The pid is only signalled while it is still ours: not yet reaped."""
+    reaped = False
     try:
-        ready, _, _ = select.select([pidfd], [], [], timeout)
+        pidfd = os.pidfd_open(pid)
+        try:
+            ready, _, _ = select.select([pidfd], [], [], timeout)
+        finally:
+            os.close(pidfd)
+        if not ready:
+            raise subprocess.TimeoutExpired(["drapto", f"(forked, pid {pid})"], timeout)
+        _, wait_status = os.waitpid(pid, 0)
+        reaped = True
+        return os.waitstatus_to_exitcode(wait_status)
     finally:
-        os.close(pidfd)
-    if not ready:
-        raise subprocess.TimeoutExpired(["drapto", f"(forked, pid {pid})"], timeout)
-    _, wait_status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(wait_status)
+        if not reaped:
+            os.kill(pid, signal.SIGKILL)  # a zombie at worst: the pid is still this child's
+            os.waitpid(pid, 0)
 
 
 def _child(argv: list[str], cwd: Path, env: dict[str, str], out: int, err: int) -> None:
