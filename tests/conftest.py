@@ -56,6 +56,14 @@ def shared_media() -> Path:
     return SHARED_MEDIA
 
 
+@pytest.fixture(scope="session")
+def tiny_video(ffmpeg: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real 64x64, 1 s video, made once per worker: tests copy it (never change it)."""
+    return make_video(
+        ffmpeg, tmp_path_factory.mktemp("tiny") / "video.mkv", size=(64, 64), duration=1.0
+    )
+
+
 @pytest.fixture
 def make_media(ffmpeg: str, tmp_path: Path) -> MakeMedia:
     """make_media("name.mkv", **make_video options) writes a synthetic file in tmp_path."""

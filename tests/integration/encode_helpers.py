@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -12,11 +13,16 @@ from typing import Any
 import av
 import numpy as np
 import psutil
+import pytest
+from forked import run_forked, warm_imports
 
 from drapto_engine.services.segmentation.scenes import DECODER as SCAN_DECODER
 
 DRAPTO = [sys.executable, "-m", "drapto_engine.cli"]
 FAST = ["--preset", "12", "--progress", "json"]
+ANIME_GROUP = pytest.mark.xdist_group("anime-encode")
+"""For tests using the `anime_encode` fixture (conftest.py): one xdist worker runs them
+all, so it encodes once."""
 
 
 @dataclass
@@ -30,16 +36,27 @@ class Run:
 
 
 def encode(
-    source: Path, output: Path, *extra: str, timeout: float = 300, config: Path | None = None
+    source: Path,
+    output: Path,
+    *extra: str,
+    timeout: float = 300,
+    config: Path | None = None,
+    real: bool = False,
 ) -> Run:
+    """`drapto encode SOURCE -o OUTPUT` (fast preset, JSON progress) to its end.
+
+    It runs in a child forked from the test process (forked.py): a real process with its
+    own exit status, environment, signals and logging, without the ~0.5 CPU-s of a fresh
+    interpreter's imports; `real` runs `python -m drapto_engine.cli` instead."""
     chosen = ["--config", str(config)] if config else []
-    done = subprocess.run(
-        [*DRAPTO, *chosen, "encode", str(source), "-o", str(output), *FAST, *extra],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+    argv = [*chosen, "encode", str(source), "-o", str(output), *FAST, *extra]
+    if real:
+        done = subprocess.run(
+            [*DRAPTO, *argv], capture_output=True, text=True, timeout=timeout, check=False
+        )
+    else:
+        warm_imports()
+        done = run_forked(argv, Path.cwd(), dict(os.environ), timeout)
     return Run(done.returncode, parse_events(done.stdout), done.stderr)
 
 

@@ -4,6 +4,7 @@ and the effective configuration, and beside them what a running engine uses."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -12,7 +13,9 @@ import time
 import tomllib
 from pathlib import Path
 
+import pytest
 from encode_helpers import encode
+from forked import run_forked, warm_imports
 
 from drapto_engine.server.location import answers
 
@@ -20,13 +23,14 @@ DRAPTO = [sys.executable, "-m", "drapto_engine.cli"]
 
 
 def drapto(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*DRAPTO, "--config", str(config), *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    """`drapto --config CONFIG ARGS` forked from the test process (forked.py: a real process
+    without a fresh interpreter's imports); the engine itself runs as `drapto serve`."""
+    return run_forked(["--config", str(config), *args], Path.cwd(), dict(os.environ), 60)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _imports_before_forking() -> None:
+    warm_imports()
 
 
 def test_flags_come_from_the_config_and_a_set_is_saved(tmp_path: Path) -> None:

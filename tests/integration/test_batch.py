@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 from encode_helpers import inspect
+from forked import run_forked, warm_imports
 from inbox import Inbox, inbox_fixture  # noqa: F401 (the `inbox` fixture)
+from mediagen import make_video
 
 pytestmark = pytest.mark.slow
 
@@ -23,8 +25,11 @@ DRAPTO = [sys.executable, "-m", "drapto_engine.cli"]
 def batch(
     queue: Path, *extra: str, config: Path | None = None, **popen: object
 ) -> subprocess.CompletedProcess[str]:
-    argv = [*DRAPTO, *(["--config", str(config)] if config else []), "--batch", str(queue), *extra]
-    return subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False)
+    """`drapto --batch QUEUE` to its end, forked (forked.py: a real process without a fresh
+    interpreter's imports)."""
+    warm_imports()
+    argv = [*(["--config", str(config)] if config else []), "--batch", str(queue), *extra]
+    return run_forked(argv, Path.cwd(), dict(os.environ), timeout=300)
 
 
 def write(path: Path, text: str) -> Path:
@@ -159,7 +164,7 @@ def test_a_stopped_batch_resumes_without_redoing_finished_segments(
     assert time.monotonic() - stopped < 5
     if how is signal.SIGTERM:
         assert code == 128 + signal.SIGTERM
-    run = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False)
+    run = batch(queue, "--progress", "json", "--state-dir", str(state))
     assert run.returncode == 0, run.stderr
     events = [json.loads(line) for line in run.stdout.splitlines() if line.startswith("{")]
     resumed = [e for e in events if e["type"] == "segment_done" and e["resumed"]]
@@ -171,6 +176,17 @@ def test_a_stopped_batch_resumes_without_redoing_finished_segments(
     assert all(encodes[key] == 1 for key in finished)  # no finished segment was encoded twice
     assert max(encodes.values()) <= 2  # only the one in flight at the stop was redone
     assert (tmp_path / "a.av1.mkv").is_file() and (tmp_path / "b.av1.mkv").is_file()
+
+
+@pytest.fixture(scope="module")
+def queue_folder(tmp_path_factory: pytest.TempPathFactory, ffmpeg: str) -> Path:
+    """x.mkv, x.mp4 and a text notes.mkv, shared by the refused queue files (read only)."""
+    folder = tmp_path_factory.mktemp("queues")
+    make_video(ffmpeg, folder / "x.mkv", size=(64, 64), duration=1)
+    make_video(ffmpeg, folder / "x.mp4", size=(64, 64), duration=1)
+    (folder / "notes.mkv").write_text("not a video")
+    warm_imports()
+    return folder
 
 
 @pytest.mark.parametrize(
@@ -190,17 +206,16 @@ def test_a_stopped_batch_resumes_without_redoing_finished_segments(
     ],
 )
 def test_an_invalid_queue_file_is_refused_before_anything_is_encoded(
-    tmp_path: Path, make_media: object, text: str, expected: str
+    queue_folder: Path, tmp_path: Path, text: str, expected: str
 ) -> None:
-    make_media("x.mkv", size=(64, 64), duration=1)  # type: ignore[operator]
-    make_media("x.mp4", size=(64, 64), duration=1)  # type: ignore[operator]
-    (tmp_path / "notes.mkv").write_text("not a video")
-    queue = write(tmp_path / "queue.toml", text)
-    run = batch(queue)
+    queue = write(queue_folder / f"queue-{tmp_path.name}.toml", text)
+    # forked (forked.py): a real process without a fresh interpreter's imports
+    run = run_forked(["--batch", str(queue)], tmp_path, dict(os.environ))
     assert run.returncode == 2, run.stderr + run.stdout
     assert str(queue) in run.stderr and expected in run.stderr
     assert run.stdout == ""
-    assert not list(tmp_path.glob("*.av1.mkv")) and not (tmp_path / "x.mkv.mkv").exists()
+    assert not list(queue_folder.glob("*.av1.mkv")) and not (queue_folder / "x.mkv.mkv").exists()
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_batch_is_followed_through_a_running_engine_to_its_exit_status(
@@ -223,24 +238,18 @@ def test_a_batch_is_followed_through_a_running_engine_to_its_exit_status(
             tmp_path / "queue.toml",
             '[defaults]\npreset = 12\n[[job]]\ninput = "ok.mkv"\n[[job]]\ninput = "broken.mkv"\n',
         )
-        argv = [*DRAPTO, "--batch", str(queue), "--progress", "json"]
-        run = subprocess.run(
-            argv, env=env, capture_output=True, text=True, timeout=300, check=False
-        )
+        argv = ["--batch", str(queue), "--progress", "json"]  # forked, as batch() does
+        run = run_forked(argv, Path.cwd(), env, timeout=300)
         assert run.returncode == 1, run.stderr + run.stdout
         events = [json.loads(line) for line in run.stdout.splitlines() if line.startswith("{")]
         assert any("running engine service" in e.get("message", "") for e in events)
         finished = [e["entry"]["status"] for e in events if e["type"] == "entry"]
         assert finished.count("done") == 1 and finished.count("failed") == 1
         assert (tmp_path / "ok.av1.mkv").is_file()
-        status = subprocess.run(
-            [*DRAPTO, "status"], env=env, capture_output=True, text=True, timeout=30, check=False
-        )
+        status = run_forked(["status"], Path.cwd(), env, timeout=30)
         assert status.returncode == 0 and "1 done" in status.stdout and "1 failed" in status.stdout
         # run through the engine again: the done job is skipped, the broken one fails again
-        again = subprocess.run(
-            argv, env=env, capture_output=True, text=True, timeout=300, check=False
-        )
+        again = run_forked(argv, Path.cwd(), env, timeout=300)
         assert again.returncode == 1
         statuses = [j["status"] for j in summary(tmp_path / "st")["jobs"]]  # type: ignore[index]
         assert statuses == ["skipped", "failed"]

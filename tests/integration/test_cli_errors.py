@@ -3,6 +3,10 @@ stderr naming the option or file, the right exit status and no traceback.
 
 The options are walked from the argparse parser itself: an option added without an entry
 in BAD below fails test_every_option_is_walked, so none can be forgotten.
+
+Each wrong value runs in a child forked from this process (forked.py: a real process and
+exit status, without a fresh interpreter's imports); one case of every command also runs
+as `python -m drapto_engine.cli` and must answer exactly the same.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from forked import run_forked, warm_imports
 
 from drapto_engine.cli.main import build_parser, explain
 from drapto_engine.core.jobs import JobOptions
@@ -324,18 +329,39 @@ def _unwritable(root: Path) -> Path:
     pytest.skip("no unwritable folder here")
 
 
+def _env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k not in ("DRAPTO_FFMPEG", "DRAPTO_STATE_DIR")}
+
+
 def run(argv: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("DRAPTO_FFMPEG", "DRAPTO_STATE_DIR")}
     return subprocess.run(
-        [*DRAPTO, *argv], cwd=cwd, env=env, capture_output=True, text=True, timeout=60, check=False
+        [*DRAPTO, *argv],
+        cwd=cwd,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
 
 
+@pytest.fixture(scope="module")
+def forked() -> Callable[[list[str], Path], subprocess.CompletedProcess[str]]:
+    """`run`, in a child forked from this process (see forked.py)."""
+    warm_imports()
+    return lambda argv, cwd: run_forked(argv, cwd, _env())
+
+
 @pytest.mark.parametrize("option", sorted(BAD))
-def test_wrong_values_are_one_line(option: str, places: dict[str, str], tmp_path: Path) -> None:
+def test_wrong_values_are_one_line(
+    option: str,
+    places: dict[str, str],
+    tmp_path: Path,
+    forked: Callable[[list[str], Path], subprocess.CompletedProcess[str]],
+) -> None:
     for case in BAD[option]:
         argv = [arg.format(**places) for arg in case.argv]
-        done = run(argv, tmp_path)
+        done = forked(argv, tmp_path)
         shown = f"drapto {' '.join(argv)} -> {done.returncode}: {done.stderr!r}"
         assert done.returncode == case.status, shown
         assert "Traceback" not in done.stderr, shown
@@ -346,6 +372,55 @@ def test_wrong_values_are_one_line(option: str, places: dict[str, str], tmp_path
         assert case.says in lines[0], shown
         assert "https://errors.pydantic.dev" not in lines[0], shown
         assert done.stdout == "", shown
+    assert list(tmp_path.iterdir()) == [], "a refused command left files behind"
+
+
+def _command(option: str) -> str:
+    """`drapto encode --crf` -> encode; `drapto --config` -> drapto."""
+    word = option.split()[1]
+    return "drapto" if word.startswith("-") or word.isupper() else word
+
+
+REAL_RUNS: dict[str, tuple[str, int]] = {
+    # command: (BAD key, index) of a case that gets past argparse where one does
+    "drapto": ("drapto --config", 1),  # the config file read
+    "drapto --batch": ("drapto --batch", 1),
+    "probe": ("drapto probe FILE", 1),  # exit 1 from the probe itself
+    "encode": ("drapto encode --output", 2),  # after logging to a run log is set up
+    "flags": ("drapto flags set NAME", 0),
+    "config": ("drapto config --json", 0),
+    "serve": ("drapto serve --workers", 0),
+    "status": ("drapto status --socket", 1),  # exit 1 from the connection
+    "cluster": ("drapto cluster init --bundle", 0),  # after the CA is made
+    "worker": ("drapto worker --path-map", 0),  # after Dask is imported
+    "tui": ("drapto tui PATH", 0),
+}
+"""The cases that also run as `python -m drapto_engine.cli`: at least one per command."""
+
+
+def test_every_command_has_a_real_run() -> None:
+    assert {_command(option) for option in BAD} <= {k.split()[0] for k in REAL_RUNS}
+
+
+@pytest.mark.parametrize("command", sorted(REAL_RUNS))
+def test_a_forked_child_answers_as_the_real_command_does(
+    command: str,
+    places: dict[str, str],
+    tmp_path: Path,
+    forked: Callable[[list[str], Path], subprocess.CompletedProcess[str]],
+) -> None:
+    """The wrong values above run in forked children; the real `python -m drapto_engine.cli`
+    (its own start-up and imports) gives the same status and the same line."""
+    option, index = REAL_RUNS[command]
+    argv = [arg.format(**places) for arg in BAD[option][index].argv]
+    real = run(argv, tmp_path)
+    child = forked(argv, tmp_path)
+    assert (child.returncode, child.stdout, child.stderr) == (
+        real.returncode,
+        real.stdout,
+        real.stderr,
+    )
+    assert real.returncode in (USAGE, FAILED) and "Traceback" not in real.stderr, real.stderr
     assert list(tmp_path.iterdir()) == [], "a refused command left files behind"
 
 

@@ -1,5 +1,8 @@
 """Where `drapto` logs, on real runs: short commands nowhere, runs one file each (the
-newest 20 kept), the engine service one file rotated at 10 MiB."""
+newest 20 kept), the engine service one file rotated at 10 MiB.
+
+The short commands run in children forked from the test process (forked.py: real processes
+with their own logging set-up, without a fresh interpreter's imports)."""
 
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+from forked import run_forked, warm_imports
 
 from drapto_engine.logging_setup import KEEP_RUN_LOGS, SERVICE_LOG_BYTES
 from drapto_engine.server.location import answers
@@ -28,9 +32,12 @@ def _env(home: Path) -> dict[str, str]:
 
 
 def drapto(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*DRAPTO, *args], env=_env(home), capture_output=True, text=True, timeout=120, check=False
-    )
+    return run_forked(args, Path.cwd(), _env(home), timeout=120)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _imports_before_forking() -> None:
+    warm_imports()
 
 
 def logs(home: Path) -> Path:

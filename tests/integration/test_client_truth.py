@@ -30,6 +30,7 @@ from typing import Any, TextIO
 import psutil
 import pytest
 from encode_helpers import inspect
+from forked import run_forked, warm_imports
 from test_batch import Inbox
 
 from drapto_engine.server.client import EngineClient
@@ -136,15 +137,10 @@ class User:
         return process, Lines(process.stdout)
 
     def run(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [*DRAPTO, *args],
-            env=self.env,
-            cwd=self.home,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
+        """`drapto ARGS` to its end, forked (forked.py: a real process without a fresh
+        interpreter's imports); clients signalled while they run are `client`'s."""
+        warm_imports()
+        return run_forked(args, self.home, self.env, timeout)
 
     def snapshot(self) -> dict[str, Any]:
         status = self.run("status", "--json", timeout=30)

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from forked import run_forked, warm_imports
 
 pytest.importorskip("distributed", reason="the cluster extra (distributed) is not installed")
 pytest.importorskip("cryptography", reason="the cluster extra (cryptography) is not installed")
@@ -44,6 +45,13 @@ def drapto(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def refused(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """`drapto ARGS` that must stop before it serves, forked from the test process
+    (forked.py: a real process without a fresh interpreter's imports)."""
+    warm_imports()
+    return run_forked(args, Path.cwd(), env, timeout=120)
+
+
 def one_line(stderr: str) -> str:
     lines = stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in stderr, stderr
@@ -59,7 +67,7 @@ def test_cluster_options_that_cannot_work_are_refused_in_one_line(
         (["--cluster", "tcp://0.0.0.0:8786"], ("--insecure",)),
         (["--cluster", "tls://127.0.0.1:0"], ("drapto cluster init",)),
     ):
-        done = drapto(env, "serve", *args)
+        done = refused(env, "serve", *args)
         assert done.returncode == 2, (args, done.stderr)
         line = one_line(done.stderr)
         assert all(word in line for word in words), line
@@ -69,11 +77,11 @@ def test_the_config_files_cluster_section_is_read_and_checked(env: dict[str, str
     config = Path(env["XDG_CONFIG_HOME"]) / "drapto" / "config.toml"
     config.parent.mkdir(parents=True)
     config.write_text('[cluster]\nlisten = "tcp://0.0.0.0:8786"\n')
-    done = drapto(env, "serve")
+    done = refused(env, "serve")
     assert done.returncode == 2
     assert "--insecure" in one_line(done.stderr)  # the configured address is checked
     config.write_text('[cluster]\nlisen = "tls://0.0.0.0:8786"\n')
-    done = drapto(env, "serve")
+    done = refused(env, "serve")
     assert done.returncode == 2
     assert "listen" in done.stderr and "Traceback" not in done.stderr
 

@@ -1,13 +1,26 @@
-"""The config file's ffmpeg_path is checked like DRAPTO_FFMPEG; a bad file is one line."""
+"""The config file's ffmpeg_path is checked like DRAPTO_FFMPEG; a bad file is one line.
+
+`drapto` runs in children forked from the test process (forked.py: real processes without
+a fresh interpreter's imports); test_cli_errors compares such a child with the real command.
+"""
 
 from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
-DRAPTO = [sys.executable, "-m", "drapto_engine.cli"]
+import pytest
+from forked import run_forked, warm_imports
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _imports_before_forking() -> None:
+    warm_imports()
+
+
+def drapto(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return run_forked(args, Path.cwd(), dict(os.environ) if env is None else env)
 
 
 def run_with_config(tmp_path: Path, text: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -16,7 +29,7 @@ def run_with_config(tmp_path: Path, text: str, *args: str) -> subprocess.Complet
     env = {k: v for k, v in os.environ.items() if k != "DRAPTO_FFMPEG"}
     env["XDG_CONFIG_HOME"] = str(tmp_path)
     env["XDG_STATE_HOME"] = str(tmp_path / "state")
-    return subprocess.run([*DRAPTO, *args], capture_output=True, text=True, env=env, check=False)
+    return drapto(*args, env=env)
 
 
 def test_config_ffmpeg_path_is_checked(tmp_path: Path, shared_media: Path) -> None:
@@ -75,9 +88,7 @@ def test_config_types_are_strict(tmp_path: Path) -> None:
         ),
     ]:
         bad.write_text(text)
-        done = subprocess.run(
-            [*DRAPTO, "--config", str(bad), "config"], capture_output=True, text=True, check=False
-        )
+        done = drapto("--config", str(bad), "config")
         assert done.returncode == 2, done.stderr
         assert done.stderr == f"drapto: {bad}:{problem}\n"
         assert done.stdout == ""
@@ -86,14 +97,10 @@ def test_config_types_are_strict(tmp_path: Path) -> None:
 def test_pathological_config_is_one_line(tmp_path: Path) -> None:
     bad = tmp_path / "deep.toml"
     bad.write_text("workers = " + "[" * 100_000 + "]" * 100_000 + "\n")
-    done = subprocess.run(
-        [*DRAPTO, "--config", str(bad), "config"], capture_output=True, text=True, check=False
-    )
+    done = drapto("--config", str(bad), "config")
     assert done.returncode == 2
     assert done.stderr == f"drapto: {bad}:1: workers: nested too deeply for the TOML parser\n"
     bad.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR")
-    done = subprocess.run(
-        [*DRAPTO, "--config", str(bad), "config"], capture_output=True, text=True, check=False
-    )
+    done = drapto("--config", str(bad), "config")
     assert done.returncode == 2
     assert done.stderr == f"drapto: {bad}: is a binary file (a NUL byte at byte 8), not TOML text\n"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import av
 import pytest
-from encode_helpers import encode
+from encode_helpers import ANIME_GROUP, Run, encode
 from mediagen import run_ffmpeg
 
 from drapto_engine.core.models import Dispositions
@@ -37,13 +37,15 @@ def dispositions(path: Path) -> dict[str, list[int]]:
     return found
 
 
-def test_real_file_keeps_every_disposition(shared_media: Path, tmp_path: Path) -> None:
+@ANIME_GROUP
+def test_real_file_keeps_every_disposition(
+    shared_media: Path, anime_encode: tuple[Run, Path]
+) -> None:
     """issue-236: default video, default Japanese audio, default English subtitle."""
     source = shared_media / "issue-236-split-copy.mkv"
     want = dispositions(source)
     assert want == {"video": [D.default], "audio": [D.default], "subtitle": [D.default, 0, 0]}
-    output = tmp_path / "anime.mkv"
-    run = encode(source, output)
+    run, output = anime_encode  # `drapto encode` of it with the default settings
     assert run.returncode == 0, run.stderr
     assert dispositions(output) == want
 

@@ -15,8 +15,10 @@ import numpy as np
 import psutil
 import pytest
 from encode_helpers import (
+    ANIME_GROUP,
     DRAPTO,
     FAST,
+    Run,
     encode,
     ffmpeg_processes_touching,
     inspect,
@@ -135,10 +137,12 @@ def test_real_footage_with_cuts(shared_media: Path, tmp_path: Path) -> None:
     assert facts.of("audio") == []  # a source without audio is fine
 
 
-def test_subtitles_fonts_and_offset_audio(shared_media: Path, tmp_path: Path) -> None:
+@ANIME_GROUP
+def test_subtitles_fonts_and_offset_audio(
+    shared_media: Path, anime_encode: tuple[Run, Path]
+) -> None:
     source = shared_media / "issue-236-split-copy.mkv"
-    output = tmp_path / "anime.mkv"
-    run = encode(source, output)
+    run, output = anime_encode  # `drapto encode` of it with the default settings
     assert run.returncode == 0, run.stderr
     facts = inspect(output)
     src = inspect(source, decode=False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 import subprocess
 import tomllib
 from pathlib import Path
@@ -208,8 +209,9 @@ async def test_a_user_rolls_back_by_turning_the_flag_on_again(tmp_path: Path, ff
 
 
 @pytest.mark.parametrize("bad", ["turbo=on", "segmented_encoding=shadow", "crop_detection=maybe"])
-def test_bad_flag_overrides_are_one_line(tmp_path: Path, make_media: object, bad: str) -> None:
-    source = make_media("x.mkv", size=(64, 64), duration=1)  # type: ignore[operator]
+def test_bad_flag_overrides_are_one_line(tmp_path: Path, tiny_video: Path, bad: str) -> None:
+    source = tmp_path / "x.mkv"  # a real 64x64 1 s video (conftest.py)
+    shutil.copyfile(tiny_video, source)
     run = encode(source, tmp_path / "out.mkv", "--flag", bad)
     assert run.returncode == 2
     assert len(run.stderr.strip().splitlines()) == 1 and "flag" in run.stderr

@@ -6,6 +6,7 @@ All on real runs of `drapto encode` / `drapto --batch` with small lavfi media.""
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import time
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from encode_helpers import DRAPTO, FAST, encode, inspect
+from forked import run_forked, warm_imports
 from inbox import Inbox, inbox_fixture  # noqa: F401 (the `inbox` fixture)
 from test_dolby_vision import dovi_record
 
@@ -27,8 +29,11 @@ def av1_source(make_media: object, name: str, duration: float = 3.0) -> Path:
 
 
 def batch(queue: Path, state: Path, config: Path) -> subprocess.CompletedProcess[str]:
-    argv = [*DRAPTO, "--config", str(config), "--batch", str(queue), "--state-dir", str(state)]
-    return subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False)
+    """`drapto --batch` to its end, forked (forked.py: a real process without a fresh
+    interpreter's imports)."""
+    warm_imports()
+    argv = ["--config", str(config), "--batch", str(queue), "--state-dir", str(state)]
+    return run_forked(argv, Path.cwd(), dict(os.environ), timeout=300)
 
 
 def test_encode_refuses_an_av1_source_unless_forced(make_media: object, tmp_path: Path) -> None:

@@ -8,7 +8,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-from mediagen import MakeMedia
 
 from drapto_engine.services.library import (
     Scan,
@@ -21,8 +20,12 @@ from drapto_engine.services.orchestrator import WORK_PREFIX, partial_name
 
 
 @pytest.fixture
-def video(make_media: MakeMedia) -> Path:
-    return make_media("source/video.mkv", size=(64, 64), duration=1.0)
+def video(tiny_video: Path, tmp_path: Path) -> Path:
+    """A copy of the worker's tiny real video (conftest.py)."""
+    path = tmp_path / "source" / "video.mkv"
+    path.parent.mkdir()
+    shutil.copyfile(tiny_video, path)
+    return path
 
 
 def place(video: Path, target: Path) -> Path:

@@ -29,6 +29,7 @@ from typing import Any
 import psutil
 import pytest
 from encode_helpers import DRAPTO, FAST, encode, ffmpeg_processes_touching, inspect, parse_events
+from forked import run_forked, warm_imports
 from mediagen import Cut, MakeMedia
 
 from drapto_engine.config import Config
@@ -183,9 +184,10 @@ def test_a_damaged_finished_segment_is_encoded_again_on_resume(
 
 @pytest.mark.parametrize("spelling", ["same", "dot-slash", "symlink"])
 def test_an_output_that_names_the_input_is_refused(
-    make_media: MakeMedia, tmp_path: Path, spelling: str
+    tiny_video: Path, tmp_path: Path, spelling: str
 ) -> None:
-    source = make_media("s.mkv", size=(64, 64), duration=1)
+    source = tmp_path / "s.mkv"  # a real 64x64 1 s video (conftest.py)
+    shutil.copyfile(tiny_video, source)
     before, inode = sha256(source), source.stat().st_ino
     output = {
         "same": str(source),
@@ -194,14 +196,9 @@ def test_an_output_that_names_the_input_is_refused(
     }[spelling]
     if spelling == "symlink":
         (tmp_path / "link.mkv").symlink_to(source)
-    done = subprocess.run(
-        [*DRAPTO, "encode", "s.mkv", "-o", output, "--overwrite", *FAST],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    warm_imports()  # forked (forked.py): a real process without a fresh interpreter's imports
+    argv = ["encode", "s.mkv", "-o", output, "--overwrite", *FAST]
+    done = run_forked(argv, tmp_path, dict(os.environ), timeout=60)
     assert done.returncode == 2, done.stderr  # an -o naming the input is a usage error
     assert "would overwrite the input" in one_line_error(done.stderr)
     assert not any(e["type"] == "segment_started" for e in parse_events(done.stdout))

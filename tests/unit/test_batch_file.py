@@ -12,7 +12,8 @@ from pathlib import Path
 from types import FrameType
 
 import pytest
-from mediagen import MakeMedia, make_audio_only
+from forked import run_forked, warm_imports
+from mediagen import make_audio_only
 
 from drapto_engine.core.errors import DraptoError
 from drapto_engine.core.flags import FlagState
@@ -28,9 +29,13 @@ from drapto_engine.services.batch_file import (
 
 
 @pytest.fixture
-def video(make_media: MakeMedia) -> Path:
-    """One tiny real video; tests copy it where they need more."""
-    return make_media("src/video.mkv", size=(64, 64), duration=1.0)
+def video(tiny_video: Path, tmp_path: Path) -> Path:
+    """One tiny real video (a copy of the worker's, conftest.py); tests copy it where they
+    need more."""
+    path = tmp_path / "src" / "video.mkv"
+    path.parent.mkdir()
+    shutil.copyfile(tiny_video, path)
+    return path
 
 
 def write(folder: Path, text: str, name: str = "queue.toml") -> Path:
@@ -596,16 +601,10 @@ def test_checking_is_linear_in_the_number_of_jobs(tmp_path: Path, ffmpeg: str, w
 
 
 def drapto(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "XDG_CONFIG_HOME": str(cwd / "config")}
-    return subprocess.run(
-        [sys.executable, "-m", "drapto_engine.cli", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env=env,
-        timeout=120,
-        check=False,
-    )
+    """`drapto ARGS` forked from the test process (forked.py: a real process without a fresh
+    interpreter's imports)."""
+    warm_imports()
+    return run_forked(args, cwd, {**os.environ, "XDG_CONFIG_HOME": str(cwd / "config")}, 120)
 
 
 @pytest.mark.parametrize(
