@@ -39,6 +39,7 @@ from drapto_engine.infrastructure.resources import cpu_count, threads_per_worker
 from drapto_engine.server.server import EngineServer
 from drapto_engine.services.encoding.svt import SEGMENT_SUFFIX
 from drapto_engine.services.orchestrator import partial_name
+from drapto_engine.services.segmentation import scenes as scenes_module
 from drapto_engine.services.segmentation import stream_segments
 from drapto_engine.services.segmentation.scenes import DECODER as SCAN_DECODER
 
@@ -213,24 +214,30 @@ def test_an_output_that_names_the_input_is_refused(
 # -- closing the segment stream stops the scene scan --
 
 
-def _scan_processes(source: Path) -> list[psutil.Process]:
+SLOW_DECODER = Path(__file__).with_name("slow_luma.py")
+
+
+def _scan_processes(source: Path, decoder: Path = SCAN_DECODER) -> list[psutil.Process]:
     return [
         p
-        for p in ffmpeg_processes_touching(source.parent)
-        if str(SCAN_DECODER) in p.info["cmdline"] and str(source) in p.info["cmdline"]
+        for p in psutil.process_iter(["cmdline"])
+        if str(decoder) in (p.info["cmdline"] or []) and str(source) in (p.info["cmdline"] or [])
     ]
 
 
 async def test_closing_the_segment_stream_kills_the_scene_scan(
-    ffmpeg: str, make_media: MakeMedia
+    ffmpeg: str, make_media: MakeMedia, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The scan is stopped (SIGSTOP) once the first segment is out, as a slow decode of a
-    long film would still be running; closing the stream must leave no ffmpeg behind."""
+    long film would still be running; closing the stream must leave no decoder behind.
+    The decoder child runs at a film's pace (slow_luma.py): this file alone would be
+    decoded before the first segment is out."""
+    monkeypatch.setattr(scenes_module, "DECODER", SLOW_DECODER)
     scenes = [Cut(1.5, "testsrc2"), Cut(1.5, "smptebars"), Cut(1.5, "mandelbrot")] * 4
     source = make_media("many.mkv", size=(160, 90), cuts=scenes)
     stream = stream_segments(ffmpeg, source, min_s=1.0, max_s=5.0)
     first = await anext(stream)
-    scans = _scan_processes(source)
+    scans = _scan_processes(source, SLOW_DECODER)
     assert len(scans) == 1, "the scan should still be running after the first segment"
     scan = scans[0]
     scan.suspend()

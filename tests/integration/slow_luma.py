@@ -1,0 +1,34 @@
+"""The scene scan's decoder child (luma.py) at a long film's pace: each block of frames
+is held back a moment before it is written, so the scan is still running when the first
+segment is out (a short test file otherwise decodes in a tenth of a second)."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+from drapto_engine.services.segmentation import luma
+
+HOLD_S = 0.25
+
+
+class _Slow:
+    def __init__(self, raw: Any) -> None:
+        self.raw = raw
+
+    def write(self, data: bytes) -> int:
+        time.sleep(HOLD_S)
+        return int(self.raw.write(data))
+
+    def flush(self) -> None:
+        self.raw.flush()
+
+
+class _Stdout:
+    buffer = _Slow(sys.stdout.buffer)
+
+
+if __name__ == "__main__":
+    sys.stdout = _Stdout()  # type: ignore[assignment]
+    sys.exit(luma.scan(sys.argv[1], int(sys.argv[2]), int(sys.argv[3])))
