@@ -155,6 +155,18 @@ async def test_cancelling_a_running_entry_stops_its_encoders_and_removes_its_wor
     engine.close()
 
 
+def peak_encoders(session: Session) -> int:
+    """The most segments that were encoding at once, from the session's events."""
+    running, peak = 0, 0
+    for event in session.events:
+        if isinstance(event, SegmentStarted):
+            running += 1
+            peak = max(peak, running)
+        elif isinstance(event, SegmentDone) and not event.resumed:
+            running -= 1
+    return peak
+
+
 async def test_jobs_share_the_worker_bound_and_the_next_one_runs_ahead(
     tmp_path: Path, make_media: object, ffmpeg: str
 ) -> None:
@@ -163,13 +175,7 @@ async def test_jobs_share_the_worker_bound_and_the_next_one_runs_ahead(
     async with session.engine.running():
         entries = await session.run([(f, tmp_path / f"{f.stem}.av1.mkv") for f in files])
     assert all(e.status is EntryStatus.DONE for e in entries)
-    running, peak = 0, 0
-    for event in session.events:
-        if isinstance(event, SegmentStarted):
-            running += 1
-            peak = max(peak, running)
-        elif isinstance(event, SegmentDone) and not event.resumed:
-            running -= 1
+    peak = peak_encoders(session)
     assert peak <= 2 and session.engine.resources.peak <= 2
     first, second = (e.job for e in entries)
     order = session.events
@@ -202,13 +208,7 @@ async def test_workers_raised_mid_job_take_segments_of_that_job(
     async with session.engine.running():
         [entry] = await session.run([(source, tmp_path / "w.av1.mkv")])
     assert entry.status is EntryStatus.DONE, entry.error
-    running, peak = 0, 0
-    for event in session.events:
-        if isinstance(event, SegmentStarted):
-            running += 1
-            peak = max(peak, running)
-        elif isinstance(event, SegmentDone) and not event.resumed:
-            running -= 1
+    peak = peak_encoders(session)
     assert len(session.of(SegmentDone)) >= 4
     assert peak == 2, "the second worker never took a segment of the running job"
     session.engine.close()
