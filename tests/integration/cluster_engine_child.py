@@ -12,12 +12,11 @@ import json
 import sys
 from pathlib import Path
 
-from drapto_engine.cluster.host import ClusterOptions
+from engine_helpers import remote_only_engine
+
 from drapto_engine.cluster.scheduler import ENCODER
-from drapto_engine.config import Config
 from drapto_engine.core.events import Event, SegmentDone, SegmentStarted
 from drapto_engine.core.jobs import JobOptions
-from drapto_engine.engine import Engine
 
 
 def say(**fields: object) -> None:
@@ -25,14 +24,7 @@ def say(**fields: object) -> None:
 
 
 async def main(ffmpeg: str, certs: Path, folder: Path, source: Path, output: Path) -> None:
-    engine = Engine(
-        ffmpeg,
-        config=Config(),
-        state_dir=folder / "state",
-        config_path=folder / "config.toml",
-        workers=2,
-        cluster=ClusterOptions("tls://127.0.0.1:0", folder=certs, local_slots=False),
-    )
+    engine = remote_only_engine(ffmpeg, certs, folder)
     await engine.start()
     assert engine.cluster is not None and engine.cluster.scheduler is not None
     scheduler = engine.cluster.scheduler

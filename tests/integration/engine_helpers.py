@@ -57,3 +57,20 @@ def make_engine(
 
     engine.bus.subscribe(record)
     return session
+
+
+def remote_only_engine(ffmpeg: str, certs: Path, folder: Path, worker_ttl: str = "60s") -> Engine:
+    """An engine hosting a cluster scheduler on loopback with no local slots: every
+    segment goes to a worker while one is usable (needs the cluster extra)."""
+    from drapto_engine.cluster.host import ClusterOptions
+
+    return Engine(
+        ffmpeg,
+        config=Config(),
+        state_dir=folder / "state",
+        config_path=folder / "config.toml",
+        workers=2,
+        cluster=ClusterOptions(
+            "tls://127.0.0.1:0", folder=certs, local_slots=False, worker_ttl=worker_ttl
+        ),
+    )

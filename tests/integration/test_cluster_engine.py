@@ -18,7 +18,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -29,11 +29,10 @@ import pytest
 pytest.importorskip("distributed", reason="the cluster extra (distributed) is not installed")
 pytest.importorskip("cryptography", reason="the cluster extra (cryptography) is not installed")
 
+from engine_helpers import remote_only_engine
 from mediagen import make_video
 
-from drapto_engine.cluster.host import ClusterOptions
 from drapto_engine.cluster.scheduler import ENCODER
-from drapto_engine.config import Config
 from drapto_engine.core.events import (
     ClusterSampled,
     Event,
@@ -143,16 +142,7 @@ def hosting(
     """An engine with no local slots hosting its scheduler, and `drapto worker`s (name ->
     extra options, environment) joined to it."""
     loop = LoopThread()
-    engine = Engine(
-        ffmpeg,
-        config=Config(),
-        state_dir=folder / "state",
-        config_path=folder / "config.toml",
-        workers=2,
-        cluster=ClusterOptions(
-            "tls://127.0.0.1:0", folder=certs, local_slots=False, worker_ttl=worker_ttl
-        ),
-    )
+    engine = remote_only_engine(ffmpeg, certs, folder, worker_ttl)
     loop.run(engine.start())
     assert engine.cluster is not None and engine.cluster.scheduler is not None
     scheduler = engine.cluster.scheduler
@@ -304,14 +294,7 @@ def test_a_worker_killed_mid_segment_loses_only_that_segment(hosted: Hosted, ffm
     output = hosted.shared / "kill.av1.mkv"
     victim = hosted.workers["w-ship"]
     killed: list[int] = []
-
-    def kill_on_start(event: Event) -> None:
-        if isinstance(event, SegmentStarted) and event.host == "w-ship" and not killed:
-            killed.append(event.index)
-            tree = psutil.Process(victim.pid)
-            for proc in [tree, *tree.children(recursive=True)]:
-                proc.send_signal(signal.SIGKILL)
-
+    kill_on_start = _signal_at_first_start("w-ship", victim.pid, signal.SIGKILL, killed)
     hosted.on_event.append(kill_on_start)
     try:
         entry = hosted.run(source, output)
@@ -370,15 +353,7 @@ def test_the_engine_survives_losing_every_worker(certs: Path, tmp_path: Path, ff
         output = hosted.shared / "film.av1.mkv"
         victim = hosted.workers["w-solo"]
         killed: list[int] = []
-
-        def kill_on_start(event: Event) -> None:
-            if isinstance(event, SegmentStarted) and event.host == "w-solo" and not killed:
-                killed.append(event.index)
-                tree = psutil.Process(victim.pid)
-                for proc in [tree, *tree.children(recursive=True)]:
-                    proc.send_signal(signal.SIGKILL)
-
-        hosted.on_event.append(kill_on_start)
+        hosted.on_event.append(_signal_at_first_start("w-solo", victim.pid, signal.SIGKILL, killed))
         entry = hosted.run(source, output)
         assert victim.wait(30) == -signal.SIGKILL
         assert entry.status is EntryStatus.DONE, entry.error
@@ -399,6 +374,29 @@ def _tree(pid: int) -> list[psutil.Process]:
     return []
 
 
+def _signal_at_first_start(
+    host: str,
+    pid: int,
+    signum: int,
+    hit: list[int],
+    signalled: list[psutil.Process] | None = None,
+) -> Callable[[Event], None]:
+    """An event hook: when worker `host` starts its first segment, send `signum` to its
+    whole process tree (drapto worker, the nanny's worker process, ffmpeg) and note the
+    segment's index in `hit` (and each process signalled in `signalled`)."""
+
+    def hook(event: Event) -> None:
+        if isinstance(event, SegmentStarted) and event.host == host and not hit:
+            hit.append(event.index)
+            for proc in _tree(pid):
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    proc.send_signal(signum)
+                    if signalled is not None:
+                        signalled.append(proc)
+
+    return hook
+
+
 def test_a_hung_worker_loses_only_its_segment_after_the_ttl(
     certs: Path, tmp_path: Path, ffmpeg: str
 ) -> None:
@@ -414,14 +412,7 @@ def test_a_hung_worker_loses_only_its_segment_after_the_ttl(
         stopped: list[psutil.Process] = []
         hung: list[int] = []
 
-        def stop_on_start(event: Event) -> None:
-            if isinstance(event, SegmentStarted) and event.host == "w-hang" and not hung:
-                hung.append(event.index)
-                for proc in _tree(victim.pid):
-                    with contextlib.suppress(psutil.NoSuchProcess):
-                        proc.send_signal(signal.SIGSTOP)
-                        stopped.append(proc)
-
+        stop_on_start = _signal_at_first_start("w-hang", victim.pid, signal.SIGSTOP, hung, stopped)
         hosted.on_event.append(stop_on_start)
         try:
             entry = hosted.run(source, output)
