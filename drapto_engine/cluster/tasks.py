@@ -210,18 +210,14 @@ def progress_message(key: str, progress: Progress) -> dict[str, Any]:
 
 
 def progress_of(message: Any) -> tuple[str, Progress] | None:
-    """(task key, progress) from a PROGRESS_TOPIC event; None for anything else."""
+    """(task key, progress) from a PROGRESS_TOPIC event (progress_message's shape); None
+    for anything else."""
     if not isinstance(message, dict):
         return None
     try:
-        return str(message["key"]), Progress(
-            frame=int(message["frame"]),
-            fps=float(message["fps"]),
-            out_time_s=float(message["out_time_s"]),
-            speed=None if message["speed"] is None else float(message["speed"]),
-            ended=bool(message["ended"]),
-        )
-    except (KeyError, TypeError, ValueError):
+        fields = {f.name: message[f.name] for f in dataclasses.fields(Progress)}
+        return str(message["key"]), Progress(**fields)
+    except KeyError:
         return None
 
 
