@@ -41,10 +41,9 @@ README_CUTS = {
 
 
 def drapto_cuts(path: Path) -> list[int]:
-    from drapto_engine.infrastructure.ffmpeg.toolchain import find_toolchain
     from drapto_engine.services.segmentation.scenes import detect_cuts
 
-    return asyncio.run(detect_cuts(find_toolchain().ffmpeg, path))
+    return asyncio.run(detect_cuts(path))
 
 
 def pyscenedetect_cuts(path: Path) -> list[int]:

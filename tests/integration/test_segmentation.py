@@ -160,7 +160,7 @@ def test_frame_times_of_a_broken_file(tmp_path: Path) -> None:
 
 
 async def test_testvideo_hard_cuts(ffmpeg: str, shared_media: Path) -> None:
-    cuts = await detect_cuts(ffmpeg, shared_media / "testvideo.mp4")
+    cuts = await detect_cuts(shared_media / "testvideo.mp4")
     expected = [30, 180, 394]
     assert all(any(abs(c - e) <= 2 for c in cuts) for e in expected), cuts
     extra = [c for c in cuts if all(abs(c - e) > 2 for e in expected)]
@@ -171,17 +171,17 @@ async def test_testvideo_hard_cuts(ffmpeg: str, shared_media: Path) -> None:
 async def test_no_cuts_in_real_files_without_any(
     ffmpeg: str, shared_media: Path, name: str
 ) -> None:
-    assert await detect_cuts(ffmpeg, shared_media / name) == []
+    assert await detect_cuts(shared_media / name) == []
 
 
 async def test_anime_cut_in_fast_motion(ffmpeg: str, shared_media: Path) -> None:
     """The clip pans fast throughout; frame 19 is the one hard cut."""
-    assert await detect_cuts(ffmpeg, shared_media / "issue-236-split-copy.mkv") == [19]
+    assert await detect_cuts(shared_media / "issue-236-split-copy.mkv") == [19]
 
 
 async def test_scan_counts_every_decoded_frame(ffmpeg: str, shared_media: Path) -> None:
     for name, frames in REAL_FRAMES.items():
-        assert (await scan_cuts(ffmpeg, shared_media / name)).frames == frames
+        assert (await scan_cuts(shared_media / name)).frames == frames
 
 
 # --- cuts on synthetic scenes ------------------------------------------------------------
@@ -189,14 +189,14 @@ async def test_scan_counts_every_decoded_frame(ffmpeg: str, shared_media: Path) 
 
 async def test_cuts_at_scene_boundaries(ffmpeg: str, make_media: MakeMedia) -> None:
     scenes = [Cut(2.0, "testsrc2"), Cut(3.0, "smptebars"), Cut(1.5, "mandelbrot"), Cut(2.0)]
-    cuts = await detect_cuts(ffmpeg, make_media("scenes.mkv", cuts=scenes))
+    cuts = await detect_cuts(make_media("scenes.mkv", cuts=scenes))
     assert near(cuts, cut_frames(scenes), 1), cuts  # [50, 125, 163]
 
 
 async def test_cuts_at_other_sizes_and_rates(ffmpeg: str, make_media: MakeMedia) -> None:
     scenes = [Cut(1.0, "mandelbrot"), Cut(1.0, "smptebars"), Cut(1.0, "testsrc2")]
     path = make_media("small.mp4", cuts=scenes, size=(176, 144), rate="30000/1001")
-    cuts = await detect_cuts(ffmpeg, path, analysis_width=128)
+    cuts = await detect_cuts(path, analysis_width=128)
     assert near(cuts, cut_frames(scenes, "30000/1001"), 1), cuts
 
 
@@ -205,14 +205,14 @@ async def test_a_dissolve_is_no_cut(ffmpeg: str, tmp_path: Path) -> None:
         f"testsrc2={SIZE}:d=3[a];smptebars={SIZE}:d=3[b];"
         "[a][b]xfade=transition=dissolve:duration=1:offset=2"
     )
-    assert await detect_cuts(ffmpeg, lavfi(ffmpeg, tmp_path / "dissolve.mkv", graph)) == []
+    assert await detect_cuts(lavfi(ffmpeg, tmp_path / "dissolve.mkv", graph)) == []
     graph = graph.replace("dissolve", "fade")
-    assert await detect_cuts(ffmpeg, lavfi(ffmpeg, tmp_path / "crossfade.mkv", graph)) == []
+    assert await detect_cuts(lavfi(ffmpeg, tmp_path / "crossfade.mkv", graph)) == []
 
 
 async def test_a_fade_of_a_picture_is_no_cut(ffmpeg: str, make_media: MakeMedia) -> None:
     path = make_media("fade.mkv", cuts=[Cut(4.0, "testsrc2", "fade=in:d=2,fade=out:st=2:d=2")])
-    assert await detect_cuts(ffmpeg, path) == []
+    assert await detect_cuts(path) == []
 
 
 async def test_fade_through_black_with_a_hold_cuts_where_the_fade_in_starts(
@@ -223,13 +223,13 @@ async def test_fade_through_black_with_a_hold_cuts_where_the_fade_in_starts(
         Cut(1.0, "color"),  # black
         Cut(2.0, "smptebars", "fade=in:d=1"),
     ]
-    cuts = await detect_cuts(ffmpeg, make_media("hold.mkv", cuts=scenes))
+    cuts = await detect_cuts(make_media("hold.mkv", cuts=scenes))
     assert near(cuts, [76], 1), cuts  # frame 75 is the fade-in's first, still black
 
 
 async def test_a_cut_into_black_is_the_only_cut(ffmpeg: str, make_media: MakeMedia) -> None:
     scenes = [Cut(2.0, "testsrc2"), Cut(1.0, "color"), Cut(2.0, "smptebars", "fade=in:d=1")]
-    cuts = await detect_cuts(ffmpeg, make_media("cut to black.mkv", cuts=scenes))
+    cuts = await detect_cuts(make_media("cut to black.mkv", cuts=scenes))
     assert near(cuts, [50], 1), cuts
 
 
@@ -238,19 +238,19 @@ async def test_flashes_are_no_cuts(ffmpeg: str, make_media: MakeMedia) -> None:
     two = "eq=brightness='if(between(n,40,41),0.5,0)':eval=frame"
     for name, flash in [("one.mkv", one), ("two.mkv", two)]:
         path = make_media(name, cuts=[Cut(4.0, "testsrc2", flash)])
-        assert await detect_cuts(ffmpeg, path) == [], name
+        assert await detect_cuts(path) == [], name
 
 
 async def test_a_fast_pan_is_no_cut(ffmpeg: str, make_media: MakeMedia) -> None:
     path = make_media("pan.mkv", cuts=[Cut(3.0, "testsrc2", "scroll=horizontal=0.08")])
-    assert await detect_cuts(ffmpeg, path) == []
+    assert await detect_cuts(path) == []
 
 
 async def test_threshold_changes_what_counts(ffmpeg: str, make_media: MakeMedia) -> None:
     scenes = [Cut(2.0, "testsrc2"), Cut(2.0, "smptebars")]
     path = make_media("two.mkv", cuts=scenes)
-    assert await detect_cuts(ffmpeg, path) == [50]
-    assert await detect_cuts(ffmpeg, path, threshold=500.0) == []
+    assert await detect_cuts(path) == [50]
+    assert await detect_cuts(path, threshold=500.0) == []
 
 
 # --- the ffmpeg child --------------------------------------------------------------------
@@ -260,7 +260,7 @@ async def test_a_broken_file_raises_naming_it(ffmpeg: str, tmp_path: Path) -> No
     junk = tmp_path / "broken file.mkv"
     junk.write_bytes(b"\x1a\x45\xdf\xa3 this is not matroska" * 50)
     with pytest.raises(MediaError, match=r"broken file\.mkv") as caught:
-        await detect_cuts(ffmpeg, junk)
+        await detect_cuts(junk)
     assert "decoder exit 1" in str(caught.value)
 
 
@@ -317,7 +317,7 @@ async def test_cancelling_kills_ffmpeg(
         return proc
 
     monkeypatch.setattr(asyncio, "create_subprocess_exec", spy)
-    task = asyncio.create_task(detect_cuts(ffmpeg, fifo))
+    task = asyncio.create_task(detect_cuts(fifo))
     async with asyncio.timeout(10):  # until ffmpeg blocks opening the FIFO
         while not started or kernel_wait(started[0].pid) != "wait_for_partner":
             await asyncio.sleep(0.01)

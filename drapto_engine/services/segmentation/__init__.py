@@ -61,9 +61,7 @@ async def segment_video(
     if not scene_detection:
         times = await asyncio.to_thread(frame_times, source)
         return fixed_segments(times, length_s=max_s, keyframes=keyframes_of(times))
-    times, cuts = await asyncio.gather(
-        asyncio.to_thread(frame_times, source), detect_cuts(ffmpeg, source)
-    )
+    times, cuts = await asyncio.gather(asyncio.to_thread(frame_times, source), detect_cuts(source))
     cuts = _check_cuts(source, cuts, len(times))
     segments = plan_segments(cuts, times, min_s=min_s, max_s=max_s, keyframes=keyframes_of(times))
     log.info("%s: %d cuts, %d segments", source.name, len(cuts), len(segments))
@@ -105,7 +103,7 @@ async def stream_segments(
             reported = len(cuts)
             progress.put_nowait((settled, cuts))
 
-    scan = asyncio.create_task(detect_cuts(ffmpeg, source, on_cuts=on_cuts))
+    scan = asyncio.create_task(detect_cuts(source, on_cuts=on_cuts))
     scan.add_done_callback(lambda _: progress.put_nowait(None))
     try:
         frames = await times_task

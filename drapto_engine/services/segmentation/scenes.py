@@ -327,16 +327,14 @@ async def _stop(proc: asyncio.subprocess.Process, stderr: asyncio.Task[None]) ->
 
 
 async def scan_cuts(
-    ffmpeg: str,
     source: Path,
     *,
     analysis_width: int = ANALYSIS_WIDTH,
     threshold: float | None = None,
     on_cuts: OnCuts | None = None,
 ) -> SceneScan:
-    """Decode the whole video once and find its cuts, with their scores and rules.
-
-    `ffmpeg` is unused (the decoder child is PyAV's, see luma.py); it stays for callers."""
+    """Decode the whole video once (in the PyAV child, luma.py) and find its cuts, with
+    their scores and rules."""
     width, height = analysis_size(analysis_width)
     detector = CutDetector(CUT_SCORE if threshold is None else threshold)
     # The decoder writes the frames into a pipe of our own that a thread reads (see
@@ -408,7 +406,6 @@ async def scan_cuts(
 
 
 async def detect_cuts(
-    ffmpeg: str,
     source: Path,
     *,
     analysis_width: int = ANALYSIS_WIDTH,
@@ -422,6 +419,6 @@ async def detect_cuts(
     Cancelling the coroutine kills the decoder; a failed decode raises MediaError.
     """
     scan = await scan_cuts(
-        ffmpeg, source, analysis_width=analysis_width, threshold=threshold, on_cuts=on_cuts
+        source, analysis_width=analysis_width, threshold=threshold, on_cuts=on_cuts
     )
     return [cut.frame for cut in scan.cuts]
