@@ -85,7 +85,7 @@ def main() -> int:
     settings = EncodeSettings(preset=args.preset)
     plan = VideoPlan.make(ffmpeg, analyze_media(probe(source, ffmpeg)), settings)
     segments = asyncio.run(
-        segment_video(ffmpeg, source, min_s=settings.min_segment_s, max_s=settings.max_segment_s)
+        segment_video(source, min_s=settings.min_segment_s, max_s=settings.max_segment_s)
     )
     runs: dict[str, Runs] = {"one": [], "segments": []}
     for rep in range(args.reps):

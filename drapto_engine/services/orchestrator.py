@@ -476,10 +476,9 @@ class Orchestrator:
     ) -> AsyncIterator[Segment]:
         if not segmented:
             return stream_segments(
-                self.ffmpeg, media.path, min_s=1e9, max_s=1e9, scene_detection=False, times=times
+                media.path, min_s=1e9, max_s=1e9, scene_detection=False, times=times
             )
         return stream_segments(
-            self.ffmpeg,
             media.path,
             min_s=settings.min_segment_s,
             max_s=settings.max_segment_s,

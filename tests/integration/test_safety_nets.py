@@ -235,7 +235,7 @@ async def test_closing_the_segment_stream_kills_the_scene_scan(
     monkeypatch.setattr(scenes_module, "DECODER", SLOW_DECODER)
     scenes = [Cut(1.5, "testsrc2"), Cut(1.5, "smptebars"), Cut(1.5, "mandelbrot")] * 4
     source = make_media("many.mkv", size=(160, 90), cuts=scenes)
-    stream = stream_segments(ffmpeg, source, min_s=1.0, max_s=5.0)
+    stream = stream_segments(source, min_s=1.0, max_s=5.0)
     first = await anext(stream)
     scans = _scan_processes(source, SLOW_DECODER)
     assert len(scans) == 1, "the scan should still be running after the first segment"

@@ -406,7 +406,7 @@ def test_a_video_of_one_frame() -> None:
 async def test_segment_video_on_scenes(ffmpeg: str, make_media: MakeMedia) -> None:
     scenes = [Cut(2.0, "testsrc2"), Cut(3.0, "smptebars"), Cut(0.5, "mandelbrot"), Cut(2.0)]
     path = make_media("plan.mkv", cuts=scenes)
-    segments = await segment_video(ffmpeg, path, min_s=1.0, max_s=10.0)
+    segments = await segment_video(path, min_s=1.0, max_s=10.0)
     # the 0.5 s scene is too short to start a segment: its cut is dropped
     total = len(frame_times(path))
     assert [(s.start_frame, s.end_frame) for s in segments] == [(0, 50), (50, 125), (125, total)]
@@ -415,16 +415,16 @@ async def test_segment_video_on_scenes(ffmpeg: str, make_media: MakeMedia) -> No
 
 async def test_segment_video_splits_long_scenes(ffmpeg: str, make_media: MakeMedia) -> None:
     path = make_media("long.mkv", duration=6.0)
-    segments = await segment_video(ffmpeg, path, min_s=1.0, max_s=2.5)
+    segments = await segment_video(path, min_s=1.0, max_s=2.5)
     assert [s.start_frame for s in segments] == [0, 50, 100]
 
 
 async def test_fixed_segments_without_detection(ffmpeg: str, make_media: MakeMedia) -> None:
     scenes = [Cut(2.0, "testsrc2"), Cut(3.0, "smptebars")]
     path = make_media("fixed.mkv", cuts=scenes)
-    segments = await segment_video(ffmpeg, path, min_s=1.0, max_s=2.0, scene_detection=False)
+    segments = await segment_video(path, min_s=1.0, max_s=2.0, scene_detection=False)
     assert sorted(s.frame_count for s in segments) == [41, 42, 42]
-    [whole] = await segment_video(ffmpeg, path, min_s=1e9, max_s=1e9, scene_detection=False)
+    [whole] = await segment_video(path, min_s=1e9, max_s=1e9, scene_detection=False)
     assert whole.frame_count == 125
 
 
@@ -434,8 +434,8 @@ async def test_streamed_plan_is_the_plan(ffmpeg: str, make_media: MakeMedia) -> 
         for d, s in zip([1.5, 2, 1, 2.5, 1.5], ["testsrc2", "smptebars"] * 3, strict=False)
     ]
     path = make_media("stream.mkv", cuts=scenes)
-    whole = await segment_video(ffmpeg, path, min_s=1.0, max_s=2.0)
-    streamed = [s async for s in stream_segments(ffmpeg, path, min_s=1.0, max_s=2.0)]
+    whole = await segment_video(path, min_s=1.0, max_s=2.0)
+    streamed = [s async for s in stream_segments(path, min_s=1.0, max_s=2.0)]
     assert streamed == whole
     assert len(whole) > 3
 
@@ -443,7 +443,7 @@ async def test_streamed_plan_is_the_plan(ffmpeg: str, make_media: MakeMedia) -> 
 async def test_closing_the_stream_early_stops_detection(ffmpeg: str, make_media: MakeMedia) -> None:
     scenes = [Cut(1.5, "testsrc2"), Cut(1.5, "smptebars"), Cut(1.5, "mandelbrot")] * 4
     path = make_media("many.mkv", cuts=scenes)
-    stream = stream_segments(ffmpeg, path, min_s=1.0, max_s=5.0)
+    stream = stream_segments(path, min_s=1.0, max_s=5.0)
     first = await anext(stream)
     await stream.aclose()
     assert first.start_frame == 0
@@ -452,7 +452,7 @@ async def test_closing_the_stream_early_stops_detection(ffmpeg: str, make_media:
 async def test_real_segments_decode_to_their_frame_counts(ffmpeg: str, shared_media: Path) -> None:
     """start_s/end_s as exact input seeks (-ss, -to before -i) give each segment's frames."""
     source = shared_media / "testvideo.mp4"
-    segments = await segment_video(ffmpeg, source, min_s=3.0, max_s=8.0)
+    segments = await segment_video(source, min_s=3.0, max_s=8.0)
     assert segments[1].start_frame == 180 and segments[2].start_frame == 394
     for segment in segments:
         cmd = [ffmpeg, "-v", "error", "-ss", f"{segment.start_s:.6f}"]

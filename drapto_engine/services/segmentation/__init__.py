@@ -50,7 +50,6 @@ def _check_cuts(source: Path, cuts: list[int], frames: int) -> list[int]:
 
 
 async def segment_video(
-    ffmpeg: str,
     source: Path,
     *,
     min_s: float,
@@ -69,7 +68,6 @@ async def segment_video(
 
 
 async def stream_segments(
-    ffmpeg: str,
     source: Path,
     *,
     min_s: float,
