@@ -30,6 +30,10 @@ import pytest
 pytest.importorskip("distributed", reason="the cluster extra (distributed) is not installed")
 pytest.importorskip("cryptography", reason="the cluster extra (cryptography) is not installed")
 
+# The module's scheduler and worker processes are made once: every test of the module
+# runs on one xdist worker (each would otherwise start its own set).
+pytestmark = pytest.mark.xdist_group("cluster")
+
 from distributed import Client, Worker
 from mediagen import make_video
 
@@ -541,7 +545,7 @@ def test_a_worker_certificate_cannot_act_as_the_engine(cluster: Cluster) -> None
     security = worker_security(parse_address(cluster.address), cluster.bundle)
     clients = set(cluster.scheduler.clients)
     with pytest.raises(Exception):  # noqa: B017 (Dask reports the refusal without a type)
-        Client(cluster.address, security=security, timeout=20)
+        Client(cluster.address, security=security, timeout=3)
     assert set(cluster.scheduler.clients) == clients
 
     async def run_on_scheduler() -> Any:

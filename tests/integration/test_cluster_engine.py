@@ -29,6 +29,10 @@ import pytest
 pytest.importorskip("distributed", reason="the cluster extra (distributed) is not installed")
 pytest.importorskip("cryptography", reason="the cluster extra (cryptography) is not installed")
 
+# The module's scheduler and worker processes are made once: every test of the module
+# runs on one xdist worker (each would otherwise start its own set).
+pytestmark = pytest.mark.xdist_group("cluster-engine")
+
 from engine_helpers import remote_only_engine
 from mediagen import make_video
 
