@@ -30,10 +30,6 @@ import pytest
 pytest.importorskip("distributed", reason="the cluster extra (distributed) is not installed")
 pytest.importorskip("cryptography", reason="the cluster extra (cryptography) is not installed")
 
-# The module's scheduler and worker processes are made once: every test of the module
-# runs on one xdist worker (each would otherwise start its own set).
-pytestmark = pytest.mark.xdist_group("cluster")
-
 from distributed import Client, Worker
 from mediagen import make_video
 
@@ -57,6 +53,10 @@ from drapto_engine.services.detection import analyze_video
 from drapto_engine.services.encoding.plan import VideoPlan
 from drapto_engine.services.encoding.svt import SEGMENT_SUFFIX
 from drapto_engine.services.segmentation.timestamps import frame_times
+
+# The module's scheduler and worker processes are made once: every test of the module
+# runs on one xdist worker (each would otherwise start its own set).
+pytestmark = pytest.mark.xdist_group("cluster")
 
 DRAPTO = [sys.executable, "-m", "drapto_engine.cli"]
 T = TypeVar("T")

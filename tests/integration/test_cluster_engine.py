@@ -29,10 +29,6 @@ import pytest
 pytest.importorskip("distributed", reason="the cluster extra (distributed) is not installed")
 pytest.importorskip("cryptography", reason="the cluster extra (cryptography) is not installed")
 
-# The module's scheduler and worker processes are made once: every test of the module
-# runs on one xdist worker (each would otherwise start its own set).
-pytestmark = pytest.mark.xdist_group("cluster-engine")
-
 from engine_helpers import remote_only_engine
 from mediagen import make_video
 
@@ -53,6 +49,10 @@ from drapto_engine.infrastructure.hdr_probe import count_rpu_frames
 from drapto_engine.services.encoding.svt import SEGMENT_SUFFIX
 from drapto_engine.services.executors.local import HOST
 from drapto_engine.services.validation import source_frame_times
+
+# The module's scheduler and worker processes are made once: every test of the module
+# runs on one xdist worker (each would otherwise start its own set).
+pytestmark = pytest.mark.xdist_group("cluster-engine")
 
 DRAPTO = [sys.executable, "-m", "drapto_engine.cli"]
 FAST = JobOptions(preset=12, min_segment_s=1.0, max_segment_s=2.0)
