@@ -102,19 +102,45 @@ def _sample_times(duration_s: float, count: int) -> list[float]:
     return [duration_s * SKIP_EDGES + span * (i + 0.5) / count for i in range(count)]
 
 
+def _keyframe_at(container: Any, stream: Any, timestamp: int, seen: set[int]) -> Any:
+    """The keyframe a backward seek to `timestamp` lands on, decoded on its own; None when
+    it was decoded for an earlier sample (its bars are known: a repeat changes nothing)
+    or no keyframe follows."""
+    container.seek(timestamp, stream=stream, backward=True)
+    for packet in container.demux(stream):
+        if packet.size == 0:  # the end of the file
+            return None
+        if not packet.is_keyframe:  # a container that seeks inexactly (MPEG-TS)
+            continue
+        if packet.pts in seen:
+            return None
+        seen.add(packet.pts)
+        try:
+            frames = [*packet.decode(), *stream.codec_context.decode(None)]
+        except av.error.InvalidDataError:
+            return None
+        return frames[0] if frames else None
+    return None
+
+
 def detect_crop(path: Path, dynamic_range: DynamicRange, duration_s: float) -> Crop | None:
-    """Blocking: seek to SAMPLES points and measure the bars of the frame found there."""
+    """Blocking: seek to SAMPLES points and measure the bars of the keyframe found there.
+
+    Each keyframe is decoded alone, once, on one thread: sent to the decoder and drained
+    (a seek resets the decoder for the next one). A film with a keyframe every 10 s or
+    more shares keyframes between samples; decoding on until the decoder hands out its
+    first frame, as a plain decode loop does, would decode frames past it for nothing."""
     threshold = black_threshold(dynamic_range)
     found: list[Bars] = []
+    seen: set[int] = set()
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
+        stream.codec_context.thread_count = 1
         width, height = stream.codec_context.width, stream.codec_context.height
         start = (container.start_time or 0) / av.time_base
         time_base = stream.time_base or Fraction(1, 1000)
         for t in _sample_times(duration_s, SAMPLES):
-            container.seek(int((start + t) / time_base), stream=stream, backward=True)
-            frame = next(container.decode(stream), None)
+            frame = _keyframe_at(container, stream, int((start + t) / time_base), seen)
             if frame is None:
                 continue
             width, height = frame.width, frame.height
