@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -20,19 +21,35 @@ class Extent:
 
 
 def stream_extents(path: Path) -> dict[int, Extent]:
-    """Blocking: read every packet once (no decoding) and measure each stream."""
+    """Blocking: read every packet once (no decoding) and measure each stream.
+
+    Each stream's first and last tick are kept as integers and turned into seconds once,
+    at the end: the same floats as per-packet `pts * time_base` (an exact fraction, then
+    rounded once), without a Fraction per packet."""
     counts: dict[int, int] = {}
-    starts: dict[int, float] = {}
-    ends: dict[int, float] = {}
+    firsts: dict[int, int] = {}
+    lasts: dict[int, int] = {}
+    bases: dict[int, Fraction] = {}
     with av.open(str(path)) as container:
         wanted = [s for s in container.streams if s.type in ("video", "audio")]
         for packet in container.demux(wanted):
-            if packet.size == 0 or packet.pts is None or packet.time_base is None:
+            pts = packet.pts
+            if packet.size == 0 or pts is None or packet.time_base is None:
                 continue
             index = packet.stream.index
-            t0 = float(packet.pts * packet.time_base)
-            t1 = float((packet.pts + (packet.duration or 0)) * packet.time_base)
-            counts[index] = counts.get(index, 0) + 1
-            starts[index] = min(starts.get(index, t0), t0)
-            ends[index] = max(ends.get(index, t1), t1)
-    return {i: Extent(counts[i], starts[i], ends[i]) for i in counts}
+            end = pts + (packet.duration or 0)
+            if index in counts:
+                counts[index] += 1
+                firsts[index] = min(firsts[index], pts)
+                lasts[index] = max(lasts[index], end)
+            else:
+                counts[index], firsts[index], lasts[index] = 1, pts, end
+                bases[index] = packet.time_base
+    return {
+        i: Extent(counts[i], _seconds(firsts[i], bases[i]), _seconds(lasts[i], bases[i]))
+        for i in counts
+    }
+
+
+def _seconds(ticks: int, time_base: Fraction) -> float:
+    return float(ticks * time_base)

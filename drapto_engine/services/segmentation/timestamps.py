@@ -54,6 +54,10 @@ def _packet_times(container: Any, stream: Any) -> tuple[list[float], int, set[fl
     times: list[float] = []
     keys: set[float] = set()
     missing = 0
+    # pts * num / den in integers, divided once: the float of the exact fraction
+    # pts * time_base, as float(packet.pts * packet.time_base) gives, without a Fraction
+    # per packet.
+    num = den = 0
     for packet in container.demux(stream):
         # The final flush packet is empty; a discarded packet (mp4 edit lists, e.g. the
         # frames before the first keyframe of a stream copy) is decoded but never shown.
@@ -62,7 +66,9 @@ def _packet_times(container: Any, stream: Any) -> tuple[list[float], int, set[fl
         if packet.pts is None:
             missing += 1
             continue
-        times.append(float(packet.pts * packet.time_base))
+        if not den:
+            num, den = packet.time_base.numerator, packet.time_base.denominator
+        times.append(packet.pts * num / den)
         if packet.is_keyframe:
             keys.add(times[-1])
     return times, missing, keys
