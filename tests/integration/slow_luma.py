@@ -1,5 +1,5 @@
-"""The scene scan's decoder child (luma.py) at a long film's pace: each block of frames
-is held back a moment before it is written, so the scan is still running when the first
+"""The scene scan's child (luma.py) at a long film's pace: each batch's findings are
+held back a moment before they are written, so the scan is still running when the first
 segment is out (a short test file otherwise decodes in a tenth of a second)."""
 
 from __future__ import annotations
@@ -31,4 +31,4 @@ class _Stdout:
 
 if __name__ == "__main__":
     sys.stdout = _Stdout()  # type: ignore[assignment]
-    sys.exit(luma.scan(sys.argv[1], int(sys.argv[2]), int(sys.argv[3])))
+    sys.exit(luma.main(sys.argv[1:]))

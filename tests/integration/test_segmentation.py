@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import os
 import subprocess
 import sys
@@ -25,6 +26,7 @@ from drapto_engine.services.segmentation import (
     segment_video,
     stream_segments,
 )
+from drapto_engine.services.segmentation.detector import BATCH, CUT_SCORE
 from drapto_engine.services.segmentation.scenes import (
     DECODER,
     CutDetector,
@@ -292,6 +294,31 @@ def test_the_decoder_child_gives_ffmpegs_frames_byte_for_byte(
         )  # fmt: skip
         assert len(mine.stdout) == len(theirs.stdout) > 0, path.name
         assert mine.stdout == theirs.stdout, path.name
+
+
+def test_the_scan_child_scores_the_frames_and_reports_every_batch(shared_media: Path) -> None:
+    """What the scan runs: luma.py with a threshold decodes and scores testvideo.mp4 in
+    the child, a JSON line per batch of BATCH frames (the cuts found since the last one,
+    and the frame below which everything is decided) and a last line with every cut."""
+    width, height = analysis_size(128)
+    done = subprocess.run(
+        [sys.executable, str(DECODER), str(shared_media / "testvideo.mp4"), "128", str(height),
+         repr(CUT_SCORE)],
+        capture_output=True, text=True, check=True, timeout=120,
+    )  # fmt: skip
+    assert done.stderr == ""
+    *batches, final = [json.loads(line) for line in done.stdout.splitlines()]
+    assert len(batches) == -(-720 // BATCH)
+    settled = [b["settled"] for b in batches]
+    assert settled == sorted(settled) and 0 < settled[-1] <= 720
+    assert final["frames"] == 720
+    assert [frame for frame, _, _ in final["cuts"]] == [30, 180, 394]
+    # two hard cuts and the end of a fade to black (its score is the plain change)
+    assert [kind for _, _, kind in final["cuts"]] == ["hard", "hard", "black_exit"]
+    assert all(score >= CUT_SCORE for _, score, _ in final["cuts"][:2])
+    # every cut was reported once, with the batch that decided it
+    assert [c for b in batches for c in b["cuts"]] == [30, 180, 394]
+    assert width == 128
 
 
 def kernel_wait(pid: int) -> str:

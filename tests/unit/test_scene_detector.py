@@ -1,20 +1,11 @@
-"""The scene scan's parts: CutDetector's per-frame measures on synthetic luma frames
-(no ffmpeg), and the pipe it reads its decoder through."""
+"""The scene scan's cut rules: CutDetector's per-frame measures on synthetic luma
+frames (no ffmpeg)."""
 
 from __future__ import annotations
 
-import fcntl
-import os
-
 import numpy as np
-import pytest
 
-from drapto_engine.services.segmentation.scenes import (
-    BLACK_LEVEL,
-    PIPE_BYTES,
-    CutDetector,
-    _widen_pipe,
-)
+from drapto_engine.services.segmentation.detector import BLACK_LEVEL, CutDetector
 
 H, W = 144, 256
 
@@ -56,16 +47,3 @@ def test_changes_are_exact_mean_differences() -> None:
         y = frames.astype(np.float64)
         expected = np.abs((y[3] - y[3].mean()) - (y[2] - y[2].mean())).mean()
         assert abs(detector.structure[3] - expected) < 1e-3
-
-
-def test_decoder_pipe_is_widened() -> None:
-    """The scan reads ffmpeg's frames through a 1 MiB pipe (ffmpeg blocks less often)."""
-    if not hasattr(fcntl, "F_GETPIPE_SZ"):
-        pytest.skip("pipe sizes are Linux only")
-    read_end, write_end = os.pipe()
-    try:
-        _widen_pipe(write_end)
-        assert fcntl.fcntl(read_end, fcntl.F_GETPIPE_SZ) == PIPE_BYTES
-    finally:
-        os.close(read_end)
-        os.close(write_end)
