@@ -12,6 +12,7 @@ import av
 import pytest
 from mediagen import Cut, MakeMedia, remux
 
+from drapto_engine.core.errors import MediaError
 from drapto_engine.core.models import (
     Crop,
     DolbyVisionInfo,
@@ -19,7 +20,7 @@ from drapto_engine.core.models import (
     ResolutionClass,
 )
 from drapto_engine.services.detection import analyze_video
-from drapto_engine.services.detection.crop import HDR_BLACK, SDR_BLACK, _luma, bars_of
+from drapto_engine.services.detection.crop import HDR_BLACK, SDR_BLACK, _luma, bars_of, detect_crop
 
 PQ = {"primaries": "bt2020", "trc": "smpte2084", "colorspace": "bt2020nc"}
 HLG = {"primaries": "bt2020", "trc": "arib-std-b67", "colorspace": "bt2020nc"}
@@ -199,3 +200,15 @@ async def test_resolution_class_and_default_crf(
     assert (analysis.media.video.width, analysis.media.video.height) == size
     assert analysis.media.video.frame_count == 1
     assert (analysis.resolution_class, analysis.default_crf) == (cls, crf)
+
+
+def test_crop_detection_on_a_file_it_cannot_read_is_one_error_naming_it(tmp_path: Path) -> None:
+    """A file PyAV cannot open or decode is a MediaError naming the file (one line), not
+    PyAV's own exception."""
+    junk = tmp_path / "junk.mkv"
+    junk.write_bytes(b"not a video at all " * 64)
+    with pytest.raises(MediaError) as caught:
+        detect_crop(junk, DynamicRange.SDR, 10.0)
+    assert caught.value.path == junk
+    assert caught.value.problem.startswith("crop detection failed: ")
+    assert "\n" not in str(caught.value) and "Traceback" not in str(caught.value)

@@ -29,12 +29,25 @@ OnProgress = Callable[[Progress], None]
 OnStart = Callable[[asyncio.subprocess.Process], None]
 
 
+def _find_prctl() -> Callable[..., int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl: Callable[..., int] = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    return prctl
+
+
+# Looked up once, here in drapto: between fork and exec a child only calls it (loading
+# libc there could wait forever on a loader lock another thread held at the fork).
+_PRCTL = _find_prctl()
+
+
 def die_with_parent() -> None:  # pragma: no cover - runs in the child
     """Linux: the kernel sends SIGKILL to this child when drapto dies, even by SIGKILL."""
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError):
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if _PRCTL is not None:
+        _PRCTL(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 @dataclass(frozen=True)

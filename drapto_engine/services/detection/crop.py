@@ -17,6 +17,7 @@ import av
 import numpy as np
 import numpy.typing as npt
 
+from drapto_engine.core.errors import MediaError
 from drapto_engine.core.models import Crop, DynamicRange
 
 log = logging.getLogger(__name__)
@@ -133,20 +134,25 @@ def detect_crop(path: Path, dynamic_range: DynamicRange, duration_s: float) -> C
     threshold = black_threshold(dynamic_range)
     found: list[Bars] = []
     seen: set[int] = set()
-    with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        stream.codec_context.thread_count = 1
-        width, height = stream.codec_context.width, stream.codec_context.height
-        start = (container.start_time or 0) / av.time_base
-        time_base = stream.time_base or Fraction(1, 1000)
-        for t in _sample_times(duration_s, SAMPLES):
-            frame = _keyframe_at(container, stream, int((start + t) / time_base), seen)
-            if frame is None:
-                continue
-            width, height = frame.width, frame.height
-            bars = bars_of(_luma(frame), threshold)
-            if bars is not None:
-                found.append(bars)
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            stream.codec_context.thread_count = 1
+            width, height = stream.codec_context.width, stream.codec_context.height
+            start = (container.start_time or 0) / av.time_base
+            time_base = stream.time_base or Fraction(1, 1000)
+            for t in _sample_times(duration_s, SAMPLES):
+                frame = _keyframe_at(container, stream, int((start + t) / time_base), seen)
+                if frame is None:
+                    continue
+                width, height = frame.width, frame.height
+                bars = bars_of(_luma(frame), threshold)
+                if bars is not None:
+                    found.append(bars)
+    except av.FFmpegError as exc:
+        raise MediaError(f"crop detection failed: {exc}", path) from exc
+    except IndexError as exc:  # streams.video[0]
+        raise MediaError("crop detection failed: no video stream", path) from exc
     crop = combine(found, width, height)
     log.info("%s: crop %s from %d usable samples", path.name, crop, len(found))
     return crop
