@@ -26,14 +26,14 @@ from drapto_engine.services.segmentation import (
     segment_video,
     stream_segments,
 )
-from drapto_engine.services.segmentation.detector import BATCH, CUT_SCORE
-from drapto_engine.services.segmentation.scenes import (
-    DECODER,
+from drapto_engine.services.segmentation import scenes as scenes_module
+from drapto_engine.services.segmentation.detector import (
+    BATCH,
+    CUT_SCORE,
     CutDetector,
     analysis_size,
-    detect_cuts,
-    scan_cuts,
 )
+from drapto_engine.services.segmentation.scenes import DECODER, detect_cuts, scan_cuts
 from drapto_engine.services.segmentation.timestamps import frame_times
 
 SIZE = "s=320x240:r=25"
@@ -319,6 +319,21 @@ def test_the_scan_child_scores_the_frames_and_reports_every_batch(shared_media: 
     # every cut was reported once, with the batch that decided it
     assert [c for b in batches for c in b["cuts"]] == [30, 180, 394]
     assert width == 128
+
+
+async def test_a_scan_child_that_ends_mid_line_is_one_error(
+    tmp_path: Path, shared_media: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A child that exits 0 after half a line (its findings cut short) fails the scan with
+    a MediaError naming the file, not a JSON error."""
+    child = tmp_path / "cut_short.py"
+    child.write_text('import sys\nsys.stdout.write(\'{"settled": 33, "cuts": [3\')\n')
+    monkeypatch.setattr(scenes_module, "DECODER", child)
+    source = shared_media / "counter.mp4"
+    with pytest.raises(MediaError) as caught:
+        await detect_cuts(source)
+    assert caught.value.path == source
+    assert caught.value.problem == "scene detection failed: its child ended without its findings"
 
 
 def kernel_wait(pid: int) -> str:

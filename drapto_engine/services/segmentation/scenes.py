@@ -43,19 +43,8 @@ from drapto_engine.services.segmentation.detector import (
     ANALYSIS_WIDTH,
     CUT_SCORE,
     Cut,
-    CutDetector,
     analysis_size,
 )
-
-__all__ = [
-    "DECODER",
-    "Cut",
-    "CutDetector",
-    "SceneScan",
-    "analysis_size",
-    "detect_cuts",
-    "scan_cuts",
-]
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +90,10 @@ async def _findings(stdout: asyncio.StreamReader, on_cuts: OnCuts | None) -> dic
     final line (None if it never came)."""
     cuts: list[int] = []
     while line := await stdout.readline():
-        found = json.loads(line)
+        try:
+            found = json.loads(line)
+        except ValueError:  # a line cut short: the child died while writing it
+            return None
         if "frames" in found:
             return dict(found)
         cuts += found["cuts"]
@@ -126,7 +118,7 @@ async def scan_cuts(
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
-        limit=1 << 20,  # a line holds the cuts found in one batch of frames
+        limit=1 << 23,  # the last line holds every cut (about 40 bytes each)
         process_group=0,  # Ctrl-C reaches drapto, which cancels us, which kills it
         preexec_fn=die_with_parent,  # and a SIGKILLed drapto takes it along
     )
@@ -138,9 +130,11 @@ async def scan_cuts(
         returncode = await proc.wait()
     finally:
         await _stop(proc, drain)
-    if returncode != 0 or final is None:
+    if returncode != 0:
         last = errors[-1] if errors else "no message"
         raise MediaError(f"scene detection failed (decoder exit {returncode}): {last}", source)
+    if final is None:
+        raise MediaError("scene detection failed: its child ended without its findings", source)
     cuts = [Cut(frame, score, kind) for frame, score, kind in final["cuts"]]
     frames = int(final["frames"])
     if on_cuts is not None:
