@@ -3,14 +3,19 @@ HTTP listener unless a dashboard is asked for, and workers of another toolchain 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import inspect
 import logging
 from collections.abc import Callable
 from typing import Any
 
 from distributed import Scheduler
+from distributed.core import rpc
 from distributed.diagnostics.plugin import SchedulerPlugin
 from distributed.http.routing import RoutingApplication
+from distributed.metrics import time
+from distributed.scheduler import heartbeat_interval
 from distributed.security import Security
 from distributed.utils import has_arg
 from tornado.httpserver import HTTPServer
@@ -125,8 +130,43 @@ class QuietHTTP:
         )
 
 
+NANNY_KILL_S = 30.0
+"""How long the background restart of a silent worker waits on its nanny."""
+
+
 class QuietScheduler(QuietHTTP, Scheduler):
-    """A Scheduler with no HTTP listener unless a dashboard is asked for."""
+    """A Scheduler with no HTTP listener unless a dashboard is asked for, which lets a
+    silent worker's segments go elsewhere as soon as its time-to-live runs out."""
+
+    async def check_worker_ttl(self) -> None:
+        """Dask restarts a worker silent for longer than worker-ttl through its nanny and
+        waits up to 30 s for the nanny before the worker's tasks may run elsewhere; on a
+        machine that hangs the nanny is silent too, so a segment stayed stuck for the ttl
+        plus 30 s. Here the worker is removed at once (its segments run elsewhere) and
+        its nanny is asked to restart it in the background."""
+        assert self.worker_ttl
+        now = time()
+        ttl = max(self.worker_ttl, 10 * heartbeat_interval(len(self.workers)))
+        silent = [ws for ws in self.workers.values() if now - ws.last_seen > ttl]
+        for ws in silent:
+            log.warning(
+                "cluster worker %s (%s) silent for %.0f s: its segments run elsewhere",
+                ws.name,
+                ws.address,
+                now - ws.last_seen,
+            )
+            nanny = ws.nanny
+            await self.remove_worker(ws.address, stimulus_id=f"drapto-worker-ttl-{now}")
+            if nanny:
+                with contextlib.suppress(RuntimeError):  # the scheduler is closing
+                    self._ongoing_background_tasks.call_soon(self._restart_silent, nanny)
+
+    async def _restart_silent(self, nanny: str) -> None:
+        """Best effort: a nanny that answers kills its worker process and starts a new
+        one, which joins again; a silent one is left to its machine."""
+        with contextlib.suppress(Exception):
+            async with rpc(nanny, connection_args=self.connection_args) as remote:
+                await asyncio.wait_for(remote.kill(reason="drapto: worker-ttl"), NANNY_KILL_S)
 
 
 class ToolchainGate(SchedulerPlugin):

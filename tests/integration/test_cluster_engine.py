@@ -384,15 +384,23 @@ def _signal_at_first_start(
     signum: int,
     hit: list[int],
     signalled: list[psutil.Process] | None = None,
+    spare_nanny: bool = False,
 ) -> Callable[[Event], None]:
     """An event hook: when worker `host` starts its first segment, send `signum` to its
-    whole process tree (drapto worker, the nanny's worker process, ffmpeg) and note the
+    whole process tree (drapto worker, the nanny's worker process, ffmpeg), or only to
+    the worker process and its ffmpeg (`spare_nanny`: not the drapto worker process that
+    runs the nanny, nor multiprocessing's resource tracker beside it), and note the
     segment's index in `hit` (and each process signalled in `signalled`)."""
+
+    def spared(proc: psutil.Process) -> bool:
+        with contextlib.suppress(psutil.Error):
+            return proc.pid == pid or "resource_tracker" in " ".join(proc.cmdline())
+        return False
 
     def hook(event: Event) -> None:
         if isinstance(event, SegmentStarted) and event.host == host and not hit:
             hit.append(event.index)
-            for proc in _tree(pid):
+            for proc in [p for p in _tree(pid) if not (spare_nanny and spared(p))]:
                 with contextlib.suppress(psutil.NoSuchProcess):
                     proc.send_signal(signum)
                     if signalled is not None:
@@ -406,7 +414,8 @@ def test_a_hung_worker_loses_only_its_segment_after_the_ttl(
 ) -> None:
     """w-hang's whole process tree (drapto worker, its nanny's worker process, ffmpeg) is
     SIGSTOPped at its first segment: it is silent, not gone. With a 5 s worker-ttl the
-    scheduler drops it and that segment runs again on w-ok; the job's output is valid."""
+    scheduler drops it within seconds (its nanny, stopped too, is not waited for) and
+    that segment runs again on w-ok; the job's output is valid."""
     with hosting(
         certs, tmp_path, ffmpeg, {"w-hang": ([], None), "w-ok": ([], None)}, worker_ttl="5s"
     ) as hosted:
@@ -434,12 +443,59 @@ def test_a_hung_worker_loses_only_its_segment_after_the_ttl(
         runs = [s for s in hosted.of(SegmentStarted, entry.job) if s.index == index]
         assert [s.host for s in runs] == ["w-hang", "w-ok"], runs
         assert {s.attempt for s in runs} == {1}  # Dask reran it: not a failed attempt
-        # dropped by the test's 5 s ttl, not the default 60 s one
-        assert runs[1].at - runs[0].at < 50, runs
+        # dropped by the test's 5 s ttl (checked every 5 s), not the default 60 s one,
+        # and without waiting 30 s more on the hung machine's nanny
+        assert runs[1].at - runs[0].at < 20, runs
         [again] = [d for d in hosted.of(SegmentDone, entry.job) if d.index == index]
         assert (again.host, again.runs) == ("w-ok", 2)
         assert all(d.host == "w-ok" for d in hosted.of(SegmentDone, entry.job))
         assert victim.returncode == -signal.SIGKILL  # nothing of it left running
+
+
+def test_a_hung_worker_process_whose_nanny_answers_is_restarted_and_rejoins(
+    certs: Path, tmp_path: Path, ffmpeg: str
+) -> None:
+    """Only w-hang's worker process and its ffmpeg are SIGSTOPped; the nanny (the `drapto
+    worker` process) still answers. After the 5 s ttl the worker is dropped, its segment
+    runs again elsewhere, and its nanny, asked in the background, kills the stopped
+    process and starts a new one, which joins again under the same name."""
+    with hosting(
+        certs, tmp_path, ffmpeg, {"w-hang": ([], None), "w-ok": ([], None)}, worker_ttl="5s"
+    ) as hosted:
+        assert hosted.engine.cluster is not None
+        scheduler = hosted.engine.cluster.scheduler
+        assert scheduler is not None
+
+        def addresses(name: str) -> set[str]:
+            return {ws.address for ws in scheduler.workers.values() if ws.name == name}
+
+        before = addresses("w-hang")
+        source = _video(ffmpeg, hosted.shared / "film.mkv", 6.0)
+        output = hosted.shared / "film.av1.mkv"
+        victim = hosted.workers["w-hang"]
+        stopped: list[psutil.Process] = []
+        hung: list[int] = []
+        hook = _signal_at_first_start(
+            "w-hang", victim.pid, signal.SIGSTOP, hung, stopped, spare_nanny=True
+        )
+        hosted.on_event.append(hook)
+        try:
+            entry = hosted.run(source, output)
+            assert entry.status is EntryStatus.DONE, entry.error
+            _wait_for(lambda: addresses("w-hang") - before, 60, "w-hang to join again")
+            assert victim.poll() is None  # the drapto worker process lived on
+            # every stopped process (the old worker process, its ffmpeg) is gone
+            _, alive = psutil.wait_procs(stopped, timeout=30)
+            assert not alive, alive
+        finally:
+            hosted.on_event.remove(hook)
+            for proc in stopped:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    proc.send_signal(signal.SIGKILL)
+        _assert_same_frames(source, output)
+        [index] = hung
+        runs = [s for s in hosted.of(SegmentStarted, entry.job) if s.index == index]
+        assert len(runs) == 2 and runs[1].at - runs[0].at < 20, runs
 
 
 CHILD = Path(__file__).with_name("cluster_engine_child.py")
