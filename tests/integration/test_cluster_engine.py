@@ -409,6 +409,28 @@ def _signal_at_first_start(
     return hook
 
 
+@contextlib.contextmanager
+def _stopped_at_first_segment(
+    hosted: Hosted, name: str, spare_nanny: bool = False
+) -> Iterator[tuple[list[int], list[psutil.Process]]]:
+    """SIGSTOP worker `name` (see _signal_at_first_start) when it starts its first
+    segment; yields that segment's index (once hit) and the stopped processes, and kills
+    whatever of them is left at the end."""
+    hung: list[int] = []
+    stopped: list[psutil.Process] = []
+    pid = hosted.workers[name].pid
+    hook = _signal_at_first_start(name, pid, signal.SIGSTOP, hung, stopped, spare_nanny)
+    hosted.on_event.append(hook)
+    try:
+        yield hung, stopped
+    finally:
+        hosted.on_event.remove(hook)
+        for proc in stopped:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                proc.send_signal(signal.SIGKILL)
+                proc.send_signal(signal.SIGCONT)
+
+
 def test_a_hung_worker_loses_only_its_segment_after_the_ttl(
     certs: Path, tmp_path: Path, ffmpeg: str
 ) -> None:
@@ -422,20 +444,11 @@ def test_a_hung_worker_loses_only_its_segment_after_the_ttl(
         source = _video(ffmpeg, hosted.shared / "film.mkv", 6.0)
         output = hosted.shared / "film.av1.mkv"
         victim = hosted.workers["w-hang"]
-        stopped: list[psutil.Process] = []
-        hung: list[int] = []
-
-        stop_on_start = _signal_at_first_start("w-hang", victim.pid, signal.SIGSTOP, hung, stopped)
-        hosted.on_event.append(stop_on_start)
         try:
-            entry = hosted.run(source, output)
-            assert victim.poll() is None  # hung, not dead: only the ttl took it out
+            with _stopped_at_first_segment(hosted, "w-hang") as (hung, _):
+                entry = hosted.run(source, output)
+                assert victim.poll() is None  # hung, not dead: only the ttl took it out
         finally:
-            hosted.on_event.remove(stop_on_start)
-            for proc in stopped:
-                with contextlib.suppress(psutil.NoSuchProcess):
-                    proc.send_signal(signal.SIGKILL)
-                    proc.send_signal(signal.SIGCONT)
             victim.wait(30)
         assert entry.status is EntryStatus.DONE, entry.error
         _assert_same_frames(source, output)
@@ -473,13 +486,7 @@ def test_a_hung_worker_process_whose_nanny_answers_is_restarted_and_rejoins(
         source = _video(ffmpeg, hosted.shared / "film.mkv", 6.0)
         output = hosted.shared / "film.av1.mkv"
         victim = hosted.workers["w-hang"]
-        stopped: list[psutil.Process] = []
-        hung: list[int] = []
-        hook = _signal_at_first_start(
-            "w-hang", victim.pid, signal.SIGSTOP, hung, stopped, spare_nanny=True
-        )
-        hosted.on_event.append(hook)
-        try:
+        with _stopped_at_first_segment(hosted, "w-hang", spare_nanny=True) as (hung, stopped):
             entry = hosted.run(source, output)
             assert entry.status is EntryStatus.DONE, entry.error
             _wait_for(lambda: addresses("w-hang") - before, 60, "w-hang to join again")
@@ -487,11 +494,6 @@ def test_a_hung_worker_process_whose_nanny_answers_is_restarted_and_rejoins(
             # every stopped process (the old worker process, its ffmpeg) is gone
             _, alive = psutil.wait_procs(stopped, timeout=30)
             assert not alive, alive
-        finally:
-            hosted.on_event.remove(hook)
-            for proc in stopped:
-                with contextlib.suppress(psutil.NoSuchProcess):
-                    proc.send_signal(signal.SIGKILL)
         _assert_same_frames(source, output)
         [index] = hung
         runs = [s for s in hosted.of(SegmentStarted, entry.job) if s.index == index]
