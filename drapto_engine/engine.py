@@ -163,6 +163,9 @@ class Engine:
         self._job_entries: dict[str, int] = {}
         self._stopping = False
         self._background: set[asyncio.Task[Any]] = set()
+        self._writing = asyncio.Lock()
+        """Held while entries are written to the queue table: one write at a time, each
+        of the entries as they are then, so the table ends as the engine's view does."""
         self._recover_entries()
         for message in self.queue.amended:
             log.warning("%s", message)
@@ -385,18 +388,21 @@ class Engine:
         entry = self.entry(entry_id)
         if entry.status is EntryStatus.RUNNING:
             raise DraptoError(f"entry {entry_id} is running: cancel it first", entry.input)
-        await asyncio.to_thread(self.queue.delete, entry_id)
-        del self._entries[entry_id]
+        del self._entries[entry_id]  # first: the queue must not start it meanwhile
         self.bus.emit(EntryRemoved(entry_id=entry_id))
+        async with self._writing:
+            await asyncio.to_thread(self.queue.delete, entry_id)
 
     async def clear_finished(self) -> int:
         """Remove done, skipped and cancelled entries (failed ones stay until retried or
         removed); returns how many went."""
         cleared = [e.id for e in self._entries.values() if e.status in CLEARED_STATUSES]
         for entry_id in cleared:
-            await asyncio.to_thread(self.queue.delete, entry_id)
             del self._entries[entry_id]
             self.bus.emit(EntryRemoved(entry_id=entry_id))
+        async with self._writing:
+            for entry_id in cleared:
+                await asyncio.to_thread(self.queue.delete, entry_id)
         return len(cleared)
 
     async def move(self, entry_id: int, index: int) -> None:
@@ -407,10 +413,9 @@ class Engine:
         order.insert(index, entry)
         changed = [e.model_copy(update={"position": i}) for i, e in enumerate(order)]
         changed = [e for e in changed if e.position != self._entries[e.id].position]
-        await asyncio.to_thread(self.queue.put_all, changed)
         for e in changed:
             self._entries[e.id] = e
-            self.bus.emit(EntryChanged(entry=e))
+        await self._store([e.id for e in changed])
         self._wake.set()
 
     async def pause(self) -> None:
@@ -735,12 +740,24 @@ class Engine:
     # -- bookkeeping --
 
     async def _update(self, entry: QueueEntry, **changes: Any) -> QueueEntry:
-        updated = entry.model_copy(update=changes)
+        """Change the entry as the engine holds it now, not as the caller last saw it:
+        two updates of one entry may overlap (a job's id noted in the background while
+        the job fails), and the later must not undo the other."""
+        updated = self._entries.get(entry.id, entry).model_copy(update=changes)
         if updated.id > 0:
-            await asyncio.to_thread(self.queue.put, updated)
             self._entries[updated.id] = updated
-            self.bus.emit(EntryChanged(entry=updated))
+            await self._store([updated.id])
         return updated
+
+    async def _store(self, entry_ids: list[int]) -> None:
+        """Write these entries as they are when their turn comes, then tell clients."""
+        async with self._writing:
+            latest = [self._entries[i] for i in entry_ids if i in self._entries]
+            if latest:
+                await asyncio.to_thread(self.queue.put_all, latest)
+        for entry_id in entry_ids:
+            if entry_id in self._entries:
+                self.bus.emit(EntryChanged(entry=self._entries[entry_id]))
 
     def _job_started(self, entry_id: int, job: str) -> None:
         self._job_entries[job] = entry_id

@@ -4,8 +4,10 @@ processes, real signals."""
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -20,7 +22,7 @@ from live_helpers import (
     wait_until,
 )
 
-from drapto_engine.core.jobs import EntryStatus, JobOptions
+from drapto_engine.core.jobs import EntryStatus, JobOptions, QueueEntry
 from drapto_engine.infrastructure.store import STALE_LOCK_ENV
 from drapto_engine.services.orchestrator import WORK_PREFIX
 
@@ -129,22 +131,48 @@ async def test_engine_never_drops_its_own_live_job_for_the_same_output(
     make_media, tmp_path: Path, ffmpeg: str
 ) -> None:
     """Two inputs that map to one output (x.mp4, x.mkv): the second job must not drop
-    the first one's state and work folder while it encodes."""
+    the first one's state and work folder while it encodes.
+
+    The second job fails at once, while the engine still notes its job id in the
+    background. That note's write is made slow here: it once landed after the failure
+    and undid it, leaving the entry running with nothing running it (the queue hung)."""
     first = make_media("a.mkv", duration=10.0)
     second = make_media("b.mkv", duration=1.0, size=(160, 90))
     output = tmp_path / "out" / "x.av1.mkv"
     output.parent.mkdir()
     session = make_engine(tmp_path, ffmpeg, workers=1)
+    queue = session.engine.queue
+    put, put_all = queue.put, queue.put_all
+
+    def slow_when_running_with_job(entries: list[QueueEntry]) -> None:
+        if any(e.status is EntryStatus.RUNNING and e.job for e in entries):
+            time.sleep(0.3)
+
+    def slow_put(entry: QueueEntry) -> None:
+        slow_when_running_with_job([entry])
+        put(entry)
+
+    def slow_put_all(entries: list[QueueEntry]) -> None:
+        slow_when_running_with_job(entries)
+        put_all(entries)
+
+    queue.put, queue.put_all = slow_put, slow_put_all  # type: ignore[method-assign]
     try:
         async with session.engine.running():
-            a, b = await session.run(
-                [(first, output), (second, output)],
-                options=JobOptions(preset=12, min_segment_s=0.5, max_segment_s=1.0),
+            a, b = await asyncio.wait_for(
+                session.run(
+                    [(first, output), (second, output)],
+                    options=JobOptions(preset=12, min_segment_s=0.5, max_segment_s=1.0),
+                ),
+                60,
             )
+        stored = {e.id: e for e in queue.entries()}
     finally:
         session.engine.close()
     assert a.status is EntryStatus.DONE, a.error
     assert b.status is EntryStatus.FAILED
+    assert b.job, "the failed entry keeps its job id"
+    assert stored == {a.id: a, b.id: b}, "the queue table ends as the engine's view"
     assert b.error == (
         f"{second}: its output {output} is being written by this drapto "
         f"(from {first}) (wait for it or stop it)"
