@@ -54,7 +54,8 @@ def summary(job: JobView | None) -> str:
     for segment in job.segments.values():
         counts[segment.state] = counts.get(segment.state, 0) + 1
     order = ("running", "pending", "done", "failed")
-    text = f"{len(job.segments)} segments: " + ", ".join(
+    count = len(job.segments)
+    text = f"{count} segment{'' if count == 1 else 's'}: " + ", ".join(
         f"{counts[s]} {s}" for s in order if counts.get(s)
     )
     hosts: dict[str, int] = {}

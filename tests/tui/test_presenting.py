@@ -163,6 +163,7 @@ class TestSegmentCells:
         assert "x3" in cells[2] and "retry 2" in cells[3]
         job = JobView(id="j", segments={s.index: s for s in states[:4]})
         assert summary(job) == "4 segments: 1 running, 1 pending, 1 done, 1 failed"
+        assert summary(JobView(id="j", segments={9: states[3]})) == "1 segment: 1 pending"
 
     def test_a_long_job_fits_its_strip(self) -> None:
         states = ["done"] * 500 + ["running"] + ["pending"] * 499

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shlex
 import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,10 @@ pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed"),
 ]
+
+
+_TITLE = r"film\.mkv: \d+ segments?: "
+"""The job's line above its segment strip."""
 
 
 class Tmux:
@@ -39,12 +44,16 @@ class Tmux:
 
     def wait_for(self, *texts: str, timeout: float = 30) -> str:
         """The screen once it shows every text (a frame may arrive in parts)."""
+        return self.wait_until(lambda screen: all(text in screen for text in texts), timeout)
+
+    def wait_until(self, ready: Callable[[str], bool], timeout: float = 30) -> str:
+        """The screen once `ready` says it is complete."""
         deadline = time.monotonic() + timeout
         while True:
             screen = self.screen()
-            if all(text in screen for text in texts):
+            if ready(screen):
                 return screen
-            assert time.monotonic() < deadline, f"{texts!r} never all appeared; screen:\n{screen}"
+            assert time.monotonic() < deadline, f"never complete; screen:\n{screen}"
             time.sleep(0.1)
 
     def alive(self) -> bool:
@@ -117,12 +126,23 @@ def test_the_first_screen_at_80x24_shows_cpu_ram_and_the_segments_within_10_s(
     config.write_text(f'socket_path = "{service.socket}"\n')
     start = time.monotonic()
     start_tui(tmux, config, "xterm-256color", user_env(tmp_path), film, size=(80, 24))
-    screen = tmux.wait_for("CPU ", "RAM ", "film.mkv: ", " segments: ", timeout=10)
+
+    def first_screen(screen: str) -> bool:
+        """The resource strip, and the job's title with its segment strip (or grid)
+        under it; a frame may arrive in parts, the title before the strip."""
+        lines = screen.splitlines()
+        title = next((i for i, line in enumerate(lines) if re.search(_TITLE, line)), None)
+        return (
+            title is not None
+            and title + 1 < len(lines)
+            and any(mark in lines[title + 1] for mark in "█▶·✓#")
+            and any(line.lstrip().startswith("CPU ") for line in lines)
+        )
+
+    screen = tmux.wait_until(first_screen, timeout=10)
     assert time.monotonic() - start < 10
     lines = screen.splitlines()
     assert len(lines) <= 24 and all(len(line) <= 80 for line in lines)
-    title = next(i for i, line in enumerate(lines) if "film.mkv: " in line and "segments" in line)
-    assert any(mark in lines[title + 1] for mark in "█▶·✓#"), screen  # the strip or the grid
     strip = next(line for line in lines if line.lstrip().startswith("CPU "))
     assert "RAM " in strip and "encoders" in strip
     tmux.keys("q")
