@@ -30,10 +30,15 @@ WIDE = (140, 40)
 class KeyTabs(TabbedContent):
     """Tabs that change only by a key or a click. Textual's switch to the pane of a newly
     focused widget raced a quick key: the flags tab focuses its first switch after it is
-    drawn, and a `2` pressed in between was undone when that focus arrived."""
+    drawn, and a `2` pressed in between was undone when that focus arrived.
+
+    Textual calls a message's handler in every class of the widget's MRO: `stop()` only
+    keeps the message from the parent, `prevent_default()` keeps it from
+    TabbedContent's own handler, the one that switches."""
 
     def _on_tab_pane_focused(self, event: TabPane.Focused) -> None:
         event.stop()
+        event.prevent_default()
 
 
 class MainScreen(Screen[None]):

@@ -16,7 +16,7 @@ from replay import ReplayClient
 from textual.command import CommandList, CommandPalette
 from textual.coordinate import Coordinate
 from textual.pilot import Pilot
-from textual.widgets import DataTable, Label, Switch
+from textual.widgets import DataTable, Label, Switch, TabbedContent, TabPane
 
 from drapto_tui.app import DraptoApp
 from drapto_tui.screens.confirm import ConfirmScreen
@@ -182,6 +182,30 @@ async def test_the_job_screen_asks_before_stopping_its_encode(tmp_path: Path) ->
         await until(pilot, lambda: client.calls[-1:] == [("retry", BIG_NIGHT)])
         await pilot.press("escape")
         await until(pilot, lambda: isinstance(app.focused, QueueTable))
+        await app.leave(stop_engine=False)
+
+
+async def test_a_late_focus_in_the_flags_tab_does_not_undo_a_quick_tab_key(
+    tmp_path: Path,
+) -> None:
+    """`3` then `2` at once: the flags tab's switch is focused after it is drawn, and
+    that focus's message reaches the tabs after the `2` (seen over tmux on a busy
+    machine). It must not switch back to the flags tab."""
+    app, _ = recorded_app(tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await started(pilot)
+        await pilot.press("3")
+        await until(pilot, lambda: isinstance(app.focused, Switch))
+        tabs = app.screen.query_one(TabbedContent)
+        late = TabPane.Focused(tabs.get_pane("flags"))
+        await pilot.press("2")
+        await until(pilot, lambda: tabs.active == "resources")
+        tabs.post_message(late)
+        await pilot.pause(0.2)
+        assert tabs.active == "resources"
+        await pilot.press("3", "2")  # and quick keys with a real focus between them
+        await pilot.pause(0.2)
+        assert tabs.active == "resources"
         await app.leave(stop_engine=False)
 
 
