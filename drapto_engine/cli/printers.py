@@ -58,8 +58,10 @@ def summary_lines(event: JobFinished) -> list[str]:
     s = event.summary
     m = s.metrics
     kept = m.resumed_segments if m is not None else 0
-    if kept and m is not None:
-        encoded = sum(seg.frames for seg in m.segments)
+    encoded = sum(seg.frames for seg in m.segments) if m is not None else 0
+    if kept and not encoded:
+        rate = f"nothing left to encode: all {counted(s.segments, 'segment')} kept from the interrupted run"
+    elif kept:
         rate = (
             f"{s.encode_fps:.1f} fps over the {encoded} of {s.frames} frames encoded in this run; "
             f"{counted(s.segments, 'segment')}, {kept} kept from the interrupted run"

@@ -52,6 +52,12 @@ def test_summary_of_a_resumed_job_counts_this_runs_frames() -> None:
     lines = summary_lines(JobFinished(job="j", summary=_summary(10, 5, metrics)))
     assert "over the 40 of 100 frames encoded in this run" in lines[1]
     assert "4 segments, 3 kept from the interrupted run" in lines[1]
+    everything = JobMetrics(segments=[], encoded_segments=0, resumed_segments=4)
+    kept = summary_lines(JobFinished(job="j", summary=_summary(10, 5, everything)))[1]
+    assert kept.endswith(
+        ", 2.0 s, nothing left to encode: all 4 segments kept from the interrupted run"
+    )
+    assert "fps" not in kept
 
 
 def test_one_segment_is_said_in_the_singular() -> None:
