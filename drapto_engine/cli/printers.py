@@ -24,7 +24,7 @@ from drapto_engine.core.events import (
     StageChanged,
     Warning,
 )
-from drapto_engine.core.metrics import size_change
+from drapto_engine.core.metrics import counted, size_change
 
 LIVE_INTERVAL_S = 0.25
 
@@ -47,11 +47,6 @@ class JsonPrinter:
 
     def close(self) -> None:
         self.out.flush()
-
-
-def counted(n: int, noun: str) -> str:
-    """`1 segment`, `3 segments`."""
-    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def summary_lines(event: JobFinished) -> list[str]:

@@ -113,6 +113,11 @@ class JobSummary(_Figures):
         return self.output_bytes > self.input_bytes
 
 
+def counted(n: int, noun: str) -> str:
+    """`1 segment`, `3 segments`."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def size_change(reduction_percent: float, decimals: int = 1) -> str:
     """How the output's size compares with the source's: "26.0% smaller", or "12.0%
     larger" for an output that grew (never a negative "smaller")."""

@@ -14,6 +14,7 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from drapto_engine.core.api import JobView, SegmentView
+from drapto_engine.core.metrics import counted
 from drapto_tui import format as fmt
 
 CELL = 19
@@ -54,8 +55,7 @@ def summary(job: JobView | None) -> str:
     for segment in job.segments.values():
         counts[segment.state] = counts.get(segment.state, 0) + 1
     order = ("running", "pending", "done", "failed")
-    count = len(job.segments)
-    text = f"{count} segment{'' if count == 1 else 's'}: " + ", ".join(
+    text = f"{counted(len(job.segments), 'segment')}: " + ", ".join(
         f"{counts[s]} {s}" for s in order if counts.get(s)
     )
     hosts: dict[str, int] = {}

@@ -148,7 +148,7 @@ async def test_engine_never_drops_its_own_live_job_for_the_same_output(
         if any(e.status is EntryStatus.RUNNING and e.job for e in entries):
             time.sleep(0.3)
 
-    def slow_put(entry: QueueEntry) -> None:
+    def slow_put(entry: QueueEntry) -> None:  # the write the racing code made
         slow_when_running_with_job([entry])
         put(entry)
 
