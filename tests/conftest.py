@@ -19,6 +19,21 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 # The small real files (see their README.md) live outside the repository: by default in
 # ../shared/media beside the checkout, or wherever DRAPTO_TEST_MEDIA points.
 SHARED_MEDIA = Path(os.environ.get("DRAPTO_TEST_MEDIA") or REPO_ROOT.parent / "shared" / "media")
+MEDIA_MISSING = (
+    f"real test media not found at {SHARED_MEDIA} "
+    "(set DRAPTO_TEST_MEDIA to the folder of sample files)"
+)
+
+
+def under_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("true", "1")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under CI the real media are required: a run without them stops before any test,
+    instead of skipping every test that needs them (which `-q` does not even list)."""
+    if under_ci() and not (SHARED_MEDIA / "README.md").is_file():
+        raise pytest.UsageError(f"{MEDIA_MISSING}; CI=true needs them")
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -47,12 +62,12 @@ def ffmpeg() -> str:
 
 @pytest.fixture(scope="session")
 def shared_media() -> Path:
-    """The folder of small real files (see its README.md); skips when absent."""
+    """The folder of small real files (see its README.md); skips when absent, fails
+    under CI."""
     if not (SHARED_MEDIA / "README.md").is_file():
-        pytest.skip(
-            f"real test media not found at {SHARED_MEDIA} "
-            "(set DRAPTO_TEST_MEDIA to the folder of sample files)"
-        )
+        if under_ci():
+            pytest.fail(f"{MEDIA_MISSING}; CI=true needs them")
+        pytest.skip(MEDIA_MISSING)
     return SHARED_MEDIA
 
 

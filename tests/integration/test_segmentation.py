@@ -181,6 +181,57 @@ async def test_anime_cut_in_fast_motion(ffmpeg: str, shared_media: Path) -> None
     assert await detect_cuts(shared_media / "issue-236-split-copy.mkv") == [19]
 
 
+def reshoot(ffmpeg: str, source: Path, out: Path, frames: tuple[int, int], filters: str) -> Path:
+    """Frames [start, end) of real footage, filtered (frame n of `filters` is the clip's n)."""
+    start, end = frames
+    graph = f"trim=start_frame={start}:end_frame={end},setpts=PTS-STARTPTS,{filters}"
+    run_ffmpeg(ffmpeg, ["-i", str(source), "-vf", graph, *X264, "-an", str(out)])
+    return out
+
+
+# The level of a hard cut, pinned on real footage by two edits of testvideo.mp4 whose
+# structural change lies on either side of it: half the level lets a camera jolt through,
+# twice the level loses the real cuts of a dark, low-contrast copy. Both use literal
+# thresholds, not CUT_SCORE, so a changed level fails here.
+
+
+async def test_real_cuts_in_a_dark_low_contrast_copy_are_found(
+    ffmpeg: str, shared_media: Path, tmp_path: Path
+) -> None:
+    """At a fifth of the contrast and a quarter darker, the cuts at frames 30 and 180
+    change the structure by about 10.4 luma levels: above the level (8), below twice it."""
+    dark = reshoot(
+        ffmpeg,
+        shared_media / "testvideo.mp4",
+        tmp_path / "dark.mp4",
+        (0, 240),
+        "eq=contrast=0.2:brightness=-0.25,scale=320:-2",
+    )
+    scan = await scan_cuts(dark)
+    assert [cut.frame for cut in scan.cuts] == [30, 180]
+    assert all(9.5 < cut.score < 11.5 for cut in scan.cuts), scan.cuts
+    assert await detect_cuts(dark, threshold=16.0) == []
+
+
+async def test_a_camera_jolt_within_a_real_scene_is_no_cut(
+    ffmpeg: str, shared_media: Path, tmp_path: Path
+) -> None:
+    """Within the scene from frame 30 to 180, the picture jumps 8 pixels sideways (0.7%
+    of its width) at the clip's frame 60: about 6.7 levels of structural change, below
+    the level (8) but above half of it, where it would be a cut."""
+    jolt = reshoot(
+        ffmpeg,
+        shared_media / "testvideo.mp4",
+        tmp_path / "jolt.mp4",
+        (45, 165),
+        "crop=1200:680:x='if(gte(n,60),48,40)':y=20,scale=320:-2",
+    )
+    assert await detect_cuts(jolt) == []
+    found = (await scan_cuts(jolt, threshold=4.0)).cuts
+    assert [cut.frame for cut in found] == [60], found
+    assert 5.0 < found[0].score < 8.0, found
+
+
 async def test_scan_counts_every_decoded_frame(ffmpeg: str, shared_media: Path) -> None:
     for name, frames in REAL_FRAMES.items():
         assert (await scan_cuts(shared_media / name)).frames == frames
