@@ -50,14 +50,6 @@ def _dispositions(value: int) -> Dispositions:
     return Dispositions(**{name: bool(value & bit) for name, bit in _DISPOSITION_BITS.items()})
 
 
-def _tag(metadata: dict[str, str], key: str) -> str | None:
-    """A Matroska tag, which mkvmerge may suffix with a language (NUMBER_OF_FRAMES-eng)."""
-    for name, value in metadata.items():
-        if name == key or name.startswith(key + "-"):
-            return value
-    return None
-
-
 def _check_file(path: Path) -> None:
     if not path.exists():
         raise MediaError("no such file", path)
@@ -142,16 +134,18 @@ def _video_stream(container: Any, path: Path, start_s: float, duration_s: float)
     side = frame_side_data(first)
     average = stream.average_rate or stream.guessed_rate or stream.base_rate or Fraction(0)
     base = stream.base_rate or average
-    declared = int(stream.frames or 0) or int(_tag(stream.metadata, "NUMBER_OF_FRAMES") or 0)
+    # The container's own index (an MP4 sample table) counts the frames; a Matroska
+    # NUMBER_OF_FRAMES statistics tag is not trusted, since a remux may leave it stale.
+    indexed = int(stream.frames or 0)
     try:
         # To the start time, not 0: a file without an index (a cut Matroska has no cues)
         # cannot seek before its first timestamp.
         container.seek(container.start_time or 0)
     except av.error.FFmpegError as exc:
         raise MediaError(f"cannot be read from its start: {exc.strerror or exc}", path) from exc
-    if declared:
+    if indexed:
         end, pts = _video_end_near_tail(container, stream, duration_s)
-        frame_count = declared
+        frame_count = indexed
     else:
         frame_count, end, pts = _scan_video_end(container, stream)
     if start_s + duration_s - end > _TRUNCATION_TOLERANCE_S:

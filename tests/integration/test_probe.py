@@ -9,6 +9,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+import av
 import pytest
 from mediagen import (
     Audio,
@@ -104,7 +105,7 @@ def test_dolby_vision_record_needs_the_ffmpeg_dump(shared_media: Path) -> None:
 def test_anime_clip_audio_subtitles_attachments(shared_media: Path) -> None:
     info = probe(shared_media / "issue-236-split-copy.mkv")
     assert info.container == "matroska,webm"
-    assert info.video.frame_count == 48  # from mkvmerge's NUMBER_OF_FRAMES-eng tag
+    assert info.video.frame_count == 48  # counted (its NUMBER_OF_FRAMES-eng tag agrees)
     [audio] = info.audio
     assert (audio.index, audio.codec, audio.channels, audio.layout) == (1, "aac", 2, "stereo")
     assert (audio.language, audio.sample_rate) == ("jpn", 48000)
@@ -311,8 +312,7 @@ def test_variable_frame_rate_from_select(make_media: MakeMedia) -> None:
     assert info.video.frame_count == 10 + len([n for n in range(10, 50) if n % 3 == 0])
 
 
-def test_variable_frame_rate_with_declared_frame_count(make_media: MakeMedia) -> None:
-    # A NUMBER_OF_FRAMES tag (as mkvmerge writes) makes probe read only the file's tail.
+def test_variable_frame_rate_with_a_frame_count_tag(make_media: MakeMedia) -> None:
     path = make_media(
         "vfr-tagged.mkv",
         filters=VFR_PTS,
@@ -321,6 +321,16 @@ def test_variable_frame_rate_with_declared_frame_count(make_media: MakeMedia) ->
     info = probe(path)
     assert info.video.variable_frame_rate is True
     assert info.video.frame_count == 50
+
+
+@pytest.mark.parametrize("tag", ["NUMBER_OF_FRAMES", "NUMBER_OF_FRAMES-eng"])
+def test_a_stale_frame_count_tag_is_not_believed(make_media: MakeMedia, tag: str) -> None:
+    """A remux that cut or joined a film may keep mkvmerge's statistics tag: the frames
+    are counted from the stream, not read from the tag."""
+    path = make_media("stale.mkv", duration=31.08, output_args=["-metadata:s:v", f"{tag}=259"])
+    with av.open(str(path)) as container:
+        assert container.streams.video[0].metadata[tag] == "259"
+    assert probe(path).video.frame_count == 777
 
 
 @pytest.mark.parametrize(
