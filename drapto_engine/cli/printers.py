@@ -132,9 +132,10 @@ class PlainPrinter:
             case AnalysisReady():
                 crop = event.crop or "no crop"
                 dv = f" profile {event.dolby_vision_profile}" if event.dolby_vision_profile else ""
+                deinterlace = f", {event.deinterlace}" if event.deinterlace else ""
                 return (
                     f"[{event.job}] {event.dynamic_range}{dv}, {event.width}x{event.height}, "
-                    f"{event.frames} frames, {crop}, crf {event.crf}, {event.encoder}"
+                    f"{event.frames} frames, {crop}, crf {event.crf}, {event.encoder}{deinterlace}"
                 )
             case SegmentPlanned():
                 self.planned[event.job] = self.planned.get(event.job, 0) + 1

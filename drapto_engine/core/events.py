@@ -46,6 +46,7 @@ class AnalysisReady(_Event):
     crf: int
     encoder: str
     segmented: bool = True
+    deinterlace: str | None = None  # how and why, when the video is deinterlaced
 
 
 class SegmentPlanned(_Event):

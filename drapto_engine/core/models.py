@@ -103,6 +103,7 @@ class VideoStream(Value):
     sar: Rational = Rational(num=1, den=1)
     dar: Rational | None = None
     rotation: int = 0
+    field_order: str | None = None  # progressive, tt, bb, tb or bt as the stream says; None: unsaid
     pix_fmt: str
     bit_depth: int
     frame_rate: Rational
@@ -190,6 +191,37 @@ class Crop(Value):
         return f"crop={self.width}:{self.height}:{self.x}:{self.y}"
 
 
+class Interlace(Value):
+    """Whether the picture is made of interlaced fields: the stream's own field order,
+    checked by ffmpeg's idet filter on sampled frames (the flag may say either wrongly)."""
+
+    field_order: str | None  # as the stream says (VideoStream.field_order)
+    frames_checked: int
+    interlaced_frames: int  # idet's multi-frame verdict: tff or bff
+    top_first: bool  # the majority of idet's interlaced verdicts
+    deinterlace: bool
+
+    def filter(self) -> str:
+        """bwdif, one output frame per input frame (frame count and times unchanged), on
+        every frame (the flags may lie), with the parity idet found."""
+        parity = "tff" if self.top_first else "bff"
+        return f"bwdif=mode=send_frame:parity={parity}:deint=all"
+
+    def describe(self) -> str:
+        said = {
+            "progressive": "flagged progressive",
+            "tt": "flagged top field first",
+            "tb": "flagged top field first",
+            "bb": "flagged bottom field first",
+            "bt": "flagged bottom field first",
+        }.get(self.field_order or "", "field order unflagged")
+        found = f"idet: {self.interlaced_frames} of {self.frames_checked} frames interlaced"
+        if self.deinterlace:
+            order = "top" if self.top_first else "bottom"
+            return f"deinterlaced with bwdif, {order} field first ({said}; {found})"
+        return f"progressive ({said}; {found})"
+
+
 class VideoAnalysis(Value):
     """What detection decided about a file's video."""
 
@@ -197,6 +229,7 @@ class VideoAnalysis(Value):
     dynamic_range: DynamicRange
     dolby_vision: DolbyVisionInfo | None = None
     crop: Crop | None = None
+    interlace: Interlace | None = None  # None: not checked (taller than any interlaced format)
     resolution_class: ResolutionClass
     default_crf: int
 

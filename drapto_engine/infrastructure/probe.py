@@ -167,6 +167,7 @@ def _video_stream(container: Any, path: Path, start_s: float, duration_s: float)
         sar=Rational.of(sar),
         dar=Rational.of(stream.display_aspect_ratio) if stream.display_aspect_ratio else None,
         rotation=int(getattr(first, "rotation", 0) or 0),
+        field_order=_FIELD_ORDERS.get(int(cc.field_order or 0)),
         pix_fmt=pix_fmt,
         bit_depth=_bit_depth(pix_fmt),
         frame_rate=Rational.of(average),
@@ -187,6 +188,9 @@ def _video_stream(container: Any, path: Path, start_s: float, duration_s: float)
         dispositions=_dispositions(int(stream.disposition)),
     )
 
+
+# AVFieldOrder (codec_par.h) to ffmpeg's names; 0 (unknown) is None.
+_FIELD_ORDERS = {1: "progressive", 2: "tt", 3: "bb", 4: "tb", 5: "bt"}
 
 # libavutil's enum values to ffmpeg's option names (pixfmt.h); unlisted values stay None.
 _COLOUR_NAMES: dict[str, dict[int, str]] = {

@@ -447,6 +447,7 @@ class Orchestrator:
                 crf=plan.crf,
                 encoder=plan.encoder.name,
                 segmented=plan.segmented,
+                deinterlace=plan.interlace.describe() if plan.interlace else None,
             )
         )
 

@@ -9,6 +9,7 @@ from drapto_engine.core.models import MediaInfo, VideoAnalysis
 from drapto_engine.infrastructure.probe import has_dovi_rpu_on_first_frame, probe
 from drapto_engine.services.detection.crop import detect_crop
 from drapto_engine.services.detection.dynamic_range import classify
+from drapto_engine.services.detection.interlace import detect_interlace
 from drapto_engine.services.detection.resolution import default_crf, resolution_class
 
 
@@ -23,6 +24,7 @@ def analyze_media(media: MediaInfo, *, crop_detection: bool = True) -> VideoAnal
         dynamic_range=kind,
         dolby_vision=dovi,
         crop=crop,
+        interlace=detect_interlace(media.path, media.video, media.duration_s),
         resolution_class=cls,
         default_crf=default_crf(cls),
     )

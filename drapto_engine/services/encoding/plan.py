@@ -5,7 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from drapto_engine.core.models import Crop, DynamicRange, EncodeSettings, VideoAnalysis
+from drapto_engine.core.models import (
+    Crop,
+    DynamicRange,
+    EncodeSettings,
+    Interlace,
+    VideoAnalysis,
+)
 from drapto_engine.services.encoding.encoder import IEncoder
 
 
@@ -26,6 +32,7 @@ class VideoPlan:
     dolby_vision: bool
     segmented: bool
     warnings: tuple[str, ...] = field(default=())
+    interlace: Interlace | None = None  # set only when the video is to be deinterlaced
 
     @classmethod
     def make(cls, ffmpeg: str, analysis: VideoAnalysis, settings: EncodeSettings) -> VideoPlan:
@@ -57,6 +64,9 @@ class VideoPlan:
             dolby_vision=dolby_vision,
             segmented=segments_video(settings, dolby_vision),
             warnings=tuple(warnings),
+            interlace=analysis.interlace
+            if analysis.interlace and analysis.interlace.deinterlace
+            else None,
         )
 
     @property

@@ -39,12 +39,15 @@ def colour_args(plan: VideoPlan) -> list[str]:
 
 
 def video_filters(plan: VideoPlan) -> list[str]:
-    """Timestamps rebased to 0, then the crop.
+    """Timestamps rebased to 0, then deinterlacing, then the crop.
 
     A segment starts at 0: the join places it at its first frame's source time (see
-    `mux.concat_list`).
+    `mux.concat_list`). Deinterlacing comes before the crop, whose offset may be an odd
+    number of lines and would swap the fields.
     """
     filters = ["setpts=PTS-STARTPTS"]
+    if plan.interlace:
+        filters.append(plan.interlace.filter())
     if plan.crop:
         filters.append(plan.crop.filter())
     return ["-vf", ",".join(filters)]
@@ -74,7 +77,7 @@ def segment_argv(
     `-dolbyvision` is always explicit: libsvtav1's "auto" would turn any RPU it meets
     on the decoded frames into Dolby Vision, which the SDR/HDR10/HLG path must not do.
     """
-    seek = ["-ss", f"{segment.start_s:.6f}"] if segment.start_s > 0 else []
+    entered = ["-ss", f"{segment.start_s:.6f}"] if segment.start_s > 0 else []
     return [
         plan.ffmpeg,
         "-hide_banner",
@@ -85,7 +88,7 @@ def segment_argv(
         # costs CPU the other encoders need, and one SVT thread cannot outrun it anyway.
         "-threads",
         str(max(1, threads)),
-        *seek,
+        *entered,
         "-i",
         str(plan.source),
         "-map",
