@@ -38,14 +38,35 @@ def colour_args(plan: VideoPlan) -> list[str]:
     return args
 
 
-def video_filters(plan: VideoPlan) -> list[str]:
-    """Timestamps rebased to 0, then deinterlacing, then the crop.
+INEXACT_SEEK = frozenset({"mpeg", "mpegts", "mpegvideo"})
+"""Containers without an index (MPEG-PS of DVDs, MPEG-TS of TV recordings): a seek finds
+its place by reading timestamps and may land a frame or a GOP past the point asked for."""
+SEEK_MARGIN_S = 5.0
+"""How far before its first frame a segment of such a container is entered; the frames
+in between are decoded and dropped by time (`trim`)."""
+
+
+def seek(plan: VideoPlan, segment: Segment) -> tuple[float, float]:
+    """Where the input is entered (ffmpeg's -ss) and how much of what follows is dropped
+    before the segment's first frame (0 where the container seeks exactly)."""
+    if segment.start_s <= 0:
+        return 0.0, 0.0
+    if plan.analysis.media.container not in INEXACT_SEEK:
+        return segment.start_s, 0.0
+    entry = max(0.0, segment.start_s - SEEK_MARGIN_S)
+    return entry, segment.start_s - entry
+
+
+def video_filters(plan: VideoPlan, skip_s: float = 0.0) -> list[str]:
+    """Frames before the segment dropped (see `seek`), timestamps rebased to 0, then
+    deinterlacing, then the crop.
 
     A segment starts at 0: the join places it at its first frame's source time (see
     `mux.concat_list`). Deinterlacing comes before the crop, whose offset may be an odd
     number of lines and would swap the fields.
     """
-    filters = ["setpts=PTS-STARTPTS"]
+    filters = [f"trim=start={skip_s:.6f}"] if skip_s > 0 else []
+    filters.append("setpts=PTS-STARTPTS")
     if plan.interlace:
         filters.append(plan.interlace.filter())
     if plan.crop:
@@ -77,7 +98,8 @@ def segment_argv(
     `-dolbyvision` is always explicit: libsvtav1's "auto" would turn any RPU it meets
     on the decoded frames into Dolby Vision, which the SDR/HDR10/HLG path must not do.
     """
-    entered = ["-ss", f"{segment.start_s:.6f}"] if segment.start_s > 0 else []
+    entry, skip_s = seek(plan, segment)
+    entered = ["-ss", f"{entry:.6f}"] if entry > 0 else []
     return [
         plan.ffmpeg,
         "-hide_banner",
@@ -104,7 +126,7 @@ def segment_argv(
         "-1",
         "-fps_mode",
         "passthrough",
-        *video_filters(plan),
+        *video_filters(plan, skip_s),
         *ENCODER_TIME_BASE,
         "-c:v",
         "libsvtav1",
