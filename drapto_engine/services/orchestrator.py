@@ -21,7 +21,11 @@ import av
 from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
 
-from drapto_engine.core.errors import DraptoError, EncodeError, ValidationError
+from drapto_engine.core.errors import (
+    DraptoError,
+    EncodeError,
+    ValidationError,
+)
 from drapto_engine.core.events import (
     AnalysisReady,
     AudioDone,
@@ -68,6 +72,11 @@ from drapto_engine.infrastructure.resources import (
     default_workers,
     estimated_output_bytes,
     threads_per_worker,
+)
+from drapto_engine.infrastructure.source_identity import (
+    SourceIdentity,
+    check_unchanged,
+    identify,
 )
 from drapto_engine.infrastructure.store import pid_alive
 from drapto_engine.monitoring import Monitor
@@ -230,17 +239,29 @@ class Orchestrator:
         """Called with the job id as soon as it is known."""
         self.segments_planned = asyncio.Event()
         """Set once segmentation has handed out every segment (a queue may start the next job)."""
+        self.source: tuple[Path, SourceIdentity] | None = None
+        """The job's source and its identity as analysed (source_identity.py)."""
 
     async def encode(self, request: EncodeRequest) -> JobSummary:
         """Run one job to its end, resuming what an interrupted run of it left."""
         preflight(request)
         record = await asyncio.to_thread(job_record, request)
+        # The source as analysed: every step that reads it checks it is still this file.
+        identity = await asyncio.to_thread(identify, request.input)
+        self.source = (request.input, identity)
         work_root = request.work_root or request.output.parent
         work = work_root / f"{WORK_PREFIX}{record.id}"
         stored = await asyncio.to_thread(self.state.store.job, record.id)
         resume = StoredPlan.of(stored)
         if resume is None:  # the state database lost it: the work folder has it too
             resume = await asyncio.to_thread(StoredPlan.from_work, work, record.id)
+        replaced: list[str] = []
+        if resume is not None and resume.source is not None:
+            # Same name, size and time but another file (or rewritten): what the earlier
+            # run made is of another film. The file as it is now is what is asked for.
+            replaced = resume.source.differences(identity)
+            if replaced:
+                resume = None
         if resume is not None:
             media = resume.analysis.media
         else:
@@ -260,6 +281,16 @@ class Orchestrator:
                     )
                 )
             await asyncio.to_thread(shutil.rmtree, work_root / f"{WORK_PREFIX}{old.id}", True)
+        if replaced:
+            self.bus.emit(
+                Warning(
+                    job=job,
+                    message=f"{request.input}: the source is not the file the unfinished run "
+                    f"encoded ({'; '.join(replaced)}); starting afresh",
+                )
+            )
+            await self.state.forget_work(job)
+            await asyncio.to_thread(shutil.rmtree, work, True)
         for leftover in await asyncio.to_thread(_leftovers, work, request.output):
             leftover.unlink(missing_ok=True)
         self.stage = JobStage.QUEUED
@@ -278,7 +309,7 @@ class Orchestrator:
         ours = True  # whether the job's state and work folder are still this run's
         try:
             try:
-                return await self._pipeline(job, request, media, work, partial, resume)
+                return await self._pipeline(job, request, media, work, partial, resume, identity)
             finally:
                 running = False
         except (JobTakenOver, StateDamaged) as exc:
@@ -337,6 +368,7 @@ class Orchestrator:
         work: Path,
         partial: Path,
         resume: StoredPlan | None,
+        identity: SourceIdentity,
     ) -> JobSummary:
         started = time.monotonic()
         await self._set_stage(job, JobStage.ANALYZING)
@@ -363,7 +395,7 @@ class Orchestrator:
 
                 async def measured(planned: list[Segment]) -> StoredPlan:
                     return StoredPlan.measure(
-                        analysis, planned, media, await times_task, await extents_task
+                        analysis, planned, media, await times_task, await extents_task, identity
                     )
 
             plan = self.plan = VideoPlan.make(self.ffmpeg, analysis, request.settings)
@@ -416,6 +448,7 @@ class Orchestrator:
         await self._set_stage(job, JobStage.MUXING)
         files = [segment_file(work, s) for s in planned]
         extents = timing.extent_map()
+        await asyncio.to_thread(check_unchanged, request.input, identity)
         await self._mux(media, files, timing, audio, work, partial)
         await self._set_stage(job, JobStage.VALIDATING)
         source_times = await asyncio.to_thread(source_frame_times, media.path, media.video.index)
@@ -423,6 +456,8 @@ class Orchestrator:
         failures = await asyncio.to_thread(check_output, partial, expected, self.ffmpeg)
         if failures:
             raise ValidationError(request.input, failures)
+        # The join and validation read the source too: it must still be the one analysed.
+        await asyncio.to_thread(check_unchanged, request.input, identity)
         metrics = await self._save_metrics(job)
         # put in place only while this process still holds the job
         await self._set_stage(
@@ -706,6 +741,8 @@ class Orchestrator:
                     on_started=on_started,
                     on_progress=self._progress_reporter(job, segment),
                 )
+                if self.source is not None:  # a stat: cheap before every segment
+                    await asyncio.to_thread(check_unchanged, *self.source, content=False)
                 try:
                     run = await slot.encode(work)
                 except EncodeError as exc:
@@ -862,6 +899,9 @@ class StoredPlan(BaseModel):
     """Where the video ends, on the same clock."""
     extents: dict[int, tuple[int, float, float]]
     """Per stream: packets, start and end (seconds), as measured by demuxing."""
+    source: SourceIdentity | None = None
+    """The source file the plan and segments were made from (None: stored before
+    identities were kept)."""
 
     @classmethod
     def of(cls, record: JobRecord | None) -> StoredPlan | None:
@@ -901,6 +941,7 @@ class StoredPlan(BaseModel):
         media: MediaInfo,
         times: list[float],
         extents: dict[int, Extent],
+        source: SourceIdentity | None = None,
     ) -> StoredPlan:
         video = extents.get(media.video.index)
         end = video.end_s - media.start_time_s if video else times[-1]
@@ -910,6 +951,7 @@ class StoredPlan(BaseModel):
             starts_s=[times[s.start_frame] for s in planned],
             end_s=end,
             extents={i: (e.packets, e.start_s, e.end_s) for i, e in extents.items()},
+            source=source,
         )
 
     def extent_map(self) -> dict[int, Extent]:

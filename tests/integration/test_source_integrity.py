@@ -1,0 +1,122 @@
+"""The source must stay the file that was analysed, the join's failures must be told
+apart, and the pipeline must feed validation the source's frame times: real `drapto
+encode` runs, tampered with at exact moments by tamper.py.
+
+The two films are raw video of the same size, frame count and rate (one is the other's
+negative): only their identity and content tell them apart, as in the issue's
+`mv other.mkv a.mkv`.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+from encode_helpers import DRAPTO, FAST, Run, encode, inspect, parse_events
+from mediagen import MakeMedia
+
+pytestmark = pytest.mark.slow
+
+TAMPER = Path(__file__).with_name("tamper.py")
+SEGMENTING = ["--min-segment", "0.5", "--max-segment", "1", "--workers", "1"]
+FRAMES = 100
+
+
+def _films(make_media: MakeMedia) -> tuple[Path, Path]:
+    """a.mkv and other.mkv: same size in bytes, frames and rate, different pictures."""
+    a = make_media("a.mkv", size=(160, 90), duration=4, codec="rawvideo")
+    other = make_media("other.mkv", size=(160, 90), duration=4, codec="rawvideo", filters="negate")
+    assert a.stat().st_size == other.stat().st_size
+    return a, other
+
+
+def _tampered(mode: str, other: Path | None, source: Path, output: Path, *extra: str) -> Run:
+    argv = [sys.executable, str(TAMPER), mode, str(other or "-"), "encode", str(source)]
+    argv += ["-o", str(output), *FAST, *SEGMENTING, *extra]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False)
+    return Run(done.returncode, parse_events(done.stdout), done.stderr)
+
+
+def _one_line(stderr: str) -> str:
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in stderr, stderr
+    return lines[0]
+
+
+def _first_frame(path: Path) -> np.ndarray:
+    with av.open(str(path)) as container:
+        frame = next(container.decode(video=0))
+        return frame.to_ndarray(format="gray").astype(np.int16)
+
+
+# -- defect 3: a source replaced or rewritten during the encode --
+
+
+@pytest.mark.parametrize("mode", ["swap", "rewrite"])
+def test_a_source_changed_during_the_encode_fails_the_job(
+    make_media: MakeMedia, tmp_path: Path, mode: str
+) -> None:
+    """swap: another file takes the name after the first segment (the stat sees a new
+    inode before the next segment starts). rewrite: the same inode is overwritten with
+    the other film and its modification time put back (only the content fingerprint,
+    checked before the join, can see it)."""
+    source, other = _films(make_media)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    output = out_dir / "a.av1.mkv"
+    run = _tampered(mode, other, source, output, "--state-dir", str(tmp_path / "state"))
+    assert run.returncode == 1, run.stderr
+    error = _one_line(run.stderr)
+    assert f"{source}: the source changed during the encode (" in error
+    assert error.endswith("); nothing was written")
+    assert ("another file now has its name" in error) == (mode == "swap")
+    assert ("content differs" in error) == (mode == "rewrite")
+    assert run.of("segment_done"), "the change came after the first segment"
+    if mode == "swap":  # caught before the next segment starts
+        assert len(run.of("segment_done")) == 1
+        assert run.events[-1]["stage"] == "encoding"
+    assert "rollback" not in [e["type"] for e in run.events]
+    assert run.events[-1]["type"] == "job_failed"
+    assert list(out_dir.iterdir()) == [], "an output or a work folder was left"
+
+
+def test_a_resumed_job_whose_source_was_replaced_starts_afresh(
+    make_media: MakeMedia, tmp_path: Path
+) -> None:
+    """Killed after a segment; then another film of the same size takes the name with
+    the same modification time (the job's key: path, size, mtime). The rerun must not
+    join the first film's segments to the second's: it starts afresh and says so."""
+    source, other = _films(make_media)
+    out_dir, state = tmp_path / "out", tmp_path / "state"
+    out_dir.mkdir()
+    output = out_dir / "a.av1.mkv"
+    argv = [*DRAPTO, "encode", str(source), "-o", str(output), *FAST, *SEGMENTING]
+    proc = subprocess.Popen([*argv, "--state-dir", str(state)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if '"segment_done"' in line:
+            break
+    proc.kill()
+    proc.communicate(timeout=10)
+    assert not output.exists()
+    before = source.stat()
+    os.replace(other, source)
+    os.utime(source, ns=(before.st_atime_ns, before.st_mtime_ns))
+    run = encode(source, output, *SEGMENTING, "--state-dir", str(state))
+    assert run.returncode == 0, run.stderr
+    assert any(
+        "the source is not the file the unfinished run encoded" in w["message"]
+        and "starting afresh" in w["message"]
+        for w in run.of("warning")
+    )
+    assert not any(e["resumed"] for e in run.of("segment_done"))
+    assert inspect(output).frames_decoded == FRAMES
+    # the output's first frame is the second film's (a negative: far from the first's)
+    got, want = _first_frame(output), _first_frame(source)
+    assert float(np.abs(got - want).mean()) < 8.0
+    assert sorted(p.name for p in out_dir.iterdir()) == [output.name]
