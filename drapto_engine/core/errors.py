@@ -79,3 +79,7 @@ class SourceChanged(MediaError):
             f"the source changed during the encode ({what}); nothing was written", path
         )
 
+
+class DiskFull(DraptoError):
+    """A step ran out of disk space (ENOSPC). The job's finished work is kept for a rerun,
+    and no flag is to blame."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import hashlib
 import json
 import logging
@@ -22,6 +23,7 @@ from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
 
 from drapto_engine.core.errors import (
+    DiskFull,
     DraptoError,
     EncodeError,
     ValidationError,
@@ -62,10 +64,11 @@ from drapto_engine.core.state import (
 )
 from drapto_engine.infrastructure.extents import Extent, stream_extents
 from drapto_engine.infrastructure.ffmpeg.progress import Progress
-from drapto_engine.infrastructure.ffmpeg.runner import run_checked
+from drapto_engine.infrastructure.ffmpeg.runner import run_checked, run_ffmpeg
 from drapto_engine.infrastructure.prefetch import Prefetch
 from drapto_engine.infrastructure.probe import probe
 from drapto_engine.infrastructure.resources import (
+    GIB,
     ResourceManager,
     check_disk,
     cpu_count,
@@ -320,6 +323,8 @@ class Orchestrator:
             self.bus.emit(JobFailed(job=job, stage=self.stage.value, error=exc.one_line()))
             raise
         except DraptoError as exc:
+            if isinstance(exc, DiskFull):
+                keep_work = True  # every encoded segment stays for the rerun
             self.bus.emit(JobFailed(job=job, stage=self.stage.value, error=exc.one_line()))
             try:
                 await self._save_metrics(job)
@@ -853,10 +858,23 @@ class Orchestrator:
         starts = [round(s * 1_000_000) for s in timing.starts_s]
         end = round(timing.end_s * 1_000_000)
         listing.write_text(concat_list(files, starts, end), encoding="utf-8")
-        await run_checked(
-            mux_argv(self.ffmpeg, media, listing, audio, partial, video_start_us=starts[0]),
-            "concat and mux",
-            media.path,
+        result = await run_ffmpeg(
+            mux_argv(self.ffmpeg, media, listing, audio, partial, video_start_us=starts[0])
+        )
+        if result.returncode == 0:
+            return
+        if _out_of_space(result.returncode, result.stderr_tail):
+            needed = sum(p.stat().st_size for p in [*files, *(a for _, a in audio)])
+            free = shutil.disk_usage(partial.parent).free
+            raise DiskFull(
+                f"no space left to join the segments: the output needs about "
+                f"{_size(needed)} in {partial.parent} ({_size(free)} free now); the "
+                f"{len(files)} encoded segments are kept in {work} for the next run",
+                media.path,
+            )
+        last = result.stderr_tail.splitlines()[-1] if result.stderr_tail else "no message"
+        raise EncodeError(
+            f"concat and mux failed (ffmpeg exit {result.returncode}): {last}", media.path
         )
 
     def _summary(
@@ -886,6 +904,16 @@ class Orchestrator:
             segments=segments,
             metrics=metrics,
         )
+
+
+def _out_of_space(returncode: int, stderr: str) -> bool:
+    """Whether an ffmpeg run failed for want of disk space: ffmpeg ends with the
+    negated error code (ENOSPC: -28, exit status 228) and says so."""
+    return returncode == (-errno.ENOSPC) & 0xFF or os.strerror(errno.ENOSPC) in stderr
+
+
+def _size(size: int) -> str:
+    return f"{size / GIB:.1f} GiB" if size >= GIB else f"{size / (1 << 20):.1f} MiB"
 
 
 class StoredPlan(BaseModel):

@@ -10,6 +10,7 @@ negative): only their identity and content tell them apart, as in the issue's
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +20,9 @@ import numpy as np
 import pytest
 from encode_helpers import DRAPTO, FAST, Run, encode, inspect, parse_events
 from mediagen import MakeMedia
+
+from drapto_engine.services.encoding.svt import SEGMENT_SUFFIX
+from drapto_engine.services.orchestrator import WORK_PREFIX, partial_name
 
 pytestmark = pytest.mark.slow
 
@@ -119,4 +123,47 @@ def test_a_resumed_job_whose_source_was_replaced_starts_afresh(
     # the output's first frame is the second film's (a negative: far from the first's)
     got, want = _first_frame(output), _first_frame(source)
     assert float(np.abs(got - want).mean()) < 8.0
+    assert sorted(p.name for p in out_dir.iterdir()) == [output.name]
+
+
+# -- defect 7: no space left for the join --
+
+
+def test_no_space_for_the_join_keeps_every_segment_for_the_rerun(
+    make_media: MakeMedia, tmp_path: Path
+) -> None:
+    """The join writes to /dev/full (a real ENOSPC): one line saying how much space the
+    join needs and where, exit 1, no rollback, the work folder and every segment kept;
+    the rerun encodes nothing again."""
+    source = make_media("s.mkv", size=(160, 90), duration=3, audio=["stereo"])
+    out_dir, state = tmp_path / "out", tmp_path / "state"
+    out_dir.mkdir()
+    output = out_dir / "s.av1.mkv"
+    run = _tampered("diskfull", None, source, output, "--state-dir", str(state))
+    assert run.returncode == 1, run.stderr
+    error = _one_line(run.stderr)
+    assert "no space left to join the segments: the output needs about " in error
+    assert f"MiB in {out_dir} (" in error
+    kinds = [e["type"] for e in run.events]
+    assert "rollback" not in kinds and kinds[-1] == "job_failed"
+    assert run.events[-1]["stage"] == "muxing"
+    [job] = {e["job"] for e in run.of("segment_done")}
+    work = out_dir / f"{WORK_PREFIX}{job}"
+    planned = run.of("segments_planned")[0]["count"]
+    assert planned > 1
+    kept = sorted(work.glob(f"segment-*{SEGMENT_SUFFIX}"))
+    assert len(kept) == planned == len(run.of("segment_done"))
+    assert str(work) in error
+    assert not output.exists() and not partial_name(output).exists()
+    assert not partial_name(output).is_symlink()
+
+    rerun = encode(source, output, *SEGMENTING, "--state-dir", str(state))
+    assert rerun.returncode == 0, rerun.stderr
+    assert all(e["resumed"] for e in rerun.of("segment_done"))
+    assert len(rerun.of("segment_done")) == planned
+    assert not rerun.of("segment_started"), "a kept segment was encoded again"
+    with sqlite3.connect(state / "drapto.db") as db:
+        encodes = [n for (n,) in db.execute("SELECT encodes FROM segments")]
+    assert encodes == [1] * planned
+    assert inspect(output).frames_decoded == 75
     assert sorted(p.name for p in out_dir.iterdir()) == [output.name]
