@@ -167,3 +167,24 @@ def test_no_space_for_the_join_keeps_every_segment_for_the_rerun(
     assert encodes == [1] * planned
     assert inspect(output).frames_decoded == 75
     assert sorted(p.name for p in out_dir.iterdir()) == [output.name]
+
+
+# -- the pipeline feeds validation the source's frame times --
+
+
+def test_a_join_with_wrong_frame_times_fails_validation(
+    make_media: MakeMedia, tmp_path: Path
+) -> None:
+    """One frame of the joined output is moved 1 ms before validation: the frame count
+    and durations still hold, so only the frame times the orchestrator passes to
+    validation can catch it (test_timestamps.py tests the check itself)."""
+    source = make_media("s.mkv", size=(160, 90), duration=2)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    output = out_dir / "s.av1.mkv"
+    run = _tampered("retime", None, source, output, "--state-dir", str(tmp_path / "state"))
+    assert run.returncode == 1, run.stderr
+    error = _one_line(run.stderr)
+    assert "validation failed: frame times: 1 of 50 frames are off the source's" in error
+    assert run.events[-1]["type"] == "job_failed" and run.events[-1]["stage"] == "validating"
+    assert list(out_dir.iterdir()) == []
