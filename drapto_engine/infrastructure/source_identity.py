@@ -47,12 +47,18 @@ class SourceIdentity(BaseModel):
 
 
 def fingerprint(path: Path) -> str:
-    """sha256 over the file's size and three 64 KiB blocks: at its start, its middle and
-    its end (a smaller file is read whole). Blocking; three reads whatever the size."""
+    """The sha256 (hex) of the file's size and of three BLOCK-sized blocks: at the start,
+    the middle and the end (a file shorter than a block is read whole, each time).
+
+    Blocking: three reads whatever the size. Two files with the same fingerprint have
+    the same size and the same bytes in those blocks; files that differ only elsewhere
+    are not told apart. Raises OSError when the file cannot be read. (Cluster workers
+    compute the same digest of their copy of a source: keep the two in step.)
+    """
     digest = hashlib.sha256()
     with path.open("rb") as file:
-        size = os.fstat(file.fileno()).st_size
-        digest.update(str(size).encode())
+        size = file.seek(0, os.SEEK_END)
+        digest.update(f"{size}\n".encode())
         for offset in (0, max(0, size // 2 - BLOCK // 2), max(0, size - BLOCK)):
             file.seek(offset)
             digest.update(file.read(BLOCK))
