@@ -32,10 +32,11 @@ class SourceIdentity(BaseModel):
     mtime_ns: int
     fingerprint: str
 
-    def differences(self, other: SourceIdentity) -> list[str]:
-        """What differs from `other`, in words ([] when it is the same file)."""
+    def differences(self, other: SourceIdentity, *, place: bool = True) -> list[str]:
+        """What differs from `other`, in words ([] when it is the same file). Without
+        `place`, a copy of the same bytes and time elsewhere (another inode) is the same."""
         said: list[str] = []
-        if (self.device, self.inode) != (other.device, other.inode):
+        if place and (self.device, self.inode) != (other.device, other.inode):
             said.append("another file now has its name")
         if self.size != other.size:
             said.append(f"size {self.size} -> {other.size} bytes")

@@ -260,9 +260,10 @@ class Orchestrator:
             resume = await asyncio.to_thread(StoredPlan.from_work, work, record.id)
         replaced: list[str] = []
         if resume is not None and resume.source is not None:
-            # Same name, size and time but another file (or rewritten): what the earlier
-            # run made is of another film. The file as it is now is what is asked for.
-            replaced = resume.source.differences(identity)
+            # Same name, size and time but other content: what the earlier run made is
+            # of another film, and the file as it is now is what is asked for. The same
+            # bytes under another inode (restored, rsync -a) are the same film.
+            replaced = resume.source.differences(identity, place=False)
             if replaced:
                 resume = None
         if resume is not None:

@@ -10,6 +10,7 @@ negative): only their identity and content tell them apart, as in the issue's
 from __future__ import annotations
 
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -89,12 +90,15 @@ def test_a_source_changed_during_the_encode_fails_the_job(
     assert list(out_dir.iterdir()) == [], "an output or a work folder was left"
 
 
-def test_a_resumed_job_whose_source_was_replaced_starts_afresh(
-    make_media: MakeMedia, tmp_path: Path
+@pytest.mark.parametrize("replacement", ["other film", "same bytes"])
+def test_a_resumed_job_starts_afresh_only_when_its_source_is_another_film(
+    make_media: MakeMedia, tmp_path: Path, replacement: str
 ) -> None:
-    """Killed after a segment; then another film of the same size takes the name with
-    the same modification time (the job's key: path, size, mtime). The rerun must not
-    join the first film's segments to the second's: it starts afresh and says so."""
+    """Killed after a segment; then a file of the same size takes the name with the same
+    modification time (the job's key: path, size, mtime). Another film: the rerun must
+    not join the first film's segments to the second's; it starts afresh and says so.
+    A copy of the same bytes (a new inode, as a restore or `rsync -a` makes): the rerun
+    keeps the finished segments."""
     source, other = _films(make_media)
     out_dir, state = tmp_path / "out", tmp_path / "state"
     out_dir.mkdir()
@@ -108,21 +112,32 @@ def test_a_resumed_job_whose_source_was_replaced_starts_afresh(
     proc.kill()
     proc.communicate(timeout=10)
     assert not output.exists()
-    before = source.stat()
+    before, first_film = source.stat(), _first_frame(source)
+    if replacement == "same bytes":
+        other = other.with_name("copy.mkv")
+        shutil.copyfile(source, other)
     os.replace(other, source)
     os.utime(source, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert source.stat().st_ino != before.st_ino
     run = encode(source, output, *SEGMENTING, "--state-dir", str(state))
     assert run.returncode == 0, run.stderr
-    assert any(
-        "the source is not the file the unfinished run encoded" in w["message"]
-        and "starting afresh" in w["message"]
+    afresh = [
+        w["message"]
         for w in run.of("warning")
-    )
-    assert not any(e["resumed"] for e in run.of("segment_done"))
+        if "the source is not the file the unfinished run encoded (content differs)" in w["message"]
+        and "starting afresh" in w["message"]
+    ]
+    resumed = [e["index"] for e in run.of("segment_done") if e["resumed"]]
     assert inspect(output).frames_decoded == FRAMES
-    # the output's first frame is the second film's (a negative: far from the first's)
-    got, want = _first_frame(output), _first_frame(source)
-    assert float(np.abs(got - want).mean()) < 8.0
+    got = _first_frame(output)
+    if replacement == "same bytes":
+        assert afresh == [] and resumed != []
+        assert float(np.abs(got - first_film).mean()) < 8.0
+    else:
+        assert len(afresh) == 1 and resumed == []
+        # the output's first frame is the second film's (a negative: far from the first's)
+        assert float(np.abs(got - _first_frame(source)).mean()) < 8.0
+        assert float(np.abs(got - first_film).mean()) > 40.0
     assert sorted(p.name for p in out_dir.iterdir()) == [output.name]
 
 

@@ -57,6 +57,17 @@ def test_a_check_names_what_differs(tmp_path: Path) -> None:
     os.replace(other, path)
     with pytest.raises(SourceChanged, match="another file now has its name; size 1000 -> 1001"):
         check_unchanged(path, recorded, content=False)
+    assert identify(path).differences(recorded) == [
+        "another file now has its name",
+        "size 1001 -> 1000 bytes",
+        "modification time changed",
+        "content differs",
+    ]
+    copy = tmp_path / "copy.mkv"  # the same bytes and time under another inode
+    copy.write_bytes(path.read_bytes())
+    os.utime(copy, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns))
+    assert identify(copy).differences(identify(path), place=False) == []
+    assert identify(copy).differences(identify(path)) == ["another file now has its name"]
     path.unlink()
     with pytest.raises(SourceChanged, match="it cannot be read now"):
         check_unchanged(path, recorded, content=False)
