@@ -85,6 +85,8 @@ def test_a_source_changed_during_the_encode_fails_the_job(
     if mode == "swap":  # caught before the next segment starts
         assert len(run.of("segment_done")) == 1
         assert run.events[-1]["stage"] == "encoding"
+    else:  # caught by the fingerprint before the join
+        assert run.events[-1]["stage"] == "muxing"
     assert "rollback" not in [e["type"] for e in run.events]
     assert run.events[-1]["type"] == "job_failed"
     assert list(out_dir.iterdir()) == [], "an output or a work folder was left"
