@@ -858,7 +858,17 @@ class Orchestrator:
         listing = work / "segments.txt"
         starts = [round(s * 1_000_000) for s in timing.starts_s]
         end = round(timing.end_s * 1_000_000)
-        listing.write_text(concat_list(files, starts, end), encoding="utf-8")
+        try:
+            listing.write_text(concat_list(files, starts, end), encoding="utf-8")
+        except OSError as exc:
+            if exc.errno != errno.ENOSPC:
+                raise
+            raise DiskFull(
+                f"no space left to join the segments: their list cannot be written in "
+                f"{work} ({_size(shutil.disk_usage(work).free)} free now); the {len(files)} "
+                "encoded segments are kept there for the next run",
+                media.path,
+            ) from exc
         result = await run_ffmpeg(
             mux_argv(self.ffmpeg, media, listing, audio, partial, video_start_us=starts[0])
         )

@@ -10,6 +10,8 @@ moment is exact (no race with a watcher in another process):
             place (same inode), and its modification time is put back as it was
   diskfull  whenever a join starts, the partial output's name is made a link to /dev/full:
             the join's writes fail with a real ENOSPC from the kernel
+  worklistfull  whenever a join starts, its list of segments in the work folder is
+            made a link to /dev/full: writing it fails with ENOSPC
   retime    when validation starts, one frame of the joined output is moved 1 ms
             (ffmpeg's setts bitstream filter): the frame count and duration still hold
 Everything else is the real CLI: its exit status, its events on stdout, its one-line
@@ -25,7 +27,7 @@ from pathlib import Path
 
 from drapto_engine.core import events
 from drapto_engine.infrastructure.ffmpeg.toolchain import find_toolchain
-from drapto_engine.services.orchestrator import partial_name
+from drapto_engine.services.orchestrator import WORK_PREFIX, partial_name
 
 ONE_FRAME_LATE = "pts=if(eq(N\\,10)\\,PTS+1\\,PTS):dts=if(eq(N\\,10)\\,DTS+1\\,DTS)"
 
@@ -64,6 +66,10 @@ def install(mode: str, other: Path, source: Path, output: Path) -> None:
             partial = partial_name(output)
             if mode == "diskfull" and event.stage == "muxing":
                 partial.symlink_to("/dev/full")
+            elif mode == "worklistfull" and event.stage == "muxing":
+                listing = output.parent / f"{WORK_PREFIX}{event.job}" / "segments.txt"
+                listing.unlink(missing_ok=True)
+                listing.symlink_to("/dev/full")
             elif mode == "retime" and event.stage == "validating":
                 retime(find_toolchain().ffmpeg, partial)
 

@@ -146,31 +146,39 @@ def test_a_resumed_job_starts_afresh_only_when_its_source_is_another_film(
 # -- defect 7: no space left for the join --
 
 
+@pytest.mark.parametrize("full", ["output", "work"])
 def test_no_space_for_the_join_keeps_every_segment_for_the_rerun(
-    make_media: MakeMedia, tmp_path: Path
+    make_media: MakeMedia, tmp_path: Path, full: str
 ) -> None:
-    """The join writes to /dev/full (a real ENOSPC): one line saying how much space the
-    join needs and where, exit 1, no rollback, the work folder and every segment kept;
-    the rerun encodes nothing again."""
+    """The join's output, or its list of segments in the work folder, is written to
+    /dev/full (a real ENOSPC): one line saying how much space the join needs and where,
+    exit 1, no rollback, the work folder and every segment kept; the rerun encodes
+    nothing again."""
     source = make_media("s.mkv", size=(160, 90), duration=3, audio=["stereo"])
     out_dir, state = tmp_path / "out", tmp_path / "state"
     out_dir.mkdir()
     output = out_dir / "s.av1.mkv"
-    run = _tampered("diskfull", None, source, output, "--state-dir", str(state))
+    mode = "diskfull" if full == "output" else "worklistfull"
+    run = _tampered(mode, None, source, output, "--state-dir", str(state))
     assert run.returncode == 1, run.stderr
     error = _one_line(run.stderr)
-    assert "no space left to join the segments: the output needs about " in error
-    assert f"MiB in {out_dir} (" in error
+    [job] = {e["job"] for e in run.of("segment_done")}
+    work = out_dir / f"{WORK_PREFIX}{job}"
+    assert f"{source}: no space left to join the segments: " in error
+    if full == "output":
+        assert "the output needs about " in error and f"MiB in {out_dir} (" in error
+        assert f"encoded segments are kept in {work} for the next run" in error
+    else:
+        assert f"their list cannot be written in {work} (" in error
+        assert "encoded segments are kept there for the next run" in error
+        (work / "segments.txt").unlink()  # space is freed
     kinds = [e["type"] for e in run.events]
     assert "rollback" not in kinds and kinds[-1] == "job_failed"
     assert run.events[-1]["stage"] == "muxing"
-    [job] = {e["job"] for e in run.of("segment_done")}
-    work = out_dir / f"{WORK_PREFIX}{job}"
     planned = run.of("segments_planned")[0]["count"]
     assert planned > 1
     kept = sorted(work.glob(f"segment-*{SEGMENT_SUFFIX}"))
     assert len(kept) == planned == len(run.of("segment_done"))
-    assert str(work) in error
     assert not output.exists() and not partial_name(output).exists()
     assert not partial_name(output).is_symlink()
 
