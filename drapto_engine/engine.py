@@ -21,7 +21,13 @@ from typing import TYPE_CHECKING, Any
 
 from drapto_engine.config import Config, load_saved_flags, save_flags, saved_flags_file
 from drapto_engine.core.api import INTERRUPTED_NOTE, EngineSnapshot, EngineView
-from drapto_engine.core.errors import DraptoError, EncodeError, MediaError, ValidationError
+from drapto_engine.core.errors import (
+    DraptoError,
+    EncodeError,
+    MediaError,
+    SourceChanged,
+    ValidationError,
+)
 from drapto_engine.core.events import (
     Alert,
     AnalysisReady,
@@ -660,6 +666,8 @@ class Engine:
             try:
                 return await orchestrator.encode(request)
             except (EncodeError, MediaError, ValidationError) as exc:
+                if isinstance(exc, SourceChanged):  # no strategy's fault: nothing to retry
+                    raise
                 flag = rollback_flag(orchestrator.stage.value, orchestrator.plan, request.settings)
                 if flag is None or flag in rollbacks:
                     raise

@@ -67,3 +67,19 @@ class ValidationError(DraptoError):
     def __init__(self, path: Path | str, failures: list[str]):
         self.failures = failures
         super().__init__("validation failed: " + "; ".join(failures), path)
+
+
+class SourceChanged(MediaError):
+    """The source is not the file that was analysed: another file took its name, or it
+    was rewritten. Nothing of the job is put in place, and no flag is to blame."""
+
+    def __init__(self, path: Path | str, what: str):
+        self.what = what
+        super().__init__(
+            f"the source changed during the encode ({what}); nothing was written", path
+        )
+
+
+class DiskFull(DraptoError):
+    """A step ran out of disk space (ENOSPC). The job's finished work is kept for a rerun,
+    and no flag is to blame."""

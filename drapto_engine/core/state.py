@@ -238,6 +238,10 @@ class StateManager:
     async def save(self, job_id: str, **fields: str | None) -> None:
         await self._as_holder(job_id, lambda: self.store.set_job(job_id, self.pid, **fields))
 
+    async def forget_work(self, job_id: str) -> None:
+        """Start the job again from its source: its analysis, plan and segments go."""
+        await self._as_holder(job_id, lambda: self.store.forget_work(job_id, self.pid))
+
     async def segments(self, job_id: str) -> dict[int, SegmentRecord]:
         return await asyncio.to_thread(self.store.segments, job_id)
 

@@ -434,6 +434,18 @@ class StateStore:
             (job_id, pid),
         )
 
+    def forget_work(self, job_id: str, pid: int) -> None:
+        """Forget what a job this process holds has learnt and made (its analysis, plan,
+        metrics and segments): it starts again from its source."""
+        with self.transaction() as db:
+            self._check_holder(db, job_id, pid)
+            db.execute(
+                "UPDATE jobs SET analysis = NULL, plan = NULL, metrics = NULL, updated = ?"
+                " WHERE id = ?",
+                (time.time(), job_id),
+            )
+            db.execute("DELETE FROM segments WHERE job_id = ?", (job_id,))
+
     # segments
 
     def segments(self, job_id: str) -> dict[int, SegmentRecord]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import hashlib
 import json
 import logging
@@ -21,7 +22,12 @@ import av
 from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
 
-from drapto_engine.core.errors import DraptoError, EncodeError, ValidationError
+from drapto_engine.core.errors import (
+    DiskFull,
+    DraptoError,
+    EncodeError,
+    ValidationError,
+)
 from drapto_engine.core.events import (
     AnalysisReady,
     AudioDone,
@@ -58,16 +64,22 @@ from drapto_engine.core.state import (
 )
 from drapto_engine.infrastructure.extents import Extent, stream_extents
 from drapto_engine.infrastructure.ffmpeg.progress import Progress
-from drapto_engine.infrastructure.ffmpeg.runner import run_checked
+from drapto_engine.infrastructure.ffmpeg.runner import run_checked, run_ffmpeg
 from drapto_engine.infrastructure.prefetch import Prefetch
 from drapto_engine.infrastructure.probe import probe
 from drapto_engine.infrastructure.resources import (
+    GIB,
     ResourceManager,
     check_disk,
     cpu_count,
     default_workers,
     estimated_output_bytes,
     threads_per_worker,
+)
+from drapto_engine.infrastructure.source_identity import (
+    SourceIdentity,
+    check_unchanged,
+    identify,
 )
 from drapto_engine.infrastructure.store import pid_alive
 from drapto_engine.monitoring import Monitor
@@ -230,17 +242,30 @@ class Orchestrator:
         """Called with the job id as soon as it is known."""
         self.segments_planned = asyncio.Event()
         """Set once segmentation has handed out every segment (a queue may start the next job)."""
+        self.source: tuple[Path, SourceIdentity] | None = None
+        """The job's source and its identity as analysed (source_identity.py)."""
 
     async def encode(self, request: EncodeRequest) -> JobSummary:
         """Run one job to its end, resuming what an interrupted run of it left."""
         preflight(request)
         record = await asyncio.to_thread(job_record, request)
+        # The source as analysed: every step that reads it checks it is still this file.
+        identity = await asyncio.to_thread(identify, request.input)
+        self.source = (request.input, identity)
         work_root = request.work_root or request.output.parent
         work = work_root / f"{WORK_PREFIX}{record.id}"
         stored = await asyncio.to_thread(self.state.store.job, record.id)
         resume = StoredPlan.of(stored)
         if resume is None:  # the state database lost it: the work folder has it too
             resume = await asyncio.to_thread(StoredPlan.from_work, work, record.id)
+        replaced: list[str] = []
+        if resume is not None and resume.source is not None:
+            # Same name, size and time but other content: what the earlier run made is
+            # of another film, and the file as it is now is what is asked for. The same
+            # bytes under another inode (restored, rsync -a) are the same film.
+            replaced = resume.source.differences(identity, place=False)
+            if replaced:
+                resume = None
         if resume is not None:
             media = resume.analysis.media
         else:
@@ -260,6 +285,16 @@ class Orchestrator:
                     )
                 )
             await asyncio.to_thread(shutil.rmtree, work_root / f"{WORK_PREFIX}{old.id}", True)
+        if replaced:
+            self.bus.emit(
+                Warning(
+                    job=job,
+                    message=f"{request.input}: the source is not the file the unfinished run "
+                    f"encoded ({'; '.join(replaced)}); starting afresh",
+                )
+            )
+            await self.state.forget_work(job)
+            await asyncio.to_thread(shutil.rmtree, work, True)
         for leftover in await asyncio.to_thread(_leftovers, work, request.output):
             leftover.unlink(missing_ok=True)
         self.stage = JobStage.QUEUED
@@ -278,7 +313,7 @@ class Orchestrator:
         ours = True  # whether the job's state and work folder are still this run's
         try:
             try:
-                return await self._pipeline(job, request, media, work, partial, resume)
+                return await self._pipeline(job, request, media, work, partial, resume, identity)
             finally:
                 running = False
         except (JobTakenOver, StateDamaged) as exc:
@@ -289,6 +324,8 @@ class Orchestrator:
             self.bus.emit(JobFailed(job=job, stage=self.stage.value, error=exc.one_line()))
             raise
         except DraptoError as exc:
+            if isinstance(exc, DiskFull):
+                keep_work = True  # every encoded segment stays for the rerun
             self.bus.emit(JobFailed(job=job, stage=self.stage.value, error=exc.one_line()))
             try:
                 await self._save_metrics(job)
@@ -337,6 +374,7 @@ class Orchestrator:
         work: Path,
         partial: Path,
         resume: StoredPlan | None,
+        identity: SourceIdentity,
     ) -> JobSummary:
         started = time.monotonic()
         await self._set_stage(job, JobStage.ANALYZING)
@@ -363,7 +401,7 @@ class Orchestrator:
 
                 async def measured(planned: list[Segment]) -> StoredPlan:
                     return StoredPlan.measure(
-                        analysis, planned, media, await times_task, await extents_task
+                        analysis, planned, media, await times_task, await extents_task, identity
                     )
 
             plan = self.plan = VideoPlan.make(self.ffmpeg, analysis, request.settings)
@@ -416,6 +454,7 @@ class Orchestrator:
         await self._set_stage(job, JobStage.MUXING)
         files = [segment_file(work, s) for s in planned]
         extents = timing.extent_map()
+        await asyncio.to_thread(check_unchanged, request.input, identity)
         await self._mux(media, files, timing, audio, work, partial)
         await self._set_stage(job, JobStage.VALIDATING)
         source_times = await asyncio.to_thread(source_frame_times, media.path, media.video.index)
@@ -423,6 +462,8 @@ class Orchestrator:
         failures = await asyncio.to_thread(check_output, partial, expected, self.ffmpeg)
         if failures:
             raise ValidationError(request.input, failures)
+        # The join and validation read the source too: it must still be the one analysed.
+        await asyncio.to_thread(check_unchanged, request.input, identity)
         metrics = await self._save_metrics(job)
         # put in place only while this process still holds the job
         await self._set_stage(
@@ -707,6 +748,8 @@ class Orchestrator:
                     on_started=on_started,
                     on_progress=self._progress_reporter(job, segment),
                 )
+                if self.source is not None:  # a stat: cheap before every segment
+                    await asyncio.to_thread(check_unchanged, *self.source, content=False)
                 try:
                     run = await slot.encode(work)
                 except EncodeError as exc:
@@ -816,11 +859,34 @@ class Orchestrator:
         listing = work / "segments.txt"
         starts = [round(s * 1_000_000) for s in timing.starts_s]
         end = round(timing.end_s * 1_000_000)
-        listing.write_text(concat_list(files, starts, end), encoding="utf-8")
-        await run_checked(
-            mux_argv(self.ffmpeg, media, listing, audio, partial, video_start_us=starts[0]),
-            "concat and mux",
-            media.path,
+        try:
+            listing.write_text(concat_list(files, starts, end), encoding="utf-8")
+        except OSError as exc:
+            if exc.errno != errno.ENOSPC:
+                raise
+            raise DiskFull(
+                f"no space left to join the segments: their list cannot be written in "
+                f"{work} ({_size(shutil.disk_usage(work).free)} free now); the {len(files)} "
+                "encoded segments are kept there for the next run",
+                media.path,
+            ) from exc
+        result = await run_ffmpeg(
+            mux_argv(self.ffmpeg, media, listing, audio, partial, video_start_us=starts[0])
+        )
+        if result.returncode == 0:
+            return
+        if _out_of_space(result.returncode, result.stderr_tail):
+            needed = sum(p.stat().st_size for p in [*files, *(a for _, a in audio)])
+            free = shutil.disk_usage(partial.parent).free
+            raise DiskFull(
+                f"no space left to join the segments: the output needs about "
+                f"{_size(needed)} in {partial.parent} ({_size(free)} free now); the "
+                f"{len(files)} encoded segments are kept in {work} for the next run",
+                media.path,
+            )
+        last = result.stderr_tail.splitlines()[-1] if result.stderr_tail else "no message"
+        raise EncodeError(
+            f"concat and mux failed (ffmpeg exit {result.returncode}): {last}", media.path
         )
 
     def _summary(
@@ -852,6 +918,16 @@ class Orchestrator:
         )
 
 
+def _out_of_space(returncode: int, stderr: str) -> bool:
+    """Whether an ffmpeg run failed for want of disk space: ffmpeg ends with the
+    negated error code (ENOSPC: -28, exit status 228) and says so."""
+    return returncode == (-errno.ENOSPC) & 0xFF or os.strerror(errno.ENOSPC) in stderr
+
+
+def _size(size: int) -> str:
+    return f"{size / GIB:.1f} GiB" if size >= GIB else f"{size / (1 << 20):.1f} MiB"
+
+
 class StoredPlan(BaseModel):
     """What a resumed run needs that would otherwise cost scans of the source."""
 
@@ -863,6 +939,9 @@ class StoredPlan(BaseModel):
     """Where the video ends, on the same clock."""
     extents: dict[int, tuple[int, float, float]]
     """Per stream: packets, start and end (seconds), as measured by demuxing."""
+    source: SourceIdentity | None = None
+    """The source file the plan and segments were made from (None: stored before
+    identities were kept)."""
 
     @classmethod
     def of(cls, record: JobRecord | None) -> StoredPlan | None:
@@ -902,6 +981,7 @@ class StoredPlan(BaseModel):
         media: MediaInfo,
         times: list[float],
         extents: dict[int, Extent],
+        source: SourceIdentity | None = None,
     ) -> StoredPlan:
         video = extents.get(media.video.index)
         end = video.end_s - media.start_time_s if video else times[-1]
@@ -911,6 +991,7 @@ class StoredPlan(BaseModel):
             starts_s=[times[s.start_frame] for s in planned],
             end_s=end,
             extents={i: (e.packets, e.start_s, e.end_s) for i, e in extents.items()},
+            source=source,
         )
 
     def extent_map(self) -> dict[int, Extent]:

@@ -264,6 +264,37 @@ def test_every_segment_runs_on_a_worker_in_both_modes(hosted: Hosted, ffmpeg: st
     assert all(w.slots == 1 and w.memory_total > 0 for w in workers.values())
 
 
+def test_a_source_replaced_mid_job_stops_it_before_the_next_remote_segment(
+    hosted: Hosted, ffmpeg: str
+) -> None:
+    """Another file takes the source's name when the first segment is back from a
+    worker: no further segment is sent out, the job fails with the one line, and
+    nothing is rolled back or put in place."""
+    source = _video(ffmpeg, hosted.shared / "swap.mkv", 6.0)
+    other = make_video(ffmpeg, hosted.shared / "other.mkv", size=(256, 144), duration=6.0)
+    output = hosted.shared / "swap.av1.mkv"
+    swapped: list[int] = []
+
+    def swap(event: Event) -> None:
+        if isinstance(event, SegmentDone) and not swapped:
+            swapped.append(len(hosted.of(SegmentStarted, event.job)))
+            os.replace(other, source)
+
+    hosted.on_event.append(swap)
+    try:
+        entry = hosted.run(source, output)
+    finally:
+        hosted.on_event.remove(swap)
+    assert entry.status is EntryStatus.FAILED
+    assert entry.error is not None
+    assert f"{source}: the source changed during the encode (" in entry.error
+    assert entry.error.endswith("); nothing was written")
+    assert len(hosted.of(SegmentStarted, entry.job)) == swapped[0], "a segment started after"
+    assert all(s.remote for s in hosted.of(SegmentStarted, entry.job))
+    assert not hosted.of(RolledBack, entry.job)
+    assert not output.exists()
+
+
 def test_shipped_segments_of_a_real_mp4_keep_the_sources_frame_times(
     hosted: Hosted, shared_media: Path, tmp_path: Path
 ) -> None:
