@@ -194,7 +194,7 @@ def check_socket_folder(option: str, path: Path) -> None:
     from drapto_engine.server.location import prepare_folder
 
     try:
-        prepare_folder(path.parent)
+        prepare_folder(path.parent, path.name)
     except DraptoError as exc:
         raise UsageError(exc.one_line(), option) from None
 
