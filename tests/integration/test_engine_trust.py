@@ -10,6 +10,7 @@ half uses a folder open to all and the uid half a real peer compared with anothe
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -17,6 +18,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -237,3 +239,32 @@ def test_drapto_serve_refuses_a_socket_folder_open_to_others(
     assert option.returncode == 2, option.stderr
     assert "writable by other users" in one_line(option.stderr)
     assert list(named.iterdir()) == []
+
+
+def test_a_detached_batch_whose_engine_dies_during_the_hand_over_exits_3(
+    tmp_path: Path, make_media: Callable[..., Path]
+) -> None:
+    make_media("a.mkv", size=(64, 64), duration=1)
+    (tmp_path / "queue.toml").write_text('[defaults]\npreset = 12\n[[job]]\ninput = "a.mkv"\n')
+    runtime = Path(tempfile.mkdtemp(prefix="drd-", dir="/tmp"))
+    path = runtime / "drapto" / "engine.sock"
+    (runtime / "drapto").mkdir(mode=0o700)
+    fake = start_fake(path, runtime / "record", "die", stranger=False)
+    env = victim_env(tmp_path, XDG_RUNTIME_DIR=str(runtime))
+    warm_imports()
+    try:
+        done = run_forked(["--batch", "queue.toml", "--detach"], tmp_path, env, timeout=60)
+        deadline = time.monotonic() + 10
+        while fake.process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert fake.process.returncode == -9, (fake.received(), done)
+        requests = [json.loads(line).get("method") for line in fake.received()[2:]]
+        assert requests == ["add_paths"], fake.received()
+        assert done.returncode == 3, (done.stdout, done.stderr)
+        assert done.stdout == ""  # no "handed to" claim
+        line = one_line(done.stderr)
+        assert line.startswith("drapto: queue.toml: lost the engine (pid "), line
+    finally:
+        fake.process.kill()
+        fake.process.wait()
+        shutil.rmtree(runtime, ignore_errors=True)
