@@ -190,11 +190,11 @@ def socket_path(text: str) -> Path:
 
 
 def check_socket_folder(option: str, path: Path) -> None:
-    """The socket's folder exists or can be made, and is a folder (for `drapto serve`)."""
+    """The socket's folder exists or can be made, and is this user's alone (for `drapto serve`)."""
     from drapto_engine.server.location import prepare_folder
 
     try:
-        prepare_folder(path.parent)
+        prepare_folder(path.parent, path.name)
     except DraptoError as exc:
         raise UsageError(exc.one_line(), option) from None
 

@@ -64,7 +64,7 @@ def _socket_argument(parser: argparse.ArgumentParser) -> None:
         "--socket",
         type=socket_path,
         help="the engine's socket (default: config socket_path, else"
-        " $XDG_RUNTIME_DIR/drapto/engine.sock, else /tmp/drapto-UID/engine.sock)",
+        " $XDG_RUNTIME_DIR/drapto/engine.sock, else ${TMPDIR:-/tmp}/drapto-UID/engine.sock)",
     )
 
 

@@ -49,6 +49,15 @@ class EngineLost(DraptoError):
     exit_status = EXIT_ENGINE_LOST
 
 
+class UntrustedSocket(DraptoError):
+    """An engine socket another user could have planted or listens on: refused before
+    a byte is sent to it, or before an engine is started into its folder."""
+
+    def __init__(self, socket_path: Path, problem: str, hint: str) -> None:
+        self.socket_path = socket_path
+        super().__init__(f"refusing the engine socket {socket_path}: {problem}", hint=hint)
+
+
 class MediaError(DraptoError):
     """The input is not a usable media file."""
 

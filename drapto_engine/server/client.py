@@ -23,6 +23,7 @@ from drapto_engine.core.errors import DraptoError
 from drapto_engine.core.events import Event
 from drapto_engine.core.flags import FlagView
 from drapto_engine.core.jobs import JobOptions, QueueEntry
+from drapto_engine.server.location import check_folder, check_peer
 from drapto_engine.server.protocol import (
     CLIENT_READ_LIMIT,
     MAX_LINE,
@@ -106,7 +107,12 @@ class EngineClient:
 
     @classmethod
     async def connect(cls, socket_path: Path, *, client_name: str = "drapto") -> EngineClient:
-        """Connect and exchange hellos. Raises EngineUnavailable when no engine runs there."""
+        """Connect and exchange hellos. Raises EngineUnavailable when no engine runs there,
+        UntrustedSocket (before sending anything) when another user could be listening."""
+        if not check_folder(socket_path):
+            raise EngineUnavailable(
+                "no engine is running on this socket", socket_path, hint="start one: drapto serve"
+            )
         try:
             reader, writer = await asyncio.open_unix_connection(
                 str(socket_path), limit=CLIENT_READ_LIMIT
@@ -118,6 +124,7 @@ class EngineClient:
         except OSError as exc:
             raise DraptoError(f"cannot connect to the engine: {exc}", socket_path) from exc
         try:
+            check_peer(writer.get_extra_info("socket"), socket_path)
             server = await _hello(reader, writer, client_name, socket_path)
         except BaseException:
             writer.close()

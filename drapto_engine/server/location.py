@@ -1,9 +1,11 @@
 """Where the engine's socket lives, and making sure only one engine owns it.
 
 The socket is `$XDG_RUNTIME_DIR/drapto/engine.sock`. Without XDG_RUNTIME_DIR (cron,
-some SSH sessions) it is `/tmp/drapto-<uid>/engine.sock`, the tmux convention: short
-enough for the 107-byte socket path limit, and the folder is checked to be ours and
-private before it is used, so another user cannot plant it.
+some SSH sessions) it is `$TMPDIR/drapto-<uid>/engine.sock` (/tmp without TMPDIR), the
+tmux convention: short enough for the 107-byte socket path limit. Anyone may create that
+folder first, so before a client sends anything it checks, as OpenSSH does, that the
+folder is the user's and writable by nobody else and that the listener runs as the same
+uid (SO_PEERCRED); an engine refuses to start in such a folder too.
 
 One engine per socket and per state folder: each is claimed with an exclusive
 `flock` on a lock file beside it, held for the engine's life. The kernel releases it
@@ -19,9 +21,10 @@ import logging
 import os
 import socket
 import stat
+import struct
 from pathlib import Path
 
-from drapto_engine.core.errors import DraptoError
+from drapto_engine.core.errors import DraptoError, UntrustedSocket
 
 log = logging.getLogger(__name__)
 
@@ -34,31 +37,74 @@ def default_socket() -> Path:
     runtime = os.environ.get("XDG_RUNTIME_DIR")
     if runtime and Path(runtime).is_absolute():
         return Path(runtime) / "drapto" / SOCKET_NAME
-    return Path("/tmp") / f"drapto-{os.getuid()}" / SOCKET_NAME
+    tmp = os.environ.get("TMPDIR")
+    base = Path(tmp) if tmp and Path(tmp).is_absolute() else Path("/tmp")
+    return base / f"drapto-{os.getuid()}" / SOCKET_NAME
 
 
-def prepare_folder(folder: Path) -> None:
-    """Create the socket's folder 0700; refuse one that is not a folder of this user's."""
-    created = not folder.exists()
+def check_folder(socket_path: Path, uid: int | None = None) -> bool:
+    """Refuse (UntrustedSocket) a socket whose folder is not this user's or is writable by
+    others, as OpenSSH does: someone else could have put a listener there. False when
+    the folder does not exist (no engine runs there)."""
+    try:
+        info = socket_path.parent.lstat()
+    except FileNotFoundError:
+        return False
+    except OSError as exc:
+        raise UntrustedSocket(
+            socket_path, f"cannot check its folder: {exc.strerror}", OTHER_FOLDER
+        ) from exc
+    _judge(socket_path, info, os.getuid() if uid is None else uid)
+    return True
+
+
+OTHER_FOLDER = "remove it, or set XDG_RUNTIME_DIR or --socket"
+
+
+def _judge(socket_path: Path, info: os.stat_result, uid: int) -> None:
+    folder = socket_path.parent
+    if not stat.S_ISDIR(info.st_mode):
+        raise UntrustedSocket(socket_path, f"{folder} is not a folder (a link?)", OTHER_FOLDER)
+    if info.st_uid != uid:
+        raise UntrustedSocket(
+            socket_path, f"its folder {folder} is owned by uid {info.st_uid}, not you", OTHER_FOLDER
+        )
+    if info.st_mode & 0o022:
+        raise UntrustedSocket(
+            socket_path,
+            f"its folder {folder} is writable by other users",
+            "remove it, or chmod 700 it",
+        )
+
+
+def peer_uid(sock: socket.socket) -> int:
+    """The uid of the process at the other end of a Unix socket (Linux SO_PEERCRED)."""
+    creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    _pid, uid, _gid = struct.unpack("3i", creds)
+    return int(uid)
+
+
+def check_peer(sock: socket.socket, socket_path: Path, expected_uid: int | None = None) -> None:
+    """Refuse (UntrustedSocket) a connected socket whose listener runs as another uid."""
+    expected = os.getuid() if expected_uid is None else expected_uid
+    uid = peer_uid(sock)
+    if uid != expected:
+        raise UntrustedSocket(
+            socket_path,
+            f"the engine on it runs as uid {uid}, not you",
+            "stop that process or remove the socket",
+        )
+
+
+def prepare_folder(folder: Path, name: str = SOCKET_NAME) -> None:
+    """Create the socket's folder 0700; refuse one that is not a folder of this user's
+    alone (UntrustedSocket), leaving it as it is."""
     try:
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         info = folder.lstat()
     except OSError as exc:
         raise DraptoError(f"cannot create the socket's folder: {exc.strerror}", folder) from exc
-    if not stat.S_ISDIR(info.st_mode):
-        raise DraptoError("the socket's folder is not a folder (a link?)", folder)
-    if info.st_uid != os.getuid():
-        raise DraptoError(
-            f"the socket's folder belongs to uid {info.st_uid}, not to you",
-            folder,
-            hint="remove it or choose another path with --socket",
-        )
-    if created or folder == default_socket().parent:
-        os.chmod(folder, 0o700)
-    elif info.st_mode & 0o077:
-        # A folder the user named may be shared on purpose; the socket itself is 0600
-        # and every peer's uid is checked, so this is a warning, not a refusal.
-        log.warning("%s is open to other users; the socket in it is still 0600", folder)
+    _judge(folder / name, info, os.getuid())
 
 
 class Claim:
@@ -100,7 +146,7 @@ def claim_socket(path: Path) -> Claim:
             path,
             hint="use a shorter --socket",
         )
-    prepare_folder(path.parent)
+    prepare_folder(path.parent, path.name)
     claim = Claim(path.with_name(path.name + ".lock"), str(path))
     try:
         _clear_stale(path)

@@ -16,7 +16,6 @@ import json
 import logging
 import os
 import socket
-import struct
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,7 @@ from drapto_engine import __version__
 from drapto_engine.core.errors import DraptoError
 from drapto_engine.core.events import Event
 from drapto_engine.engine import Engine
-from drapto_engine.server.location import bind
+from drapto_engine.server.location import bind, peer_uid
 from drapto_engine.server.protocol import (
     MAX_LINE,
     PROTOCOL_VERSION,
@@ -54,13 +53,6 @@ HELLO_TIMEOUT_S = 10.0
 FLUSH_TIMEOUT_S = 1.0
 """How long closing waits for a session's queued messages to go out."""
 WRITE_BATCH = 256
-
-
-def peer_uid(sock: socket.socket) -> int:
-    """The uid of the process at the other end of a Unix socket (Linux SO_PEERCRED)."""
-    creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-    _pid, uid, _gid = struct.unpack("3i", creds)
-    return int(uid)
 
 
 class LineTooLong(Exception):
@@ -190,12 +182,19 @@ def problem(exc: ValidationError) -> str:
 
 class EngineServer:
     """Serves `engine` on `socket_path`. `shutdown_requested` is set by a client's
-    `shutdown` request; whoever runs the server (service.serve) then stops both."""
+    `shutdown` request; whoever runs the server (service.serve) then stops both.
+    Only clients running as `owner` (this process's uid by default) are served."""
 
     def __init__(
-        self, engine: Engine, socket_path: Path, *, outbox_limit: int = OUTBOX_LIMIT
+        self,
+        engine: Engine,
+        socket_path: Path,
+        *,
+        outbox_limit: int = OUTBOX_LIMIT,
+        owner: int | None = None,
     ) -> None:
         self.engine = engine
+        self.owner = os.getuid() if owner is None else owner
         self.socket_path = socket_path
         self.shutdown_requested = asyncio.Event()
         self._outbox_limit = outbox_limit
@@ -258,10 +257,10 @@ class EngineServer:
 
     def _admit(self, session: Session, sock: socket.socket) -> bool:
         uid = peer_uid(sock)
-        if uid == os.getuid():
+        if uid == self.owner:
             return True
         log.warning("refused a connection from uid %d", uid)
-        session.send(error_line(f"refused: this engine serves uid {os.getuid()} only"))
+        session.send(error_line(f"refused: this engine serves uid {self.owner} only"))
         return False
 
     async def _greet(self, session: Session, reader: asyncio.StreamReader) -> bool:

@@ -342,11 +342,15 @@ CLIENT = """
 import asyncio, sys
 from pathlib import Path
 from drapto_engine.core.errors import DraptoError
-from drapto_engine.server.client import EngineClient
+from drapto_engine.server.client import EngineClient, _hello
 
 async def main() -> int:
+    path = Path(sys.argv[1])
     try:
-        client = await EngineClient.connect(Path(sys.argv[1]), client_name="other-user")
+        if sys.argv[2:] == ["raw"]:  # a client that skips drapto's own checks
+            reader, writer = await asyncio.open_unix_connection(str(path))
+            await _hello(reader, writer, "other-user", path)
+        client = await EngineClient.connect(path, client_name="other-user")
     except DraptoError as exc:
         print(exc.problem)
         return 1
@@ -369,13 +373,14 @@ AS_NOBODY = [
 ]
 
 
-async def _client(*prefix: str, socket_path: Path) -> tuple[int, str]:
+async def _client(*prefix: str, socket_path: Path, raw: bool = False) -> tuple[int, str]:
     proc = await asyncio.create_subprocess_exec(
         *prefix,
         sys.executable,
         "-c",
         CLIENT,
         str(socket_path),
+        *(["raw"] if raw else []),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
     )
@@ -404,7 +409,13 @@ async def test_a_client_run_by_another_user_is_refused(tmp_path: Path, ffmpeg: s
         code, out = await _client(socket_path=server.socket_path)
         assert (code, out.strip()) == (0, "served 2"), out  # the same client, as the owner
         code, out = await _client(*AS_NOBODY, socket_path=server.socket_path)
-        assert code == 1, out
+        assert code == 1, out  # drapto's client does not trust another user's engine
+        assert out.strip() == (
+            f"refusing the engine socket {server.socket_path}: its folder {folder} is owned"
+            f" by uid {os.getuid()}, not you"
+        ), out
+        code, out = await _client(*AS_NOBODY, socket_path=server.socket_path, raw=True)
+        assert code == 1, out  # and the engine does not serve another user's client
         # the reason itself, not a reset connection ("Connection lost")
         assert out.strip() == (
             f"the engine refused the connection: refused: this engine serves uid {os.getuid()} only"

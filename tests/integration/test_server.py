@@ -32,7 +32,6 @@ from drapto_engine.core.errors import DraptoError
 from drapto_engine.core.flags import FlagSource, FlagState
 from drapto_engine.core.jobs import EntryStatus, JobOptions, QueueEntry
 from drapto_engine.engine import Engine
-from drapto_engine.server import server as server_module
 from drapto_engine.server.autostart import connect_or_start
 from drapto_engine.server.client import EngineClient, EngineUnavailable
 from drapto_engine.server.location import answers
@@ -438,16 +437,14 @@ async def test_a_subscriber_that_stops_reading_is_dropped(served: Served) -> Non
     assert (await reading.get_snapshot()).workers == 2
 
 
-async def test_a_connection_from_another_user_is_refused(
-    served: Served, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    left, right = socket.socketpair(socket.AF_UNIX)
-    with left, right:
-        assert server_module.peer_uid(left) == os.getuid()
-    monkeypatch.setattr(server_module, "peer_uid", lambda sock: os.getuid() + 1)
-    with pytest.raises(DraptoError, match=f"refused: this engine serves uid {os.getuid()} only"):
+async def test_a_connection_from_another_user_is_refused(served: Served) -> None:
+    # The real SO_PEERCRED of a real connection, compared with an owner it is not.
+    served.server.owner = os.getuid() + 1
+    with pytest.raises(
+        DraptoError, match=f"refused: this engine serves uid {os.getuid() + 1} only"
+    ):
         await EngineClient.connect(served.socket)
-    monkeypatch.undo()
+    served.server.owner = os.getuid()
     assert (await (await served.client()).get_snapshot()).workers == 2
 
 

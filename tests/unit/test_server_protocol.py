@@ -116,13 +116,16 @@ async def test_an_overlong_line_is_skipped_and_the_next_one_read() -> None:
     assert not await skip_line(reader, caught.value.consumed)  # the stream ended first
 
 
-def test_the_socket_lives_in_the_runtime_dir_or_a_private_tmp_folder(
+def test_the_socket_lives_in_the_runtime_dir_or_a_tmpdir_folder(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("XDG_RUNTIME_DIR", "/run/user/1000")
     assert location.default_socket() == Path("/run/user/1000/drapto/engine.sock")
     monkeypatch.delenv("XDG_RUNTIME_DIR")
+    monkeypatch.delenv("TMPDIR", raising=False)
     assert location.default_socket() == Path(f"/tmp/drapto-{os.getuid()}/engine.sock")
+    monkeypatch.setenv("TMPDIR", "/var/tmp")
+    assert location.default_socket() == Path(f"/var/tmp/drapto-{os.getuid()}/engine.sock")
 
 
 def test_a_claim_is_exclusive_and_replaces_a_stale_socket(tmp_path: Path) -> None:
