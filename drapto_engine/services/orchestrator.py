@@ -78,6 +78,7 @@ from drapto_engine.services.encoding.plan import VideoPlan, segments_video
 from drapto_engine.services.encoding.svt import SEGMENT_SUFFIX
 from drapto_engine.services.executors import SegmentExecutor, SegmentRejected, SegmentWork
 from drapto_engine.services.executors.local import LocalExecutor
+from drapto_engine.services.outputs import check_free
 from drapto_engine.services.segmentation import fixed_segments, stream_segments
 from drapto_engine.services.segmentation.timestamps import frame_times
 from drapto_engine.services.validation import (
@@ -180,8 +181,7 @@ def preflight(request: EncodeRequest) -> None:
     if not out.parent.is_dir():
         raise DraptoError("output folder is not a folder", out.parent)
     _check_writable(out.parent)
-    if out.exists() and not request.overwrite:
-        raise DraptoError("output exists", out, hint="use --overwrite to replace it")
+    check_free(out, request.overwrite)
 
 
 def _check_writable(folder: Path) -> None:

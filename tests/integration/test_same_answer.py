@@ -233,4 +233,3 @@ def test_numbers_are_normalised_only_on_stdout(tmp_path: Path, ffmpeg: str) -> N
     done = subprocess.CompletedProcess([], 1, f"{tmp_path}/x 12.5 fps\n", f"{tmp_path}: 3\n")
     answer = _answer(done, tmp_path, ffmpeg)
     assert answer.stdout == ["DIR/x N fps"] and answer.stderr == ["DIR: 3"]
-
