@@ -319,7 +319,10 @@ class Engine:
         Paths must be absolute: the engine's working folder means nothing to a client.
         A file in a folder that has a video extension but cannot be read as a video is
         queued as a failed entry, so that the run that asked for it reports it."""
-        output_dir = (options or JobOptions()).over(self.config.defaults).output_dir
+        chosen = (options or JobOptions()).over(self.config.defaults)
+        output_dir = chosen.output_dir
+        if chosen.work_dir is not None:
+            await asyncio.to_thread(check_folder, chosen.work_dir)
         pairs: list[tuple[Path, Path]] = []
         failed: list[tuple[Path, Path, str]] = []
         for path in [absolute_path(text) for text in paths]:
@@ -334,6 +337,8 @@ class Engine:
                 pairs.append((path, output_path(path, output_dir)))
             else:
                 raise DraptoError("no such file or folder", path)
+        pairs, refused = await asyncio.to_thread(_named_outputs, pairs)
+        failed += refused
         added = await self.add(pairs, options=options, flags=flags, batch=batch)
         return added + await self.add_failed(failed, options=options, flags=flags, batch=batch)
 
@@ -907,6 +912,24 @@ def absolute_path(text: str) -> Path:
             "is a relative path: the engine needs absolute paths", text, hint="give the full path"
         )
     return path
+
+
+def _named_outputs(
+    pairs: list[tuple[Path, Path]],
+) -> tuple[list[tuple[Path, Path]], list[tuple[Path, Path, str]]]:
+    """The (input, output) pairs whose output names pass services/outputs.py, and the
+    others as failures (a folder named like an output). Their folders are checked when
+    each job starts: an output_dir's subfolders are made then."""
+    good: list[tuple[Path, Path]] = []
+    refused: list[tuple[Path, Path, str]] = []
+    for source, output in pairs:
+        try:
+            check_output(output, source, made_folder=True)
+        except DraptoError as exc:
+            refused.append((source, output, exc.one_line()))
+        else:
+            good.append((source, output))
+    return good, refused
 
 
 def _output_matches(source: Path, output: Path, ffmpeg: str) -> str | None:

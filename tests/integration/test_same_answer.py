@@ -233,3 +233,70 @@ def test_numbers_are_normalised_only_on_stdout(tmp_path: Path, ffmpeg: str) -> N
     done = subprocess.CompletedProcess([], 1, f"{tmp_path}/x 12.5 fps\n", f"{tmp_path}: 3\n")
     answer = _answer(done, tmp_path, ffmpeg)
     assert answer.stdout == ["DIR/x N fps"] and answer.stderr == ["DIR: 3"]
+
+
+@pytest.mark.parametrize(
+    "name, options, problem",
+    [
+        ("notes.txt", {"overwrite": True}, "drapto writes Matroska: the name must end in .mkv"),
+        ("folder.mkv", {}, "is a directory, not a file name"),
+        ("a.av1.mkv", {"work_dir": "scratch"}, "no such folder"),
+    ],
+)
+def test_the_engine_refuses_the_outputs_the_command_line_refuses(
+    name: str,
+    options: dict[str, object],
+    problem: str,
+    engine_user: User,
+    made: Path,
+    tmp_path: Path,
+) -> None:
+    """A client of the engine (the TUI, a script) gets the command line's answer: one
+    line naming the path, and nothing written or created."""
+    from drapto_engine.core.errors import DraptoError
+    from drapto_engine.core.jobs import JobOptions
+
+    source = shutil.copy2(made.with_name("a.mkv"), tmp_path / "a.mkv")
+    (tmp_path / "notes.txt").write_text("my notes\n")
+    (tmp_path / "folder.mkv").mkdir()
+    if "work_dir" in options:
+        options = {**options, "work_dir": str(tmp_path / "scratch")}
+    output = tmp_path / name
+    with pytest.raises(DraptoError) as refused:
+        asyncio.run(
+            _call(
+                engine_user.socket,
+                "add_file",
+                str(source),
+                str(output),
+                JobOptions.model_validate(options),
+            )
+        )
+    where = tmp_path / "scratch" if "work_dir" in options else output
+    assert refused.value.one_line().startswith(f"{where}: {problem}")
+    engine_user.home = tmp_path
+    argv = ["encode", str(source), "-o", str(output), *FAST, "--no-daemon"]
+    argv += ["--overwrite"] if "overwrite" in options else []
+    argv += ["--work-dir", str(tmp_path / "scratch")] if "work_dir" in options else []
+    by_hand = engine_user.run(*argv)
+    assert by_hand.returncode == 2 and f"{where}: {problem}" in by_hand.stderr
+    time.sleep(0.5)  # an engine that took the entry would have started on it by now
+    assert (tmp_path / "notes.txt").read_text() == "my notes\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.mkv", "folder.mkv", "notes.txt"]
+
+
+def test_the_engine_refuses_a_missing_work_dir_for_a_folder_too(
+    engine_user: User, made: Path, tmp_path: Path
+) -> None:
+    from drapto_engine.core.errors import DraptoError
+    from drapto_engine.core.jobs import JobOptions
+
+    shutil.copy2(made.with_name("a.mkv"), tmp_path / "a.mkv")
+    scratch = tmp_path / "scratch"
+    before = asyncio.run(_call(engine_user.socket, "get_snapshot")).entries  # type: ignore[attr-defined]
+    with pytest.raises(DraptoError) as refused:
+        options = JobOptions(work_dir=scratch)
+        asyncio.run(_call(engine_user.socket, "add_paths", [str(tmp_path)], options))
+    assert refused.value.one_line() == f"{scratch}: no such folder"
+    after = asyncio.run(_call(engine_user.socket, "get_snapshot")).entries  # type: ignore[attr-defined]
+    assert len(after) == len(before) and not scratch.exists()
