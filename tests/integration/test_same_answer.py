@@ -201,19 +201,34 @@ def _running(user: User, entry: int) -> bool:
     )
 
 
-@pytest.mark.parametrize("preset", ["12", "11"], ids=["same settings", "other settings"])
+BUSY = {
+    "same settings": ("busy.mkv", "12", "is being encoded by another drapto (process {pid})"),
+    "other settings": ("busy.mkv", "11", "is being encoded by another drapto (process {pid})"),
+    "another source to its output": (
+        "other.mkv",
+        "12",
+        "its output DIR/busy.av1.mkv is being written by another drapto"
+        " (process {pid}, from DIR/busy.mkv)",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BUSY))
 def test_a_file_the_engine_is_encoding_is_refused_both_ways(
-    preset: str, engine_user: User, ffmpeg: str, tmp_path: Path
+    case: str, engine_user: User, made: Path, ffmpeg: str, tmp_path: Path
 ) -> None:
-    """While the engine encodes a file, `drapto encode` of the same file (same output)
-    is refused in one line naming the process that encodes it, whichever way it runs."""
+    """While the engine encodes a file, `drapto encode` of the same file or to the same
+    output is refused in one line naming the process that encodes it, as the job lock
+    refuses it in another process; the engine's job goes on."""
+    name, preset, problem = BUSY[case]
     source = make_video(ffmpeg, tmp_path / "busy.mkv", size=(320, 240), duration=20.0, gop=25)
+    shutil.copy2(made.with_name("a.mkv"), tmp_path / "other.mkv")
     entry = asyncio.run(_submit(engine_user.socket, source, 12))
     try:
         until(lambda: _running(engine_user, entry), "the engine to encode busy.mkv", 60)
         engine = engine_user.started[0].pid
         engine_user.home = tmp_path
-        argv = ["encode", str(source), *FAST, "--preset", preset]
+        argv = ["encode", name, "-o", "busy.av1.mkv", *FAST, "--preset", preset]
         answers = [
             _answer(engine_user.run(*argv, *way, timeout=120), tmp_path, ffmpeg)
             for way in ([], ["--no-daemon"])
@@ -221,10 +236,7 @@ def test_a_file_the_engine_is_encoding_is_refused_both_ways(
         assert _running(engine_user, entry)
     finally:
         asyncio.run(_call(engine_user.socket, "cancel", entry))
-    expected = (
-        f"drapto: DIR/busy.mkv: is being encoded by another drapto (process {engine})"
-        " (wait for it or stop it)"
-    )
+    expected = f"drapto: DIR/{name}: {problem.format(pid=engine)} (wait for it or stop it)"
     assert answers[0] == answers[1]
     assert answers[1].code == 1 and answers[1].stderr == [expected]
 
