@@ -63,7 +63,7 @@ from drapto_engine.services.orchestrator import (
     Orchestrator,
     job_record,
 )
-from drapto_engine.services.outputs import check_folder, check_free, check_output
+from drapto_engine.services.outputs import check_folder, check_free, check_output_path
 
 if TYPE_CHECKING:
     from drapto_engine.cluster.host import ClusterHost, ClusterOptions
@@ -359,7 +359,7 @@ class Engine:
             raise DraptoError("no such file", source)
         chosen = (options or JobOptions()).over(self.config.defaults)
         await asyncio.to_thread(
-            check_output, target, source, made_folder=chosen.output_dir is not None
+            check_output_path, target, source, made_folder=chosen.output_dir is not None
         )
         if chosen.work_dir is not None:
             await asyncio.to_thread(check_folder, chosen.work_dir)
@@ -924,7 +924,7 @@ def _named_outputs(
     refused: list[tuple[Path, Path, str]] = []
     for source, output in pairs:
         try:
-            check_output(output, source, made_folder=True)
+            check_output_path(output, source, made_folder=True)
         except DraptoError as exc:
             refused.append((source, output, exc.one_line()))
         else:

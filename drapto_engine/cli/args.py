@@ -200,7 +200,7 @@ def check_socket_folder(option: str, path: Path) -> None:
 def check_output(option: str, output: Path, source: Path | None = None) -> None:
     """An output file name a command can write (services/outputs.py: the engine's rule)."""
     try:
-        outputs.check_output(output, source)
+        outputs.check_output_path(output, source)
     except DraptoError as exc:
         raise UsageError(exc.one_line(), option) from None
 

@@ -26,7 +26,9 @@ def matroska_problem(output: Path) -> str | None:
     return f"drapto writes Matroska: the name must end in {OUTPUT_EXTENSION}{got}"
 
 
-def check_output(output: Path, source: Path | None = None, *, made_folder: bool = False) -> None:
+def check_output_path(
+    output: Path, source: Path | None = None, *, made_folder: bool = False
+) -> None:
     """An output file name drapto may write: ending in .mkv, not a folder, not the
     input, in an existing writable folder (unless `made_folder`: an output_dir's
     subfolders are drapto's to make when the job runs)."""
@@ -40,6 +42,8 @@ def check_output(output: Path, source: Path | None = None, *, made_folder: bool 
     if made_folder:
         return
     folder = output.parent
+    if folder.exists() and not folder.is_dir():
+        raise DraptoError("output folder is not a folder", folder)
     if not folder.is_dir():
         raise DraptoError("output folder does not exist", folder)
     check_writable(folder)
