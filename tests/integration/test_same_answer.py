@@ -312,3 +312,27 @@ def test_the_engine_refuses_a_missing_work_dir_for_a_folder_too(
     assert refused.value.one_line() == f"{scratch}: no such folder"
     after = asyncio.run(_call(engine_user.socket, "get_snapshot")).entries  # type: ignore[attr-defined]
     assert len(after) == len(before) and not scratch.exists()
+
+
+def test_a_file_waiting_in_the_engine_is_refused_naming_its_entry(
+    engine_user: User, made: Path, tmp_path: Path
+) -> None:
+    """Through the engine, a file queued there (to the same output) is refused in one line
+    naming the entry, not queued twice nor followed. (With --no-daemon nothing holds it
+    yet: the encode runs, and the queued entry later finds its output made.)"""
+    source = Path(shutil.copy2(made.with_name("a.mkv"), tmp_path / "a.mkv"))
+    asyncio.run(_call(engine_user.socket, "pause"))
+    try:
+        entry = asyncio.run(_submit(engine_user.socket, source, 12))
+        engine_user.home = tmp_path
+        done = engine_user.run("encode", "a.mkv", *FAST, timeout=60)
+        asyncio.run(_call(engine_user.socket, "remove", entry))
+    finally:
+        asyncio.run(_call(engine_user.socket, "resume"))
+    pid = engine_user.started[0].pid
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [
+        f"drapto: {source}: is queued in another drapto (process {pid}) as entry {entry},"
+        f" to {tmp_path / 'a.av1.mkv'} (wait for it or remove it)"
+    ]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.mkv"]
