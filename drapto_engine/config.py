@@ -30,12 +30,14 @@ from drapto_engine.infrastructure.toml_file import (
     FileProblems,
     KeyLines,
     Loc,
+    Problem,
     flag_problems,
     in_file_order,
     model_problems,
     parse,
     read_text,
 )
+from drapto_engine.services.outputs import check_folder
 
 CONFIG_LIMIT = 1 << 20
 """The largest config file read (1 MiB): anything bigger is not one."""
@@ -122,9 +124,22 @@ def validated(data: dict[str, Any], lines: KeyLines, path: Path) -> Config:
     except ValidationError as exc:
         problems += model_problems(exc, lines, _keys_at)
     else:
+        problems += _folder_problems(config, lines)
         if not problems:
             return config
     raise FileProblems(path, in_file_order(problems))
+
+
+def _folder_problems(config: Config, lines: KeyLines) -> list[Problem]:
+    """A work folder that --work-dir would refuse (services/outputs.py: one rule)."""
+    if config.defaults.work_dir is None:
+        return []
+    try:
+        check_folder(config.defaults.work_dir)
+    except DraptoError as exc:
+        place = ("defaults", "work_dir")
+        return [Problem(lines.line(place), "defaults.work_dir", exc.one_line())]
+    return []
 
 
 def _keys_at(loc: Loc) -> list[str]:

@@ -69,6 +69,7 @@ from drapto_engine.services.orchestrator import (
     Orchestrator,
     job_record,
 )
+from drapto_engine.services.outputs import check_folder, check_free, check_output_path
 
 if TYPE_CHECKING:
     from drapto_engine.cluster.host import ClusterHost, ClusterOptions
@@ -279,8 +280,10 @@ class Engine:
         options: JobOptions | None = None,
         flags: Mapping[str, str] | None = None,
         batch: str | None = None,
+        once_per_input: bool = True,
     ) -> list[QueueEntry]:
-        """Queue (input, output) pairs; an input already waiting or running is not added twice."""
+        """Queue (input, output) pairs; an input already waiting or running is not added
+        twice (unless not `once_per_input`: add_file has refused what it must)."""
         flag_states = {k: v.value for k, v in parse_states(flags or {}).items()}
         busy = {
             e.input: e
@@ -290,7 +293,7 @@ class Engine:
         added: list[QueueEntry] = []
         for source, output in inputs:
             key = str(source.resolve())
-            if key in busy:
+            if key in busy and once_per_input:
                 added.append(busy[key])
                 continue
             entry = QueueEntry(
@@ -322,7 +325,10 @@ class Engine:
         Paths must be absolute: the engine's working folder means nothing to a client.
         A file in a folder that has a video extension but cannot be read as a video is
         queued as a failed entry, so that the run that asked for it reports it."""
-        output_dir = (options or JobOptions()).over(self.config.defaults).output_dir
+        chosen = (options or JobOptions()).over(self.config.defaults)
+        output_dir = chosen.output_dir
+        if chosen.work_dir is not None:
+            await asyncio.to_thread(check_folder, chosen.work_dir)
         pairs: list[tuple[Path, Path]] = []
         failed: list[tuple[Path, Path, str]] = []
         for path in [absolute_path(text) for text in paths]:
@@ -337,6 +343,8 @@ class Engine:
                 pairs.append((path, output_path(path, output_dir)))
             else:
                 raise DraptoError("no such file or folder", path)
+        pairs, refused = await asyncio.to_thread(_named_outputs, pairs)
+        failed += refused
         added = await self.add(pairs, options=options, flags=flags, batch=batch)
         return added + await self.add_failed(failed, options=options, flags=flags, batch=batch)
 
@@ -348,12 +356,60 @@ class Engine:
         flags: Mapping[str, str] | None = None,
         batch: str | None = None,
     ) -> QueueEntry:
-        """Queue one file with the output path the caller chose (both absolute)."""
+        """Queue one file with the output path the caller chose (both absolute), with
+        the answers `drapto encode --no-daemon` gives: the output rules of
+        services/outputs.py, an existing output refused unless overwritten, and a file
+        whose job or output this engine has in hand refused, naming it."""
         source, target = absolute_path(input), absolute_path(output)
         if not source.is_file():
             raise DraptoError("no such file", source)
-        added = await self.add([(source, target)], options=options, flags=flags, batch=batch)
+        chosen = (options or JobOptions()).over(self.config.defaults)
+        await asyncio.to_thread(
+            check_output_path, target, source, made_folder=chosen.output_dir is not None
+        )
+        if chosen.work_dir is not None:
+            await asyncio.to_thread(check_folder, chosen.work_dir)
+        await asyncio.to_thread(check_free, target, bool(chosen.overwrite))
+        candidate = QueueEntry(
+            id=0,
+            input=str(source.resolve()),
+            output=str(target.resolve()),
+            position=0,
+            options=options or JobOptions(),
+            flags={k: v.value for k, v in parse_states(flags or {}).items()},
+        )
+        await self._refuse_busy(candidate)
+        added = await self.add(
+            [(source, target)], options=options, flags=flags, batch=batch, once_per_input=False
+        )
         return added[0]
+
+    async def _refuse_busy(self, candidate: QueueEntry) -> None:
+        """As the job lock refuses an encode in another process (StateManager.begin):
+        the same job (input and settings) or the same output already in hand here."""
+        job = (await asyncio.to_thread(job_record, self.request_for(candidate))).id
+        holder = f"another drapto (process {os.getpid()})"
+        for entry in self._entries.values():
+            if entry.status not in (EntryStatus.QUEUED, EntryStatus.RUNNING):
+                continue
+            same_output = entry.output == candidate.output
+            if entry.status is EntryStatus.QUEUED and (same_output or entry.job == job):
+                raise DraptoError(
+                    f"is queued in {holder} as entry {entry.id}, to {entry.output}",
+                    candidate.input,
+                    hint="wait for it or remove it",
+                )
+            if entry.job == job or (same_output and entry.input == candidate.input):
+                raise DraptoError(
+                    f"is being encoded by {holder}", candidate.input, hint="wait for it or stop it"
+                )
+            if same_output:
+                raise DraptoError(
+                    f"its output {candidate.output} is being written by another drapto"
+                    f" (process {os.getpid()}, from {entry.input})",
+                    candidate.input,
+                    hint="wait for it or stop it",
+                )
 
     async def add_failed(
         self,
@@ -864,6 +920,24 @@ def absolute_path(text: str) -> Path:
             "is a relative path: the engine needs absolute paths", text, hint="give the full path"
         )
     return path
+
+
+def _named_outputs(
+    pairs: list[tuple[Path, Path]],
+) -> tuple[list[tuple[Path, Path]], list[tuple[Path, Path, str]]]:
+    """The (input, output) pairs whose output names pass services/outputs.py, and the
+    others as failures (a folder named like an output). Their folders are checked when
+    each job starts: an output_dir's subfolders are made then."""
+    good: list[tuple[Path, Path]] = []
+    refused: list[tuple[Path, Path, str]] = []
+    for source, output in pairs:
+        try:
+            check_output_path(output, source, made_folder=True)
+        except DraptoError as exc:
+            refused.append((source, output, exc.one_line()))
+        else:
+            good.append((source, output))
+    return good, refused
 
 
 def _output_matches(source: Path, output: Path, ffmpeg: str) -> str | None:

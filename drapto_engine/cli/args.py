@@ -14,7 +14,6 @@ import errno
 import math
 import os
 import re
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
@@ -25,6 +24,7 @@ from drapto_engine.core.errors import DraptoError, UsageError
 from drapto_engine.core.flags import BY_NAME, FlagState, parse_state
 from drapto_engine.core.jobs import CRF_MAX, CRF_MIN, PRESET_MAX, PRESET_MIN, JobOptions
 from drapto_engine.infrastructure.resources import cpu_count
+from drapto_engine.services import outputs
 
 PRESETS = (PRESET_MIN, PRESET_MAX)
 """SVT-AV1 4.2 (the bundled ffmpeg's) takes -2 (slowest) to 13; ffmpeg refuses 14 and -3."""
@@ -168,11 +168,9 @@ def flag_override(text: str) -> str:
 
 def mkv_output(text: str) -> Path:
     path = Path(text)
-    if path.suffix.lower() != ".mkv":
-        got = f", not {path.suffix!r}" if path.suffix else ""
-        raise argparse.ArgumentTypeError(
-            f"{text}: drapto writes Matroska: the name must end in .mkv{got}"
-        )
+    problem = outputs.matroska_problem(path)
+    if problem is not None:
+        raise argparse.ArgumentTypeError(f"{text}: {problem}")
     return path
 
 
@@ -200,22 +198,11 @@ def check_socket_folder(option: str, path: Path) -> None:
 
 
 def check_output(option: str, output: Path, source: Path | None = None) -> None:
-    """An output file name a command can write: not a folder, in a writable folder."""
-    if output.is_dir():
-        raise UsageError(f"{output}: is a directory, not a file name", option)
-    if source is not None and _same_file(output, source):
-        raise UsageError(f"{output}: would overwrite the input", option)
-    folder = output.parent
-    if not folder.is_dir():
-        raise UsageError(f"{folder}: output folder does not exist", option)
-    check_writable(option, folder)
-
-
-def _same_file(a: Path, b: Path) -> bool:
+    """An output file name a command can write (services/outputs.py: the engine's rule)."""
     try:
-        return a.exists() and a.samefile(b)
-    except OSError:
-        return False
+        outputs.check_output_path(output, source)
+    except DraptoError as exc:
+        raise UsageError(exc.one_line(), option) from None
 
 
 def check_folder(option: str, folder: Path, *, create: bool = False) -> None:
@@ -227,20 +214,10 @@ def check_folder(option: str, folder: Path, *, create: bool = False) -> None:
             raise UsageError(f"{folder}: is not a folder", option) from None
         except OSError as exc:
             raise UsageError(f"{folder}: cannot be created: {exc.strerror}", option) from None
-    elif not folder.exists():
-        raise UsageError(f"{folder}: no such folder", option)
-    if not folder.is_dir():
-        raise UsageError(f"{folder}: is not a folder", option)
-    check_writable(option, folder)
-
-
-def check_writable(option: str, folder: Path) -> None:
-    """Create and remove a file: permission bits alone miss read-only mounts and root."""
     try:
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".drapto-write-test-"):
-            pass
-    except OSError as exc:
-        raise UsageError(f"{folder}: is not writable ({exc.strerror})", option) from None
+        outputs.check_folder(folder)
+    except DraptoError as exc:
+        raise UsageError(exc.one_line(), option) from None
 
 
 def check_input(path: Path) -> None:

@@ -20,10 +20,10 @@ from drapto_engine.cli.follow import (
     release_signals,
     stop_on_signals,
 )
-from drapto_engine.cli.printers import make_printer
+from drapto_engine.cli.printers import Printer, make_printer
 from drapto_engine.config import Config, load_config
 from drapto_engine.core.errors import DraptoError, UsageError
-from drapto_engine.core.events import EventBus, Warning
+from drapto_engine.core.events import EntryChanged, Event, EventBus, Warning
 from drapto_engine.core.flags import FlagState, parse_override
 from drapto_engine.core.jobs import EntryStatus, JobOptions, QueueEntry
 from drapto_engine.core.models import DEFAULTS
@@ -206,7 +206,7 @@ async def _through_engine(
         followed = await follow(
             client,
             lambda c: _submit(c, args, source, output),
-            printer,
+            _JobEvents(printer),
             stop,
         )
     except DraptoError as exc:  # refused by the engine (no such file, ...): a job error
@@ -220,6 +220,21 @@ async def _through_engine(
     return _outcome(followed, source, engine_name(client), stopped_by)
 
 
+class _JobEvents:
+    """The job's events, without the queue entry's: an encode in this process has no
+    queue entry, and through the engine it prints what it prints here."""
+
+    def __init__(self, printer: Printer) -> None:
+        self.printer = printer
+
+    def handle(self, event: Event) -> None:
+        if not isinstance(event, EntryChanged):
+            self.printer.handle(event)
+
+    def close(self) -> None:
+        self.printer.close()
+
+
 def _outcome(followed: Followed, source: Path, engine: str, stopped_by: list[int]) -> int:
     entry = next(iter(followed.entries.values()), None)
     if followed.ending is Ending.LOST or entry is None:
@@ -228,7 +243,8 @@ def _outcome(followed: Followed, source: Path, engine: str, stopped_by: list[int
         return EXIT_LOST
     if entry.status is EntryStatus.DONE:
         return 0
-    if entry.status is EntryStatus.SKIPPED:  # the printer said why
+    if entry.status is EntryStatus.SKIPPED:  # only a race: add_file refuses what it skips
+        print(f"skipped: {entry.input} ({entry.note})")
         return 0
     if entry.status is EntryStatus.FAILED:
         print(f"drapto: {entry.error}", file=sys.stderr)

@@ -217,7 +217,9 @@ class EngineAPI(Protocol):
         flags: Mapping[str, str] | None = None,
         batch: str | None = None,
     ) -> QueueEntry:
-        """Queue one file with the output path the caller chose (both absolute)."""
+        """Queue one file with the output path the caller chose (both absolute), with
+        `drapto encode --no-daemon`'s answers: a bad output or work folder, an existing
+        output without overwrite, or a file whose job or output is in hand is refused."""
         ...
 
     async def interrupt(self, entry_ids: Sequence[int]) -> None:

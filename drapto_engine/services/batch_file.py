@@ -30,6 +30,7 @@ from pydantic import (
 )
 from pydantic import ValidationError as PydanticValidationError
 
+from drapto_engine.core.errors import DraptoError
 from drapto_engine.core.flags import FlagStates
 from drapto_engine.core.jobs import JobOptions, SettingPath
 from drapto_engine.infrastructure.toml_file import (
@@ -44,6 +45,7 @@ from drapto_engine.infrastructure.toml_file import (
     read_text,
 )
 from drapto_engine.services.library import is_video_file, output_path, scan_folder
+from drapto_engine.services.outputs import check_folder
 
 _BASE = "base"  # validation context key: the folder relative paths are taken from
 
@@ -176,6 +178,7 @@ def check_batch(
         problems += [_worded(p) for p in model_problems(exc, lines, _keys_at)]
     else:
         problems += _segment_problems(batch, lines, base)
+        problems += _folder_problems(batch, lines)
     problems += _input_problems(data, lines, path.parent, ffmpeg)
     if problems or batch is None:
         raise BatchFileError(path, in_file_order(problems))
@@ -224,6 +227,32 @@ def _segment_problems(batch: BatchFile, lines: KeyLines, base: JobOptions | None
                 " once the defaults are applied",
             )
         )
+    return problems
+
+
+def _folder_problems(batch: BatchFile, lines: KeyLines) -> list[Problem]:
+    """Work folders that --work-dir would refuse (services/outputs.py: one rule)."""
+    places: list[tuple[Loc, str, Path | None]] = [
+        (("defaults", "work_dir"), "defaults.work_dir", batch.defaults.work_dir)
+    ]
+    places += [
+        (("job", index, "work_dir"), f"job[{index + 1}].work_dir", job.work_dir)
+        for index, job in enumerate(batch.jobs)
+    ]
+    problems: list[Problem] = []
+    checked: dict[Path, str | None] = {}
+    for loc, key, folder in places:
+        if folder is None:
+            continue
+        if folder not in checked:
+            try:
+                check_folder(folder)
+                checked[folder] = None
+            except DraptoError as exc:
+                checked[folder] = exc.one_line()
+        why = checked[folder]
+        if why is not None:
+            problems.append(Problem(lines.line(loc), key, why))
     return problems
 
 

@@ -10,7 +10,6 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -90,6 +89,7 @@ from drapto_engine.services.encoding.plan import VideoPlan, segments_video
 from drapto_engine.services.encoding.svt import SEGMENT_SUFFIX
 from drapto_engine.services.executors import SegmentExecutor, SegmentRejected, SegmentWork
 from drapto_engine.services.executors.local import LocalExecutor
+from drapto_engine.services.outputs import check_free, check_output_path
 from drapto_engine.services.segmentation import fixed_segments, stream_segments
 from drapto_engine.services.segmentation.timestamps import frame_times
 from drapto_engine.services.validation import (
@@ -183,26 +183,10 @@ def _leftovers(work: Path, output: Path) -> list[Path]:
 
 
 def preflight(request: EncodeRequest) -> None:
-    """Checks that cost nothing and must fail before any encoding."""
-    out = request.output
-    if out.resolve() == request.input.resolve():
-        raise DraptoError("output would overwrite the input", out)
-    if not out.parent.exists():
-        raise DraptoError("output folder does not exist", out.parent)
-    if not out.parent.is_dir():
-        raise DraptoError("output folder is not a folder", out.parent)
-    _check_writable(out.parent)
-    if out.exists() and not request.overwrite:
-        raise DraptoError("output exists", out, hint="use --overwrite to replace it")
-
-
-def _check_writable(folder: Path) -> None:
-    """Create and remove a file: permission bits alone miss read-only mounts and root."""
-    try:
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".drapto-write-test-"):
-            pass
-    except OSError as exc:
-        raise DraptoError(f"output folder is not writable ({exc.strerror})", folder) from exc
+    """Checks that cost nothing and must fail before any encoding: the rules every entry
+    point checks (services/outputs.py), again as the job starts."""
+    check_output_path(request.output, request.input)
+    check_free(request.output, request.overwrite)
 
 
 class Orchestrator:

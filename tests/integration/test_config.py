@@ -104,3 +104,14 @@ def test_pathological_config_is_one_line(tmp_path: Path) -> None:
     done = drapto("--config", str(bad), "config")
     assert done.returncode == 2
     assert done.stderr == f"drapto: {bad}: is a binary file (a NUL byte at byte 8), not TOML text\n"
+
+
+def test_config_work_dir_must_exist_as_work_dir_does(tmp_path: Path) -> None:
+    """`work_dir` in [defaults] follows --work-dir's rule: a missing folder is refused
+    in one line naming the file, the line and the key; nothing is created."""
+    scratch = tmp_path / "scratch"
+    done = run_with_config(tmp_path, f'[defaults]\nwork_dir = "{scratch}"\n', "status")
+    config = tmp_path / "drapto" / "config.toml"
+    assert done.returncode == 2, done.stderr
+    assert done.stderr == f"drapto: {config}:2: defaults.work_dir: {scratch}: no such folder\n"
+    assert not scratch.exists()

@@ -394,6 +394,7 @@ def test_defaults_overrides_and_relative_paths(
     tmp_path: Path, ffmpeg: str, video: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     home = tmp_path / "home"
+    (home / "scratch").mkdir(parents=True)
     monkeypatch.setenv("HOME", str(home))
     library = tmp_path / "library"
     film = copy(video, library / "films" / "Some Film (2019).mkv")
@@ -635,3 +636,18 @@ def test_drapto_batch_refuses_with_one_line(
     assert done.stderr == f"drapto: {queue}:{problem}\n".replace(":is a", ": is a")
     assert done.stdout == ""
     assert not list(tmp_path.rglob("*.av1.mkv"))
+
+
+def test_a_work_dir_must_exist_as_work_dir_does(tmp_path: Path, ffmpeg: str, video: Path) -> None:
+    """`work_dir` follows --work-dir's rule (services/outputs.py): a missing folder is
+    refused, not created."""
+    afile = write(tmp_path, "x")
+    queue = write(
+        tmp_path,
+        f'[defaults]\nwork_dir = "scratch"\n[[job]]\ninput = "{video}"\nwork_dir = "{afile}"\n',
+    )
+    assert problems_of(queue, ffmpeg) == [
+        f"2: defaults.work_dir: {tmp_path / 'scratch'}: no such folder",
+        f"5: job[1].work_dir: {afile}: is not a folder",
+    ]
+    assert not (tmp_path / "scratch").exists()

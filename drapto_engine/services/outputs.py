@@ -1,0 +1,81 @@
+"""The one set of rules for where a job may write: its output file and its work folder.
+
+The command line (`-o/--output`, `--work-dir`), the queue file and the config file
+(`work_dir`) and the engine's `add_file` / `add_paths` (whatever client sent them) all
+check with these functions, so a path one entry point refuses none accepts. Each
+raises `DraptoError` naming the path and the problem; the command line turns it into
+a usage error naming its option, a settings file into a problem on its line.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from drapto_engine.core.errors import DraptoError
+
+OUTPUT_EXTENSION = ".mkv"
+"""drapto writes Matroska, and only under a name that says so."""
+
+
+def matroska_problem(output: Path) -> str | None:
+    """Why `output` is not a name drapto writes to, by its extension alone."""
+    if output.suffix.lower() == OUTPUT_EXTENSION:
+        return None
+    got = f", not {output.suffix!r}" if output.suffix else ""
+    return f"drapto writes Matroska: the name must end in {OUTPUT_EXTENSION}{got}"
+
+
+def check_output_path(
+    output: Path, source: Path | None = None, *, made_folder: bool = False
+) -> None:
+    """An output file name drapto may write: ending in .mkv, not a folder, not the
+    input, in an existing writable folder (unless `made_folder`: an output_dir's
+    subfolders are drapto's to make when the job runs)."""
+    problem = matroska_problem(output)
+    if problem is not None:
+        raise DraptoError(problem, output)
+    if output.is_dir():
+        raise DraptoError("is a directory, not a file name", output)
+    if source is not None and _same_file(output, source):
+        raise DraptoError("would overwrite the input", output)
+    if made_folder:
+        return
+    folder = output.parent
+    if folder.exists() and not folder.is_dir():
+        raise DraptoError("output folder is not a folder", folder)
+    if not folder.is_dir():
+        raise DraptoError("output folder does not exist", folder)
+    check_writable(folder)
+
+
+def check_free(output: Path, overwrite: bool) -> None:
+    """An existing output is replaced only when the job says overwrite."""
+    if not overwrite and output.exists():
+        raise DraptoError("output exists", output, hint="use --overwrite to replace it")
+
+
+def check_folder(folder: Path) -> None:
+    """A folder drapto writes in (`work_dir`): it exists, is a folder and takes files.
+    drapto never creates a work folder: a typo must not scatter work over the disk."""
+    if not folder.exists():
+        raise DraptoError("no such folder", folder)
+    if not folder.is_dir():
+        raise DraptoError("is not a folder", folder)
+    check_writable(folder)
+
+
+def check_writable(folder: Path) -> None:
+    """Create and remove a file: permission bits alone miss read-only mounts and root."""
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".drapto-write-test-"):
+            pass
+    except OSError as exc:
+        raise DraptoError(f"is not writable ({exc.strerror})", folder) from None
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.exists() and a.samefile(b)
+    except OSError:
+        return False
