@@ -226,6 +226,8 @@ def test_a_file_the_engine_is_encoding_is_refused_both_ways(
     entry = asyncio.run(_submit(engine_user.socket, source, 12))
     try:
         until(lambda: _running(engine_user, entry), "the engine to encode busy.mkv", 60)
+        # the engine's own job makes its work folder as it goes: both answers see it
+        until(lambda: any(tmp_path.glob(".drapto-work-*")), "the engine's work folder", 60)
         engine = engine_user.started[0].pid
         engine_user.home = tmp_path
         argv = ["encode", name, "-o", "busy.av1.mkv", *FAST, "--preset", preset]
