@@ -42,8 +42,11 @@ from drapto_engine.cluster.scheduler import (
 )
 from drapto_engine.cluster.security import engine_security, parse_address, worker_security
 from drapto_engine.cluster.tasks import (
+    FileIdentity,
+    MappedSourceMismatch,
     encode_mapped_segment,
     encode_shipped_segment,
+    file_identity,
     packet_index,
     ship_segment,
 )
@@ -336,8 +339,15 @@ def test_shared_storage_worker_reads_through_its_path_map(
 ) -> None:
     start, end = RANGES[1]
     segment = source.segment(start, end)
+    expected = file_identity(source.path)
     future = cluster.client.submit(
-        encode_mapped_segment, source.plan, segment, THREADS, resources={ENCODER: 1}, pure=False
+        encode_mapped_segment,
+        source.plan,
+        segment,
+        THREADS,
+        expected=expected,
+        resources={ENCODER: 1},
+        pure=False,
     )
     remote = tmp_path / f"remote{SEGMENT_SUFFIX}"
     remote.write_bytes(future.result(timeout=300))
@@ -346,10 +356,29 @@ def test_shared_storage_worker_reads_through_its_path_map(
     # A source outside the map fails with a line naming the worker, not a traceback.
     outside = VideoPlan(**{**source.plan.__dict__, "source": tmp_path / "elsewhere.mkv"})
     failed = cluster.client.submit(
-        encode_mapped_segment, outside, segment, THREADS, resources={ENCODER: 1}, pure=False
+        encode_mapped_segment,
+        outside,
+        segment,
+        THREADS,
+        expected=expected,
+        resources={ENCODER: 1},
+        pure=False,
     )
     with pytest.raises(Exception, match="not under any --path-map of worker"):
         failed.result(timeout=120)
+    # A mapped file whose content differs from the engine's (same size) is refused.
+    other = FileIdentity(expected.size, "0" * 64)
+    refused = cluster.client.submit(
+        encode_mapped_segment,
+        source.plan,
+        segment,
+        THREADS,
+        expected=other,
+        resources={ENCODER: 1},
+        pure=False,
+    )
+    with pytest.raises(MappedSourceMismatch, match="a file of another content fingerprint"):
+        refused.result(timeout=120)
 
 
 def test_worker_from_another_ca_is_refused(cluster: Cluster, tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -23,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+import av
+import numpy as np
 import psutil
 import pytest
 
@@ -600,3 +603,42 @@ def test_a_killed_engine_leaves_nothing_on_its_workers_and_resumes_with_their_ho
         snapshot = hosted.engine.snapshot()
         segments = snapshot.jobs[entry.job or ""].segments
         assert all(segments[i].host == "w-first" for i in kept)
+
+
+def test_a_worker_mapped_to_another_file_gets_the_sources_packets_instead(
+    certs: Path, tmp_path: Path, ffmpeg: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """w-wrong's --path-map leads to a folder holding another film of the same name and
+    length: it is not encoded. The worker refuses it, the engine says so and ships that
+    worker the source's packets; every frame of the output is the source's."""
+    elsewhere = tmp_path / "elsewhere"
+    other = make_video(
+        ffmpeg,
+        elsewhere / "film.mkv",
+        size=(256, 144),
+        duration=4.0,
+        rate="25",
+        gop=25,
+        source="smptebars",
+    )
+    path_map = ["--path-map", f"{tmp_path / 'shared'}={elsewhere}"]
+    caplog.set_level(logging.WARNING, logger="drapto_engine.services.executors.dask")
+    with hosting(certs, tmp_path, ffmpeg, {"w-wrong": (path_map, None)}) as hosted:
+        source = _video(ffmpeg, hosted.shared / "film.mkv", 4.0)
+        output = tmp_path / "film.av1.mkv"
+        entry = hosted.run(source, output)
+    assert entry.status is EntryStatus.DONE, entry.error
+    _assert_same_frames(source, output)
+    ours, theirs, wrong = _lumas(output), _lumas(source), _lumas(other)
+    assert len(ours) == len(theirs) == 100
+    for i, luma in enumerate(ours):
+        assert np.mean(np.abs(luma - theirs[i])) < np.mean(np.abs(luma - wrong[i])) / 4, i
+    done = hosted.of(SegmentDone, entry.job)
+    assert done and all(d.remote and d.shipped_bytes > d.size_bytes for d in done)
+    warnings = [r.getMessage() for r in caplog.records if "a file of another" in r.getMessage()]
+    assert len(warnings) == 1 and f"mapped to {elsewhere / 'film.mkv'}" in warnings[0], warnings
+
+
+def _lumas(path: Path) -> list[Any]:
+    with av.open(str(path)) as container:
+        return [f.to_ndarray(format="gray").astype(np.float64) for f in container.decode(video=0)]
