@@ -34,7 +34,7 @@ from drapto_engine.cluster.security import (
     worker_security,
 )
 from drapto_engine.cluster.tasks import PATH_MAP_ENV, PathMap, path_map_json
-from drapto_engine.cluster.toolchain import fingerprint
+from drapto_engine.cluster.toolchain import differences, fingerprint
 from drapto_engine.core.errors import DraptoError, ToolchainError
 from drapto_engine.core.models import ResolutionClass
 from drapto_engine.infrastructure.resources import default_workers
@@ -112,8 +112,9 @@ async def run_worker(options: WorkerOptions) -> int:
     theirs = await engine_toolchain(address, security, options.timeout_s)
     if ours != theirs:
         raise ToolchainError(
-            f"refused: this worker's toolchain ({ours}) differs from the engine's ({theirs}); "
-            "segments of one file must come from one encoder version",
+            f"refused: this worker's toolchain differs from the engine's: "
+            f"{differences(ours, theirs)}; "
+            "segments of one file must come from one drapto and one encoder version",
             hint="install the engine's drapto and ffmpeg, or point DRAPTO_FFMPEG at the same build",
         )
     name = options.name or f"{socket.gethostname()}-{os.getpid()}"

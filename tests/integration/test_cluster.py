@@ -468,6 +468,60 @@ def test_worker_with_another_toolchain_is_refused(
     assert set(cluster.scheduler.workers) == before
 
 
+PATCHED_WORKER = Path(__file__).with_name("patched_worker.py")
+
+
+def patched_worker(cluster: Cluster, patches: str, timeout: float = 60) -> Any:
+    return subprocess.run(
+        [
+            sys.executable,
+            str(PATCHED_WORKER),
+            patches,
+            cluster.address,
+            "--bundle",
+            str(cluster.bundle),
+            "--slots",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def test_worker_of_another_drapto_or_other_encoder_arguments_is_refused(
+    cluster: Cluster,
+) -> None:
+    """Same ffmpeg and SVT-AV1, but another drapto version, or segment commands with one
+    argument more: the worker refuses to join, with one line naming what differs."""
+    before = set(cluster.scheduler.workers)
+    version = patched_worker(cluster, "version=9.9.9")
+    assert version.returncode == 1, version.stderr
+    line = one_line(version.stderr)
+    assert "differs from the engine's: drapto 9.9.9 (engine: drapto " in line
+    assert "ffmpeg version" not in line and "encoder arguments" not in line
+    argument = patched_worker(cluster, "argument=-bitexact")
+    assert argument.returncode == 1, argument.stderr
+    line = one_line(argument.stderr)
+    assert "differs from the engine's: encoder arguments " in line and "drapto 9" not in line
+    assert set(cluster.scheduler.workers) == before
+
+
+def test_engine_refuses_a_worker_of_another_drapto_that_skips_its_check(
+    cluster: Cluster,
+) -> None:
+    """The engine's gate alone: a worker of another drapto version that joins without
+    comparing gets no encoder slot, is closed, and the engine's line names the version."""
+    before = set(refused_workers(cluster.scheduler))
+    done = patched_worker(cluster, "version=9.9.9,skip-check", timeout=120)
+    assert done.returncode == 1, done.stderr
+    assert "closed worker" in one_line(done.stderr)
+    [message] = [m for a, m in refused_workers(cluster.scheduler).items() if a not in before]
+    assert "its toolchain differs from the engine's: drapto 9.9.9 (engine: drapto " in message
+    assert "ffmpeg version" not in message
+
+
 def test_engine_refuses_a_worker_that_skips_the_check(cluster: Cluster) -> None:
     """A plain Dask worker with a valid certificate but no drapto toolchain is let in by
     TLS, then refused by the engine: it never gets an encoder slot and is closed."""
