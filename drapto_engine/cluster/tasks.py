@@ -13,6 +13,10 @@ and runs the local encode's arguments unchanged, exact seek included, once the m
 file's size and content fingerprint match the engine's (MappedSourceMismatch otherwise:
 the engine then ships that segment's packets instead).
 
+Each segment is encoded in a folder of its own under drapto's per-user scratch folder
+(infrastructure/scratch.py), named after the worker process, so that what a killed
+worker left is removed when the next one starts on that machine.
+
 Both task functions are plain blocking functions, run in a Dask worker's thread pool;
 they import nothing of Dask at module level, so they also run (and are tested)
 in-process. On a worker, the encoder's progress goes back to the engine as Dask events
@@ -45,6 +49,7 @@ from drapto_engine.infrastructure.extents import stream_extents
 from drapto_engine.infrastructure.ffmpeg.progress import Progress, ProgressParser
 from drapto_engine.infrastructure.ffmpeg.toolchain import find_toolchain
 from drapto_engine.infrastructure.resources import cpu_count, threads_per_worker
+from drapto_engine.infrastructure.scratch import prefix, scratch_root
 from drapto_engine.infrastructure.source_identity import fingerprint
 from drapto_engine.services.encoding.plan import VideoPlan
 from drapto_engine.services.encoding.svt import SEGMENT_SUFFIX
@@ -343,7 +348,7 @@ def encode_shipped_segment(
     segment as bytes, in the container and time base local segments have (MP4 whose
     track ticks in the source's time base, `time_base`): the join relies on it."""
     plan = dataclasses.replace(plan, ffmpeg=find_toolchain().ffmpeg)
-    with tempfile.TemporaryDirectory(prefix="drapto-segment-") as folder:
+    with tempfile.TemporaryDirectory(prefix=prefix("segment"), dir=scratch_root()) as folder:
         source = Path(folder) / f"source{SHIP_SUFFIX}"
         source.write_bytes(packets)
         output = Path(folder) / f"segment-{segment.index:05d}{SEGMENT_SUFFIX}"
@@ -428,7 +433,7 @@ def encode_mapped_segment(
         log.warning("%s: %s; refusing to encode it", plan.source, message)
         raise MappedSourceMismatch(message, plan.source)
     plan = dataclasses.replace(plan, ffmpeg=find_toolchain().ffmpeg, source=source)
-    with tempfile.TemporaryDirectory(prefix="drapto-segment-") as folder:
+    with tempfile.TemporaryDirectory(prefix=prefix("segment"), dir=scratch_root()) as folder:
         output = Path(folder) / f"segment-{segment.index:05d}{SEGMENT_SUFFIX}"
         argv = plan.encoder.segment_argv(plan, segment, output, _threads(threads))
         return _encode(list(argv), output, segment, source)

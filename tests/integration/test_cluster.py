@@ -8,6 +8,7 @@ One scheduler and one worker serve the whole module (Dask start-ups are slow her
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import signal
@@ -17,6 +18,7 @@ import stat
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +54,7 @@ from drapto_engine.cluster.tasks import (
 )
 from drapto_engine.cluster.toolchain import fingerprint
 from drapto_engine.core.models import EncodeSettings, Segment
+from drapto_engine.infrastructure.scratch import OWNED, scratch_root
 from drapto_engine.services.detection import analyze_video
 from drapto_engine.services.encoding.plan import VideoPlan
 from drapto_engine.services.encoding.svt import SEGMENT_SUFFIX
@@ -666,3 +669,96 @@ def test_shipping_real_mp4_mid_gop_matches_the_local_encode(
     got = [(p, d) for p, d, _ in decoded(remote)]
     assert len(got) == 60
     assert got == [(p, d) for p, d, _ in decoded(local)]
+
+
+def _owned(root: Path, pids: set[int]) -> set[Path]:
+    """The scratch folders under `root` named after one of `pids`."""
+    return {
+        f
+        for f in root.iterdir()
+        if (m := OWNED.match(f.name)) is not None and int(m["pid"]) in pids
+    }
+
+
+def test_a_killed_workers_folders_are_removed_by_the_next_worker_and_no_live_ones(
+    cluster: Cluster, source: Source, ffmpeg: str, tmp_path: Path
+) -> None:
+    """A worker SIGKILLed mid-segment leaves its Dask scratch space and its segment's
+    folder (the shipped packets) in drapto's own scratch folder, not /tmp; the next worker
+    to start removes them, and leaves the live module worker's folder alone."""
+    wrapper = tmp_path / "ffmpeg"  # a segment encode that waits, so it is caught mid-way
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        'for a in "$@"; do last="$a"; done\n'
+        f'case "$last" in */segment-*{SEGMENT_SUFFIX}) sleep 60;; esac\n'
+        f'exec "{ffmpeg}" "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    root = scratch_root()
+    live = _owned(root, {p.pid for p in _tree(cluster.worker.pid)})
+    assert live and all(f.name.startswith("drapto-dask-") for f in live)
+    env = {**os.environ, "DRAPTO_FFMPEG": str(wrapper)}
+    victim = start_worker(cluster, "victim", env)
+    packets, preroll = ship_segment(source.path, 0, 37)
+    address = next(a for a, ws in cluster.scheduler.workers.items() if ws.name == "victim")
+    future = cluster.client.submit(
+        encode_shipped_segment,
+        packets,
+        preroll,
+        source.plan,
+        source.segment(0, 37),
+        THREADS,
+        resources={ENCODER: 1},
+        pure=False,
+        workers=[address],
+        allow_other_workers=False,
+    )
+    try:
+        tree = _tree(victim.pid)
+        deadline = time.monotonic() + 60
+        while not any(p.name() == "sleep" for p in _tree(victim.pid)):
+            assert time.monotonic() < deadline, "the victim's encode did not start"
+            time.sleep(0.1)
+        tree = _tree(victim.pid)
+        left = _owned(root, {p.pid for p in tree})
+        assert {f.name.split("-")[1] for f in left} == {"dask", "segment"}, left
+        [segment] = [f for f in left if f.name.startswith("drapto-segment-")]
+        assert (segment / "source.nut").read_bytes() == packets
+        for proc in tree:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                proc.kill()
+        psutil.wait_procs(tree, timeout=30)
+        assert all(f.exists() for f in left)  # nobody cleaned up after the kill
+    finally:
+        cluster.client.cancel([future], force=True)
+    after = start_worker(cluster, "after", None)
+    try:
+        assert not any(f.exists() for f in left)
+        assert all(f.exists() for f in live)
+        mine = _owned(root, {after.pid})
+        assert len(mine) == 1
+    finally:
+        after.send_signal(signal.SIGTERM)
+        assert after.wait(60) == 128 + signal.SIGTERM
+    assert not any(f.exists() for f in mine)  # a worker that stops removes its own
+
+
+def _tree(pid: int) -> list[psutil.Process]:
+    with contextlib.suppress(psutil.NoSuchProcess):
+        root = psutil.Process(pid)
+        return [root, *root.children(recursive=True)]
+    return []
+
+
+def start_worker(cluster: Cluster, name: str, env: dict[str, str] | None) -> Any:
+    """A `drapto worker`, once it says it joined."""
+    worker = subprocess.Popen(
+        [*DRAPTO, "worker", cluster.address, "--bundle", str(cluster.bundle), "--name", name],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=env,
+    )
+    assert worker.stdout is not None
+    assert worker.stdout.readline().startswith(f"drapto: worker {name} joined")
+    return worker
