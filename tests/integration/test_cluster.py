@@ -33,6 +33,7 @@ pytest.importorskip("distributed", reason="the cluster extra (distributed) is no
 pytest.importorskip("cryptography", reason="the cluster extra (cryptography) is not installed")
 
 from distributed import Client, Worker
+from ffmpeg_wrappers import cutting_ffmpeg
 from mediagen import make_video
 
 from drapto_engine.cluster import ClusterUsageError
@@ -53,6 +54,7 @@ from drapto_engine.cluster.tasks import (
     ship_segment,
 )
 from drapto_engine.cluster.toolchain import fingerprint
+from drapto_engine.core.errors import EncodeError
 from drapto_engine.core.models import EncodeSettings, Segment
 from drapto_engine.infrastructure.scratch import OWNED, scratch_root
 from drapto_engine.services.detection import analyze_video
@@ -592,6 +594,22 @@ def test_dolby_vision_segment_keeps_every_rpu_remotely(
             ]
 
     assert frames(remote) == frames(local)
+
+
+def test_the_workers_own_frame_count_fails_a_short_segment(
+    source: Source, ffmpeg: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker's check alone, with no engine to count again: an ffmpeg that leaves 2
+    frames of a 37-frame segment makes the task fail with a line naming the host. The
+    task runs in-process here (a plain function), with that ffmpeg found as a worker
+    finds its own (DRAPTO_FFMPEG)."""
+    monkeypatch.setenv("DRAPTO_FFMPEG", str(cutting_ffmpeg(ffmpeg, tmp_path / "ffmpeg")))
+    index = packet_index(source.path)
+    packets, preroll = ship_segment(source.path, 0, 37, index)
+    with pytest.raises(EncodeError, match=f"segment 0 has 2 frames on {socket.gethostname()}"):
+        encode_shipped_segment(
+            packets, preroll, source.plan, source.segment(0, 37), THREADS, index.time_base
+        )
 
 
 def test_worker_exits_3_with_one_line_when_the_engine_goes(certs: tuple[Path, Path]) -> None:

@@ -33,6 +33,7 @@ pytest.importorskip("distributed", reason="the cluster extra (distributed) is no
 pytest.importorskip("cryptography", reason="the cluster extra (cryptography) is not installed")
 
 from engine_helpers import remote_only_engine
+from ffmpeg_wrappers import cutting_ffmpeg
 from mediagen import make_video
 
 from drapto_engine.cluster.scheduler import ENCODER
@@ -49,7 +50,6 @@ from drapto_engine.core.events import (
 from drapto_engine.core.jobs import EntryStatus, JobOptions, QueueEntry
 from drapto_engine.engine import Engine
 from drapto_engine.infrastructure.hdr_probe import count_rpu_frames
-from drapto_engine.services.encoding.svt import SEGMENT_SUFFIX
 from drapto_engine.services.executors.local import HOST
 from drapto_engine.services.validation import source_frame_times
 
@@ -322,22 +322,28 @@ def test_a_job_whose_remote_segments_keep_failing_finishes_locally(
     certs: Path, tmp_path: Path, ffmpeg: str
 ) -> None:
     """A worker whose ffmpeg cuts every segment it encodes to 2 frames (its version line
-    is the real one, so it joins): its segments fail their frame count; the third failure
-    rolls the job back to this machine, which finishes it with every frame."""
-    wrapper = tmp_path / "ffmpeg"
-    wrapper.write_text(
-        "#!/bin/sh\n"
-        'for a in "$@"; do last="$a"; done\n'
-        f'case "$last" in */segment-*{SEGMENT_SUFFIX})\n'
-        f'  "{ffmpeg}" "$@" || exit $?\n'
-        f'  "{ffmpeg}" -v error -y -i "$last" -c copy -frames:v 2 "$last.cut{SEGMENT_SUFFIX}" &&'
-        f' mv "$last.cut{SEGMENT_SUFFIX}" "$last"\n'
-        "  exit 0;;\nesac\n"
-        f'exec "{ffmpeg}" "$@"\n'
-    )
-    wrapper.chmod(0o755)
+    is the real one, so it joins), and whose own frame count is skipped: the engine's
+    count alone fails its segments; the third failure rolls the job back to this machine,
+    which finishes it with every frame. (The worker's own count is tested alone in
+    test_cluster.py.)"""
+    wrapper = cutting_ffmpeg(ffmpeg, tmp_path / "ffmpeg")
     env = {**os.environ, "DRAPTO_FFMPEG": str(wrapper)}
+
+    def _skip_frame_check() -> None:  # run in the worker process (pickled by value)
+        from drapto_engine.cluster import tasks
+
+        tasks._check_frames = lambda *args: None  # type: ignore[assignment]
+
     with hosting(certs, tmp_path, ffmpeg, {"w-bad": ([], env)}) as hosted:
+        cluster = hosted.engine.cluster
+        assert cluster is not None and cluster.client is not None
+        [address] = list(cluster.scheduler.workers) if cluster.scheduler else []
+        client = cluster.client
+
+        async def skip() -> None:
+            await client.run(_skip_frame_check, workers=[address])
+
+        hosted.loop.run(skip())
         source = _video(ffmpeg, hosted.shared / "film.mkv", 6.0)
         output = hosted.shared / "film.av1.mkv"
         entry = hosted.run(source, output)
@@ -345,7 +351,8 @@ def test_a_job_whose_remote_segments_keep_failing_finishes_locally(
         _assert_same_frames(source, output)
         failed = hosted.of(SegmentFailed, entry.job)
         assert [(f.host, f.will_retry) for f in failed] == [("w-bad", True)] * 3
-        assert all("has 2 frames" in f.error for f in failed)
+        # the engine's line ("has 2 frames, planned"), not the worker's ("on HOST")
+        assert all("has 2 frames, planned" in f.error for f in failed), failed
         [rollback] = hosted.of(RolledBack, entry.job)
         assert (rollback.flag, rollback.stage) == ("distributed_encoding", "encoding")
         done = hosted.of(SegmentDone, entry.job)
