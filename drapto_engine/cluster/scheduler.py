@@ -170,7 +170,8 @@ class QuietScheduler(QuietHTTP, Scheduler):
 
 
 class ToolchainGate(SchedulerPlugin):
-    """Refuses workers whose ffmpeg/SVT-AV1 fingerprint is not the engine's.
+    """Refuses workers whose fingerprint (drapto, ffmpeg, SVT-AV1, encoder arguments:
+    cluster/toolchain.py) is not the engine's; its line names what differs.
 
     A refused worker loses its encoder slots at once (no segment can be placed there)
     and is told to close, nanny included, so it is not restarted.
@@ -193,11 +194,14 @@ class ToolchainGate(SchedulerPlugin):
         theirs = ws.extra.get(TOOLCHAIN_KEY)
         if theirs == self.fingerprint:
             return
-        shown = theirs if theirs else "no drapto toolchain (not started by `drapto worker`)"
-        message = (
-            f"refused worker {ws.name} at {worker}: {shown} differs from the engine's "
-            f"{self.fingerprint}"
+        from drapto_engine.cluster.toolchain import differences
+
+        shown = (
+            differences(str(theirs), self.fingerprint)
+            if theirs
+            else f"no drapto toolchain (not started by `drapto worker`) (engine: {self.fingerprint})"
         )
+        message = f"refused worker {ws.name} at {worker}: its toolchain differs from the engine's: {shown}"
         log.warning("%s", message)
         self.refused[worker] = message
         scheduler.remove_resources(worker)

@@ -9,7 +9,13 @@ frame numbers) and encodes exactly the segment's frames with the same ffmpeg arg
 local encode uses (svt.segment_argv). Every source frame still appears exactly once.
 
 Shared-storage mode: the worker opens the source through its own mount (the path map)
-and runs the local encode's arguments unchanged, exact seek included.
+and runs the local encode's arguments unchanged, exact seek included, once the mapped
+file's size and content fingerprint match the engine's (MappedSourceMismatch otherwise:
+the engine then ships that segment's packets instead).
+
+Each segment is encoded in a folder of its own under drapto's per-user scratch folder
+(infrastructure/scratch.py), named after the worker process, so that what a killed
+worker left is removed when the next one starts on that machine.
 
 Both task functions are plain blocking functions, run in a Dask worker's thread pool;
 they import nothing of Dask at module level, so they also run (and are tested)
@@ -22,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import logging
 import os
 import socket
 import subprocess
@@ -42,6 +49,8 @@ from drapto_engine.infrastructure.extents import stream_extents
 from drapto_engine.infrastructure.ffmpeg.progress import Progress, ProgressParser
 from drapto_engine.infrastructure.ffmpeg.toolchain import find_toolchain
 from drapto_engine.infrastructure.resources import cpu_count, threads_per_worker
+from drapto_engine.infrastructure.scratch import prefix, scratch_root
+from drapto_engine.infrastructure.source_identity import fingerprint
 from drapto_engine.services.encoding.plan import VideoPlan
 from drapto_engine.services.encoding.svt import SEGMENT_SUFFIX
 from drapto_engine.services.segmentation.timestamps import main_video_stream
@@ -51,6 +60,8 @@ SHIP_SUFFIX = ".nut"
 PATH_MAP_ENV = "DRAPTO_PATH_MAP"
 PROGRESS_TOPIC = "drapto-segment-progress"
 PROGRESS_EVERY_S = 0.5
+
+log = logging.getLogger(__name__)
 
 
 # --- the engine's side: the packets of one segment ---
@@ -271,6 +282,12 @@ def _run_encoder(argv: list[str], segment: Segment, source: Path) -> None:
 
 def _encode(argv: list[str], output: Path, segment: Segment, source: Path) -> bytes:
     _run_encoder(argv, segment, source)
+    _check_frames(output, segment, source)
+    return output.read_bytes()
+
+
+def _check_frames(output: Path, segment: Segment, source: Path) -> None:
+    """The worker's own count of the segment's frames (the engine counts them again)."""
     extents = stream_extents(output)
     frames = extents[0].packets if 0 in extents else 0
     if frames != segment.frame_count:
@@ -278,7 +295,6 @@ def _encode(argv: list[str], output: Path, segment: Segment, source: Path) -> by
             f"segment {segment.index} has {frames} frames on {_host()}, planned {segment.frame_count}",
             source,
         )
-    return output.read_bytes()
 
 
 def _replace_token(argv: list[str], option: str, old: str, new: str) -> None:
@@ -332,7 +348,7 @@ def encode_shipped_segment(
     segment as bytes, in the container and time base local segments have (MP4 whose
     track ticks in the source's time base, `time_base`): the join relies on it."""
     plan = dataclasses.replace(plan, ffmpeg=find_toolchain().ffmpeg)
-    with tempfile.TemporaryDirectory(prefix="drapto-segment-") as folder:
+    with tempfile.TemporaryDirectory(prefix=prefix("segment"), dir=scratch_root()) as folder:
         source = Path(folder) / f"source{SHIP_SUFFIX}"
         source.write_bytes(packets)
         output = Path(folder) / f"segment-{segment.index:05d}{SEGMENT_SUFFIX}"
@@ -345,6 +361,23 @@ def encode_shipped_segment(
 # --- shared storage ---
 
 PathMap = tuple[tuple[Path, Path], ...]
+
+
+@dataclass(frozen=True)
+class FileIdentity:
+    """What a worker compares before it reads a file through its path map."""
+
+    size: int
+    fingerprint: str
+
+
+def file_identity(path: Path) -> FileIdentity:
+    """Blocking: the file's size and source_identity.fingerprint (raises OSError)."""
+    return FileIdentity(path.stat().st_size, fingerprint(path))
+
+
+class MappedSourceMismatch(MediaError):
+    """The file a worker's path map leads to is not the engine's file."""
 
 
 def parse_path_map(items: list[str]) -> PathMap:
@@ -376,16 +409,31 @@ def map_path(path: Path, pairs: PathMap) -> Path | None:
     return None
 
 
-def encode_mapped_segment(plan: VideoPlan, segment: Segment, threads: int | None = None) -> bytes:
+def encode_mapped_segment(
+    plan: VideoPlan, segment: Segment, threads: int | None = None, *, expected: FileIdentity
+) -> bytes:
     """On a worker with shared storage: the local encode, reading the source through this
-    machine's mount."""
+    machine's mount, once the mapped file is known to be the engine's (`expected`);
+    MappedSourceMismatch when it is not."""
     source = map_path(plan.source, worker_path_map())
     if source is None:
         raise MediaError(f"not under any --path-map of worker {_host()}", plan.source)
     if not source.is_file():
         raise MediaError(f"not found on worker {_host()} (mapped to {source})", plan.source)
+    try:
+        found = file_identity(source)
+    except OSError as exc:
+        raise MediaError(
+            f"cannot read it on worker {_host()} (mapped to {source}): {exc.strerror}",
+            plan.source,
+        ) from exc
+    if found != expected:
+        what = "size" if found.size != expected.size else "content fingerprint"
+        message = f"mapped to {source} on worker {_host()}, a file of another {what}"
+        log.warning("%s: %s; refusing to encode it", plan.source, message)
+        raise MappedSourceMismatch(message, plan.source)
     plan = dataclasses.replace(plan, ffmpeg=find_toolchain().ffmpeg, source=source)
-    with tempfile.TemporaryDirectory(prefix="drapto-segment-") as folder:
+    with tempfile.TemporaryDirectory(prefix=prefix("segment"), dir=scratch_root()) as folder:
         output = Path(folder) / f"segment-{segment.index:05d}{SEGMENT_SUFFIX}"
         argv = plan.encoder.segment_argv(plan, segment, output, _threads(threads))
         return _encode(list(argv), output, segment, source)

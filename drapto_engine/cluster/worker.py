@@ -3,6 +3,10 @@
 Before joining, the worker asks the engine for its toolchain fingerprint and refuses to
 start when its own differs; the engine's ToolchainGate refuses such a worker too, so the
 check holds even against a worker that skips this step.
+
+Dask's scratch space and the segments' folders live under drapto's per-user scratch
+folder (infrastructure/scratch.py), in folders named after their process; a starting
+worker removes those that killed processes left on this machine.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import asyncio
 import functools
 import logging
 import os
+import shutil
 import signal
 import socket
 import sys
@@ -34,10 +39,11 @@ from drapto_engine.cluster.security import (
     worker_security,
 )
 from drapto_engine.cluster.tasks import PATH_MAP_ENV, PathMap, path_map_json
-from drapto_engine.cluster.toolchain import fingerprint
+from drapto_engine.cluster.toolchain import differences, fingerprint
 from drapto_engine.core.errors import DraptoError, ToolchainError
 from drapto_engine.core.models import ResolutionClass
 from drapto_engine.infrastructure.resources import default_workers
+from drapto_engine.infrastructure.scratch import make_folder, remove_dead
 
 log = logging.getLogger(__name__)
 
@@ -112,52 +118,61 @@ async def run_worker(options: WorkerOptions) -> int:
     theirs = await engine_toolchain(address, security, options.timeout_s)
     if ours != theirs:
         raise ToolchainError(
-            f"refused: this worker's toolchain ({ours}) differs from the engine's ({theirs}); "
-            "segments of one file must come from one encoder version",
+            f"refused: this worker's toolchain differs from the engine's: "
+            f"{differences(ours, theirs)}; "
+            "segments of one file must come from one drapto and one encoder version",
             hint="install the engine's drapto and ffmpeg, or point DRAPTO_FFMPEG at the same build",
         )
-    name = options.name or f"{socket.gethostname()}-{os.getpid()}"
-    nanny = Nanny(
-        str(address),
-        nthreads=slots,
-        resources={ENCODER: slots},
-        security=security,
-        name=name,
-        silence_logs=logging.CRITICAL,  # until the preload routes the log to a file
-        preload=["drapto_engine.cluster.node"],
-        memory_limit=0,  # encoders run in ffmpeg child processes; drapto bounds them by slots
-        worker_class=QuietWorker,
-        dashboard_address=dashboard,
-        env={
-            PATH_MAP_ENV: path_map_json(options.path_map),
-            DEBUG_ENV: "1" if options.debug else "0",
-        },
-        startup_information={
-            TOOLCHAIN_KEY: functools.partial(constant, ours),
-            PATH_MAP_KEY: functools.partial(constant, path_map_json(options.path_map)),
-        },
-    )
-    stopped_by: list[int] = []
-    closing: list[asyncio.Task[object]] = []
-    loop = asyncio.get_running_loop()
-
-    def stop(signum: int) -> None:
-        stopped_by.append(signum)
-        closing.append(loop.create_task(nanny.close(reason=f"drapto worker: signal {signum}")))
-
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop, signum)
+    await asyncio.to_thread(remove_dead)
+    scratch = make_folder("dask")
     try:
-        await nanny
-    except RuntimeError as exc:  # Dask's "Nanny failed to start", its cause in the log
-        cause = exc.__cause__ or exc
-        raise EngineUnreachable(f"the worker could not start: {cause}") from exc
-    print(f"drapto: worker {name} joined {address} with {slots} encoder slots", flush=True)
-    await nanny.finished()
-    if stopped_by:
-        return 128 + stopped_by[0]
-    try:
-        await engine_toolchain(address, security, min(options.timeout_s, 5.0))
-    except EngineUnreachable as exc:
-        raise EngineLost(f"lost the engine at {address}; worker {name} stopped") from exc
-    raise EngineUnreachable(f"the engine at {address} closed worker {name} (see the engine's log)")
+        name = options.name or f"{socket.gethostname()}-{os.getpid()}"
+        nanny = Nanny(
+            str(address),
+            nthreads=slots,
+            resources={ENCODER: slots},
+            security=security,
+            name=name,
+            silence_logs=logging.CRITICAL,  # until the preload routes the log to a file
+            preload=["drapto_engine.cluster.node"],
+            memory_limit=0,  # encoders run in ffmpeg child processes; drapto bounds them by slots
+            local_directory=str(scratch),  # Dask's scratch space: ours, not the shared /tmp
+            worker_class=QuietWorker,
+            dashboard_address=dashboard,
+            env={
+                PATH_MAP_ENV: path_map_json(options.path_map),
+                DEBUG_ENV: "1" if options.debug else "0",
+            },
+            startup_information={
+                TOOLCHAIN_KEY: functools.partial(constant, ours),
+                PATH_MAP_KEY: functools.partial(constant, path_map_json(options.path_map)),
+            },
+        )
+        stopped_by: list[int] = []
+        closing: list[asyncio.Task[object]] = []
+        loop = asyncio.get_running_loop()
+
+        def stop(signum: int) -> None:
+            stopped_by.append(signum)
+            closing.append(loop.create_task(nanny.close(reason=f"drapto worker: signal {signum}")))
+
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop, signum)
+        try:
+            await nanny
+        except RuntimeError as exc:  # Dask's "Nanny failed to start", its cause in the log
+            cause = exc.__cause__ or exc
+            raise EngineUnreachable(f"the worker could not start: {cause}") from exc
+        print(f"drapto: worker {name} joined {address} with {slots} encoder slots", flush=True)
+        await nanny.finished()
+        if stopped_by:
+            return 128 + stopped_by[0]
+        try:
+            await engine_toolchain(address, security, min(options.timeout_s, 5.0))
+        except EngineUnreachable as exc:
+            raise EngineLost(f"lost the engine at {address}; worker {name} stopped") from exc
+        raise EngineUnreachable(
+            f"the engine at {address} closed worker {name} (see the engine's log)"
+        )
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)

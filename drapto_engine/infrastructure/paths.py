@@ -28,3 +28,9 @@ def log_dir() -> Path:
 def state_db(directory: Path | None = None) -> Path:
     """The SQLite file holding jobs and segments."""
     return (directory or state_dir()) / "drapto.db"
+
+
+def scratch_dir() -> Path:
+    """Temporary folders of drapto's processes (a worker's segments, Dask's scratch
+    space): this user's own, never the shared /tmp."""
+    return state_dir() / "tmp"

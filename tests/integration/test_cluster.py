@@ -8,6 +8,7 @@ One scheduler and one worker serve the whole module (Dask start-ups are slow her
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import signal
@@ -17,6 +18,7 @@ import stat
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +33,7 @@ pytest.importorskip("distributed", reason="the cluster extra (distributed) is no
 pytest.importorskip("cryptography", reason="the cluster extra (cryptography) is not installed")
 
 from distributed import Client, Worker
+from ffmpeg_wrappers import cutting_ffmpeg
 from mediagen import make_video
 
 from drapto_engine.cluster import ClusterUsageError
@@ -42,13 +45,18 @@ from drapto_engine.cluster.scheduler import (
 )
 from drapto_engine.cluster.security import engine_security, parse_address, worker_security
 from drapto_engine.cluster.tasks import (
+    FileIdentity,
+    MappedSourceMismatch,
     encode_mapped_segment,
     encode_shipped_segment,
+    file_identity,
     packet_index,
     ship_segment,
 )
 from drapto_engine.cluster.toolchain import fingerprint
+from drapto_engine.core.errors import EncodeError
 from drapto_engine.core.models import EncodeSettings, Segment
+from drapto_engine.infrastructure.scratch import OWNED, scratch_root
 from drapto_engine.services.detection import analyze_video
 from drapto_engine.services.encoding.plan import VideoPlan
 from drapto_engine.services.encoding.svt import SEGMENT_SUFFIX
@@ -336,8 +344,15 @@ def test_shared_storage_worker_reads_through_its_path_map(
 ) -> None:
     start, end = RANGES[1]
     segment = source.segment(start, end)
+    expected = file_identity(source.path)
     future = cluster.client.submit(
-        encode_mapped_segment, source.plan, segment, THREADS, resources={ENCODER: 1}, pure=False
+        encode_mapped_segment,
+        source.plan,
+        segment,
+        THREADS,
+        expected=expected,
+        resources={ENCODER: 1},
+        pure=False,
     )
     remote = tmp_path / f"remote{SEGMENT_SUFFIX}"
     remote.write_bytes(future.result(timeout=300))
@@ -346,10 +361,29 @@ def test_shared_storage_worker_reads_through_its_path_map(
     # A source outside the map fails with a line naming the worker, not a traceback.
     outside = VideoPlan(**{**source.plan.__dict__, "source": tmp_path / "elsewhere.mkv"})
     failed = cluster.client.submit(
-        encode_mapped_segment, outside, segment, THREADS, resources={ENCODER: 1}, pure=False
+        encode_mapped_segment,
+        outside,
+        segment,
+        THREADS,
+        expected=expected,
+        resources={ENCODER: 1},
+        pure=False,
     )
     with pytest.raises(Exception, match="not under any --path-map of worker"):
         failed.result(timeout=120)
+    # A mapped file whose content differs from the engine's (same size) is refused.
+    other = FileIdentity(expected.size, "0" * 64)
+    refused = cluster.client.submit(
+        encode_mapped_segment,
+        source.plan,
+        segment,
+        THREADS,
+        expected=other,
+        resources={ENCODER: 1},
+        pure=False,
+    )
+    with pytest.raises(MappedSourceMismatch, match="a file of another content fingerprint"):
+        refused.result(timeout=120)
 
 
 def test_worker_from_another_ca_is_refused(cluster: Cluster, tmp_path: Path) -> None:
@@ -439,6 +473,60 @@ def test_worker_with_another_toolchain_is_refused(
     assert set(cluster.scheduler.workers) == before
 
 
+PATCHED_WORKER = Path(__file__).with_name("patched_worker.py")
+
+
+def patched_worker(cluster: Cluster, patches: str, timeout: float = 60) -> Any:
+    return subprocess.run(
+        [
+            sys.executable,
+            str(PATCHED_WORKER),
+            patches,
+            cluster.address,
+            "--bundle",
+            str(cluster.bundle),
+            "--slots",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def test_worker_of_another_drapto_or_other_encoder_arguments_is_refused(
+    cluster: Cluster,
+) -> None:
+    """Same ffmpeg and SVT-AV1, but another drapto version, or segment commands with one
+    argument more: the worker refuses to join, with one line naming what differs."""
+    before = set(cluster.scheduler.workers)
+    version = patched_worker(cluster, "version=9.9.9")
+    assert version.returncode == 1, version.stderr
+    line = one_line(version.stderr)
+    assert "differs from the engine's: drapto 9.9.9 (engine: drapto " in line
+    assert "ffmpeg version" not in line and "encoder arguments" not in line
+    argument = patched_worker(cluster, "argument=-bitexact")
+    assert argument.returncode == 1, argument.stderr
+    line = one_line(argument.stderr)
+    assert "differs from the engine's: encoder arguments " in line and "drapto 9" not in line
+    assert set(cluster.scheduler.workers) == before
+
+
+def test_engine_refuses_a_worker_of_another_drapto_that_skips_its_check(
+    cluster: Cluster,
+) -> None:
+    """The engine's gate alone: a worker of another drapto version that joins without
+    comparing gets no encoder slot, is closed, and the engine's line names the version."""
+    before = set(refused_workers(cluster.scheduler))
+    done = patched_worker(cluster, "version=9.9.9,skip-check", timeout=120)
+    assert done.returncode == 1, done.stderr
+    assert "closed worker" in one_line(done.stderr)
+    [message] = [m for a, m in refused_workers(cluster.scheduler).items() if a not in before]
+    assert "its toolchain differs from the engine's: drapto 9.9.9 (engine: drapto " in message
+    assert "ffmpeg version" not in message
+
+
 def test_engine_refuses_a_worker_that_skips_the_check(cluster: Cluster) -> None:
     """A plain Dask worker with a valid certificate but no drapto toolchain is let in by
     TLS, then refused by the engine: it never gets an encoder slot and is closed."""
@@ -506,6 +594,22 @@ def test_dolby_vision_segment_keeps_every_rpu_remotely(
             ]
 
     assert frames(remote) == frames(local)
+
+
+def test_the_workers_own_frame_count_fails_a_short_segment(
+    source: Source, ffmpeg: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker's check alone, with no engine to count again: an ffmpeg that leaves 2
+    frames of a 37-frame segment makes the task fail with a line naming the host. The
+    task runs in-process here (a plain function), with that ffmpeg found as a worker
+    finds its own (DRAPTO_FFMPEG)."""
+    monkeypatch.setenv("DRAPTO_FFMPEG", str(cutting_ffmpeg(ffmpeg, tmp_path / "ffmpeg")))
+    index = packet_index(source.path)
+    packets, preroll = ship_segment(source.path, 0, 37, index)
+    with pytest.raises(EncodeError, match=f"segment 0 has 2 frames on {socket.gethostname()}"):
+        encode_shipped_segment(
+            packets, preroll, source.plan, source.segment(0, 37), THREADS, index.time_base
+        )
 
 
 def test_worker_exits_3_with_one_line_when_the_engine_goes(certs: tuple[Path, Path]) -> None:
@@ -583,3 +687,96 @@ def test_shipping_real_mp4_mid_gop_matches_the_local_encode(
     got = [(p, d) for p, d, _ in decoded(remote)]
     assert len(got) == 60
     assert got == [(p, d) for p, d, _ in decoded(local)]
+
+
+def _owned(root: Path, pids: set[int]) -> set[Path]:
+    """The scratch folders under `root` named after one of `pids`."""
+    return {
+        f
+        for f in root.iterdir()
+        if (m := OWNED.match(f.name)) is not None and int(m["pid"]) in pids
+    }
+
+
+def test_a_killed_workers_folders_are_removed_by_the_next_worker_and_no_live_ones(
+    cluster: Cluster, source: Source, ffmpeg: str, tmp_path: Path
+) -> None:
+    """A worker SIGKILLed mid-segment leaves its Dask scratch space and its segment's
+    folder (the shipped packets) in drapto's own scratch folder, not /tmp; the next worker
+    to start removes them, and leaves the live module worker's folder alone."""
+    wrapper = tmp_path / "ffmpeg"  # a segment encode that waits, so it is caught mid-way
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        'for a in "$@"; do last="$a"; done\n'
+        f'case "$last" in */segment-*{SEGMENT_SUFFIX}) sleep 60;; esac\n'
+        f'exec "{ffmpeg}" "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    root = scratch_root()
+    live = _owned(root, {p.pid for p in _tree(cluster.worker.pid)})
+    assert live and all(f.name.startswith("drapto-dask-") for f in live)
+    env = {**os.environ, "DRAPTO_FFMPEG": str(wrapper)}
+    victim = start_worker(cluster, "victim", env)
+    packets, preroll = ship_segment(source.path, 0, 37)
+    address = next(a for a, ws in cluster.scheduler.workers.items() if ws.name == "victim")
+    future = cluster.client.submit(
+        encode_shipped_segment,
+        packets,
+        preroll,
+        source.plan,
+        source.segment(0, 37),
+        THREADS,
+        resources={ENCODER: 1},
+        pure=False,
+        workers=[address],
+        allow_other_workers=False,
+    )
+    try:
+        tree = _tree(victim.pid)
+        deadline = time.monotonic() + 60
+        while not any(p.name() == "sleep" for p in _tree(victim.pid)):
+            assert time.monotonic() < deadline, "the victim's encode did not start"
+            time.sleep(0.1)
+        tree = _tree(victim.pid)
+        left = _owned(root, {p.pid for p in tree})
+        assert {f.name.split("-")[1] for f in left} == {"dask", "segment"}, left
+        [segment] = [f for f in left if f.name.startswith("drapto-segment-")]
+        assert (segment / "source.nut").read_bytes() == packets
+        for proc in tree:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                proc.kill()
+        psutil.wait_procs(tree, timeout=30)
+        assert all(f.exists() for f in left)  # nobody cleaned up after the kill
+    finally:
+        cluster.client.cancel([future], force=True)
+    after = start_worker(cluster, "after", None)
+    try:
+        assert not any(f.exists() for f in left)
+        assert all(f.exists() for f in live)
+        mine = _owned(root, {after.pid})
+        assert len(mine) == 1
+    finally:
+        after.send_signal(signal.SIGTERM)
+        assert after.wait(60) == 128 + signal.SIGTERM
+    assert not any(f.exists() for f in mine)  # a worker that stops removes its own
+
+
+def _tree(pid: int) -> list[psutil.Process]:
+    with contextlib.suppress(psutil.NoSuchProcess):
+        root = psutil.Process(pid)
+        return [root, *root.children(recursive=True)]
+    return []
+
+
+def start_worker(cluster: Cluster, name: str, env: dict[str, str] | None) -> Any:
+    """A `drapto worker`, once it says it joined."""
+    worker = subprocess.Popen(
+        [*DRAPTO, "worker", cluster.address, "--bundle", str(cluster.bundle), "--name", name],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=env,
+    )
+    assert worker.stdout is not None
+    assert worker.stdout.readline().startswith(f"drapto: worker {name} joined")
+    return worker

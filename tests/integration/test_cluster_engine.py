@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -23,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+import av
+import numpy as np
 import psutil
 import pytest
 
@@ -30,6 +33,7 @@ pytest.importorskip("distributed", reason="the cluster extra (distributed) is no
 pytest.importorskip("cryptography", reason="the cluster extra (cryptography) is not installed")
 
 from engine_helpers import remote_only_engine
+from ffmpeg_wrappers import cutting_ffmpeg
 from mediagen import make_video
 
 from drapto_engine.cluster.scheduler import ENCODER
@@ -46,7 +50,6 @@ from drapto_engine.core.events import (
 from drapto_engine.core.jobs import EntryStatus, JobOptions, QueueEntry
 from drapto_engine.engine import Engine
 from drapto_engine.infrastructure.hdr_probe import count_rpu_frames
-from drapto_engine.services.encoding.svt import SEGMENT_SUFFIX
 from drapto_engine.services.executors.local import HOST
 from drapto_engine.services.validation import source_frame_times
 
@@ -350,22 +353,28 @@ def test_a_job_whose_remote_segments_keep_failing_finishes_locally(
     certs: Path, tmp_path: Path, ffmpeg: str
 ) -> None:
     """A worker whose ffmpeg cuts every segment it encodes to 2 frames (its version line
-    is the real one, so it joins): its segments fail their frame count; the third failure
-    rolls the job back to this machine, which finishes it with every frame."""
-    wrapper = tmp_path / "ffmpeg"
-    wrapper.write_text(
-        "#!/bin/sh\n"
-        'for a in "$@"; do last="$a"; done\n'
-        f'case "$last" in */segment-*{SEGMENT_SUFFIX})\n'
-        f'  "{ffmpeg}" "$@" || exit $?\n'
-        f'  "{ffmpeg}" -v error -y -i "$last" -c copy -frames:v 2 "$last.cut{SEGMENT_SUFFIX}" &&'
-        f' mv "$last.cut{SEGMENT_SUFFIX}" "$last"\n'
-        "  exit 0;;\nesac\n"
-        f'exec "{ffmpeg}" "$@"\n'
-    )
-    wrapper.chmod(0o755)
+    is the real one, so it joins), and whose own frame count is skipped: the engine's
+    count alone fails its segments; the third failure rolls the job back to this machine,
+    which finishes it with every frame. (The worker's own count is tested alone in
+    test_cluster.py.)"""
+    wrapper = cutting_ffmpeg(ffmpeg, tmp_path / "ffmpeg")
     env = {**os.environ, "DRAPTO_FFMPEG": str(wrapper)}
+
+    def _skip_frame_check() -> None:  # run in the worker process (pickled by value)
+        from drapto_engine.cluster import tasks
+
+        tasks._check_frames = lambda *args: None  # type: ignore[assignment]
+
     with hosting(certs, tmp_path, ffmpeg, {"w-bad": ([], env)}) as hosted:
+        cluster = hosted.engine.cluster
+        assert cluster is not None and cluster.client is not None
+        [address] = list(cluster.scheduler.workers) if cluster.scheduler else []
+        client = cluster.client
+
+        async def skip() -> None:
+            await client.run(_skip_frame_check, workers=[address])
+
+        hosted.loop.run(skip())
         source = _video(ffmpeg, hosted.shared / "film.mkv", 6.0)
         output = hosted.shared / "film.av1.mkv"
         entry = hosted.run(source, output)
@@ -373,7 +382,8 @@ def test_a_job_whose_remote_segments_keep_failing_finishes_locally(
         _assert_same_frames(source, output)
         failed = hosted.of(SegmentFailed, entry.job)
         assert [(f.host, f.will_retry) for f in failed] == [("w-bad", True)] * 3
-        assert all("has 2 frames" in f.error for f in failed)
+        # the engine's line ("has 2 frames, planned"), not the worker's ("on HOST")
+        assert all("has 2 frames, planned" in f.error for f in failed), failed
         [rollback] = hosted.of(RolledBack, entry.job)
         assert (rollback.flag, rollback.stage) == ("distributed_encoding", "encoding")
         done = hosted.of(SegmentDone, entry.job)
@@ -631,3 +641,42 @@ def test_a_killed_engine_leaves_nothing_on_its_workers_and_resumes_with_their_ho
         snapshot = hosted.engine.snapshot()
         segments = snapshot.jobs[entry.job or ""].segments
         assert all(segments[i].host == "w-first" for i in kept)
+
+
+def test_a_worker_mapped_to_another_file_gets_the_sources_packets_instead(
+    certs: Path, tmp_path: Path, ffmpeg: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """w-wrong's --path-map leads to a folder holding another film of the same name and
+    length: it is not encoded. The worker refuses it, the engine says so and ships that
+    worker the source's packets; every frame of the output is the source's."""
+    elsewhere = tmp_path / "elsewhere"
+    other = make_video(
+        ffmpeg,
+        elsewhere / "film.mkv",
+        size=(256, 144),
+        duration=4.0,
+        rate="25",
+        gop=25,
+        source="smptebars",
+    )
+    path_map = ["--path-map", f"{tmp_path / 'shared'}={elsewhere}"]
+    caplog.set_level(logging.WARNING, logger="drapto_engine.services.executors.dask")
+    with hosting(certs, tmp_path, ffmpeg, {"w-wrong": (path_map, None)}) as hosted:
+        source = _video(ffmpeg, hosted.shared / "film.mkv", 4.0)
+        output = tmp_path / "film.av1.mkv"
+        entry = hosted.run(source, output)
+    assert entry.status is EntryStatus.DONE, entry.error
+    _assert_same_frames(source, output)
+    ours, theirs, wrong = _lumas(output), _lumas(source), _lumas(other)
+    assert len(ours) == len(theirs) == 100
+    for i, luma in enumerate(ours):
+        assert np.mean(np.abs(luma - theirs[i])) < np.mean(np.abs(luma - wrong[i])) / 4, i
+    done = hosted.of(SegmentDone, entry.job)
+    assert done and all(d.remote and d.shipped_bytes > d.size_bytes for d in done)
+    warnings = [r.getMessage() for r in caplog.records if "a file of another" in r.getMessage()]
+    assert len(warnings) == 1 and f"mapped to {elsewhere / 'film.mkv'}" in warnings[0], warnings
+
+
+def _lumas(path: Path) -> list[Any]:
+    with av.open(str(path)) as container:
+        return [f.to_ndarray(format="gray").astype(np.float64) for f in container.decode(video=0)]

@@ -3,8 +3,9 @@
 The engine hosts a Dask scheduler (cluster/host.py); this executor places each segment:
 a free local slot runs it here, exactly as LocalExecutor does; otherwise a remote worker
 with a free `encoder` slot runs it, reading the source through its own mount when its
-`--path-map` covers the source (shared storage), else from the segment's packets shipped
-as bytes (cluster/tasks.py). With no usable worker (none joined, the
+`--path-map` covers the source (shared storage) and leads to the same file (its size and
+fingerprint are compared there), else from the segment's packets shipped as bytes
+(cluster/tasks.py). With no usable worker (none joined, the
 `distributed_encoding` flag off, or the job rolled back to local) it waits for a local
 slot, so one machine alone behaves as it always did.
 
@@ -37,9 +38,12 @@ from distributed.scheduler import KilledWorker, Scheduler, WorkerState
 from drapto_engine.cluster.scheduler import ENCODER, PATH_MAP_KEY, refused_workers
 from drapto_engine.cluster.tasks import (
     PROGRESS_TOPIC,
+    FileIdentity,
+    MappedSourceMismatch,
     PacketIndex,
     encode_mapped_segment,
     encode_shipped_segment,
+    file_identity,
     map_path,
     packet_index,
     progress_of,
@@ -105,6 +109,7 @@ class RemoteSlot:
     worker: WorkerState
     remote: bool = True
     hosts: list[str] = field(default_factory=list)
+    addresses: list[str] = field(default_factory=list)
 
     @property
     def host(self) -> str:
@@ -112,25 +117,55 @@ class RemoteSlot:
 
     async def encode(self, work: SegmentWork) -> SegmentRun:
         ex, plan, segment = self.executor, work.plan, work.segment
-        covering = [w.address for w in ex.workers() if _covers(w, plan.source)]
-        shipped = 0
+        covering = [
+            w.address
+            for w in ex.workers()
+            if _covers(w, plan.source) and w.address not in ex.mismatched.get(plan.source, ())
+        ]
         if self.worker.address in covering:  # shared storage: any worker that sees it
-            function: Callable[..., bytes] = encode_mapped_segment
-            args: tuple[Any, ...] = (plan, segment)
+            expected = await ex.identity(plan.source)
             options: dict[str, Any] = {"workers": covering, "allow_other_workers": False}
-        else:
-            index = await ex.index(plan.source)
-            packets, preroll = await asyncio.to_thread(
-                ship_segment, plan.source, segment.start_frame, segment.end_frame, index
-            )
-            shipped = len(packets)
-            function = encode_shipped_segment
-            args = (packets, preroll, plan, segment, None, index.time_base)
-            options = {"workers": [self.worker.address], "allow_other_workers": True}
+            try:
+                return await self._run(
+                    work, encode_mapped_segment, (plan, segment), {"expected": expected}, options
+                )
+            except MappedSourceMismatch as exc:
+                address = self.addresses[-1] if self.addresses else self.worker.address
+                ex.mismatched.setdefault(plan.source, set()).add(address)
+                log.warning(
+                    "segment %d: %s; its packets are shipped to that worker instead",
+                    segment.index,
+                    exc.problem,
+                )
+        index = await ex.index(plan.source)
+        packets, preroll = await asyncio.to_thread(
+            ship_segment, plan.source, segment.start_frame, segment.end_frame, index
+        )
+        return await self._run(
+            work,
+            encode_shipped_segment,
+            (packets, preroll, plan, segment, None, index.time_base),
+            {},
+            {"workers": [self.worker.address], "allow_other_workers": True},
+            shipped=len(packets),
+        )
+
+    async def _run(
+        self,
+        work: SegmentWork,
+        function: Callable[..., bytes],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        options: dict[str, Any],
+        shipped: int = 0,
+    ) -> SegmentRun:
+        """Submit one segment task, wait for its bytes, write and count them."""
+        ex, plan, segment = self.executor, work.plan, work.segment
         key = f"{KEY_PREFIX}{work.job[:12]}-{segment.index}-{uuid.uuid4().hex[:8]}"
 
         def started(address: str) -> None:
             host = ex.name_of(address)
+            self.addresses.append(address)
             self.hosts.append(host)
             work.on_started(host)
 
@@ -139,6 +174,7 @@ class RemoteSlot:
         future = ex.client.submit(
             function,
             *args,
+            **kwargs,
             key=key,
             resources={ENCODER: 1},
             pure=False,
@@ -150,6 +186,8 @@ class RemoteSlot:
         except (asyncio.CancelledError, SegmentRejected):
             with contextlib.suppress(Exception):
                 await asyncio.shield(ex.client.cancel([future], force=True))
+            raise
+        except MappedSourceMismatch:
             raise
         except DraptoError as exc:  # the worker's own check (frame count) or its ffmpeg
             ex.remote_failed(
@@ -252,6 +290,9 @@ class DaskExecutor:
         self.failures: dict[str, int] = {}
         self.rolled_back: set[str] = set()
         self._indexes: dict[Path, asyncio.Task[PacketIndex]] = {}
+        self._identities: dict[Path, asyncio.Task[FileIdentity]] = {}
+        self.mismatched: dict[Path, set[str]] = {}
+        """Workers (by address) whose path map leads to another file than the source."""
 
     def workers(self) -> list[WorkerState]:
         refused = refused_workers(self.scheduler)
@@ -305,6 +346,16 @@ class DaskExecutor:
         if task is None or (task.done() and task.exception() is not None):
             task = self._indexes[source] = asyncio.ensure_future(
                 asyncio.to_thread(packet_index, source)
+            )
+        return await asyncio.shield(task)
+
+    async def identity(self, source: Path) -> FileIdentity:
+        """The source's size and fingerprint, read once per file, that a worker compares
+        with the file its path map leads to."""
+        task = self._identities.get(source)
+        if task is None or (task.done() and task.exception() is not None):
+            task = self._identities[source] = asyncio.ensure_future(
+                asyncio.to_thread(file_identity, source)
             )
         return await asyncio.shield(task)
 
