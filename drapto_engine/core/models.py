@@ -229,7 +229,7 @@ class VideoAnalysis(Value):
     dynamic_range: DynamicRange
     dolby_vision: DolbyVisionInfo | None = None
     crop: Crop | None = None
-    interlace: Interlace | None = None  # None: not checked (taller than any interlaced format)
+    interlace: Interlace | None = None  # None: not checked (flagged progressive, or UHD)
     resolution_class: ResolutionClass
     default_crf: int
 

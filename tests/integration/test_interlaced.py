@@ -91,15 +91,27 @@ def test_a_dvd_rip_is_deinterlaced_keeping_every_frame_its_aspect_and_audio(
     )
 
 
-def test_interlaced_frames_flagged_progressive_are_deinterlaced(
+def test_an_unflagged_interlaced_stream_is_checked_and_deinterlaced(
     ffmpeg: str, shared_media: Path, tmp_path: Path
 ) -> None:
-    source = make(ffmpeg, shared_media / "testvideo.mp4", tmp_path / "capture.mkv",
-                  f"{WOVEN},setfield=prog", "-c:v", "libx264", "-preset", "ultrafast",
-                  "-qp", "0")  # fmt: skip
+    """An old AVI (MPEG-4 part 2) says nothing of its fields: idet decides."""
+    source = make(ffmpeg, shared_media / "testvideo.mp4", tmp_path / "camcorder.avi",
+                  WOVEN, "-c:v", "mpeg4", "-q:v", "3")  # fmt: skip
+    analysis = asyncio.run(analyze_video(source, ffmpeg))
+    assert analysis.media.video.field_order is None
+    assert analysis.interlace is not None and analysis.interlace.deinterlace, analysis.interlace
+
+
+def test_a_stream_flagged_progressive_is_believed(ffmpeg: str, tmp_path: Path) -> None:
+    """idet takes testsrc2's progressive pictures for interlaced ones (see
+    services/detection/interlace.py): a progressive flag is not second-guessed."""
+    source = tmp_path / "pattern.mkv"
+    graph = "testsrc2=s=320x240:r=25:d=10"
+    run_ffmpeg(ffmpeg, ["-f", "lavfi", "-i", graph, "-c:v", "libx264", "-preset", "ultrafast",
+                        str(source)])  # fmt: skip
     analysis = asyncio.run(analyze_video(source, ffmpeg))
     assert analysis.media.video.field_order == "progressive"
-    assert analysis.interlace is not None and analysis.interlace.deinterlace, analysis.interlace
+    assert analysis.interlace is None
 
 
 def test_progressive_frames_flagged_interlaced_are_left_alone(

@@ -1,10 +1,13 @@
 """Interlacing: the stream's field order, checked with ffmpeg's idet on sampled frames.
 
 AV1 has no interlaced coding: an interlaced source encoded as it is keeps its combing in
-every frame. The flag alone cannot be trusted either way (a DVD of a film may be flagged
-interlaced and hold progressive frames; a careless capture may be flagged progressive),
-so idet looks at a few windows of consecutive frames. Formats taller than 1088 lines
-(UHD) have no interlaced variant and are not checked.
+every frame. A stream flagged interlaced (or not flagged at all) is checked by idet on
+windows of consecutive frames, because the flag often lies that way: a film on DVD is
+coded interlaced with progressive pictures, and deinterlacing those would only soften
+them. A stream flagged progressive is believed and not checked: idet takes some
+progressive pictures (fine moving patterns) for interlaced ones, and decoding windows
+of long-GOP HD video to ask it would cost seconds. Formats taller than 1088 lines (UHD)
+have no interlaced variant and are not checked either.
 """
 
 from __future__ import annotations
@@ -22,20 +25,26 @@ from drapto_engine.core.models import Interlace, VideoStream
 log = logging.getLogger(__name__)
 
 MAX_LINES = 1088  # 1080i coded with 8 lines of padding
-WINDOWS = (0.1, 0.3, 0.5, 0.7, 0.9)  # where the windows start, as shares of the duration
-WINDOW_FRAMES = 30  # a static shot shows idet nothing, so several shots are looked at
+WINDOWS = tuple(i / 10 + 0.05 for i in range(10))  # where windows start (shares of the duration)
+WINDOW_FRAMES = 20  # a static shot shows idet nothing, so many shots are looked at
 SETTLE_FRAMES = 4  # idet's multi-frame verdict needs a few frames of history
 # Share of the frames idet decides on that must be interlaced. Film telecined to 29.97
 # (3:2 pulldown) shows two combed frames in five (0.4); progressive video stays near 0.
 INTERLACED_SHARE = 0.2
+# Share of those verdicts that must name the same field first: real fields keep one order,
+# while idet's misreadings of progressive pictures (fine moving patterns) may swing.
+ONE_ORDER = 0.8
 INTERLACED = ("tff", "bff")
 
 
 def _window(container: Any, stream: Any, timestamp: int | None, frames: int) -> list[str]:
     """idet's multi-frame verdict for each frame of one window (after it settled); from
-    the start when `timestamp` is None."""
+    the start when `timestamp` is None. The seek lands on the keyframe before
+    `timestamp`: frames before it are decoded but not looked at, or with long GOPs every
+    window would be the same frames after the same keyframe."""
     if timestamp is not None:
         container.seek(timestamp, stream=stream, backward=True)
+    first = timestamp or 0
     graph = av.filter.Graph()
     source = graph.add_buffer(template=stream)
     idet = graph.add("idet")
@@ -45,6 +54,8 @@ def _window(container: Any, stream: Any, timestamp: int | None, frames: int) -> 
     graph.configure()
     verdicts: list[str] = []
     for frame in container.decode(stream):
+        if frame.pts is not None and frame.pts < first:
+            continue
         graph.push(frame)
         try:
             out = graph.pull()
@@ -57,8 +68,9 @@ def _window(container: Any, stream: Any, timestamp: int | None, frames: int) -> 
 
 
 def detect_interlace(path: Path, video: VideoStream, duration_s: float) -> Interlace | None:
-    """Blocking: idet's verdicts on WINDOWS of consecutive frames; None above MAX_LINES."""
-    if video.height > MAX_LINES:
+    """Blocking: idet's verdicts on WINDOWS of consecutive frames; None when not checked
+    (flagged progressive, or taller than MAX_LINES)."""
+    if video.height > MAX_LINES or video.field_order == "progressive":
         return None
     verdicts: list[str] = []
     try:
@@ -77,12 +89,16 @@ def detect_interlace(path: Path, video: VideoStream, duration_s: float) -> Inter
         raise MediaError(f"interlace detection failed: {exc}", path) from exc
     decided = [v for v in verdicts if v in (*INTERLACED, "progressive")]
     interlaced = [v for v in decided if v in INTERLACED]
+    tff = interlaced.count("tff")
+    one_order = max(tff, len(interlaced) - tff) >= ONE_ORDER * len(interlaced)
     result = Interlace(
         field_order=video.field_order,
         frames_checked=len(decided),
         interlaced_frames=len(interlaced),
-        top_first=interlaced.count("tff") >= interlaced.count("bff"),
-        deinterlace=bool(decided) and len(interlaced) >= INTERLACED_SHARE * len(decided),
+        top_first=tff >= len(interlaced) - tff,
+        deinterlace=bool(interlaced)
+        and len(interlaced) >= INTERLACED_SHARE * len(decided)
+        and one_order,
     )
     log.info("%s: %s", path.name, result.describe())
     return result
