@@ -116,7 +116,11 @@ class Engine:
         persist: bool = True,
         bus: EventBus | None = None,
         cluster: ClusterOptions | None = None,
+        owns_queue: bool | None = None,
     ) -> None:
+        """`owns_queue`: whether entries left running in the queue table are this
+        engine's to take back (True for the service, which holds the state folder's
+        lock); by default, unless a live engine service holds that lock."""
         self.ffmpeg = ffmpeg
         self.cluster_options = cluster
         """A Dask scheduler to host beside the engine (`drapto serve --cluster`)."""
@@ -173,7 +177,9 @@ class Engine:
         self._writing = asyncio.Lock()
         """Held while entries are written to the queue table: one write at a time, each
         of the entries as they are then, so the table ends as the engine's view does."""
-        self._recover_entries()
+        if owns_queue is None:
+            owns_queue = not paths.held_by_another(paths.engine_lock(self.state_dir))
+        self._recover_entries(owns_queue)
         for message in self.queue.amended:
             log.warning("%s", message)
             self.bus.emit(Warning(message=message))
@@ -186,10 +192,12 @@ class Engine:
 
     # -- lifecycle --
 
-    def _recover_entries(self) -> None:
-        """Entries a killed engine left running go back to the queue: they resume."""
+    def _recover_entries(self, owned: bool) -> None:
+        """Entries a killed engine left running go back to the queue: they resume. A
+        live engine's running entries are its own: another process (`encode --no-daemon`
+        beside it) leaves them as they are."""
         for entry in self.queue.entries():
-            if entry.status is EntryStatus.RUNNING:
+            if owned and entry.status is EntryStatus.RUNNING:
                 entry = entry.model_copy(update={"status": EntryStatus.QUEUED, "stage": None})
                 self.queue.put(entry)
             self._entries[entry.id] = entry

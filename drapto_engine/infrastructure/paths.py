@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 from pathlib import Path
 
@@ -28,6 +29,27 @@ def log_dir() -> Path:
 def state_db(directory: Path | None = None) -> Path:
     """The SQLite file holding jobs and segments."""
     return (directory or state_dir()) / "drapto.db"
+
+
+def engine_lock(directory: Path | None = None) -> Path:
+    """The lock a running engine service holds on its state folder (flock, exclusive)."""
+    return (directory or state_dir()) / "engine.lock"
+
+
+def held_by_another(lock: Path) -> bool:
+    """Whether an open file elsewhere holds an exclusive flock on `lock`: a live engine's
+    (the lock dies with its process, so a killed engine's never counts)."""
+    try:
+        fd = os.open(lock, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # and with it the shared lock just taken
+    return False
 
 
 def scratch_dir() -> Path:

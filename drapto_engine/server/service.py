@@ -50,7 +50,7 @@ async def serve(
     with contextlib.ExitStack() as claims:
         claims.callback(claim_socket(socket_path).release)
         state.mkdir(parents=True, exist_ok=True)
-        claims.callback(Claim(state / "engine.lock", f"the state folder {state}").release)
+        claims.callback(Claim(paths.engine_lock(state), f"the state folder {state}").release)
         engine = Engine(
             find_toolchain(config.ffmpeg_path).ffmpeg,
             config=config,
@@ -58,6 +58,7 @@ async def serve(
             config_path=config_path,
             workers=workers,
             cluster=cluster,
+            owns_queue=True,
         )
         if engine.store.recovered is not None:  # the damaged state file was replaced
             print(
