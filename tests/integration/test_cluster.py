@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import shlex
 import signal
 import socket
 import ssl
@@ -17,6 +18,7 @@ import stat
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -583,3 +585,57 @@ def test_shipping_real_mp4_mid_gop_matches_the_local_encode(
     got = [(p, d) for p, d, _ in decoded(remote)]
     assert len(got) == 60
     assert got == [(p, d) for p, d, _ in decoded(local)]
+
+
+class Evil:
+    """Unpickling this runs a shell command: the proof of concept of issue #20."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        return (os.system, (f"touch {shlex.quote(str(self.marker))}",))
+
+
+def test_a_worker_certificate_never_reaches_an_unpickler_in_the_engine(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """With only a worker bundle, a peer sends pickles the way Dask's own protocol carries
+    them (ToPickle in a message, in the connection's handshake, and a Serialized payload
+    with a pickle header): nothing of it is unpickled in the engine's process, which keeps
+    serving its own client."""
+    from distributed.comm import connect
+    from distributed.protocol.pickle import dumps
+    from distributed.protocol.serialize import Serialized, ToPickle
+
+    security = worker_security(parse_address(cluster.address), cluster.bundle)
+    args = security.get_connection_args("worker")
+    markers: list[Path] = []
+
+    def evil(name: str) -> Evil:
+        markers.append(tmp_path / name)
+        return Evil(markers[-1])
+
+    async def send(message: dict[str, Any], **handshake: Any) -> None:
+        try:
+            comm = await connect(cluster.address, timeout=10, handshake_overrides=handshake, **args)
+        except OSError:
+            return  # refused during the handshake
+        try:
+            await comm.write(message)
+            await asyncio.wait_for(comm.read(), 10)  # the reply, or the connection closed
+        except (OSError, TimeoutError):
+            pass
+        finally:
+            comm.abort()
+
+    for op in ("identity", "gather", "register-worker", "heartbeat_worker", "no-such-op"):
+        cluster.loop.run(send({"op": op, "x": ToPickle(evil(op))}))
+    cluster.loop.run(send({"op": "identity"}, x=ToPickle(evil("handshake"))))
+    payload = Serialized({"serializer": "pickle"}, [dumps(evil("serialized"))])
+    cluster.loop.run(send({"op": "identity", "x": payload}))
+    # The last connection was served to its end; the others ran before it.
+    time.sleep(1)
+    assert [m.name for m in markers if m.exists()] == []
+    assert cluster.client.scheduler_info(n_workers=-1)["workers"]
+    assert cluster.client.submit(sum, [1, 2], pure=False).result(timeout=60) == 3
