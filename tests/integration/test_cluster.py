@@ -632,10 +632,67 @@ def test_a_worker_certificate_never_reaches_an_unpickler_in_the_engine(
     for op in ("identity", "gather", "register-worker", "heartbeat_worker", "no-such-op"):
         cluster.loop.run(send({"op": op, "x": ToPickle(evil(op))}))
     cluster.loop.run(send({"op": "identity"}, x=ToPickle(evil("handshake"))))
-    payload = Serialized({"serializer": "pickle"}, [dumps(evil("serialized"))])
+    payload = Serialized({"serializer": "pickle", "writeable": ()}, [dumps(evil("serialized"))])
     cluster.loop.run(send({"op": "identity", "x": payload}))
     # The last connection was served to its end; the others ran before it.
     time.sleep(1)
     assert [m.name for m in markers if m.exists()] == []
     assert cluster.client.scheduler_info(n_workers=-1)["workers"]
+    assert cluster.client.submit(sum, [1, 2], pure=False).result(timeout=60) == 3
+
+
+def test_a_worker_certificate_cannot_send_client_messages_or_pickled_arguments(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """Dask reads any stream with the table of a client's (whose graphs it unpickles), and
+    some of its operations unpickle plain bytes arguments: a worker's certificate reaches
+    neither."""
+    from distributed.comm import connect
+    from distributed.core import rpc
+    from distributed.protocol.pickle import dumps
+    from distributed.protocol.serialize import Serialized
+
+    security = worker_security(parse_address(cluster.address), cluster.bundle)
+    graph = tmp_path / "graph"
+    key = tmp_path / "key"
+
+    async def send_a_graph() -> None:
+        comm = await connect(cluster.address, timeout=10, **security.get_connection_args("worker"))
+        try:
+            await comm.write({"op": "connection_stream"})  # a client's stream, unregistered
+            await comm.write(
+                [
+                    {
+                        "op": "update-graph",
+                        "client": "rogue",
+                        "expr_ser": Serialized(
+                            {"serializer": "pickle", "writeable": ()}, [dumps(Evil(graph))]
+                        ),
+                        "keys": [],
+                        "span_metadata": {},
+                        "internal_priority": None,
+                        "submitting_task": None,
+                    }
+                ]
+            )
+            await asyncio.wait_for(comm.read(), 10)
+        except (OSError, TimeoutError):
+            pass
+        finally:
+            comm.abort()
+
+    async def pickled_key(op: str) -> Any:
+        async with rpc(
+            cluster.address, connection_args=security.get_connection_args("worker")
+        ) as scheduler:
+            return await getattr(scheduler, op)(key=dumps(Evil(key)))
+
+    cluster.loop.run(send_a_graph())
+    time.sleep(1)
+    assert not graph.exists()
+    for op in ("workers_to_close", "retire_workers"):
+        with pytest.raises(PermissionError, match="for the drapto engine only"):
+            cluster.loop.run(pickled_key(op))
+    time.sleep(1)
+    assert not graph.exists() and not key.exists()
     assert cluster.client.submit(sum, [1, 2], pure=False).result(timeout=60) == 3
