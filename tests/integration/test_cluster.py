@@ -236,9 +236,16 @@ def test_init_writes_private_files_and_keeps_the_ca(certs: tuple[Path, Path]) ->
     assert stat.S_IMODE(folder.stat().st_mode) == 0o700
     assert stat.S_IMODE(bundle.stat().st_mode) == 0o700
     names = {p.name for p in folder.iterdir() if p.is_file()}
-    assert names == {"ca.pem", "ca-key.pem", "engine.pem", "engine-key.pem"}
+    assert names == {
+        "ca.pem",
+        "ca-key.pem",
+        "engine.pem",
+        "engine-key.pem",
+        "issued.json",
+        "revoked.json",
+    }
     assert {p.name for p in bundle.iterdir()} == {"ca.pem", "worker.pem", "worker-key.pem"}
-    for path in [*folder.glob("*.pem"), *bundle.glob("*.pem")]:
+    for path in [*folder.glob("*.pem"), *folder.glob("*.json"), *bundle.glob("*.pem")]:
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
     ca = x509.load_pem_x509_certificate((folder / "ca.pem").read_bytes())
     for cert_file in (folder / "engine.pem", bundle / "worker.pem"):
@@ -257,6 +264,12 @@ def test_init_writes_private_files_and_keeps_the_ca(certs: tuple[Path, Path]) ->
         != x509.load_pem_x509_certificate((bundle / "worker.pem").read_bytes()).serial_number
     )
     assert stat.S_IMODE((second / "worker-key.pem").stat().st_mode) == 0o600
+    # Each certificate names its worker (by default its folder's name), once.
+    assert other.subject.rfc4514_string().startswith("CN=drapto-worker:second-bundle,")
+    taken = drapto("cluster", "bundle", str(folder.parent / "third"), "--name", "second-bundle")
+    assert taken.returncode == 2
+    assert "already issued" in one_line(taken.stderr)
+    assert not (folder.parent / "third").exists()
     before = (folder / "ca.pem").read_bytes()
     again = drapto("cluster", "init")
     assert again.returncode == 2
@@ -696,3 +709,63 @@ def test_a_worker_certificate_cannot_send_client_messages_or_pickled_arguments(
     time.sleep(1)
     assert not graph.exists() and not key.exists()
     assert cluster.client.submit(sum, [1, 2], pure=False).result(timeout=60) == 3
+
+
+def test_a_revoked_worker_is_dropped_and_refused_while_others_keep_working(
+    cluster: Cluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
+    laptop = cluster.engine_dir.parent / "laptop-bundle"
+    made = drapto("cluster", "bundle", str(laptop), "--name", "laptop")
+    assert made.returncode == 0, made.stderr
+    cert = x509.load_pem_x509_certificate((laptop / "worker.pem").read_bytes())
+    names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    assert [n.value for n in names] == ["drapto-worker:laptop"]
+    worker = subprocess.Popen(
+        [*DRAPTO, "worker", cluster.address, "--bundle", str(laptop), "--slots", "1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+    def laptops() -> list[str]:
+        return [a for a, ws in cluster.scheduler.workers.items() if ws.nthreads == 1]
+
+    try:
+        assert worker.stdout is not None
+        assert "1 encoder slots" in worker.stdout.readline()
+        assert len(laptops()) == 1
+        with caplog.at_level("WARNING", logger="drapto_engine.cluster.scheduler"):
+            revoked = drapto("cluster", "revoke", "laptop")
+            assert revoked.returncode == 0, revoked.stderr
+            assert revoked.stdout.startswith("revoked worker certificate laptop (serial ")
+            start = time.monotonic()
+            while laptops() and time.monotonic() - start < 10:
+                time.sleep(0.1)
+            assert laptops() == []
+            time.sleep(3)  # it does not come back
+            assert laptops() == []
+        dropped = [r.getMessage() for r in caplog.records if "was revoked" in r.getMessage()]
+        assert len(dropped) == 1 and "drapto-worker:laptop" in dropped[0]
+    finally:
+        worker.kill()
+        worker.wait(30)
+    assert stat.S_IMODE((cluster.engine_dir / "revoked.json").stat().st_mode) == 0o600
+    # A new connection with it is refused at the handshake; the other worker still works.
+    again = drapto("worker", cluster.address, "--bundle", str(laptop), "--timeout", "5")
+    assert again.returncode == 1
+    assert "cannot join the engine" in one_line(again.stderr)
+    assert cluster.client.submit(sum, [1, 2], pure=False).result(timeout=60) == 3
+    listed = drapto("cluster", "list")
+    assert listed.returncode == 0, listed.stderr
+    rows = {line.split("\t")[0]: line for line in listed.stdout.splitlines()}
+    assert "revoked" in rows["laptop"] and rows["worker-bundle"].endswith("valid")
+    # An unknown name, or the engine's certificate: one line, exit 2, nothing written.
+    before = (cluster.engine_dir / "revoked.json").read_bytes()
+    for name, problem in (("nobody", "no worker certificate named"), ("drapto-engine", "cannot")):
+        refused = drapto("cluster", "revoke", name)
+        assert refused.returncode == 2
+        assert problem in one_line(refused.stderr)
+    assert (cluster.engine_dir / "revoked.json").read_bytes() == before
