@@ -21,6 +21,7 @@ import logging
 import struct
 import weakref
 from collections.abc import Callable, Iterable
+from ssl import SSLError
 from typing import Any
 
 import msgpack
@@ -109,7 +110,7 @@ class GuardedTLS(TLS):
             frames, buffers = unpack_frames(await read_bytes_rw(stream, nbytes), partial=True)
             for size in buffers:
                 frames.append(await read_bytes_rw(stream, size))
-        except (StreamClosedError, OSError) as exc:
+        except (StreamClosedError, SSLError) as exc:
             self.stream = None
             self._closed = True
             convert_stream_closed_error(self, exc)
@@ -118,7 +119,7 @@ class GuardedTLS(TLS):
             raise
         try:
             check_frames(frames)
-        except (PickleRefused, ValueError, msgpack.ExtraData) as exc:
+        except (ValueError, TypeError) as exc:  # PickleRefused, or not msgpack at all
             log.warning(
                 "refused %s from %s (certificate %s): only the engine may send code",
                 exc if isinstance(exc, PickleRefused) else "a malformed message",
@@ -183,15 +184,17 @@ class GuardedTLSListener(TLSListener):
         self.comms.add(comm)
         await super().on_connection(comm, handshake_overrides)
 
-    def drop_revoked(self) -> list[str]:
-        """Abort the open connections of revoked certificates: their peers' addresses."""
-        dropped = []
+    def drop_revoked(self) -> dict[str, list[str]]:
+        """Abort the open connections of revoked certificates: the peers' addresses by
+        certificate name."""
+        dropped: dict[str, list[str]] = {}
         for comm in list(self.comms):
             cert = dict(comm.extra_info.get("peercert") or {})
-            if comm.closed() or certificate_name(cert) == ENGINE_NAME:
+            name = certificate_name(cert)
+            if comm.closed() or name == ENGINE_NAME:
                 continue
             if self.revoked(certificate_serial(cert)):
-                dropped.append(f"{comm.peer_address} ({certificate_name(cert)})")
+                dropped.setdefault(str(name), []).append(comm.peer_address)
                 comm.abort()
         return dropped
 

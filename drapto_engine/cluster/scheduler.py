@@ -189,9 +189,14 @@ class QuietScheduler(QuietHTTP, Scheduler):
         worker leaves, its segments run elsewhere)."""
         if self.revocations is None or not self.revocations.changed():
             return
+        dropped: dict[str, list[str]] = {}
         for listener in guard.listeners(self):
-            for peer in listener.drop_revoked():
-                log.warning("dropped %s: its certificate was revoked", peer)
+            for name, peers in listener.drop_revoked().items():
+                dropped.setdefault(name, []).extend(peers)
+        for name, peers in dropped.items():
+            log.warning(
+                "dropped %s (%s): its certificate was revoked", name, ", ".join(sorted(peers))
+            )
 
     async def handle_stream(self, comm: Any, extra: dict[str, Any] | None = None) -> None:
         token = _stream_peer.set(peer_name(comm))
