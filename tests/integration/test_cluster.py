@@ -749,6 +749,9 @@ def test_a_revoked_worker_is_dropped_and_refused_while_others_keep_working(
             assert laptops() == []
         dropped = [r.getMessage() for r in caplog.records if "was revoked" in r.getMessage()]
         assert len(dropped) == 1 and "drapto-worker:laptop" in dropped[0]
+        _, stderr = worker.communicate(timeout=60)  # it stops on its own
+        assert worker.returncode == 3
+        assert "lost the engine at " in one_line(stderr)
     finally:
         worker.kill()
         worker.wait(30)
