@@ -90,12 +90,19 @@ def check_frames(frames: list[Any]) -> None:
         msgpack.loads(frames[0], object_hook=_refuse_pickled, use_list=False, **msgpack_opts)
 
 
+_own_serials: set[int] = set()
+"""In a worker's processes: its own certificate (the worker and its nanny talk to each
+other with it)."""
+
+
 class GuardedTLS(TLS):
-    """Dask's TLS comm; a peer that is not the engine may not send pickles."""
+    """Dask's TLS comm; a peer that is not the engine (or, on a worker, that worker
+    itself) may not send pickles."""
 
     @property
     def trusted(self) -> bool:
-        return peer_name(self) == ENGINE_NAME
+        cert = peer_certificate(self)
+        return certificate_name(cert) == ENGINE_NAME or certificate_serial(cert) in _own_serials
 
     async def read(self, deserializers: Any = None) -> Any:
         if self.trusted:
@@ -157,6 +164,9 @@ class GuardedTLSListener(TLSListener):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.revoked: Revoked = _never
+        self.only: frozenset[int] | None = None
+        """On a worker: the serial of its own certificate, the only one admitted besides
+        the engine's."""
         self.comms: weakref.WeakSet[GuardedTLS] = weakref.WeakSet()
         self._warned: set[int | None] = set()
 
@@ -166,17 +176,19 @@ class GuardedTLSListener(TLSListener):
             return None
         cert = peer_certificate(prepared)
         serial = certificate_serial(cert)
-        if certificate_name(cert) != ENGINE_NAME and self.revoked(serial):
-            if serial not in self._warned:
-                self._warned.add(serial)
-                log.warning(
-                    "refused %s (certificate %s): it is revoked",
-                    address,
-                    certificate_name(cert),
-                )
-            prepared.close()
-            return None
-        return prepared
+        if certificate_name(cert) == ENGINE_NAME:
+            return prepared
+        if self.only is not None and serial not in self.only:
+            problem = "only the engine and this worker may connect"
+        elif self.revoked(serial):
+            problem = "it is revoked"
+        else:
+            return prepared
+        if serial not in self._warned:
+            self._warned.add(serial)
+            log.warning("refused %s (certificate %s): %s", address, certificate_name(cert), problem)
+        prepared.close()
+        return None
 
     async def on_connection(
         self, comm: Any, handshake_overrides: dict[str, Any] | None = None
@@ -208,8 +220,11 @@ class GuardedTLSBackend(TLSBackend):
     _listener_class = GuardedTLSListener
 
 
-def install() -> None:
-    """Make every tls:// connection of this process (the engine's) a guarded one."""
+def install(own_serial: int | None = None) -> None:
+    """Make every tls:// connection of this process a guarded one; on a worker,
+    `own_serial` is its certificate's."""
+    if own_serial is not None:
+        _own_serials.add(own_serial)
     if not isinstance(registry.backends.get("tls"), GuardedTLSBackend):
         registry.backends["tls"] = GuardedTLSBackend()
 

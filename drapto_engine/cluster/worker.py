@@ -17,12 +17,11 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from distributed import Nanny
 from distributed.core import rpc
 from distributed.security import Security
 
 from drapto_engine.cluster import ClusterUsageError
-from drapto_engine.cluster.node import DEBUG_ENV, QuietWorker, constant
+from drapto_engine.cluster.node import DEBUG_ENV, QuietNanny, QuietWorker, constant
 from drapto_engine.cluster.scheduler import ENCODER, PATH_MAP_KEY, TOOLCHAIN_HANDLER, TOOLCHAIN_KEY
 from drapto_engine.cluster.security import (
     Address,
@@ -117,7 +116,7 @@ async def run_worker(options: WorkerOptions) -> int:
             hint="install the engine's drapto and ffmpeg, or point DRAPTO_FFMPEG at the same build",
         )
     name = options.name or f"{socket.gethostname()}-{os.getpid()}"
-    nanny = Nanny(
+    nanny = QuietNanny(
         str(address),
         nthreads=slots,
         resources={ENCODER: slots},

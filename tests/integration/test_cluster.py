@@ -772,3 +772,35 @@ def test_a_revoked_worker_is_dropped_and_refused_while_others_keep_working(
         assert refused.returncode == 2
         assert problem in one_line(refused.stderr)
     assert (cluster.engine_dir / "revoked.json").read_bytes() == before
+
+
+def test_another_bundle_cannot_reach_a_worker_or_its_nanny(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """A `drapto worker` and its nanny accept only the engine's certificate and their own:
+    another machine's bundle (signed by the same CA) cannot run a function there."""
+    from distributed.core import rpc
+    from distributed.protocol.pickle import dumps
+
+    thief = cluster.engine_dir.parent / "thief-bundle"
+    made = drapto("cluster", "bundle", str(thief), "--name", "thief")
+    assert made.returncode == 0, made.stderr
+    security = worker_security(parse_address(cluster.address), thief)
+    info = cluster.client.scheduler_info(n_workers=-1)["workers"]
+    (address, worker), *_ = info.items()
+    markers = []
+
+    async def run_there(target: str, name: str) -> None:
+        markers.append(tmp_path / name)
+        async with rpc(
+            target, connection_args=security.get_connection_args("worker"), timeout=5
+        ) as node:
+            await node.run(function=dumps(Evil(markers[-1])), args=dumps(()), kwargs=dumps({}))
+
+    for target, name in ((address, "worker"), (worker["nanny"], "nanny")):
+        with pytest.raises((OSError, TimeoutError)):
+            cluster.loop.run(run_there(target, name))
+    time.sleep(1)
+    assert [m.name for m in markers if m.exists()] == []
+    # The engine still reaches them: the module's worker runs a task.
+    assert cluster.client.submit(sum, [1, 2], pure=False).result(timeout=60) == 3
