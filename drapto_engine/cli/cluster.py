@@ -1,4 +1,4 @@
-"""`drapto cluster init|bundle` and `drapto worker` (the cluster extra)."""
+"""`drapto cluster init|bundle|revoke|list` and `drapto worker` (the cluster extra)."""
 
 from __future__ import annotations
 
@@ -27,9 +27,22 @@ def add_cluster_parsers(commands: Any) -> None:
     init.add_argument(
         "--force", action="store_true", help="replace an existing CA (old bundles stop working)"
     )
+    init.add_argument(
+        "--name", type=checks.name, help="the worker certificate's name (default: the folder's)"
+    )
     bundle = actions.add_parser("bundle", help="another worker bundle from the existing CA")
     bundle.add_argument("dir", type=Path, metavar="DIR")
     bundle.add_argument("--force", action="store_true", help="replace a bundle in DIR")
+    bundle.add_argument(
+        "--name",
+        type=checks.name,
+        help="the worker certificate's name, e.g. the machine's (default: DIR's folder name)",
+    )
+    revoke = actions.add_parser(
+        "revoke", help="shut out a worker certificate (a lost or retired machine)"
+    )
+    revoke.add_argument("worker_name", metavar="NAME")
+    actions.add_parser("list", help="the worker certificates issued and revoked")
 
     worker = commands.add_parser("worker", help="encode segments for an engine on another machine")
     worker.add_argument("address", metavar="ADDRESS", help="the engine's tls://HOST:PORT")
@@ -79,14 +92,28 @@ def run_cluster(args: argparse.Namespace) -> int:
 
 
 def _cluster(args: argparse.Namespace) -> int:
-    from drapto_engine.cluster.certs import init_cluster, make_bundle
+    from drapto_engine.cluster.certs import (
+        init_cluster,
+        make_bundle,
+        revoke_worker,
+        worker_certificates,
+    )
 
     if args.cluster_action == "init":
-        done = init_cluster(args.bundle, force=args.force)
+        done = init_cluster(args.bundle, force=args.force, name=args.name)
         print(f"engine certificate: {done.folder}")
-        print(f"worker bundle: {done.bundle} (copy it to each worker machine)")
+        print(f"worker bundle: {done.bundle} (copy it to one worker machine)")
         return 0
-    print(f"worker bundle: {make_bundle(args.dir, force=args.force)}")
+    if args.cluster_action == "bundle":
+        print(f"worker bundle: {make_bundle(args.dir, force=args.force, name=args.name)}")
+        return 0
+    if args.cluster_action == "revoke":
+        cert = revoke_worker(args.worker_name)
+        print(f"revoked worker certificate {cert.name} (serial {cert.serial})")
+        return 0
+    for cert in worker_certificates():
+        state = f"revoked {cert.revoked}" if cert.revoked else "valid"
+        print(f"{cert.name}\tserial {cert.serial}\tissued {cert.issued}\t{state}")
     return 0
 
 

@@ -5,20 +5,27 @@
     cluster/ca.pem, ca-key.pem        the CA: it signs the engine's and every worker's certificate
     cluster/engine.pem, engine-key.pem the engine's identity (scheduler and client)
     cluster/worker-bundle/            ca.pem, worker.pem, worker-key.pem: copy to each worker
+    cluster/issued.json, revoked.json  the worker certificates issued and revoked, by name
 
 Dask checks the peer's chain against the CA and not its host name (workers are reached by
-IP), so whoever holds a certificate signed by this CA is trusted: keep the keys private.
+IP). Each worker certificate is named (`drapto-worker:NAME`) and has its own serial number;
+`drapto cluster revoke NAME` lists it in revoked.json, which the engine reads at every
+handshake.
 """
 
 from __future__ import annotations
 
 import datetime
+import json
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from drapto_engine.cluster import ClusterUsageError
 from drapto_engine.infrastructure.paths import config_file
+
+log = logging.getLogger(__name__)
 
 CA_CERT = "ca.pem"
 CA_KEY = "ca-key.pem"
@@ -29,6 +36,9 @@ WORKER_KEY = "worker-key.pem"
 BUNDLE = "worker-bundle"
 ENGINE_NAME = "drapto-engine"
 WORKER_NAME = "drapto-worker"
+"""Worker certificates are named WORKER_NAME:NAME."""
+ISSUED = "issued.json"
+REVOKED = "revoked.json"
 VALID_DAYS = 3650
 
 
@@ -186,7 +196,11 @@ class InitResult:
 
 
 def init_cluster(
-    bundle: Path | None = None, *, force: bool = False, folder: Path | None = None
+    bundle: Path | None = None,
+    *,
+    force: bool = False,
+    folder: Path | None = None,
+    name: str | None = None,
 ) -> InitResult:
     """Create the CA, the engine's certificate and a worker bundle.
 
@@ -210,13 +224,18 @@ def init_cluster(
     _write_private(folder / ENGINE_KEY, engine_key_pem)
     _write_private(folder / ENGINE_CERT, engine_pem)
     _write_private(folder / CA_CERT, ca_pem)
-    make_bundle(bundle, folder=folder, force=True)
+    # A new CA: the names issued under the old one are free again.
+    _write_private(folder / ISSUED, b"{}\n")
+    _write_private(folder / REVOKED, b"{}\n")
+    make_bundle(bundle, folder=folder, force=True, name=name)
     return InitResult(folder, bundle)
 
 
-def make_bundle(bundle: Path, *, folder: Path | None = None, force: bool = False) -> Path:
-    """A worker bundle (the CA's certificate, a new worker key and certificate) from the
-    existing CA."""
+def make_bundle(
+    bundle: Path, *, folder: Path | None = None, force: bool = False, name: str | None = None
+) -> Path:
+    """A worker bundle (the CA's certificate, a new worker key and a certificate named
+    `drapto-worker:NAME`, NAME by default the bundle folder's name) from the existing CA."""
     from cryptography import x509
     from cryptography.hazmat.primitives import serialization
 
@@ -224,12 +243,144 @@ def make_bundle(bundle: Path, *, folder: Path | None = None, force: bool = False
     _require(folder / CA_CERT, folder / CA_KEY, hint="run `drapto cluster init` first")
     if (bundle / WORKER_CERT).exists() and not force:
         raise ClusterUsageError("a worker bundle already exists", bundle, hint="pass --force")
+    name = check_worker_name(name or bundle.resolve().name)
+    issued = read_list(folder / ISSUED)
+    if name in issued:
+        raise ClusterUsageError(
+            f"a worker certificate named {name!r} was already issued",
+            folder / ISSUED,
+            hint="give this bundle another --name",
+        )
     ca_pem = (folder / CA_CERT).read_bytes()
     ca_cert = x509.load_pem_x509_certificate(ca_pem)
     ca_key = serialization.load_pem_private_key((folder / CA_KEY).read_bytes(), password=None)
-    worker_pem, worker_key_pem, _, _ = _issue(WORKER_NAME, ca_cert, ca_key)
+    worker_pem, worker_key_pem, cert, _ = _issue(f"{WORKER_NAME}:{name}", ca_cert, ca_key)
+    assert isinstance(cert, x509.Certificate)
     _private_folder(bundle)
     _write_private(bundle / WORKER_KEY, worker_key_pem)
     _write_private(bundle / WORKER_CERT, worker_pem)
     _write_private(bundle / CA_CERT, ca_pem)
+    issued[name] = {"serial": f"{cert.serial_number:X}", "issued": _now(), "bundle": str(bundle)}
+    _write_list(folder / ISSUED, issued)
     return bundle
+
+
+def check_worker_name(name: str) -> str:
+    if not name or name != name.strip() or not name.isprintable() or name == ENGINE_NAME:
+        raise ClusterUsageError(
+            f"bad worker name {name!r}", hint="use a short printable name, e.g. the machine's"
+        )
+    return name
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+
+
+def read_list(path: Path) -> dict[str, dict[str, str]]:
+    """issued.json or revoked.json: {name: {"serial": HEX, ...}} ({} when absent)."""
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        raise ClusterUsageError(f"unreadable list of certificates: {exc}", path) from exc
+    if not isinstance(data, dict):
+        raise ClusterUsageError("unreadable list of certificates: not a JSON object", path)
+    return data
+
+
+def _write_list(path: Path, data: dict[str, dict[str, str]]) -> None:
+    _write_private(path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
+
+
+@dataclass(frozen=True)
+class WorkerCertificate:
+    name: str
+    serial: str
+    issued: str
+    revoked: str | None
+
+
+def worker_certificates(folder: Path | None = None) -> list[WorkerCertificate]:
+    """The worker certificates issued from this CA, oldest first."""
+    folder = folder or cluster_dir()
+    _require(folder / CA_CERT, hint="run `drapto cluster init` first")
+    revoked = read_list(folder / REVOKED)
+    return sorted(
+        (
+            WorkerCertificate(
+                name,
+                str(entry.get("serial", "")),
+                str(entry.get("issued", "")),
+                str(revoked[name].get("revoked", "")) if name in revoked else None,
+            )
+            for name, entry in read_list(folder / ISSUED).items()
+        ),
+        key=lambda cert: (cert.issued, cert.name),
+    )
+
+
+def revoke_worker(name: str, folder: Path | None = None) -> WorkerCertificate:
+    """List the worker certificate NAME in revoked.json: the engine refuses it at the
+    handshake and drops its open connections within seconds."""
+    folder = folder or cluster_dir()
+    _require(folder / CA_CERT, hint="run `drapto cluster init` first")
+    if name == ENGINE_NAME:
+        raise ClusterUsageError(
+            "the engine's certificate cannot be revoked",
+            hint="`drapto cluster init --force` replaces the CA and every certificate",
+        )
+    issued = read_list(folder / ISSUED)
+    if name not in issued:
+        known = ", ".join(sorted(issued)) or "none"
+        raise ClusterUsageError(
+            f"no worker certificate named {name!r}",
+            folder / ISSUED,
+            hint=f"issued: {known}",
+        )
+    revoked = read_list(folder / REVOKED)
+    if name not in revoked:
+        revoked[name] = {"serial": str(issued[name]["serial"]), "revoked": _now()}
+        _write_list(folder / REVOKED, revoked)
+    return WorkerCertificate(
+        name,
+        str(issued[name]["serial"]),
+        str(issued[name].get("issued", "")),
+        revoked[name]["revoked"],
+    )
+
+
+class RevocationList:
+    """The engine's view of revoked.json beside its CA, read again whenever it changes."""
+
+    def __init__(self, folder: Path) -> None:
+        self.path = folder / REVOKED
+        self._stamp: tuple[int, int, int] | None = None
+        self._seen: tuple[int, int, int] | None = None
+        self._serials: frozenset[int] = frozenset()
+
+    def _refresh(self) -> tuple[int, int, int] | None:
+        try:
+            st = self.path.stat()
+            stamp: tuple[int, int, int] | None = (st.st_mtime_ns, st.st_size, st.st_ino)
+        except FileNotFoundError:
+            stamp = None
+        if stamp != self._stamp:
+            try:
+                entries = read_list(self.path)
+                self._serials = frozenset(int(str(e["serial"]), 16) for e in entries.values())
+            except (ClusterUsageError, KeyError, TypeError, ValueError) as exc:
+                log.warning("keeping the previous revocations: %s: %s", self.path, exc)
+            self._stamp = stamp
+        return stamp
+
+    def revoked(self, serial: int | None) -> bool:
+        self._refresh()
+        return serial in self._serials
+
+    def changed(self) -> bool:
+        """Whether the list changed since the last call."""
+        stamp = self._refresh()
+        changed, self._seen = stamp != self._seen, stamp
+        return changed

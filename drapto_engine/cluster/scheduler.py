@@ -8,6 +8,8 @@ import contextlib
 import inspect
 import logging
 from collections.abc import Callable
+from contextvars import ContextVar
+from pathlib import Path
 from typing import Any
 
 from distributed import Scheduler
@@ -19,9 +21,11 @@ from distributed.scheduler import heartbeat_interval
 from distributed.security import Security
 from distributed.utils import has_arg
 from tornado.httpserver import HTTPServer
+from tornado.ioloop import PeriodicCallback
 
-from drapto_engine.cluster import ClusterUsageError
-from drapto_engine.cluster.certs import ENGINE_NAME
+from drapto_engine.cluster import ClusterUsageError, guard
+from drapto_engine.cluster.certs import ENGINE_NAME, RevocationList
+from drapto_engine.cluster.guard import peer_name
 from drapto_engine.cluster.security import check_address, check_dashboard
 
 log = logging.getLogger(__name__)
@@ -36,45 +40,53 @@ ENCODER = "encoder"
 """The Dask resource a segment task takes one of; `drapto worker --slots N` offers N."""
 
 
-ENGINE_ONLY = (
-    "register-client",
-    "run_function",
-    "feed",
-    "broadcast",
-    "proxy",
-    "scatter",
-    "update_data",
-    "terminate",
-    "restart",
-    "restart_workers",
-    "rebalance",
-    "replicate",
-    "set_resources",
-    "set_restrictions",
-    "register_scheduler_plugin",
-    "unregister_scheduler_plugin",
-    "register_worker_plugin",
-    "unregister_worker_plugin",
-    "register_nanny_plugin",
-    "unregister_nanny_plugin",
-    "dump_cluster_state_to_url",
-    "get_logs",
-    "logs",
-    "worker_logs",
+WORKER_OPS = frozenset(
+    {
+        "identity",
+        "register-worker",
+        "register_nanny",
+        "heartbeat_worker",
+        "who_has",
+        "unregister",
+        "retire_workers",
+        "log_event",
+        TOOLCHAIN_HANDLER,
+    }
 )
-"""Scheduler operations that run code, place data or steer the cluster: a worker's
-certificate, signed by the same CA, must not reach them (a stolen worker key would
-otherwise run code in the engine). Workers need none of them."""
+"""The scheduler operations a worker's certificate may call: what a Dask worker and its
+nanny call on their scheduler, and drapto's toolchain check. Every other operation
+(registering a client, running functions, plugins, placing data, steering the cluster)
+is for the engine's certificate only: workers share the CA, and many of those operations
+run code or unpickle what they are sent."""
+
+WORKER_STREAM_OPS = frozenset(
+    {
+        "task-finished",
+        "task-erred",
+        "release-worker-data",
+        "add-keys",
+        "long-running",
+        "reschedule",
+        "keep-alive",
+        "log-event",
+        "worker-status-change",
+        "request-refresh-who-has",
+    }
+)
+"""The messages a worker's certificate may send on its stream: Dask dispatches a
+worker's stream and a client's from one table, and a client's `update-graph` unpickles
+the graph it carries."""
+
+RETIRE_OWN = frozenset({"workers", "close_workers", "remove", "stimulus_id"})
+"""What a worker passes to `retire_workers` (when it closes gracefully): workers by
+address. Choosing them by a `key` would unpickle it."""
+
+_stream_peer: ContextVar[str | None] = ContextVar("drapto_stream_peer", default=None)
 
 
-def peer_name(comm: Any) -> str | None:
-    """The common name of the certificate the peer presented (None on plain TCP)."""
-    subject = (comm.extra_info.get("peercert") or {}).get("subject", ())
-    for rdn in subject:
-        for key, value in rdn:
-            if key == "commonName":
-                return str(value)
-    return None
+def _refuse(op: str, peer: str, name: str | None) -> PermissionError:
+    log.warning("refused %r from %s (certificate %s): only the engine may do that", op, peer, name)
+    return PermissionError(f"{op!r} is for the drapto engine only")
 
 
 def _engine_only(op: str, handler: Callable[..., Any]) -> Callable[..., Any]:
@@ -82,26 +94,44 @@ def _engine_only(op: str, handler: Callable[..., Any]) -> Callable[..., Any]:
 
     async def guarded(comm: Any, **msg: Any) -> Any:
         name = peer_name(comm)
-        if name != ENGINE_NAME:
-            log.warning(
-                "refused %r from %s (certificate %s): only the engine may do that",
-                op,
-                comm.peer_address,
-                name,
-            )
-            raise PermissionError(f"{op!r} is for the drapto engine only")
+        if name != ENGINE_NAME and not (op == "retire_workers" and set(msg) <= RETIRE_OWN):
+            raise _refuse(op, comm.peer_address, name)
         result = handler(comm, **msg) if takes_comm else handler(**msg)
         return await result if inspect.isawaitable(result) else result
 
     return guarded
 
 
+def _engine_stream(op: str, handler: Callable[..., Any]) -> Callable[..., Any]:
+    def check(msg: dict[str, Any]) -> None:
+        name = _stream_peer.get()
+        if name != ENGINE_NAME:
+            raise _refuse(op, str(msg.get("worker") or msg.get("client")), name)
+
+    if inspect.iscoroutinefunction(handler):
+
+        async def guarded_async(**msg: Any) -> Any:
+            check(msg)
+            return await handler(**msg)
+
+        return guarded_async
+
+    def guarded(**msg: Any) -> Any:
+        check(msg)
+        return handler(**msg)
+
+    return guarded
+
+
 def restrict_to_engine(scheduler: Scheduler) -> None:
-    """Let only the engine's certificate register clients or use ENGINE_ONLY operations."""
-    for op in ENGINE_ONLY:
-        handler = scheduler.handlers.get(op)
-        if handler is not None:
+    """Let a certificate other than the engine's use only WORKER_OPS and, on its stream,
+    WORKER_STREAM_OPS (`retire_workers` only of workers named by address)."""
+    for op, handler in list(scheduler.handlers.items()):
+        if op not in WORKER_OPS or op == "retire_workers":
             scheduler.handlers[op] = _engine_only(op, handler)
+    for op, handler in list(scheduler.stream_handlers.items()):
+        if op not in WORKER_STREAM_OPS:
+            scheduler.stream_handlers[op] = _engine_stream(op, handler)
 
 
 def no_http_server(node: Any) -> None:
@@ -134,9 +164,46 @@ NANNY_KILL_S = 30.0
 """How long the background restart of a silent worker waits on its nanny."""
 
 
+REVOCATION_CHECK_S = 1.0
+"""How often the engine looks for newly revoked certificates among its connections."""
+
+
 class QuietScheduler(QuietHTTP, Scheduler):
     """A Scheduler with no HTTP listener unless a dashboard is asked for, which lets a
-    silent worker's segments go elsewhere as soon as its time-to-live runs out."""
+    silent worker's segments go elsewhere as soon as its time-to-live runs out, and
+    refuses (and drops) the certificates `drapto cluster revoke` lists."""
+
+    revocations: RevocationList | None = None
+
+    async def listen(
+        self, port_or_addr: Any = None, allow_offload: bool = True, **kwargs: Any
+    ) -> None:
+        await super().listen(port_or_addr, allow_offload, **kwargs)
+        # No await since the listener started: no connection was accepted before this.
+        if self.revocations is not None:
+            for listener in guard.listeners(self):
+                listener.revoked = self.revocations.revoked
+
+    def drop_revoked(self) -> None:
+        """Close the connections of certificates revoked since they connected (their
+        worker leaves, its segments run elsewhere)."""
+        if self.revocations is None or not self.revocations.changed():
+            return
+        dropped: dict[str, list[str]] = {}
+        for listener in guard.listeners(self):
+            for name, peers in listener.drop_revoked().items():
+                dropped.setdefault(name, []).extend(peers)
+        for name, peers in dropped.items():
+            log.warning(
+                "dropped %s (%s): its certificate was revoked", name, ", ".join(sorted(peers))
+            )
+
+    async def handle_stream(self, comm: Any, extra: dict[str, Any] | None = None) -> None:
+        token = _stream_peer.set(peer_name(comm))
+        try:
+            await super().handle_stream(comm, extra)
+        finally:
+            _stream_peer.reset(token)
 
     async def check_worker_ttl(self) -> None:
         """Dask restarts a worker silent for longer than worker-ttl through its nanny and
@@ -234,6 +301,10 @@ async def start_scheduler(
         raise ClusterUsageError(
             f"{address} needs the engine's certificates", hint="run `drapto cluster init`"
         )
+    revocations = None
+    if address.scheme == "tls":
+        guard.install()
+        revocations = RevocationList(Path(str(getattr(security, "tls_ca_file", ""))).parent)
     scheduler = QuietScheduler(
         host=address.host,
         port=address.port,
@@ -242,8 +313,12 @@ async def start_scheduler(
         dashboard=dashboard_address is not None,
         dashboard_address=dashboard_address,
     )
-    if address.scheme == "tls":
+    if revocations is not None:
+        scheduler.revocations = revocations
         restrict_to_engine(scheduler)
+        scheduler.periodic_callbacks["drapto-revocations"] = PeriodicCallback(
+            scheduler.drop_revoked, REVOCATION_CHECK_S * 1000
+        )
     if toolchain is not None:
         scheduler.add_plugin(ToolchainGate(toolchain))
     await scheduler

@@ -22,12 +22,11 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from distributed import Nanny
 from distributed.core import rpc
 from distributed.security import Security
 
 from drapto_engine.cluster import ClusterUsageError
-from drapto_engine.cluster.node import DEBUG_ENV, QuietWorker, constant
+from drapto_engine.cluster.node import DEBUG_ENV, QuietNanny, QuietWorker, constant
 from drapto_engine.cluster.scheduler import ENCODER, PATH_MAP_KEY, TOOLCHAIN_HANDLER, TOOLCHAIN_KEY
 from drapto_engine.cluster.security import (
     Address,
@@ -127,7 +126,7 @@ async def run_worker(options: WorkerOptions) -> int:
     scratch = make_folder("dask")
     try:
         name = options.name or f"{socket.gethostname()}-{os.getpid()}"
-        nanny = Nanny(
+        nanny = QuietNanny(
             str(address),
             nthreads=slots,
             resources={ENCODER: slots},

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import hashlib
 import os
+import shlex
 import signal
 import socket
 import ssl
@@ -242,9 +243,16 @@ def test_init_writes_private_files_and_keeps_the_ca(certs: tuple[Path, Path]) ->
     assert stat.S_IMODE(folder.stat().st_mode) == 0o700
     assert stat.S_IMODE(bundle.stat().st_mode) == 0o700
     names = {p.name for p in folder.iterdir() if p.is_file()}
-    assert names == {"ca.pem", "ca-key.pem", "engine.pem", "engine-key.pem"}
+    assert names == {
+        "ca.pem",
+        "ca-key.pem",
+        "engine.pem",
+        "engine-key.pem",
+        "issued.json",
+        "revoked.json",
+    }
     assert {p.name for p in bundle.iterdir()} == {"ca.pem", "worker.pem", "worker-key.pem"}
-    for path in [*folder.glob("*.pem"), *bundle.glob("*.pem")]:
+    for path in [*folder.glob("*.pem"), *folder.glob("*.json"), *bundle.glob("*.pem")]:
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
     ca = x509.load_pem_x509_certificate((folder / "ca.pem").read_bytes())
     for cert_file in (folder / "engine.pem", bundle / "worker.pem"):
@@ -263,6 +271,12 @@ def test_init_writes_private_files_and_keeps_the_ca(certs: tuple[Path, Path]) ->
         != x509.load_pem_x509_certificate((bundle / "worker.pem").read_bytes()).serial_number
     )
     assert stat.S_IMODE((second / "worker-key.pem").stat().st_mode) == 0o600
+    # Each certificate names its worker (by default its folder's name), once.
+    assert other.subject.rfc4514_string().startswith("CN=drapto-worker:second-bundle,")
+    taken = drapto("cluster", "bundle", str(folder.parent / "third"), "--name", "second-bundle")
+    assert taken.returncode == 2
+    assert "already issued" in one_line(taken.stderr)
+    assert not (folder.parent / "third").exists()
     before = (folder / "ca.pem").read_bytes()
     again = drapto("cluster", "init")
     assert again.returncode == 2
@@ -780,3 +794,209 @@ def start_worker(cluster: Cluster, name: str, env: dict[str, str] | None) -> Any
     assert worker.stdout is not None
     assert worker.stdout.readline().startswith(f"drapto: worker {name} joined")
     return worker
+
+
+class Evil:
+    """Unpickling this runs a shell command: the proof of concept of issue #20."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        return (os.system, (f"touch {shlex.quote(str(self.marker))}",))
+
+
+def test_a_worker_certificate_never_reaches_an_unpickler_in_the_engine(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """With only a worker bundle, a peer sends pickles the way Dask's own protocol carries
+    them (ToPickle in a message, in the connection's handshake, and a Serialized payload
+    with a pickle header): nothing of it is unpickled in the engine's process, which keeps
+    serving its own client."""
+    from distributed.comm import connect
+    from distributed.protocol.pickle import dumps
+    from distributed.protocol.serialize import Serialized, ToPickle
+
+    security = worker_security(parse_address(cluster.address), cluster.bundle)
+    args = security.get_connection_args("worker")
+    markers: list[Path] = []
+
+    def evil(name: str) -> Evil:
+        markers.append(tmp_path / name)
+        return Evil(markers[-1])
+
+    async def send(message: dict[str, Any], **handshake: Any) -> None:
+        try:
+            comm = await connect(cluster.address, timeout=10, handshake_overrides=handshake, **args)
+        except OSError:
+            return  # refused during the handshake
+        try:
+            await comm.write(message)
+            await asyncio.wait_for(comm.read(), 10)  # the reply, or the connection closed
+        except (OSError, TimeoutError):
+            pass
+        finally:
+            comm.abort()
+
+    for op in ("identity", "gather", "register-worker", "heartbeat_worker", "no-such-op"):
+        cluster.loop.run(send({"op": op, "x": ToPickle(evil(op))}))
+    cluster.loop.run(send({"op": "identity"}, x=ToPickle(evil("handshake"))))
+    payload = Serialized({"serializer": "pickle", "writeable": ()}, [dumps(evil("serialized"))])
+    cluster.loop.run(send({"op": "identity", "x": payload}))
+    # The last connection was served to its end; the others ran before it.
+    time.sleep(1)
+    assert [m.name for m in markers if m.exists()] == []
+    assert cluster.client.scheduler_info(n_workers=-1)["workers"]
+    assert cluster.client.submit(sum, [1, 2], pure=False).result(timeout=60) == 3
+
+
+def test_a_worker_certificate_cannot_send_client_messages_or_pickled_arguments(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """Dask reads any stream with the table of a client's (whose graphs it unpickles), and
+    some of its operations unpickle plain bytes arguments: a worker's certificate reaches
+    neither."""
+    from distributed.comm import connect
+    from distributed.core import rpc
+    from distributed.protocol.pickle import dumps
+    from distributed.protocol.serialize import Serialized
+
+    security = worker_security(parse_address(cluster.address), cluster.bundle)
+    graph = tmp_path / "graph"
+    key = tmp_path / "key"
+
+    async def send_a_graph() -> None:
+        comm = await connect(cluster.address, timeout=10, **security.get_connection_args("worker"))
+        try:
+            await comm.write({"op": "connection_stream"})  # a client's stream, unregistered
+            await comm.write(
+                [
+                    {
+                        "op": "update-graph",
+                        "client": "rogue",
+                        "expr_ser": Serialized(
+                            {"serializer": "pickle", "writeable": ()}, [dumps(Evil(graph))]
+                        ),
+                        "keys": [],
+                        "span_metadata": {},
+                        "internal_priority": None,
+                        "submitting_task": None,
+                    }
+                ]
+            )
+            await asyncio.wait_for(comm.read(), 10)
+        except (OSError, TimeoutError):
+            pass
+        finally:
+            comm.abort()
+
+    async def pickled_key(op: str) -> Any:
+        async with rpc(
+            cluster.address, connection_args=security.get_connection_args("worker")
+        ) as scheduler:
+            return await getattr(scheduler, op)(key=dumps(Evil(key)))
+
+    cluster.loop.run(send_a_graph())
+    time.sleep(1)
+    assert not graph.exists()
+    for op in ("workers_to_close", "retire_workers"):
+        with pytest.raises(PermissionError, match="for the drapto engine only"):
+            cluster.loop.run(pickled_key(op))
+    time.sleep(1)
+    assert not graph.exists() and not key.exists()
+    assert cluster.client.submit(sum, [1, 2], pure=False).result(timeout=60) == 3
+
+
+def test_a_revoked_worker_is_dropped_and_refused_while_others_keep_working(
+    cluster: Cluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
+    laptop = cluster.engine_dir.parent / "laptop-bundle"
+    made = drapto("cluster", "bundle", str(laptop), "--name", "laptop")
+    assert made.returncode == 0, made.stderr
+    cert = x509.load_pem_x509_certificate((laptop / "worker.pem").read_bytes())
+    names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    assert [n.value for n in names] == ["drapto-worker:laptop"]
+    worker = subprocess.Popen(
+        [*DRAPTO, "worker", cluster.address, "--bundle", str(laptop), "--slots", "1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+    def laptops() -> list[str]:
+        return [a for a, ws in cluster.scheduler.workers.items() if ws.nthreads == 1]
+
+    try:
+        assert worker.stdout is not None
+        assert "1 encoder slots" in worker.stdout.readline()
+        assert len(laptops()) == 1
+        with caplog.at_level("WARNING", logger="drapto_engine.cluster.scheduler"):
+            revoked = drapto("cluster", "revoke", "laptop")
+            assert revoked.returncode == 0, revoked.stderr
+            assert revoked.stdout.startswith("revoked worker certificate laptop (serial ")
+            start = time.monotonic()
+            while laptops() and time.monotonic() - start < 10:
+                time.sleep(0.1)
+            assert laptops() == []
+            time.sleep(3)  # it does not come back
+            assert laptops() == []
+        dropped = [r.getMessage() for r in caplog.records if "was revoked" in r.getMessage()]
+        assert len(dropped) == 1 and "drapto-worker:laptop" in dropped[0]
+        _, stderr = worker.communicate(timeout=60)  # it stops on its own
+        assert worker.returncode == 3
+        assert "lost the engine at " in one_line(stderr)
+    finally:
+        worker.kill()
+        worker.wait(30)
+    assert stat.S_IMODE((cluster.engine_dir / "revoked.json").stat().st_mode) == 0o600
+    # A new connection with it is refused at the handshake; the other worker still works.
+    again = drapto("worker", cluster.address, "--bundle", str(laptop), "--timeout", "5")
+    assert again.returncode == 1
+    assert "cannot join the engine" in one_line(again.stderr)
+    assert cluster.client.submit(sum, [1, 2], pure=False).result(timeout=60) == 3
+    listed = drapto("cluster", "list")
+    assert listed.returncode == 0, listed.stderr
+    rows = {line.split("\t")[0]: line for line in listed.stdout.splitlines()}
+    assert "revoked" in rows["laptop"] and rows["worker-bundle"].endswith("valid")
+    # An unknown name, or the engine's certificate: one line, exit 2, nothing written.
+    before = (cluster.engine_dir / "revoked.json").read_bytes()
+    for name, problem in (("nobody", "no worker certificate named"), ("drapto-engine", "cannot")):
+        refused = drapto("cluster", "revoke", name)
+        assert refused.returncode == 2
+        assert problem in one_line(refused.stderr)
+    assert (cluster.engine_dir / "revoked.json").read_bytes() == before
+
+
+def test_another_bundle_cannot_reach_a_worker_or_its_nanny(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """A `drapto worker` and its nanny accept only the engine's certificate and their own:
+    another machine's bundle (signed by the same CA) cannot run a function there."""
+    from distributed.core import rpc
+    from distributed.protocol.pickle import dumps
+
+    thief = cluster.engine_dir.parent / "thief-bundle"
+    made = drapto("cluster", "bundle", str(thief), "--name", "thief")
+    assert made.returncode == 0, made.stderr
+    security = worker_security(parse_address(cluster.address), thief)
+    info = cluster.client.scheduler_info(n_workers=-1)["workers"]
+    (address, worker), *_ = info.items()
+    markers = []
+
+    async def run_there(target: str, name: str) -> None:
+        markers.append(tmp_path / name)
+        async with rpc(
+            target, connection_args=security.get_connection_args("worker"), timeout=5
+        ) as node:
+            await node.run(function=dumps(Evil(markers[-1])), args=dumps(()), kwargs=dumps({}))
+
+    for target, name in ((address, "worker"), (worker["nanny"], "nanny")):
+        with pytest.raises((OSError, TimeoutError)):
+            cluster.loop.run(run_there(target, name))
+    time.sleep(1)
+    assert [m.name for m in markers if m.exists()] == []
+    # The engine still reaches them: the module's worker runs a task.
+    assert cluster.client.submit(sum, [1, 2], pure=False).result(timeout=60) == 3
