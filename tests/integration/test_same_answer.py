@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import re
 import shutil
+import sqlite3
 import subprocess
 import tempfile
 import time
@@ -193,6 +195,13 @@ async def _call(socket: Path, method: str, *args: object) -> object:
         await client.close()
 
 
+def _stored_status(state: Path, entry: int) -> str:
+    """An entry's status as the queue table on disk has it."""
+    with contextlib.closing(sqlite3.connect(state / "drapto.db")) as db:
+        rows = db.execute("SELECT entry FROM queue").fetchall()
+    return next(e["status"] for (text,) in rows if (e := json.loads(text))["id"] == entry)
+
+
 def _running(user: User, entry: int) -> bool:
     snapshot = asyncio.run(_call(user.socket, "get_snapshot"))
     return any(
@@ -236,6 +245,9 @@ def test_a_file_the_engine_is_encoding_is_refused_both_ways(
             for way in ([], ["--no-daemon"])
         ]
         assert _running(engine_user, entry)
+        # The --no-daemon run opened the engine's state database: the engine's running
+        # entry must still be running there (only the engine takes its entries back).
+        assert _stored_status(engine_user.state, entry) == "running"
     finally:
         asyncio.run(_call(engine_user.socket, "cancel", entry))
     expected = f"drapto: DIR/{name}: {problem.format(pid=engine)} (wait for it or stop it)"
