@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from drapto_engine.cluster.scheduler import ENCODER, QuietScheduler, start_sched
 from drapto_engine.cluster.security import check_address, engine_security
 from drapto_engine.cluster.toolchain import fingerprint
 from drapto_engine.core.metrics import ClusterWorker
+from drapto_engine.infrastructure.scratch import make_folder, remove_dead
 from drapto_engine.services.executors.dask import DaskExecutor, SegmentWatch
 from drapto_engine.services.executors.local import LocalExecutor
 
@@ -55,16 +57,22 @@ class ClusterHost:
         self.client: Client | None = None
         self.watch: SegmentWatch | None = None
         self._config: contextlib.ExitStack = contextlib.ExitStack()
+        self.scratch: Path | None = None
+        """The scheduler's scratch space: drapto's own (see scratch.py), not the shared
+        /tmp/dask-scratch-space where another user's or worker's files lie."""
 
     async def start(self) -> None:
         route_dask_logs()  # into the engine's log file, not onto its stderr
         address = check_address(self.options.listen, insecure=self.options.insecure)
         security = engine_security(address, self.options.folder)
+        await asyncio.to_thread(remove_dead)
+        self.scratch = make_folder("engine")
         self._config.enter_context(
             dask.config.set(
                 {
                     "distributed.scheduler.allowed-failures": ALLOWED_FAILURES,
                     "distributed.scheduler.worker-ttl": self.options.worker_ttl,
+                    "temporary-directory": str(self.scratch),
                 }
             )
         )
@@ -94,6 +102,8 @@ class ClusterHost:
             with contextlib.suppress(Exception):
                 await self.scheduler.close()
         self._config.close()
+        if self.scratch is not None:
+            shutil.rmtree(self.scratch, ignore_errors=True)
 
     def executor(self, local: LocalExecutor, **kwargs: Any) -> DaskExecutor:
         assert self.scheduler is not None and self.client is not None and self.watch is not None

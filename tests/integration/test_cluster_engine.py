@@ -50,6 +50,7 @@ from drapto_engine.core.events import (
 from drapto_engine.core.jobs import EntryStatus, JobOptions, QueueEntry
 from drapto_engine.engine import Engine
 from drapto_engine.infrastructure.hdr_probe import count_rpu_frames
+from drapto_engine.infrastructure.scratch import scratch_root
 from drapto_engine.services.executors.local import HOST
 from drapto_engine.services.validation import source_frame_times
 
@@ -153,6 +154,10 @@ def hosting(
     loop.run(engine.start())
     assert engine.cluster is not None and engine.cluster.scheduler is not None
     scheduler = engine.cluster.scheduler
+    # the scheduler's scratch space is drapto's own, not the shared /tmp/dask-scratch-space
+    assert engine.cluster.scratch is not None
+    assert Path(scheduler.local_directory).is_relative_to(engine.cluster.scratch)
+    assert engine.cluster.scratch.parent == scratch_root()
     shared = folder / "shared"
     shared.mkdir(exist_ok=True)
     started = {
