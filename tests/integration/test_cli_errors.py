@@ -224,6 +224,15 @@ BAD: dict[str, list[Bad]] = {
     "drapto cluster bundle --force": [
         bad("cluster", "bundle", "--force=1", "{missing}", names="--force")
     ],
+    "drapto cluster init --name": [
+        bad("cluster", "init", "--force", "--name", "", names="--name", says="one line")
+    ],
+    "drapto cluster bundle --name": [
+        bad("cluster", "bundle", "{missing}", "--name", "", names="--name", says="one line")
+    ],
+    "drapto cluster revoke NAME": [
+        bad("cluster", "revoke", names="cluster revoke", says="required: NAME"),
+    ],
     "drapto worker ADDRESS": [
         bad("worker", names="worker", says="required: ADDRESS"),
         bad("worker", "tcp://0.0.0.0:8786", names="tcp://", says="--insecure"),
