@@ -358,3 +358,22 @@ def truncate(src: Path, out: Path, fraction: float) -> Path:
     data = src.read_bytes()
     out.write_bytes(data[: int(len(data) * fraction)])
     return out
+
+
+ONE_KEYFRAME_MIN_S = 8
+"""drapto enters a segment of an MPEG-TS 5 s before its start (svt.SEEK_MARGIN_S: the
+container has no index); a segment starting later than that in a file with no keyframe
+after the first decodes nothing there, so it fails for real."""
+
+
+def one_keyframe_ts(ffmpeg: str, out: Path, seconds: int = 12) -> Path:
+    """A 160x90 MPEG-TS with a single keyframe and no index: a segmented encode fails on
+    its segments past ONE_KEYFRAME_MIN_S, and only a whole-file encode works (the real
+    failure that rollback tests need)."""
+    assert seconds > ONE_KEYFRAME_MIN_S
+    run_ffmpeg(ffmpeg, [
+        "-f", "lavfi", "-i", f"testsrc2=size=160x90:rate=25:duration={seconds}",
+        "-c:v", "libx264", "-preset", "ultrafast", "-g", "100000", "-sc_threshold", "0",
+        "-f", "mpegts", str(out),
+    ])  # fmt: skip
+    return out

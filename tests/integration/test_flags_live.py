@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import subprocess
 import tomllib
 from pathlib import Path
 
 import pytest
 from encode_helpers import encode, inspect
 from engine_helpers import FAST, Session, make_engine
+from mediagen import one_keyframe_ts
 
 from drapto_engine.config import Config
 from drapto_engine.core.events import (
@@ -27,21 +27,6 @@ from drapto_engine.core.jobs import EntryStatus
 from drapto_engine.infrastructure.resources import cpu_count, threads_per_worker
 
 pytestmark = pytest.mark.slow
-
-
-def one_keyframe_ts(ffmpeg: str, out: Path, seconds: int = 8) -> Path:
-    """An MPEG-TS with a single keyframe and no index: exact seeks past the start decode
-    nothing, so segmented encoding fails for real and only a whole-file encode works."""
-    subprocess.run(
-        [
-            ffmpeg, "-v", "error", "-y", "-f", "lavfi",
-            "-i", f"testsrc2=size=160x90:rate=25:duration={seconds}",
-            "-c:v", "libx264", "-preset", "ultrafast", "-g", "100000",
-            "-sc_threshold", "0", "-f", "mpegts", str(out),
-        ],
-        check=True,
-    )  # fmt: skip
-    return out
 
 
 async def test_next_job_flag_changed_during_a_job_applies_to_the_next_job(
@@ -170,14 +155,14 @@ def test_a_failing_segmented_encode_is_rolled_back_and_the_output_validates(
     assert finished["job"] != rollback["job"]  # retried as its own job: settings differ
     assert [a["segmented"] for a in run.of("analysis")] == [True, False]
     facts = inspect(tmp_path / "out.mkv")
-    assert facts.of("video")[0].codec == "av1" and facts.frames_decoded == 200
+    assert facts.of("video")[0].codec == "av1" and facts.frames_decoded == 300
 
 
 async def test_rollbacks_past_the_limit_turn_the_flag_off_for_the_session(
     tmp_path: Path, ffmpeg: str
 ) -> None:
-    first = one_keyframe_ts(ffmpeg, tmp_path / "one.ts", seconds=6)
-    second = one_keyframe_ts(ffmpeg, tmp_path / "two.ts", seconds=6)
+    first = one_keyframe_ts(ffmpeg, tmp_path / "one.ts", seconds=10)
+    second = one_keyframe_ts(ffmpeg, tmp_path / "two.ts", seconds=10)
     session = make_engine(tmp_path, ffmpeg, config=Config(rollback_limit=1))
     async with session.engine.running():
         [one] = await session.run([(first, tmp_path / "one.mkv")])

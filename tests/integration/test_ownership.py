@@ -21,6 +21,7 @@ from live_helpers import (
     stop_between_writes,
     wait_until,
 )
+from mediagen import one_keyframe_ts
 
 from drapto_engine.core.jobs import EntryStatus, JobOptions, QueueEntry
 from drapto_engine.infrastructure.store import STALE_LOCK_ENV
@@ -103,28 +104,15 @@ def _processes_naming(text: str) -> list[str]:
     return [line for line in listing.stdout.splitlines() if text in line]
 
 
-def _one_keyframe_ts(ffmpeg: str, out: Path) -> Path:
-    """A single keyframe and no index: a segmented encode fails for real, so the engine
-    rolls back to a whole-file encode (see test_flags_live.py)."""
-    subprocess.run(
-        [ffmpeg, "-v", "error", "-y", "-f", "lavfi",
-         "-i", "testsrc2=size=160x90:rate=25:duration=4",
-         "-c:v", "libx264", "-preset", "ultrafast", "-g", "100000",
-         "-sc_threshold", "0", "-f", "mpegts", str(out)],
-        check=True,
-    )  # fmt: skip
-    return out
-
-
 def test_a_rollback_retry_drops_its_first_try_without_a_warning(
     tmp_path: Path, ffmpeg: str
 ) -> None:
-    source = _one_keyframe_ts(ffmpeg, tmp_path / "onekey.ts")
+    source = one_keyframe_ts(ffmpeg, tmp_path / "onekey.ts")
     run = encode(source, tmp_path / "out.mkv", "--min-segment", "1", "--max-segment", "2")
     assert run.returncode == 0, run.stderr
     assert len(run.of("rollback")) == 1
     assert [w["message"] for w in run.of("warning") if "dropped" in w["message"]] == []
-    assert inspect(tmp_path / "out.mkv").frames_decoded == 100
+    assert inspect(tmp_path / "out.mkv").frames_decoded == 300
 
 
 async def test_engine_never_drops_its_own_live_job_for_the_same_output(

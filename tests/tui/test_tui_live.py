@@ -6,12 +6,12 @@ import asyncio
 import os
 import re
 import signal
-import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from mediagen import one_keyframe_ts
 from textual.command import CommandList, CommandPalette
 from textual.pilot import Pilot
 from textual.widgets import Input, Static, Switch
@@ -245,19 +245,6 @@ def test_the_folder_browser_shows_folders_and_what_would_be_queued(tmp_path: Pat
         path.mkdir() if "." not in name[1:] else path.write_bytes(b"")
     shown = [n for n in names if browsable(tmp_path / n)]
     assert sorted(shown) == ["B.MP4", "Films", "a.mkv"]
-
-
-def one_keyframe_ts(ffmpeg: str, out: Path, seconds: int = 4) -> Path:
-    """An MPEG-TS with one keyframe and no index: exact seeks past its start decode
-    nothing, so a segmented encode fails for real and only a whole-file one works."""
-    subprocess.run(
-        [ffmpeg, "-v", "error", "-y", "-f", "lavfi",
-         "-i", f"testsrc2=size=160x90:rate=25:duration={seconds}",
-         "-c:v", "libx264", "-preset", "ultrafast", "-g", "100000",
-         "-sc_threshold", "0", "-f", "mpegts", str(out)],
-        check=True,
-    )  # fmt: skip
-    return out
 
 
 async def test_a_rollback_is_shown_and_undone_from_the_flags_panel(
