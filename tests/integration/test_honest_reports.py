@@ -198,3 +198,46 @@ def test_an_output_larger_than_its_source_says_so(
         time.sleep(0.05)
     (last,) = [b for t, b in inbox.received if t == "drapto: batch finished"]
     assert last.endswith("% larger)") and "smaller" not in last, last
+
+
+async def test_a_job_resumed_in_the_same_engine_counts_only_this_runs_segments(
+    make_media: object, tmp_path: Path, ffmpeg: str
+) -> None:
+    """Interrupted and retried in one engine (the service, the TUI): the summary's
+    segments and frames are the second run's, not the first run's added to them."""
+    import asyncio
+
+    from engine_helpers import FAST as ENGINE_FAST
+    from engine_helpers import make_engine
+
+    from drapto_engine.cli.printers import summary_lines
+    from drapto_engine.core.events import JobFinished, SegmentDone
+
+    source = make_media("r.mkv", size=(160, 90), duration=6.0, gop=25)  # type: ignore[operator]
+    session = make_engine(tmp_path, ffmpeg, workers=1)
+    engine = session.engine
+    async with engine.running():
+        [entry] = await engine.add([(source, tmp_path / "r.av1.mkv")], options=ENGINE_FAST)
+        runner = asyncio.create_task(engine.run(only={entry.id}))
+        deadline = time.monotonic() + 60
+        while not session.of(SegmentDone):
+            assert time.monotonic() < deadline, "no segment finished"
+            await asyncio.sleep(0.02)
+        await engine.interrupt([entry.id])
+        await asyncio.wait_for(runner, 30)
+        first_run = {e.index for e in session.of(SegmentDone)}
+        session.events.clear()
+        await engine.retry(entry.id)
+        await engine.run(only={entry.id}, ignore_pause=True)
+    engine.close()
+    (finished,) = session.of(JobFinished)
+    kept = {e.index for e in session.of(SegmentDone) if e.resumed}
+    encoded = {e.index for e in session.of(SegmentDone) if not e.resumed}
+    assert first_run <= kept and encoded and not kept & encoded
+    m = finished.summary.metrics
+    assert m is not None
+    assert {s.index for s in m.segments} == encoded
+    assert (m.encoded_segments, m.resumed_segments) == (len(encoded), len(kept))
+    frames = sum(e.frames for e in session.of(SegmentDone) if not e.resumed)
+    assert sum(s.frames for s in m.segments) == frames < finished.summary.frames
+    assert f"over the {frames} of {finished.summary.frames} frames" in summary_lines(finished)[1]
