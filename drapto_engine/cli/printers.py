@@ -24,7 +24,7 @@ from drapto_engine.core.events import (
     StageChanged,
     Warning,
 )
-from drapto_engine.core.metrics import counted, size_change
+from drapto_engine.core.metrics import JobMetrics, counted, size_change
 
 LIVE_INTERVAL_S = 0.25
 
@@ -80,10 +80,23 @@ def summary_lines(event: JobFinished) -> list[str]:
         alerts = ", ".join(f"{n} {kind}" for kind, n in sorted(m.alerts.items())) or "no alerts"
         lines.append(
             f"  segments: median {m.median_fps:.1f} fps ({m.median_speed:.2f}x real time), "
-            f"peak encoder {m.peak_rss_bytes / 2**20:.0f} MiB, mean CPU {m.mean_cpu_percent:.0f}%, "
-            f"mean queue wait {m.mean_queue_wait_s:.1f} s, {alerts}"
+            f"{_encoder_figures(m)}, mean queue wait {m.mean_queue_wait_s:.1f} s, {alerts}"
         )
     return lines
+
+
+def _encoder_figures(m: JobMetrics) -> str:
+    """Memory and CPU of the encoders sampled here; a cluster worker's are not sampled."""
+    here = m.encoded_segments - m.remote_segments
+    if here <= 0:
+        return "encoder memory and CPU not measured on cluster workers"
+    figures = f"peak encoder {m.peak_rss_bytes / 2**20:.0f} MiB, mean CPU {m.mean_cpu_percent:.0f}%"
+    if not m.remote_segments:
+        return figures
+    return (
+        f"{figures} over the {counted(here, 'segment')} encoded here "
+        f"({m.remote_segments} on cluster workers, not measured there)"
+    )
 
 
 class PlainPrinter:
