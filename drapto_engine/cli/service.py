@@ -189,6 +189,29 @@ def status_lines(snapshot: EngineSnapshot, server: Hello, socket_path: Path) -> 
     if running:
         lines.append("running")
         lines += [f"  {_running(e, snapshot.jobs.get(e.job or ''))}" for e in running]
+    lines += ended_lines(snapshot.entries)
+    return lines
+
+
+ENDED_SHOWN = 10
+"""Failed and cancelled entries `drapto status` lists with their reason (the latest)."""
+
+
+def ended_lines(entries: list[QueueEntry]) -> list[str]:
+    """Why each failed entry failed, and whether a cancelled one resumes: the latest
+    ENDED_SHOWN of them, so that the summary stays one screen."""
+    ended = [e for e in entries if e.status in (EntryStatus.FAILED, EntryStatus.CANCELLED)]
+    if not ended:
+        return []
+    ended.sort(key=lambda e: (e.finished or 0.0, e.id))
+    shown = ended[-ENDED_SHOWN:]
+    lines = ["failed or cancelled"]
+    for entry in shown:
+        why = entry.error or entry.note
+        text = f"#{entry.id} {Path(entry.input).name} {entry.status.value}"
+        lines.append(f"  {text}: {why}" if why else f"  {text}")
+    if len(ended) > len(shown):
+        lines.append(f"  and {len(ended) - len(shown)} more (drapto status --json lists them)")
     return lines
 
 
