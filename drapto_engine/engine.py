@@ -875,7 +875,9 @@ class Engine:
             busy = getattr(self.executor, "busy", None)
             self.bus.emit(
                 ClusterSampled(
-                    address=self.cluster.address, workers=tuple(self.cluster.workers(busy))
+                    address=self.cluster.address,
+                    workers=tuple(self.cluster.workers(busy)),
+                    local_slots=self.cluster_options is None or self.cluster_options.local_slots,
                 )
             )
 
