@@ -80,7 +80,7 @@ def add_batch_options(parser: argparse.ArgumentParser) -> None:
 
 
 def run_batch(args: argparse.Namespace) -> int:
-    from drapto_engine.services.batch_file import BatchFileError, expand_jobs, load_batch
+    from drapto_engine.services.batch_file import BatchFileError, read_batch
 
     if args.detach and args.no_daemon:
         print("drapto: --detach needs the engine service; it cannot go with --no-daemon",
@@ -90,10 +90,15 @@ def run_batch(args: argparse.Namespace) -> int:
     ffmpeg = find_toolchain(config.ffmpeg_path).ffmpeg
     rejected: list[tuple[Path, str]] = []
     try:
-        batch = load_batch(args.batch, ffmpeg, config.defaults)
-        # Scans the folders once and refuses duplicates and outputs over inputs up front;
-        # an engine in this process queues exactly these jobs.
-        planned = expand_jobs(batch, ffmpeg, on_rejected=lambda p, why: rejected.append((p, why)))
+        # Scans the folders once and refuses duplicates and outputs over inputs up front,
+        # with every other problem of the file; an engine in this process queues exactly
+        # these jobs, and a file that is no video as a failed entry.
+        batch, planned = read_batch(
+            args.batch,
+            ffmpeg,
+            config.defaults,
+            on_rejected=lambda p, why: rejected.append((p, why)),
+        )
     except BatchFileError as exc:
         for problem in exc.problems:
             print(f"drapto: {problem}", file=sys.stderr)
@@ -191,13 +196,16 @@ def _jobs(count: int, what: str) -> str:
 
 
 def _failures(batch: BatchFile, rejected: list[tuple[Path, str]]) -> list[tuple[Path, Path, str]]:
-    """The files a folder scan found but could not read, as (input, output, why)."""
+    """The files named or found in a folder that are no videos, as (input, output, why)."""
     failures = []
     for path, why in rejected:
         output = path
         for job in batch.jobs:
             root = job.input.absolute()
-            if path.is_relative_to(root) and path != root:
+            if path == root:
+                output = output_path(path, job.options(batch.defaults).output_dir)
+                break
+            if path.is_relative_to(root):
                 output = output_path(path, job.options(batch.defaults).output_dir, root=root)
                 break
         failures.append((path, output, f"{path}: {why}"))
