@@ -114,6 +114,9 @@ class PlainPrinter:
         self.reported: dict[str, float] = {}
         self.kept: dict[str, int] = {}
         """Segments of each job that an interrupted run finished and this one kept."""
+        self.whole: set[str] = set()
+        """Jobs whose plan is whole (SegmentsPlanned): before it, a count of segments done
+        has no total yet (segments are encoded while the scan plans the rest)."""
 
     @property
     def segments(self) -> int:
@@ -155,7 +158,10 @@ class PlainPrinter:
                 return None
             case SegmentsPlanned(count=count):
                 self.planned[event.job] = count
-                return f"[{event.job}] {counted(count, 'segment')} planned"
+                self.whole.add(event.job)
+                text = f"[{event.job}] {counted(count, 'segment')} planned"
+                share = self._share(event.job) if self.every_percent is not None else None
+                return f"{text}\n{share}" if share else text
             case SegmentDone():
                 return self._segment_done(event)
             case SegmentFailed():
@@ -197,18 +203,28 @@ class PlainPrinter:
         if event.resumed:  # counted; said once, when encoding is over (see describe)
             self.kept[job] = self.kept.get(job, 0) + 1
             return None
+        if self.every_percent is not None:
+            return self._share(job)
         done, total = self.finished[job], self.planned.get(job, 0)
-        if self.every_percent is not None and total:
-            percent = 100.0 * done / total
-            step = self.reported.get(job, 0.0) + self.every_percent
-            if percent < step and done < total:
-                return None
-            self.reported[job] = percent - percent % self.every_percent
-            return f"[{job}] {done}/{total} segments done ({percent:.0f}%)"
+        share = f"{done}/{total}" if job in self.whole else f"{done} done, more being planned"
         return (
-            f"[{job}] segment {event.index} done ({done}/{total}): "
+            f"[{job}] segment {event.index} done ({share}): "
             f"{event.frames} frames, {event.fps:.1f} fps, {event.size_bytes / 1e3:.0f} kB"
         )
+
+    def _share(self, job: str) -> str | None:
+        """`[job] 3/10 segments done (30%)` when the share crosses the next step; nothing
+        while the plan is not whole (its total is not known yet)."""
+        assert self.every_percent is not None
+        done, total = self.finished.get(job, 0), self.planned.get(job, 0)
+        if job not in self.whole or not total or not done:
+            return None
+        percent = 100.0 * done / total
+        step = self.reported.get(job, 0.0) + self.every_percent
+        if percent < step and done < total:
+            return None
+        self.reported[job] = percent - percent % self.every_percent
+        return f"[{job}] {done}/{total} segments done ({percent:.0f}%)"
 
     @staticmethod
     def _entry(event: EntryChanged) -> str | None:
