@@ -16,9 +16,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import json
+import os
 import signal
 import sys
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterable
@@ -375,19 +378,24 @@ def _size(path: Path) -> int | None:
         return None
 
 
+STATUS_WIDTH = max(len(INTERRUPTED), *(len(s.value) for s in EntryStatus))
+"""The status column fits every status a row can have."""
+
+
 def print_summary(rows: list[dict[str, Any]], out: Any) -> None:
-    header = f"{'status':<9} {'input':<40} {'in MB':>8} {'out MB':>8} {'saved':>7} {'wall s':>8} {'fps':>7}"
+    w = STATUS_WIDTH
+    header = f"{'status':<{w}} {'input':<40} {'in MB':>8} {'out MB':>8} {'saved':>7} {'wall s':>8} {'fps':>7}"
     print("\n" + header, file=out)
     for row in rows:
         name = Path(row["input"]).name
         name = name if len(name) <= 40 else name[:37] + "..."
         print(
-            f"{row['status']:<9} {name:<40} {_mb(row['input_bytes']):>8} {_mb(row['output_bytes']):>8} "
+            f"{row['status']:<{w}} {name:<40} {_mb(row['input_bytes']):>8} {_mb(row['output_bytes']):>8} "
             f"{_num(row['reduction_percent'], '%'):>7} {_num(row['wall_s']):>8} {_num(row['fps']):>7}",
             file=out,
         )
         if row["status"] == EntryStatus.FAILED.value and row["note"]:
-            print(f"          {row['note']}", file=out)
+            print(f"{'':<{w}} {row['note']}", file=out)
     out.flush()
 
 
@@ -400,13 +408,34 @@ def _num(value: float | None, unit: str = "") -> str:
 
 
 def write_summary(state_dir: Path, label: str, rows: list[dict[str, Any]], wall: float) -> Path:
-    """The summary as JSON: one file per run and `last-batch.json` beside them."""
+    """The summary as JSON: one file per run (never another run's, even one that ended
+    in the same second) and `last-batch.json` beside them, each written whole under a
+    temporary name first."""
     folder = state_dir / "batches"
     folder.mkdir(parents=True, exist_ok=True)
     data = {"batch": label, "wall_s": round(wall, 2), "jobs": rows}
     text = json.dumps(data, indent=2, ensure_ascii=False)
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    path = folder / f"batch-{stamp}.json"
-    path.write_text(text, encoding="utf-8")
-    (state_dir / "last-batch.json").write_text(text, encoding="utf-8")
+    for n in itertools.count(1):
+        path = folder / (f"batch-{stamp}.json" if n == 1 else f"batch-{stamp}-{n}.json")
+        with contextlib.suppress(FileExistsError):
+            _write_whole(path, text, replace=False)
+            break
+    _write_whole(state_dir / "last-batch.json", text, replace=True)
     return path
+
+
+def _write_whole(path: Path, text: str, *, replace: bool) -> None:
+    """`text` in `path`, never half written: a hidden temporary file beside it, then a
+    rename (os.replace) or, with replace=False, a hard link that fails if `path` exists."""
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    temporary = Path(name)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as file:
+            file.write(text)
+        if replace:
+            os.replace(temporary, path)
+        else:
+            os.link(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)

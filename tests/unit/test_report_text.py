@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
 import pytest
@@ -115,3 +116,35 @@ def test_remote_segments_are_not_reported_as_using_no_memory_and_no_cpu() -> Non
     local = _remote_and_local_metrics(remote=0, local=2)
     line = summary_lines(JobFinished(job="j", summary=_summary(10, 5, local)))[2]
     assert "peak encoder 300 MiB, mean CPU 150%, mean queue wait" in line, line
+
+
+def _row(status: str, name: str) -> dict[str, object]:
+    return {"status": status, "input": f"/lib/{name}", "output": f"/out/{name}",
+            "input_bytes": 2_000_000, "output_bytes": None, "reduction_percent": None,
+            "wall_s": None, "fps": None, "note": None, "rollbacks": []}  # fmt: skip
+
+
+def test_the_batch_summary_table_keeps_its_columns_for_every_status() -> None:
+    from drapto_engine.cli.batch import INTERRUPTED, print_summary
+
+    out = io.StringIO()
+    rows = [_row(s, f"{s}.mkv") for s in ("done", INTERRUPTED, "failed", "skipped", "cancelled")]
+    print_summary(rows, out)
+    header, *lines = out.getvalue().strip("\n").splitlines()
+    column = header.index("input")
+    for line, row in zip(lines, rows, strict=True):
+        assert line.startswith(f"{row['status']} "), line
+        assert line.index(f"{row['status']}.mkv") == column, (header, line)
+        assert len(line) == len(header), (header, line)
+
+
+def test_two_batch_summaries_in_the_same_second_keep_both_files(tmp_path: Path) -> None:
+    from drapto_engine.cli.batch import write_summary
+
+    first = write_summary(tmp_path, "a.toml@1", [_row("done", "a.mkv")], 1.0)
+    second = write_summary(tmp_path, "b.toml@1", [_row("done", "b.mkv")], 1.0)
+    assert first != second
+    assert json.loads(first.read_text())["batch"] == "a.toml@1"
+    assert json.loads(second.read_text())["batch"] == "b.toml@1"
+    assert json.loads((tmp_path / "last-batch.json").read_text())["batch"] == "b.toml@1"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["batches", "last-batch.json"]
