@@ -40,3 +40,26 @@ def test_nothing_close_suggests_nothing(
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "did you mean" not in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "answer"),
+    [
+        (
+            ["status", "--state-dir", "x"],
+            "drapto status has no --state-dir (drapto --batch,"
+            " drapto encode and drapto serve have)",
+        ),  # fmt: skip
+        (
+            ["status", "--config", "c.toml"],
+            "--config goes before the command (drapto --config ... status)",
+        ),  # fmt: skip
+    ],
+)
+def test_a_real_option_given_to_another_command_says_where_it_belongs(
+    argv: list[str], answer: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and answer in err, err
+    assert "did you mean" not in err
