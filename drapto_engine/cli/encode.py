@@ -92,7 +92,7 @@ def add_encode_parser(commands: Any) -> None:
         type=checks.flag_override,
         default=[],
         metavar="NAME=on|off|shadow",
-        help="set a feature flag for this run (see the README for the list)",
+        help="set a feature flag for this run (`drapto flags` lists them)",
     )
     encode.add_argument(
         "--hdr10-fallback",

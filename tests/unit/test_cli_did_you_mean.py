@@ -63,3 +63,14 @@ def test_a_real_option_given_to_another_command_says_where_it_belongs(
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and answer in err, err
     assert "did you mean" not in err
+
+
+def test_encode_help_sends_readers_to_drapto_flags_for_the_flag_list(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as done:
+        main(["encode", "--help"])
+    assert done.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps the help
+    assert "(`drapto flags` lists them)" in text, text
+    assert "README" not in text
