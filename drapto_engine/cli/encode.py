@@ -337,7 +337,8 @@ async def _in_process(args: argparse.Namespace, config: Config, source: Path, ou
             raise
         printer.close()
         print(
-            f"drapto: {source}: stopped by {signal.Signals(stopped[0]).name}; nothing was written",
+            f"drapto: {source}: stopped by {signal.Signals(stopped[0]).name}; nothing was"
+            " written; the next run resumes",
             file=sys.stderr,
         )
         return 128 + stopped[0]
