@@ -49,11 +49,11 @@ def test_nothing_close_suggests_nothing(
             ["status", "--state-dir", "x"],
             "drapto status has no --state-dir (drapto --batch,"
             " drapto encode and drapto serve have)",
-        ),  # fmt: skip
+        ),
         (
             ["status", "--config", "c.toml"],
             "--config goes before the command (drapto --config ... status)",
-        ),  # fmt: skip
+        ),
     ],
 )
 def test_a_real_option_given_to_another_command_says_where_it_belongs(
