@@ -180,6 +180,7 @@ class Engine:
         self.view.state = EngineSnapshot(
             paused=self.paused,
             workers=self.resources.limit,
+            local_slots=cluster is None or cluster.local_slots,
             entries=self.entries(),
             flags=self.flags.views(),
         )

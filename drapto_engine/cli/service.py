@@ -254,7 +254,7 @@ def _counts(entries: list[QueueEntry]) -> str:
 def _workers(snapshot: EngineSnapshot) -> str:
     """The encoders this engine runs at once; with `--workers 0` none while a cluster
     worker is there, and the bound that applies when none is."""
-    if snapshot.cluster is not None and not snapshot.local_slots:
+    if not snapshot.local_slots:
         return f"0 here while a cluster worker is connected ({snapshot.workers} when none is)"
     return str(snapshot.workers)
 
