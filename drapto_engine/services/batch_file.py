@@ -15,7 +15,8 @@ the file in one go; each names the file, the job and the line.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Iterable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -121,8 +122,12 @@ class BatchFile(BaseModel):
 
     def job_label(self, index: int) -> str:
         """`job 2 (line 7)`: how messages name the job at `index` (0-based)."""
-        line = self._lines.line(("job", index)) if self._lines is not None else None
-        return f"job {index + 1}" + (f" (line {line})" if line else "")
+        return _job_label(self._lines, index)
+
+
+def _job_label(lines: KeyLines | None, index: int) -> str:
+    line = lines.line(("job", index)) if lines is not None else None
+    return f"job {index + 1}" + (f" (line {line})" if line else "")
 
 
 class PlannedJob(BaseModel):
@@ -174,14 +179,40 @@ def read_batch(
     path = path.expanduser().absolute()
     text = read_text(path, QUEUE_LIMIT)
     lines = KeyLines(text)
-    batch, problems, missing = _checked(path, parse(path, text, lines), lines, ffmpeg, base)
+    data = parse(path, text, lines)
+    batch, problems, missing = _checked(path, data, lines, ffmpeg, base)
     planned: list[PlannedJob] = []
     if batch is not None:
-        planned, conflicts = _expand(batch, ffmpeg, on_rejected, skip_jobs=missing)
-        problems += [Problem(None, None, text) for text in conflicts]
+        jobs = [(i, job) for i, job in enumerate(batch.jobs) if i not in missing]
+        planned, conflicts = _expand(batch.defaults, jobs, ffmpeg, on_rejected, batch.job_label)
+    else:  # the jobs the model takes, for the conflicts among them
+        defaults, jobs = _valid_parts(data, {_BASE: path.parent})
+        jobs = [(i, job) for i, job in jobs if i not in missing]
+        label = partial(_job_label, lines)
+        conflicts = _expand(defaults, jobs, ffmpeg, None, label)[1] if defaults else []
+    problems += [Problem(None, None, text) for text in conflicts]
     if problems or batch is None:
         raise BatchFileError(path, in_file_order(problems))
     return batch, planned
+
+
+def _valid_parts(
+    data: dict[str, Any], context: dict[str, Any]
+) -> tuple[BatchDefaults | None, list[tuple[int, BatchJob]]]:
+    """The [defaults] table and the [[job]] tables (by index) that are valid alone, in a
+    file the model refuses as a whole."""
+    try:
+        defaults = BatchDefaults.model_validate(data.get("defaults", {}), context=context)
+    except PydanticValidationError:
+        defaults = None
+    raw = data.get("job")
+    jobs: list[tuple[int, BatchJob]] = []
+    for index, table in enumerate(raw if isinstance(raw, list) else []):
+        try:
+            jobs.append((index, BatchJob.model_validate(table, context=context)))
+        except PydanticValidationError:
+            continue
+    return defaults, jobs
 
 
 def check_batch(
@@ -342,29 +373,29 @@ def expand_jobs(
     left out of every scan). Raises BatchFileError when a file is given twice, two files
     would be encoded to one output, or an output would overwrite an input.
     """
-    planned, problems = _expand(batch, ffmpeg, on_rejected)
+    jobs = list(enumerate(batch.jobs))
+    planned, problems = _expand(batch.defaults, jobs, ffmpeg, on_rejected, batch.job_label)
     if problems:
         raise BatchFileError(batch.path or Path("queue file"), problems)
     return planned
 
 
 def _expand(
-    batch: BatchFile,
+    defaults: BatchDefaults,
+    jobs: list[tuple[int, BatchJob]],
     ffmpeg: str,
     on_rejected: Rejected | None,
-    skip_jobs: Collection[int] = (),
+    label: Callable[[int], str],
 ) -> tuple[list[PlannedJob], list[str]]:
-    """The jobs' files (but those of `skip_jobs`) and the conflicts among them."""
-    output_dirs = [job.options(batch.defaults).output_dir for job in batch.jobs]
+    """The files of `jobs` (index in the file, job) and the conflicts among them."""
+    output_dirs = [job.options(defaults).output_dir for _, job in jobs]
     skip = [d for d in output_dirs if d is not None]
     planned: list[tuple[int, PlannedJob]] = []
-    for index, job in enumerate(batch.jobs):
-        if index in skip_jobs:
-            continue
-        options = job.options(batch.defaults)
+    for index, job in jobs:
+        options = job.options(defaults)
         for source, output in _files(job, options, ffmpeg, skip, on_rejected):
             planned.append((index, PlannedJob(input=source, output=output, options=options)))
-    return [job for _, job in planned], _conflicts(batch, planned)
+    return [job for _, job in planned], _conflicts(label, planned)
 
 
 def _files(
@@ -389,7 +420,7 @@ def _files(
     return [(video, output_path(video, options.output_dir, root=source)) for video in scan.videos]
 
 
-def _conflicts(batch: BatchFile, planned: list[tuple[int, PlannedJob]]) -> list[str]:
+def _conflicts(label: Callable[[int], str], planned: list[tuple[int, PlannedJob]]) -> list[str]:
     problems: list[str] = []
     inputs: dict[Path, tuple[int, Path]] = {}
     outputs: dict[Path, tuple[int, Path]] = {}
@@ -398,7 +429,7 @@ def _conflicts(batch: BatchFile, planned: list[tuple[int, PlannedJob]]) -> list[
         if real in inputs:
             other, first = inputs[real]
             problems.append(
-                f"{_who(batch, other, first)} and {_who(batch, index, job.input)} are the same file"
+                f"{_who(label, other, first)} and {_who(label, index, job.input)} are the same file"
                 " (each file may be queued once)"
             )
             continue
@@ -407,7 +438,7 @@ def _conflicts(batch: BatchFile, planned: list[tuple[int, PlannedJob]]) -> list[
         if target in outputs:
             other, first = outputs[target]
             problems.append(
-                f"{_who(batch, other, first)} and {_who(batch, index, job.input)} would both be"
+                f"{_who(label, other, first)} and {_who(label, index, job.input)} would both be"
                 f" encoded to {job.output} (set a different output_dir for one)"
             )
         outputs[target] = (index, job.input)
@@ -415,14 +446,14 @@ def _conflicts(batch: BatchFile, planned: list[tuple[int, PlannedJob]]) -> list[
         if target in inputs:
             other, victim = inputs[target]
             problems.append(
-                f"{_who(batch, index, source)} would be encoded to {target}, overwriting the"
-                f" input {_who(batch, other, victim)} (set an output_dir)"
+                f"{_who(label, index, source)} would be encoded to {target}, overwriting the"
+                f" input {_who(label, other, victim)} (set an output_dir)"
             )
     return problems
 
 
-def _who(batch: BatchFile, index: int, source: Path) -> str:
-    return f"{source} ({batch.job_label(index)})"
+def _who(label: Callable[[int], str], index: int, source: Path) -> str:
+    return f"{source} ({label(index)})"
 
 
 def _job_options(defaults: JobOptions) -> JobOptions:

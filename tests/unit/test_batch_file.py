@@ -285,6 +285,23 @@ def test_inputs_that_are_not_videos_are_rejected_files_not_problems_of_the_queue
     assert rejected[1][1] == "has no video stream"
 
 
+def test_a_file_queued_twice_is_reported_beside_a_value_the_model_refuses(
+    tmp_path: Path, ffmpeg: str, video: Path
+) -> None:
+    queue = write(
+        tmp_path,
+        f'[[job]]\ninput = "{video}"\n[[job]]\ninput = "src/video.mkv"\noutput_dir = "x"\n'
+        '[[job]]\ninput = "src"\ncrf = "high"\n',
+    )
+    with pytest.raises(BatchFileError) as caught:
+        read_batch(queue, ffmpeg)
+    assert caught.value.problems == [
+        f'{queue}:8: job[3].crf: must be a whole number, not "high"',
+        f"{queue}: {video} (job 1 (line 1)) and {tmp_path / 'src/video.mkv'} (job 2 (line 3))"
+        " are the same file (each file may be queued once)",
+    ]
+
+
 def test_every_problem_of_a_queue_file_is_reported_at_once(
     tmp_path: Path, ffmpeg: str, video: Path
 ) -> None:
