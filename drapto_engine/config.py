@@ -6,6 +6,7 @@ live changes (`flags.toml` beside it), then what a run says (--flag, a queue fil
 
 from __future__ import annotations
 
+import os
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any
@@ -87,6 +88,17 @@ class Config(BaseModel):
     """The engine service's Unix socket; unset: $XDG_RUNTIME_DIR/drapto/engine.sock."""
     cluster: ClusterSettings | None = None
     """A Dask scheduler for `drapto worker`s, hosted by `drapto serve` (cluster extra)."""
+
+    @field_validator("socket_path")
+    @classmethod
+    def _socket_fits(cls, value: Path | None) -> Path | None:
+        """The kernel's limit on a Unix socket's path, as --socket checks it."""
+        from drapto_engine.server.location import MAX_SOCKET_PATH
+
+        size = len(os.fsencode(value.absolute())) if value is not None else 0
+        if size > MAX_SOCKET_PATH:
+            raise ValueError(f"a socket path may be {MAX_SOCKET_PATH} bytes at most, not {size}")
+        return value
 
     @field_validator("notify_url")
     @classmethod

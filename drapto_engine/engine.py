@@ -186,6 +186,7 @@ class Engine:
         self.view.state = EngineSnapshot(
             paused=self.paused,
             workers=self.resources.limit,
+            local_slots=cluster is None or cluster.local_slots,
             entries=self.entries(),
             flags=self.flags.views(),
         )
@@ -883,7 +884,9 @@ class Engine:
             busy = getattr(self.executor, "busy", None)
             self.bus.emit(
                 ClusterSampled(
-                    address=self.cluster.address, workers=tuple(self.cluster.workers(busy))
+                    address=self.cluster.address,
+                    workers=tuple(self.cluster.workers(busy)),
+                    local_slots=self.cluster_options is None or self.cluster_options.local_slots,
                 )
             )
 

@@ -231,14 +231,16 @@ class Monitor:
         stage_s = dict(job.stage_s)
         if job.stage is not None:
             stage_s[job.stage] = stage_s.get(job.stage, 0.0) + self.clock() - job.stage_since
+        here = [s for s in done if not s.remote]  # a worker's encoder is not sampled
         return JobMetrics(
             segments=sorted(done, key=lambda s: s.index),
             encoded_segments=len(done),
             resumed_segments=job.resumed,
+            remote_segments=len(done) - len(here),
             median_fps=statistics.median([s.fps for s in done]) if done else 0.0,
             median_speed=statistics.median([s.speed for s in done]) if done else 0.0,
-            peak_rss_bytes=max((s.peak_rss_bytes for s in done), default=0),
-            mean_cpu_percent=statistics.fmean([s.cpu_percent for s in done]) if done else 0.0,
+            peak_rss_bytes=max((s.peak_rss_bytes for s in here), default=0),
+            mean_cpu_percent=statistics.fmean([s.cpu_percent for s in here]) if here else 0.0,
             mean_queue_wait_s=statistics.fmean([s.queue_wait_s for s in done]) if done else 0.0,
             alerts=dict(job.alerts),
             stage_s=stage_s,

@@ -37,6 +37,14 @@ WORKERS_PER_CORE = 4
 class Parser(argparse.ArgumentParser):
     """argparse, except that a mistake is a UsageError (one line), not usage text + exit."""
 
+    command: str | None = None
+    """The command parsed, once parse_known_args has run (for messages naming it)."""
+
+    def parse_known_args(self, *args: Any, **kwargs: Any) -> Any:
+        parsed, extras = super().parse_known_args(*args, **kwargs)
+        self.command = getattr(parsed, "command", None)
+        return parsed, extras
+
     def error(self, message: str) -> NoReturn:
         message += self._did_you_mean(message)
         match = re.match(r"argument (\S+): (.*)", message, re.DOTALL)
@@ -59,6 +67,9 @@ class Parser(argparse.ArgumentParser):
         if unknown:
             options = sorted(self._option_names())
             for given in unknown.group(1).split():
+                name = given.split("=")[0]
+                if given.startswith("--") and name in options:
+                    return self._elsewhere(name)
                 if given.startswith("--"):
                     close = difflib.get_close_matches(
                         given.split("=")[0], options, n=1, cutoff=0.75
@@ -66,6 +77,37 @@ class Parser(argparse.ArgumentParser):
                     if close:
                         return f"; did you mean {close[0]}?"
         return ""
+
+    def _elsewhere(self, option: str) -> str:
+        """`; drapto status has no --state-dir (drapto --batch and drapto serve have)`:
+        a real option given to a command it does not belong to."""
+        owners: list[str] = []
+        before = False  # a global option, e.g. --config: it goes before the command
+        for action in self._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                owners += [
+                    f"{self.prog} {name}"
+                    for name, sub in action.choices.items()
+                    if isinstance(sub, Parser) and option in sub._option_names()
+                ]
+            elif option in action.option_strings:
+                if any(option in a.option_strings for a in self._batch_actions()):
+                    owners.insert(0, f"{self.prog} --batch")
+                else:
+                    before = True
+        if before:
+            command = f" {self.command}" if self.command else " COMMAND"
+            return f"; {option} goes before the command ({self.prog} {option} ...{command})"
+        here = f"{self.prog} {self.command}" if self.command else self.prog
+        listed = ", ".join(owners[:-1]) + (" and " if len(owners) > 1 else "") + owners[-1]
+        return f"; {here} has no {option} ({listed} {'has' if len(owners) == 1 else 'have'})"
+
+    def _batch_actions(self) -> list[argparse.Action]:
+        """The options of the `batch mode` group: they mean something only with --batch."""
+        for group in self._action_groups:
+            if group.title == "batch mode":
+                return list(group._group_actions)
+        return []
 
     def _option_names(self) -> set[str]:
         """Every option string of this parser and of its subcommands' parsers."""

@@ -16,9 +16,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import json
+import os
 import signal
 import sys
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterable
@@ -80,7 +83,7 @@ def add_batch_options(parser: argparse.ArgumentParser) -> None:
 
 
 def run_batch(args: argparse.Namespace) -> int:
-    from drapto_engine.services.batch_file import BatchFileError, expand_jobs, load_batch
+    from drapto_engine.services.batch_file import BatchFileError, read_batch
 
     if args.detach and args.no_daemon:
         print("drapto: --detach needs the engine service; it cannot go with --no-daemon",
@@ -90,10 +93,15 @@ def run_batch(args: argparse.Namespace) -> int:
     ffmpeg = find_toolchain(config.ffmpeg_path).ffmpeg
     rejected: list[tuple[Path, str]] = []
     try:
-        batch = load_batch(args.batch, ffmpeg, config.defaults)
-        # Scans the folders once and refuses duplicates and outputs over inputs up front;
-        # an engine in this process queues exactly these jobs.
-        planned = expand_jobs(batch, ffmpeg, on_rejected=lambda p, why: rejected.append((p, why)))
+        # Scans the folders once and refuses duplicates and outputs over inputs up front,
+        # with every other problem of the file; an engine in this process queues exactly
+        # these jobs, and a file that is no video as a failed entry.
+        batch, planned = read_batch(
+            args.batch,
+            ffmpeg,
+            config.defaults,
+            on_rejected=lambda p, why: rejected.append((p, why)),
+        )
     except BatchFileError as exc:
         for problem in exc.problems:
             print(f"drapto: {problem}", file=sys.stderr)
@@ -191,13 +199,16 @@ def _jobs(count: int, what: str) -> str:
 
 
 def _failures(batch: BatchFile, rejected: list[tuple[Path, str]]) -> list[tuple[Path, Path, str]]:
-    """The files a folder scan found but could not read, as (input, output, why)."""
+    """The files named or found in a folder that are no videos, as (input, output, why)."""
     failures = []
     for path, why in rejected:
         output = path
         for job in batch.jobs:
             root = job.input.absolute()
-            if path.is_relative_to(root) and path != root:
+            if path == root:
+                output = output_path(path, job.options(batch.defaults).output_dir)
+                break
+            if path.is_relative_to(root):
                 output = output_path(path, job.options(batch.defaults).output_dir, root=root)
                 break
         failures.append((path, output, f"{path}: {why}"))
@@ -367,19 +378,24 @@ def _size(path: Path) -> int | None:
         return None
 
 
+STATUS_WIDTH = max(len(INTERRUPTED), *(len(s.value) for s in EntryStatus))
+"""The status column fits every status a row can have."""
+
+
 def print_summary(rows: list[dict[str, Any]], out: Any) -> None:
-    header = f"{'status':<9} {'input':<40} {'in MB':>8} {'out MB':>8} {'saved':>7} {'wall s':>8} {'fps':>7}"
+    w = STATUS_WIDTH
+    header = f"{'status':<{w}} {'input':<40} {'in MB':>8} {'out MB':>8} {'saved':>7} {'wall s':>8} {'fps':>7}"
     print("\n" + header, file=out)
     for row in rows:
         name = Path(row["input"]).name
         name = name if len(name) <= 40 else name[:37] + "..."
         print(
-            f"{row['status']:<9} {name:<40} {_mb(row['input_bytes']):>8} {_mb(row['output_bytes']):>8} "
+            f"{row['status']:<{w}} {name:<40} {_mb(row['input_bytes']):>8} {_mb(row['output_bytes']):>8} "
             f"{_num(row['reduction_percent'], '%'):>7} {_num(row['wall_s']):>8} {_num(row['fps']):>7}",
             file=out,
         )
         if row["status"] == EntryStatus.FAILED.value and row["note"]:
-            print(f"          {row['note']}", file=out)
+            print(f"{'':<{w}} {row['note']}", file=out)
     out.flush()
 
 
@@ -392,13 +408,34 @@ def _num(value: float | None, unit: str = "") -> str:
 
 
 def write_summary(state_dir: Path, label: str, rows: list[dict[str, Any]], wall: float) -> Path:
-    """The summary as JSON: one file per run and `last-batch.json` beside them."""
+    """The summary as JSON: one file per run (never another run's, even one that ended
+    in the same second) and `last-batch.json` beside them, each written whole under a
+    temporary name first."""
     folder = state_dir / "batches"
     folder.mkdir(parents=True, exist_ok=True)
     data = {"batch": label, "wall_s": round(wall, 2), "jobs": rows}
     text = json.dumps(data, indent=2, ensure_ascii=False)
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    path = folder / f"batch-{stamp}.json"
-    path.write_text(text, encoding="utf-8")
-    (state_dir / "last-batch.json").write_text(text, encoding="utf-8")
+    for n in itertools.count(1):
+        path = folder / (f"batch-{stamp}.json" if n == 1 else f"batch-{stamp}-{n}.json")
+        with contextlib.suppress(FileExistsError):
+            _write_whole(path, text, replace=False)
+            break
+    _write_whole(state_dir / "last-batch.json", text, replace=True)
     return path
+
+
+def _write_whole(path: Path, text: str, *, replace: bool) -> None:
+    """`text` in `path`, never half written: a hidden temporary file beside it, then a
+    rename (os.replace) or, with replace=False, a hard link that fails if `path` exists."""
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    temporary = Path(name)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as file:
+            file.write(text)
+        if replace:
+            os.replace(temporary, path)
+        else:
+            os.link(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)

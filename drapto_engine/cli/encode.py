@@ -92,7 +92,7 @@ def add_encode_parser(commands: Any) -> None:
         type=checks.flag_override,
         default=[],
         metavar="NAME=on|off|shadow",
-        help="set a feature flag for this run (see the README for the list)",
+        help="set a feature flag for this run (`drapto flags` lists them)",
     )
     encode.add_argument(
         "--hdr10-fallback",
@@ -337,7 +337,8 @@ async def _in_process(args: argparse.Namespace, config: Config, source: Path, ou
             raise
         printer.close()
         print(
-            f"drapto: {source}: stopped by {signal.Signals(stopped[0]).name}; nothing was written",
+            f"drapto: {source}: stopped by {signal.Signals(stopped[0]).name}; nothing was"
+            " written; the next run resumes",
             file=sys.stderr,
         )
         return 128 + stopped[0]

@@ -24,7 +24,7 @@ from drapto_engine.core.events import (
     StageChanged,
     Warning,
 )
-from drapto_engine.core.metrics import counted, size_change
+from drapto_engine.core.metrics import JobMetrics, counted, size_change
 
 LIVE_INTERVAL_S = 0.25
 
@@ -80,10 +80,23 @@ def summary_lines(event: JobFinished) -> list[str]:
         alerts = ", ".join(f"{n} {kind}" for kind, n in sorted(m.alerts.items())) or "no alerts"
         lines.append(
             f"  segments: median {m.median_fps:.1f} fps ({m.median_speed:.2f}x real time), "
-            f"peak encoder {m.peak_rss_bytes / 2**20:.0f} MiB, mean CPU {m.mean_cpu_percent:.0f}%, "
-            f"mean queue wait {m.mean_queue_wait_s:.1f} s, {alerts}"
+            f"{_encoder_figures(m)}, mean queue wait {m.mean_queue_wait_s:.1f} s, {alerts}"
         )
     return lines
+
+
+def _encoder_figures(m: JobMetrics) -> str:
+    """Memory and CPU of the encoders sampled here; a cluster worker's are not sampled."""
+    here = m.encoded_segments - m.remote_segments
+    if here <= 0:
+        return "encoder memory and CPU not measured on cluster workers"
+    figures = f"peak encoder {m.peak_rss_bytes / 2**20:.0f} MiB, mean CPU {m.mean_cpu_percent:.0f}%"
+    if not m.remote_segments:
+        return figures
+    return (
+        f"{figures} over the {counted(here, 'segment')} encoded here "
+        f"({m.remote_segments} on cluster workers, not measured there)"
+    )
 
 
 class PlainPrinter:
@@ -101,6 +114,9 @@ class PlainPrinter:
         self.reported: dict[str, float] = {}
         self.kept: dict[str, int] = {}
         """Segments of each job that an interrupted run finished and this one kept."""
+        self.whole: set[str] = set()
+        """Jobs whose plan is whole (SegmentsPlanned): before it, a count of segments done
+        has no total yet (segments are encoded while the scan plans the rest)."""
 
     @property
     def segments(self) -> int:
@@ -142,7 +158,10 @@ class PlainPrinter:
                 return None
             case SegmentsPlanned(count=count):
                 self.planned[event.job] = count
-                return f"[{event.job}] {counted(count, 'segment')} planned"
+                self.whole.add(event.job)
+                text = f"[{event.job}] {counted(count, 'segment')} planned"
+                share = self._share(event.job) if self.every_percent is not None else None
+                return f"{text}\n{share}" if share else text
             case SegmentDone():
                 return self._segment_done(event)
             case SegmentFailed():
@@ -184,18 +203,28 @@ class PlainPrinter:
         if event.resumed:  # counted; said once, when encoding is over (see describe)
             self.kept[job] = self.kept.get(job, 0) + 1
             return None
+        if self.every_percent is not None:
+            return self._share(job)
         done, total = self.finished[job], self.planned.get(job, 0)
-        if self.every_percent is not None and total:
-            percent = 100.0 * done / total
-            step = self.reported.get(job, 0.0) + self.every_percent
-            if percent < step and done < total:
-                return None
-            self.reported[job] = percent - percent % self.every_percent
-            return f"[{job}] {done}/{total} segments done ({percent:.0f}%)"
+        share = f"{done}/{total}" if job in self.whole else f"{done} done, more being planned"
         return (
-            f"[{job}] segment {event.index} done ({done}/{total}): "
+            f"[{job}] segment {event.index} done ({share}): "
             f"{event.frames} frames, {event.fps:.1f} fps, {event.size_bytes / 1e3:.0f} kB"
         )
+
+    def _share(self, job: str) -> str | None:
+        """`[job] 3/10 segments done (30%)` when the share crosses the next step; nothing
+        while the plan is not whole (its total is not known yet)."""
+        assert self.every_percent is not None
+        done, total = self.finished.get(job, 0), self.planned.get(job, 0)
+        if job not in self.whole or not total or not done:
+            return None
+        percent = 100.0 * done / total
+        step = self.reported.get(job, 0.0) + self.every_percent
+        if percent < step and done < total:
+            return None
+        self.reported[job] = percent - percent % self.every_percent
+        return f"[{job}] {done}/{total} segments done ({percent:.0f}%)"
 
     @staticmethod
     def _entry(event: EntryChanged) -> str | None:

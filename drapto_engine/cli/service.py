@@ -13,7 +13,7 @@ from drapto_engine.config import Config, load_config
 from drapto_engine.core.api import EngineSnapshot, JobView
 from drapto_engine.core.errors import UsageError
 from drapto_engine.core.jobs import FINAL_STATUSES, EntryStatus, QueueEntry
-from drapto_engine.core.metrics import ClusterWorker, ResourceSnapshot
+from drapto_engine.core.metrics import ClusterWorker, ResourceSnapshot, counted
 from drapto_engine.server.protocol import Hello
 
 GIB = 1 << 30
@@ -170,12 +170,14 @@ def status_lines(snapshot: EngineSnapshot, server: Hello, socket_path: Path) -> 
     lines = [
         f"engine     {server.name}, pid {server.pid}, on {socket_path}",
         f"queue      {_counts(snapshot.entries)}{', paused' if snapshot.paused else ''}",
-        f"workers    {snapshot.workers}",
+        f"workers    {_workers(snapshot)}",
     ]
     if snapshot.resources:
         lines.append(f"resources  {_resources(snapshot.resources[-1])}")
     if snapshot.cluster is not None:
-        lines.append(f"cluster    {snapshot.cluster}, {len(snapshot.cluster_workers)} workers")
+        lines.append(
+            f"cluster    {snapshot.cluster}, {counted(len(snapshot.cluster_workers), 'worker')}"
+        )
         lines += [f"  {_cluster_worker(w)}" for w in snapshot.cluster_workers]
     changed = [f for f in snapshot.flags if f.state != f.default]
     if changed:
@@ -189,6 +191,29 @@ def status_lines(snapshot: EngineSnapshot, server: Hello, socket_path: Path) -> 
     if running:
         lines.append("running")
         lines += [f"  {_running(e, snapshot.jobs.get(e.job or ''))}" for e in running]
+    lines += ended_lines(snapshot.entries)
+    return lines
+
+
+ENDED_SHOWN = 10
+"""Failed and cancelled entries `drapto status` lists with their reason (the latest)."""
+
+
+def ended_lines(entries: list[QueueEntry]) -> list[str]:
+    """Why each failed entry failed, and whether a cancelled one resumes: the latest
+    ENDED_SHOWN of them, so that the summary stays one screen."""
+    ended = [e for e in entries if e.status in (EntryStatus.FAILED, EntryStatus.CANCELLED)]
+    if not ended:
+        return []
+    ended.sort(key=lambda e: (e.finished or 0.0, e.id))
+    shown = ended[-ENDED_SHOWN:]
+    lines = ["failed or cancelled"]
+    for entry in shown:
+        why = entry.error or entry.note
+        text = f"#{entry.id} {Path(entry.input).name} {entry.status.value}"
+        lines.append(f"  {text}: {why}" if why else f"  {text}")
+    if len(ended) > len(shown):
+        lines.append(f"  and {len(ended) - len(shown)} more (drapto status --json lists them)")
     return lines
 
 
@@ -226,6 +251,14 @@ def _counts(entries: list[QueueEntry]) -> str:
     return ", ".join(f"{counts[s]} {s.value}" for s in EntryStatus if counts[s])
 
 
+def _workers(snapshot: EngineSnapshot) -> str:
+    """The encoders this engine runs at once; with `--workers 0` none while a cluster
+    worker is there, and the bound that applies when none is."""
+    if not snapshot.local_slots:
+        return f"0 here while a cluster worker is connected ({snapshot.workers} when none is)"
+    return str(snapshot.workers)
+
+
 def _resources(sample: ResourceSnapshot) -> str:
     used = sample.memory_total - sample.memory_available
     text = (
@@ -237,7 +270,7 @@ def _resources(sample: ResourceSnapshot) -> str:
 
 def _cluster_worker(worker: ClusterWorker) -> str:
     text = (
-        f"{worker.name} on {worker.host}: {worker.slots} slots, {worker.running} running,"
+        f"{worker.name} on {worker.host}: {counted(worker.slots, 'slot')}, {worker.running} running,"
         f" CPU {worker.cpu_percent:.0f}%"
     )
     if worker.memory_total:

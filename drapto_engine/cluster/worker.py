@@ -40,6 +40,7 @@ from drapto_engine.cluster.security import (
 from drapto_engine.cluster.tasks import PATH_MAP_ENV, PathMap, path_map_json
 from drapto_engine.cluster.toolchain import differences, fingerprint
 from drapto_engine.core.errors import DraptoError, ToolchainError
+from drapto_engine.core.metrics import counted
 from drapto_engine.core.models import ResolutionClass
 from drapto_engine.infrastructure.resources import default_workers
 from drapto_engine.infrastructure.scratch import make_folder, remove_dead
@@ -162,7 +163,10 @@ async def run_worker(options: WorkerOptions) -> int:
         except RuntimeError as exc:  # Dask's "Nanny failed to start", its cause in the log
             cause = exc.__cause__ or exc
             raise EngineUnreachable(f"the worker could not start: {cause}") from exc
-        print(f"drapto: worker {name} joined {address} with {slots} encoder slots", flush=True)
+        print(
+            f"drapto: worker {name} joined {address} with {counted(slots, 'encoder slot')}",
+            flush=True,
+        )
         await nanny.finished()
         if stopped_by:
             return 128 + stopped_by[0]

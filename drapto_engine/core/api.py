@@ -95,6 +95,9 @@ class EngineSnapshot(BaseModel):
     cluster: str | None = None
     """The address of the cluster scheduler the engine hosts (None: no cluster)."""
     cluster_workers: list[ClusterWorker] = Field(default_factory=list)
+    local_slots: bool = True
+    """False when the engine encodes here only while no cluster worker is usable
+    (`drapto serve --workers 0`): then `workers` is the bound of that fallback."""
 
 
 class EngineView:
@@ -151,6 +154,7 @@ class EngineView:
             s.resources = [*s.resources[-(HISTORY - 1) :], event.snapshot]
         elif isinstance(event, ClusterSampled):
             s.cluster, s.cluster_workers = event.address, list(event.workers)
+            s.local_slots = event.local_slots
         elif isinstance(event, FlagChanged):
             s.flags = [event.flag if f.name == event.flag.name else f for f in s.flags]
         elif event.job:

@@ -212,6 +212,8 @@ class ClusterSampled(_Event):
     type: Literal["cluster"] = "cluster"
     address: str
     workers: tuple[ClusterWorker, ...]
+    local_slots: bool = True
+    """False when the engine encodes here only while no worker is usable (`--workers 0`)."""
 
 
 Event = Annotated[

@@ -80,10 +80,15 @@ class JobMetrics(_Figures):
     encoded_segments: int = 0
     """Segments encoded by this run (resumed ones excluded)."""
     resumed_segments: int = 0
+    remote_segments: int = 0
+    """Segments this run encoded on cluster workers: their encoders' memory and CPU are
+    not sampled there, so peak_rss_bytes and mean_cpu_percent cover the others only."""
     median_fps: float = 0.0
     median_speed: float = 0.0
     peak_rss_bytes: int = 0
+    """Over the segments encoded here (not remote_segments)."""
     mean_cpu_percent: float = 0.0
+    """Over the segments encoded here (not remote_segments)."""
     mean_queue_wait_s: float = 0.0
     alerts: dict[str, int] = Field(default_factory=dict)
     """Threshold warnings raised, by kind."""

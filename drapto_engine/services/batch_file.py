@@ -16,6 +16,7 @@ the file in one go; each names the file, the job and the line.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -121,8 +122,12 @@ class BatchFile(BaseModel):
 
     def job_label(self, index: int) -> str:
         """`job 2 (line 7)`: how messages name the job at `index` (0-based)."""
-        line = self._lines.line(("job", index)) if self._lines is not None else None
-        return f"job {index + 1}" + (f" (line {line})" if line else "")
+        return _job_label(self._lines, index)
+
+
+def _job_label(lines: KeyLines | None, index: int) -> str:
+    line = lines.line(("job", index)) if lines is not None else None
+    return f"job {index + 1}" + (f" (line {line})" if line else "")
 
 
 class PlannedJob(BaseModel):
@@ -148,7 +153,7 @@ _TOP_KEYS = ("defaults", "flags", "job")
 
 
 def load_batch(path: Path, ffmpeg: str, base: JobOptions | None = None) -> BatchFile:
-    """Read and check a queue file; every input is looked at (files are probed).
+    """Read and check a queue file; every input is looked at (that it exists).
 
     Raises BatchFileError naming every problem found, each with its line and key (see
     KeyLines). `base` (the config file's defaults) is only used to check that each
@@ -161,6 +166,55 @@ def load_batch(path: Path, ffmpeg: str, base: JobOptions | None = None) -> Batch
     return check_batch(path, parse(path, text, lines), lines, ffmpeg, base)
 
 
+def read_batch(
+    path: Path,
+    ffmpeg: str,
+    base: JobOptions | None = None,
+    *,
+    on_rejected: Rejected | None = None,
+) -> tuple[BatchFile, list[PlannedJob]]:
+    """load_batch and expand_jobs in one, with every problem of both in one
+    BatchFileError: the jobs whose inputs exist are expanded even when others do not,
+    so a file queued twice is reported beside a missing one."""
+    path = path.expanduser().absolute()
+    text = read_text(path, QUEUE_LIMIT)
+    lines = KeyLines(text)
+    data = parse(path, text, lines)
+    batch, problems, missing = _checked(path, data, lines, ffmpeg, base)
+    planned: list[PlannedJob] = []
+    if batch is not None:
+        jobs = [(i, job) for i, job in enumerate(batch.jobs) if i not in missing]
+        planned, conflicts = _expand(batch.defaults, jobs, ffmpeg, on_rejected, batch.job_label)
+    else:  # the jobs the model takes, for the conflicts among them
+        defaults, jobs = _valid_parts(data, {_BASE: path.parent})
+        jobs = [(i, job) for i, job in jobs if i not in missing]
+        label = partial(_job_label, lines)
+        conflicts = _expand(defaults, jobs, ffmpeg, None, label)[1] if defaults else []
+    problems += [Problem(None, None, text) for text in conflicts]
+    if problems or batch is None:
+        raise BatchFileError(path, in_file_order(problems))
+    return batch, planned
+
+
+def _valid_parts(
+    data: dict[str, Any], context: dict[str, Any]
+) -> tuple[BatchDefaults | None, list[tuple[int, BatchJob]]]:
+    """The [defaults] table and the [[job]] tables (by index) that are valid alone, in a
+    file the model refuses as a whole."""
+    try:
+        defaults = BatchDefaults.model_validate(data.get("defaults", {}), context=context)
+    except PydanticValidationError:
+        defaults = None
+    raw = data.get("job")
+    jobs: list[tuple[int, BatchJob]] = []
+    for index, table in enumerate(raw if isinstance(raw, list) else []):
+        try:
+            jobs.append((index, BatchJob.model_validate(table, context=context)))
+        except PydanticValidationError:
+            continue
+    return defaults, jobs
+
+
 def check_batch(
     path: Path,
     data: dict[str, Any],
@@ -169,6 +223,21 @@ def check_batch(
     base: JobOptions | None = None,
 ) -> BatchFile:
     """The parsed queue file `data` as a BatchFile, or BatchFileError (see load_batch)."""
+    batch, problems, _ = _checked(path, data, lines, ffmpeg, base)
+    if problems or batch is None:
+        raise BatchFileError(path, in_file_order(problems))
+    return batch
+
+
+def _checked(
+    path: Path,
+    data: dict[str, Any],
+    lines: KeyLines,
+    ffmpeg: str,
+    base: JobOptions | None,
+) -> tuple[BatchFile | None, list[Problem], set[int]]:
+    """The BatchFile (None when the model refuses it), every problem found, and the
+    jobs (0-based) whose input is missing."""
     problems = flag_problems(data, lines)
     context = {_BASE: path.parent}
     batch: BatchFile | None = None
@@ -179,12 +248,12 @@ def check_batch(
     else:
         problems += _segment_problems(batch, lines, base)
         problems += _folder_problems(batch, lines)
-    problems += _input_problems(data, lines, path.parent, ffmpeg)
-    if problems or batch is None:
-        raise BatchFileError(path, in_file_order(problems))
-    batch._path = path
-    batch._lines = lines  # read only if a message needs a job's line
-    return batch
+    inputs = _input_problems(data, lines, path.parent)
+    problems += [problem for _, problem in inputs]
+    if batch is not None:
+        batch._path = path
+        batch._lines = lines  # read only if a message needs a job's line
+    return batch, problems, {index for index, _ in inputs}
 
 
 def _worded(problem: Problem) -> Problem:
@@ -256,44 +325,43 @@ def _folder_problems(batch: BatchFile, lines: KeyLines) -> list[Problem]:
     return problems
 
 
-def _input_problems(
-    data: dict[str, Any], lines: KeyLines, base: Path, ffmpeg: str
-) -> list[Problem]:
-    """Inputs that do not exist or are not videos, for every job whose input was given
-    (each distinct input is looked at once)."""
+def _input_problems(data: dict[str, Any], lines: KeyLines, base: Path) -> list[tuple[int, Problem]]:
+    """Inputs that do not exist or are neither file nor folder, by job, for every job
+    whose input was given (each distinct input is looked at once). A file that is not
+    a video is no problem of the queue file: the batch lists it as failed, as it does
+    such a file found in a queued folder."""
     jobs = data.get("job")
     if not isinstance(jobs, list):
         return []
-    problems: list[Problem] = []
+    problems: list[tuple[int, Problem]] = []
     seen: dict[str, str | None] = {}
     for index, job in enumerate(jobs):
         raw = job.get("input") if isinstance(job, dict) else None
         if not isinstance(raw, str) or not raw.strip() or "\0" in raw:
             continue  # missing or mistyped: the model reports it
         if raw not in seen:
-            seen[raw] = _input_problem(_resolve(Path(raw), base), ffmpeg)
+            seen[raw] = _input_problem(_resolve(Path(raw), base))
         why = seen[raw]
         if why is not None:
             place = ("job", index, "input")
-            problems.append(Problem(lines.line(place), f"job[{index + 1}].input", why))
+            problem = Problem(lines.line(place), f"job[{index + 1}].input", why)
+            problems.append((index, problem))
     return problems
 
 
-def _input_problem(source: Path, ffmpeg: str) -> str | None:
+def _input_problem(source: Path) -> str | None:
     if not source.exists():
         return f"{source} does not exist"
-    if source.is_dir():
+    if source.is_dir() or source.is_file():
         return None
-    if not source.is_file():
-        return f"{source} is not a file or folder"
-    why = is_video_file(source, ffmpeg)
-    return None if why is None else f"{source} {why}"
+    return f"{source} is not a file or folder"
 
 
 # --- expanding --------------------------------------------------------------------------
 
 Rejected = Callable[[Path, str], None]
-"""Called with each file of a folder job that has a video extension but is no video."""
+"""Called with each file of a job that is no video: named by the job, or found in its
+folder with a video extension."""
 
 
 def expand_jobs(
@@ -305,17 +373,29 @@ def expand_jobs(
     left out of every scan). Raises BatchFileError when a file is given twice, two files
     would be encoded to one output, or an output would overwrite an input.
     """
-    output_dirs = [job.options(batch.defaults).output_dir for job in batch.jobs]
-    skip = [d for d in output_dirs if d is not None]
-    planned: list[tuple[int, PlannedJob]] = []
-    for index, job in enumerate(batch.jobs):
-        options = job.options(batch.defaults)
-        for source, output in _files(job, options, ffmpeg, skip, on_rejected):
-            planned.append((index, PlannedJob(input=source, output=output, options=options)))
-    problems = _conflicts(batch, planned)
+    jobs = list(enumerate(batch.jobs))
+    planned, problems = _expand(batch.defaults, jobs, ffmpeg, on_rejected, batch.job_label)
     if problems:
         raise BatchFileError(batch.path or Path("queue file"), problems)
-    return [job for _, job in planned]
+    return planned
+
+
+def _expand(
+    defaults: BatchDefaults,
+    jobs: list[tuple[int, BatchJob]],
+    ffmpeg: str,
+    on_rejected: Rejected | None,
+    label: Callable[[int], str],
+) -> tuple[list[PlannedJob], list[str]]:
+    """The files of `jobs` (index in the file, job) and the conflicts among them."""
+    output_dirs = [job.options(defaults).output_dir for _, job in jobs]
+    skip = [d for d in output_dirs if d is not None]
+    planned: list[tuple[int, PlannedJob]] = []
+    for index, job in jobs:
+        options = job.options(defaults)
+        for source, output in _files(job, options, ffmpeg, skip, on_rejected):
+            planned.append((index, PlannedJob(input=source, output=output, options=options)))
+    return [job for _, job in planned], _conflicts(label, planned)
 
 
 def _files(
@@ -327,7 +407,12 @@ def _files(
 ) -> list[tuple[Path, Path]]:
     source = job.input.absolute()
     if not source.is_dir():
-        return [(source, output_path(source, options.output_dir))]
+        why = is_video_file(source, ffmpeg)
+        if why is None:
+            return [(source, output_path(source, options.output_dir))]
+        if on_rejected is not None:
+            on_rejected(source, why)
+        return []
     scan = scan_folder(source, ffmpeg, skip=skip)
     for path, why in scan.rejected:
         if on_rejected is not None:
@@ -335,7 +420,7 @@ def _files(
     return [(video, output_path(video, options.output_dir, root=source)) for video in scan.videos]
 
 
-def _conflicts(batch: BatchFile, planned: list[tuple[int, PlannedJob]]) -> list[str]:
+def _conflicts(label: Callable[[int], str], planned: list[tuple[int, PlannedJob]]) -> list[str]:
     problems: list[str] = []
     inputs: dict[Path, tuple[int, Path]] = {}
     outputs: dict[Path, tuple[int, Path]] = {}
@@ -344,7 +429,7 @@ def _conflicts(batch: BatchFile, planned: list[tuple[int, PlannedJob]]) -> list[
         if real in inputs:
             other, first = inputs[real]
             problems.append(
-                f"{_who(batch, other, first)} and {_who(batch, index, job.input)} are the same file"
+                f"{_who(label, other, first)} and {_who(label, index, job.input)} are the same file"
                 " (each file may be queued once)"
             )
             continue
@@ -353,7 +438,7 @@ def _conflicts(batch: BatchFile, planned: list[tuple[int, PlannedJob]]) -> list[
         if target in outputs:
             other, first = outputs[target]
             problems.append(
-                f"{_who(batch, other, first)} and {_who(batch, index, job.input)} would both be"
+                f"{_who(label, other, first)} and {_who(label, index, job.input)} would both be"
                 f" encoded to {job.output} (set a different output_dir for one)"
             )
         outputs[target] = (index, job.input)
@@ -361,14 +446,14 @@ def _conflicts(batch: BatchFile, planned: list[tuple[int, PlannedJob]]) -> list[
         if target in inputs:
             other, victim = inputs[target]
             problems.append(
-                f"{_who(batch, index, source)} would be encoded to {target}, overwriting the"
-                f" input {_who(batch, other, victim)} (set an output_dir)"
+                f"{_who(label, index, source)} would be encoded to {target}, overwriting the"
+                f" input {_who(label, other, victim)} (set an output_dir)"
             )
     return problems
 
 
-def _who(batch: BatchFile, index: int, source: Path) -> str:
-    return f"{source} ({batch.job_label(index)})"
+def _who(label: Callable[[int], str], index: int, source: Path) -> str:
+    return f"{source} ({label(index)})"
 
 
 def _job_options(defaults: JobOptions) -> JobOptions:

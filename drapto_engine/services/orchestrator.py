@@ -259,6 +259,9 @@ class Orchestrator:
             self.on_job(job)
         partial = partial_name(request.output)
         _, dropped = await self.state.begin(record)
+        # This run's figures only: an earlier run of the job in this engine (interrupted,
+        # then retried) left its segments in the monitor.
+        self.monitor.forget(job)
         for old in dropped:
             if old.id not in request.replaces:
                 self.bus.emit(

@@ -28,6 +28,9 @@ class _Slow:
 class _Stdout:
     buffer = _Slow(sys.stdout.buffer)
 
+    def flush(self) -> None:  # at exit, as the interpreter flushes sys.stdout
+        self.buffer.flush()
+
 
 if __name__ == "__main__":
     sys.stdout = _Stdout()  # type: ignore[assignment]

@@ -197,7 +197,10 @@ def queue_folder(tmp_path_factory: pytest.TempPathFactory, ffmpeg: str) -> Path:
         ('[[job]]\ninput = "x.mkv"\ncrf = "high"\n', ":3: job[1].crf: must be a whole number"),
         ('[[job]]\ninput = "missing.mkv"\n', "does not exist"),
         ('[flags]\nwarp = true\n[[job]]\ninput = "x.mkv"\n', "unknown flag 'warp'"),
-        ('[[job]]\ninput = "notes.mkv"\n', "notes.mkv"),
+        (  # every problem at once: a missing input beside a file queued twice
+            '[[job]]\ninput = "missing.mkv"\n[[job]]\ninput = "x.mkv"\n[[job]]\ninput = "./x.mkv"\n',
+            "missing.mkv does not exist\n",
+        ),
         ('[[job]]\ninput = "x.mkv"\n[[job]]\ninput = "./x.mkv"\n', "same file"),
         (
             '[[job]]\ninput = "x.mkv"\noutput_dir = "."\n[[job]]\ninput = "x.mp4"\noutput_dir = "."\n',
@@ -213,6 +216,8 @@ def test_an_invalid_queue_file_is_refused_before_anything_is_encoded(
     run = run_forked(["--batch", str(queue)], tmp_path, dict(os.environ))
     assert run.returncode == 2, run.stderr + run.stdout
     assert str(queue) in run.stderr and expected in run.stderr
+    if "./x.mkv" in text and "missing" in text:
+        assert "same file" in run.stderr, run.stderr
     assert run.stdout == ""
     assert not list(queue_folder.glob("*.av1.mkv")) and not (queue_folder / "x.mkv.mkv").exists()
     assert list(tmp_path.iterdir()) == []
@@ -257,3 +262,34 @@ def test_a_batch_is_followed_through_a_running_engine_to_its_exit_status(
     finally:
         server.send_signal(signal.SIGTERM)
         assert server.wait(timeout=10) == 0
+
+
+def test_a_queued_file_that_is_not_media_is_one_failed_entry_named_or_found(
+    tmp_path: Path, make_media: object
+) -> None:
+    """Named in the queue file or found in a queued folder, the same unreadable file is
+    one failed entry with its reason; the other jobs run and the batch exits 1."""
+    make_media("x.mkv", size=(64, 64), duration=1)  # type: ignore[operator]
+    (tmp_path / "notes.mkv").write_text("not a video at all\n" * 20)
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "junk.mkv").write_text("not a video either\n" * 20)
+    queue = write(
+        tmp_path / "queue.toml",
+        '[defaults]\npreset = 12\n[[job]]\ninput = "x.mkv"\n[[job]]\ninput = "notes.mkv"\n'
+        '[[job]]\ninput = "lib"\n',
+    )
+    state = tmp_path / "state"
+    run = batch(queue, "--no-daemon", "--state-dir", str(state))
+    assert run.returncode == 1, run.stderr + run.stdout
+    rows = {
+        Path(r["input"]).name: r
+        for r in json.loads((state / "last-batch.json").read_text())["jobs"]
+    }
+    assert {name: r["status"] for name, r in rows.items()} == {
+        "x.mkv": "done",
+        "notes.mkv": "failed",
+        "junk.mkv": "failed",
+    }
+    for name in ("notes.mkv", "junk.mkv"):
+        assert "is not a readable media file" in rows[name]["note"], rows[name]
+    assert rows["notes.mkv"]["output"] == str(tmp_path / "notes.av1.mkv")

@@ -36,6 +36,7 @@ from engine_helpers import remote_only_engine
 from ffmpeg_wrappers import cutting_ffmpeg
 from mediagen import make_video
 
+from drapto_engine.cli.printers import summary_lines
 from drapto_engine.cluster.scheduler import ENCODER
 from drapto_engine.core.events import (
     ClusterSampled,
@@ -263,6 +264,11 @@ def test_every_segment_runs_on_a_worker_in_both_modes(hosted: Hosted, ffmpeg: st
     [finished] = hosted.of(JobFinished, entry.job)
     assert finished.summary.metrics is not None
     assert {m.host for m in finished.summary.metrics.segments} == hosts
+    # a worker's encoder is not sampled: no "peak encoder 0 MiB, mean CPU 0%"
+    assert finished.summary.metrics.remote_segments == len(done)
+    figures = summary_lines(finished)[-1]
+    assert "encoder memory and CPU not measured on cluster workers" in figures, figures
+    assert "0 MiB" not in figures and "CPU 0%" not in figures, figures
     snapshot = hosted.engine.snapshot()
     assert {s.host for s in snapshot.jobs[entry.job or ""].segments.values()} == hosts
     # the workers as `drapto status` sees them: their machines' figures from psutil

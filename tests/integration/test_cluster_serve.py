@@ -120,9 +120,9 @@ def test_serve_hosts_the_scheduler_and_status_lists_its_workers(env: dict[str, s
         lines = Lines(serve)
         address = lines.wait_for(r"cluster scheduler on (tls://127\.0\.0\.1:\d+)", 120).group(1)
         worker = subprocess.Popen(
-            [*DRAPTO, "worker", address, "--slots", "2", "--name", "w-one"],
+            [*DRAPTO, "worker", address, "--slots", "1", "--name", "w-one"],
             env=env,
-            stdout=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
         )
@@ -132,8 +132,13 @@ def test_serve_hosts_the_scheduler_and_status_lists_its_workers(env: dict[str, s
             assert time.monotonic() < deadline, status
             time.sleep(0.5)
             status = drapto(env, "status").stdout
-        assert f"cluster    {address}, 1 workers" in status
-        assert re.search(r"w-one on \S+: 2 slots, 0 running, CPU \d+%, RAM [\d.]+ of", status)
+        assert f"cluster    {address}, 1 worker\n" in status
+        assert re.search(r"w-one on \S+: 1 slot, 0 running, CPU \d+%, RAM [\d.]+ of", status)
+        # --workers 0: no encoder here while a worker is there, however many cores
+        assert re.search(
+            r"\nworkers    0 here while a cluster worker is connected \(\d+ when none is\)\n",
+            status,
+        ), status
         serve.send_signal(signal.SIGTERM)
         assert serve.wait(60) == 0
         lines.thread.join(10)
@@ -143,6 +148,8 @@ def test_serve_hosts_the_scheduler_and_status_lists_its_workers(env: dict[str, s
         assert worker.wait(60) == 3
         assert worker.stderr is not None
         assert "lost the engine" in one_line(worker.stderr.read())
+        assert worker.stdout is not None
+        assert f"joined {address} with 1 encoder slot\n" in worker.stdout.read()
     finally:
         for process in (serve, worker):
             if process is not None and process.poll() is None:

@@ -115,3 +115,17 @@ def test_config_work_dir_must_exist_as_work_dir_does(tmp_path: Path) -> None:
     assert done.returncode == 2, done.stderr
     assert done.stderr == f"drapto: {config}:2: defaults.work_dir: {scratch}: no such folder\n"
     assert not scratch.exists()
+
+
+@pytest.mark.parametrize("command", ["status", "serve"])
+def test_an_over_long_socket_path_in_the_config_file_is_a_usage_error(
+    tmp_path: Path, command: str
+) -> None:
+    """107 bytes is the kernel's limit for a Unix socket's path: refused like --socket."""
+    long = "/tmp/" + "s" * 120 + ".sock"
+    done = run_with_config(tmp_path, f'socket_path = "{long}"\n', command)
+    config = tmp_path / "drapto" / "config.toml"
+    assert done.returncode == 2, done.stderr
+    assert done.stderr == (
+        f"drapto: {config}:1: socket_path: a socket path may be 107 bytes at most, not 130\n"
+    )

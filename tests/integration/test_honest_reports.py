@@ -198,3 +198,84 @@ def test_an_output_larger_than_its_source_says_so(
         time.sleep(0.05)
     (last,) = [b for t, b in inbox.received if t == "drapto: batch finished"]
     assert last.endswith("% larger)") and "smaller" not in last, last
+
+
+async def test_a_job_resumed_in_the_same_engine_counts_only_this_runs_segments(
+    make_media: object, tmp_path: Path, ffmpeg: str
+) -> None:
+    """Interrupted and retried in one engine (the service, the TUI): the summary's
+    segments and frames are the second run's, not the first run's added to them."""
+    import asyncio
+
+    from engine_helpers import FAST as ENGINE_FAST
+    from engine_helpers import make_engine
+
+    from drapto_engine.cli.printers import summary_lines
+    from drapto_engine.core.events import JobFinished, SegmentDone
+
+    source = make_media("r.mkv", size=(160, 90), duration=6.0, gop=25)  # type: ignore[operator]
+    session = make_engine(tmp_path, ffmpeg, workers=1)
+    engine = session.engine
+    async with engine.running():
+        [entry] = await engine.add([(source, tmp_path / "r.av1.mkv")], options=ENGINE_FAST)
+        runner = asyncio.create_task(engine.run(only={entry.id}))
+        deadline = time.monotonic() + 60
+        while not session.of(SegmentDone):
+            assert time.monotonic() < deadline, "no segment finished"
+            await asyncio.sleep(0.02)
+        await engine.interrupt([entry.id])
+        await asyncio.wait_for(runner, 30)
+        first_run = {e.index for e in session.of(SegmentDone)}
+        session.events.clear()
+        await engine.retry(entry.id)
+        await engine.run(only={entry.id}, ignore_pause=True)
+    engine.close()
+    (finished,) = session.of(JobFinished)
+    kept = {e.index for e in session.of(SegmentDone) if e.resumed}
+    encoded = {e.index for e in session.of(SegmentDone) if not e.resumed}
+    assert first_run <= kept and encoded and not kept & encoded
+    m = finished.summary.metrics
+    assert m is not None
+    assert {s.index for s in m.segments} == encoded
+    assert (m.encoded_segments, m.resumed_segments) == (len(encoded), len(kept))
+    frames = sum(e.frames for e in session.of(SegmentDone) if not e.resumed)
+    assert sum(s.frames for s in m.segments) == frames < finished.summary.frames
+    assert f"over the {frames} of {finished.summary.frames} frames" in summary_lines(finished)[1]
+
+
+async def test_plain_progress_never_counts_segments_against_a_plan_still_being_made(
+    make_media: object, tmp_path: Path, ffmpeg: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Segments are encoded while the scene scan still plans the rest (held back at a
+    film's pace by slow_luma.py): no "done" line may give a total before the plan is
+    whole, and the plan's line comes before any share of it."""
+    import io
+
+    from engine_helpers import FAST as ENGINE_FAST
+    from engine_helpers import make_engine
+    from mediagen import Cut
+
+    from drapto_engine.cli.printers import PlainPrinter
+    from drapto_engine.core.events import SegmentsPlanned
+    from drapto_engine.services.segmentation import scenes
+
+    monkeypatch.setattr(scenes, "DECODER", Path(__file__).with_name("slow_luma.py"))
+    cuts = [Cut(1.5, "testsrc2"), Cut(1.5, "smptebars"), Cut(1.5, "mandelbrot")] * 3
+    source = make_media("cuts.mkv", size=(160, 90), cuts=cuts, gop=25)  # type: ignore[operator]
+    stepped, every = io.StringIO(), io.StringIO()
+    session = make_engine(tmp_path, ffmpeg, workers=2)
+    session.engine.bus.subscribe(PlainPrinter(stepped, every_percent=10.0).handle)
+    session.engine.bus.subscribe(PlainPrinter(every).handle)
+    async with session.engine.running():
+        await session.run([(source, tmp_path / "cuts.av1.mkv")], ENGINE_FAST)
+    session.engine.close()
+    (planned,) = session.of(SegmentsPlanned)
+    assert planned.count >= 4, every.getvalue()
+    for text in (stepped.getvalue(), every.getvalue()):
+        lines = text.splitlines()
+        at = next(i for i, line in enumerate(lines) if line.endswith("segments planned"))
+        for i, line in enumerate(lines):
+            shares = re.findall(r"\b(\d+)/(\d+)\b", line)
+            assert all(int(total) == planned.count for _, total in shares), text
+            if shares:
+                assert i > at, text

@@ -33,6 +33,7 @@ def _start(source: Path, output: Path, state: Path) -> subprocess.Popen[str]:
             *SEGMENTING,
             "--state-dir",
             str(state),
+            "--no-daemon",
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -73,7 +74,12 @@ def test_interrupted_job_resumes_without_redoing_finished_segments(
         proc.kill()
     else:
         proc.send_signal(signal.SIGINT if how == "sigint" else signal.SIGTERM)
-    proc.communicate(timeout=10)
+    _, stderr = proc.communicate(timeout=10)
+    if how != "kill":  # --no-daemon: says, as a followed engine does, that a rerun resumes
+        name = "SIGINT" if how == "sigint" else "SIGTERM"
+        assert stderr.endswith(
+            f"drapto: {source}: stopped by {name}; nothing was written; the next run resumes\n"
+        ), stderr
     deadline = time.monotonic() + 5
     while ffmpeg_processes_touching(tmp_path) and time.monotonic() < deadline:
         time.sleep(0.1)

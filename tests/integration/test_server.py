@@ -607,3 +607,33 @@ async def test_serve_refuses_a_second_engine_and_status_summarises_the_first(
     assert await asyncio.wait_for(engine.wait(), 5) == 0
     assert time.monotonic() - started < 5
     assert not user.socket.exists()
+
+
+async def test_plain_status_says_why_an_entry_failed_and_that_an_interrupted_one_resumes(
+    user: User, make_media: Callable[..., Path], tmp_path: Path
+) -> None:
+    video = make_media("clip.mkv", size=(64, 64), duration=1)
+    broken = tmp_path / "broken.mkv"
+    broken.write_bytes(b"not a video at all\n" * 100)
+    await user.serve()
+    client = await EngineClient.connect(user.socket)
+    seen = await Recorder.subscribe(client)
+    await client.pause()
+    kept = await add_one(client, video, tmp_path / "out")
+    await client.interrupt([kept.id])
+    failed = await add_one(client, broken, tmp_path / "out")
+    await client.resume()
+
+    def ended() -> bool:
+        entry = seen.entry(failed.id)
+        return entry is not None and entry.status is EntryStatus.FAILED
+
+    await until(ended, "the broken file's entry to fail", 30)
+    error = seen.entry(failed.id).error  # type: ignore[union-attr]
+    assert error and "broken.mkv" in error
+    await client.close()
+    code, out, _ = await user.run("status")
+    assert code == 0, out
+    assert "1 failed, 1 cancelled" in out, out
+    assert f"#{failed.id} broken.mkv failed: {error}" in out, out
+    assert f"#{kept.id} clip.mkv cancelled: interrupted: the next run resumes" in out, out

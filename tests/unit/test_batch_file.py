@@ -25,6 +25,7 @@ from drapto_engine.services.batch_file import (
     PlannedJob,
     expand_jobs,
     load_batch,
+    read_batch,
 )
 
 
@@ -269,14 +270,55 @@ def test_input_that_does_not_exist(tmp_path: Path, ffmpeg: str, video: Path) -> 
     )
 
 
-def test_inputs_that_are_not_videos(tmp_path: Path, ffmpeg: str) -> None:
+def test_inputs_that_are_not_videos_are_rejected_files_not_problems_of_the_queue_file(
+    tmp_path: Path, ffmpeg: str
+) -> None:
+    """Named in the file, as found in a folder: each is one failed entry of the batch."""
     (tmp_path / "notes.mkv").write_text("not a video at all\n" * 20)
     make_audio_only(ffmpeg, tmp_path / "tone.mkv")
     queue = write(tmp_path, '[[job]]\ninput = "notes.mkv"\n[[job]]\ninput = "tone.mkv"\n')
-    problems = problems_of(queue, ffmpeg)
-    assert problems[0].startswith(f"2: job[1].input: {tmp_path / 'notes.mkv'} is not a")
-    assert problems[1] == f"4: job[2].input: {tmp_path / 'tone.mkv'} has no video stream"
-    assert len(problems) == 2
+    rejected: list[tuple[Path, str]] = []
+    batch, planned = read_batch(queue, ffmpeg, on_rejected=lambda p, why: rejected.append((p, why)))
+    assert planned == [] and len(batch.jobs) == 2
+    assert [p for p, _ in rejected] == [tmp_path / "notes.mkv", tmp_path / "tone.mkv"]
+    assert rejected[0][1].startswith("is not a readable media file")
+    assert rejected[1][1] == "has no video stream"
+
+
+def test_a_file_queued_twice_is_reported_beside_a_value_the_model_refuses(
+    tmp_path: Path, ffmpeg: str, video: Path
+) -> None:
+    queue = write(
+        tmp_path,
+        f'[[job]]\ninput = "{video}"\n[[job]]\ninput = "src/video.mkv"\noutput_dir = "x"\n'
+        '[[job]]\ninput = "src"\ncrf = "high"\n',
+    )
+    with pytest.raises(BatchFileError) as caught:
+        read_batch(queue, ffmpeg)
+    assert caught.value.problems == [
+        f'{queue}:8: job[3].crf: must be a whole number, not "high"',
+        f"{queue}: {video} (job 1 (line 1)) and {tmp_path / 'src/video.mkv'} (job 2 (line 3))"
+        " are the same file (each file may be queued once)",
+    ]
+
+
+def test_every_problem_of_a_queue_file_is_reported_at_once(
+    tmp_path: Path, ffmpeg: str, video: Path
+) -> None:
+    """A file queued twice is found beside a missing input: one run shows both."""
+    queue = write(
+        tmp_path,
+        f'[[job]]\ninput = "gone.mkv"\n[[job]]\ninput = "{video}"\n'
+        '[[job]]\ninput = "src/video.mkv"\noutput_dir = "x"\n',
+    )
+    with pytest.raises(BatchFileError) as caught:
+        read_batch(queue, ffmpeg)
+    assert caught.value.exit_status == 2
+    assert caught.value.problems == [
+        f"{queue}:2: job[1].input: {tmp_path / 'gone.mkv'} does not exist",
+        f"{queue}: {video} (job 2 (line 3)) and {tmp_path / 'src/video.mkv'} (job 3 (line 5))"
+        " are the same file (each file may be queued once)",
+    ]
 
 
 def test_no_jobs(tmp_path: Path, ffmpeg: str) -> None:

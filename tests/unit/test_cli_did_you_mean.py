@@ -40,3 +40,37 @@ def test_nothing_close_suggests_nothing(
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "did you mean" not in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "answer"),
+    [
+        (
+            ["status", "--state-dir", "x"],
+            "drapto status has no --state-dir (drapto --batch,"
+            " drapto encode and drapto serve have)",
+        ),
+        (
+            ["status", "--config", "c.toml"],
+            "--config goes before the command (drapto --config ... status)",
+        ),
+    ],
+)
+def test_a_real_option_given_to_another_command_says_where_it_belongs(
+    argv: list[str], answer: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and answer in err, err
+    assert "did you mean" not in err
+
+
+def test_encode_help_sends_readers_to_drapto_flags_for_the_flag_list(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as done:
+        main(["encode", "--help"])
+    assert done.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps the help
+    assert "(`drapto flags` lists them)" in text, text
+    assert "README" not in text

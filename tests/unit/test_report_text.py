@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
 import pytest
@@ -83,3 +84,67 @@ def test_dolby_vision_profile_10_is_kept_over_an_hdr10_base() -> None:
         decide(DolbyVisionInfo(profile=10, bl_compat_id=0), path, False)
     assert "cannot be kept in AV1" not in info.value.one_line()
     assert not decide(DolbyVisionInfo(profile=10, bl_compat_id=0), path, True).keep
+
+
+def _remote_and_local_metrics(remote: int, local: int) -> JobMetrics:
+    """The Monitor's figures over SegmentDone events: remote ones carry no encoder sample."""
+    from drapto_engine.core.events import EventBus, SegmentDone
+    from drapto_engine.monitoring import Monitor
+
+    bus = EventBus()
+    monitor = Monitor(bus)
+    for index in range(remote + local):
+        here = index >= remote
+        bus.emit(SegmentDone(job="j", index=index, frames=25, size_bytes=1000, fps=10.0,
+                             wall_s=2.5, remote=not here, host="here" if here else "w1",
+                             peak_rss_bytes=300 * 2**20 if here else 0,
+                             cpu_percent=150.0 if here else 0.0))  # fmt: skip
+    return monitor.metrics("j")
+
+
+def test_remote_segments_are_not_reported_as_using_no_memory_and_no_cpu() -> None:
+    remote = _remote_and_local_metrics(remote=3, local=0)
+    assert remote.remote_segments == 3
+    line = summary_lines(JobFinished(job="j", summary=_summary(10, 5, remote)))[2]
+    assert "0 MiB" not in line and "CPU 0%" not in line, line
+    assert "encoder memory and CPU not measured on cluster workers" in line, line
+    mixed = _remote_and_local_metrics(remote=2, local=1)
+    assert (mixed.peak_rss_bytes, mixed.mean_cpu_percent) == (300 * 2**20, 150.0)
+    line = summary_lines(JobFinished(job="j", summary=_summary(10, 5, mixed)))[2]
+    assert "peak encoder 300 MiB, mean CPU 150% over the 1 segment encoded here" in line, line
+    assert "2 on cluster workers, not measured there" in line, line
+    local = _remote_and_local_metrics(remote=0, local=2)
+    line = summary_lines(JobFinished(job="j", summary=_summary(10, 5, local)))[2]
+    assert "peak encoder 300 MiB, mean CPU 150%, mean queue wait" in line, line
+
+
+def _row(status: str, name: str) -> dict[str, object]:
+    return {"status": status, "input": f"/lib/{name}", "output": f"/out/{name}",
+            "input_bytes": 2_000_000, "output_bytes": None, "reduction_percent": None,
+            "wall_s": None, "fps": None, "note": None, "rollbacks": []}  # fmt: skip
+
+
+def test_the_batch_summary_table_keeps_its_columns_for_every_status() -> None:
+    from drapto_engine.cli.batch import INTERRUPTED, print_summary
+
+    out = io.StringIO()
+    rows = [_row(s, f"{s}.mkv") for s in ("done", INTERRUPTED, "failed", "skipped", "cancelled")]
+    print_summary(rows, out)
+    header, *lines = out.getvalue().strip("\n").splitlines()
+    column = header.index("input")
+    for line, row in zip(lines, rows, strict=True):
+        assert line.startswith(f"{row['status']} "), line
+        assert line.index(f"{row['status']}.mkv") == column, (header, line)
+        assert len(line) == len(header), (header, line)
+
+
+def test_two_batch_summaries_in_the_same_second_keep_both_files(tmp_path: Path) -> None:
+    from drapto_engine.cli.batch import write_summary
+
+    first = write_summary(tmp_path, "a.toml@1", [_row("done", "a.mkv")], 1.0)
+    second = write_summary(tmp_path, "b.toml@1", [_row("done", "b.mkv")], 1.0)
+    assert first != second
+    assert json.loads(first.read_text())["batch"] == "a.toml@1"
+    assert json.loads(second.read_text())["batch"] == "b.toml@1"
+    assert json.loads((tmp_path / "last-batch.json").read_text())["batch"] == "b.toml@1"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["batches", "last-batch.json"]
