@@ -41,6 +41,7 @@ class ExpectedAudio:
 @dataclass(frozen=True)
 class Expected:
     width: int
+    """The width a player shows (the source's display matrix applied)."""
     height: int
     frames: int
     duration_s: float
@@ -221,8 +222,12 @@ def check_output(path: Path, expected: Expected, ffmpeg: str | None = None) -> l
         failures.append(f"video codec is {v.codec}, not av1")
     if v.bit_depth != 10:
         failures.append(f"video is {v.bit_depth}-bit, not 10-bit")
-    if (v.width, v.height) != (expected.width, expected.height):
-        failures.append(f"size {v.width}x{v.height}, expected {expected.width}x{expected.height}")
+    if v.rotation:
+        failures.append(f"output's display matrix turns it {v.rotation} degrees")
+    # What a player shows: the coded size turned as the output's display matrix says.
+    shown = (v.height, v.width) if v.rotation % 180 else (v.width, v.height)
+    if shown != (expected.width, expected.height):
+        failures.append(f"size {shown[0]}x{shown[1]}, expected {expected.width}x{expected.height}")
     frames = video_extent.packets if video_extent else 0
     if frames != expected.frames:
         failures.append(f"{frames} video frames, source has {expected.frames}")

@@ -77,9 +77,23 @@ class VideoPlan:
         return DolbyVisionEncoder() if self.dolby_vision else SvtEncoder()
 
     @property
+    def turn(self) -> int:
+        """The clockwise quarter turns (0 to 3) a player gives the picture: the source's
+        display matrix (PyAV's rotation is counter-clockwise degrees)."""
+        return (-self.analysis.media.video.rotation // 90) % 4
+
+    @property
+    def coded_size(self) -> tuple[int, int]:
+        """The encoded picture's size before it is turned: the crop's, else the source's."""
+        video = self.analysis.media.video
+        return (self.crop.width, self.crop.height) if self.crop else (video.width, video.height)
+
+    @property
     def width(self) -> int:
-        return self.crop.width if self.crop else self.analysis.media.video.width
+        """The output's width as a player shows the source: turned a quarter, it is the
+        coded height."""
+        return self.coded_size[self.turn % 2]
 
     @property
     def height(self) -> int:
-        return self.crop.height if self.crop else self.analysis.media.video.height
+        return self.coded_size[1 - self.turn % 2]

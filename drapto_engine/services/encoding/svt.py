@@ -57,13 +57,20 @@ def seek(plan: VideoPlan, segment: Segment) -> tuple[float, float]:
     return entry, segment.start_s - entry
 
 
+TURN_FILTERS = ("", "transpose=clock", "hflip,vflip", "transpose=cclock")
+"""The filters that turn a picture 0 to 3 quarter turns clockwise (`VideoPlan.turn`)."""
+
+
 def video_filters(plan: VideoPlan, skip_s: float = 0.0) -> list[str]:
     """Frames before the segment dropped (see `seek`), timestamps rebased to 0, then
-    deinterlacing, then the crop.
+    deinterlacing, then the crop, then the turn the source's display matrix asks for.
 
     A segment starts at 0: the join places it at its first frame's source time (see
     `mux.concat_list`). Deinterlacing comes before the crop, whose offset may be an odd
-    number of lines and would swap the fields.
+    number of lines and would swap the fields. The crop was detected on the coded
+    picture, so the turn comes after it; ffmpeg's own autorotate is off (see
+    `segment_argv`), and the turned frames lose the display matrix, which would
+    otherwise turn them again in a player.
     """
     filters = [f"trim=start={skip_s:.6f}"] if skip_s > 0 else []
     filters.append("setpts=PTS-STARTPTS")
@@ -71,6 +78,8 @@ def video_filters(plan: VideoPlan, skip_s: float = 0.0) -> list[str]:
         filters.append(plan.interlace.filter())
     if plan.crop:
         filters.append(plan.crop.filter())
+    if plan.turn:
+        filters += [TURN_FILTERS[plan.turn], "sidedata=mode=delete:type=DISPLAYMATRIX"]
     return ["-vf", ",".join(filters)]
 
 
@@ -111,6 +120,9 @@ def segment_argv(
         "-threads",
         str(max(1, threads)),
         *entered,
+        # The picture is turned by video_filters, after the crop: a shipped segment
+        # (cluster/tasks.py) may not carry the display matrix that autorotate reads.
+        "-noautorotate",
         "-i",
         str(plan.source),
         "-map",
