@@ -724,7 +724,9 @@ class Engine:
             except (EncodeError, MediaError, ValidationError) as exc:
                 if isinstance(exc, SourceChanged):  # no strategy's fault: nothing to retry
                     raise
-                flag = rollback_flag(orchestrator.stage.value, orchestrator.plan, request.settings)
+                flag = rollback_flag(
+                    orchestrator.stage.value, orchestrator.plan, request.settings, exc
+                )
                 if flag is None or flag in rollbacks:
                     raise
                 rollbacks.append(flag)
