@@ -25,6 +25,7 @@ from drapto_engine.core.errors import (
     DiskFull,
     DraptoError,
     EncodeError,
+    MediaError,
     ValidationError,
 )
 from drapto_engine.core.events import (
@@ -86,7 +87,7 @@ from drapto_engine.services.detection import analyze_media
 from drapto_engine.services.encoding.audio import audio_argv, bitrate_kbps, output_channels
 from drapto_engine.services.encoding.mux import concat_list, mux_argv
 from drapto_engine.services.encoding.plan import VideoPlan, segments_video
-from drapto_engine.services.encoding.svt import SEGMENT_SUFFIX
+from drapto_engine.services.encoding.svt import SEGMENT_SUFFIX, size_problem
 from drapto_engine.services.executors import SegmentExecutor, SegmentRejected, SegmentWork
 from drapto_engine.services.executors.local import LocalExecutor
 from drapto_engine.services.outputs import check_free, check_output_path
@@ -254,6 +255,9 @@ class Orchestrator:
             media = resume.analysis.media
         else:
             media = await asyncio.to_thread(probe, request.input, self.ffmpeg)
+        too_small = size_problem(media.video.width, media.video.height)
+        if too_small is not None:  # before any work: the encoder would fail every try
+            raise MediaError(too_small, request.input)
         job = self.job = record.id
         if self.on_job is not None:
             self.on_job(job)

@@ -9,6 +9,22 @@ from drapto_engine.services.encoding.plan import VideoPlan
 
 PIX_FMT = "yuv420p10le"
 
+MIN_SIDE = 16
+"""The narrowest picture drapto encodes. libsvtav1 fails a frame whose coded size tops 8
+times its raw size ("TU size > 8 raw frame size"), which pictures of a few pixels a
+side do (1x1 always; 2x2 to 11x11 with detailed content, tried with SVT-AV1 4.2);
+16 pixels a side leave it room."""
+
+
+def size_problem(width: int, height: int) -> str | None:
+    """Why the encoder cannot take a picture of this size, or None."""
+    if min(width, height) >= MIN_SIDE:
+        return None
+    return (
+        f"its picture of {width}x{height} is too small to encode "
+        f"(SVT-AV1 needs at least {MIN_SIDE}x{MIN_SIDE})"
+    )
+
 
 def svt_params(plan: VideoPlan, threads: int) -> str:
     """The -svtav1-params string: the job's parameters and its thread share.
