@@ -91,6 +91,7 @@ from drapto_engine.services.encoding.svt import SEGMENT_SUFFIX, size_problem
 from drapto_engine.services.executors import SegmentExecutor, SegmentRejected, SegmentWork
 from drapto_engine.services.executors.local import LocalExecutor
 from drapto_engine.services.outputs import check_free, check_output_path
+from drapto_engine.services.outputs import partial_name as partial_name
 from drapto_engine.services.segmentation import fixed_segments, stream_segments
 from drapto_engine.services.segmentation.timestamps import frame_times
 from drapto_engine.services.validation import (
@@ -145,13 +146,6 @@ def job_record(request: EncodeRequest) -> JobRecord:
         output=str(request.output.resolve()),
         settings=settings,
     )
-
-
-def partial_name(output: Path, pid: int | None = None) -> Path:
-    """The temporary name an output is written under until it validates. It names the
-    writing process: one that wakes after its job was taken over never writes into the
-    new holder's file."""
-    return output.with_name(f".{output.stem}.drapto-partial-{pid or os.getpid()}{output.suffix}")
 
 
 def partial_file(path: Path) -> Path:
