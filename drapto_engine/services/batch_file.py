@@ -44,7 +44,7 @@ from drapto_engine.infrastructure.toml_file import (
     parse,
     read_text,
 )
-from drapto_engine.services.library import is_video_file, output_path, scan_folder
+from drapto_engine.services.library import file_problem, is_video_file, output_path, scan_folder
 from drapto_engine.services.outputs import check_folder
 
 _BASE = "base"  # validation context key: the folder relative paths are taken from
@@ -280,12 +280,13 @@ def _input_problems(
 
 
 def _input_problem(source: Path, ffmpeg: str) -> str | None:
-    if not source.exists():
-        return f"{source} does not exist"
     if source.is_dir():
         return None
-    if not source.is_file():
-        return f"{source} is not a file or folder"
+    problem = file_problem(source)
+    if problem == "no such file":
+        return f"{source} does not exist"
+    if problem is not None:  # a broken link or a loop, a FIFO: named, never opened
+        return f"{source} {problem}"
     why = is_video_file(source, ffmpeg)
     return None if why is None else f"{source} {why}"
 
