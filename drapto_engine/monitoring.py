@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from drapto_engine.core.errors import DraptoError
 from drapto_engine.core.events import (
     Alert,
     AnalysisReady,
@@ -26,7 +27,6 @@ from drapto_engine.core.events import (
     SegmentStarted,
     StageChanged,
 )
-from drapto_engine.core.errors import DraptoError
 from drapto_engine.core.flags import BY_NAME
 from drapto_engine.core.metrics import JobMetrics, ResourceSnapshot, SegmentMetrics
 from drapto_engine.core.models import EncodeSettings

@@ -21,12 +21,14 @@ from drapto_engine.services.validation import Expected, check_output
 pytestmark = pytest.mark.slow
 
 
+PGM = ["-c:v", "pgm", "-f", "image2pipe", "-"]
+
+
 def player_view(ffmpeg: str, path: Path) -> np.ndarray:
     """The first frame's luma as a player shows it: ffmpeg's decoder with its autorotate
     (on by default) applying the display matrix, as mpv and ffplay do."""
     done = subprocess.run(
-        [ffmpeg, "-v", "error", "-i", str(path), "-frames:v", "1", "-vf", "format=gray"]
-        + ["-c:v", "pgm", "-f", "image2pipe", "-"],
+        [ffmpeg, "-v", "error", "-i", str(path), "-frames:v", "1", "-vf", "format=gray", *PGM],
         capture_output=True,
         check=True,
     )
