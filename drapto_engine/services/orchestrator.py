@@ -86,7 +86,7 @@ from drapto_engine.monitoring import Monitor
 from drapto_engine.services.detection import analyze_media
 from drapto_engine.services.encoding.audio import audio_argv, bitrate_kbps, output_channels
 from drapto_engine.services.encoding.mux import concat_list, mux_argv
-from drapto_engine.services.encoding.plan import VideoPlan, segments_video
+from drapto_engine.services.encoding.plan import VideoPlan, orientation, segments_video
 from drapto_engine.services.encoding.svt import SEGMENT_SUFFIX, size_problem
 from drapto_engine.services.executors import SegmentExecutor, SegmentRejected, SegmentWork
 from drapto_engine.services.executors.local import LocalExecutor
@@ -252,6 +252,7 @@ class Orchestrator:
         too_small = size_problem(media.video.width, media.video.height)
         if too_small is not None:  # before any work: the encoder would fail every try
             raise MediaError(too_small, request.input)
+        orientation(media.video.display_matrix, request.input)  # a turn it cannot do
         job = self.job = record.id
         if self.on_job is not None:
             self.on_job(job)

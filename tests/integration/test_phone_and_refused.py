@@ -21,6 +21,7 @@ from drapto_engine.services.validation import Expected, check_output
 pytestmark = pytest.mark.slow
 
 
+COPY = ["-c", "copy"]
 PGM = ["-c:v", "pgm", "-f", "image2pipe", "-"]
 
 
@@ -43,33 +44,53 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     return 99.0 if mse == 0 else 10 * np.log10(255.0**2 / mse)
 
 
-def phone_video(ffmpeg: str, make_media, folder: Path, rotation: int, **options) -> Path:  # type: ignore[no-untyped-def]
-    """An H.264 MP4 whose display matrix turns the picture `rotation` degrees, as a
-    phone writes it (the pixels stay as the sensor saw them)."""
+def phone_video(  # type: ignore[no-untyped-def]
+    ffmpeg: str, make_media, folder: Path, rotation: int, *matrix: str, **options
+) -> Path:
+    """An H.264 MP4 whose display matrix turns the picture `rotation` degrees (and
+    flips it by the `matrix` options), as a phone writes it: the pixels stay as the
+    sensor saw them."""
     plain = make_media(f"plain{rotation}.mp4", size=(160, 96), duration=1.0, **options)
-    turned = folder / f"phone{rotation}.mp4"
+    turned = folder / f"phone{rotation}{''.join(matrix)}.mp4"
     run_ffmpeg(
-        ffmpeg, ["-display_rotation:v", str(rotation), "-i", str(plain), "-c", "copy", str(turned)]
+        ffmpeg,
+        ["-display_rotation:v", str(rotation), *matrix, "-i", str(plain), *COPY, str(turned)],
     )
     return turned
 
 
-@pytest.mark.parametrize("rotation", [90, 180, 270])
+@pytest.mark.parametrize(
+    ("rotation", "matrix"),
+    [(90, ()), (180, ()), (270, ()), (0, ("-display_hflip:v",)), (90, ("-display_vflip:v",))],
+    ids=["90", "180", "270", "mirrored", "90-flipped"],
+)
 def test_phone_video_looks_as_the_source_in_a_player(
-    ffmpeg: str, make_media, tmp_path: Path, rotation: int
+    ffmpeg: str, make_media, tmp_path: Path, rotation: int, matrix: tuple[str, ...]
 ) -> None:
-    source = phone_video(ffmpeg, make_media, tmp_path, rotation)
+    source = phone_video(ffmpeg, make_media, tmp_path, rotation, *matrix)
     output = tmp_path / f"phone{rotation}.mkv"
     run = encode(source, output)
     assert run.returncode == 0, run.stderr
     assert len(run.of("rolled_back")) == 0
     want, got = player_view(ffmpeg, source), player_view(ffmpeg, output)
-    assert got.shape == want.shape == ((160, 96) if rotation != 180 else (96, 160))
-    # The right orientation is a close copy; a wrong one (even a 180-degree turn of the
-    # same size) is far off: testsrc2 is not symmetric.
+    assert got.shape == want.shape == ((160, 96) if rotation % 180 else (96, 160))
+    # The right orientation is a close copy; a wrong one (even a 180-degree turn or a
+    # mirror of the same size) is far off: testsrc2 is not symmetric.
     assert psnr(got, want) > 28, psnr(got, want)
     assert psnr(got, np.rot90(want, 2)) < 20
+    assert psnr(got, want[:, ::-1]) < 20
     assert inspect(output).frames_decoded == inspect(source).frames_decoded == 25
+
+
+def test_a_turn_other_than_a_quarter_is_refused_before_any_work(
+    ffmpeg: str, make_media, tmp_path: Path
+) -> None:
+    source = phone_video(ffmpeg, make_media, tmp_path, 45)
+    run = encode(source, tmp_path / "askew.mkv")
+    assert run.returncode == 1
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and "45 degrees" in lines[0] and str(source) in lines[0], run.stderr
+    assert run.of("segment_started") == []
 
 
 def test_phone_video_with_bars_is_cropped_where_the_player_shows_them(

@@ -73,13 +73,9 @@ def seek(plan: VideoPlan, segment: Segment) -> tuple[float, float]:
     return entry, segment.start_s - entry
 
 
-TURN_FILTERS = ("", "transpose=clock", "hflip,vflip", "transpose=cclock")
-"""The filters that turn a picture 0 to 3 quarter turns clockwise (`VideoPlan.turn`)."""
-
-
 def video_filters(plan: VideoPlan, skip_s: float = 0.0) -> list[str]:
     """Frames before the segment dropped (see `seek`), timestamps rebased to 0, then
-    deinterlacing, then the crop, then the turn the source's display matrix asks for.
+    deinterlacing, then the crop, then the turn and flip of the source's display matrix.
 
     A segment starts at 0: the join places it at its first frame's source time (see
     `mux.concat_list`). Deinterlacing comes before the crop, whose offset may be an odd
@@ -94,8 +90,8 @@ def video_filters(plan: VideoPlan, skip_s: float = 0.0) -> list[str]:
         filters.append(plan.interlace.filter())
     if plan.crop:
         filters.append(plan.crop.filter())
-    if plan.turn:
-        filters += [TURN_FILTERS[plan.turn], "sidedata=mode=delete:type=DISPLAYMATRIX"]
+    if plan.analysis.media.video.display_matrix is not None:
+        filters += [*plan.orientation.filters, "sidedata=mode=delete:type=DISPLAYMATRIX"]
     return ["-vf", ",".join(filters)]
 
 
