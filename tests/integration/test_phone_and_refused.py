@@ -60,14 +60,20 @@ def phone_video(  # type: ignore[no-untyped-def]
 
 
 @pytest.mark.parametrize(
-    ("rotation", "matrix"),
-    [(90, ()), (180, ()), (270, ()), (0, ("-display_hflip:v",)), (90, ("-display_vflip:v",))],
-    ids=["90", "180", "270", "mirrored", "90-flipped"],
+    ("rotation", "matrix", "codec"),
+    [
+        (90, (), "libx264"),
+        (180, (), "libx264"),
+        (270, (), "libx265"),
+        (0, ("-display_hflip:v",), "libx264"),
+        (90, ("-display_vflip:v",), "libx264"),
+    ],
+    ids=["90", "180", "270-hevc", "mirrored", "90-flipped"],
 )
 def test_phone_video_looks_as_the_source_in_a_player(
-    ffmpeg: str, make_media, tmp_path: Path, rotation: int, matrix: tuple[str, ...]
+    ffmpeg: str, make_media, tmp_path: Path, rotation: int, matrix: tuple[str, ...], codec: str
 ) -> None:
-    source = phone_video(ffmpeg, make_media, tmp_path, rotation, *matrix)
+    source = phone_video(ffmpeg, make_media, tmp_path, rotation, *matrix, codec=codec)
     output = tmp_path / f"phone{rotation}.mkv"
     run = encode(source, output)
     assert run.returncode == 0, run.stderr
@@ -209,3 +215,30 @@ async def test_the_engine_names_a_fifo_as_a_fifo(fifo: Path, tmp_path: Path, ffm
     with pytest.raises(DraptoError, match="is a FIFO"):
         await session.engine.add_paths([str(fifo)])
     session.engine.close()
+
+
+def test_a_phone_video_segment_shipped_to_a_worker_is_turned_as_a_local_one(
+    ffmpeg: str, make_media, tmp_path: Path
+) -> None:
+    """A worker encodes a segment from the packets shipped to it, in a container of its
+    own: it turns the picture as the plan says, whatever matrix that container keeps."""
+    import asyncio
+
+    pytest.importorskip("distributed")
+    from drapto_engine.cluster.tasks import encode_shipped_segment, packet_index, ship_segment
+    from drapto_engine.core.models import Segment
+    from drapto_engine.services.detection import analyze_video
+    from drapto_engine.services.encoding.plan import VideoPlan
+
+    source = phone_video(ffmpeg, make_media, tmp_path, 270)
+    analysis = asyncio.run(analyze_video(source, ffmpeg))
+    plan = VideoPlan.make(ffmpeg, analysis, EncodeSettings(preset=12))
+    packets, preroll = ship_segment(source, 0, 10)
+    segment = Segment(index=0, start_frame=0, end_frame=10, start_s=0.0, end_s=0.4)
+    remote = tmp_path / "remote.mp4"
+    remote.write_bytes(
+        encode_shipped_segment(packets, preroll, plan, segment, 1, packet_index(source).time_base)
+    )
+    want, got = player_view(ffmpeg, source), player_view(ffmpeg, remote)
+    assert got.shape == want.shape == (160, 96)
+    assert psnr(got, want) > 28, psnr(got, want)
