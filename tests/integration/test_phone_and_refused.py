@@ -7,11 +7,12 @@ from __future__ import annotations
 import os
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 from encode_helpers import DRAPTO, encode, inspect
-from mediagen import run_ffmpeg
+from mediagen import MakeMedia, run_ffmpeg
 
 from drapto_engine.core.errors import ValidationError
 from drapto_engine.core.models import EncodeSettings
@@ -44,8 +45,8 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     return 99.0 if mse == 0 else 10 * np.log10(255.0**2 / mse)
 
 
-def phone_video(  # type: ignore[no-untyped-def]
-    ffmpeg: str, make_media, folder: Path, rotation: int, *matrix: str, **options
+def phone_video(
+    ffmpeg: str, make_media: MakeMedia, folder: Path, rotation: int, *matrix: str, **options: Any
 ) -> Path:
     """An H.264 MP4 whose display matrix turns the picture `rotation` degrees (and
     flips it by the `matrix` options), as a phone writes it: the pixels stay as the
@@ -71,7 +72,12 @@ def phone_video(  # type: ignore[no-untyped-def]
     ids=["90", "180", "270-hevc", "mirrored", "90-flipped"],
 )
 def test_phone_video_looks_as_the_source_in_a_player(
-    ffmpeg: str, make_media, tmp_path: Path, rotation: int, matrix: tuple[str, ...], codec: str
+    ffmpeg: str,
+    make_media: MakeMedia,
+    tmp_path: Path,
+    rotation: int,
+    matrix: tuple[str, ...],
+    codec: str,
 ) -> None:
     source = phone_video(ffmpeg, make_media, tmp_path, rotation, *matrix, codec=codec)
     output = tmp_path / f"phone{rotation}.mkv"
@@ -89,7 +95,7 @@ def test_phone_video_looks_as_the_source_in_a_player(
 
 
 def test_a_turn_other_than_a_quarter_is_refused_before_any_work(
-    ffmpeg: str, make_media, tmp_path: Path
+    ffmpeg: str, make_media: MakeMedia, tmp_path: Path
 ) -> None:
     source = phone_video(ffmpeg, make_media, tmp_path, 45)
     run = encode(source, tmp_path / "askew.mkv")
@@ -100,7 +106,7 @@ def test_a_turn_other_than_a_quarter_is_refused_before_any_work(
 
 
 def test_phone_video_with_bars_is_cropped_where_the_player_shows_them(
-    ffmpeg: str, make_media, tmp_path: Path
+    ffmpeg: str, make_media: MakeMedia, tmp_path: Path
 ) -> None:
     # Bars above and below the sensor's picture: turned 90 degrees they stand left and right.
     source = phone_video(ffmpeg, make_media, tmp_path, 90, pad=(160, 64, 0, 16))
@@ -113,7 +119,7 @@ def test_phone_video_with_bars_is_cropped_where_the_player_shows_them(
 
 
 def test_a_failure_segmenting_cannot_cause_is_not_rolled_back(
-    ffmpeg: str, make_media, tmp_path: Path
+    ffmpeg: str, make_media: MakeMedia, tmp_path: Path
 ) -> None:
     """A size mismatch does not depend on segmenting: no retry with it off. A frame
     count mismatch may: that one is retried."""
@@ -134,7 +140,7 @@ def test_a_failure_segmenting_cannot_cause_is_not_rolled_back(
 
 @pytest.mark.parametrize("size", [(1, 1), (2, 2)])
 def test_a_picture_too_small_to_encode_is_refused_before_any_work(
-    make_media, tmp_path: Path, size: tuple[int, int]
+    make_media: MakeMedia, tmp_path: Path, size: tuple[int, int]
 ) -> None:
     # 2x2 is refused although some pictures of it encode: SVT-AV1 fails a picture whose
     # coded size tops 8 times its raw size, which a small one of rich content does.
@@ -218,7 +224,7 @@ async def test_the_engine_names_a_fifo_as_a_fifo(fifo: Path, tmp_path: Path, ffm
 
 
 def test_a_phone_video_segment_shipped_to_a_worker_is_turned_as_a_local_one(
-    ffmpeg: str, make_media, tmp_path: Path
+    ffmpeg: str, make_media: MakeMedia, tmp_path: Path
 ) -> None:
     """A worker encodes a segment from the packets shipped to it, in a container of its
     own: it turns the picture as the plan says, whatever matrix that container keeps."""
