@@ -19,9 +19,6 @@ from drapto_engine.core.models import EncodeSettings
 from drapto_engine.monitoring import rollback_flag
 from drapto_engine.services.validation import Expected, check_output
 
-pytestmark = pytest.mark.slow
-
-
 COPY = ["-c", "copy"]
 PGM = ["-c:v", "pgm", "-f", "image2pipe", "-"]
 
@@ -60,6 +57,7 @@ def phone_video(
     return turned
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("rotation", "matrix", "codec"),
     [
@@ -105,6 +103,7 @@ def test_a_turn_other_than_a_quarter_is_refused_before_any_work(
     assert run.of("segment_started") == []
 
 
+@pytest.mark.slow
 def test_phone_video_with_bars_is_cropped_where_the_player_shows_them(
     ffmpeg: str, make_media: MakeMedia, tmp_path: Path
 ) -> None:
