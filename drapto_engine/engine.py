@@ -62,7 +62,13 @@ from drapto_engine.infrastructure.store import QueueStore, StateStore
 from drapto_engine.monitoring import Monitor, rollback_flag
 from drapto_engine.services.executors import SegmentExecutor
 from drapto_engine.services.executors.local import LocalExecutor
-from drapto_engine.services.library import ALREADY_AV1, is_av1, output_path, scan_folder
+from drapto_engine.services.library import (
+    ALREADY_AV1,
+    file_problem,
+    is_av1,
+    output_path,
+    scan_folder,
+)
 from drapto_engine.services.orchestrator import (
     WORK_PREFIX,
     EncodeRequest,
@@ -350,6 +356,8 @@ class Engine:
                 pairs += [(v, output_path(v, output_dir, root=path)) for v in scan.videos]
             elif path.is_file():
                 pairs.append((path, output_path(path, output_dir)))
+            elif os.path.lexists(path):  # a FIFO, a broken link, a loop: say which
+                raise DraptoError(file_problem(path) or "is not a regular file", path)
             else:
                 raise DraptoError("no such file or folder", path)
         pairs, refused = await asyncio.to_thread(_named_outputs, pairs)
@@ -370,8 +378,9 @@ class Engine:
         services/outputs.py, an existing output refused unless overwritten, and a file
         whose job or output this engine has in hand refused, naming it."""
         source, target = absolute_path(input), absolute_path(output)
-        if not source.is_file():
-            raise DraptoError("no such file", source)
+        problem = await asyncio.to_thread(file_problem, source)
+        if problem is not None:
+            raise DraptoError(problem, source)
         chosen = (options or JobOptions()).over(self.config.defaults)
         await asyncio.to_thread(
             check_output_path, target, source, made_folder=chosen.output_dir is not None
@@ -733,7 +742,9 @@ class Engine:
             except (EncodeError, MediaError, ValidationError) as exc:
                 if isinstance(exc, SourceChanged):  # no strategy's fault: nothing to retry
                     raise
-                flag = rollback_flag(orchestrator.stage.value, orchestrator.plan, request.settings)
+                flag = rollback_flag(
+                    orchestrator.stage.value, orchestrator.plan, request.settings, exc
+                )
                 if flag is None or flag in rollbacks:
                     raise
                 rollbacks.append(flag)

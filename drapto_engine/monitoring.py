@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from drapto_engine.core.errors import DraptoError
 from drapto_engine.core.events import (
     Alert,
     AnalysisReady,
@@ -250,8 +251,23 @@ class Monitor:
         self._jobs.pop(job_id, None)
 
 
-def rollback_flag(stage: str, plan: VideoPlan | None, settings: EncodeSettings) -> str | None:
-    """The flag whose strategy owns a failure at `stage`, if it was on for the job."""
+def _could_cause(flag: str, error: DraptoError | None) -> bool:
+    """Whether the flag's strategy could have caused `error` (a retry without it could
+    help): a validation failure only of checks the strategy cannot fail could not."""
+    checks = [getattr(f, "check", None) for f in getattr(error, "failures", None) or []]
+    if not checks or None in checks:
+        return True
+    return not set(checks) <= BY_NAME[flag].cannot_fail
+
+
+def rollback_flag(
+    stage: str,
+    plan: VideoPlan | None,
+    settings: EncodeSettings,
+    error: DraptoError | None = None,
+) -> str | None:
+    """The flag whose strategy owns a failure at `stage`, if it was on for the job and
+    could have caused `error`."""
     candidates: list[str] = []
     if plan is not None and plan.dolby_vision:
         if settings.segmented_dolby_vision and plan.segmented:
@@ -264,4 +280,7 @@ def rollback_flag(stage: str, plan: VideoPlan | None, settings: EncodeSettings) 
         candidates.append("scene_segmentation")
     if settings.crop and plan is not None and plan.crop is not None and not plan.dolby_vision:
         candidates.append("crop_detection")
-    return next((name for name in candidates if stage in BY_NAME[name].owns), None)
+    return next(
+        (name for name in candidates if stage in BY_NAME[name].owns and _could_cause(name, error)),
+        None,
+    )

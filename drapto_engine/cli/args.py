@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import difflib
-import errno
 import math
 import os
 import re
@@ -263,15 +262,15 @@ def check_folder(option: str, folder: Path, *, create: bool = False) -> None:
 
 
 def check_input(path: Path) -> None:
-    """An input file that exists, is a file and can be read (exit 1 when not)."""
+    """An input file that exists, is a regular file and can be read (exit 1 when not).
+    What it is comes first: opening a FIFO would block until a writer came."""
+    from drapto_engine.services.library import file_problem
+
+    problem = file_problem(path)
+    if problem is not None:
+        raise DraptoError(problem, path)
     try:
-        if path.is_dir():
-            raise DraptoError("is a directory", path)
         with path.open("rb"):
             pass
-    except FileNotFoundError:
-        raise DraptoError("no such file", path) from None
     except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise DraptoError("is a symbolic link loop", path) from None
         raise DraptoError(f"cannot be read: {exc.strerror or exc}", path) from None

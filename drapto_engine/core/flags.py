@@ -54,6 +54,9 @@ class Flag(BaseModel):
     """Takes the shadow state: both strategies' analyses run, the default one is used."""
     owns: frozenset[str] = frozenset()
     """Job stages whose failure, with the flag on, rolls the job back with it off."""
+    cannot_fail: frozenset[str] = frozenset()
+    """Validation checks (services/validation.py `Failure.check`) the flag's strategy
+    cannot make fail: a validation that failed only those is not rolled back with it."""
 
 
 FLAGS: tuple[Flag, ...] = (
@@ -73,6 +76,7 @@ FLAGS: tuple[Flag, ...] = (
         scope=Scope.NEXT_JOB,
         setting="segmented",
         owns=frozenset({"encoding", "muxing", "validating"}),
+        cannot_fail=frozenset({"size", "format"}),  # the plan's, whoever encodes
     ),
     Flag(
         name="segmented_dolby_vision",
@@ -81,6 +85,7 @@ FLAGS: tuple[Flag, ...] = (
         scope=Scope.NEXT_JOB,
         setting="segmented_dolby_vision",
         owns=frozenset({"encoding", "muxing", "validating"}),
+        cannot_fail=frozenset({"size", "format"}),  # the plan's, whoever encodes
     ),
     Flag(
         name="crop_detection",

@@ -103,6 +103,9 @@ class VideoStream(Value):
     sar: Rational = Rational(num=1, den=1)
     dar: Rational | None = None
     rotation: int = 0
+    display_matrix: tuple[int, ...] | None = None
+    """The 3x3 display matrix (16.16 fixed point, row by row) a player turns and flips
+    the picture by; None: shown as coded."""
     field_order: str | None = None  # progressive, tt, bb, tb or bt as the stream says; None: unsaid
     pix_fmt: str
     bit_depth: int

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import struct
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,8 @@ log = logging.getLogger(__name__)
 
 # AVStream disposition bits (libavformat/avformat.h), by the names ffmpeg's options use.
 _DISPOSITION_BITS = {name: int(av.stream.Disposition[name]) for name in Dispositions.model_fields}
+
+DISPLAY_MATRIX_SIDE_DATA = "DISPLAYMATRIX"
 
 # A video that stops this much before the container's stated end is truncated.
 _TRUNCATION_TOLERANCE_S = 1.0
@@ -167,6 +170,9 @@ def _video_stream(container: Any, path: Path, start_s: float, duration_s: float)
         sar=Rational.of(sar),
         dar=Rational.of(stream.display_aspect_ratio) if stream.display_aspect_ratio else None,
         rotation=int(getattr(first, "rotation", 0) or 0),
+        display_matrix=struct.unpack("=9i", side[DISPLAY_MATRIX_SIDE_DATA])
+        if len(side.get(DISPLAY_MATRIX_SIDE_DATA, b"")) == 36
+        else None,
         field_order=_FIELD_ORDERS.get(int(cc.field_order or 0)),
         pix_fmt=pix_fmt,
         bit_depth=_bit_depth(pix_fmt),

@@ -45,7 +45,7 @@ from drapto_engine.infrastructure.toml_file import (
     parse,
     read_text,
 )
-from drapto_engine.services.library import is_video_file, output_path, scan_folder
+from drapto_engine.services.library import file_problem, is_video_file, output_path, scan_folder
 from drapto_engine.services.outputs import check_folder
 
 _BASE = "base"  # validation context key: the folder relative paths are taken from
@@ -350,11 +350,17 @@ def _input_problems(data: dict[str, Any], lines: KeyLines, base: Path) -> list[t
 
 
 def _input_problem(source: Path) -> str | None:
-    if not source.exists():
-        return f"{source} does not exist"
-    if source.is_dir() or source.is_file():
+    """A missing input, or one that is neither a folder nor a regular file (a broken link
+    or a loop, a FIFO: named, never opened). A file that is not media is no problem of
+    the queue file's: it becomes one failed entry, as in a queued folder."""
+    if source.is_dir():
         return None
-    return f"{source} is not a file or folder"
+    problem = file_problem(source)
+    if problem == "no such file":
+        return f"{source} does not exist"
+    if problem is not None:
+        return f"{source} {problem}"
+    return None
 
 
 # --- expanding --------------------------------------------------------------------------

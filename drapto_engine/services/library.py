@@ -6,6 +6,7 @@ Blocking (walks the disk and probes every candidate): async callers use
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import stat
@@ -63,6 +64,34 @@ def output_path(source: Path, output_dir: Path | None, root: Path | None = None)
     return output_dir / relative / f"{source.stem}.mkv"
 
 
+_NOT_REGULAR = (
+    (stat.S_ISFIFO, "is a FIFO (named pipe), not a regular file"),
+    (stat.S_ISSOCK, "is a socket, not a regular file"),
+    (stat.S_ISCHR, "is a device, not a regular file"),
+    (stat.S_ISBLK, "is a device, not a regular file"),
+)
+
+
+def file_problem(path: Path) -> str | None:
+    """Why `path` is not a regular file to read, from its metadata alone: nothing is
+    opened (opening a FIFO blocks until a writer comes). None for a regular file."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        if path.is_symlink():
+            return f"is a broken link (its target {os.readlink(path)} does not exist)"
+        return "no such file"
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "is a symbolic link loop"
+        return f"cannot be read: {exc.strerror or exc}"
+    if stat.S_ISDIR(mode):
+        return "is a directory"
+    if stat.S_ISREG(mode):
+        return None
+    return next((why for kind, why in _NOT_REGULAR if kind(mode)), "is not a regular file")
+
+
 def is_video_file(path: Path, ffmpeg: str | None = None) -> str | None:
     """None when `path` opens as a container with a video stream, otherwise why not.
 
@@ -74,12 +103,11 @@ def is_video_file(path: Path, ffmpeg: str | None = None) -> str | None:
     del ffmpeg  # kept for callers that pass it; the header says enough
     import av  # here: every `drapto` command imports this module, few open a file
 
+    problem = file_problem(path)
+    if problem is not None:
+        return problem
     try:
-        if path.is_symlink() and not path.exists():
-            return f"is a broken link (its target {os.readlink(path)} does not exist)"
         info = path.stat()
-        if not stat.S_ISREG(info.st_mode):
-            return "is not a regular file"
         if info.st_size == 0:
             return "is empty (0 bytes)"
         with av.open(str(path)) as container:

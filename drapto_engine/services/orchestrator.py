@@ -25,6 +25,7 @@ from drapto_engine.core.errors import (
     DiskFull,
     DraptoError,
     EncodeError,
+    MediaError,
     ValidationError,
 )
 from drapto_engine.core.events import (
@@ -85,11 +86,12 @@ from drapto_engine.monitoring import Monitor
 from drapto_engine.services.detection import analyze_media
 from drapto_engine.services.encoding.audio import audio_argv, bitrate_kbps, output_channels
 from drapto_engine.services.encoding.mux import concat_list, mux_argv
-from drapto_engine.services.encoding.plan import VideoPlan, segments_video
-from drapto_engine.services.encoding.svt import SEGMENT_SUFFIX
+from drapto_engine.services.encoding.plan import VideoPlan, orientation, segments_video
+from drapto_engine.services.encoding.svt import SEGMENT_SUFFIX, size_problem
 from drapto_engine.services.executors import SegmentExecutor, SegmentRejected, SegmentWork
 from drapto_engine.services.executors.local import LocalExecutor
 from drapto_engine.services.outputs import check_free, check_output_path
+from drapto_engine.services.outputs import partial_name as partial_name
 from drapto_engine.services.segmentation import fixed_segments, stream_segments
 from drapto_engine.services.segmentation.timestamps import frame_times
 from drapto_engine.services.validation import (
@@ -144,13 +146,6 @@ def job_record(request: EncodeRequest) -> JobRecord:
         output=str(request.output.resolve()),
         settings=settings,
     )
-
-
-def partial_name(output: Path, pid: int | None = None) -> Path:
-    """The temporary name an output is written under until it validates. It names the
-    writing process: one that wakes after its job was taken over never writes into the
-    new holder's file."""
-    return output.with_name(f".{output.stem}.drapto-partial-{pid or os.getpid()}{output.suffix}")
 
 
 def partial_file(path: Path) -> Path:
@@ -254,6 +249,10 @@ class Orchestrator:
             media = resume.analysis.media
         else:
             media = await asyncio.to_thread(probe, request.input, self.ffmpeg)
+        too_small = size_problem(media.video.width, media.video.height)
+        if too_small is not None:  # before any work: the encoder would fail every try
+            raise MediaError(too_small, request.input)
+        orientation(media.video.display_matrix, request.input)  # a turn it cannot do
         job = self.job = record.id
         if self.on_job is not None:
             self.on_job(job)

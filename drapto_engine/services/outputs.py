@@ -9,6 +9,7 @@ a usage error naming its option, a settings file into a problem on its line.
 
 from __future__ import annotations
 
+import os
 import tempfile
 from pathlib import Path
 
@@ -26,6 +27,35 @@ def matroska_problem(output: Path) -> str | None:
     return f"drapto writes Matroska: the name must end in {OUTPUT_EXTENSION}{got}"
 
 
+PID_DIGITS = 7
+"""The widest process id (Linux's pid_max is 2**22 at most) in a partial file's name."""
+
+
+def partial_name(output: Path, pid: int | None = None) -> Path:
+    """The temporary name an output is written under until it validates. It names the
+    writing process: one that wakes after its job was taken over never writes into the
+    new holder's file."""
+    return output.with_name(f".{output.stem}.drapto-partial-{pid or os.getpid()}{output.suffix}")
+
+
+def check_name_length(output: Path) -> None:
+    """The longest name drapto creates for `output` (its partial file's) fits the
+    folder's file system, so a finished encode never fails at the join."""
+    longest = partial_name(output, 10**PID_DIGITS - 1).name
+    try:
+        limit = os.pathconf(output.parent, "PC_NAME_MAX")
+    except (OSError, ValueError):  # a folder still to be made: the common limit
+        limit = 255
+    size = len(os.fsencode(longest))
+    if size > limit:
+        raise DraptoError(
+            f"the name is too long: drapto writes the file first under a name of {size} "
+            f"bytes, over the {limit} a name may have here (the stem may have "
+            f"{len(os.fsencode(output.stem)) - (size - limit)} bytes at most)",
+            output,
+        )
+
+
 def check_output_path(
     output: Path, source: Path | None = None, *, made_folder: bool = False
 ) -> None:
@@ -39,6 +69,7 @@ def check_output_path(
         raise DraptoError("is a directory, not a file name", output)
     if source is not None and _same_file(output, source):
         raise DraptoError("would overwrite the input", output)
+    check_name_length(output)
     if made_folder:
         return
     folder = output.parent

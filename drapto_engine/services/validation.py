@@ -32,6 +32,19 @@ LUMINANCE_STEP = 1 / 16384
 DOLBY_VISION_AV1_PROFILE = 10
 
 
+class Failure(str):
+    """A failed check's sentence that names its check (`check`), so that a rollback
+    can tell whether the failure could come from the strategy it would turn off
+    (core/flags.py: `Flag.cannot_fail`). A plain sentence could come from any."""
+
+    check: str
+
+    def __new__(cls, text: str, check: str) -> Failure:
+        failure = super().__new__(cls, text)
+        failure.check = check
+        return failure
+
+
 @dataclass(frozen=True)
 class ExpectedAudio:
     channels: int
@@ -41,6 +54,7 @@ class ExpectedAudio:
 @dataclass(frozen=True)
 class Expected:
     width: int
+    """The width a player shows (the source's display matrix applied)."""
     height: int
     frames: int
     duration_s: float
@@ -218,11 +232,19 @@ def check_output(path: Path, expected: Expected, ffmpeg: str | None = None) -> l
     extents = stream_extents(path)
     video_extent = extents.get(v.index)
     if v.codec != "av1":
-        failures.append(f"video codec is {v.codec}, not av1")
+        failures.append(Failure(f"video codec is {v.codec}, not av1", "format"))
     if v.bit_depth != 10:
-        failures.append(f"video is {v.bit_depth}-bit, not 10-bit")
-    if (v.width, v.height) != (expected.width, expected.height):
-        failures.append(f"size {v.width}x{v.height}, expected {expected.width}x{expected.height}")
+        failures.append(Failure(f"video is {v.bit_depth}-bit, not 10-bit", "format"))
+    if v.rotation:
+        failures.append(Failure(f"output's display matrix turns it {v.rotation} degrees", "size"))
+    # What a player shows: the coded size turned as the output's display matrix says.
+    shown = (v.height, v.width) if v.rotation % 180 else (v.width, v.height)
+    if shown != (expected.width, expected.height):
+        failures.append(
+            Failure(
+                f"size {shown[0]}x{shown[1]}, expected {expected.width}x{expected.height}", "size"
+            )
+        )
     frames = video_extent.packets if video_extent else 0
     if frames != expected.frames:
         failures.append(f"{frames} video frames, source has {expected.frames}")

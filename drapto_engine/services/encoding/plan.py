@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from drapto_engine.core.errors import MediaError
 from drapto_engine.core.models import (
     Crop,
     DynamicRange,
@@ -18,6 +21,43 @@ from drapto_engine.services.encoding.encoder import IEncoder
 def segments_video(settings: EncodeSettings, dolby_vision: bool) -> bool:
     """Whether the video is encoded in segments (kept Dolby Vision only on request)."""
     return settings.segmented and (settings.segmented_dolby_vision or not dolby_vision)
+
+
+@dataclass(frozen=True)
+class Orientation:
+    """How a player shows the coded picture: the filters that make the pixels so, and
+    whether they swap its width and height."""
+
+    filters: tuple[str, ...] = ()
+    swaps: bool = False
+
+
+def orientation(matrix: Sequence[int] | None, path: Path) -> Orientation:
+    """The display matrix as ffmpeg's own player logic applies it (fftools'
+    get_rotation and its autorotate filters: a quarter turn is a transpose, with a
+    flip where the matrix mirrors). A turn other than a quarter is refused."""
+    if matrix is None:
+        return Orientation()
+    m = [value / 65536 for value in matrix]
+    scale0, scale1 = math.hypot(m[0], m[3]), math.hypot(m[1], m[4])
+    if scale0 == 0 or scale1 == 0:
+        return Orientation()
+    theta = float(round(math.degrees(math.atan2(m[1] / scale1, m[0] / scale0))))
+    theta -= 360 * math.floor(theta / 360 + 0.9 / 360)
+    if abs(theta - 90) < 1:
+        return Orientation(("transpose=cclock_flip" if m[3] > 0 else "transpose=clock",), True)
+    if abs(theta - 180) < 1:
+        flips = ("hflip",) * (m[0] < 0) + ("vflip",) * (m[4] < 0)
+        return Orientation(flips)
+    if abs(theta - 270) < 1:
+        return Orientation(("transpose=clock_flip" if m[3] < 0 else "transpose=cclock",), True)
+    if abs(theta) < 1:
+        return Orientation(("vflip",) * (m[4] < 0))
+    raise MediaError(
+        f"its display matrix turns the picture {(360 - theta) % 360:.0f} degrees: "
+        "drapto turns pictures by quarter turns only",
+        path,
+    )
 
 
 @dataclass(frozen=True)
@@ -77,9 +117,22 @@ class VideoPlan:
         return DolbyVisionEncoder() if self.dolby_vision else SvtEncoder()
 
     @property
+    def orientation(self) -> Orientation:
+        """How a player shows the source (its display matrix), done to the pixels."""
+        return orientation(self.analysis.media.video.display_matrix, self.source)
+
+    @property
+    def coded_size(self) -> tuple[int, int]:
+        """The encoded picture's size before it is turned: the crop's, else the source's."""
+        video = self.analysis.media.video
+        return (self.crop.width, self.crop.height) if self.crop else (video.width, video.height)
+
+    @property
     def width(self) -> int:
-        return self.crop.width if self.crop else self.analysis.media.video.width
+        """The output's width as a player shows the source: turned a quarter, it is the
+        coded height."""
+        return self.coded_size[self.orientation.swaps]
 
     @property
     def height(self) -> int:
-        return self.crop.height if self.crop else self.analysis.media.video.height
+        return self.coded_size[not self.orientation.swaps]

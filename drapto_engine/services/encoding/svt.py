@@ -9,6 +9,22 @@ from drapto_engine.services.encoding.plan import VideoPlan
 
 PIX_FMT = "yuv420p10le"
 
+MIN_SIDE = 16
+"""The narrowest picture drapto encodes. libsvtav1 fails a frame whose coded size tops 8
+times its raw size ("TU size > 8 raw frame size"), which pictures of a few pixels a
+side do (1x1 always; 2x2 to 11x11 with detailed content, tried with SVT-AV1 4.2);
+16 pixels a side leave it room."""
+
+
+def size_problem(width: int, height: int) -> str | None:
+    """Why the encoder cannot take a picture of this size, or None."""
+    if min(width, height) >= MIN_SIDE:
+        return None
+    return (
+        f"its picture of {width}x{height} is too small to encode "
+        f"(SVT-AV1 needs at least {MIN_SIDE}x{MIN_SIDE})"
+    )
+
 
 def svt_params(plan: VideoPlan, threads: int) -> str:
     """The -svtav1-params string: the job's parameters and its thread share.
@@ -59,11 +75,14 @@ def seek(plan: VideoPlan, segment: Segment) -> tuple[float, float]:
 
 def video_filters(plan: VideoPlan, skip_s: float = 0.0) -> list[str]:
     """Frames before the segment dropped (see `seek`), timestamps rebased to 0, then
-    deinterlacing, then the crop.
+    deinterlacing, then the crop, then the turn and flip of the source's display matrix.
 
     A segment starts at 0: the join places it at its first frame's source time (see
     `mux.concat_list`). Deinterlacing comes before the crop, whose offset may be an odd
-    number of lines and would swap the fields.
+    number of lines and would swap the fields. The crop was detected on the coded
+    picture, so the turn comes after it; ffmpeg's own autorotate is off (see
+    `segment_argv`), and the turned frames lose the display matrix, which would
+    otherwise turn them again in a player.
     """
     filters = [f"trim=start={skip_s:.6f}"] if skip_s > 0 else []
     filters.append("setpts=PTS-STARTPTS")
@@ -71,6 +90,8 @@ def video_filters(plan: VideoPlan, skip_s: float = 0.0) -> list[str]:
         filters.append(plan.interlace.filter())
     if plan.crop:
         filters.append(plan.crop.filter())
+    if plan.analysis.media.video.display_matrix is not None:
+        filters += [*plan.orientation.filters, "sidedata=mode=delete:type=DISPLAYMATRIX"]
     return ["-vf", ",".join(filters)]
 
 
@@ -111,6 +132,9 @@ def segment_argv(
         "-threads",
         str(max(1, threads)),
         *entered,
+        # The picture is turned by video_filters, after the crop: a shipped segment
+        # (cluster/tasks.py) may not carry the display matrix that autorotate reads.
+        "-noautorotate",
         "-i",
         str(plan.source),
         "-map",
