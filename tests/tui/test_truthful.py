@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from replay import ReplayClient
 from textual.content import Content
 from textual.pilot import Pilot
@@ -22,6 +23,7 @@ from drapto_engine.core.events import EntryChanged, JobFailed
 from drapto_engine.core.jobs import EntryStatus, JobOptions, QueueEntry
 from drapto_engine.server.client import EngineClient
 from drapto_tui.app import DraptoApp
+from drapto_tui.screens.confirm import ConfirmScreen
 from drapto_tui.screens.job import JobScreen
 from drapto_tui.screens.main import MainScreen
 from drapto_tui.widgets.event_log import EventLog
@@ -225,4 +227,60 @@ async def test_at_80x24_the_keys_and_the_queue_line_are_whole(tmp_path: Path) ->
         assert [n.text for n in log.notices if "failed" in n.text] == [
             "Broken.mkv: failed: not a video"
         ]
+        await app.leave(stop_engine=False)
+
+
+@pytest.mark.slow
+async def test_a_real_cancel_leaves_no_running_cell_no_progress_and_no_stall_alert(
+    tmp_path: Path, start_engine: Callable[[str], Service], make_media: Callable[..., Path]
+) -> None:
+    """Cancel a real encode mid-way (c, confirmed), pause, retry (r): the grid shows no
+    running segment, the queue bar does not jump, the queued entry shows 0%, and no
+    `stalled` alert comes for the cancelled encoders once the stall time has passed."""
+    service = start_engine("stall_timeout_s = 2")
+    film = make_media("film.mkv", size=(640, 360), duration=10, gop=25)
+    later = make_media("later.mkv", size=(64, 64), duration=1)
+
+    async def connect() -> EngineClient:
+        return await service.client("tui-test")
+
+    app = DraptoApp(connect, settings=tmp_path / "tui.toml")
+    async with app.run_test(size=(110, 34)) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, MainScreen))
+        link = app.link
+        assert link is not None
+        options = JobOptions(preset=12, min_segment_s=1, max_segment_s=2)
+        await link.client.add_paths([str(film)], options=options)
+        grid = app.screen.query_one(SegmentGrid)
+
+        def encoding() -> bool:
+            job = link.state.jobs.get(link.state.entries[0].job or "")
+            return job is not None and any(
+                s.state == "running" and s.percent > 0 for s in job.segments.values()
+            )
+
+        await until(pilot, lambda: bool(link.state.entries) and encoding(), timeout=60)
+        await link.client.pause()  # a second file waits behind it: the run goes on
+        await link.client.add_paths([str(later)], options=options)
+        await until(pilot, lambda: len(link.state.entries) == 2)
+        await redrawn(pilot)
+        assert "running" in grid.text()
+        before = queue_percent(app)
+        await pilot.press("home", "c")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("y")
+        await until(pilot, lambda: link.state.entries[0].status is EntryStatus.CANCELLED, 30)
+        cancelled_at = time.time()
+        await redrawn(pilot)
+        assert "running" not in grid.text() and "▶" not in grid.text(), grid.text()
+        assert queue_percent(app) <= before
+        await pilot.press("r")
+        await until(pilot, lambda: link.state.entries[0].status is EntryStatus.QUEUED)
+        await redrawn(pilot)
+        row = app.screen.query_one(QueueTable).row_text(0)
+        assert "queued" in row and " 0%" in row, row
+        await pilot.pause(4.0)  # past the stall time of the cancelled encoders
+        log = app.screen.query_one(EventLog)
+        late = [n.text for n in log.notices if "stalled" in n.text and n.at > cancelled_at]
+        assert late == []
         await app.leave(stop_engine=False)
