@@ -18,8 +18,11 @@ from drapto_engine.core.errors import DraptoError
 from drapto_engine.core.events import (
     Alert,
     AnalysisReady,
+    EntryChanged,
     Event,
     EventBus,
+    JobFailed,
+    JobFinished,
     ResourcesSampled,
     SegmentDone,
     SegmentFailed,
@@ -28,6 +31,7 @@ from drapto_engine.core.events import (
     StageChanged,
 )
 from drapto_engine.core.flags import BY_NAME
+from drapto_engine.core.jobs import EntryStatus
 from drapto_engine.core.metrics import JobMetrics, ResourceSnapshot, SegmentMetrics
 from drapto_engine.core.models import EncodeSettings
 from drapto_engine.services.encoding.plan import VideoPlan
@@ -96,6 +100,8 @@ class Monitor:
         now = self.clock()
         if isinstance(event, ResourcesSampled):
             self._sampled(event.snapshot, now)
+        if isinstance(event, EntryChanged):
+            self._entry_changed(event)
         if not event.job:
             return
         job = self._jobs.get(event.job)
@@ -119,8 +125,18 @@ class Monitor:
                 job.done.append(self._segment_metrics(event, job))
         elif isinstance(event, SegmentFailed):
             job.running.pop(event.index, None)
+        elif isinstance(event, JobFailed | JobFinished):
+            job.running.clear()  # a failed try's other encoders were stopped with it
         elif isinstance(event, Alert):
             job.alerts[event.kind] = job.alerts.get(event.kind, 0) + 1
+
+    def _entry_changed(self, event: EntryChanged) -> None:
+        """An entry that is not running has no encoders (a cancel or an interrupt stops
+        them without a segment event): none of its job's segments is watched any more."""
+        entry = event.entry
+        job = self._jobs.get(entry.job or "")
+        if job is not None and entry.status is not EntryStatus.RUNNING:
+            job.running.clear()
 
     def _progress(self, event: SegmentProgress, job: _Job, now: float) -> None:
         running = job.running.get(event.index)
@@ -218,10 +234,23 @@ class Monitor:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
+    def stood_still(self, seconds: float) -> None:
+        """The engine did not run for `seconds` (stopped by SIGSTOP, a suspended machine,
+        a blocked loop): it read no progress then, so that time is no encoder's stall."""
+        for job in self._jobs.values():
+            for running in job.running.values():
+                running.last_progress += seconds
+
     async def _watch(self) -> None:
         interval = min(1.0, self.stall_s / 4)
+        last = self.clock()
         while True:
             await asyncio.sleep(interval)
+            now = self.clock()
+            late = now - last - interval
+            if late > interval:  # the watchdog itself was not run meanwhile
+                self.stood_still(late)
+            last = now
             self.check_stalls()
 
     # -- figures out --

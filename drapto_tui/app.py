@@ -17,12 +17,13 @@ from textual.widgets import Static, TabbedContent
 
 import themes
 from drapto_engine.core.errors import DraptoError
+from drapto_engine.core.events import EntryChanged
 from drapto_engine.core.jobs import EntryStatus
 from drapto_tui.client import Connect
 from drapto_tui.commands import drapto_commands
 from drapto_tui.link import EngineLink
 from drapto_tui.messages import EngineGone, EngineNotice, FlagToggled
-from drapto_tui.notices import Notice, describe
+from drapto_tui.notices import Notice, describe, failure
 from drapto_tui.screens.add import AddScreen
 from drapto_tui.screens.confirm import ConfirmScreen
 from drapto_tui.screens.job import JobScreen
@@ -95,6 +96,7 @@ class DraptoApp(App[None]):
         gc.freeze()  # the mirror lives as long as the app: full collections skip it
         self.sub_title = "attached to the engine"
         self.tell(Notice("information", "attached to the engine", pop_up=False))
+        self.tell_failed()
         if self.paths:
             await self.add_paths(self.paths)
         await self.push_screen(MainScreen(link))
@@ -146,10 +148,25 @@ class DraptoApp(App[None]):
                 log.add(notice)
         self._notices.append(notice)
 
+    def tell_failed(self) -> None:
+        """The entries that had failed before this client attached, in the log."""
+        link = self.link
+        if link is not None:
+            for entry in link.state.entries:
+                if entry.status is EntryStatus.FAILED:
+                    name = link.label(entry)
+                    self.tell(failure(entry, link.job_of(entry), name, pop_up=False))
+
     @on(EngineNotice)
     def notice(self, message: EngineNotice) -> None:
         event = message.event
-        name = self.link.job_name(event.job) if self.link and event.job else None
+        link = self.link
+        if isinstance(event, EntryChanged):
+            if link is not None:
+                entry = event.entry
+                self.tell(failure(entry, link.job_of(entry), link.label(entry)))
+            return
+        name = link.job_name(event.job) if link and event.job else None
         described = describe(event, name)
         if described is not None:
             self.tell(described)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,13 +27,18 @@ class Progress:
     eta_s: float | None
 
 
+NO_PROGRESS = Progress(0.0, 0.0, 0, None, None)
+
+
 def job_progress(entry: QueueEntry, job: JobView | None) -> Progress:
+    """Done and skipped entries are whole; only a running one has figures of its own (a
+    queued, failed or cancelled entry's job is an earlier run's, and shows nothing)."""
     if entry.status in (EntryStatus.DONE, EntryStatus.SKIPPED):
         s = entry.summary
         size = s.output_bytes if s else 0
         return Progress(1.0, s.encode_fps if s else 0.0, size, size or None, 0.0)
-    if job is None or not job.segments:
-        return Progress(0.0, 0.0, 0, None, None)
+    if entry.status is not EntryStatus.RUNNING or job is None or not job.segments:
+        return NO_PROGRESS
     total = job.analysis.frames if job.analysis else sum(s.frames for s in job.segments.values())
     size = sum(s.size_bytes or 0 for s in job.segments.values() if s.state == "done")
     fraction = min(1.0, job.frames_done / total) if total else 0.0
@@ -115,6 +120,46 @@ def name(entry: QueueEntry) -> str:
     return Path(entry.input).name
 
 
+def reason(entry: QueueEntry) -> str:
+    """Why an entry failed, without its own path (the screen names the file already)."""
+    return (entry.error or "no reason given").removeprefix(f"{entry.input}: ")
+
+
+def labels(entries: Iterable[QueueEntry]) -> dict[int, str]:
+    """The entries whose file names repeat in the queue, by id: each as the fewest
+    folders above its name that tell it apart from the others of that name."""
+    by_name: dict[str, list[QueueEntry]] = {}
+    for entry in entries:
+        by_name.setdefault(Path(entry.input).name, []).append(entry)
+    shown: dict[int, str] = {}
+    for same in by_name.values():
+        if len(same) < 2:
+            continue
+        parts = {e.id: Path(e.input).parent.parts for e in same}
+        deepest = max(len(p) for p in parts.values())
+        for depth in range(1, deepest + 1):
+            tails = {i: p[-depth:] for i, p in parts.items()}
+            if len(set(tails.values())) == len(tails) or depth == deepest:
+                break
+        for entry in same:
+            folders = "/".join(tails[entry.id]).removeprefix("/")
+            shown[entry.id] = f"{folders}/{Path(entry.input).name}"
+    return shown
+
+
+def fit(text: str, width: int) -> str:
+    """`text` in `width` characters: the end is cut, with a mark."""
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def fit_middle(text: str, width: int) -> str:
+    """`text` in `width` characters, its middle cut: a folder's start and a name's end stay."""
+    if len(text) <= width:
+        return text
+    head = (width - 1) // 2
+    return text[:head] + "…" + text[len(text) - (width - 1 - head) :]
+
+
 @dataclass(frozen=True)
 class QueueTotals:
     counts: dict[str, int]
@@ -134,10 +179,11 @@ class QueueCounts:
 
     counts: dict[str, int]
     finished: int
-    """Entries of this run that ended (done, skipped, failed or cancelled)."""
+    """Entries of this run that were done or skipped."""
     running: tuple[int, ...]
     active: int
-    """Entries of this run: waiting, running, or ended since the run began."""
+    """Entries of this run: waiting, running, or done or skipped since the run began
+    (one that failed or was cancelled is no work done, nor work left)."""
     mean_job_s: float | None = None
     """Mean wall time of the jobs finished in this queue (what a queued one may take)."""
     run: frozenset[int] = frozenset()
@@ -160,7 +206,7 @@ def queue_counts(snapshot: EngineSnapshot, run: frozenset[int] = frozenset()) ->
             waiting.add(entry.id)
             if entry.status is EntryStatus.RUNNING:
                 running.append(entry.id)
-        elif entry.id in run:
+        elif entry.id in run and entry.status in (EntryStatus.DONE, EntryStatus.SKIPPED):
             ended += 1
         if entry.status is EntryStatus.DONE and entry.summary and entry.summary.wall_s > 0:
             walls.append(entry.summary.wall_s)
@@ -177,8 +223,8 @@ def queue_totals(
     counts: QueueCounts | None = None,
     lookup: Callable[[int], QueueEntry | None] | None = None,
 ) -> QueueTotals:
-    """Whole-queue progress over the entries of this run (see QueueCounts): ended ones
-    count whole, running ones by their frames, waiting ones nothing.
+    """Whole-queue progress over the entries of this run (see QueueCounts): done and
+    skipped ones count whole, failed and cancelled ones not at all, running ones by their frames, waiting ones nothing.
     The ETA is the running jobs' frames left at their speed now, plus the queued
     entries at the mean time of the jobs finished so far, as many at once as run now.
     With cached `counts` and an indexed `lookup` it costs only the running entries."""
@@ -216,17 +262,27 @@ def queue_totals(
     return QueueTotals(counts.counts, fraction, fps, eta, at_least)
 
 
-def totals_line(totals: QueueTotals, paused: bool) -> str:
-    """The whole queue in one line, most important first (a narrow screen cuts the end)."""
-    parts = ["[$warning]paused[/]" if paused else "", f"queue {bar(totals.fraction, 16)}"]
-    if totals.eta_s is not None:
-        parts.append(f"ETA {'≥' if totals.eta_at_least else ''}{duration(totals.eta_s)}")
-    if totals.fps:
-        parts.append(f"{totals.fps:.1f} fps")
+def totals_line(totals: QueueTotals, paused: bool, width: int = 1000) -> str:
+    """The whole queue in one line of at most `width` characters: where room is short,
+    the speed goes first, then the ETA, then the bar narrows; the counts by status
+    (a failure among them) always stay whole."""
     order = ("running", "queued", "done", "failed", "skipped", "cancelled")
     counts = ", ".join(f"{totals.counts[s]} {s}" for s in order if totals.counts.get(s))
-    parts.append(counts or "empty")
-    return "  ".join(p for p in parts if p)
+    eta = f"ETA {'≥' if totals.eta_at_least else ''}{duration(totals.eta_s)}"
+    fps = f"{totals.fps:.1f} fps" if totals.fps else ""
+    choices = [(16, eta, fps), (16, eta, ""), (10, eta, ""), (10, "", "")]
+    for bar_width, eta_part, fps_part in choices:
+        parts = [
+            "paused" if paused else "",
+            f"queue {bar(totals.fraction, bar_width)}",
+            eta_part if totals.eta_s is not None else "",
+            fps_part,
+            counts or "empty",
+        ]
+        line = "  ".join(p for p in parts if p)
+        if len(line) <= width:
+            break
+    return line.replace("paused", "[$warning]paused[/]", 1) if paused else line
 
 
 def clock(at: float | None) -> str:

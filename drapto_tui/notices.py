@@ -9,21 +9,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from drapto_engine.core.api import JobView
 from drapto_engine.core.events import (
     Alert,
     Event,
     FlagChanged,
-    JobFailed,
     JobFinished,
     RolledBack,
     Warning,
 )
 from drapto_engine.core.flags import FlagSource
+from drapto_engine.core.jobs import QueueEntry
+from drapto_tui import format as fmt
 
 Severity = Literal["information", "warning", "error"]
-POPPED = (Warning, Alert, RolledBack, JobFailed)
-"""Events the header counts until the log is looked at; the rest (finished jobs, flag
-changes) only go to the log."""
+POPPED = (Warning, Alert, RolledBack)
+"""Events the header counts until the log is looked at, as it does failures; the rest
+(finished jobs, flag changes) only go to the log."""
 
 
 def now() -> float:
@@ -52,8 +54,6 @@ def describe(event: Event, name: str | None = None) -> Notice | None:
         text = f"{event.kind.replace('_', ' ')}{segment}: {event.message}"
     elif isinstance(event, RolledBack):
         text = f"{event.stage} failed; retrying with {event.flag} off (rolled back: {event.error})"
-    elif isinstance(event, JobFailed):
-        severity, text = "error", f"failed while {event.stage}: {event.error}"
     elif isinstance(event, JobFinished):
         s = event.summary
         severity = "information"
@@ -70,3 +70,12 @@ def describe(event: Event, name: str | None = None) -> Notice | None:
     else:
         return None
     return Notice(severity, who + text, event.at, pop_up)
+
+
+def failure(entry: QueueEntry, job: JobView | None, name: str, pop_up: bool = True) -> Notice:
+    """An entry that failed, with its reason, and the stage it failed in if its job had
+    started (a file that cannot be read fails before it has one)."""
+    stages = job.stages if job is not None else {}
+    stage = f" while {max(stages, key=stages.__getitem__)}" if stages else ""
+    at = entry.finished or now()
+    return Notice("error", f"{name}: failed{stage}: {fmt.reason(entry)}", at, pop_up)

@@ -25,28 +25,51 @@ BADGE_VARIABLES = {
 }
 
 
-def timeline(job: JobView | None) -> str:
-    if job is None:
-        return "not started"
+ENDED = {
+    EntryStatus.FAILED: "failed",
+    EntryStatus.CANCELLED: "cancelled",
+    EntryStatus.SKIPPED: "skipped",
+}
+
+
+def ending(entry: QueueEntry) -> str:
+    """How an entry that ended without an output ended, and why."""
+    if entry.status is EntryStatus.FAILED:
+        return f"[$error]failed: {escape(fmt.reason(entry))}[/]"
+    why = f": {escape(entry.note)}" if entry.note else ""
+    return f"[$warning]{ENDED[entry.status]}{why}[/]"
+
+
+def timeline(job: JobView | None, entry: QueueEntry | None = None) -> str:
+    """The stages the entry's job went through; an entry that failed, was cancelled or
+    skipped says so and why, whether or not its job had started."""
+    ended = entry is not None and entry.status in ENDED
+    if job is None or not job.stages:
+        return ending(entry) if entry is not None and ended else "not started"
     parts = []
     times = job.stages
     for i, stage in enumerate(STAGES):
         at = times.get(stage)
         if at is None:
-            parts.append(f"[$text-muted]{stage}[/]")
+            if not ended:
+                parts.append(f"[$text-muted]{stage}[/]")
             continue
         following = [times[s] for s in STAGES[i + 1 :] if s in times]
         took = f" {fmt.duration(following[0] - at)}" if following else ""
-        mark = "[$success]✓[/]" if following or stage == "done" else "[$accent]▶[/]"
+        done = following or stage == "done"
+        mark = "[$success]✓[/]" if done else "[$error]✗[/]" if ended else "[$accent]▶[/]"
         parts.append(f"{mark} {stage} {fmt.clock(at)}{took}")
-    if job.error:
+    if entry is not None and ended:
+        parts.append(ending(entry))
+    elif job.error:
         parts.append(f"[$error]failed: {escape(job.error)}[/]")
     return "  ".join(parts)
 
 
-def analysis(job: JobView | None) -> str:
+def analysis(job: JobView | None, entry: QueueEntry | None = None) -> str:
     if job is None or job.analysis is None:
-        return "analysis: pending"
+        waiting = entry is None or entry.status in (EntryStatus.QUEUED, EntryStatus.RUNNING)
+        return "analysis: pending" if waiting else "analysis: none (the job ended before it)"
     a = job.analysis
     dv = f" profile {a.dolby_vision_profile}" if a.dolby_vision_profile else ""
     colour = BADGE_VARIABLES.get(a.dynamic_range, "$foreground")
@@ -115,15 +138,15 @@ class JobScreen(Screen[None]):
         eta = f"  ETA {fmt.duration(progress.eta_s)}" if running else ""
         self._show(
             "#job-title",
-            f"[b]{escape(fmt.name(entry))}[/b]  [$text-muted]{escape(entry.output)}[/]",
+            f"[b]{escape(self.link.label(entry))}[/b]  [$text-muted]{escape(entry.output)}[/]",
         )
         progress_line = (
             f"{fmt.status_text(entry)}  {fmt.bar(progress.fraction, 20)}  {progress.fps:.1f} fps  "
             f"{fmt.size(progress.size_bytes or None)} of ~{fmt.size(progress.estimated_bytes)}{eta}"
         )
         self._show("#job-progress", progress_line, layout=False)  # one line, always
-        self._show("#timeline", timeline(job))
-        self._show("#analysis", analysis(job))
+        self._show("#timeline", timeline(job, entry))
+        self._show("#analysis", analysis(job, entry))
         self.query_one(SegmentGrid).show(job)
 
     def _show(self, selector: str, text: str, layout: bool = True) -> None:

@@ -3,8 +3,6 @@ under it, and tabs for resources, flags and the event log."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from textual import events, on
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -23,6 +21,8 @@ from drapto_tui.widgets.resource_strip import ResourceStrip
 from drapto_tui.widgets.resources_panel import ResourcesPanel
 from drapto_tui.widgets.segment_grid import CELL, SegmentGrid
 
+MOVE = Binding.Group("Move", compact=True)
+"""Up and down share one label in the key bar: at 80 columns every key fits."""
 WIDE = (140, 40)
 """From this size on, the segment strip grows into the full grid and sparklines show."""
 
@@ -44,9 +44,9 @@ class KeyTabs(TabbedContent):
 class MainScreen(Screen[None]):
     BINDINGS = [
         Binding("a", "app.add", "Add"),
-        Binding("delete,x", "app.remove", "Remove"),
-        Binding("shift+up,K", "app.move(-1)", "Up", key_display="⇧↑"),
-        Binding("shift+down,J", "app.move(1)", "Down", key_display="⇧↓"),
+        Binding("delete,x", "app.remove", "Remove", key_display="x"),
+        Binding("shift+up,K", "app.move(-1)", "Up", key_display="⇧↑", group=MOVE),
+        Binding("shift+down,J", "app.move(1)", "Down", key_display="⇧↓", group=MOVE),
         Binding("p", "app.toggle_pause", "Pause"),
         Binding("r", "app.retry", "Retry"),
         Binding("c", "app.cancel_entry", "Cancel"),
@@ -173,8 +173,8 @@ class MainScreen(Screen[None]):
             for candidate in state.entries:
                 other = state.jobs.get(candidate.job or "")
                 if candidate.status is EntryStatus.RUNNING and other and other.segments:
-                    return other, fmt.name(candidate)
-        return job, fmt.name(entry) if entry is not None else ""
+                    return other, self.link.label(candidate)
+        return job, self.link.label(entry) if entry is not None else ""
 
     def refresh_from_engine(self) -> None:
         if not self._composed:  # a tick between push and mount: its parts are not there yet
@@ -188,7 +188,8 @@ class MainScreen(Screen[None]):
             run = self._counts.run if self._counts is not None else frozenset()
             self._counts = fmt.queue_counts(state, run)
         totals = fmt.queue_totals(state, self._counts, link.entry)
-        text = f"{fmt.totals_line(totals, state.paused)}  {state.workers} workers"
+        room = self.size.width - 2  # its padding; the worker bound is in the strip below
+        text = fmt.totals_line(totals, state.paused, room)
         if text != self._totals_text:  # an unchanged line costs no redraw
             self._totals_text = text
             self.query_one("#totals", Static).update(text, layout=False)  # one line, always
@@ -210,4 +211,4 @@ class MainScreen(Screen[None]):
         self.lay_out(len(job.segments) if job is not None else 0)
         if touched or key != self._strip_job:
             self._strip_job = key
-            self.query_one(SegmentGrid).show(job, Path(name).name)
+            self.query_one(SegmentGrid).show(job, name)

@@ -57,14 +57,19 @@ BADGE_CLASSES = {
 
 
 def row(
-    entry: QueueEntry, snapshot: EngineSnapshot, columns: tuple[Column, ...]
+    entry: QueueEntry,
+    snapshot: EngineSnapshot,
+    columns: tuple[Column, ...],
+    label: str | None = None,
 ) -> tuple[str, ...]:
+    """`label`: the name with the folders that tell it apart, where names repeat (cut
+    in the middle, so that both the folder and the name's end show)."""
     job = snapshot.jobs.get(entry.job or "")
     progress = fmt.job_progress(entry, job)
-    name = fmt.name(entry)
     width = columns[0][2]
+    name = fmt.fit_middle(label, width) if label else fmt.fit(fmt.name(entry), width)
     values = {
-        "name": name if len(name) <= width else name[: width - 1] + "…",
+        "name": name,
         "status": fmt.status_text(entry),
         "dr": fmt.badge(job, entry),
         "progress": fmt.bar(progress.fraction),
@@ -119,6 +124,8 @@ class QueueTable(ScrollView, can_focus=True):
         self.snapshot = EngineSnapshot()
         self._rows: dict[int, int] = {}
         """Entry id -> row."""
+        self._labels: dict[int, str] = {}
+        """Entry id -> its name and folders, for the entries whose names repeat."""
 
     @property
     def columns(self) -> tuple[Column, ...]:
@@ -135,7 +142,9 @@ class QueueTable(ScrollView, can_focus=True):
 
     def row_text(self, index: int) -> str:
         """The cells of a row as shown (for tests and the tmux check)."""
-        return line(row(self.snapshot.entries[index], self.snapshot, self.columns), self.columns)
+        entry = self.snapshot.entries[index]
+        cells = row(entry, self.snapshot, self.columns, self._labels.get(entry.id))
+        return line(cells, self.columns)
 
     # -- data --
 
@@ -144,6 +153,7 @@ class QueueTable(ScrollView, can_focus=True):
         self.snapshot = snapshot
         if rebuild or len(self._rows) != len(snapshot.entries):
             self._rows = {e.id: i for i, e in enumerate(snapshot.entries)}
+            self._labels = fmt.labels(snapshot.entries)
             self.virtual_size = Size(
                 self.scrollable_content_region.width, len(snapshot.entries) + 1
             )
@@ -175,7 +185,7 @@ class QueueTable(ScrollView, can_focus=True):
         if index >= len(entries):
             return Strip.blank(width, self.rich_style)
         entry = entries[index]
-        cells = row(entry, self.snapshot, columns)
+        cells = row(entry, self.snapshot, columns, self._labels.get(entry.id))
         style = self.rich_style + self._row_style(entry, index)
         segments = [Segment(" ", style)]
         for (key, _, cell_width), value in zip(columns, cells, strict=True):

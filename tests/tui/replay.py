@@ -24,14 +24,19 @@ FIXTURE = Path(__file__).with_name("fixtures") / "encoding.json"
 class ReplayClient:
     def __init__(self, snapshot: EngineSnapshot | None = None) -> None:
         self.snapshot = snapshot or EngineSnapshot.model_validate_json(FIXTURE.read_text())
+        self.script: asyncio.Queue[Event] = asyncio.Queue()
+        """Events a test plays after the recording, as the engine would send them."""
 
     async def subscribe(self) -> EngineSnapshot:
         return self.snapshot.model_copy(deep=True)
 
     async def events(self) -> AsyncIterator[Event]:
-        await asyncio.Event().wait()  # a recording has no more events
-        return
-        yield  # pragma: no cover - makes this an async generator
+        while True:  # a recording has no more events than a test plays
+            yield await self.script.get()
+
+    def play(self, *events: Event) -> None:
+        for event in events:
+            self.script.put_nowait(event)
 
     async def close(self) -> None:
         return None

@@ -13,12 +13,13 @@ from drapto_engine.core.events import (
     SegmentPlanned,
     SegmentProgress,
     SegmentStarted,
+    StageChanged,
     Warning,
 )
 from drapto_engine.core.jobs import EntryStatus, QueueEntry
 from drapto_engine.core.metrics import JobSummary
 from drapto_tui import format as fmt
-from drapto_tui.notices import Notice, describe
+from drapto_tui.notices import Notice, describe, failure
 from drapto_tui.widgets.segment_grid import CELL, cell, strip_states, summary
 
 
@@ -111,6 +112,41 @@ class TestQueueTotals:
         assert line.startswith("[$warning]paused[/]  queue ")
         assert "ETA ≥0:10" in line and "1 running, 1 queued" in line
 
+    def test_failed_and_cancelled_entries_are_no_progress(self) -> None:
+        view = EngineView(EngineSnapshot(entries=[entry(3, EntryStatus.QUEUED)]))
+        encoding(view, 1, frames=1000, done=300, fps=50)
+        encoding(view, 2, frames=1000, done=100, fps=50)
+        counts = fmt.queue_counts(view.state)
+        assert round(fmt.queue_totals(view.state, counts).fraction, 3) == round(0.4 / 3, 3)
+        view.apply(EntryChanged(entry=entry(1, EntryStatus.CANCELLED, job="job1")))
+        view.apply(EntryChanged(entry=entry(3, EntryStatus.FAILED, error="not a video")))
+        counts = fmt.queue_counts(view.state, counts.run)
+        assert fmt.queue_totals(view.state, counts).fraction == 0.1  # only 2 is left, at 10%
+        assert fmt.job_progress(view.state.entries[0], view.state.jobs["job1"]).fraction == 0
+
+    def test_the_counts_stay_whole_on_a_narrow_line(self) -> None:
+        counts = {"running": 1, "queued": 12, "done": 30, "failed": 1}
+        totals = fmt.QueueTotals(counts, 0.5, 123.4, 4000.0, eta_at_least=True)
+        wide = fmt.totals_line(totals, paused=True)
+        assert "fps" in wide and "ETA" in wide
+        narrow = fmt.totals_line(totals, paused=True, width=78)
+        shown = narrow.replace("[$warning]paused[/]", "paused")
+        assert len(shown) <= 78 and shown.endswith("1 running, 12 queued, 30 done, 1 failed")
+
+    def test_repeated_names_get_the_folders_that_tell_them_apart(self) -> None:
+        paths = ["/tv/A/Season 1/Pilot.mkv", "/tv/B/Season 1/Pilot.mkv",
+                 "/tv/A/Season 2/Pilot.mkv", "/tv/A/Extra.mkv"]  # fmt: skip
+        entries = [
+            QueueEntry(id=n, input=p, output=p + ".av1.mkv", position=n)
+            for n, p in enumerate(paths)
+        ]
+        assert fmt.labels(entries) == {
+            0: "A/Season 1/Pilot.mkv",
+            1: "B/Season 1/Pilot.mkv",
+            2: "A/Season 2/Pilot.mkv",
+        }
+        assert fmt.fit_middle("A/Season 1/Pilot.mkv", 11) == "A/Sea…t.mkv"
+
     def test_cached_counts_give_the_same_totals(self) -> None:
         view = EngineView(EngineSnapshot(entries=[finished(1, 60), entry(3, EntryStatus.QUEUED)]))
         encoding(view, 2, frames=600, done=150, fps=30)
@@ -124,10 +160,18 @@ class TestQueueTotals:
 
 
 class TestNotices:
-    def test_a_job_event_names_its_file(self) -> None:
-        notice = describe(JobFailed(job="abc", stage="muxing", error="disk full"), "Film.mkv")
-        assert notice is not None and notice.severity == "error" and notice.pop_up
-        assert notice.text == "Film.mkv: failed while muxing: disk full"
+    def test_a_failure_names_its_file_stage_and_reason_once(self) -> None:
+        view = EngineView()
+        encoding(view, 1, frames=100, done=50, fps=10)
+        view.apply(StageChanged(job="job1", stage="muxing"))
+        view.apply(JobFailed(job="job1", stage="muxing", error="/films/1.mkv: disk full"))
+        assert describe(JobFailed(job="job1", stage="muxing", error="disk full")) is None
+        failed = entry(1, EntryStatus.FAILED, job="job1", error="/films/1.mkv: disk full")
+        notice = failure(failed, view.state.jobs["job1"], "1.mkv")
+        assert notice.severity == "error" and notice.pop_up
+        assert notice.text == "1.mkv: failed while muxing: disk full"
+        unread = entry(2, EntryStatus.FAILED, error="/films/2.mkv: not a video")
+        assert failure(unread, None, "2.mkv").text == "2.mkv: failed: not a video"
 
     def test_log_only_notices_are_not_counted(self) -> None:
         done = describe(Warning(message="bad.mkv: skipped"))

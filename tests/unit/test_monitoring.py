@@ -186,3 +186,52 @@ def test_rollback_picks_the_flag_whose_strategy_owns_the_failed_stage() -> None:
     assert rollback_flag("analyzing", None, settings) is None
     whole = settings.model_copy(update={"segmented": False, "scene_detection": False})
     assert rollback_flag("encoding", None, whole) is None
+
+
+def test_a_run_that_ended_leaves_no_encoder_to_call_stalled() -> None:
+    """Cancelled, interrupted or failed: its encoders are gone, so none of them stalls."""
+    from drapto_engine.core.events import EntryChanged, JobFailed
+    from drapto_engine.core.jobs import EntryStatus, QueueEntry
+
+    monitor, clock, seen = setup()
+    bus = monitor.bus
+    entry = QueueEntry(id=1, input="/f/a.mkv", output="/f/a.av1.mkv", position=0, job="j")
+    for status in (EntryStatus.CANCELLED, EntryStatus.QUEUED, EntryStatus.FAILED):
+        bus.emit(EntryChanged(entry=entry.model_copy(update={"status": EntryStatus.RUNNING})))
+        bus.emit(SegmentStarted(job="j", index=0, threads=1))
+        bus.emit(SegmentStarted(job="j", index=1, threads=1))
+        bus.emit(EntryChanged(entry=entry.model_copy(update={"status": status})))
+        clock.now += 120
+        monitor.check_stalls()
+    bus.emit(SegmentStarted(job="j", index=2, threads=1))  # a rolled-back try failed
+    bus.emit(JobFailed(job="j", stage="encoding", error="svt failed"))
+    clock.now += 120
+    monitor.check_stalls()
+    assert not [e for e in seen if isinstance(e, Alert)]
+
+
+async def test_time_the_engine_did_not_run_is_no_encoder_s_stall() -> None:
+    """A stopped engine (SIGSTOP, a suspended machine, a blocked loop) reads no progress:
+    once it runs again, its watchdog does not blame the encoders for that time."""
+    import asyncio
+    import time
+
+    bus, seen = EventBus(), []
+    bus.subscribe(seen.append)
+    monitor = Monitor(bus, stall_s=0.4)
+    monitor.start()
+    try:
+        bus.emit(SegmentStarted(job="j", index=0, threads=1))
+        await asyncio.sleep(0.15)
+        bus.emit(SegmentProgress(job="j", index=0, frame=5, frames=100, fps=1.0, percent=5))
+        time.sleep(1.0)  # the whole process stands still, as under SIGSTOP
+        await asyncio.sleep(0.2)
+        bus.emit(SegmentProgress(job="j", index=0, frame=9, frames=100, fps=1.0, percent=9))
+        assert not [e for e in seen if isinstance(e, Alert)]
+        deadline = time.monotonic() + 5  # running, and silent for longer than the stall time
+        while not seen[-1:] or not isinstance(seen[-1], Alert):
+            assert time.monotonic() < deadline, "no stalled alert"
+            await asyncio.sleep(0.05)
+        assert [(e.kind, e.index) for e in seen if isinstance(e, Alert)] == [("stalled", 0)]
+    finally:
+        await monitor.stop()
