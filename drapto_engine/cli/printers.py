@@ -71,6 +71,8 @@ def summary_lines(event: JobFinished) -> list[str]:
         f"  {s.input_bytes / 1e6:.1f} MB -> {s.output_bytes / 1e6:.1f} MB "
         f"({size_change(s.reduction_percent)}), {s.wall_s:.1f} s, {rate}",
     ]
+    if s.not_kept:
+        lines.append(f"  not kept: {', '.join(s.not_kept)} (drapto encodes one video stream)")
     if s.grew:
         lines.append(
             "  the output is larger than the source: nothing was saved (the source is "

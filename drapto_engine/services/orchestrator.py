@@ -47,6 +47,7 @@ from drapto_engine.core.events import (
 from drapto_engine.core.flags import FlagSet
 from drapto_engine.core.metrics import JobMetrics
 from drapto_engine.core.models import (
+    AttachmentStream,
     AudioStream,
     EncodeSettings,
     MediaInfo,
@@ -65,7 +66,7 @@ from drapto_engine.infrastructure.extents import Extent, stream_extents
 from drapto_engine.infrastructure.ffmpeg.progress import Progress
 from drapto_engine.infrastructure.ffmpeg.runner import run_checked, run_ffmpeg
 from drapto_engine.infrastructure.prefetch import Prefetch
-from drapto_engine.infrastructure.probe import probe
+from drapto_engine.infrastructure.probe import cover_picture, probe
 from drapto_engine.infrastructure.resources import (
     GIB,
     ResourceManager,
@@ -854,8 +855,11 @@ class Orchestrator:
                 "encoded segments are kept there for the next run",
                 media.path,
             ) from exc
+        covers = await asyncio.to_thread(_write_covers, media, work)
         result = await run_ffmpeg(
-            mux_argv(self.ffmpeg, media, listing, audio, partial, video_start_us=starts[0])
+            mux_argv(
+                self.ffmpeg, media, listing, audio, partial, video_start_us=starts[0], covers=covers
+            )
         )
         if result.returncode == 0:
             return
@@ -899,7 +903,19 @@ class Orchestrator:
             encode_fps=encoded / wall if wall > 0 else 0.0,
             segments=segments,
             metrics=metrics,
+            not_kept=tuple(extra.describe() for extra in media.extra_video),
         )
+
+
+def _write_covers(media: MediaInfo, work: Path) -> list[tuple[AttachmentStream, Path]]:
+    """Each cover art picture of the source, as a file in the work folder to attach."""
+    covers = []
+    for cover in media.attachments:
+        if cover.cover:
+            picture = work / f"cover-{cover.index}"
+            picture.write_bytes(cover_picture(media.path, cover.index))
+            covers.append((cover, picture))
+    return covers
 
 
 def _out_of_space(returncode: int, stderr: str) -> bool:
