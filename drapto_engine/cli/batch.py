@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import signal
 import sys
 import time
@@ -42,6 +41,7 @@ from drapto_engine.core.errors import DraptoError
 from drapto_engine.core.events import EventBus, Warning
 from drapto_engine.core.jobs import FINAL_STATUSES, EntryStatus, JobOptions, QueueEntry
 from drapto_engine.core.metrics import size_change
+from drapto_engine.core.text import dumps
 from drapto_engine.infrastructure import paths
 from drapto_engine.infrastructure.ffmpeg.toolchain import find_toolchain
 from drapto_engine.server.client import EngineClient, EngineLost
@@ -396,7 +396,7 @@ def write_summary(state_dir: Path, label: str, rows: list[dict[str, Any]], wall:
     folder = state_dir / "batches"
     folder.mkdir(parents=True, exist_ok=True)
     data = {"batch": label, "wall_s": round(wall, 2), "jobs": rows}
-    text = json.dumps(data, indent=2, ensure_ascii=False)
+    text = dumps(data, indent=2)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     path = folder / f"batch-{stamp}.json"
     path.write_text(text, encoding="utf-8")

@@ -25,6 +25,7 @@ from drapto_engine.core.events import (
     Warning,
 )
 from drapto_engine.core.metrics import counted, size_change
+from drapto_engine.core.text import model_json
 
 LIVE_INTERVAL_S = 0.25
 
@@ -42,7 +43,7 @@ class JsonPrinter:
         self.out = out
 
     def handle(self, event: Event) -> None:
-        self.out.write(event.model_dump_json() + "\n")
+        self.out.write(model_json(event) + "\n")
         self.out.flush()
 
     def close(self) -> None:
