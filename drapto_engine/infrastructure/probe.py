@@ -6,8 +6,10 @@ No system ffprobe is needed. Blocking: async callers use `probe_async`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
+from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -206,6 +208,21 @@ def cover_picture(path: Path, index: int) -> bytes:
     raise MediaError(f"its cover art (stream #{index}) holds no picture", path)
 
 
+@contextlib.contextmanager
+def _from_start(container: Any, path: Path) -> Iterator[Any]:
+    """`container` sought back to its start, or the file opened afresh where that seek
+    fails (an AVI whose first index entry, a dropped frame, is no keyframe)."""
+    try:
+        # To the start time, not 0: a file without an index (a cut Matroska has no cues)
+        # cannot seek before its first timestamp.
+        container.seek(container.start_time or 0)
+    except av.error.FFmpegError:
+        with _open(path) as fresh:
+            yield fresh
+        return
+    yield container
+
+
 def _video_stream(
     container: Any, stream: Any, path: Path, start_s: float, duration_s: float
 ) -> VideoStream:
@@ -216,18 +233,14 @@ def _video_stream(
     base = stream.base_rate or average
     # The container's own index (an MP4 sample table) counts the frames; a Matroska
     # NUMBER_OF_FRAMES statistics tag is not trusted, since a remux may leave it stale.
-    indexed = int(stream.frames or 0)
-    try:
-        # To the start time, not 0: a file without an index (a cut Matroska has no cues)
-        # cannot seek before its first timestamp.
-        container.seek(container.start_time or 0)
-    except av.error.FFmpegError as exc:
-        raise MediaError(f"cannot be read from its start: {exc.strerror or exc}", path) from exc
+    # An AVI index counts the empty chunks of dropped frames too: its packets are counted.
+    indexed = int(stream.frames or 0) if container.format.name != "avi" else 0
     if indexed:
         end, pts = _video_end_near_tail(container, stream, duration_s)
         frame_count = indexed
     else:
-        frame_count, end, pts = _scan_video_end(container, stream)
+        with _from_start(container, path) as source:
+            frame_count, end, pts = _scan_video_end(source, source.streams[stream.index])
     if start_s + duration_s - end > _TRUNCATION_TOLERANCE_S:
         raise MediaError(
             f"is truncated: its video stops at {max(end - start_s, 0):.2f} s of {duration_s:.2f} s",
