@@ -373,11 +373,12 @@ def _n_vop(time_increment_bits: int) -> bytes:
 
 
 def make_xvid_avi(
-    ffmpeg: str, out: Path, *, duration: float = 4.0, dropped_first: bool = True
+    ffmpeg: str, out: Path, *, duration: float = 4.0, dropped_first: str | None = "empty"
 ) -> Path:
     """An AVI as Xvid's and DivX's VfW codecs wrote them: MPEG-4 ASP with one B-frame
     packed into the packet of the frame before it (an N-VOP in its own slot), MP3 audio,
-    and with `dropped_first` an empty chunk (a dropped frame) before the first picture.
+    and with `dropped_first` a dropped frame before the first picture: an "empty" chunk,
+    or an "n-vop" (a not coded VOP, which decodes to nothing).
 
     ffmpeg writes B-frames unpacked, so its packets are packed here with PyAV. The
     frames are 25 fps testsrc2, a keyframe every 50."""
@@ -395,7 +396,8 @@ def make_xvid_avi(
         video = source.streams.video[0]
         streams = {s.index: target.add_stream_from_template(s) for s in source.streams}
         packets = [p for p in source.demux() if p.size]
-        chunks: list[tuple[bytes, bool]] = [(b"", False)] if dropped_first else []
+        dropped = {"empty": b"", "n-vop": _n_vop(5)}
+        chunks = [(dropped[dropped_first], False)] if dropped_first else []
         for packet in (p for p in packets if p.stream is video):
             data = bytes(packet)
             if data[data.index(_VOP) + 4] >> 6 == 2 and chunks and chunks[-1][0]:  # a B-VOP

@@ -28,6 +28,7 @@ from drapto_engine.core.models import (
     SubtitleStream,
     VideoStream,
 )
+from drapto_engine.infrastructure.extents import FramePackets
 from drapto_engine.infrastructure.hdr_probe import (
     CONTENT_LIGHT_SIDE_DATA,
     DOVI_METADATA_SIDE_DATA,
@@ -104,8 +105,9 @@ def _scan_video_end(container: Any, stream: Any) -> tuple[int, float, list[int]]
     end = 0.0
     pts: list[int] = []
     tb = stream.time_base
+    frames = FramePackets(stream)
     for packet in container.demux(stream):
-        if packet.size == 0:
+        if not frames.shown(packet):
             continue
         count += 1
         if packet.pts is not None:
