@@ -89,12 +89,23 @@ def from_json(adapter: pydantic.TypeAdapter[T], text: str | bytes) -> T:
         return adapter.validate_python(_escaped_json(text, exc))
 
 
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
 def _escaped_json(text: str | bytes, exc: pydantic.ValidationError) -> Any:
-    """The JSON pydantic's parser refused, parsed by Python's; `exc` again when that is
-    not the reason or Python's parser refuses it too."""
-    if not any(error["type"] == "json_invalid" for error in exc.errors()):
+    """JSON that pydantic's parser refused for a `\\udcXX` escape, parsed by Python's
+    (NaN and Infinity still refused); `exc` again for any other JSON pydantic refuses."""
+    decoded = text.decode("utf-8", "replace") if isinstance(text, bytes) else text
+    if not (
+        any(error["type"] == "json_invalid" for error in exc.errors())
+        and _SURROGATE_ESCAPE.search(decoded)
+    ):
         raise exc
     try:
-        return json.loads(text)
+        return json.loads(decoded, parse_constant=_no_constant)
     except ValueError:
         raise exc from None

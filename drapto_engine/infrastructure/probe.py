@@ -162,6 +162,7 @@ def _main_video(container: Any, path: Path) -> Any:
 
 
 def _cover(stream: Any, number: int) -> AttachmentStream:
+    """The `number`th cover art stream, named as its source names it or by its codec."""
     codec = stream.codec_context.codec.canonical_name if stream.codec_context else ""
     name, mimetype = _PICTURE_TYPES.get(codec, (f"cover.{codec or 'bin'}", None))
     if number > 1:  # cover.jpg, cover_2.jpg...
@@ -176,7 +177,7 @@ def _cover(stream: Any, number: int) -> AttachmentStream:
 
 
 def _attachments(container: Any) -> tuple[AttachmentStream, ...]:
-    """Fonts and other attachments, then the cover art, in stream order."""
+    """Every attachment (fonts and the like) and every cover art stream, in stream order."""
     found = [
         AttachmentStream(index=s.index, filename=s.name, mimetype=s.mimetype)
         for s in container.streams
