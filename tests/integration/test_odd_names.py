@@ -107,6 +107,7 @@ def test_a_queued_folder_with_such_a_name_runs_every_file(
         str(source),
         str(source.with_name("plain.mkv")),
     }
+    assert f"{SHOWN}.mp4" in logs(tmp_path)
 
 
 def test_through_a_running_engine(
@@ -130,6 +131,9 @@ def test_through_a_running_engine(
         status, out, err = drapto("status", "--json", env=env, cwd=tmp_path)
         assert status == 0, err
         assert str(source) in {e["input"] for e in json.loads(out)["entries"]}
+        status, out, err = drapto("status", env=env, cwd=tmp_path)
+        assert (status, err) == (0, "")
+        assert "1 done" in out
         # a queued folder holding it, through the engine: every file done, this one skipped
         make_video(ffmpeg, source.with_name("plain.mkv"), size=(64, 48), duration=1.0)
         queue = tmp_path / "queue.toml"
