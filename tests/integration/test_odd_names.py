@@ -26,6 +26,7 @@ pytestmark = pytest.mark.slow
 DRAPTO = [sys.executable, "-m", "drapto_engine.cli"]
 BAD = os.fsdecode(b"bad\xff\xfe")
 SHOWN = "bad\\xff\\xfe"  # how people see it: in logs and printed lines
+FOLDER = os.fsdecode(b"share\xfd")  # the folder's name is not UTF-8 either
 
 
 def drapto(*argv: str | Path, env: dict[str, str], cwd: Path) -> tuple[int, str, str]:
@@ -50,7 +51,7 @@ def env(tmp_path: Path) -> dict[str, str]:
 
 @pytest.fixture
 def source(ffmpeg: str, tmp_path: Path) -> Path:
-    return make_video(ffmpeg, tmp_path / "in" / f"{BAD}.mp4", size=(64, 48), duration=1.0)
+    return make_video(ffmpeg, tmp_path / "lib" / FOLDER / f"{BAD}.mp4", size=(64, 48), duration=1.0)
 
 
 def logs(tmp_path: Path) -> str:
@@ -62,7 +63,7 @@ def test_probe_shows_the_name_escaped_and_json_keeps_it(
 ) -> None:
     status, out, err = drapto("probe", source, env=env, cwd=tmp_path)
     assert (status, err) == (0, "")
-    assert out.splitlines()[0] == str(source.parent / f"{SHOWN}.mp4")
+    assert out.splitlines()[0] == f"{tmp_path}/lib/share\\xfd/{SHOWN}.mp4"
     status, out, err = drapto("probe", "--json", source, env=env, cwd=tmp_path)
     assert (status, err) == (0, "")
     assert json.loads(out)["path"] == str(source)
@@ -79,7 +80,7 @@ def test_encode_writes_the_output_under_the_same_bytes(
     assert "Traceback" not in err and "Logging error" not in err
     output = source.with_name(f"{BAD}.av1.mkv")
     assert output.is_file()
-    assert f"done: {tmp_path}/in/{SHOWN}.av1.mkv" in out
+    assert f"done: {tmp_path}/lib/share\\xfd/{SHOWN}.av1.mkv" in out
     assert f"{SHOWN}.mp4" in logs(tmp_path)
     status, out, err = drapto(
         "encode", source, "--preset", "12", "--no-daemon", "--progress", "json", "--overwrite",
@@ -96,7 +97,7 @@ def test_a_queued_folder_with_such_a_name_runs_every_file(
 ) -> None:
     make_video(ffmpeg, source.with_name("plain.mkv"), size=(64, 48), duration=1.0)
     queue = tmp_path / "queue.toml"
-    queue.write_text(f'[defaults]\npreset = 12\n[[job]]\ninput = "{source.parent}"\n')
+    queue.write_text(f'[defaults]\npreset = 12\n[[job]]\ninput = "{source.parent.parent}"\n')
     status, out, err = drapto("--batch", queue, "--progress", "plain", env=env, cwd=tmp_path)
     assert status == 0, err + out
     assert "Traceback" not in err
@@ -137,7 +138,7 @@ def test_through_a_running_engine(
         # a queued folder holding it, through the engine: every file done, this one skipped
         make_video(ffmpeg, source.with_name("plain.mkv"), size=(64, 48), duration=1.0)
         queue = tmp_path / "queue.toml"
-        queue.write_text(f'[defaults]\npreset = 12\n[[job]]\ninput = "{source.parent}"\n')
+        queue.write_text(f'[defaults]\npreset = 12\n[[job]]\ninput = "{source.parent.parent}"\n')
         status, out, err = drapto("--batch", queue, "--progress", "json", env=env, cwd=tmp_path)
         assert status == 0, err + out
         assert source.with_name("plain.av1.mkv").is_file()
