@@ -17,6 +17,7 @@ import time
 from enum import StrEnum
 from pathlib import Path
 
+from drapto_engine.core.text import ESCAPE
 from drapto_engine.infrastructure.paths import log_dir
 
 FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
@@ -58,10 +59,11 @@ def configure(
                     maxBytes=SERVICE_LOG_BYTES,
                     backupCount=SERVICE_LOG_BACKUPS,
                     encoding="utf-8",
+                    errors=ESCAPE,  # a name that is not UTF-8 logged as `bad\xff.mp4`
                 )
             else:
                 path = folder / f"drapto-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
-                file_handler = logging.FileHandler(path, encoding="utf-8")
+                file_handler = logging.FileHandler(path, encoding="utf-8", errors=ESCAPE)
                 prune_run_logs(folder, keep=KEEP_RUN_LOGS, current=path)
             file_handler.setFormatter(logging.Formatter(FORMAT))
             root.addHandler(file_handler)

@@ -377,3 +377,65 @@ def one_keyframe_ts(ffmpeg: str, out: Path, seconds: int = 12) -> Path:
         "-f", "mpegts", str(out),
     ])  # fmt: skip
     return out
+
+
+_VOP = b"\x00\x00\x01\xb6"
+# The user data DivX 5 and Xvid's VfW write: the "p" tells decoders the B-frames are packed.
+_PACKED_USER_DATA = b"\x00\x00\x01\xb2DivX503b1393p"
+
+
+def _n_vop(time_increment_bits: int) -> bytes:
+    """An MPEG-4 "not coded" P-VOP: the placeholder a packed B-frame leaves in its slot."""
+    bits = "01" + "0" + "1" + "0" * time_increment_bits + "1" + "0"
+    bits += "0" + "1" * ((8 - (len(bits) + 1) % 8) % 8)  # stuffing to the byte
+    return _VOP + int(bits, 2).to_bytes(len(bits) // 8, "big")
+
+
+def make_xvid_avi(
+    ffmpeg: str, out: Path, *, duration: float = 4.0, dropped_first: str | None = "empty"
+) -> Path:
+    """An AVI as Xvid's and DivX's VfW codecs wrote them: MPEG-4 ASP with one B-frame
+    packed into the packet of the frame before it (an N-VOP in its own slot), MP3 audio,
+    and with `dropped_first` a dropped frame before the first picture: an "empty" chunk,
+    or an "n-vop" (a not coded VOP, which decodes to nothing).
+
+    ffmpeg writes B-frames unpacked, so its packets are packed here with PyAV. The
+    frames are 25 fps testsrc2, a keyframe every 50."""
+    import av  # only the tests that make this file need it
+
+    plain = out.with_name(f"{out.stem}.unpacked.avi")
+    run_ffmpeg(
+        ffmpeg,
+        ["-f", "lavfi", "-i", f"testsrc2=s=160x120:r=25:d={duration}",
+         "-f", "lavfi", "-i", f"sine=d={duration}", "-c:v", "mpeg4", "-vtag", "XVID",
+         "-bf", "1", "-g", "50", "-q:v", "4", "-c:a", "libmp3lame", "-b:a", "64k",
+         *BITEXACT, str(plain)],
+    )  # fmt: skip
+    with av.open(str(plain)) as source, av.open(str(out), "w", format="avi") as target:
+        video = source.streams.video[0]
+        streams = {s.index: target.add_stream_from_template(s) for s in source.streams}
+        packets = [p for p in source.demux() if p.size]
+        dropped = {"empty": b"", "n-vop": _n_vop(5)}
+        chunks = [(dropped[dropped_first], False)] if dropped_first else []
+        for packet in (p for p in packets if p.stream is video):
+            data = bytes(packet)
+            if data[data.index(_VOP) + 4] >> 6 == 2 and chunks and chunks[-1][0]:  # a B-VOP
+                chunks[-1] = (chunks[-1][0] + data, chunks[-1][1])
+                chunks.append((_n_vop(5), False))  # 25 ticks a second: 5 bits
+                continue
+            if packet.is_keyframe:
+                at = data.index(_VOP)
+                data = data[:at] + _PACKED_USER_DATA + data[at:]
+            chunks.append((data, packet.is_keyframe))
+        for i, (data, key) in enumerate(chunks):
+            chunk = av.Packet(data)
+            chunk.stream = streams[video.index]
+            chunk.time_base = video.time_base
+            chunk.dts = chunk.pts = i
+            chunk.is_keyframe = key
+            target.mux(chunk)
+        for packet in (p for p in packets if p.stream is not video):
+            packet.stream = streams[packet.stream.index]
+            target.mux(packet)
+    plain.unlink()
+    return out

@@ -21,6 +21,7 @@ from drapto_engine.config import (
     saved_flags_file,
 )
 from drapto_engine.core.flags import FlagSet, FlagSource, FlagView
+from drapto_engine.core.text import model_json
 from drapto_engine.infrastructure.paths import config_file
 from drapto_engine.server.autostart import connect_or_start
 from drapto_engine.server.client import EngineClient
@@ -75,7 +76,7 @@ async def _flags(args: argparse.Namespace) -> int:
             await client.close()
     if args.json:
         for view in views:
-            print(view.model_dump_json())
+            print(model_json(view))
         return 0
     where = "running engine" if client is not None else "config and saved flags"
     print(f"feature flags (from the {where}):")

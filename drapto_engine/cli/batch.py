@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import contextlib
 import itertools
-import json
 import os
 import signal
 import sys
@@ -45,6 +44,7 @@ from drapto_engine.core.errors import DraptoError
 from drapto_engine.core.events import EventBus, Warning
 from drapto_engine.core.jobs import FINAL_STATUSES, EntryStatus, JobOptions, QueueEntry
 from drapto_engine.core.metrics import size_change
+from drapto_engine.core.text import dumps
 from drapto_engine.infrastructure import paths
 from drapto_engine.infrastructure.ffmpeg.toolchain import find_toolchain
 from drapto_engine.server.client import EngineClient, EngineLost
@@ -414,7 +414,7 @@ def write_summary(state_dir: Path, label: str, rows: list[dict[str, Any]], wall:
     folder = state_dir / "batches"
     folder.mkdir(parents=True, exist_ok=True)
     data = {"batch": label, "wall_s": round(wall, 2), "jobs": rows}
-    text = json.dumps(data, indent=2, ensure_ascii=False)
+    text = dumps(data, indent=2)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     for n in itertools.count(1):
         path = folder / (f"batch-{stamp}.json" if n == 1 else f"batch-{stamp}-{n}.json")

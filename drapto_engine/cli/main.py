@@ -14,6 +14,7 @@ with its exit status (a traceback only with --debug):
 from __future__ import annotations
 
 import argparse
+import io
 import logging
 import os
 import re
@@ -30,6 +31,7 @@ from drapto_engine import __version__
 from drapto_engine.cli.args import Parser, check_folder, check_socket_folder
 from drapto_engine.config import Config, load_config
 from drapto_engine.core.errors import EXIT_FAILED, EXIT_USAGE, DraptoError, UsageError
+from drapto_engine.core.text import ESCAPE
 from drapto_engine.infrastructure.paths import config_file
 from drapto_engine.logging_setup import LogTo, configure
 
@@ -226,8 +228,17 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     raise Stopped(signum)
 
 
+def _escaping_streams() -> None:
+    """stdout and stderr write a file name that is not UTF-8 with its bytes escaped
+    (`bad\xff.mp4`), whatever the locale's error handler (strict under en_US.UTF-8)."""
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors=ESCAPE)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    _escaping_streams()
     debug = "--debug" in argv  # known before parsing, for errors in parsing itself
     signal.signal(signal.SIGTERM, _on_sigterm)  # commands with their own handlers replace it
     try:

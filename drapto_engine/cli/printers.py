@@ -25,6 +25,7 @@ from drapto_engine.core.events import (
     Warning,
 )
 from drapto_engine.core.metrics import JobMetrics, counted, size_change
+from drapto_engine.core.text import model_json
 
 LIVE_INTERVAL_S = 0.25
 
@@ -42,7 +43,7 @@ class JsonPrinter:
         self.out = out
 
     def handle(self, event: Event) -> None:
-        self.out.write(event.model_dump_json() + "\n")
+        self.out.write(model_json(event) + "\n")
         self.out.flush()
 
     def close(self) -> None:
@@ -71,6 +72,8 @@ def summary_lines(event: JobFinished) -> list[str]:
         f"  {s.input_bytes / 1e6:.1f} MB -> {s.output_bytes / 1e6:.1f} MB "
         f"({size_change(s.reduction_percent)}), {s.wall_s:.1f} s, {rate}",
     ]
+    if s.not_kept:
+        lines.append(f"  not kept: {', '.join(s.not_kept)} (drapto encodes one video stream)")
     if s.grew:
         lines.append(
             "  the output is larger than the source: nothing was saved (the source is "

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import sys
 import traceback
 from pathlib import Path
 from typing import Any
 
 from drapto_engine.config import load_config
+from drapto_engine.core.text import dumps
 from drapto_engine.infrastructure.ffmpeg.toolchain import find_toolchain
 
 
@@ -49,7 +49,7 @@ async def _probe(args: argparse.Namespace) -> int:
             status = 1
             continue
         if args.json:
-            print(json.dumps(probe_json(analysis), ensure_ascii=False), flush=True)
+            print(dumps(probe_json(analysis)), flush=True)
         else:
             print(probe_text(analysis), flush=True)
     return status

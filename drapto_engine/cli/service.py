@@ -14,6 +14,7 @@ from drapto_engine.core.api import EngineSnapshot, JobView
 from drapto_engine.core.errors import UsageError
 from drapto_engine.core.jobs import FINAL_STATUSES, EntryStatus, QueueEntry
 from drapto_engine.core.metrics import ClusterWorker, ResourceSnapshot, counted
+from drapto_engine.core.text import model_json
 from drapto_engine.server.protocol import Hello
 
 GIB = 1 << 30
@@ -159,7 +160,7 @@ async def _status(args: argparse.Namespace) -> int:
     finally:
         await client.close()
     if args.json:
-        print(snapshot.model_dump_json())
+        print(model_json(snapshot))
     else:
         print("\n".join(status_lines(snapshot, client.server, path)))
     return 0

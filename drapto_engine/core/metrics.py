@@ -111,6 +111,8 @@ class JobSummary(_Figures):
     the kept segments' frames are not counted)."""
     segments: int
     metrics: JobMetrics | None = None
+    not_kept: tuple[str, ...] = ()
+    """Source streams the output lacks by design (a second video stream), described."""
 
     @property
     def grew(self) -> bool:

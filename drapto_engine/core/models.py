@@ -148,6 +148,25 @@ class AttachmentStream(Value):
     index: int
     filename: str | None = None
     mimetype: str | None = None
+    cover: bool = False
+    """Cover art: a picture ffmpeg shows as an attached_pic video stream (a Matroska image
+    attachment, an MP4 or audio file's cover). Its filename and mimetype are the source's
+    own, else derived from its codec (cover.jpg, image/jpeg)."""
+
+
+class ExtraVideoStream(Value):
+    """A video stream besides the main one that is not cover art (a second angle, a
+    picture-in-picture): drapto encodes one video stream, so it is not kept."""
+
+    index: int
+    codec: str
+    width: int
+    height: int
+    title: str | None = None
+
+    def describe(self) -> str:
+        title = f' "{self.title}"' if self.title else ""
+        return f"video stream #{self.index} ({self.codec} {self.width}x{self.height}{title})"
 
 
 class Chapter(Value):
@@ -177,6 +196,8 @@ class MediaInfo(Value):
     audio: tuple[AudioStream, ...] = ()
     subtitles: tuple[SubtitleStream, ...] = ()
     attachments: tuple[AttachmentStream, ...] = ()
+    """Every attachment, cover art included (`cover`)."""
+    extra_video: tuple[ExtraVideoStream, ...] = ()
     chapters: tuple[Chapter, ...] = ()
     dolby_vision: DolbyVisionInfo | None = None
     metadata: dict[str, str] = Field(default_factory=dict)

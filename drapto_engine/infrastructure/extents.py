@@ -5,8 +5,35 @@ from __future__ import annotations
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import av
+
+MAX_NVOP_SIZE = 19
+"""The largest packet ffmpeg's MPEG-4 part 2 decoder takes for a not coded VOP (N-VOP),
+the placeholder Xvid and DivX leave in a dropped or packed frame's slot."""
+
+
+class FramePackets:
+    """Which packets of one video stream become frames shown, counted by demuxing alone.
+
+    Every packet with data does, except an MPEG-4 part 2 N-VOP before the stream's first
+    picture (an old AVI's dropped first frame): the decoder has nothing to repeat, so it
+    shows nothing, and counting it would put every later frame one slot late."""
+
+    def __init__(self, stream: Any) -> None:
+        context = stream.codec_context
+        self._placeholders = context is not None and context.codec.canonical_name == "mpeg4"
+        self._started = False
+
+    def shown(self, packet: Any) -> bool:
+        if packet.size == 0:
+            return False
+        if self._placeholders and not self._started:
+            if packet.size <= MAX_NVOP_SIZE and not packet.is_keyframe:
+                return False
+            self._started = True
+        return True
 
 
 @dataclass(frozen=True)
@@ -32,11 +59,14 @@ def stream_extents(path: Path) -> dict[int, Extent]:
     bases: dict[int, Fraction] = {}
     with av.open(str(path)) as container:
         wanted = [s for s in container.streams if s.type in ("video", "audio")]
+        frames = {s.index: FramePackets(s) for s in wanted if s.type == "video"}
         for packet in container.demux(wanted):
             pts = packet.pts
             if packet.size == 0 or pts is None or packet.time_base is None:
                 continue
             index = packet.stream.index
+            if index in frames and not frames[index].shown(packet):
+                continue
             end = pts + (packet.duration or 0)
             if index in counts:
                 counts[index] += 1

@@ -13,6 +13,8 @@ import urllib.request
 from collections.abc import Sequence
 from email.header import Header
 
+from drapto_engine.core.text import shown
+
 _SCHEMES = ("http", "https")
 _BODY_EXCERPT = 120
 
@@ -35,9 +37,9 @@ async def notify(
     try:
         request = urllib.request.Request(
             url,
-            data=message.encode("utf-8"),
+            data=shown(message).encode("utf-8"),  # a name that is not UTF-8 escaped
             method="POST",
-            headers=_headers(title, tags),
+            headers=_headers(shown(title), tags),
         )
         return await asyncio.to_thread(_send, request, timeout_s)
     except asyncio.CancelledError:

@@ -6,9 +6,11 @@ No system ffprobe is needed. Blocking: async callers use `probe_async`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import struct
+from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -21,11 +23,13 @@ from drapto_engine.core.models import (
     AudioStream,
     Chapter,
     Dispositions,
+    ExtraVideoStream,
     MediaInfo,
     Rational,
     SubtitleStream,
     VideoStream,
 )
+from drapto_engine.infrastructure.extents import FramePackets
 from drapto_engine.infrastructure.hdr_probe import (
     CONTENT_LIGHT_SIDE_DATA,
     DOVI_METADATA_SIDE_DATA,
@@ -104,8 +108,9 @@ def _scan_video_end(container: Any, stream: Any) -> tuple[int, float, list[int]]
     end = 0.0
     pts: list[int] = []
     tb = stream.time_base
+    frames = FramePackets(stream)
     for packet in container.demux(stream):
-        if packet.size == 0:
+        if not frames.shown(packet):
             continue
         count += 1
         if packet.pts is not None:
@@ -130,8 +135,103 @@ def _video_end_near_tail(container: Any, stream: Any, duration_s: float) -> tupl
     return end, pts
 
 
-def _video_stream(container: Any, path: Path, start_s: float, duration_s: float) -> VideoStream:
-    stream = container.streams.video[0]
+_ATTACHED_PIC = int(av.stream.Disposition.attached_pic)
+
+# Cover art codecs: the name and mime type an attached picture gets when the source
+# gives none (an MP4 or audio file's cover), as Matroska's cover art convention names it.
+_PICTURE_TYPES = {
+    "mjpeg": ("cover.jpg", "image/jpeg"),
+    "png": ("cover.png", "image/png"),
+    "bmp": ("cover.bmp", "image/bmp"),
+    "gif": ("cover.gif", "image/gif"),
+    "webp": ("cover.webp", "image/webp"),
+    "tiff": ("cover.tiff", "image/tiff"),
+}
+
+
+def is_cover(stream: Any) -> bool:
+    """Whether a video stream is cover art (ffmpeg's attached_pic: one picture)."""
+    return bool(int(stream.disposition) & _ATTACHED_PIC)
+
+
+def _main_video(container: Any, path: Path) -> Any:
+    """The first video stream that is not cover art (the one `-map 0:V:0` picks)."""
+    for stream in container.streams.video:
+        if not is_cover(stream):
+            return stream
+    if container.streams.video:
+        raise MediaError("is not a video: its only picture is cover art", path)
+    raise MediaError("has no video stream", path)
+
+
+def _cover(stream: Any, number: int) -> AttachmentStream:
+    """The `number`th cover art stream, named as its source names it or by its codec."""
+    codec = stream.codec_context.codec.canonical_name if stream.codec_context else ""
+    name, mimetype = _PICTURE_TYPES.get(codec, (f"cover.{codec or 'bin'}", None))
+    if number > 1:  # cover.jpg, cover_2.jpg...
+        stem, _, ext = name.rpartition(".")
+        name = f"{stem}_{number}.{ext}"
+    return AttachmentStream(
+        index=stream.index,
+        filename=stream.metadata.get("filename") or name,
+        mimetype=stream.metadata.get("mimetype") or mimetype or "application/octet-stream",
+        cover=True,
+    )
+
+
+def _attachments(container: Any) -> tuple[AttachmentStream, ...]:
+    """Every attachment (fonts and the like) and every cover art stream, in stream order."""
+    found = [
+        AttachmentStream(index=s.index, filename=s.name, mimetype=s.mimetype)
+        for s in container.streams
+        if s.type == "attachment"
+    ]
+    covers = [s for s in container.streams.video if is_cover(s)]
+    found += [_cover(s, i) for i, s in enumerate(covers, start=1)]
+    return tuple(sorted(found, key=lambda a: a.index))
+
+
+def _extra_video(container: Any, main: Any) -> tuple[ExtraVideoStream, ...]:
+    return tuple(
+        ExtraVideoStream(
+            index=s.index,
+            codec=s.codec_context.codec.canonical_name if s.codec_context else "unknown",
+            width=s.codec_context.width if s.codec_context else 0,
+            height=s.codec_context.height if s.codec_context else 0,
+            title=s.metadata.get("title"),
+        )
+        for s in container.streams.video
+        if s is not main and not is_cover(s)
+    )
+
+
+def cover_picture(path: Path, index: int) -> bytes:
+    """Blocking: the bytes of the picture a cover art stream holds (its one packet)."""
+    with _open(path) as container:
+        for packet in container.demux(container.streams[index]):
+            if packet.size:
+                return bytes(packet)
+    raise MediaError(f"its cover art (stream #{index}) holds no picture", path)
+
+
+@contextlib.contextmanager
+def _from_start(container: Any, path: Path) -> Iterator[Any]:
+    """`container` sought back to its start, or the file opened afresh where that seek
+    fails (an AVI whose first index entry, a dropped frame, is no keyframe)."""
+    try:
+        # To the start time, not 0: a file without an index (a cut Matroska has no cues)
+        # cannot seek before its first timestamp.
+        container.seek(container.start_time or 0)
+    except av.error.FFmpegError:
+        with _open(path) as fresh:
+            yield fresh
+        return
+    yield container
+
+
+def _video_stream(
+    container: Any, stream: Any, path: Path, start_s: float, duration_s: float
+) -> VideoStream:
     cc = stream.codec_context
     first = _first_frame(container, stream, path)
     side = frame_side_data(first)
@@ -139,18 +239,14 @@ def _video_stream(container: Any, path: Path, start_s: float, duration_s: float)
     base = stream.base_rate or average
     # The container's own index (an MP4 sample table) counts the frames; a Matroska
     # NUMBER_OF_FRAMES statistics tag is not trusted, since a remux may leave it stale.
-    indexed = int(stream.frames or 0)
-    try:
-        # To the start time, not 0: a file without an index (a cut Matroska has no cues)
-        # cannot seek before its first timestamp.
-        container.seek(container.start_time or 0)
-    except av.error.FFmpegError as exc:
-        raise MediaError(f"cannot be read from its start: {exc.strerror or exc}", path) from exc
+    # An AVI index counts the empty chunks of dropped frames too: its packets are counted.
+    indexed = int(stream.frames or 0) if container.format.name != "avi" else 0
     if indexed:
         end, pts = _video_end_near_tail(container, stream, duration_s)
         frame_count = indexed
     else:
-        frame_count, end, pts = _scan_video_end(container, stream)
+        with _from_start(container, path) as source:
+            frame_count, end, pts = _scan_video_end(source, source.streams[stream.index])
     if start_s + duration_s - end > _TRUNCATION_TOLERANCE_S:
         raise MediaError(
             f"is truncated: its video stops at {max(end - start_s, 0):.2f} s of {duration_s:.2f} s",
@@ -280,14 +376,13 @@ def probe(path: Path, ffmpeg: str | None = None) -> MediaInfo:
     path = Path(path)
     _check_file(path)
     with _open(path) as container:
-        if not container.streams.video:
-            raise MediaError("has no video stream", path)
+        main = _main_video(container, path)
         duration_s = (container.duration or 0) / av.time_base
         start_s = (container.start_time or 0) / av.time_base
         if duration_s and "matroska" in container.format.name:
             # Matroska states its duration from timestamp zero, other containers from the start.
             duration_s = max(duration_s - start_s, 0.0)
-        video = _video_stream(container, path, start_s, duration_s)
+        video = _video_stream(container, main, path, start_s, duration_s)
         streams = container.streams
         info = MediaInfo(
             path=path,
@@ -307,11 +402,8 @@ def probe(path: Path, ffmpeg: str | None = None) -> MediaInfo:
                 )
                 for s in streams.subtitles
             ),
-            attachments=tuple(
-                AttachmentStream(index=s.index, filename=s.name, mimetype=s.mimetype)
-                for s in streams
-                if s.type == "attachment"
-            ),
+            attachments=_attachments(container),
+            extra_video=_extra_video(container, main),
             chapters=_chapters(container),
             metadata=dict(container.metadata),
         )
@@ -325,7 +417,7 @@ def probe(path: Path, ffmpeg: str | None = None) -> MediaInfo:
 def has_dovi_rpu_on_first_frame(path: Path) -> bool:
     """Whether the first decoded frame carries a Dolby Vision RPU."""
     with _open(path) as container:
-        frame = _first_frame(container, container.streams.video[0], path)
+        frame = _first_frame(container, _main_video(container, path), path)
         return bool({DOVI_RPU_SIDE_DATA, DOVI_METADATA_SIDE_DATA} & set(frame_side_data(frame)))
 
 

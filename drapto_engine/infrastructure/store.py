@@ -43,6 +43,7 @@ from drapto_engine.core.state import (
     check_job,
     check_segment,
 )
+from drapto_engine.core.text import model_from_json, model_json
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -245,7 +246,7 @@ class StateStore:
         kept = 0
         for text in self._salvaged:
             try:
-                QueueEntry.model_validate_json(text)
+                model_from_json(QueueEntry, text)
                 kept += 1
             except ValidationError:
                 pass
@@ -258,7 +259,7 @@ class StateStore:
             queue.set_meta(key, value)
         for text in self._salvaged:
             try:
-                entry = QueueEntry.model_validate_json(text)
+                entry = model_from_json(QueueEntry, text)
             except ValidationError:
                 continue
             queue.add(entry)
@@ -331,7 +332,9 @@ class StateStore:
         return _job(rows[0]) if rows else None
 
     def jobs_for_output(self, output: str) -> list[JobRecord]:
-        return [_job(r) for r in self._rows("SELECT * FROM jobs WHERE output = ?", (output,))]
+        return [
+            _job(r) for r in self._rows("SELECT * FROM jobs WHERE output = ?", (_to_db(output),))
+        ]
 
     def set_job(self, job_id: str, pid: int, **fields: str | None) -> None:
         """Save fields of a job this process holds."""
@@ -367,7 +370,7 @@ class StateStore:
                 before()
             db.execute(
                 "UPDATE jobs SET stage = ?, error = ?, updated = ? WHERE id = ?",
-                (stage.value, error, time.time(), job_id),
+                (stage.value, _to_db(error), time.time(), job_id),
             )
 
     # locks
@@ -403,7 +406,7 @@ class StateStore:
         others = [
             _job(r)
             for r in db.execute(
-                "SELECT * FROM jobs WHERE output = ? AND id != ?", (job.output, job.id)
+                "SELECT * FROM jobs WHERE output = ? AND id != ?", (_to_db(job.output), job.id)
             )
         ]
         for other in others:
@@ -526,7 +529,7 @@ class QueueStore:
         entries: list[QueueEntry] = []
         for row in rows:
             try:
-                entries.append(QueueEntry.model_validate_json(row["entry"]))
+                entries.append(model_from_json(QueueEntry, row["entry"]))
             except pydantic.ValidationError as exc:
                 entry = _amended(row["entry"], exc)
                 if entry is None:
@@ -547,15 +550,13 @@ class QueueStore:
             cursor = db.execute("INSERT INTO queue (position, entry) VALUES (?, '{}')", (last + 1,))
             assert cursor.lastrowid is not None
             stored = entry.model_copy(update={"id": cursor.lastrowid, "position": last + 1})
-            db.execute(
-                "UPDATE queue SET entry = ? WHERE id = ?", (stored.model_dump_json(), stored.id)
-            )
+            db.execute("UPDATE queue SET entry = ? WHERE id = ?", (model_json(stored), stored.id))
         return stored
 
     def put(self, entry: QueueEntry) -> None:
         self.store._write(
             "UPDATE queue SET position = ?, entry = ? WHERE id = ?",
-            (entry.position, entry.model_dump_json(), entry.id),
+            (entry.position, model_json(entry), entry.id),
         )
 
     def delete(self, entry_id: int) -> None:
@@ -566,7 +567,7 @@ class QueueStore:
         with self.store.transaction() as db:
             db.executemany(
                 "UPDATE queue SET position = ?, entry = ? WHERE id = ?",
-                [(e.position, e.model_dump_json(), e.id) for e in entries],
+                [(e.position, model_json(e), e.id) for e in entries],
             )
 
     def get_meta(self, key: str) -> str | None:
@@ -588,10 +589,10 @@ def _insert(db: sqlite3.Connection, job: JobRecord) -> None:
         " stage, created, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             job.id,
-            job.input,
+            _to_db(job.input),
             job.input_size,
             job.input_mtime_ns,
-            job.output,
+            _to_db(job.output),
             job.settings,
             job.stage.value,
             now,
@@ -600,8 +601,24 @@ def _insert(db: sqlite3.Connection, job: JobRecord) -> None:
     )
 
 
+def _to_db(text: str | None) -> str | bytes | None:
+    """A path or message as SQLite takes it: a name that is not valid UTF-8 (its
+    undecodable bytes held as lone surrogates) as its bytes, which `_from_db` turns back."""
+    if text is None:
+        return None
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return os.fsencode(text)
+    return text
+
+
+def _from_db(value: object) -> object:
+    return os.fsdecode(value) if isinstance(value, bytes) else value
+
+
 def _job(row: sqlite3.Row) -> JobRecord:
-    return JobRecord(**{key: row[key] for key in JobRecord.model_fields})
+    return JobRecord(**{key: _from_db(row[key]) for key in JobRecord.model_fields})
 
 
 def _segment(row: sqlite3.Row) -> SegmentRecord:
@@ -637,6 +654,6 @@ def _amended(text: str, exc: pydantic.ValidationError) -> QueueEntry | None:
             if "max_segment_s" in bad or "min_segment_s" in bad:
                 options.pop("min_segment_s", None)
                 options.pop("max_segment_s", None)
-        return QueueEntry.model_validate_json(json.dumps(data))
+        return model_from_json(QueueEntry, json.dumps(data))
     except (ValueError, pydantic.ValidationError):
         return None

@@ -23,6 +23,7 @@ from drapto_engine.core.errors import DraptoError
 from drapto_engine.core.events import Event
 from drapto_engine.core.flags import FlagView
 from drapto_engine.core.jobs import JobOptions, QueueEntry
+from drapto_engine.core.text import from_json
 from drapto_engine.server.location import check_folder, check_peer
 from drapto_engine.server.protocol import (
     CLIENT_READ_LIMIT,
@@ -297,7 +298,7 @@ class EngineClient:
 
     def _dispatch(self, line: bytes) -> None:
         try:
-            message = SERVER_ADAPTER.validate_json(line)
+            message = from_json(SERVER_ADAPTER, line)
         except ValidationError as exc:
             log.warning("ignored a message from the engine: %s", describe(exc))
             return
@@ -356,7 +357,7 @@ async def _hello(
     if not line:
         raise DraptoError("the engine closed the connection", socket_path)
     try:
-        message = SERVER_ADAPTER.validate_json(line)
+        message = from_json(SERVER_ADAPTER, line)
     except ValidationError as exc:
         raise DraptoError(f"not a drapto engine: {describe(exc)}", socket_path) from exc
     if isinstance(message, ErrorReply):

@@ -30,6 +30,7 @@ from drapto_engine.core.api import EngineSnapshot
 from drapto_engine.core.events import Event
 from drapto_engine.core.flags import FlagView
 from drapto_engine.core.jobs import JobOptions, QueueEntry
+from drapto_engine.core.text import model_json
 
 PROTOCOL_VERSION = "1.1"
 MAX_LINE = 1 << 20
@@ -300,7 +301,7 @@ SERVER_ADAPTER: TypeAdapter[ServerMessage] = TypeAdapter(
 
 
 def encode(message: BaseModel) -> bytes:
-    return message.model_dump_json().encode() + b"\n"
+    return model_json(message).encode() + b"\n"
 
 
 @cache

@@ -25,6 +25,7 @@ from pydantic import ValidationError
 from drapto_engine import __version__
 from drapto_engine.core.errors import DraptoError
 from drapto_engine.core.events import Event
+from drapto_engine.core.text import from_json, model_from_json
 from drapto_engine.engine import Engine
 from drapto_engine.server.location import bind, peer_uid
 from drapto_engine.server.protocol import (
@@ -277,7 +278,7 @@ class EngineServer:
         if line is None:
             return False
         try:
-            hello = Hello.model_validate_json(line)
+            hello = model_from_json(Hello, line)
         except ValidationError as exc:
             session.send(error_line(f"expected a hello first: {describe(exc)}"))
             return False
@@ -313,7 +314,7 @@ class EngineServer:
 
     async def _answer(self, session: Session, line: bytes) -> None:
         try:
-            request = REQUEST_ADAPTER.validate_json(line)
+            request = from_json(REQUEST_ADAPTER, line)
         except ValidationError as exc:
             session.send(error_line(problem(exc), request_id(line)))
             return

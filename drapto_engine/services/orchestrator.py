@@ -48,6 +48,7 @@ from drapto_engine.core.events import (
 from drapto_engine.core.flags import FlagSet
 from drapto_engine.core.metrics import JobMetrics
 from drapto_engine.core.models import (
+    AttachmentStream,
     AudioStream,
     EncodeSettings,
     MediaInfo,
@@ -62,11 +63,12 @@ from drapto_engine.core.state import (
     StateDamaged,
     StateManager,
 )
+from drapto_engine.core.text import model_json
 from drapto_engine.infrastructure.extents import Extent, stream_extents
 from drapto_engine.infrastructure.ffmpeg.progress import Progress
 from drapto_engine.infrastructure.ffmpeg.runner import run_checked, run_ffmpeg
 from drapto_engine.infrastructure.prefetch import Prefetch
-from drapto_engine.infrastructure.probe import probe
+from drapto_engine.infrastructure.probe import cover_picture, probe
 from drapto_engine.infrastructure.resources import (
     GIB,
     ResourceManager,
@@ -135,11 +137,11 @@ WORK_PLAN = "plan.json"
 def job_record(request: EncodeRequest) -> JobRecord:
     """A job is its input file (path, size, mtime) and the settings that shape its output."""
     stat = request.input.stat()
-    settings = request.settings.model_dump_json()
+    settings = model_json(request.settings)
     source = request.input.resolve()
     key = f"{source}|{stat.st_size}|{stat.st_mtime_ns}|{settings}"
     return JobRecord(
-        id=hashlib.sha256(key.encode()).hexdigest()[:12],
+        id=hashlib.sha256(os.fsencode(key)).hexdigest()[:12],
         input=str(source),
         input_size=stat.st_size,
         input_mtime_ns=stat.st_mtime_ns,
@@ -383,7 +385,7 @@ class Orchestrator:
                 analysis = await asyncio.to_thread(
                     analyze_media, media, crop_detection=request.settings.crop or shadow_crop
                 )
-                await self.state.save(job, analysis=analysis.model_dump_json())
+                await self.state.save(job, analysis=model_json(analysis))
 
                 async def measured(planned: list[Segment]) -> StoredPlan:
                     return StoredPlan.measure(
@@ -420,7 +422,7 @@ class Orchestrator:
                 # segmentation and both scans of the source.
                 if resume is None:
                     stored.append(await measured(planned))
-                    await self.state.save(job, plan=stored[0].model_dump_json(exclude={"analysis"}))
+                    await self.state.save(job, plan=model_json(stored[0], exclude={"analysis"}))
                     await asyncio.to_thread(stored[0].write_to, work, job)
 
             planned = await self._encode_segments(job, plan, segments, work, request, save_plan)
@@ -480,7 +482,7 @@ class Orchestrator:
 
     async def _save_metrics(self, job: str) -> JobMetrics:
         metrics = self.monitor.metrics(job)
-        await self.state.save(job, metrics=metrics.model_dump_json())
+        await self.state.save(job, metrics=model_json(metrics))
         return metrics
 
     def _check_disk(self, request: EncodeRequest, analysis: VideoAnalysis, work: Path) -> None:
@@ -846,7 +848,10 @@ class Orchestrator:
         starts = [round(s * 1_000_000) for s in timing.starts_s]
         end = round(timing.end_s * 1_000_000)
         try:
-            listing.write_text(concat_list(files, starts, end), encoding="utf-8")
+            # a folder name that is not UTF-8 is written as its own bytes
+            listing.write_text(
+                concat_list(files, starts, end), encoding="utf-8", errors="surrogateescape"
+            )
         except OSError as exc:
             if exc.errno != errno.ENOSPC:
                 raise
@@ -856,8 +861,11 @@ class Orchestrator:
                 "encoded segments are kept there for the next run",
                 media.path,
             ) from exc
+        covers = await asyncio.to_thread(_write_covers, media, work)
         result = await run_ffmpeg(
-            mux_argv(self.ffmpeg, media, listing, audio, partial, video_start_us=starts[0])
+            mux_argv(
+                self.ffmpeg, media, listing, audio, partial, video_start_us=starts[0], covers=covers
+            )
         )
         if result.returncode == 0:
             return
@@ -901,7 +909,19 @@ class Orchestrator:
             encode_fps=encoded / wall if wall > 0 else 0.0,
             segments=segments,
             metrics=metrics,
+            not_kept=tuple(extra.describe() for extra in media.extra_video),
         )
+
+
+def _write_covers(media: MediaInfo, work: Path) -> list[tuple[AttachmentStream, Path]]:
+    """Each cover art picture of the source, as a file in the work folder to attach."""
+    covers = []
+    for cover in media.attachments:
+        if cover.cover:
+            picture = work / f"cover-{cover.index}"
+            picture.write_bytes(cover_picture(media.path, cover.index))
+            covers.append((cover, picture))
+    return covers
 
 
 def _out_of_space(returncode: int, stderr: str) -> bool:

@@ -12,7 +12,7 @@ import av
 
 from drapto_engine.core.errors import DraptoError
 from drapto_engine.core.models import ContentLight, Dispositions, MasteringDisplay, MediaInfo
-from drapto_engine.infrastructure.extents import stream_extents
+from drapto_engine.infrastructure.extents import FramePackets, stream_extents
 from drapto_engine.infrastructure.hdr_probe import (
     count_rpu_frames,
     ffmpeg_input_dump,
@@ -134,10 +134,11 @@ def _packet_ticks(path: Path, index: int | None) -> tuple[list[int], Fraction, i
         time_base = Fraction(stream.time_base or Fraction(1, 1000))
         start_us = container.start_time or 0
         start = _round_half_away(Fraction(start_us, 1_000_000) / time_base)
+        frames = FramePackets(stream)
         ticks = sorted(
             p.pts
             for p in container.demux(stream)
-            if p.size and p.pts is not None and not p.is_discard
+            if frames.shown(p) and p.pts is not None and not p.is_discard
         )
     return ticks, time_base, start
 

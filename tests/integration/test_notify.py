@@ -3,6 +3,7 @@ failure comes back as text, never as an exception."""
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 from collections.abc import Iterator
@@ -89,6 +90,15 @@ async def test_non_ascii_title_and_body(server: Server) -> None:
     assert title.isascii()  # RFC 2047, which ntfy decodes
     assert str(make_header(decode_header(title))) == "Amélie — fini next"
     assert "Tags" not in request.headers
+
+
+async def test_a_name_that_is_not_utf8_is_sent_escaped(server: Server) -> None:
+    """bad\xff\xfe.mp4 from an old Samba share: its undecodable bytes shown as `\xff`."""
+    name = os.fsdecode(b"bad\xff\xfe.mp4")
+    assert await notify(server.url, f"drapto: {name}", f"{name}: done") is None
+    (request,) = server.requests
+    assert request.body == b"bad\\xff\\xfe.mp4: done"
+    assert request.headers["Title"] == "drapto: bad\\xff\\xfe.mp4"
 
 
 async def test_error_status_is_reported(server: Server) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from drapto_engine.core.models import AudioStream, Dispositions, MediaInfo
+from drapto_engine.core.models import AttachmentStream, AudioStream, Dispositions, MediaInfo
 
 # Subtitle codecs Matroska cannot hold, and what they become.
 SUBTITLE_CONVERSIONS = {"mov_text": "srt"}
@@ -72,8 +72,14 @@ def mux_argv(
     audio: Sequence[tuple[AudioStream, Path]],
     output: Path,
     video_start_us: int = 0,
+    covers: Sequence[tuple[AttachmentStream, Path]] = (),
 ) -> list[str]:
-    """Video from the concat list, Opus tracks, then subtitles, fonts, chapters, metadata.
+    """Video from the concat list, Opus tracks, then subtitles, fonts, cover art,
+    chapters, metadata.
+
+    Cover art (`covers`: each cover and its picture, written out of the source) is
+    attached as a Matroska attachment with the source's file name and mime type: copied
+    as a stream, ffmpeg would make it a one-frame video track instead.
 
     `-copyts` keeps every input on one timeline, the source container's: ffmpeg would
     otherwise rebase each input on its own start and lose offsets such as audio that
@@ -91,7 +97,12 @@ def mux_argv(
     args += ["-map", "0:v:0"]
     args += [arg for i in range(len(audio)) for arg in ("-map", f"{1 + i}:a:0")]
     args += [arg for s in media.subtitles for arg in ("-map", f"{source_input}:{s.index}")]
-    args += [arg for a in media.attachments for arg in ("-map", f"{source_input}:{a.index}")]
+    mapped = [a for a in media.attachments if not a.cover]
+    args += [arg for a in mapped for arg in ("-map", f"{source_input}:{a.index}")]
+    for position, (cover, picture) in enumerate(covers, start=len(mapped)):
+        args += ["-attach", str(picture)]
+        args += [f"-metadata:s:t:{position}", f"mimetype={cover.mimetype}"]
+        args += [f"-metadata:s:t:{position}", f"filename={cover.filename}"]
     args += ["-map_metadata", str(source_input), "-map_chapters", str(source_input), "-c", "copy"]
     args += _tags("v", 0, media.video.language, media.video.title)
     args += ["-disposition:v:0", _disposition(media.video.dispositions)]

@@ -86,6 +86,12 @@ class VideoPlan:
             dolby_vision = decision.keep
             if decision.warning:
                 warnings.append(decision.warning)
+        media = analysis.media
+        warnings += [
+            f"{extra.describe()} is not kept: drapto encodes one video stream "
+            f"(#{media.video.index})"
+            for extra in media.extra_video
+        ]
         crop = analysis.crop if settings.crop else None
         if dolby_vision and crop is not None and not settings.dolby_vision_crop:
             warnings.append(

@@ -64,11 +64,16 @@ in between are decoded and dropped by time (`trim`)."""
 
 def seek(plan: VideoPlan, segment: Segment) -> tuple[float, float]:
     """Where the input is entered (ffmpeg's -ss) and how much of what follows is dropped
-    before the segment's first frame (0 where the container seeks exactly)."""
+    before the segment's first frame (0 where the container seeks exactly).
+
+    The first segment of an indexed container is read from the start of the file, not
+    sought to: its first frame may come after time 0 (an AVI whose first frame was
+    dropped), and a seek near the start of an AVI with packed B-frames lands on its
+    second keyframe."""
     if segment.start_s <= 0:
         return 0.0, 0.0
     if plan.analysis.media.container not in INEXACT_SEEK:
-        return segment.start_s, 0.0
+        return (0.0, 0.0) if segment.start_frame == 0 else (segment.start_s, 0.0)
     entry = max(0.0, segment.start_s - SEEK_MARGIN_S)
     return entry, segment.start_s - entry
 

@@ -15,6 +15,7 @@ from typing import Any
 import av
 
 from drapto_engine.core.errors import MediaError
+from drapto_engine.infrastructure.extents import FramePackets
 
 log = logging.getLogger(__name__)
 
@@ -58,10 +59,11 @@ def _packet_times(container: Any, stream: Any) -> tuple[list[float], int, set[fl
     # pts * time_base, as float(packet.pts * packet.time_base) gives, without a Fraction
     # per packet.
     num = den = 0
+    frames = FramePackets(stream)
     for packet in container.demux(stream):
         # The final flush packet is empty; a discarded packet (mp4 edit lists, e.g. the
         # frames before the first keyframe of a stream copy) is decoded but never shown.
-        if packet.size == 0 or packet.is_discard:
+        if not frames.shown(packet) or packet.is_discard:
             continue
         if packet.pts is None:
             missing += 1
