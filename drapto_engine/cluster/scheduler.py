@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import inspect
 import logging
+import pickle
 from collections.abc import Callable
 from contextvars import ContextVar
 from pathlib import Path
@@ -19,7 +20,7 @@ from distributed.http.routing import RoutingApplication
 from distributed.metrics import time
 from distributed.scheduler import heartbeat_interval
 from distributed.security import Security
-from distributed.utils import has_arg
+from distributed.utils import has_arg, has_keyword
 from tornado.httpserver import HTTPServer
 from tornado.ioloop import PeriodicCallback
 
@@ -91,11 +92,16 @@ def _refuse(op: str, peer: str, name: str | None) -> PermissionError:
 
 def _engine_only(op: str, handler: Callable[..., Any]) -> Callable[..., Any]:
     takes_comm = has_arg(handler, "comm")
+    # Dask passes a request's `serializers` (what the caller reads: the engine's client
+    # reads msgpack only) to a handler that names it, as `gather` and `broadcast` do.
+    takes_serializers = has_keyword(handler, "serializers")
 
-    async def guarded(comm: Any, **msg: Any) -> Any:
+    async def guarded(comm: Any, serializers: Any = None, **msg: Any) -> Any:
         name = peer_name(comm)
         if name != ENGINE_NAME and not (op == "retire_workers" and set(msg) <= RETIRE_OWN):
             raise _refuse(op, comm.peer_address, name)
+        if takes_serializers:
+            msg["serializers"] = serializers
         result = handler(comm, **msg) if takes_comm else handler(**msg)
         return await result if inspect.isawaitable(result) else result
 
@@ -123,15 +129,57 @@ def _engine_stream(op: str, handler: Callable[..., Any]) -> Callable[..., Any]:
     return guarded
 
 
+class RemoteTaskFailed(Exception):
+    """A task raised on a worker: the engine's own exception, holding only the text the
+    worker gave of its error. A worker's pickled exception and traceback are dropped
+    before the scheduler keeps or forwards them: the engine's client would unpickle them."""
+
+
+ERROR_TEXT_MAX = 2000
+"""Characters of a worker's error text the engine keeps."""
+
+
+def _own_task_error(handler: Callable[..., Any]) -> Callable[..., Any]:
+    """A worker's `task-erred` (Dask 2026.11 TaskErredMsg: `exception` and `traceback`
+    pickled by the worker, `exception_text` plain): its exception made here from its text."""
+
+    def task_erred(**msg: Any) -> Any:
+        text = msg.get("exception_text")
+        text = text[:ERROR_TEXT_MAX] if isinstance(text, str) and text else "an error"
+        msg["exception"] = pickle.dumps(RemoteTaskFailed(text))
+        msg["traceback"] = None
+        return handler(**msg)
+
+    return task_erred
+
+
+def _no_task_type(handler: Callable[..., Any]) -> Callable[..., Any]:
+    """A worker's `task-finished` without `type`, the result's class that the worker
+    pickled and the engine's client would unpickle (Dask 2026.11 TaskFinishedMsg)."""
+
+    def task_finished(**msg: Any) -> Any:
+        msg["type"] = None
+        return handler(**msg)
+
+    return task_finished
+
+
 def restrict_to_engine(scheduler: Scheduler) -> None:
     """Let a certificate other than the engine's use only WORKER_OPS and, on its stream,
-    WORKER_STREAM_OPS (`retire_workers` only of workers named by address)."""
+    WORKER_STREAM_OPS (`retire_workers` only of workers named by address); take the
+    pickles out of what workers report of their tasks before anything keeps them."""
     for op, handler in list(scheduler.handlers.items()):
         if op not in WORKER_OPS or op == "retire_workers":
             scheduler.handlers[op] = _engine_only(op, handler)
     for op, handler in list(scheduler.stream_handlers.items()):
         if op not in WORKER_STREAM_OPS:
             scheduler.stream_handlers[op] = _engine_stream(op, handler)
+    scheduler.stream_handlers["task-erred"] = _own_task_error(
+        scheduler.stream_handlers["task-erred"]
+    )
+    scheduler.stream_handlers["task-finished"] = _no_task_type(
+        scheduler.stream_handlers["task-finished"]
+    )
 
 
 def no_http_server(node: Any) -> None:

@@ -38,6 +38,7 @@ from ffmpeg_wrappers import cutting_ffmpeg
 from mediagen import make_video
 
 from drapto_engine.cluster import ClusterUsageError
+from drapto_engine.cluster.host import engine_client
 from drapto_engine.cluster.scheduler import (
     ENCODER,
     QuietScheduler,
@@ -155,7 +156,7 @@ def cluster(
             stderr=err,
             text=True,
         )
-    client = Client(scheduler.address, security=security, timeout=60)
+    client = engine_client(scheduler.address, security, timeout=60)
     try:
         client.wait_for_workers(1, timeout=120)
         yield Cluster(
