@@ -28,6 +28,7 @@ from drapto_engine.cluster import ClusterUsageError, guard
 from drapto_engine.cluster.certs import ENGINE_NAME, RevocationList
 from drapto_engine.cluster.guard import peer_name
 from drapto_engine.cluster.security import check_address, check_dashboard
+from drapto_engine.cluster.tasks import PROGRESS_TOPIC
 
 log = logging.getLogger(__name__)
 
@@ -164,6 +165,56 @@ def _no_task_type(handler: Callable[..., Any]) -> Callable[..., Any]:
     return task_finished
 
 
+WORKER_TOPICS = frozenset({PROGRESS_TOPIC})
+"""The event topics a worker's certificate may log to. Clients follow topics (the
+engine's client follows Dask's "print" and "warn", and unpickles what a "warn" event
+carries), so any other event of a worker is dropped."""
+
+
+def _plain(value: Any, depth: int = 0) -> bool:
+    """Whether `value` is plain data: no bytes (a pickle, for a "warn" event's reader),
+    no Serialized payload (unpickled by the client that reads it)."""
+    if value is None or isinstance(value, bool | int | float | str):
+        return True
+    if depth > 8:
+        return False
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _plain(v, depth + 1) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return all(_plain(v, depth + 1) for v in value)
+    return False
+
+
+def _worker_event(topic: Any, msg: Any) -> bool:
+    return isinstance(topic, str) and topic in WORKER_TOPICS and _plain(msg)
+
+
+def _events_from_workers(handler: Callable[..., Any]) -> Callable[..., Any]:
+    """The `log-event` stream message: a worker's event kept only by `_worker_event`."""
+
+    def log_event(**msg: Any) -> Any:
+        if _stream_peer.get() != ENGINE_NAME and not _worker_event(
+            msg.get("topic"), msg.get("msg")
+        ):
+            log.debug("dropped an event of %s on %r", msg.get("worker"), msg.get("topic"))
+            return None
+        return handler(**msg)
+
+    return log_event
+
+
+def _event_calls_from_workers(handler: Callable[..., Any]) -> Callable[..., Any]:
+    """The `log_event` call (a nanny's events): as `_events_from_workers`."""
+
+    def log_event(comm: Any, **msg: Any) -> Any:
+        if peer_name(comm) != ENGINE_NAME and not _worker_event(msg.get("topic"), msg.get("msg")):
+            log.debug("dropped an event of %s on %r", comm.peer_address, msg.get("topic"))
+            return None
+        return handler(**msg)
+
+    return log_event
+
+
 def restrict_to_engine(scheduler: Scheduler) -> None:
     """Let a certificate other than the engine's use only WORKER_OPS and, on its stream,
     WORKER_STREAM_OPS (`retire_workers` only of workers named by address); take the
@@ -180,6 +231,10 @@ def restrict_to_engine(scheduler: Scheduler) -> None:
     scheduler.stream_handlers["task-finished"] = _no_task_type(
         scheduler.stream_handlers["task-finished"]
     )
+    scheduler.stream_handlers["log-event"] = _events_from_workers(
+        scheduler.stream_handlers["log-event"]
+    )
+    scheduler.handlers["log_event"] = _event_calls_from_workers(scheduler.handlers["log_event"])
 
 
 def no_http_server(node: Any) -> None:
