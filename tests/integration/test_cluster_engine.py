@@ -394,11 +394,11 @@ def test_a_hostile_worker_never_reaches_an_unpickler_in_the_engine(
     certs: Path, tmp_path: Path, ffmpeg: str
 ) -> None:
     """A real `drapto worker` holding the bundle, turned hostile in its own process: its
-    first segment's result comes back as a pickle (the reply to the engine's gather
-    rewritten), its next segment raises and the exception it reports is a pickle, and
+    first task's result comes back as a pickle (the reply to the engine's gather
+    rewritten), its second task raises and the exception it reports is a pickle, and
     every finished task's type is one. Unpickling any of them would run a command. None
-    runs in the engine; each of those two segments fails on that worker and is tried
-    again, and the job finishes with every frame."""
+    runs in the engine; each of those two tries fails on that worker and the segment is
+    tried again, and the job finishes with every frame."""
     markers = {name: tmp_path / f"ran-{name}" for name in ("result", "error", "type")}
 
     def turn_hostile(markers: dict[str, str], dask_worker: Any) -> None:
