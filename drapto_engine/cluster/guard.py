@@ -9,7 +9,11 @@ legitimately sends the scheduler carries one (its results and errors travel as
 `Serialized`), so in the engine's process every TLS connection whose peer is not the
 engine's certificate (workers connecting in, and the scheduler's own connections out to
 workers) is read with `__Pickled__` payloads refused: the connection is dropped with one
-warning line. The engine's own client and scheduler talk to each other as before.
+warning line. The engine's own client and scheduler talk to each other as before. What
+a worker's `Serialized` values become further on is settled elsewhere: the engine's
+client reads results and replies as msgpack only (host.py), and the scheduler replaces
+the pickles in what workers report of their tasks and drops their other events
+(scheduler.py).
 
 This is Dask's comm-backend extension point: `install()` registers a "tls" backend whose
 listener, connector and comm are Dask's own with these checks added.

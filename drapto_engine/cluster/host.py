@@ -16,6 +16,7 @@ from typing import Any
 
 import dask
 from distributed import Client
+from distributed.security import Security
 
 from drapto_engine.cluster import route_dask_logs
 from drapto_engine.cluster.scheduler import ENCODER, QuietScheduler, start_scheduler
@@ -47,6 +48,17 @@ class ClusterOptions:
     """False: segments go to workers whenever one is usable (`drapto serve --workers 0`)."""
     worker_ttl: str = WORKER_TTL
     """How long a silent (hung) worker keeps its segments before the scheduler drops it."""
+
+
+CLIENT_READS = ("msgpack",)
+"""The only serialization the engine's client reads of what comes back (task results and
+replies): plain data. It asks workers for it, and refuses a pickle (its header, or its
+frames) with a TypeError before any unpickler sees it."""
+
+
+def engine_client(address: str, security: Security, **kwargs: Any) -> Client:
+    """The engine's Dask client of its scheduler (await it when asynchronous)."""
+    return Client(address, security=security, deserializers=list(CLIENT_READS), **kwargs)
 
 
 class ClusterHost:
@@ -86,8 +98,8 @@ class ClusterHost:
         )
         self.watch = SegmentWatch(self.scheduler)
         self.scheduler.add_plugin(self.watch)
-        self.client = await Client(
-            self.scheduler.address, security=security, asynchronous=True, set_as_default=False
+        self.client = await engine_client(
+            self.scheduler.address, security, asynchronous=True, set_as_default=False
         )
 
     @property

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import inspect
 import logging
+import pickle
 from collections.abc import Callable
 from contextvars import ContextVar
 from pathlib import Path
@@ -19,7 +20,7 @@ from distributed.http.routing import RoutingApplication
 from distributed.metrics import time
 from distributed.scheduler import heartbeat_interval
 from distributed.security import Security
-from distributed.utils import has_arg
+from distributed.utils import has_arg, has_keyword
 from tornado.httpserver import HTTPServer
 from tornado.ioloop import PeriodicCallback
 
@@ -27,6 +28,7 @@ from drapto_engine.cluster import ClusterUsageError, guard
 from drapto_engine.cluster.certs import ENGINE_NAME, RevocationList
 from drapto_engine.cluster.guard import peer_name
 from drapto_engine.cluster.security import check_address, check_dashboard
+from drapto_engine.cluster.tasks import PROGRESS_TOPIC
 
 log = logging.getLogger(__name__)
 
@@ -91,11 +93,16 @@ def _refuse(op: str, peer: str, name: str | None) -> PermissionError:
 
 def _engine_only(op: str, handler: Callable[..., Any]) -> Callable[..., Any]:
     takes_comm = has_arg(handler, "comm")
+    # Dask passes a request's `serializers` (what the caller reads: the engine's client
+    # reads msgpack only) to a handler that names it, as `gather` and `broadcast` do.
+    takes_serializers = has_keyword(handler, "serializers")
 
-    async def guarded(comm: Any, **msg: Any) -> Any:
+    async def guarded(comm: Any, serializers: Any = None, **msg: Any) -> Any:
         name = peer_name(comm)
         if name != ENGINE_NAME and not (op == "retire_workers" and set(msg) <= RETIRE_OWN):
             raise _refuse(op, comm.peer_address, name)
+        if takes_serializers:
+            msg["serializers"] = serializers
         result = handler(comm, **msg) if takes_comm else handler(**msg)
         return await result if inspect.isawaitable(result) else result
 
@@ -123,15 +130,111 @@ def _engine_stream(op: str, handler: Callable[..., Any]) -> Callable[..., Any]:
     return guarded
 
 
+class RemoteTaskFailed(Exception):
+    """A task raised on a worker: the engine's own exception, holding only the text the
+    worker gave of its error. A worker's pickled exception and traceback are dropped
+    before the scheduler keeps or forwards them: the engine's client would unpickle them."""
+
+
+ERROR_TEXT_MAX = 2000
+"""Characters of a worker's error text the engine keeps."""
+
+
+def _own_task_error(handler: Callable[..., Any]) -> Callable[..., Any]:
+    """A worker's `task-erred` (Dask 2026.11 TaskErredMsg: `exception` and `traceback`
+    pickled by the worker, `exception_text` plain): its exception made here from its text."""
+
+    def task_erred(**msg: Any) -> Any:
+        text = msg.get("exception_text")
+        text = text[:ERROR_TEXT_MAX] if isinstance(text, str) and text else "an error"
+        msg["exception"] = pickle.dumps(RemoteTaskFailed(text))
+        msg["traceback"] = None
+        return handler(**msg)
+
+    return task_erred
+
+
+def _no_task_type(handler: Callable[..., Any]) -> Callable[..., Any]:
+    """A worker's `task-finished` without `type`, the result's class that the worker
+    pickled and the engine's client would unpickle (Dask 2026.11 TaskFinishedMsg)."""
+
+    def task_finished(**msg: Any) -> Any:
+        msg["type"] = None
+        return handler(**msg)
+
+    return task_finished
+
+
+WORKER_TOPICS = frozenset({PROGRESS_TOPIC})
+"""The event topics a worker's certificate may log to. Clients follow topics (the
+engine's client follows Dask's "print" and "warn", and unpickles what a "warn" event
+carries), so any other event of a worker is dropped."""
+
+
+def _plain(value: Any, depth: int = 0) -> bool:
+    """Whether `value` is plain data: no bytes (a pickle, for a "warn" event's reader),
+    no Serialized payload (unpickled by the client that reads it)."""
+    if value is None or isinstance(value, bool | int | float | str):
+        return True
+    if depth > 8:
+        return False
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _plain(v, depth + 1) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return all(_plain(v, depth + 1) for v in value)
+    return False
+
+
+def _worker_event(topic: Any, msg: Any) -> bool:
+    return isinstance(topic, str) and topic in WORKER_TOPICS and _plain(msg)
+
+
+def _events_from_workers(handler: Callable[..., Any]) -> Callable[..., Any]:
+    """The `log-event` stream message: a worker's event kept only by `_worker_event`."""
+
+    def log_event(**msg: Any) -> Any:
+        if _stream_peer.get() != ENGINE_NAME and not _worker_event(
+            msg.get("topic"), msg.get("msg")
+        ):
+            log.debug("dropped an event of %s on %r", msg.get("worker"), msg.get("topic"))
+            return None
+        return handler(**msg)
+
+    return log_event
+
+
+def _event_calls_from_workers(handler: Callable[..., Any]) -> Callable[..., Any]:
+    """The `log_event` call (a nanny's events): as `_events_from_workers`."""
+
+    def log_event(comm: Any, **msg: Any) -> Any:
+        if peer_name(comm) != ENGINE_NAME and not _worker_event(msg.get("topic"), msg.get("msg")):
+            log.debug("dropped an event of %s on %r", comm.peer_address, msg.get("topic"))
+            return None
+        return handler(**msg)
+
+    return log_event
+
+
 def restrict_to_engine(scheduler: Scheduler) -> None:
     """Let a certificate other than the engine's use only WORKER_OPS and, on its stream,
-    WORKER_STREAM_OPS (`retire_workers` only of workers named by address)."""
+    WORKER_STREAM_OPS (`retire_workers` only of workers named by address); take the
+    pickles out of what workers report of their tasks before anything keeps them."""
     for op, handler in list(scheduler.handlers.items()):
         if op not in WORKER_OPS or op == "retire_workers":
             scheduler.handlers[op] = _engine_only(op, handler)
     for op, handler in list(scheduler.stream_handlers.items()):
         if op not in WORKER_STREAM_OPS:
             scheduler.stream_handlers[op] = _engine_stream(op, handler)
+    scheduler.stream_handlers["task-erred"] = _own_task_error(
+        scheduler.stream_handlers["task-erred"]
+    )
+    scheduler.stream_handlers["task-finished"] = _no_task_type(
+        scheduler.stream_handlers["task-finished"]
+    )
+    scheduler.stream_handlers["log-event"] = _events_from_workers(
+        scheduler.stream_handlers["log-event"]
+    )
+    scheduler.handlers["log_event"] = _event_calls_from_workers(scheduler.handlers["log_event"])
 
 
 def no_http_server(node: Any) -> None:

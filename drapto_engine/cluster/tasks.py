@@ -21,6 +21,11 @@ Both task functions are plain blocking functions, run in a Dask worker's thread 
 they import nothing of Dask at module level, so they also run (and are tested)
 in-process. On a worker, the encoder's progress goes back to the engine as Dask events
 on PROGRESS_TOPIC (at most one a PROGRESS_EVERY_S, and its last), keyed by the task.
+
+The engine runs them through `segment_task`, whose result is plain data (the segment's
+bytes, or the kind and text of the drapto error it raised): the engine's client reads
+nothing else from a worker (msgpack only, no pickles), and `segment_result` turns it
+back into bytes or that error.
 """
 
 from __future__ import annotations
@@ -43,7 +48,7 @@ from typing import Any
 
 import av
 
-from drapto_engine.core.errors import EncodeError, MediaError
+from drapto_engine.core.errors import DraptoError, EncodeError, MediaError
 from drapto_engine.core.models import Segment
 from drapto_engine.infrastructure.extents import stream_extents
 from drapto_engine.infrastructure.ffmpeg.progress import Progress, ProgressParser
@@ -437,3 +442,48 @@ def encode_mapped_segment(
         output = Path(folder) / f"segment-{segment.index:05d}{SEGMENT_SUFFIX}"
         argv = plan.encoder.segment_argv(plan, segment, output, _threads(threads))
         return _encode(list(argv), output, segment, source)
+
+
+# --- what a segment task sends back ---
+
+TASK_ERRORS: dict[str, type[DraptoError]] = {
+    "mapped-source-mismatch": MappedSourceMismatch,
+    "media": MediaError,
+    "encode": EncodeError,
+}
+"""The drapto errors a segment task reports by kind (the first that matches); any other
+is reported as a plain DraptoError."""
+
+
+def segment_task(function: Callable[..., bytes], *args: Any, **kwargs: Any) -> dict[str, Any]:
+    """On a worker: run a segment task function; its bytes, or the drapto error it raised
+    (kind, problem, path, hint), as plain data that msgpack carries."""
+    try:
+        return {"segment": function(*args, **kwargs)}
+    except DraptoError as exc:
+        kind = next((k for k, cls in TASK_ERRORS.items() if isinstance(exc, cls)), "drapto")
+        return {
+            "error": kind,
+            "problem": exc.problem,
+            "path": None if exc.path is None else str(exc.path),
+            "hint": exc.hint,
+        }
+
+
+def segment_result(record: object) -> bytes:
+    """On the engine: the bytes of a `segment_task` result; the drapto error it reports
+    is raised, and anything else is an EncodeError."""
+    if isinstance(record, dict):
+        data = record.get("segment")
+        if isinstance(data, bytes):
+            return data
+        kind, problem = record.get("error"), record.get("problem")
+        path, hint = record.get("path"), record.get("hint")
+        if (
+            isinstance(kind, str)
+            and isinstance(problem, str)
+            and isinstance(path, str | None)
+            and isinstance(hint, str | None)
+        ):
+            raise TASK_ERRORS.get(kind, DraptoError)(problem, path, hint)
+    raise EncodeError("the worker sent a result that is not a segment task's")

@@ -38,6 +38,7 @@ from ffmpeg_wrappers import cutting_ffmpeg
 from mediagen import make_video
 
 from drapto_engine.cluster import ClusterUsageError
+from drapto_engine.cluster.host import engine_client
 from drapto_engine.cluster.scheduler import (
     ENCODER,
     QuietScheduler,
@@ -52,10 +53,12 @@ from drapto_engine.cluster.tasks import (
     encode_shipped_segment,
     file_identity,
     packet_index,
+    segment_result,
+    segment_task,
     ship_segment,
 )
 from drapto_engine.cluster.toolchain import fingerprint
-from drapto_engine.core.errors import EncodeError
+from drapto_engine.core.errors import EncodeError, MediaError
 from drapto_engine.core.models import EncodeSettings, Segment
 from drapto_engine.infrastructure.scratch import OWNED, scratch_root
 from drapto_engine.services.detection import analyze_video
@@ -155,7 +158,7 @@ def cluster(
             stderr=err,
             text=True,
         )
-    client = Client(scheduler.address, security=security, timeout=60)
+    client = engine_client(scheduler.address, security, timeout=60)
     try:
         client.wait_for_workers(1, timeout=120)
         yield Cluster(
@@ -374,7 +377,9 @@ def test_shared_storage_worker_reads_through_its_path_map(
     assert [(p, d) for p, d, _ in decoded(remote)] == [(p, d) for p, d, _ in decoded(local)]
     # A source outside the map fails with a line naming the worker, not a traceback.
     outside = VideoPlan(**{**source.plan.__dict__, "source": tmp_path / "elsewhere.mkv"})
+    # The engine runs the task through segment_task: its error comes back as plain data.
     failed = cluster.client.submit(
+        segment_task,
         encode_mapped_segment,
         outside,
         segment,
@@ -383,11 +388,12 @@ def test_shared_storage_worker_reads_through_its_path_map(
         resources={ENCODER: 1},
         pure=False,
     )
-    with pytest.raises(Exception, match="not under any --path-map of worker"):
-        failed.result(timeout=120)
+    with pytest.raises(MediaError, match="not under any --path-map of worker"):
+        segment_result(failed.result(timeout=120))
     # A mapped file whose content differs from the engine's (same size) is refused.
     other = FileIdentity(expected.size, "0" * 64)
     refused = cluster.client.submit(
+        segment_task,
         encode_mapped_segment,
         source.plan,
         segment,
@@ -397,7 +403,7 @@ def test_shared_storage_worker_reads_through_its_path_map(
         pure=False,
     )
     with pytest.raises(MappedSourceMismatch, match="a file of another content fingerprint"):
-        refused.result(timeout=120)
+        segment_result(refused.result(timeout=120))
 
 
 def test_worker_from_another_ca_is_refused(cluster: Cluster, tmp_path: Path) -> None:
@@ -999,4 +1005,50 @@ def test_another_bundle_cannot_reach_a_worker_or_its_nanny(
     time.sleep(1)
     assert [m.name for m in markers if m.exists()] == []
     # The engine still reaches them: the module's worker runs a task.
+    assert cluster.client.submit(sum, [1, 2], pure=False).result(timeout=60) == 3
+
+
+def test_a_worker_certificate_cannot_send_the_engines_client_an_event_to_unpickle(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """The engine's client follows Dask's "print" and "warn" topics, and unpickles what a
+    "warn" event carries (and any pickled payload of an event it reads). Events from a
+    worker's certificate, on its stream or by a call, reach it only as drapto's
+    progress, and only as plain data."""
+    from distributed.core import rpc
+    from distributed.protocol.pickle import dumps
+    from distributed.protocol.serialize import Serialized
+
+    security = worker_security(parse_address(cluster.address), cluster.bundle)
+    args = security.get_connection_args("worker")
+    markers: list[Path] = []
+
+    def evil(name: str) -> bytes:
+        markers.append(tmp_path / name)
+        return bytes(dumps(Evil(markers[-1])))
+
+    def events(prefix: str) -> list[dict[str, Any]]:
+        pickled = Serialized({"serializer": "pickle", "writeable": ()}, [evil(f"{prefix}-print")])
+        return [
+            {"topic": "warn", "msg": {"message": evil(f"{prefix}-warn")}},
+            {"topic": "print", "msg": pickled},
+            {"topic": "drapto-segment-progress", "msg": {"key": "x", "frame": pickled}},
+        ]
+
+    def on_stream(stream: list[dict[str, Any]], dask_worker: Any) -> None:
+        # Runs in the module's worker process (pickled by value): its own stream.
+        for event in stream:
+            dask_worker.log_event(event["topic"], event["msg"])
+
+    async def by_call() -> None:
+        async with rpc(cluster.address, connection_args=args) as scheduler:
+            for event in events("call"):
+                with contextlib.suppress(PermissionError):
+                    await scheduler.log_event(**event)
+
+    [address] = [a for a, ws in cluster.scheduler.workers.items() if ws.nthreads == 2]
+    cluster.client.run(on_stream, events("stream"), workers=[address])
+    cluster.loop.run(by_call())
+    time.sleep(2)
+    assert [m.name for m in markers if m.exists()] == []
     assert cluster.client.submit(sum, [1, 2], pure=False).result(timeout=60) == 3

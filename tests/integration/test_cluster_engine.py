@@ -401,6 +401,112 @@ def test_a_job_whose_remote_segments_keep_failing_finishes_locally(
         assert done and not any(d.remote for d in done)
 
 
+def test_a_hostile_worker_never_reaches_an_unpickler_in_the_engine(
+    certs: Path, tmp_path: Path, ffmpeg: str
+) -> None:
+    """A real `drapto worker` holding the bundle, turned hostile in its own process: its
+    first task's result comes back as a pickle (the reply to the engine's gather
+    rewritten), its second task raises and the exception it reports is a pickle, and
+    every finished task's type is one. Unpickling any of them would run a command. None
+    runs in the engine; each of those two tries fails on that worker and the segment is
+    tried again, and the job finishes with every frame."""
+    markers = {name: tmp_path / f"ran-{name}" for name in ("result", "error", "type")}
+
+    def turn_hostile(markers: dict[str, str], dask_worker: Any) -> None:
+        # Runs in the worker process (pickled by value).
+        import itertools
+        import os
+        import shlex
+
+        from distributed.protocol.pickle import dumps
+        from distributed.protocol.serialize import Serialized, to_serialize
+
+        from drapto_engine.cluster import tasks
+
+        def evil(name: str) -> bytes:
+            class Evil:
+                def __reduce__(self) -> Any:
+                    return (os.system, (f"touch {shlex.quote(markers[name])}",))
+
+            return bytes(dumps(Evil()))
+
+        calls = itertools.count(1)
+        honest = tasks.encode_shipped_segment
+        evil_reply = []
+
+        def encode(*args: Any, **kwargs: Any) -> Any:
+            call = next(calls)
+            if call == 2:
+                raise RuntimeError("hostile")
+            data = honest(*args, **kwargs)
+            if call == 1:
+                evil_reply.append(True)
+            return data
+
+        tasks.encode_shipped_segment = encode
+        send = dask_worker.batched_stream.send
+
+        def tampered(*msgs: Any) -> None:
+            for msg in msgs:
+                if msg.get("op") == "task-finished":
+                    msg["type"] = evil("type")
+                elif msg.get("op") == "task-erred":
+                    msg["exception"] = to_serialize(evil("error"))
+                    msg["traceback"] = to_serialize(evil("error"))
+            send(*msgs)
+
+        dask_worker.batched_stream.send = tampered
+        get_data = dask_worker.handlers["get_data"]
+
+        async def tampered_get_data(comm: Any, serializers: Any = None, **kwargs: Any) -> Any:
+            write = comm.write
+
+            async def evil_write(msg: Any, *args: Any, **kw: Any) -> Any:
+                if evil_reply and isinstance(msg, dict) and "data" in msg:
+                    evil_reply.clear()
+                    header = {"serializer": "pickle", "writeable": ()}
+                    msg = {
+                        **msg,
+                        "data": {k: Serialized(header, [evil("result")]) for k in msg["data"]},
+                    }
+                return await write(msg, *args, **kw)
+
+            comm.write = evil_write
+            try:
+                return await get_data(comm, serializers=serializers, **kwargs)
+            finally:
+                comm.write = write
+
+        dask_worker.handlers["get_data"] = tampered_get_data
+
+    with hosting(certs, tmp_path, ffmpeg, {"w-evil": ([], None)}) as hosted:
+        cluster = hosted.engine.cluster
+        assert cluster is not None and cluster.client is not None
+        [address] = list(cluster.scheduler.workers) if cluster.scheduler else []
+        client = cluster.client
+
+        async def hostile() -> None:
+            paths = {name: str(path) for name, path in markers.items()}
+            await client.run(turn_hostile, paths, workers=[address])
+
+        hosted.loop.run(hostile())
+        source = _video(ffmpeg, hosted.shared / "film.mkv", 4.0)
+        output = hosted.shared / "film.av1.mkv"
+        entry = hosted.run(source, output)
+        time.sleep(1)
+        assert [name for name, path in markers.items() if path.exists()] == []
+        assert entry.status is EntryStatus.DONE, entry.error
+        _assert_same_frames(source, output)
+        failed = hosted.of(SegmentFailed, entry.job)
+        assert [(f.host, f.will_retry) for f in failed] == [("w-evil", True)] * 2, failed
+        assert "not plain data" in failed[0].error and "hostile" in failed[1].error, failed
+        assert not hosted.of(RolledBack, entry.job)
+        done = hosted.of(SegmentDone, entry.job)
+        assert done and all(d.remote and d.host == "w-evil" for d in done)
+        # the engine still serves its cluster
+        assert cluster.scheduler is not None and list(cluster.scheduler.workers) == [address]
+
+
 def test_the_engine_survives_losing_every_worker(certs: Path, tmp_path: Path, ffmpeg: str) -> None:
     """The only worker is SIGKILLed mid-segment: that segment (stranded, no worker left to
     run it) and the rest are encoded on the engine's machine; the job finishes valid."""

@@ -35,7 +35,12 @@ from distributed.client import FutureCancelledError
 from distributed.diagnostics.plugin import SchedulerPlugin
 from distributed.scheduler import KilledWorker, Scheduler, WorkerState
 
-from drapto_engine.cluster.scheduler import ENCODER, PATH_MAP_KEY, refused_workers
+from drapto_engine.cluster.scheduler import (
+    ENCODER,
+    PATH_MAP_KEY,
+    RemoteTaskFailed,
+    refused_workers,
+)
 from drapto_engine.cluster.tasks import (
     PROGRESS_TOPIC,
     FileIdentity,
@@ -47,6 +52,8 @@ from drapto_engine.cluster.tasks import (
     map_path,
     packet_index,
     progress_of,
+    segment_result,
+    segment_task,
     ship_segment,
 )
 from drapto_engine.core.errors import DraptoError, EncodeError
@@ -172,6 +179,7 @@ class RemoteSlot:
         ex.watch.starts[key] = started
         ex.watch.progress[key] = work.on_progress
         future = ex.client.submit(
+            segment_task,
             function,
             *args,
             **kwargs,
@@ -182,18 +190,34 @@ class RemoteSlot:
             **options,
         )
         try:
-            data = await self._result(future, key, work)
+            data = segment_result(await self._result(future, key, work))
         except (asyncio.CancelledError, SegmentRejected):
             with contextlib.suppress(Exception):
                 await asyncio.shield(ex.client.cancel([future], force=True))
             raise
         except MappedSourceMismatch:
             raise
-        except DraptoError as exc:  # the worker's own check (frame count) or its ffmpeg
+        except DraptoError as exc:  # the worker's own check (frame count), its ffmpeg, or no record
             ex.remote_failed(
                 work.job,
                 EncodeError(
                     f"segment {segment.index} on worker {self._last()}: {exc.problem}",
+                    plan.source,
+                ),
+            )
+        except RemoteTaskFailed as exc:  # raised on the worker beyond drapto's own errors
+            ex.remote_failed(
+                work.job,
+                EncodeError(
+                    f"segment {segment.index} on worker {self._last()}: {exc}", plan.source
+                ),
+            )
+        except TypeError as exc:  # a result the engine's client refused to read (not msgpack)
+            ex.remote_failed(
+                work.job,
+                EncodeError(
+                    f"segment {segment.index} on worker {self._last()}: its result is not"
+                    f" plain data ({exc})",
                     plan.source,
                 ),
             )
@@ -233,12 +257,12 @@ class RemoteSlot:
             runs=max(1, len(self.hosts)),
         )
 
-    async def _result(self, future: Any, key: str, work: SegmentWork) -> bytes:
-        """The task's bytes; SegmentRejected when no worker is left that may run it (the
+    async def _result(self, future: Any, key: str, work: SegmentWork) -> object:
+        """The task's result; SegmentRejected when no worker is left that may run it (the
         scheduler would keep it waiting for one forever)."""
 
-        async def wait() -> bytes:
-            return cast(bytes, await future)
+        async def wait() -> object:
+            return cast(object, await future)
 
         waiter = asyncio.ensure_future(wait())
         try:
