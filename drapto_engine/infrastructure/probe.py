@@ -95,14 +95,20 @@ def _irregular(pts: list[int]) -> bool:
     return len(deltas) > 1 and max(deltas) - min(deltas) > max(2, max(deltas) // 50)
 
 
-def _scan_video_end(container: Any, stream: Any) -> tuple[int, float, list[int]]:
-    """Count the video packets, find where the video really ends (seconds), collect the pts."""
+def _scan_video_end(
+    container: Any, stream: Any, first_pts: int | None
+) -> tuple[int, float, list[int]]:
+    """Count the video packets that show a frame (none showing before the first decoded
+    frame, at `first_pts`: see infrastructure/shown.py), find where the video really
+    ends (seconds), collect the pts."""
     count = 0
     end = 0.0
     pts: list[int] = []
     tb = stream.time_base
     for packet in container.demux(stream):
         if packet.size == 0:
+            continue
+        if first_pts is not None and packet.pts is not None and packet.pts < first_pts:
             continue
         count += 1
         if packet.pts is not None:
@@ -147,7 +153,7 @@ def _video_stream(container: Any, path: Path, start_s: float, duration_s: float)
         end, pts = _video_end_near_tail(container, stream, duration_s)
         frame_count = indexed
     else:
-        frame_count, end, pts = _scan_video_end(container, stream)
+        frame_count, end, pts = _scan_video_end(container, stream, first.pts)
     if start_s + duration_s - end > _TRUNCATION_TOLERANCE_S:
         raise MediaError(
             f"is truncated: its video stops at {max(end - start_s, 0):.2f} s of {duration_s:.2f} s",

@@ -44,20 +44,25 @@ its place by reading timestamps and may land a frame or a GOP past the point ask
 SEEK_MARGIN_S = 5.0
 """How far before its first frame a segment of such a container is entered; the frames
 in between are decoded and dropped by time (`trim`)."""
+KEEP_SOURCE_TIMES = ["-copyts"]
+"""For that drop, ffmpeg keeps the source's own timestamps: otherwise it shifts them by a
+start of its choosing, which for these containers is the start of the streams it reads
+(the video alone), not the container's start that frame times count from."""
 
 
-def seek(plan: VideoPlan, segment: Segment) -> tuple[float, float]:
-    """Where the input is entered (ffmpeg's -ss) and how much of what follows is dropped
-    before the segment's first frame (0 where the container seeks exactly)."""
+def seek(plan: VideoPlan, segment: Segment) -> tuple[float, float | None]:
+    """Where the input is entered (ffmpeg's -ss) and, where the container seeks inexactly,
+    the source timestamp (seconds, as the file states it) of the segment's first frame,
+    from which frames are kept (None where the seek is exact)."""
     if segment.start_s <= 0:
-        return 0.0, 0.0
-    if plan.analysis.media.container not in INEXACT_SEEK:
-        return segment.start_s, 0.0
-    entry = max(0.0, segment.start_s - SEEK_MARGIN_S)
-    return entry, segment.start_s - entry
+        return 0.0, None
+    media = plan.analysis.media
+    if media.container not in INEXACT_SEEK:
+        return segment.start_s, None
+    return max(0.0, segment.start_s - SEEK_MARGIN_S), media.start_time_s + segment.start_s
 
 
-def video_filters(plan: VideoPlan, skip_s: float = 0.0) -> list[str]:
+def video_filters(plan: VideoPlan, keep_from: float | None = None) -> list[str]:
     """Frames before the segment dropped (see `seek`), timestamps rebased to 0, then
     deinterlacing, then the crop.
 
@@ -65,7 +70,7 @@ def video_filters(plan: VideoPlan, skip_s: float = 0.0) -> list[str]:
     `mux.concat_list`). Deinterlacing comes before the crop, whose offset may be an odd
     number of lines and would swap the fields.
     """
-    filters = [f"trim=start={skip_s:.6f}"] if skip_s > 0 else []
+    filters = [f"trim=start={keep_from:.6f}"] if keep_from is not None else []
     filters.append("setpts=PTS-STARTPTS")
     if plan.interlace:
         filters.append(plan.interlace.filter())
@@ -98,8 +103,10 @@ def segment_argv(
     `-dolbyvision` is always explicit: libsvtav1's "auto" would turn any RPU it meets
     on the decoded frames into Dolby Vision, which the SDR/HDR10/HLG path must not do.
     """
-    entry, skip_s = seek(plan, segment)
+    entry, keep_from = seek(plan, segment)
     entered = ["-ss", f"{entry:.6f}"] if entry > 0 else []
+    if keep_from is not None:
+        entered = [*KEEP_SOURCE_TIMES, *entered]
     return [
         plan.ffmpeg,
         "-hide_banner",
@@ -126,7 +133,7 @@ def segment_argv(
         "-1",
         "-fps_mode",
         "passthrough",
-        *video_filters(plan, skip_s),
+        *video_filters(plan, keep_from),
         *ENCODER_TIME_BASE,
         "-c:v",
         "libsvtav1",
