@@ -87,11 +87,13 @@ def prores_4444(ffmpeg: str, folder: Path) -> Path:
                       output_args=["-profile:v", "4"])  # fmt: skip
 
 
-def dnxhr_mov(ffmpeg: str, folder: Path) -> Path:
-    """DNxHR LB (8-bit 4:2:2) with 16-bit PCM in MOV."""
-    return make_video(ffmpeg, folder / "edit.mov", cuts=soft(1.0), codec="dnxhd",
-                      pix_fmt="yuv422p", audio=[Audio("stereo", codec="pcm_s16le")],
-                      output_args=["-profile:v", "dnxhr_lb"])  # fmt: skip
+def dnxhd_mov(ffmpeg: str, folder: Path) -> Path:
+    """DNxHD 90 (8-bit 4:2:2; DNxHD has fixed sizes, 1280x720 the smallest) with 16-bit
+    PCM in MOV."""
+    return make_video(ffmpeg, folder / "edit.mov", size=(1280, 720), cuts=soft(0.6),
+                      codec="dnxhd", pix_fmt="yuv422p",
+                      audio=[Audio("stereo", codec="pcm_s16le")],
+                      output_args=["-b:v", "90M"])  # fmt: skip
 
 
 def dnxhr_mxf(ffmpeg: str, folder: Path) -> Path:
@@ -141,7 +143,7 @@ def disc_audio(ffmpeg: str, folder: Path) -> Path:
 
 
 KINDS: list[Maker] = [
-    tv_h264, tv_mpeg2, mjpeg_avi, prores_422, prores_4444, dnxhr_mov, dnxhr_mxf, hdv, webm,
+    tv_h264, tv_mpeg2, mjpeg_avi, prores_422, prores_4444, dnxhd_mov, dnxhr_mxf, hdv, webm,
     wmv, disc_audio,
 ]  # fmt: skip
 
