@@ -253,3 +253,30 @@ def test_a_recording_cut_mid_gop_ships_to_a_worker_from_its_first_shown_frame(
         times = [frame.pts for frame in container.decode(video=0)]
     assert len(times) == shown
     assert times == sorted(index.sorted_pts())
+
+
+def test_a_recording_whose_audio_starts_first_keeps_every_segment_s_frames(
+    ffmpeg: str, tmp_path: Path
+) -> None:
+    """Broadcast MPEG-TS often starts its audio before its video. A segment starting in
+    the first 5 s is entered at 0 and trimmed by time: on the source's own timestamps,
+    not on ffmpeg's shifted ones (which start at the video's start when it reads the
+    video alone), so each segment holds its own frames."""
+    cuts = [Cut(1.2, "testsrc2", SOFT_PATTERN), Cut(1.2, "testsrc2", f"{SOFT_PATTERN},hflip")]
+    whole = make_video(ffmpeg, tmp_path / "whole.mkv", cuts=cuts, gop=10,
+                       audio=[Audio("stereo", "eng")])  # fmt: skip
+    source = tmp_path / "broadcast.ts"
+    run_ffmpeg(ffmpeg, ["-itsoffset", "0.4", "-i", str(whole), "-i", str(whole),
+                        "-map", "0:v", "-map", "1:a", "-c", "copy", str(source)])  # fmt: skip
+    output = tmp_path / "broadcast.mkv"
+    run = encode(source, output, "--min-segment", "1", "--max-segment", "2")
+    assert run.returncode == 0, run.stderr
+    assert len(run.of("segment_done")) == 2, run.events
+    ours, theirs = look(output, start_from_zero=False), look(source, start_from_zero=True)
+    assert len(ours.times) == len(theirs.times) == 60
+    assert theirs.times[0] > 0.3  # the premise: the video starts well after the audio
+    assert ours.times == pytest.approx(theirs.times, abs=0.0005 + 1e-9)
+    # every frame is its own source frame, not a neighbour's
+    errors = [mismatch(a, b) for a, b in zip(ours.thumbnails, theirs.thumbnails, strict=True)]
+    shifted = [mismatch(a, b) for a, b in zip(ours.thumbnails[1:], theirs.thumbnails, strict=False)]
+    assert max(errors) < min(shifted), (max(errors), min(shifted))

@@ -44,22 +44,27 @@ its place by reading timestamps and may land a frame or a GOP past the point ask
 SEEK_MARGIN_S = 5.0
 """How far before its first frame a segment of such a container is entered; the frames
 in between are decoded and dropped by time (`trim`)."""
-KEEP_SOURCE_TIMES = ["-copyts"]
-"""For that drop, ffmpeg keeps the source's own timestamps: otherwise it shifts them by a
-start of its choosing, which for these containers is the start of the streams it reads
-(the video alone), not the container's start that frame times count from."""
+STATED_TIMES = frozenset({"mpeg", "mpegts"})
+"""Those of them whose packets state their times: for the drop, ffmpeg keeps them as
+they are (`-copyts`), since it would otherwise shift them by a start of its choosing,
+the start of the streams it reads (the video alone), not the container's start that
+frame times count from. A raw stream's times are ffmpeg's own count, from the seek."""
 
 
-def seek(plan: VideoPlan, segment: Segment) -> tuple[float, float | None]:
-    """Where the input is entered (ffmpeg's -ss) and, where the container seeks inexactly,
-    the source timestamp (seconds, as the file states it) of the segment's first frame,
-    from which frames are kept (None where the seek is exact)."""
+def seek(plan: VideoPlan, segment: Segment) -> tuple[float, float | None, bool]:
+    """Where the input is entered (ffmpeg's -ss); where the container seeks inexactly,
+    the time of the segment's first frame, from which frames are kept (None where the
+    seek is exact); and whether that time is the source's own timestamp (`-copyts`)
+    rather than one from the entry point."""
     if segment.start_s <= 0:
-        return 0.0, None
+        return 0.0, None, False
     media = plan.analysis.media
     if media.container not in INEXACT_SEEK:
-        return segment.start_s, None
-    return max(0.0, segment.start_s - SEEK_MARGIN_S), media.start_time_s + segment.start_s
+        return segment.start_s, None, False
+    entry = max(0.0, segment.start_s - SEEK_MARGIN_S)
+    if media.container in STATED_TIMES:
+        return entry, media.start_time_s + segment.start_s, True
+    return entry, segment.start_s - entry, False
 
 
 def video_filters(plan: VideoPlan, keep_from: float | None = None) -> list[str]:
@@ -103,10 +108,10 @@ def segment_argv(
     `-dolbyvision` is always explicit: libsvtav1's "auto" would turn any RPU it meets
     on the decoded frames into Dolby Vision, which the SDR/HDR10/HLG path must not do.
     """
-    entry, keep_from = seek(plan, segment)
+    entry, keep_from, stated = seek(plan, segment)
     entered = ["-ss", f"{entry:.6f}"] if entry > 0 else []
-    if keep_from is not None:
-        entered = [*KEEP_SOURCE_TIMES, *entered]
+    if stated:
+        entered = ["-copyts", *entered]
     return [
         plan.ffmpeg,
         "-hide_banner",
