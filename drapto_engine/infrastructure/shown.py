@@ -7,18 +7,16 @@ times frames from the packets alone (probing, the frame times the planner cuts o
 extents, validation's frame times, the packets shipped to a worker) leaves those out by
 one rule: a packet is shown when it shows at or after the first frame the decoder
 gives. The decoder is fed the packets in decode order only until that frame comes out,
-so a file that starts on a keyframe costs one decoded frame.
+so a file that starts on a keyframe costs its first few frames decoded (the decoder's
+delay), a few milliseconds to a tenth of a second at 1080p.
 """
 
 from __future__ import annotations
 
 import contextlib
-import logging
 from typing import Any
 
 import av
-
-log = logging.getLogger(__name__)
 
 
 class FirstShown:
@@ -30,7 +28,8 @@ class FirstShown:
     def __init__(self, stream: Any) -> None:
         self._codec = stream.codec_context
         self._pts: int | None = None
-        self._found = False
+        # without a decoder (a codec this ffmpeg cannot decode) every packet counts
+        self._found = self._codec is None
         self._flushed = False
 
     def feed(self, packet: Any) -> None:
