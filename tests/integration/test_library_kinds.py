@@ -280,3 +280,26 @@ def test_a_recording_whose_audio_starts_first_keeps_every_segment_s_frames(
     errors = [mismatch(a, b) for a, b in zip(ours.thumbnails, theirs.thumbnails, strict=True)]
     shifted = [mismatch(a, b) for a, b in zip(ours.thumbnails[1:], theirs.thumbnails, strict=False)]
     assert max(errors) < min(shifted), (max(errors), min(shifted))
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a raw MPEG video stream (.m2v) has no timestamps: libavformat times its first "
+    "frame one frame late (its dts plus the reorder delay) where ffmpeg's command line "
+    "counts from 0, so segment 0, trimmed from half a frame before its first frame, "
+    "drops source frame 0 and shows each frame's successor: the run fails a frame short "
+    "(here), or passes validation with that shift (a 12 s file in two 6 s segments), "
+    "since validation reads the same packet times",
+)
+def test_a_raw_mpeg2_stream_keeps_each_frame_in_its_place(ffmpeg: str, tmp_path: Path) -> None:
+    cuts = [Cut(1.2, "testsrc2", SOFT_PATTERN), Cut(1.2, "testsrc2", f"{SOFT_PATTERN},hflip")]
+    source = make_video(ffmpeg, tmp_path / "title.m2v", cuts=cuts, codec="mpeg2video", gop=10,
+                        output_args=["-bf", "2", "-b:v", "2M"])  # fmt: skip
+    output = tmp_path / "title.mkv"
+    run = encode(source, output, "--min-segment", "1", "--max-segment", "2")
+    assert run.returncode == 0, run.stderr
+    ours, theirs = look(output, start_from_zero=False), look(source, start_from_zero=True)
+    assert len(ours.thumbnails) == len(theirs.thumbnails) == 60
+    errors = [mismatch(a, b) for a, b in zip(ours.thumbnails, theirs.thumbnails, strict=True)]
+    shifted = [mismatch(a, b) for a, b in zip(ours.thumbnails, theirs.thumbnails[1:], strict=False)]
+    assert max(errors) < min(shifted), (max(errors), min(shifted))
