@@ -5,8 +5,8 @@ audio track (channels, language), and decodes as cleanly as a plain ffmpeg encod
 same source. docs/kinds-of-file.md lists what drapto does with each kind.
 
 DTS-HD MA is not here: ffmpeg decodes it but has no encoder for it (its `dca` encoder
-writes DTS core only), so no such file can be made. Rotation, DVD interlacing, cover art,
-Xvid AVIs and odd names have tests of their own."""
+writes DTS core only), so no such file can be made. Phone rotation, DVD rips (see
+test_interlaced.py), cover art, Xvid AVIs and odd names are not here either."""
 
 from __future__ import annotations
 
