@@ -44,8 +44,9 @@ class _Span:
 
 
 def stream_extents(path: Path) -> dict[int, Extent]:
-    """Blocking: read every packet once and measure each stream; a video stream's
-    packets that no decoder shows are left out (see FirstShown).
+    """Blocking: read every packet once and measure each stream; packets that are never
+    played (discarded ones, and a video stream's that no decoder shows: see FirstShown)
+    are left out.
 
     Each stream's first and last tick are kept as integers and turned into seconds once,
     at the end: the same floats as per-packet `pts * time_base` (an exact fraction, then
@@ -68,7 +69,8 @@ def stream_extents(path: Path) -> dict[int, Extent]:
             index = packet.stream.index
             if index in shown:
                 shown[index].feed(packet)
-            if pts is None or packet.time_base is None:
+            # a discarded packet (before an MP4 edit list's start) is decoded, never played
+            if pts is None or packet.time_base is None or packet.is_discard:
                 continue
             span = spans.setdefault(index, _Span(packet.time_base))
             end = pts + (packet.duration or 0)

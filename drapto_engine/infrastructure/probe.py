@@ -117,6 +117,30 @@ def _scan_video_end(
     return count, end, pts
 
 
+_REORDER_LIMIT = 64
+"""Packets past the first shown frame's after which no earlier frame can follow: more
+than any decoder reorders (H.264 and HEVC hold at most 16 frames)."""
+
+
+def _unshown_at_start(container: Any, stream: Any, first_pts: int | None) -> int:
+    """How many packets at the start of the stream show before the first decoded frame
+    (at `first_pts`), which no decoder shows: a file that starts mid-GOP, or the frames
+    an MP4 edit list cuts off (see infrastructure/shown.py)."""
+    if first_pts is None:
+        return 0
+    unshown = after = 0
+    for packet in container.demux(stream):
+        if not packet.size or packet.pts is None:
+            continue
+        if packet.pts < first_pts:
+            unshown += 1
+            continue
+        after += 1
+        if after > _REORDER_LIMIT:
+            break
+    return unshown
+
+
 def _video_end_near_tail(container: Any, stream: Any, duration_s: float) -> tuple[float, list[int]]:
     """Where the video ends and the pts found, reading only the last seconds of the file."""
     target = max(0.0, duration_s - 5.0) + (container.start_time or 0) / av.time_base
@@ -140,8 +164,9 @@ def _video_stream(container: Any, path: Path, start_s: float, duration_s: float)
     side = frame_side_data(first)
     average = stream.average_rate or stream.guessed_rate or stream.base_rate or Fraction(0)
     base = stream.base_rate or average
-    # The container's own index (an MP4 sample table) counts the frames; a Matroska
-    # NUMBER_OF_FRAMES statistics tag is not trusted, since a remux may leave it stale.
+    # The container's own index (an MP4 sample table) counts the frames, less those at
+    # its start that no decoder shows; a Matroska NUMBER_OF_FRAMES statistics tag is not
+    # trusted, since a remux may leave it stale.
     indexed = int(stream.frames or 0)
     try:
         # To the start time, not 0: a file without an index (a cut Matroska has no cues)
@@ -150,8 +175,8 @@ def _video_stream(container: Any, path: Path, start_s: float, duration_s: float)
     except av.error.FFmpegError as exc:
         raise MediaError(f"cannot be read from its start: {exc.strerror or exc}", path) from exc
     if indexed:
+        frame_count = indexed - _unshown_at_start(container, stream, first.pts)
         end, pts = _video_end_near_tail(container, stream, duration_s)
-        frame_count = indexed
     else:
         frame_count, end, pts = _scan_video_end(container, stream, first.pts)
     if start_s + duration_s - end > _TRUNCATION_TOLERANCE_S:

@@ -54,6 +54,25 @@ def tv_mpeg2(ffmpeg: str, folder: Path) -> Path:
     return starting_mid_gop(drop_head(whole, folder / "recording.ts", 0.3))
 
 
+def tv_h264_mp4(ffmpeg: str, folder: Path) -> Path:
+    """That recording copied into MP4 with its first packets kept (`-copyinkf`): an
+    indexed file that starts mid-GOP, with no keyframe to seek back to."""
+    recording = tv_h264(ffmpeg, folder)
+    copy = folder / "recording.mp4"
+    run_ffmpeg(ffmpeg, ["-i", str(recording), "-map", "0", "-c", "copy", "-copyinkf", str(copy)])
+    return starting_mid_gop(copy)
+
+
+def cut_mp4(ffmpeg: str, folder: Path) -> Path:
+    """A clip cut from an MP4 by stream copy at 1.3 s: it starts at the keyframe before
+    the cut, and its edit list hides the frames before the cut from every player."""
+    whole = make_video(ffmpeg, folder / "whole.mp4", cuts=soft(3.0), gop=25,
+                       audio=[Audio("stereo", "eng")], output_args=["-bf", "2"])  # fmt: skip
+    clip = folder / "clip.mp4"
+    run_ffmpeg(ffmpeg, ["-ss", "1.3", "-i", str(whole), "-map", "0", "-c", "copy", str(clip)])
+    return clip
+
+
 def starting_mid_gop(path: Path) -> Path:
     """`path`, checked to start with video packets that no decoder can show."""
     with av.open(str(path)) as container:
@@ -143,8 +162,8 @@ def disc_audio(ffmpeg: str, folder: Path) -> Path:
 
 
 KINDS: list[Maker] = [
-    tv_h264, tv_mpeg2, mjpeg_avi, prores_422, prores_4444, dnxhd_mov, dnxhr_mxf, hdv, webm,
-    wmv, disc_audio,
+    tv_h264, tv_mpeg2, tv_h264_mp4, cut_mp4, mjpeg_avi, prores_422, prores_4444, dnxhd_mov,
+    dnxhr_mxf, hdv, webm, wmv, disc_audio,
 ]  # fmt: skip
 
 
@@ -212,14 +231,15 @@ def test_each_kind_of_file_comes_out_as_a_player_shows_it(
     output = tmp_path / "encoded.mkv"
     run = encode(source, output)
     assert run.returncode == 0, run.stderr
+    [analysis] = run.of("analysis")
     ours, theirs = look(output, start_from_zero=False), look(source, start_from_zero=True)
     assert ours.displayed_aspect == theirs.displayed_aspect
     assert ours.field_order == PROGRESSIVE
     if theirs.field_order > PROGRESSIVE:  # coded interlaced: deinterlaced, said so
-        [analysis] = run.of("analysis")
         assert analysis["deinterlace"].startswith("deinterlaced with bwdif"), analysis
     # every frame the source decodes to, once, at its time (Matroska keeps milliseconds)
     assert len(ours.times) == len(theirs.times), (len(ours.times), len(theirs.times))
+    assert analysis["frames"] == len(theirs.times)  # the figure the plan and summary show
     off = [i for i, (a, b) in enumerate(zip(ours.times, theirs.times, strict=True))
            if not abs(a - b) <= 0.0005 + 1e-9]  # fmt: skip
     assert not off, (off[:5], ours.times[:5], theirs.times[:5])
