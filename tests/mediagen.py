@@ -438,4 +438,19 @@ def make_xvid_avi(
             packet.stream = streams[packet.stream.index]
             target.mux(packet)
     plain.unlink()
+
+
+# A picture idet takes for progressive (testsrc2's own fine moving edges read as
+# interlaced, see services/detection/interlace.py): testsrc2 at half size, scaled back up.
+SOFT_PATTERN = "scale=iw/2:ih/2,scale=iw*2:ih*2"
+
+TS_PACKET = 188
+
+
+def drop_head(src: Path, out: Path, share: float, unit: int = TS_PACKET) -> Path:
+    """`src` without its first `share` of bytes, cut at a `unit` boundary (an MPEG-TS
+    packet is 188 bytes): a recording that started mid-stream, so its first video packets
+    belong to a GOP whose keyframe and parameter sets were never received."""
+    data = src.read_bytes()
+    out.write_bytes(data[(int(len(data) * share) // unit) * unit :])
     return out

@@ -55,6 +55,7 @@ from drapto_engine.infrastructure.ffmpeg.progress import Progress, ProgressParse
 from drapto_engine.infrastructure.ffmpeg.toolchain import find_toolchain
 from drapto_engine.infrastructure.resources import cpu_count, threads_per_worker
 from drapto_engine.infrastructure.scratch import prefix, scratch_root
+from drapto_engine.infrastructure.shown import FirstShown
 from drapto_engine.infrastructure.source_identity import fingerprint
 from drapto_engine.services.encoding.plan import VideoPlan
 from drapto_engine.services.encoding.svt import SEGMENT_SUFFIX
@@ -82,20 +83,30 @@ class PacketIndex:
     time_base: Fraction | None = None
     """The source stream's: the worker encodes in it, as a local encode does (NUT keeps
     the timestamps exact but may pick a finer time base, e.g. 1/60000 for 1/30000)."""
+    first_shown: int | None = None
+    """The pts of the first frame the decoder shows (see infrastructure/shown.py); the
+    packets showing before it are kept for their decode positions but are no frame."""
 
     def sorted_pts(self) -> list[int]:
-        return sorted(pts for pts, _, _ in self.packets)
+        """The shown frames' pts in time order: frame i of frame_times is the i-th."""
+        first = self.first_shown
+        return sorted(pts for pts, _, _ in self.packets if first is None or pts >= first)
 
 
 def packet_index(source: Path, stream_index: int | None = None) -> PacketIndex:
-    """Blocking: demux the video stream once (no decoding). Build it once per file."""
+    """Blocking: demux the video stream once (decoding only up to its first frame). Build
+    it once per file."""
     packets: list[tuple[int, int | None, bool]] = []
     with av.open(str(source)) as container:
         stream = main_video_stream(container, stream_index)
         if stream is None:
             raise MediaError("no video stream", source)
+        first = FirstShown(stream)
         for packet in container.demux(stream):
-            if packet.size == 0 or packet.is_discard:
+            if packet.size == 0:
+                continue
+            first.feed(packet)
+            if packet.is_discard:
                 continue
             if packet.pts is None:
                 raise MediaError(
@@ -104,7 +115,7 @@ def packet_index(source: Path, stream_index: int | None = None) -> PacketIndex:
                     hint="give that worker the source through shared storage (--path-map)",
                 )
             packets.append((packet.pts, packet.dts, packet.is_keyframe))
-        return PacketIndex(stream.index, tuple(packets), stream.time_base)
+        return PacketIndex(stream.index, tuple(packets), stream.time_base, first.pts)
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,6 @@ from drapto_engine.core.models import (
     SubtitleStream,
     VideoStream,
 )
-from drapto_engine.infrastructure.extents import FramePackets
 from drapto_engine.infrastructure.hdr_probe import (
     CONTENT_LIGHT_SIDE_DATA,
     DOVI_METADATA_SIDE_DATA,
@@ -102,21 +101,50 @@ def _irregular(pts: list[int]) -> bool:
     return len(deltas) > 1 and max(deltas) - min(deltas) > max(2, max(deltas) // 50)
 
 
-def _scan_video_end(container: Any, stream: Any) -> tuple[int, float, list[int]]:
-    """Count the video packets, find where the video really ends (seconds), collect the pts."""
+def _scan_video_end(
+    container: Any, stream: Any, first_pts: int | None
+) -> tuple[int, float, list[int]]:
+    """Count the video packets that show a frame (none showing before the first decoded
+    frame, at `first_pts`: see infrastructure/shown.py), find where the video really
+    ends (seconds), collect the pts."""
     count = 0
     end = 0.0
     pts: list[int] = []
     tb = stream.time_base
-    frames = FramePackets(stream)
     for packet in container.demux(stream):
-        if not frames.shown(packet):
+        if packet.size == 0:
+            continue
+        if first_pts is not None and packet.pts is not None and packet.pts < first_pts:
             continue
         count += 1
         if packet.pts is not None:
             pts.append(packet.pts)
             end = max(end, float((packet.pts + (packet.duration or 0)) * tb))
     return count, end, pts
+
+
+_REORDER_LIMIT = 64
+"""Packets past the first shown frame's after which no earlier frame can follow: more
+than any decoder reorders (H.264 and HEVC hold at most 16 frames)."""
+
+
+def _unshown_at_start(container: Any, stream: Any, first_pts: int | None) -> int:
+    """How many packets at the start of the stream show before the first decoded frame
+    (at `first_pts`), which no decoder shows: a file that starts mid-GOP, or the frames
+    an MP4 edit list cuts off (see infrastructure/shown.py)."""
+    if first_pts is None:
+        return 0
+    unshown = after = 0
+    for packet in container.demux(stream):
+        if not packet.size or packet.pts is None:
+            continue
+        if packet.pts < first_pts:
+            unshown += 1
+            continue
+        after += 1
+        if after > _REORDER_LIMIT:
+            break
+    return unshown
 
 
 def _video_end_near_tail(container: Any, stream: Any, duration_s: float) -> tuple[float, list[int]]:
@@ -237,16 +265,18 @@ def _video_stream(
     side = frame_side_data(first)
     average = stream.average_rate or stream.guessed_rate or stream.base_rate or Fraction(0)
     base = stream.base_rate or average
-    # The container's own index (an MP4 sample table) counts the frames; a Matroska
-    # NUMBER_OF_FRAMES statistics tag is not trusted, since a remux may leave it stale.
-    # An AVI index counts the empty chunks of dropped frames too: its packets are counted.
+    # The container's own index (an MP4 sample table) counts the frames, less those at
+    # its start that no decoder shows; a Matroska NUMBER_OF_FRAMES statistics tag is not
+    # trusted, since a remux may leave it stale. An AVI index counts the empty chunks of
+    # dropped frames too: its packets are counted.
     indexed = int(stream.frames or 0) if container.format.name != "avi" else 0
-    if indexed:
-        end, pts = _video_end_near_tail(container, stream, duration_s)
-        frame_count = indexed
-    else:
-        with _from_start(container, path) as source:
-            frame_count, end, pts = _scan_video_end(source, source.streams[stream.index])
+    with _from_start(container, path) as source:
+        video = source.streams[stream.index]
+        if indexed:
+            frame_count = indexed - _unshown_at_start(source, video, first.pts)
+            end, pts = _video_end_near_tail(source, video, duration_s)
+        else:
+            frame_count, end, pts = _scan_video_end(source, video, first.pts)
     if start_s + duration_s - end > _TRUNCATION_TOLERANCE_S:
         raise MediaError(
             f"is truncated: its video stops at {max(end - start_s, 0):.2f} s of {duration_s:.2f} s",

@@ -12,13 +12,14 @@ import av
 
 from drapto_engine.core.errors import DraptoError
 from drapto_engine.core.models import ContentLight, Dispositions, MasteringDisplay, MediaInfo
-from drapto_engine.infrastructure.extents import FramePackets, stream_extents
+from drapto_engine.infrastructure.extents import stream_extents
 from drapto_engine.infrastructure.hdr_probe import (
     count_rpu_frames,
     ffmpeg_input_dump,
     parse_dovi_record,
 )
 from drapto_engine.infrastructure.probe import probe
+from drapto_engine.infrastructure.shown import FirstShown
 from drapto_engine.services.segmentation.timestamps import main_video_stream
 
 log = logging.getLogger(__name__)
@@ -127,19 +128,21 @@ def _round_half_away(value: Fraction) -> int:
 
 
 def _packet_ticks(path: Path, index: int | None) -> tuple[list[int], Fraction, int]:
-    """Sorted pts of the video packets that show a frame, their time base, and the
-    container's start in that time base (as ffmpeg shifts an input by it)."""
+    """Sorted pts of the video packets that show a frame (see FirstShown), their time
+    base, and the container's start in that time base (as ffmpeg shifts an input by it)."""
     with av.open(str(path)) as container:
         stream = main_video_stream(container, index)
         time_base = Fraction(stream.time_base or Fraction(1, 1000))
         start_us = container.start_time or 0
         start = _round_half_away(Fraction(start_us, 1_000_000) / time_base)
-        frames = FramePackets(stream)
-        ticks = sorted(
-            p.pts
-            for p in container.demux(stream)
-            if frames.shown(p) and p.pts is not None and not p.is_discard
-        )
+        first = FirstShown(stream)
+        ticks: list[int] = []
+        for p in container.demux(stream):
+            if p.size:
+                first.feed(p)
+                if p.pts is not None and not p.is_discard:
+                    ticks.append(p.pts)
+        ticks = sorted(t for t in ticks if first.shows(t))
     return ticks, time_base, start
 
 

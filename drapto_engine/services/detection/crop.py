@@ -107,7 +107,11 @@ def _keyframe_at(container: Any, stream: Any, timestamp: int, seen: set[int]) ->
     """The keyframe a backward seek to `timestamp` lands on, decoded on its own; None when
     it was decoded for an earlier sample (its bars are known: a repeat changes nothing)
     or no keyframe follows."""
-    container.seek(timestamp, stream=stream, backward=True)
+    try:
+        container.seek(timestamp, stream=stream, backward=True)
+    except av.error.FFmpegError:
+        # no keyframe at or before it (an MP4 that starts mid-GOP): the one after it
+        container.seek(timestamp, stream=stream, backward=False)
     for packet in container.demux(stream):
         if packet.size == 0:  # the end of the file
             return None

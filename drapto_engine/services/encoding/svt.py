@@ -60,25 +60,35 @@ its place by reading timestamps and may land a frame or a GOP past the point ask
 SEEK_MARGIN_S = 5.0
 """How far before its first frame a segment of such a container is entered; the frames
 in between are decoded and dropped by time (`trim`)."""
+STATED_TIMES = frozenset({"mpeg", "mpegts"})
+"""Those of them whose packets state their times: for the drop, ffmpeg keeps them as
+they are (`-copyts`), since it would otherwise shift them by a start of its choosing,
+the start of the streams it reads (the video alone), not the container's start that
+frame times count from. A raw stream's times are ffmpeg's own count, from the seek."""
 
 
-def seek(plan: VideoPlan, segment: Segment) -> tuple[float, float]:
-    """Where the input is entered (ffmpeg's -ss) and how much of what follows is dropped
-    before the segment's first frame (0 where the container seeks exactly).
+def seek(plan: VideoPlan, segment: Segment) -> tuple[float, float | None, bool]:
+    """Where the input is entered (ffmpeg's -ss); where the container seeks inexactly,
+    the time of the segment's first frame, from which frames are kept (None where the
+    seek is exact); and whether that time is the source's own timestamp (`-copyts`)
+    rather than one from the entry point.
 
     The first segment of an indexed container is read from the start of the file, not
     sought to: its first frame may come after time 0 (an AVI whose first frame was
     dropped), and a seek near the start of an AVI with packed B-frames lands on its
     second keyframe."""
     if segment.start_s <= 0:
-        return 0.0, 0.0
-    if plan.analysis.media.container not in INEXACT_SEEK:
-        return (0.0, 0.0) if segment.start_frame == 0 else (segment.start_s, 0.0)
+        return 0.0, None, False
+    media = plan.analysis.media
+    if media.container not in INEXACT_SEEK:
+        return (0.0 if segment.start_frame == 0 else segment.start_s), None, False
     entry = max(0.0, segment.start_s - SEEK_MARGIN_S)
-    return entry, segment.start_s - entry
+    if media.container in STATED_TIMES:
+        return entry, media.start_time_s + segment.start_s, True
+    return entry, segment.start_s - entry, False
 
 
-def video_filters(plan: VideoPlan, skip_s: float = 0.0) -> list[str]:
+def video_filters(plan: VideoPlan, keep_from: float | None = None) -> list[str]:
     """Frames before the segment dropped (see `seek`), timestamps rebased to 0, then
     deinterlacing, then the crop, then the turn and flip of the source's display matrix.
 
@@ -89,7 +99,7 @@ def video_filters(plan: VideoPlan, skip_s: float = 0.0) -> list[str]:
     `segment_argv`), and the turned frames lose the display matrix, which would
     otherwise turn them again in a player.
     """
-    filters = [f"trim=start={skip_s:.6f}"] if skip_s > 0 else []
+    filters = [f"trim=start={keep_from:.6f}"] if keep_from is not None else []
     filters.append("setpts=PTS-STARTPTS")
     if plan.interlace:
         filters.append(plan.interlace.filter())
@@ -124,8 +134,10 @@ def segment_argv(
     `-dolbyvision` is always explicit: libsvtav1's "auto" would turn any RPU it meets
     on the decoded frames into Dolby Vision, which the SDR/HDR10/HLG path must not do.
     """
-    entry, skip_s = seek(plan, segment)
+    entry, keep_from, stated = seek(plan, segment)
     entered = ["-ss", f"{entry:.6f}"] if entry > 0 else []
+    if stated:
+        entered = ["-copyts", *entered]
     return [
         plan.ffmpeg,
         "-hide_banner",
@@ -155,7 +167,7 @@ def segment_argv(
         "-1",
         "-fps_mode",
         "passthrough",
-        *video_filters(plan, skip_s),
+        *video_filters(plan, keep_from),
         *ENCODER_TIME_BASE,
         "-c:v",
         "libsvtav1",

@@ -15,7 +15,7 @@ from typing import Any
 import av
 
 from drapto_engine.core.errors import MediaError
-from drapto_engine.infrastructure.extents import FramePackets
+from drapto_engine.infrastructure.shown import FirstShown
 
 log = logging.getLogger(__name__)
 
@@ -50,30 +50,34 @@ def keyframes_of(times: Sequence[float]) -> frozenset[int]:
 
 
 def _packet_times(container: Any, stream: Any) -> tuple[list[float], int, set[float]]:
-    """Times (s) of the packets that carry a frame, how many of those had no pts, and
-    the times of the keyframes."""
-    times: list[float] = []
-    keys: set[float] = set()
+    """Times (s) of the packets that carry a frame a decoder shows (see FirstShown), how
+    many of those had no pts, and the times of the keyframes."""
+    ticks: list[int] = []
+    keys: set[int] = set()
     missing = 0
+    first = FirstShown(stream)
     # pts * num / den in integers, divided once: the float of the exact fraction
     # pts * time_base, as float(packet.pts * packet.time_base) gives, without a Fraction
     # per packet.
     num = den = 0
-    frames = FramePackets(stream)
     for packet in container.demux(stream):
         # The final flush packet is empty; a discarded packet (mp4 edit lists, e.g. the
         # frames before the first keyframe of a stream copy) is decoded but never shown.
-        if not frames.shown(packet) or packet.is_discard:
+        if packet.size == 0:
+            continue
+        first.feed(packet)  # a discarded packet may be the keyframe the next ones need
+        if packet.is_discard:
             continue
         if packet.pts is None:
             missing += 1
             continue
         if not den:
             num, den = packet.time_base.numerator, packet.time_base.denominator
-        times.append(packet.pts * num / den)
+        ticks.append(packet.pts)
         if packet.is_keyframe:
-            keys.add(times[-1])
-    return times, missing, keys
+            keys.add(packet.pts)
+    shown = [t for t in ticks if first.shows(t)]
+    return [t * num / den for t in shown], missing, {t * num / den for t in keys}
 
 
 def _rate(stream: Any) -> Fraction:
