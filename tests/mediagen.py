@@ -438,6 +438,7 @@ def make_xvid_avi(
             packet.stream = streams[packet.stream.index]
             target.mux(packet)
     plain.unlink()
+    return out
 
 
 # A picture idet takes for progressive (testsrc2's own fine moving edges read as
