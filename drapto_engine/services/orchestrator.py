@@ -89,7 +89,7 @@ from drapto_engine.services.detection import analyze_media
 from drapto_engine.services.encoding.audio import audio_argv, bitrate_kbps, output_channels
 from drapto_engine.services.encoding.mux import concat_list, mux_argv
 from drapto_engine.services.encoding.plan import VideoPlan, orientation, segments_video
-from drapto_engine.services.encoding.svt import SEGMENT_SUFFIX, size_problem
+from drapto_engine.services.encoding.svt import SEGMENT_SUFFIX, container_problem, size_problem
 from drapto_engine.services.executors import SegmentExecutor, SegmentRejected, SegmentWork
 from drapto_engine.services.executors.local import LocalExecutor
 from drapto_engine.services.outputs import check_free, check_output_path
@@ -254,6 +254,9 @@ class Orchestrator:
         too_small = size_problem(media.video.width, media.video.height)
         if too_small is not None:  # before any work: the encoder would fail every try
             raise MediaError(too_small, request.input)
+        untimed = container_problem(media.container)
+        if untimed is not None:  # before any work: a segment would start a frame off
+            raise MediaError(untimed, request.input)
         orientation(media.video.display_matrix, request.input)  # a turn it cannot do
         job = self.job = record.id
         if self.on_job is not None:

@@ -26,6 +26,22 @@ def size_problem(width: int, height: int) -> str | None:
     )
 
 
+UNTIMED = frozenset({"mpegvideo"})
+"""Containers whose frames carry no timestamps of their own that drapto's reading and
+ffmpeg's agree on: a raw MPEG video stream (.m2v) is timed by libavformat one frame
+later than by ffmpeg's command line, so a segment would start one frame off."""
+
+
+def container_problem(container: str) -> str | None:
+    """Why frames of this container cannot be placed exactly, or None."""
+    if container not in UNTIMED:
+        return None
+    return (
+        "is a raw MPEG video stream with no timestamps: its frames cannot be placed "
+        "exactly (remux it first, e.g. ffmpeg -i IN.m2v -c copy -f vob OUT.mpg)"
+    )
+
+
 def svt_params(plan: VideoPlan, threads: int) -> str:
     """The -svtav1-params string: the job's parameters and its thread share.
 
