@@ -5,7 +5,7 @@ these), and the payloads are the engine's own models: requests carry `JobOptions
 replies carry `QueueEntry`, `FlagView`, `EngineSnapshot`, events are the `Event` union.
 
     client -> server   {"type":"hello","protocol":"1.1","name":"drapto-tui","pid":42}
-    server -> client   {"type":"hello","protocol":"1.1","name":"drapto 0.1.0","pid":7}
+    server -> client   {"type":"hello","protocol":"1.1","name":"drapto 0.2.0","pid":7}
     client -> server   {"id":1,"method":"set_flag","params":{"name":"crop_detection","state":"off"}}
     server -> client   {"type":"reply","id":1,"result":{...FlagView...}}
     server -> client   {"type":"error","id":1,"error":"unknown flag 'x' (flags are ...)"}

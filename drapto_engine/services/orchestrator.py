@@ -21,6 +21,7 @@ import av
 from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
 
+from drapto_engine import __version__
 from drapto_engine.core.errors import (
     DiskFull,
     DraptoError,
@@ -247,6 +248,12 @@ class Orchestrator:
             replaced = resume.source.differences(identity, place=False)
             if replaced:
                 resume = None
+        stale = resume is not None and resume.drapto != __version__
+        if stale and resume is not None:
+            # Another drapto analysed and planned it (other detection rules, other
+            # encoder arguments): its plan and segments are not this version's to join.
+            log.info("job %s: planned by drapto %s; planning again", record.id, resume.drapto)
+            resume = None
         if resume is not None:
             media = resume.analysis.media
         else:
@@ -284,6 +291,9 @@ class Orchestrator:
                     f"encoded ({'; '.join(replaced)}); starting afresh",
                 )
             )
+            await self.state.forget_work(job)
+            await asyncio.to_thread(shutil.rmtree, work, True)
+        elif stale:
             await self.state.forget_work(job)
             await asyncio.to_thread(shutil.rmtree, work, True)
         for leftover in await asyncio.to_thread(_leftovers, work, request.output):
@@ -951,6 +961,9 @@ class StoredPlan(BaseModel):
     source: SourceIdentity | None = None
     """The source file the plan and segments were made from (None: stored before
     identities were kept)."""
+    drapto: str = ""
+    """The drapto version that made them ("": one before versions were kept); a plan of
+    another version is made again, with its segments."""
 
     @classmethod
     def of(cls, record: JobRecord | None) -> StoredPlan | None:
@@ -1001,6 +1014,7 @@ class StoredPlan(BaseModel):
             end_s=end,
             extents={i: (e.packets, e.start_s, e.end_s) for i, e in extents.items()},
             source=source,
+            drapto=__version__,
         )
 
     def extent_map(self) -> dict[int, Extent]:

@@ -9,6 +9,8 @@ negative): only their identity and content tell them apart, as in the issue's
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import shutil
 import sqlite3
@@ -213,3 +215,32 @@ def test_a_join_with_wrong_frame_times_fails_validation(
     assert "validation failed: frame times: 1 of 50 frames are off the source's" in error
     assert run.events[-1]["type"] == "job_failed" and run.events[-1]["stage"] == "validating"
     assert list(out_dir.iterdir()) == []
+
+
+def test_a_plan_made_by_another_drapto_is_made_again(make_media: MakeMedia, tmp_path: Path) -> None:
+    """Killed after a segment; the stored plan (in the state database and in the work
+    folder) says another drapto made it: its analysis, segments and encoder arguments
+    are another version's, so the rerun plans and encodes every segment again."""
+    source, _ = _films(make_media)
+    out_dir, state = tmp_path / "out", tmp_path / "state"
+    out_dir.mkdir()
+    output = out_dir / "a.av1.mkv"
+    argv = [*DRAPTO, "encode", str(source), "-o", str(output), *FAST, *SEGMENTING]
+    proc = subprocess.Popen([*argv, "--state-dir", str(state)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if '"segment_done"' in line:
+            break
+    proc.kill()
+    proc.communicate(timeout=10)
+    with contextlib.closing(sqlite3.connect(state / "drapto.db")) as db, db:
+        [(job, plan)] = db.execute("SELECT id, plan FROM jobs WHERE plan IS NOT NULL").fetchall()
+        older = {**json.loads(plan), "drapto": "0.1.0"}
+        db.execute("UPDATE jobs SET plan = ? WHERE id = ?", (json.dumps(older), job))
+    [work_plan] = out_dir.glob("*/plan.json")
+    work_plan.write_text(json.dumps({**json.loads(work_plan.read_text()), "drapto": "0.1.0"}))
+    run = encode(source, output, *SEGMENTING, "--state-dir", str(state))
+    assert run.returncode == 0, run.stderr
+    assert [e["index"] for e in run.of("segment_done") if e["resumed"]] == []
+    assert len(run.of("analysis")) == 1
+    assert inspect(output).frames_decoded == FRAMES

@@ -199,9 +199,9 @@ def test_status_shows_counts_running_jobs_resources_and_changed_flags() -> None:
         resources=[sample],
         flags=flags.views(),
     )
-    lines = status_lines(snapshot, Hello(name="drapto 0.1.0", pid=77), Path("/run/e.sock"))
+    lines = status_lines(snapshot, Hello(name="drapto 0.2.0", pid=77), Path("/run/e.sock"))
     assert lines == [
-        "engine     drapto 0.1.0, pid 77, on /run/e.sock",
+        "engine     drapto 0.2.0, pid 77, on /run/e.sock",
         "queue      1 queued, 1 running, 1 done, paused",
         "workers    2",
         "resources  CPU 87%, RAM 6.0 of 16.0 GiB used, 2 encoders (1 suspended)",
