@@ -402,13 +402,26 @@ class Engine:
         )
         return added[0]
 
-    async def _refuse_busy(self, candidate: QueueEntry) -> None:
+    async def refuse_queued(self, candidate: QueueEntry, holder: int) -> None:
+        """For `encode --no-daemon` beside a live engine service (process `holder`) on
+        the same state folder: a file waiting in that engine's queue (the same job, or
+        to the same output) is refused as the engine itself refuses it. Running ones
+        are refused by the job lock."""
+        await self._refuse_busy(candidate, holder, statuses=(EntryStatus.QUEUED,))
+
+    async def _refuse_busy(
+        self,
+        candidate: QueueEntry,
+        holder_pid: int | None = None,
+        statuses: tuple[EntryStatus, ...] = (EntryStatus.QUEUED, EntryStatus.RUNNING),
+    ) -> None:
         """As the job lock refuses an encode in another process (StateManager.begin):
         the same job (input and settings) or the same output already in hand here."""
         job = (await asyncio.to_thread(job_record, self.request_for(candidate))).id
-        holder = f"another drapto (process {os.getpid()})"
+        pid = os.getpid() if holder_pid is None else holder_pid
+        holder = f"another drapto (process {pid})"
         for entry in self._entries.values():
-            if entry.status not in (EntryStatus.QUEUED, EntryStatus.RUNNING):
+            if entry.status not in statuses:
                 continue
             same_output = entry.output == candidate.output
             if entry.status is EntryStatus.QUEUED and (same_output or entry.job == job):
@@ -424,7 +437,7 @@ class Engine:
             if same_output:
                 raise DraptoError(
                     f"its output {candidate.output} is being written by another drapto"
-                    f" (process {os.getpid()}, from {entry.input})",
+                    f" (process {pid}, from {entry.input})",
                     candidate.input,
                     hint="wait for it or stop it",
                 )

@@ -27,6 +27,7 @@ from drapto_engine.core.events import EntryChanged, Event, EventBus, Warning
 from drapto_engine.core.flags import FlagState, parse_override
 from drapto_engine.core.jobs import EntryStatus, JobOptions, QueueEntry
 from drapto_engine.core.models import DEFAULTS
+from drapto_engine.infrastructure import paths
 from drapto_engine.infrastructure.ffmpeg.toolchain import find_toolchain
 from drapto_engine.server.client import EngineClient, EngineLost
 
@@ -325,6 +326,11 @@ async def _in_process(args: argparse.Namespace, config: Config, source: Path, ou
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop, signum)
     try:
+        # Beside a live engine service on the same state folder, a file waiting in its
+        # queue is refused as the engine refuses it (same input, same answer).
+        holder = paths.lock_holder(paths.engine_lock(engine.state_dir))
+        if holder is not None and paths.held_by_another(paths.engine_lock(engine.state_dir)):
+            await engine.refuse_queued(entry, holder)
         async with engine.running():
             try:
                 await engine.encode_entry(entry)

@@ -52,6 +52,14 @@ def held_by_another(lock: Path) -> bool:
     return False
 
 
+def lock_holder(lock: Path) -> int | None:
+    """The process id a live engine wrote into its lock file (see held_by_another)."""
+    try:
+        return int(lock.read_text(encoding="ascii").split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def scratch_dir() -> Path:
     """Temporary folders of drapto's processes (a worker's segments, Dask's scratch
     space): this user's own, never the shared /tmp."""

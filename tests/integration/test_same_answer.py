@@ -328,18 +328,19 @@ def test_the_engine_refuses_a_missing_work_dir_for_a_folder_too(
     assert len(after) == len(before) and not scratch.exists()
 
 
+@pytest.mark.parametrize("way", [[], ["--no-daemon"]], ids=["engine", "no-daemon"])
 def test_a_file_waiting_in_the_engine_is_refused_naming_its_entry(
-    engine_user: User, made: Path, tmp_path: Path
+    engine_user: User, made: Path, tmp_path: Path, way: list[str]
 ) -> None:
-    """Through the engine, a file queued there (to the same output) is refused in one line
-    naming the entry, not queued twice nor followed. (With --no-daemon nothing holds it
-    yet: the encode runs, and the queued entry later finds its output made.)"""
+    """A file queued in the engine (to the same output) is refused in one line naming the
+    entry, both ways: not queued twice nor followed through the engine, and not encoded
+    beside it by --no-daemon (which reads the engine's queue in their state folder)."""
     source = Path(shutil.copy2(made.with_name("a.mkv"), tmp_path / "a.mkv"))
     asyncio.run(_call(engine_user.socket, "pause"))
     try:
         entry = asyncio.run(_submit(engine_user.socket, source, 12))
         engine_user.home = tmp_path
-        done = engine_user.run("encode", "a.mkv", *FAST, timeout=60)
+        done = engine_user.run("encode", "a.mkv", *FAST, *way, timeout=60)
         asyncio.run(_call(engine_user.socket, "remove", entry))
     finally:
         asyncio.run(_call(engine_user.socket, "resume"))

@@ -94,6 +94,22 @@ def test_a_source_changed_during_the_encode_fails_the_job(
     assert list(out_dir.iterdir()) == [], "an output or a work folder was left"
 
 
+def _killed_after_a_segment(source: Path, out_dir: Path, state: Path) -> Path:
+    """`drapto encode SOURCE` into `out_dir`, killed (SIGKILL) once a segment is done;
+    the output it was making."""
+    out_dir.mkdir()
+    output = out_dir / "a.av1.mkv"
+    argv = [*DRAPTO, "encode", str(source), "-o", str(output), *FAST, *SEGMENTING]
+    proc = subprocess.Popen([*argv, "--state-dir", str(state)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if '"segment_done"' in line:
+            break
+    proc.kill()
+    proc.communicate(timeout=10)
+    return output
+
+
 @pytest.mark.parametrize("replacement", ["other film", "same bytes"])
 def test_a_resumed_job_starts_afresh_only_when_its_source_is_another_film(
     make_media: MakeMedia, tmp_path: Path, replacement: str
@@ -105,16 +121,7 @@ def test_a_resumed_job_starts_afresh_only_when_its_source_is_another_film(
     keeps the finished segments."""
     source, other = _films(make_media)
     out_dir, state = tmp_path / "out", tmp_path / "state"
-    out_dir.mkdir()
-    output = out_dir / "a.av1.mkv"
-    argv = [*DRAPTO, "encode", str(source), "-o", str(output), *FAST, *SEGMENTING]
-    proc = subprocess.Popen([*argv, "--state-dir", str(state)], stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        if '"segment_done"' in line:
-            break
-    proc.kill()
-    proc.communicate(timeout=10)
+    output = _killed_after_a_segment(source, out_dir, state)
     assert not output.exists()
     before, first_film = source.stat(), _first_frame(source)
     if replacement == "same bytes":
@@ -223,16 +230,7 @@ def test_a_plan_made_by_another_drapto_is_made_again(make_media: MakeMedia, tmp_
     are another version's, so the rerun plans and encodes every segment again."""
     source, _ = _films(make_media)
     out_dir, state = tmp_path / "out", tmp_path / "state"
-    out_dir.mkdir()
-    output = out_dir / "a.av1.mkv"
-    argv = [*DRAPTO, "encode", str(source), "-o", str(output), *FAST, *SEGMENTING]
-    proc = subprocess.Popen([*argv, "--state-dir", str(state)], stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        if '"segment_done"' in line:
-            break
-    proc.kill()
-    proc.communicate(timeout=10)
+    output = _killed_after_a_segment(source, out_dir, state)
     with contextlib.closing(sqlite3.connect(state / "drapto.db")) as db, db:
         [(job, plan)] = db.execute("SELECT id, plan FROM jobs WHERE plan IS NOT NULL").fetchall()
         older = {**json.loads(plan), "drapto": "0.1.0"}
