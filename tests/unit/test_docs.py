@@ -35,6 +35,15 @@ def local_links(document: Path) -> list[str]:
     return targets
 
 
+def anchors(document: Path) -> set[str]:
+    """The #fragments a renderer gives a document's headings (GitHub's rule: lower case,
+    punctuation other than '-' and '_' dropped, spaces become '-')."""
+    return {
+        re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+        for heading in re.findall(r"^#+ (.+)$", document.read_text(encoding="utf-8"), re.M)
+    }
+
+
 def test_the_readme_fits_on_a_screen() -> None:
     lines = len(README.read_text(encoding="utf-8").splitlines())
     assert lines <= README_MAX_LINES, f"README.md has {lines} lines, more than {README_MAX_LINES}"
@@ -56,6 +65,19 @@ def test_every_link_of_every_document_leads_to_a_file() -> None:
         if not (document.parent / target).exists()
     ]
     assert not broken, "links to files that do not exist:\n" + "\n".join(broken)
+
+
+def test_every_link_to_a_heading_finds_it() -> None:
+    missing = []
+    for document in documents():
+        for target in LINK.findall(document.read_text(encoding="utf-8")):
+            page, _, fragment = target.partition("#")
+            if not fragment or re.match(r"^[a-z][a-z0-9+.-]*:", target):
+                continue
+            linked = (document.parent / page) if page else document
+            if linked.suffix == ".md" and fragment not in anchors(linked):
+                missing.append(f"{document.relative_to(ROOT)}: {target}")
+    assert not missing, "links to headings that do not exist:\n" + "\n".join(missing)
 
 
 def test_no_document_installs_drapto_from_a_registry() -> None:
