@@ -11,8 +11,10 @@ import logging
 
 from drapto_engine.core.errors import DraptoError
 
-EXTRA = "drapto[cluster]"
-INSTALL_HINT = f"cluster commands need the cluster extra: pip install '{EXTRA}'"
+INSTALL_HINT = (
+    "cluster commands need the cluster extra: in drapto's folder, "
+    ".venv/bin/pip install -e '.[cluster]'"
+)
 
 
 class ClusterUsageError(DraptoError):

@@ -169,7 +169,7 @@ class Discrepancy(_Event):
     type: Literal["discrepancy"] = "discrepancy"
     flag: str
     metric: float
-    """0 when the strategies agree; see the README for each flag's measure."""
+    """0 when the strategies agree; see docs/configuration.md for each flag's measure."""
     used: str
     """What the strategy in use decided."""
     shadow: str

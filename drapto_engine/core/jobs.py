@@ -145,7 +145,7 @@ class QueueEntry(BaseModel):
     dynamic_range: str | None = None
     """What analysis found (sdr, hdr10, hlg, dolby_vision), kept for finished entries."""
     rollbacks: list[str] = Field(default_factory=list)
-    """Flags turned off for this job after a failure (see the README's rollback rules)."""
+    """Flags turned off for this job after a failure (see docs/configuration.md, rollback)."""
 
 
 def segment_problem(low: float, high: float) -> str:

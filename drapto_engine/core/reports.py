@@ -11,7 +11,7 @@ UNKNOWN = "unknown"
 
 
 def probe_json(analysis: VideoAnalysis) -> dict[str, Any]:
-    """The `drapto probe --json` object (schema in the README)."""
+    """The `drapto probe --json` object (schema in docs/usage.md)."""
     media = analysis.media
     v = media.video
     dovi = analysis.dolby_vision

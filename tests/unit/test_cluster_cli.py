@@ -33,7 +33,8 @@ def test_cluster_commands_name_the_extra(argv: tuple[str, ...]) -> None:
     done = run(*argv)
     assert done.returncode == 2
     assert done.stderr.strip() == (
-        "drapto: cluster commands need the cluster extra: pip install 'drapto[cluster]'"
+        "drapto: cluster commands need the cluster extra: in drapto's folder, "
+        ".venv/bin/pip install -e '.[cluster]'"
     )
 
 
