@@ -152,19 +152,19 @@ class User:
         return data["jobs"]  # type: ignore[no-any-return]
 
 
-@pytest.fixture
-def user(tmp_path: Path) -> Iterator[User]:
-    runtime = Path(tempfile.mkdtemp(prefix="drc-", dir="/tmp"))
+@contextlib.contextmanager
+def user_in(home: Path, prefix: str = "drc-") -> Iterator[User]:
+    """A user with its own XDG folders under `home` and a short runtime folder (socket
+    paths are limited); whatever it started, encoders included, is killed at the end."""
+    runtime = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
     env = {
         **os.environ,
         "XDG_RUNTIME_DIR": str(runtime),
-        "XDG_STATE_HOME": str(tmp_path / "xdg-state"),
-        "XDG_CONFIG_HOME": str(tmp_path / "xdg-config"),
+        "XDG_STATE_HOME": str(home / "xdg-state"),
+        "XDG_CONFIG_HOME": str(home / "xdg-config"),
     }
     env.pop("DRAPTO_STATE_DIR", None)
-    user = User(
-        env, runtime / "drapto" / "engine.sock", tmp_path / "xdg-state" / "drapto", tmp_path
-    )
+    user = User(env, runtime / "drapto" / "engine.sock", home / "xdg-state" / "drapto", home)
     try:
         yield user
     finally:
@@ -177,6 +177,12 @@ def user(tmp_path: Path) -> Iterator[User]:
             with contextlib.suppress(psutil.NoSuchProcess):
                 orphan.kill()
         shutil.rmtree(runtime, ignore_errors=True)
+
+
+@pytest.fixture
+def user(tmp_path: Path) -> Iterator[User]:
+    with user_in(tmp_path) as made:
+        yield made
 
 
 def one_line(stderr: str) -> str:

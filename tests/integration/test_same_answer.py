@@ -18,16 +18,14 @@ import re
 import shutil
 import sqlite3
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import psutil
 import pytest
 from mediagen import make_video
-from test_client_truth import User, encoders_of, until
+from test_client_truth import User, until, user_in
 
 from drapto_engine.server.client import EngineClient
 
@@ -40,29 +38,9 @@ NOT_MKV = "drapto: -o/--output: notes.txt: drapto writes Matroska: the name must
 @pytest.fixture(scope="module")
 def engine_user(tmp_path_factory: pytest.TempPathFactory) -> Iterator[User]:
     """One engine for the module (its own XDG folders; a short runtime folder)."""
-    home = tmp_path_factory.mktemp("same-answer")
-    runtime = Path(tempfile.mkdtemp(prefix="drs-", dir="/tmp"))
-    env = {
-        **os.environ,
-        "XDG_RUNTIME_DIR": str(runtime),
-        "XDG_STATE_HOME": str(home / "xdg-state"),
-        "XDG_CONFIG_HOME": str(home / "xdg-config"),
-    }
-    env.pop("DRAPTO_STATE_DIR", None)
-    user = User(env, runtime / "drapto" / "engine.sock", home / "xdg-state" / "drapto", home)
-    try:
+    with user_in(tmp_path_factory.mktemp("same-answer"), prefix="drs-") as user:
         user.serve("--workers", "1")
         yield user
-    finally:
-        for process in user.started:
-            user.orphans += encoders_of(process.pid)
-            if process.poll() is None:
-                process.kill()
-                process.wait()
-        for orphan in user.orphans:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                orphan.kill()
-        shutil.rmtree(runtime, ignore_errors=True)
 
 
 @dataclass
