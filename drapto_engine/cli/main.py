@@ -29,6 +29,7 @@ import pydantic
 
 from drapto_engine import __version__
 from drapto_engine.cli.args import Parser, check_folder, check_socket_folder
+from drapto_engine.cli.ui import find_ui
 from drapto_engine.config import Config, load_config
 from drapto_engine.core.errors import EXIT_FAILED, EXIT_USAGE, DraptoError, UsageError
 from drapto_engine.core.text import ESCAPE
@@ -74,12 +75,9 @@ def build_parser() -> Parser:
     from drapto_engine.cli.cluster import add_cluster_parsers
 
     add_cluster_parsers(commands)
-    try:  # the engine must work without the UI package's dependencies
-        from drapto_tui.cli import add_tui_parser
-    except ImportError:
-        pass
-    else:
-        add_tui_parser(commands)
+    ui = find_ui()
+    if ui is not None:
+        ui.add_parser(commands)
     return parser
 
 
@@ -128,13 +126,14 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if command in ("tui", None):
         if command is None and not sys.stdout.isatty():
             raise UsageError("no command, and the TUI needs a terminal", hint="see drapto --help")
-        from drapto_tui.cli import run_tui
-
+        ui = find_ui()
+        if ui is None:
+            raise UsageError("no command, and no UI is installed", hint="see drapto --help")
         args.paths = getattr(args, "paths", [])
         for path in args.paths:
             if not os.path.exists(path):
                 raise DraptoError("no such file or folder", path)
-        return run_tui(args)
+        return ui.run(args)
     parser.print_help()
     return EXIT_USAGE
 
