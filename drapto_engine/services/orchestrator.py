@@ -62,7 +62,6 @@ from drapto_engine.core.state import (
     JobStage,
     JobTakenOver,
     StateDamaged,
-    StateManager,
 )
 from drapto_engine.core.text import model_json
 from drapto_engine.infrastructure.extents import Extent, stream_extents
@@ -83,6 +82,7 @@ from drapto_engine.infrastructure.source_identity import (
     check_unchanged,
     identify,
 )
+from drapto_engine.infrastructure.state_manager import StateManager
 from drapto_engine.infrastructure.store import pid_alive
 from drapto_engine.services.detection import analyze_media
 from drapto_engine.services.encoding.audio import audio_argv, bitrate_kbps, output_channels
