@@ -88,7 +88,12 @@ from drapto_engine.services.detection import analyze_media
 from drapto_engine.services.encoding.audio import audio_argv, bitrate_kbps, output_channels
 from drapto_engine.services.encoding.mux import concat_list, mux_argv
 from drapto_engine.services.encoding.plan import VideoPlan, orientation, segments_video
-from drapto_engine.services.encoding.svt import SEGMENT_SUFFIX, container_problem, size_problem
+from drapto_engine.services.encoding.svt import (
+    SEGMENT_SUFFIX,
+    container_problem,
+    encoder_for,
+    size_problem,
+)
 from drapto_engine.services.executors import SegmentExecutor, SegmentRejected, SegmentWork
 from drapto_engine.services.executors.local import LocalExecutor
 from drapto_engine.services.outputs import check_free, check_output_path
@@ -491,7 +496,7 @@ class Orchestrator:
                 frames=a.media.video.frame_count,
                 frame_rate=float(a.media.video.frame_rate),
                 crf=plan.crf,
-                encoder=plan.encoder.name,
+                encoder=encoder_for(plan).name,
                 segmented=plan.segmented,
                 deinterlace=plan.interlace.describe() if plan.interlace else None,
             )
