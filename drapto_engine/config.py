@@ -26,7 +26,7 @@ from pydantic import (
 from drapto_engine.core.errors import DraptoError
 from drapto_engine.core.flags import FlagState, FlagStates, parse_state
 from drapto_engine.core.jobs import JobOptions, SettingPath
-from drapto_engine.infrastructure.paths import config_file
+from drapto_engine.infrastructure.paths import MAX_SOCKET_PATH, config_file
 from drapto_engine.infrastructure.toml_file import (
     FileProblems,
     KeyLines,
@@ -93,8 +93,6 @@ class Config(BaseModel):
     @classmethod
     def _socket_fits(cls, value: Path | None) -> Path | None:
         """The kernel's limit on a Unix socket's path, as --socket checks it."""
-        from drapto_engine.server.location import MAX_SOCKET_PATH
-
         size = len(os.fsencode(value.absolute())) if value is not None else 0
         if size > MAX_SOCKET_PATH:
             raise ValueError(f"a socket path may be {MAX_SOCKET_PATH} bytes at most, not {size}")

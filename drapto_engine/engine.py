@@ -54,10 +54,11 @@ from drapto_engine.core.flags import (
 from drapto_engine.core.jobs import FINAL_STATUSES, EntryStatus, JobOptions, QueueEntry
 from drapto_engine.core.metrics import JobSummary, ResourceSnapshot, size_change
 from drapto_engine.core.models import EncodeSettings, ResolutionClass
-from drapto_engine.core.state import JobStage, JobTakenOver, StateDamaged, StateManager
+from drapto_engine.core.state import JobStage, JobTakenOver, StateDamaged
 from drapto_engine.infrastructure import paths
 from drapto_engine.infrastructure.probe import probe
 from drapto_engine.infrastructure.resources import ResourceManager, default_workers
+from drapto_engine.infrastructure.state_manager import StateManager
 from drapto_engine.infrastructure.store import QueueStore, StateStore
 from drapto_engine.monitoring import Monitor, rollback_flag
 from drapto_engine.services.executors import SegmentExecutor

@@ -1,5 +1,10 @@
 """The TUI's only way to the engine: the engine service's client, seen through the
-interface the app uses (EngineAPI plus the service's subscription and lifetime)."""
+interface the app uses (EngineAPI plus the service's subscription and lifetime).
+
+Every other module of drapto_tui imports nothing of drapto_engine but `core` (models,
+events, the API) and what this module passes on: the config file (where it is, what it
+says) and the ffmpeg that drapto uses (screenshots.py makes its sample video with it).
+import-linter holds the TUI to this (the contracts in pyproject.toml)."""
 
 from __future__ import annotations
 
@@ -7,11 +12,24 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Protocol
 
-from drapto_engine.config import Config
+from drapto_engine.config import Config, load_config
 from drapto_engine.core.api import EngineAPI, EngineSnapshot
 from drapto_engine.core.errors import DraptoError
 from drapto_engine.core.events import Event
+from drapto_engine.infrastructure.ffmpeg.toolchain import find_toolchain
+from drapto_engine.infrastructure.paths import config_file
 from drapto_engine.server.autostart import connect_or_start
+
+__all__ = [
+    "CLIENT_NAME",
+    "Config",
+    "Connect",
+    "EngineConnection",
+    "config_file",
+    "find_toolchain",
+    "load_config",
+    "service_connector",
+]
 
 CLIENT_NAME = "drapto-tui"
 

@@ -4,12 +4,9 @@ found by name and run with a click as well as a key."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable
-from typing import TYPE_CHECKING
+from typing import Any
 
-from textual.app import SystemCommand
-
-if TYPE_CHECKING:
-    from drapto_tui.app import DraptoApp
+from textual.app import App, SystemCommand
 
 COMMANDS = (
     ("Add files or folders", "Queue a file, or every video in a folder", "add"),
@@ -34,7 +31,7 @@ COMMANDS = (
 """(title, help, app action)."""
 
 
-def drapto_commands(app: DraptoApp) -> Iterable[SystemCommand]:
+def drapto_commands(app: App[Any]) -> Iterable[SystemCommand]:
     def run(action: str) -> Callable[[], Awaitable[None]]:
         async def callback() -> None:
             await app.run_action(action)

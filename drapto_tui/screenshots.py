@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from drapto_engine.infrastructure.ffmpeg.toolchain import find_toolchain
+from drapto_tui.client import find_toolchain
 
 SIZE = (110, 34)
 
@@ -58,10 +58,9 @@ def make_library(ffmpeg: str, root: Path) -> None:
 async def session(library: Path, out: Path, fixture: Path | None) -> None:
     from textual.widgets import DirectoryTree, Input
 
-    from drapto_engine.config import Config
     from drapto_engine.core.jobs import JobOptions
     from drapto_tui.app import DraptoApp
-    from drapto_tui.client import service_connector
+    from drapto_tui.client import Config, service_connector
     from drapto_tui.widgets.queue_table import QueueTable
 
     connect = service_connector(Config(), None)  # starts an engine in the temporary runtime

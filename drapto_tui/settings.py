@@ -7,7 +7,7 @@ from pathlib import Path
 
 import tomli_w
 
-from drapto_engine.infrastructure.paths import config_file
+from drapto_tui.client import config_file
 
 
 def settings_file() -> Path:

@@ -22,6 +22,7 @@ import pydantic
 from drapto_engine.core.errors import DraptoError, UsageError
 from drapto_engine.core.flags import BY_NAME, FlagState, parse_state
 from drapto_engine.core.jobs import CRF_MAX, CRF_MIN, PRESET_MAX, PRESET_MIN, JobOptions
+from drapto_engine.infrastructure.paths import MAX_SOCKET_PATH
 from drapto_engine.infrastructure.resources import cpu_count
 from drapto_engine.services import outputs
 
@@ -217,8 +218,6 @@ def mkv_output(text: str) -> Path:
 
 def socket_path(text: str) -> Path:
     """A Unix socket path the kernel takes (107 bytes at most, once absolute)."""
-    from drapto_engine.server.location import MAX_SOCKET_PATH
-
     path = Path(text).absolute()
     if len(os.fsencode(path)) > MAX_SOCKET_PATH:
         raise argparse.ArgumentTypeError(

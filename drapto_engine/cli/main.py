@@ -17,7 +17,6 @@ import argparse
 import io
 import logging
 import os
-import re
 import signal
 import sys
 import traceback
@@ -25,12 +24,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
-import pydantic
-
 from drapto_engine import __version__
 from drapto_engine.cli.args import Parser, check_folder, check_socket_folder
+from drapto_engine.cli.failure import TERMINATED, Stopped, explain
+from drapto_engine.cli.ui import find_ui
 from drapto_engine.config import Config, load_config
-from drapto_engine.core.errors import EXIT_FAILED, EXIT_USAGE, DraptoError, UsageError
+from drapto_engine.core.errors import EXIT_USAGE, DraptoError, UsageError
 from drapto_engine.core.text import ESCAPE
 from drapto_engine.infrastructure.paths import config_file
 from drapto_engine.logging_setup import LogTo, configure
@@ -39,14 +38,6 @@ log = logging.getLogger(__name__)
 
 SHORT_COMMANDS = frozenset({"probe", "status", "flags", "config"})
 """Commands that answer at once: they log nowhere (stderr with --debug)."""
-
-
-class Stopped(BaseException):
-    """SIGTERM reached a command that has no handler of its own: unwind, then exit 143."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signum)
-        self.signum = signum
 
 
 def build_parser() -> Parser:
@@ -74,12 +65,9 @@ def build_parser() -> Parser:
     from drapto_engine.cli.cluster import add_cluster_parsers
 
     add_cluster_parsers(commands)
-    try:  # the engine must work without the UI package's dependencies
-        from drapto_tui.cli import add_tui_parser
-    except ImportError:
-        pass
-    else:
-        add_tui_parser(commands)
+    ui = find_ui()
+    if ui is not None:
+        ui.add_parser(commands)
     return parser
 
 
@@ -128,13 +116,14 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if command in ("tui", None):
         if command is None and not sys.stdout.isatty():
             raise UsageError("no command, and the TUI needs a terminal", hint="see drapto --help")
-        from drapto_tui.cli import run_tui
-
+        ui = find_ui()
+        if ui is None:
+            raise UsageError("no command, and no UI is installed", hint="see drapto --help")
         args.paths = getattr(args, "paths", [])
         for path in args.paths:
             if not os.path.exists(path):
                 raise DraptoError("no such file or folder", path)
-        return run_tui(args)
+        return ui.run(args)
     parser.print_help()
     return EXIT_USAGE
 
@@ -169,50 +158,6 @@ def _log_folder(args: argparse.Namespace) -> Path | None:
     return None
 
 
-def explain(exc: BaseException, path: Path | None = None) -> tuple[int, str]:
-    """The exit status and the one line (without `drapto: `) for a failure.
-
-    `path` names the file being worked on when the exception does not."""
-    if isinstance(exc, Stopped):
-        return 128 + exc.signum, f"stopped by {signal.Signals(exc.signum).name}"
-    if isinstance(exc, KeyboardInterrupt) and _TERMINATED:
-        return 128 + _TERMINATED[0], f"stopped by {signal.Signals(_TERMINATED[0]).name}"
-    if isinstance(exc, KeyboardInterrupt):
-        return 128 + signal.SIGINT, "interrupted"
-    if isinstance(exc, DraptoError):
-        return exc.exit_status, exc.one_line()
-    if isinstance(exc, pydantic.ValidationError):
-        return EXIT_USAGE, _where(path, f"invalid {exc.title}: {_problems(exc)}")
-    if isinstance(exc, OSError):
-        where = exc.filename if exc.filename is not None else path
-        if exc.filename2 is not None:
-            where = f"{where} -> {exc.filename2}"
-        return EXIT_FAILED, _where(where, exc.strerror or str(exc) or type(exc).__name__)
-    if isinstance(exc, RecursionError):
-        return EXIT_FAILED, _where(path, "is nested too deeply to read")
-    if isinstance(exc, RuntimeError) and str(exc).startswith("Symlink loop"):
-        # pathlib's resolve() in Python 3.11: "Symlink loop from '/x/y'"
-        found = re.search(r"from '(.*)'$", str(exc))
-        return EXIT_FAILED, _where(found.group(1) if found else path, "symbolic link loop")
-    return EXIT_FAILED, _where(
-        path, f"internal error: {type(exc).__name__}: {exc} (drapto --debug shows where)"
-    )
-
-
-def _where(path: object, problem: str) -> str:
-    text = f"{path}: {problem}" if path is not None else problem
-    return " ".join(part.strip() for part in text.splitlines() if part.strip())
-
-
-def _problems(exc: pydantic.ValidationError) -> str:
-    return "; ".join(
-        f"{'.'.join(str(p) for p in err['loc']) or 'value'}: {err['msg']}" for err in exc.errors()
-    )
-
-
-_TERMINATED: list[int] = []
-
-
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     """SIGTERM for a command without a handler of its own.
 
@@ -222,7 +167,7 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     cancels the main task cleanly, and the boundary reports SIGTERM."""
     on_interrupt = signal.getsignal(signal.SIGINT)
     if callable(on_interrupt) and on_interrupt is not signal.default_int_handler:
-        _TERMINATED.append(signum)
+        TERMINATED.append(signum)
         on_interrupt(signal.SIGINT, frame)
         return
     raise Stopped(signum)

@@ -32,7 +32,7 @@ def run_probe(args: argparse.Namespace) -> int:
 async def _probe(args: argparse.Namespace) -> int:
     # Imported here: the TUI's start-up must not pay for numpy and PyAV.
     from drapto_engine.cli.args import check_input
-    from drapto_engine.cli.main import explain
+    from drapto_engine.cli.failure import explain
     from drapto_engine.core.reports import probe_json, probe_text
     from drapto_engine.services.detection import analyze_video
 

@@ -19,12 +19,12 @@ from distributed import Client
 from distributed.security import Security
 
 from drapto_engine.cluster import route_dask_logs
+from drapto_engine.cluster.executor import DaskExecutor, SegmentWatch
 from drapto_engine.cluster.scheduler import ENCODER, QuietScheduler, start_scheduler
 from drapto_engine.cluster.security import check_address, engine_security
 from drapto_engine.cluster.toolchain import fingerprint
 from drapto_engine.core.metrics import ClusterWorker
 from drapto_engine.infrastructure.scratch import make_folder, remove_dead
-from drapto_engine.services.executors.dask import DaskExecutor, SegmentWatch
 from drapto_engine.services.executors.local import LocalExecutor
 
 log = logging.getLogger(__name__)

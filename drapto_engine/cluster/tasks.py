@@ -58,7 +58,7 @@ from drapto_engine.infrastructure.scratch import prefix, scratch_root
 from drapto_engine.infrastructure.shown import FirstShown
 from drapto_engine.infrastructure.source_identity import fingerprint
 from drapto_engine.services.encoding.plan import VideoPlan
-from drapto_engine.services.encoding.svt import SEGMENT_SUFFIX
+from drapto_engine.services.encoding.svt import SEGMENT_SUFFIX, encoder_for
 from drapto_engine.services.segmentation.timestamps import main_video_stream
 
 SHIP_FORMAT = "nut"
@@ -342,7 +342,7 @@ def shipped_argv(
         start_s=0.0,
         end_s=segment.duration_s,
     )
-    argv = list(local.encoder.segment_argv(local, from_start, output, threads))
+    argv = list(encoder_for(local).segment_argv(local, from_start, output, threads))
     _replace_token(argv, "-map", f"0:{plan.analysis.media.video.index}", "0:0")
     if time_base is not None:
         _replace_token(argv, "-enc_time_base:v", "demux", str(time_base))
@@ -451,7 +451,7 @@ def encode_mapped_segment(
     plan = dataclasses.replace(plan, ffmpeg=find_toolchain().ffmpeg, source=source)
     with tempfile.TemporaryDirectory(prefix=prefix("segment"), dir=scratch_root()) as folder:
         output = Path(folder) / f"segment-{segment.index:05d}{SEGMENT_SUFFIX}"
-        argv = plan.encoder.segment_argv(plan, segment, output, _threads(threads))
+        argv = encoder_for(plan).segment_argv(plan, segment, output, _threads(threads))
         return _encode(list(argv), output, segment, source)
 
 

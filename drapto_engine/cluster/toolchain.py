@@ -75,8 +75,8 @@ def encoder_arguments() -> str:
         VideoStream,
     )
     from drapto_engine.core.models import Segment as Seg
-    from drapto_engine.services.encoding.dolby_vision import DolbyVisionEncoder
     from drapto_engine.services.encoding.plan import VideoPlan
+    from drapto_engine.services.encoding.svt import DolbyVisionEncoder, encoder_for
 
     source, output = Path("/source.mkv"), Path("/segment.mp4")
     video = VideoStream(
@@ -104,7 +104,7 @@ def encoder_arguments() -> str:
     plan = VideoPlan.make("ffmpeg", analysis, EncodeSettings())
     segment = Seg(index=3, start_frame=100, end_frame=200, start_s=4.17, end_s=8.34)
     argvs = [
-        plan.encoder.segment_argv(plan, segment, output, 2),
+        encoder_for(plan).segment_argv(plan, segment, output, 2),
         DolbyVisionEncoder().segment_argv(plan, segment, output, 2),
         shipped_argv(plan, segment, source, output, 12, 2, Fraction(1, 1000)),
     ]

@@ -1,17 +1,16 @@
 """Protocols the lower layers implement for the core (the state store).
 
 Protocols that name service types (the encoder, the segment executor) live with those
-services: the core imports nothing above itself (tests/unit/test_layers.py)."""
+services: the core imports nothing above itself (the import-linter contracts in
+pyproject.toml)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Collection
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from drapto_engine.core.models import SegmentState
-
-if TYPE_CHECKING:
-    from drapto_engine.core.state import JobRecord, JobStage, SegmentRecord
+from drapto_engine.core.state import JobRecord, JobStage, SegmentRecord
 
 
 class StoreLike(Protocol):

@@ -6,6 +6,9 @@ import fcntl
 import os
 from pathlib import Path
 
+MAX_SOCKET_PATH = 107
+"""A Unix socket's sun_path holds 108 bytes on Linux, the terminating NUL included."""
+
 
 def _xdg(var: str, fallback: str) -> Path:
     value = os.environ.get(var)

@@ -25,12 +25,11 @@ import struct
 from pathlib import Path
 
 from drapto_engine.core.errors import DraptoError, UntrustedSocket
+from drapto_engine.infrastructure.paths import MAX_SOCKET_PATH
 
 log = logging.getLogger(__name__)
 
 SOCKET_NAME = "engine.sock"
-MAX_SOCKET_PATH = 107
-"""sun_path holds 108 bytes on Linux, the terminating NUL included."""
 
 
 def default_socket() -> Path:

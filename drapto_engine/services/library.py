@@ -15,28 +15,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
-VIDEO_EXTENSIONS = frozenset(
-    {
-        ".mkv",
-        ".mp4",
-        ".m4v",
-        ".mov",
-        ".avi",
-        ".ts",
-        ".m2ts",
-        ".mts",
-        ".webm",
-        ".wmv",
-        ".mpg",
-        ".mpeg",
-        ".flv",
-        ".vob",
-    }
-)
-"""File name extensions (lower case) a folder scan considers; probing then confirms each."""
-
-OUTPUT_SUFFIX = ".av1.mkv"
-"""How an output written beside its input is named: `<stem>.av1.mkv`."""
+from drapto_engine.core.names import OUTPUT_SUFFIX, VIDEO_EXTENSIONS
 
 _DIGITS = re.compile(r"(\d+)")
 

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import av
 from pydantic import BaseModel
@@ -62,7 +62,6 @@ from drapto_engine.core.state import (
     JobStage,
     JobTakenOver,
     StateDamaged,
-    StateManager,
 )
 from drapto_engine.core.text import model_json
 from drapto_engine.infrastructure.extents import Extent, stream_extents
@@ -75,7 +74,6 @@ from drapto_engine.infrastructure.resources import (
     ResourceManager,
     check_disk,
     cpu_count,
-    default_workers,
     estimated_output_bytes,
     threads_per_worker,
 )
@@ -84,13 +82,18 @@ from drapto_engine.infrastructure.source_identity import (
     check_unchanged,
     identify,
 )
+from drapto_engine.infrastructure.state_manager import StateManager
 from drapto_engine.infrastructure.store import pid_alive
-from drapto_engine.monitoring import Monitor
 from drapto_engine.services.detection import analyze_media
 from drapto_engine.services.encoding.audio import audio_argv, bitrate_kbps, output_channels
 from drapto_engine.services.encoding.mux import concat_list, mux_argv
 from drapto_engine.services.encoding.plan import VideoPlan, orientation, segments_video
-from drapto_engine.services.encoding.svt import SEGMENT_SUFFIX, container_problem, size_problem
+from drapto_engine.services.encoding.svt import (
+    SEGMENT_SUFFIX,
+    container_problem,
+    encoder_for,
+    size_problem,
+)
 from drapto_engine.services.executors import SegmentExecutor, SegmentRejected, SegmentWork
 from drapto_engine.services.executors.local import LocalExecutor
 from drapto_engine.services.outputs import check_free, check_output_path
@@ -116,7 +119,6 @@ class EncodeRequest:
     input: Path
     output: Path
     settings: EncodeSettings = field(default_factory=EncodeSettings)
-    workers: int | None = None
     overwrite: bool = False
     keep_work: bool = False
     work_root: Path | None = None
@@ -187,12 +189,20 @@ def preflight(request: EncodeRequest) -> None:
     check_free(request.output, request.overwrite)
 
 
+class JobMonitor(Protocol):
+    """What a job needs of the engine's monitor (monitoring.Monitor): its figures."""
+
+    def metrics(self, job_id: str) -> JobMetrics: ...
+
+    def forget(self, job_id: str) -> None: ...
+
+
 class Orchestrator:
     """Runs one encode job, emitting an event for every stage and segment.
 
     `resources` is shared by every job of an engine, so that its worker bound holds
-    across them; without one the job makes its own. `flags` is read live for flags
-    whose scope is the next segment; `monitor` supplies the job's metrics. `executor`
+    across them. `flags` is read live for flags whose scope is the next segment;
+    `monitor` (the engine's Monitor) supplies the job's metrics. `executor`
     says where a segment is encoded (services/executors): this machine under
     `resources` unless the engine passes another (its cluster).
     """
@@ -203,19 +213,18 @@ class Orchestrator:
         bus: EventBus,
         state: StateManager,
         *,
-        resources: ResourceManager | None = None,
+        resources: ResourceManager,
+        monitor: JobMonitor,
         flags: FlagSet | None = None,
-        monitor: Monitor | None = None,
         executor: SegmentExecutor | None = None,
     ) -> None:
         self.ffmpeg = ffmpeg
         self.bus = bus
         self.state = state
-        self.slots: ResourceManager | None = resources
-        self._own_slots = resources is None
+        self.slots = resources
         self.flags = flags or FlagSet()
-        self.monitor = monitor or Monitor(bus)
-        self.executor: SegmentExecutor | None = executor
+        self.monitor = monitor
+        self.executor: SegmentExecutor = executor or LocalExecutor(resources)
         """Where segments run; by default this machine, under `resources`."""
         self.stage = JobStage.QUEUED
         self.plan: VideoPlan | None = None
@@ -487,7 +496,7 @@ class Orchestrator:
                 frames=a.media.video.frame_count,
                 frame_rate=float(a.media.video.frame_rate),
                 crf=plan.crf,
-                encoder=plan.encoder.name,
+                encoder=encoder_for(plan).name,
                 segmented=plan.segmented,
                 deinterlace=plan.interlace.describe() if plan.interlace else None,
             )
@@ -544,16 +553,7 @@ class Orchestrator:
         keeps every worker busy: the idle tail of the last long segment is what
         parallel encoding otherwise loses.
         """
-        if self.slots is None:
-            workers = request.workers or default_workers(plan.analysis.resolution_class)
-            self.slots = ResourceManager(
-                workers, on_notice=lambda message: self.bus.emit(Warning(job=job, message=message))
-            )
-        elif request.workers:
-            await self.slots.set_limit(request.workers)
         slots = self.slots
-        if self.executor is None:
-            self.executor = LocalExecutor(slots)
         limit = self.executor.concurrency()
         pending: list[Segment] = []
         planned_at: dict[int, float] = {}
@@ -632,9 +632,8 @@ class Orchestrator:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(drained.wait(), CAPACITY_CHECK_S)
 
-        sampling = slots.sampling() if self._own_slots else contextlib.nullcontext(slots)
         try:
-            async with sampling, asyncio.TaskGroup() as group:
+            async with asyncio.TaskGroup() as group:
                 group.create_task(plan_all())
                 group.create_task(grow(group))
         except BaseExceptionGroup as group_error:
@@ -714,7 +713,6 @@ class Orchestrator:
         planned_at: float,
         priority: int,
     ) -> None:
-        assert self.executor is not None
         if await self._reuse(job, segment, path):
             return
         partial = partial_file(path)

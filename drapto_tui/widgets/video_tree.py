@@ -7,12 +7,11 @@ from pathlib import Path
 
 from textual.widgets import DirectoryTree
 
+from drapto_engine.core.names import OUTPUT_SUFFIX, VIDEO_EXTENSIONS
+
 
 def browsable(path: Path) -> bool:
     """A folder, or a file the engine's folder scan would queue; nothing hidden."""
-    # imported here, when the browser first opens: the library module loads PyAV
-    from drapto_engine.services.library import OUTPUT_SUFFIX, VIDEO_EXTENSIONS
-
     name = path.name.lower()
     if name.startswith("."):
         return False

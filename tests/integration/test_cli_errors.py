@@ -26,7 +26,8 @@ from pathlib import Path
 import pytest
 from forked import run_forked, warm_imports
 
-from drapto_engine.cli.main import build_parser, explain
+from drapto_engine.cli.failure import explain
+from drapto_engine.cli.main import build_parser
 from drapto_engine.core.jobs import JobOptions
 from drapto_engine.infrastructure.resources import cpu_count
 

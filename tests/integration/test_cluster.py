@@ -63,7 +63,7 @@ from drapto_engine.core.models import EncodeSettings, Segment
 from drapto_engine.infrastructure.scratch import OWNED, scratch_root
 from drapto_engine.services.detection import analyze_video
 from drapto_engine.services.encoding.plan import VideoPlan
-from drapto_engine.services.encoding.svt import SEGMENT_SUFFIX
+from drapto_engine.services.encoding.svt import SEGMENT_SUFFIX, encoder_for
 from drapto_engine.services.segmentation.timestamps import frame_times
 
 # The module's scheduler and worker processes are made once: every test of the module
@@ -233,7 +233,7 @@ def psnr(a: np.ndarray[Any, Any], b: np.ndarray[Any, Any]) -> float:
 
 
 def local_encode(source: Source, segment: Segment, output: Path) -> Path:
-    argv = source.plan.encoder.segment_argv(source.plan, segment, output, THREADS)
+    argv = encoder_for(source.plan).segment_argv(source.plan, segment, output, THREADS)
     subprocess.run(argv, check=True, capture_output=True, timeout=300)
     return output
 

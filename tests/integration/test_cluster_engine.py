@@ -777,7 +777,7 @@ def test_a_worker_mapped_to_another_file_gets_the_sources_packets_instead(
         source="smptebars",
     )
     path_map = ["--path-map", f"{tmp_path / 'shared'}={elsewhere}"]
-    caplog.set_level(logging.WARNING, logger="drapto_engine.services.executors.dask")
+    caplog.set_level(logging.WARNING, logger="drapto_engine.cluster.executor")
     with hosting(certs, tmp_path, ffmpeg, {"w-wrong": (path_map, None)}) as hosted:
         source = _video(ffmpeg, hosted.shared / "film.mkv", 4.0)
         output = tmp_path / "film.av1.mkv"

@@ -13,7 +13,8 @@ import pytest
 from encode_helpers import DRAPTO, FAST, encode, ffmpeg_processes_touching, inspect
 
 from drapto_engine.core.models import SegmentState
-from drapto_engine.core.state import IllegalTransition, JobRecord, JobStage, StateManager
+from drapto_engine.core.state import IllegalTransition, JobRecord, JobStage
+from drapto_engine.infrastructure.state_manager import StateManager
 from drapto_engine.infrastructure.store import StateStore
 
 pytestmark = pytest.mark.slow

@@ -1,81 +1,85 @@
-"""The layers point one way: the core imports nothing above it.
-
-Every import of every core module counts, those under `if TYPE_CHECKING:` and inside
-functions too: a type-only import still ties the core to what it names."""
+"""The layers point one way, checked by import-linter against the contracts in
+pyproject.toml (`[tool.importlinter]`): every import counts, those under
+`if TYPE_CHECKING:` and inside functions too."""
 
 from __future__ import annotations
 
-import ast
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
-import drapto_engine
-
-PACKAGE = Path(drapto_engine.__file__).parent
-ABOVE_CORE = (
-    "infrastructure",
-    "services",
-    "engine",
-    "server",
-    "cli",
-    "cluster",
-    "monitoring",
-    "config",
-    "logging_setup",
-)
+ROOT = Path(__file__).resolve().parents[2]
+LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
+PACKAGES = ("drapto_engine", "drapto_tui", "themes")
 
 
-def imported_modules(source: str, module: str) -> set[str]:
-    """Every module a source file imports (relative imports resolved against `module`)."""
-    names: set[str] = set()
-    for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.Import):
-            names.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                parent = module.split(".")[: -node.level]
-                base = ".".join([*parent, base] if base else parent)
-            names.add(base)
-            names.update(f"{base}.{alias.name}" for alias in node.names)
-    return names
+def lint_imports(root: Path) -> subprocess.CompletedProcess[str]:
+    """lint-imports on the packages under `root`, with the contracts of its pyproject.toml."""
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    return subprocess.run(
+        [str(LINT_IMPORTS), "--no-cache", "--no-logo"],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
-def upward(names: set[str]) -> list[str]:
-    return sorted(
-        name
-        for name in names
-        if any(
-            name == f"drapto_engine.{top}" or name.startswith(f"drapto_engine.{top}.")
-            for top in ABOVE_CORE
+def test_every_layer_keeps_its_contract() -> None:
+    result = lint_imports(ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "0 broken" in result.stdout
+
+
+def plant(root: Path, module: str, line: str) -> None:
+    path = root / (module.replace(".", "/") + ".py")
+    path.write_text(path.read_text(encoding="utf-8") + line + "\n", encoding="utf-8")
+
+
+def test_the_contracts_catch_each_kind_of_wrong_import(tmp_path: Path) -> None:
+    """A copy of the packages, each contract broken once (by a type-only import, a lazy
+    one, a plain one), fails with the import named."""
+    for package in PACKAGES:
+        shutil.copytree(
+            ROOT / package, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__")
         )
+    shutil.copy(ROOT / "pyproject.toml", tmp_path)
+    plant(
+        tmp_path,
+        "drapto_engine.core.models",
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import drapto_engine.engine",
     )
-
-
-def test_the_core_imports_nothing_above_it() -> None:
-    offences = {}
-    for path in sorted((PACKAGE / "core").rglob("*.py")):
-        module = "drapto_engine." + ".".join(path.relative_to(PACKAGE).with_suffix("").parts)
-        found = upward(imported_modules(path.read_text(encoding="utf-8"), module))
-        if found:
-            offences[path.name] = found
-    assert offences == {}
-
-
-def test_the_check_sees_type_checking_and_relative_imports() -> None:
-    source = (
-        "from typing import TYPE_CHECKING\n"
-        "if TYPE_CHECKING:\n"
-        "    from drapto_engine.services.encoding.plan import VideoPlan\n"
-        "from ..engine import Engine\n"
-        "def f() -> None:\n"
-        "    import drapto_engine.server.client\n"
-        "from .models import Segment\n"
+    plant(tmp_path, "drapto_engine.core.text", "import threading")
+    plant(
+        tmp_path,
+        "drapto_engine.services.library",
+        "def _monitor() -> None:\n    import drapto_engine.monitoring",
     )
-    found = upward(imported_modules(source, "drapto_engine.core.x"))
-    assert found == [
-        "drapto_engine.engine",
-        "drapto_engine.engine.Engine",
-        "drapto_engine.server.client",
+    plant(tmp_path, "drapto_engine.cli.probe", "import drapto_tui.app")
+    plant(tmp_path, "drapto_tui.widgets.video_tree", "import drapto_engine.services.outputs")
+    plant(
+        tmp_path,
         "drapto_engine.services.encoding.plan",
-        "drapto_engine.services.encoding.plan.VideoPlan",
-    ]
+        "import drapto_engine.services.encoding.svt",
+    )
+    plant(
+        tmp_path,
+        "drapto_engine.services.detection.crop",
+        "import drapto_engine.services.segmentation",
+    )
+
+    result = lint_imports(tmp_path)
+
+    out = " ".join(result.stdout.split())
+    assert result.returncode == 1, out
+    assert "drapto_engine.core.models -> drapto_engine.engine" in out
+    assert "drapto_engine.core is not allowed to import threading" in out
+    assert "drapto_engine.services.library -> drapto_engine.monitoring" in out
+    assert "drapto_engine.cli.probe -> drapto_tui.app" in out
+    assert "drapto_tui.widgets.video_tree -> drapto_engine.services.outputs" in out
+    assert "No cycles are allowed in drapto_engine.services.encoding" in out
+    assert "drapto_engine.services.detection.crop -> drapto_engine.services.segmentation" in out
+    assert "0 kept, 6 broken" in out

@@ -1,4 +1,4 @@
-"""Dolby Vision: which profiles can be kept, and the encoder that keeps the RPU.
+"""Dolby Vision: which profiles can be kept (the encoder that keeps the RPU is in svt.py).
 
 The decoder attaches each frame's RPU; libsvtav1 with `-dolbyvision 1` writes it back
 as AV1 profile 10, choosing the compatibility id from the frames' colour tags (PQ -> 1,
@@ -16,9 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from drapto_engine.core.errors import DraptoError
-from drapto_engine.core.models import DolbyVisionInfo, Segment
-from drapto_engine.services.encoding.plan import VideoPlan
-from drapto_engine.services.encoding.svt import segment_argv
+from drapto_engine.core.models import DolbyVisionInfo
 
 KEPT_PROFILES = frozenset({8})
 BASE_LAYER_PROFILES = frozenset({7})  # dual layer: the base layer is HDR10
@@ -79,14 +77,3 @@ def decide(dovi: DolbyVisionInfo, path: Path, hdr10_fallback: bool) -> DolbyVisi
         path,
         hint="pass --hdr10-fallback to encode it as plain HDR10",
     )
-
-
-class DolbyVisionEncoder:
-    """Every segment decoded from the source and encoded with its RPUs."""
-
-    name = "svt-av1 dolby-vision"
-
-    def segment_argv(
-        self, plan: VideoPlan, segment: Segment, output: Path, threads: int
-    ) -> list[str]:
-        return segment_argv(plan, segment, output, threads, dolby_vision=True)

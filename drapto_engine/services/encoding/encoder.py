@@ -1,18 +1,16 @@
 """The encoder protocol: what builds one segment's ffmpeg command for a dynamic range path.
 
-It lives with the encoders (svt.py, dolby_vision.py) and the plan that chooses one, not in
-the core: its signature names VideoPlan, and the core knows nothing above itself.
+It lives with the encoders (svt.py, which also chooses one for a plan: encoder_for), not
+in the core: its signature names VideoPlan, and the core knows nothing above itself.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from drapto_engine.core.models import Segment
-
-if TYPE_CHECKING:
-    from drapto_engine.services.encoding.plan import VideoPlan
+from drapto_engine.services.encoding.plan import VideoPlan
 
 
 class IEncoder(Protocol):

@@ -1,4 +1,5 @@
-"""What every segment of one job shares: source, analysis, resolved settings, encoder."""
+"""What every segment of one job shares: source, analysis, resolved settings (its
+encoder: svt.encoder_for)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from drapto_engine.core.models import (
     Interlace,
     VideoAnalysis,
 )
-from drapto_engine.services.encoding.encoder import IEncoder
+from drapto_engine.services.encoding.dolby_vision import decide
 
 
 def segments_video(settings: EncodeSettings, dolby_vision: bool) -> bool:
@@ -77,8 +78,6 @@ class VideoPlan:
     @classmethod
     def make(cls, ffmpeg: str, analysis: VideoAnalysis, settings: EncodeSettings) -> VideoPlan:
         """Resolve the job's settings against what detection found (may raise for DV)."""
-        from drapto_engine.services.encoding.dolby_vision import decide
-
         warnings: list[str] = []
         dolby_vision = False
         if analysis.dynamic_range is DynamicRange.DOLBY_VISION and analysis.dolby_vision:
@@ -114,13 +113,6 @@ class VideoPlan:
             if analysis.interlace and analysis.interlace.deinterlace
             else None,
         )
-
-    @property
-    def encoder(self) -> IEncoder:
-        from drapto_engine.services.encoding.dolby_vision import DolbyVisionEncoder
-        from drapto_engine.services.encoding.svt import SvtEncoder
-
-        return DolbyVisionEncoder() if self.dolby_vision else SvtEncoder()
 
     @property
     def orientation(self) -> Orientation:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from drapto_engine.core.models import Segment
+from drapto_engine.services.encoding.encoder import IEncoder
 from drapto_engine.services.encoding.plan import VideoPlan
 
 PIX_FMT = "yuv420p10le"
@@ -217,3 +218,19 @@ class SvtEncoder:
         self, plan: VideoPlan, segment: Segment, output: Path, threads: int
     ) -> list[str]:
         return segment_argv(plan, segment, output, threads, dolby_vision=False)
+
+
+class DolbyVisionEncoder:
+    """Every segment decoded from the source and encoded with its RPUs."""
+
+    name = "svt-av1 dolby-vision"
+
+    def segment_argv(
+        self, plan: VideoPlan, segment: Segment, output: Path, threads: int
+    ) -> list[str]:
+        return segment_argv(plan, segment, output, threads, dolby_vision=True)
+
+
+def encoder_for(plan: VideoPlan) -> IEncoder:
+    """The encoder of the plan's dynamic range path: Dolby Vision kept, or not."""
+    return DolbyVisionEncoder() if plan.dolby_vision else SvtEncoder()

@@ -7,7 +7,7 @@ EncodeError says why not. Naming the file, recording it in the state store, retr
 resume, validation and the join stay in the orchestrator, the same for every executor.
 
 `LocalExecutor` (local.py) runs ffmpeg on this machine under the engine's
-ResourceManager, as drapto always has. `DaskExecutor` (dask.py, with the cluster extra)
+ResourceManager, as drapto always has. `DaskExecutor` (cluster/executor.py, with the cluster extra)
 sends a segment to a remote worker when no local slot is free.
 """
 

@@ -19,6 +19,7 @@ from drapto_engine.infrastructure.ffmpeg.progress import Progress
 from drapto_engine.infrastructure.ffmpeg.runner import run_checked
 from drapto_engine.infrastructure.resources import Admission, ResourceManager
 from drapto_engine.services.encoding.plan import VideoPlan
+from drapto_engine.services.encoding.svt import encoder_for
 from drapto_engine.services.executors import SegmentRun, SegmentWork
 
 EARLY_SAMPLES_AT_S = (0.1, 0.2, 0.4, 0.8, 1.4, 2.0)
@@ -45,7 +46,7 @@ class LocalSlot:
         work.on_started(self.host)
         async with sampled_early(ticket):
             await run_checked(
-                plan.encoder.segment_argv(plan, segment, work.partial, work.threads),
+                encoder_for(plan).segment_argv(plan, segment, work.partial, work.threads),
                 f"segment {segment.index} encode",
                 plan.source,
                 on_progress=report,

@@ -1,11 +1,11 @@
 """Segments on cluster workers: the engine's own slots first, then a remote worker.
 
-The engine hosts a Dask scheduler (cluster/host.py); this executor places each segment:
+The engine hosts a Dask scheduler (host.py); this executor places each segment:
 a free local slot runs it here, exactly as LocalExecutor does; otherwise a remote worker
 with a free `encoder` slot runs it, reading the source through its own mount when its
 `--path-map` covers the source (shared storage) and leads to the same file (its size and
 fingerprint are compared there), else from the segment's packets shipped as bytes
-(cluster/tasks.py). With no usable worker (none joined, the
+(tasks.py). With no usable worker (none joined, the
 `distributed_encoding` flag off, or the job rolled back to local) it waits for a local
 slot, so one machine alone behaves as it always did.
 
