@@ -1,0 +1,127 @@
+"""The engine service's memory over many jobs: its resident size stays flat.
+
+One real job runs first through an in-process Engine (a 6 s 320x240 x264 test file,
+SVT-AV1 preset 12, 1-2 s segments, so a few segments and their progress), and every
+event of it is recorded. Then the engine's event path takes --jobs more jobs: the
+recorded events are emitted again on the engine's bus, each time with a new job id and
+entry id, so the engine's subscribers (the Monitor, the engine's view that clients get
+their snapshots from, its own bookkeeping) see what a real job makes them see; every
+100 jobs the finished entries are removed, as `drapto queue clear` or the TUI's clear
+does. Real encodes would be the same events, only slower: 2,000 of them take more than
+an hour on 2 cores, the replay a few seconds.
+
+Printed: the process's RSS (after a full collection) and how many jobs the Monitor and
+the engine's view hold, at every --every jobs. Usage:
+
+    .venv/bin/python bench/service_memory.py [--jobs 2000] [--every 500]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import subprocess
+import tempfile
+from pathlib import Path
+
+import psutil
+
+from drapto_engine.config import Config
+from drapto_engine.core.events import EntryChanged, EntryRemoved, Event
+from drapto_engine.core.jobs import JobOptions
+from drapto_engine.engine import Engine
+from drapto_engine.infrastructure.ffmpeg.toolchain import find_toolchain
+
+BATCH = 100
+"""Finished entries are cleared every this many jobs."""
+
+
+def make_source(ffmpeg: str, out: Path) -> None:
+    subprocess.run(
+        [
+            ffmpeg, "-v", "error", "-y", "-f", "lavfi",
+            "-i", "testsrc2=size=320x240:rate=25:duration=6",
+            "-c:v", "libx264", "-preset", "ultrafast", "-g", "25", str(out),
+        ],
+        check=True,
+    )  # fmt: skip
+
+
+async def record(engine: Engine, source: Path) -> tuple[list[Event], int, str]:
+    """Run one real job; its events, its entry id and its job id."""
+    seen: list[Event] = []
+    unsubscribe = engine.bus.subscribe(seen.append)
+    options = JobOptions(preset=12, min_segment_s=1.0, max_segment_s=2.0)
+    entry = await engine.add_file(str(source), str(source.with_suffix(".av1.mkv")), options)
+    await engine.run(only={entry.id})
+    done = engine.entry(entry.id)
+    assert done.status.value == "done", f"the recorded job did not finish: {done.error}"
+    assert done.job is not None
+    await engine.clear_finished()
+    unsubscribe()
+    return seen, entry.id, done.job
+
+
+def renamed(event: Event, entry_id: int, job: str, number: int) -> Event | None:
+    """The recorded event as job `number` would emit it (None: not about the job)."""
+    new_id, new_job = 1_000_000 + number, f"{job}-{number}"
+    if isinstance(event, EntryChanged) and event.entry.id == entry_id:
+        update = {"id": new_id, "job": new_job if event.entry.job else None}
+        return event.model_copy(update={"entry": event.entry.model_copy(update=update)})
+    if isinstance(event, EntryRemoved):
+        return None  # the replay clears its own entries, BATCH at a time
+    if event.job == job:
+        return event.model_copy(update={"job": new_job})
+    return None
+
+
+def rss() -> int:
+    gc.collect()
+    return int(psutil.Process().memory_info().rss)
+
+
+def held(engine: Engine) -> tuple[int, int]:
+    return len(engine.monitor._jobs), len(engine.view.state.jobs)
+
+
+async def main(jobs: int, every: int) -> None:
+    ffmpeg = find_toolchain().ffmpeg
+    with tempfile.TemporaryDirectory(prefix="drapto-memory-") as folder:
+        root = Path(folder)
+        source = root / "clip.mkv"
+        make_source(ffmpeg, source)
+        engine = Engine(ffmpeg, config=Config(), state_dir=root / "state", workers=2)
+        await engine.start()
+        try:
+            events, entry_id, job = await record(engine, source)
+            replayed = [e for e in events if renamed(e, entry_id, job, 0) is not None]
+            print(f"one real job: {len(events)} events, {len(replayed)} of them about the job")
+            print(f"{'jobs':>6} {'RSS MiB':>8} {'monitor jobs':>13} {'view jobs':>10}")
+            base = rss()
+            for number in range(jobs + 1):
+                if number % every == 0:
+                    size = rss()
+                    monitor, view = held(engine)
+                    print(f"{number:>6} {size / 2**20:>8.1f} {monitor:>13} {view:>10}")
+                if number == jobs:
+                    break
+                for event in replayed:
+                    again = renamed(event, entry_id, job, number)
+                    assert again is not None
+                    engine.bus.emit(again)
+                if (number + 1) % BATCH == 0:
+                    for cleared in range(number + 1 - BATCH, number + 1):
+                        engine.bus.emit(EntryRemoved(entry_id=1_000_000 + cleared))
+            print(f"growth over {jobs} jobs: {(rss() - base) / 2**20:.1f} MiB")
+        finally:
+            await engine.stop()
+            engine.close()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=2000)
+    parser.add_argument("--every", type=int, default=500)
+    args = parser.parse_args()
+    asyncio.run(main(args.jobs, args.every))
