@@ -15,10 +15,10 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import Static, TabbedContent
 
-import themes
 from drapto_engine.core.errors import DraptoError
 from drapto_engine.core.events import EntryChanged
 from drapto_engine.core.jobs import EntryStatus
+from drapto_tui import themes
 from drapto_tui.client import Connect
 from drapto_tui.commands import drapto_commands
 from drapto_tui.link import EngineLink
