@@ -10,10 +10,13 @@ their snapshots from, its own bookkeeping) see what a real job makes them see; e
 does. Real encodes would be the same events, only slower: 2,000 of them take more than
 an hour on 2 cores, the replay a few seconds.
 
+With --real, every job is a real encode instead: BATCH copies of the file are queued
+and run at a time, then cleared and their outputs deleted.
+
 Printed: the process's RSS (after a full collection) and how many jobs the Monitor and
 the engine's view hold, at every --every jobs. Usage:
 
-    .venv/bin/python bench/service_memory.py [--jobs 2000] [--every 500]
+    .venv/bin/python bench/service_memory.py [--jobs 2000] [--every 500] [--real]
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import shutil
 import subprocess
 import tempfile
 from pathlib import Path
@@ -33,7 +37,7 @@ from drapto_engine.core.jobs import JobOptions
 from drapto_engine.engine import Engine
 from drapto_engine.infrastructure.ffmpeg.toolchain import find_toolchain
 
-BATCH = 100
+BATCH = 50
 """Finished entries are cleared every this many jobs."""
 
 
@@ -52,8 +56,7 @@ async def record(engine: Engine, source: Path) -> tuple[list[Event], int, str]:
     """Run one real job; its events, its entry id and its job id."""
     seen: list[Event] = []
     unsubscribe = engine.bus.subscribe(seen.append)
-    options = JobOptions(preset=12, min_segment_s=1.0, max_segment_s=2.0)
-    entry = await engine.add_file(str(source), str(source.with_suffix(".av1.mkv")), options)
+    entry = await engine.add_file(str(source), str(source.with_suffix(".av1.mkv")), OPTIONS)
     await engine.run(only={entry.id})
     done = engine.entry(entry.id)
     assert done.status.value == "done", f"the recorded job did not finish: {done.error}"
@@ -76,6 +79,25 @@ def renamed(event: Event, entry_id: int, job: str, number: int) -> Event | None:
     return None
 
 
+OPTIONS = JobOptions(preset=12, min_segment_s=1.0, max_segment_s=2.0)
+
+
+async def encode_batch(engine: Engine, sources: list[Path], first: int) -> None:
+    """BATCH real jobs, one of each copy of the source (a file is encoded by one job at
+    a time), run and cleared; their outputs deleted."""
+    outputs = [s.with_name(f"out-{first + n}.av1.mkv") for n, s in enumerate(sources)]
+    entries = [
+        await engine.add_file(str(s), str(out), OPTIONS)
+        for s, out in zip(sources, outputs, strict=True)
+    ]
+    await engine.run(only={e.id for e in entries})
+    failed = [e.error for e in map(engine.entry, (e.id for e in entries)) if e.error]
+    assert not failed, failed[0]
+    await engine.clear_finished()
+    for out in outputs:
+        out.unlink()
+
+
 def rss() -> int:
     gc.collect()
     return int(psutil.Process().memory_info().rss)
@@ -85,7 +107,7 @@ def held(engine: Engine) -> tuple[int, int]:
     return len(engine.monitor._jobs), len(engine.view.state.jobs)
 
 
-async def main(jobs: int, every: int) -> None:
+async def main(jobs: int, every: int, real: bool) -> None:
     ffmpeg = find_toolchain().ffmpeg
     with tempfile.TemporaryDirectory(prefix="drapto-memory-") as folder:
         root = Path(folder)
@@ -98,6 +120,9 @@ async def main(jobs: int, every: int) -> None:
             replayed = [e for e in events if renamed(e, entry_id, job, 0) is not None]
             print(f"one real job: {len(events)} events, {len(replayed)} of them about the job")
             print(f"{'jobs':>6} {'RSS MiB':>8} {'monitor jobs':>13} {'view jobs':>10}")
+            copies = [source.with_name(f"clip-{n}.mkv") for n in range(BATCH)] if real else []
+            for copy in copies:
+                shutil.copyfile(source, copy)
             base = rss()
             for number in range(jobs + 1):
                 if number % every == 0:
@@ -106,6 +131,10 @@ async def main(jobs: int, every: int) -> None:
                     print(f"{number:>6} {size / 2**20:>8.1f} {monitor:>13} {view:>10}")
                 if number == jobs:
                     break
+                if real:
+                    if number % BATCH == 0:
+                        await encode_batch(engine, copies, number)
+                    continue
                 for event in replayed:
                     again = renamed(event, entry_id, job, number)
                     assert again is not None
@@ -123,5 +152,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=2000)
     parser.add_argument("--every", type=int, default=500)
+    parser.add_argument("--real", action="store_true", help="real encodes, not the replay")
     args = parser.parse_args()
-    asyncio.run(main(args.jobs, args.every))
+    assert args.every % BATCH == 0, f"--every must be a multiple of {BATCH}"
+    asyncio.run(main(args.jobs, args.every, args.real))
