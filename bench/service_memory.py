@@ -6,9 +6,9 @@ event of it is recorded. Then the engine's event path takes --jobs more jobs: th
 recorded events are emitted again on the engine's bus, each time with a new job id and
 entry id, so the engine's subscribers (the Monitor, the engine's view that clients get
 their snapshots from, its own bookkeeping) see what a real job makes them see; every
-100 jobs the finished entries are removed, as `drapto queue clear` or the TUI's clear
-does. Real encodes would be the same events, only slower: 2,000 of them take more than
-an hour on 2 cores, the replay a few seconds.
+BATCH jobs the finished entries are removed, as the TUI's "Clear done" (C) does. Real
+encodes would be the same events, only slower: 2,000 of them take about 30 minutes of
+both cores (0.9 s a job), the replay a few seconds.
 
 With --real, every job is a real encode instead: BATCH copies of the file are queued
 and run at a time, then cleared and their outputs deleted.
