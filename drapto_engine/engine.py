@@ -700,6 +700,9 @@ class Engine:
             entry = await asyncio.shield(self._cancelled(current, active))
         finally:
             self._active.pop(entry.id, None)
+            # its jobs' events are over: the map holds running entries' jobs only
+            for job in [j for j, e in self._job_entries.items() if e == entry.id]:
+                del self._job_entries[job]
             active.planned.set()
             self._wake.set()
             if entry.status in FINAL_STATUSES and not active.interrupt_requested:

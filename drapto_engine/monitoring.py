@@ -19,6 +19,7 @@ from drapto_engine.core.events import (
     Alert,
     AnalysisReady,
     EntryChanged,
+    EntryRemoved,
     Event,
     EventBus,
     JobFailed,
@@ -31,7 +32,7 @@ from drapto_engine.core.events import (
     StageChanged,
 )
 from drapto_engine.core.flags import BY_NAME
-from drapto_engine.core.jobs import EntryStatus
+from drapto_engine.core.jobs import FINAL_STATUSES, EntryStatus
 from drapto_engine.core.metrics import JobMetrics, ResourceSnapshot, SegmentMetrics
 from drapto_engine.core.models import EncodeSettings
 from drapto_engine.services.encoding.plan import VideoPlan
@@ -72,7 +73,11 @@ class _Job:
 
 
 class Monitor:
-    """Collects metrics from the event stream and raises threshold alerts."""
+    """Collects metrics from the event stream and raises threshold alerts.
+
+    It holds a job's figures only while its queue entry is unfinished: the orchestrator
+    saves them with the job before the entry ends, and then they are forgotten, so a
+    service that runs for months holds the figures of its running jobs only."""
 
     def __init__(
         self,
@@ -91,6 +96,8 @@ class Monitor:
         self.slow_ratio = slow_ratio
         self.clock = clock
         self._jobs: dict[str, _Job] = {}
+        self._entry_jobs: dict[int, set[str]] = {}
+        """Entry id -> the jobs its tries ran (a flag's rollback runs another job)."""
         self._task: asyncio.Task[None] | None = None
         bus.subscribe(self.handle)
 
@@ -102,6 +109,8 @@ class Monitor:
             self._sampled(event.snapshot, now)
         if isinstance(event, EntryChanged):
             self._entry_changed(event)
+        elif isinstance(event, EntryRemoved):
+            self._forget_entry(event.entry_id)
         if not event.job:
             return
         job = self._jobs.get(event.job)
@@ -132,11 +141,21 @@ class Monitor:
 
     def _entry_changed(self, event: EntryChanged) -> None:
         """An entry that is not running has no encoders (a cancel or an interrupt stops
-        them without a segment event): none of its job's segments is watched any more."""
+        them without a segment event): none of its job's segments is watched any more.
+        A finished entry's jobs are forgotten."""
         entry = event.entry
+        if entry.job:
+            self._entry_jobs.setdefault(entry.id, set()).add(entry.job)
+        if entry.status in FINAL_STATUSES:
+            self._forget_entry(entry.id)
+            return
         job = self._jobs.get(entry.job or "")
         if job is not None and entry.status is not EntryStatus.RUNNING:
             job.running.clear()
+
+    def _forget_entry(self, entry_id: int) -> None:
+        for job_id in self._entry_jobs.pop(entry_id, ()):
+            self.forget(job_id)
 
     def _progress(self, event: SegmentProgress, job: _Job, now: float) -> None:
         running = job.running.get(event.index)
@@ -275,6 +294,11 @@ class Monitor:
             alerts=dict(job.alerts),
             stage_s=stage_s,
         )
+
+    @property
+    def jobs(self) -> set[str]:
+        """The jobs whose figures it holds now."""
+        return set(self._jobs)
 
     def forget(self, job_id: str) -> None:
         self._jobs.pop(job_id, None)

@@ -15,15 +15,16 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import Static, TabbedContent
 
-import themes
 from drapto_engine.core.errors import DraptoError
 from drapto_engine.core.events import EntryChanged
 from drapto_engine.core.jobs import EntryStatus
+from drapto_tui import themes
 from drapto_tui.client import Connect
 from drapto_tui.commands import drapto_commands
 from drapto_tui.link import EngineLink
-from drapto_tui.messages import EngineGone, EngineNotice, FlagToggled
+from drapto_tui.messages import EngineGone, EngineNotice
 from drapto_tui.notices import Notice, describe, failure
+from drapto_tui.screens import RefreshesFromEngine
 from drapto_tui.screens.add import AddScreen
 from drapto_tui.screens.confirm import ConfirmScreen
 from drapto_tui.screens.job import JobScreen
@@ -31,6 +32,7 @@ from drapto_tui.screens.main import MainScreen
 from drapto_tui.screens.quit import STOP, QuitScreen
 from drapto_tui.settings import load_theme, save_theme, settings_file
 from drapto_tui.widgets.event_log import EventLog
+from drapto_tui.widgets.flag_row import FlagRow
 from drapto_tui.widgets.queue_table import QueueTable
 
 T = TypeVar("T")
@@ -113,9 +115,9 @@ class DraptoApp(App[None]):
 
     def _tick(self) -> None:
         self.ticks += 1
-        refresh = getattr(self.screen, "refresh_from_engine", None)
-        if refresh is not None:
-            refresh()
+        screen = self.screen
+        if isinstance(screen, RefreshesFromEngine):
+            screen.refresh_from_engine()
         notices, self._notices = self._notices, []
         fresh = sum(n.pop_up for n in notices)
         if fresh and not self._log_shown():
@@ -176,8 +178,8 @@ class DraptoApp(App[None]):
         self.tell(Notice("error", f"{message.reason}: ctrl+r (or the palette) reconnects"))
         self.sub_title = "disconnected"
 
-    @on(FlagToggled)
-    async def flag_toggled(self, message: FlagToggled) -> None:
+    @on(FlagRow.Toggled)
+    async def flag_toggled(self, message: FlagRow.Toggled) -> None:
         if self.link is not None:
             await self._ask(self.link.client.set_flag(message.name, message.state))
 

@@ -22,11 +22,3 @@ class EngineGone(Message):
     """The connection to the engine ended."""
 
     reason: str
-
-
-@dataclass
-class FlagToggled(Message):
-    """The user asked for a flag state (the engine's answer comes as a `flag` event)."""
-
-    name: str
-    state: str

@@ -7,6 +7,7 @@ same code, so both sides agree on what every event means.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
@@ -104,7 +105,8 @@ class EngineView:
     """An EngineSnapshot kept current by applying events in order.
 
     Entries are indexed by id: an entry's change is one assignment even in a queue of
-    tens of thousands; only a new, moved or removed entry re-sorts the list."""
+    tens of thousands; only a new, moved or removed entry re-sorts the list. A removed
+    entry takes its jobs' views with it (every try's, as far as this view saw them)."""
 
     def __init__(self, snapshot: EngineSnapshot | None = None) -> None:
         self.state = snapshot or EngineSnapshot()
@@ -116,7 +118,28 @@ class EngineView:
     @state.setter
     def state(self, snapshot: EngineSnapshot) -> None:
         self._state = snapshot
+        self._entry_jobs: dict[int, set[str]] = {}
+        """Entry id -> its jobs (a flag's rollback runs another job for the entry)."""
+        self._job_entries: Counter[str] = Counter()
+        """Job id -> how many entries ran it (a file queued again runs the same job)."""
+        for entry in snapshot.entries:
+            self._note_job(entry)
         self._reindex()
+
+    def _note_job(self, entry: QueueEntry) -> None:
+        if entry.job is None:
+            return
+        jobs = self._entry_jobs.setdefault(entry.id, set())
+        if entry.job not in jobs:
+            jobs.add(entry.job)
+            self._job_entries[entry.job] += 1
+
+    def _forget_entry(self, entry_id: int) -> None:
+        for job_id in self._entry_jobs.pop(entry_id, ()):
+            self._job_entries[job_id] -= 1
+            if self._job_entries[job_id] <= 0:
+                del self._job_entries[job_id]
+                self.state.jobs.pop(job_id, None)
 
     def _reindex(self) -> None:
         self._index = {e.id: i for i, e in enumerate(self._state.entries)}
@@ -138,6 +161,7 @@ class EngineView:
         s = self.state
         if isinstance(event, EntryChanged):
             entry = event.entry
+            self._note_job(entry)
             index = self._index.get(entry.id)
             if index is not None and s.entries[index].position == entry.position:
                 s.entries[index] = entry
@@ -148,6 +172,7 @@ class EngineView:
         elif isinstance(event, EntryRemoved):
             s.entries = [e for e in s.entries if e.id != event.entry_id]
             self._reindex()
+            self._forget_entry(event.entry_id)
         elif isinstance(event, QueueStateChanged):
             s.paused, s.workers = event.paused, event.workers
         elif isinstance(event, ResourcesSampled):

@@ -8,14 +8,16 @@ flag the engine rolled back says so; turning it on again undoes the rollback.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from textual import on
 from textual.app import ComposeResult
 from textual.containers import Horizontal
+from textual.message import Message
 from textual.reactive import reactive
 from textual.widgets import Static, Switch
 
 from drapto_engine.core.flags import FlagSource, FlagState, FlagView
-from drapto_tui.messages import FlagToggled
 
 ASK_TIMEOUT_S = 5.0
 """After this, a request the engine never confirmed stops showing as pending (a refusal
@@ -42,6 +44,13 @@ class FlagRow(Horizontal):
     asking: reactive[str | None] = reactive(None)
     """The state asked for and not yet confirmed by the engine."""
 
+    @dataclass
+    class Toggled(Message):
+        """The user asked for a flag state (the engine's answer comes as a `flag` event)."""
+
+        name: str
+        state: str
+
     def __init__(self, view: FlagView) -> None:
         super().__init__(id=f"flag-{view.name}", classes="flag-row")
         self.view = view
@@ -66,7 +75,7 @@ class FlagRow(Horizontal):
     def ask(self, state: str) -> None:
         self.asking = state
         self.set_timer(ASK_TIMEOUT_S, self._gave_up)
-        self.post_message(FlagToggled(self.view.name, state))
+        self.post_message(self.Toggled(self.view.name, state))
 
     def _gave_up(self) -> None:
         self.asking = None

@@ -346,3 +346,26 @@ async def test_memory_pressure_suspends_an_encoder_and_raises_an_alert(
     assert kinds[0] == "memory_pressure" and "suspended" in session.of(Alert)[0].message
     assert done.summary is not None and done.summary.metrics is not None
     engine.close()
+
+
+async def test_a_finished_job_leaves_the_engine_memory_and_keeps_its_record(
+    tmp_path: Path, make_media: object, ffmpeg: str
+) -> None:
+    source = make_media("kept.mkv", size=(64, 64), duration=3)  # type: ignore[operator]
+    session = make_engine(tmp_path, ffmpeg)
+    engine = session.engine
+    async with engine.running():
+        [done] = await session.run([(source, tmp_path / "kept.av1.mkv")])
+        assert done.status is EntryStatus.DONE and done.job is not None, done.error
+        # the figures went out with the entry and into the job's record, not the Monitor
+        assert done.summary is not None and done.summary.metrics is not None
+        assert done.summary.metrics.encoded_segments == len(session.of(SegmentDone))
+        stored = engine.store.job(done.job)
+        assert stored is not None and json.loads(stored.metrics or "{}")["encoded_segments"] >= 1
+        assert engine.monitor.metrics(done.job).encoded_segments == 0
+        assert engine._job_entries == {}
+        # a finished entry in the queue still shows its job; cleared, nothing is kept
+        assert set(engine.snapshot().jobs) == {done.job}
+        assert await engine.clear_finished() == 1
+        assert engine.snapshot().jobs == {}
+    engine.close()

@@ -1,7 +1,7 @@
 """A recorded engine state, served without an engine, for snapshot tests only.
 
 `fixtures/encoding.json` is what a real session showed mid-encode (saved by
-`python -m drapto_tui.screenshots --fixture`). A screenshot of a live engine changes
+`python tools/screenshots.py --fixture`). A screenshot of a live engine changes
 every run; this one does not. Requests are refused: nothing here can change it.
 """
 

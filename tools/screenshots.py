@@ -1,6 +1,6 @@
 """Regenerate screenshots/*.svg from a scripted session against a real engine:
 
-    .venv/bin/python -m drapto_tui.screenshots [--out screenshots]
+    .venv/bin/python tools/screenshots.py [--out screenshots]
 
 Makes a small library with lavfi (two SDR films, an HDR10 clip, an HLG clip), starts
 an engine service in a temporary runtime folder, queues the library, and once the
