@@ -7,11 +7,16 @@ same code, so both sides agree on what every event means.
 
 from __future__ import annotations
 
+import inspect
+import typing
 from collections import Counter
-from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from dataclasses import dataclass
+from functools import cache
+from pathlib import PurePosixPath
+from typing import Annotated, Any, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from drapto_engine.core.events import (
     AnalysisReady,
@@ -224,13 +229,28 @@ class EngineView:
             job.rollbacks.append(event.flag)
 
 
+def _absolute(path: str) -> str:
+    """Paths travel absolute: the engine's working folder is not the client's."""
+    if not path:
+        raise ValueError("an empty path (paths must be absolute)")
+    if not PurePosixPath(path).is_absolute():
+        raise ValueError(f"{path!r} is relative (paths must be absolute)")
+    return path
+
+
+AbsolutePath = Annotated[str, AfterValidator(_absolute)]
+"""A path the engine takes only absolute (its request refuses an empty or relative one)."""
+
+
 class EngineAPI(Protocol):
-    """What a client may ask of the engine: the in-process Engine and the service's
-    client (drapto_engine/server/client.py) both implement it, with the same names."""
+    """What a client may ask of the engine, each call declared once, here: its name,
+    parameters, types, defaults and result. The in-process Engine implements it; the
+    service's request messages (server/protocol.py), the service's client and any other
+    `ForwardsEngineAPI` (the TUI tests' replay fake) are derived from it (`api_calls`)."""
 
     async def add_paths(
         self,
-        paths: Sequence[str],
+        paths: Sequence[AbsolutePath],
         options: JobOptions | None = None,
         flags: Mapping[str, str] | None = None,
         batch: str | None = None,
@@ -240,8 +260,8 @@ class EngineAPI(Protocol):
 
     async def add_file(
         self,
-        input: str,
-        output: str,
+        input: AbsolutePath,
+        output: AbsolutePath,
         options: JobOptions | None = None,
         flags: Mapping[str, str] | None = None,
         batch: str | None = None,
@@ -270,3 +290,74 @@ class EngineAPI(Protocol):
     async def get_flags(self) -> list[FlagView]: ...
     async def get_config(self) -> dict[str, Any]: ...
     async def get_snapshot(self) -> EngineSnapshot: ...
+
+
+@dataclass(frozen=True)
+class APICall:
+    """One call of EngineAPI, read from its declaration."""
+
+    name: str
+    signature: inspect.Signature
+    """With `self`, as the declaration writes it."""
+    parameters: dict[str, tuple[Any, Any]]
+    """Name -> (type, default); the default is inspect.Parameter.empty when required."""
+    returns: Any
+    """The result's type; None when the call returns nothing."""
+    doc: str | None
+
+
+@cache
+def api_calls() -> dict[str, APICall]:
+    """Every call EngineAPI declares, in declaration order."""
+    calls = {}
+    for name, function in vars(EngineAPI).items():
+        if name.startswith("_") or not inspect.iscoroutinefunction(function):
+            continue
+        hints = typing.get_type_hints(function, include_extras=True)
+        signature = inspect.signature(function)
+        parameters = {
+            p.name: (hints[p.name], p.default)
+            for p in signature.parameters.values()
+            if p.name != "self"
+        }
+        returns = hints["return"]
+        calls[name] = APICall(
+            name,
+            signature,
+            parameters,
+            None if returns is type(None) else returns,
+            function.__doc__,
+        )
+    return calls
+
+
+class ForwardsEngineAPI(EngineAPI):
+    """A base for an EngineAPI that hands calls on: a subclass gets every declared call
+    it does not write itself, as a method with the declared signature that passes the
+    call and its arguments (defaults filled in) to `forward`."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for call in api_calls().values():
+            if getattr(cls, call.name) is vars(EngineAPI)[call.name]:
+                setattr(cls, call.name, _forwarding(cls, call))
+
+    async def forward(self, call: APICall, arguments: dict[str, Any]) -> Any:
+        raise NotImplementedError
+
+
+def _forwarding(
+    owner: type[ForwardsEngineAPI], call: APICall
+) -> Callable[..., Coroutine[Any, Any, Any]]:
+    async def method(self: ForwardsEngineAPI, *args: Any, **kwargs: Any) -> Any:
+        bound = call.signature.bind(self, *args, **kwargs)
+        bound.apply_defaults()
+        arguments = dict(bound.arguments)
+        del arguments["self"]
+        return await self.forward(call, arguments)
+
+    method.__name__ = call.name
+    method.__qualname__ = f"{owner.__qualname__}.{call.name}"
+    method.__doc__ = call.doc
+    method.__signature__ = call.signature  # type: ignore[attr-defined]
+    return method

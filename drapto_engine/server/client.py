@@ -1,7 +1,7 @@
 """A client of the engine service with the Engine's own API (core.api.EngineAPI).
 
 `EngineClient` and `Engine` are interchangeable for callers: the same method names,
-arguments and return types. One reader task sorts what the server sends: replies go
+arguments and return types, the client's derived from the declaration. One reader task sorts what the server sends: replies go
 to the future of the request with their id, events to a queue read by `events()`.
 """
 
@@ -14,14 +14,13 @@ import logging
 import os
 from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import ValidationError
 
-from drapto_engine.core.api import EngineSnapshot
+from drapto_engine.core.api import APICall, EngineSnapshot, ForwardsEngineAPI, api_calls
 from drapto_engine.core.errors import DraptoError
 from drapto_engine.core.events import Event
-from drapto_engine.core.flags import FlagView
 from drapto_engine.core.jobs import JobOptions, QueueEntry
 from drapto_engine.core.text import from_json
 from drapto_engine.server.location import check_folder, check_peer
@@ -30,42 +29,19 @@ from drapto_engine.server.protocol import (
     MAX_LINE,
     PROTOCOL_VERSION,
     SERVER_ADAPTER,
-    AddFile,
-    AddFileParams,
     BaseRequest,
-    Cancel,
-    ClearFinished,
-    EntriesParams,
-    EntryParams,
     ErrorReply,
     EventMessage,
-    FlagParams,
-    GetConfig,
-    GetFlags,
-    GetSnapshot,
     Hello,
-    Interrupt,
-    Move,
-    MoveParams,
-    Pause,
-    Remove,
     Reply,
-    Resume,
-    Retry,
-    SetFlag,
-    SetWorkers,
     Shutdown,
     Subscribe,
-    WorkersParams,
-    add_paths_request,
     compatible,
     describe,
     encode,
+    engine_request,
     parse_result,
 )
-
-if TYPE_CHECKING:
-    from drapto_engine.core.api import EngineAPI
 
 log = logging.getLogger(__name__)
 
@@ -83,8 +59,12 @@ class EngineLost(DraptoError):
     died or was stopped): what it was doing there is not known to have finished."""
 
 
-class EngineClient:
-    """A connection to the engine service. Make one with `await EngineClient.connect()`."""
+class EngineClient(ForwardsEngineAPI):
+    """A connection to the engine service. Make one with `await EngineClient.connect()`.
+
+    Each EngineAPI call is sent as its request (server/protocol.py) and answered with
+    the declared result; only add_paths and add_file are written out here, since they
+    make the caller's relative paths absolute first."""
 
     def __init__(
         self,
@@ -132,7 +112,16 @@ class EngineClient:
             raise
         return cls(reader, writer, socket_path=socket_path, server=server)
 
-    # -- EngineAPI --
+    # -- EngineAPI: every call not written here is derived from its declaration --
+
+    async def forward(self, call: APICall, arguments: dict[str, Any]) -> Any:
+        """Send one EngineAPI call as its request; its reply as the declared result."""
+        try:
+            request = engine_request(next(self._ids), call, arguments)
+        except ValidationError as exc:
+            verb = "queue" if call.name.startswith("add_") else call.name
+            raise DraptoError(f"cannot {verb}: {describe(exc)}") from None
+        return await self._call(request)
 
     async def add_paths(
         self,
@@ -143,10 +132,12 @@ class EngineClient:
     ) -> list[QueueEntry]:
         """Queue files and folders. Relative paths are this process's, so they are made
         absolute here; a list too long for one request line is sent in parts."""
+        call = api_calls()["add_paths"]
         # An empty path stays empty: the engine refuses it rather than read it as ".".
-        paths = [str(Path(p).expanduser().absolute()) if p else p for p in paths]
+        paths = [_absolute(p) for p in paths]
+        arguments = {"paths": paths, "options": options, "flags": flags, "batch": batch}
         try:
-            request = add_paths_request(next(self._ids), paths, options, flags, batch)
+            request = engine_request(next(self._ids), call, arguments)
         except ValidationError as exc:
             raise DraptoError(f"cannot queue: {describe(exc)}") from None
         if len(paths) > 1 and len(encode(request)) > MAX_LINE:
@@ -165,71 +156,15 @@ class EngineClient:
         batch: str | None = None,
     ) -> QueueEntry:
         """Queue one file with its output path; relative paths are made absolute here."""
-        try:
-            params = AddFileParams(
-                input=_absolute(input),
-                output=_absolute(output),
-                options=options,
-                flags=dict(flags) if flags is not None else None,
-                batch=batch,
-            )
-        except ValidationError as exc:
-            raise DraptoError(f"cannot queue: {describe(exc)}") from None
-        entry: QueueEntry = await self._call(AddFile(id=next(self._ids), params=params))
+        arguments = {
+            "input": _absolute(input),
+            "output": _absolute(output),
+            "options": options,
+            "flags": flags,
+            "batch": batch,
+        }
+        entry: QueueEntry = await self.forward(api_calls()["add_file"], arguments)
         return entry
-
-    async def interrupt(self, entry_ids: Sequence[int]) -> None:
-        await self._call(
-            Interrupt(id=next(self._ids), params=EntriesParams(entry_ids=list(entry_ids)))
-        )
-
-    async def remove(self, entry_id: int) -> None:
-        await self._call(Remove(id=next(self._ids), params=EntryParams(entry_id=entry_id)))
-
-    async def clear_finished(self) -> int:
-        cleared: int = await self._call(ClearFinished(id=next(self._ids)))
-        return cleared
-
-    async def move(self, entry_id: int, index: int) -> None:
-        await self._call(
-            Move(id=next(self._ids), params=MoveParams(entry_id=entry_id, index=index))
-        )
-
-    async def pause(self) -> None:
-        await self._call(Pause(id=next(self._ids)))
-
-    async def resume(self) -> None:
-        await self._call(Resume(id=next(self._ids)))
-
-    async def retry(self, entry_id: int) -> QueueEntry:
-        entry: QueueEntry = await self._call(
-            Retry(id=next(self._ids), params=EntryParams(entry_id=entry_id))
-        )
-        return entry
-
-    async def cancel(self, entry_id: int) -> None:
-        await self._call(Cancel(id=next(self._ids), params=EntryParams(entry_id=entry_id)))
-
-    async def set_workers(self, workers: int) -> None:
-        await self._call(SetWorkers(id=next(self._ids), params=WorkersParams(workers=workers)))
-
-    async def set_flag(self, name: str, state: str) -> FlagView:
-        view: FlagView = await self._call(
-            SetFlag(id=next(self._ids), params=FlagParams(name=name, state=state))
-        )
-        return view
-
-    async def get_flags(self) -> list[FlagView]:
-        views: list[FlagView] = await self._call(GetFlags(id=next(self._ids)))
-        return views
-
-    async def get_config(self) -> dict[str, Any]:
-        config: dict[str, Any] = await self._call(GetConfig(id=next(self._ids)))
-        return config
-
-    async def get_snapshot(self) -> EngineSnapshot:
-        snapshot: EngineSnapshot = await self._call(GetSnapshot(id=next(self._ids)))
-        return snapshot
 
     # -- the service's own --
 
@@ -371,9 +306,3 @@ async def _hello(
             hint="restart the engine with this drapto version",
         )
     return message
-
-
-if TYPE_CHECKING:
-
-    def _same_api(client: EngineClient) -> EngineAPI:
-        return client  # mypy checks EngineClient against the Engine's protocol

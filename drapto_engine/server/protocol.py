@@ -1,7 +1,8 @@
 """The engine service's wire protocol: newline-delimited JSON, one message a line.
 
 Every message is a pydantic model defined here (the server and every client import
-these), and the payloads are the engine's own models: requests carry `JobOptions`,
+these); the request of each engine call is derived from its declaration in
+`core.api.EngineAPI`. The payloads are the engine's own models: requests carry `JobOptions`,
 replies carry `QueueEntry`, `FlagView`, `EngineSnapshot`, events are the `Event` union.
 
     client -> server   {"type":"hello","protocol":"1.1","name":"drapto-tui","pid":42}
@@ -19,17 +20,18 @@ follows as an "event" message, in the order the engine emitted them.
 
 from __future__ import annotations
 
+import collections.abc
+import inspect
+import types
+import typing
 from collections.abc import Mapping, Sequence
 from functools import cache
-from pathlib import PurePosixPath
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, Union
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model
 
-from drapto_engine.core.api import EngineSnapshot
+from drapto_engine.core.api import APICall, EngineSnapshot, api_calls
 from drapto_engine.core.events import Event
-from drapto_engine.core.flags import FlagView
-from drapto_engine.core.jobs import JobOptions, QueueEntry
 from drapto_engine.core.text import model_json
 
 PROTOCOL_VERSION = "1.1"
@@ -62,151 +64,70 @@ class Hello(_Message):
     pid: int | None = None
 
 
-# -- requests: one model per EngineAPI method, plus subscribe and shutdown --
+# -- requests: one model per EngineAPI call (derived from its declaration), plus the
+# service's own subscribe and shutdown --
 
 
 class NoParams(_Message):
     pass
 
 
-def _absolute(path: str) -> str:
-    """Paths travel absolute: the engine's working folder is not the client's."""
-    if not path:
-        raise ValueError("an empty path (paths must be absolute)")
-    if not PurePosixPath(path).is_absolute():
-        raise ValueError(f"{path!r} is relative (paths must be absolute)")
-    return path
-
-
-AbsolutePath = Annotated[str, AfterValidator(_absolute)]
-
-
-class AddPathsParams(_Message):
-    paths: list[AbsolutePath]
-    options: JobOptions | None = None
-    flags: dict[str, str] | None = None
-    batch: str | None = None
-
-
-class AddFileParams(_Message):
-    input: AbsolutePath
-    output: AbsolutePath
-    options: JobOptions | None = None
-    flags: dict[str, str] | None = None
-    batch: str | None = None
-
-
-class EntriesParams(_Message):
-    entry_ids: list[int]
-
-
-class EntryParams(_Message):
-    entry_id: int
-
-
-class MoveParams(_Message):
-    entry_id: int
-    index: int
-
-
-class WorkersParams(_Message):
-    workers: int
-
-
-class FlagParams(_Message):
-    name: str
-    state: str
-
-
 class BaseRequest(_Message):
     id: int
+    method: str
     returns: ClassVar[Any] = None
     """The Python type of the reply's result (None: the reply carries null)."""
 
 
-class AddPaths(BaseRequest):
-    method: Literal["add_paths"] = "add_paths"
-    params: AddPathsParams
-    returns: ClassVar[Any] = list[QueueEntry]
+def _on_the_wire(hint: Any) -> Any:
+    """A declared parameter type as a request field: sequences travel as lists and
+    mappings as objects (JSON has nothing else); Annotated validators stay."""
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin is Annotated:
+        return Annotated[(_on_the_wire(args[0]), *hint.__metadata__)]
+    if origin in (Sequence, collections.abc.Sequence, list):
+        return list[_on_the_wire(args[0])]  # type: ignore[misc]
+    if origin in (Mapping, collections.abc.Mapping, dict):
+        return dict[_on_the_wire(args[0]), _on_the_wire(args[1])]  # type: ignore[misc]
+    if origin in (Union, types.UnionType):
+        return Union[tuple(_on_the_wire(a) for a in args)]  # noqa: UP007 - built from a tuple
+    return hint
 
 
-class AddFile(BaseRequest):
-    method: Literal["add_file"] = "add_file"
-    params: AddFileParams
-    returns: ClassVar[Any] = QueueEntry
+def _camel(name: str) -> str:
+    return "".join(part.title() for part in name.split("_"))
 
 
-class Interrupt(BaseRequest):
-    """Stop entries' encoders, keeping their work (see Engine.interrupt)."""
-
-    method: Literal["interrupt"] = "interrupt"
-    params: EntriesParams
-
-
-class Remove(BaseRequest):
-    method: Literal["remove"] = "remove"
-    params: EntryParams
-
-
-class ClearFinished(BaseRequest):
-    method: Literal["clear_finished"] = "clear_finished"
-    params: NoParams = NoParams()
-    returns: ClassVar[Any] = int
-
-
-class Move(BaseRequest):
-    method: Literal["move"] = "move"
-    params: MoveParams
-
-
-class Pause(BaseRequest):
-    method: Literal["pause"] = "pause"
-    params: NoParams = NoParams()
+def _request_model(call: APICall) -> type[BaseRequest]:
+    """The request of one declared call: {"id", "method": its name, "params": its
+    parameters by name}, replied to with its declared result."""
+    fields: dict[str, Any] = {
+        name: (_on_the_wire(hint), ... if default is inspect.Parameter.empty else default)
+        for name, (hint, default) in call.parameters.items()
+    }
+    if fields:
+        params: Any = (create_model(f"{_camel(call.name)}Params", __base__=_Message, **fields), ...)
+    else:
+        params = (NoParams, NoParams())
+    tag: Any = Literal[call.name]
+    model = create_model(
+        _camel(call.name),
+        __base__=BaseRequest,
+        __doc__=call.doc,
+        method=(tag, call.name),
+        params=params,
+    )
+    model.returns = call.returns
+    return model
 
 
-class Resume(BaseRequest):
-    method: Literal["resume"] = "resume"
-    params: NoParams = NoParams()
-
-
-class Retry(BaseRequest):
-    method: Literal["retry"] = "retry"
-    params: EntryParams
-    returns: ClassVar[Any] = QueueEntry
-
-
-class Cancel(BaseRequest):
-    method: Literal["cancel"] = "cancel"
-    params: EntryParams
-
-
-class SetWorkers(BaseRequest):
-    method: Literal["set_workers"] = "set_workers"
-    params: WorkersParams
-
-
-class SetFlag(BaseRequest):
-    method: Literal["set_flag"] = "set_flag"
-    params: FlagParams
-    returns: ClassVar[Any] = FlagView
-
-
-class GetFlags(BaseRequest):
-    method: Literal["get_flags"] = "get_flags"
-    params: NoParams = NoParams()
-    returns: ClassVar[Any] = list[FlagView]
-
-
-class GetConfig(BaseRequest):
-    method: Literal["get_config"] = "get_config"
-    params: NoParams = NoParams()
-    returns: ClassVar[Any] = dict[str, Any]
-
-
-class GetSnapshot(BaseRequest):
-    method: Literal["get_snapshot"] = "get_snapshot"
-    params: NoParams = NoParams()
-    returns: ClassVar[Any] = EngineSnapshot
+ENGINE_REQUESTS: dict[str, type[BaseRequest]] = {
+    name: _request_model(call) for name, call in api_calls().items()
+}
+"""The request of each EngineAPI call, by method name: the server answers each by
+calling the engine's method of the same name."""
+ENGINE_METHODS = frozenset(ENGINE_REQUESTS)
 
 
 class Subscribe(BaseRequest):
@@ -224,47 +145,28 @@ class Shutdown(BaseRequest):
     params: NoParams = NoParams()
 
 
-Request = Annotated[
-    AddPaths
-    | AddFile
-    | Interrupt
-    | Remove
-    | ClearFinished
-    | Move
-    | Pause
-    | Resume
-    | Retry
-    | Cancel
-    | SetWorkers
-    | SetFlag
-    | GetFlags
-    | GetConfig
-    | GetSnapshot
-    | Subscribe
-    | Shutdown,
-    Field(discriminator="method"),
-]
-REQUEST_ADAPTER: TypeAdapter[Request] = TypeAdapter(Request, config=ConfigDict(defer_build=True))
-ENGINE_METHODS = frozenset(
-    {
-        "add_paths",
-        "add_file",
-        "interrupt",
-        "remove",
-        "clear_finished",
-        "move",
-        "pause",
-        "resume",
-        "retry",
-        "cancel",
-        "set_workers",
-        "set_flag",
-        "get_flags",
-        "get_config",
-        "get_snapshot",
-    }
+_REQUESTS = (*ENGINE_REQUESTS.values(), Subscribe, Shutdown)
+Request: Any = Annotated[Union[_REQUESTS], Field(discriminator="method")]  # noqa: UP007
+"""Any request, told apart by its method."""
+REQUEST_ADAPTER: TypeAdapter[BaseRequest] = TypeAdapter(
+    Request, config=ConfigDict(defer_build=True)
 )
-"""Requests the server answers by calling the engine's method of the same name."""
+
+
+def __getattr__(name: str) -> type[BaseRequest]:
+    """The derived request classes by name, e.g. `protocol.AddPaths`."""
+    for model in ENGINE_REQUESTS.values():
+        if model.__name__ == name:
+            return model
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def engine_request(request_id: int, call: APICall, arguments: Mapping[str, Any]) -> BaseRequest:
+    """The request of an EngineAPI call with these arguments (raises ValidationError)."""
+    model = ENGINE_REQUESTS[call.name]
+    params = model.model_fields["params"].annotation
+    assert params is not None
+    return model.model_validate({"id": request_id, "params": params(**arguments)})
 
 
 def request_params(request: BaseRequest) -> dict[str, Any]:
@@ -323,21 +225,3 @@ def describe(exc: ValidationError) -> str:
         where = ".".join(str(p) for p in error["loc"])
         parts.append(f"{where}: {error['msg']}" if where else error["msg"])
     return "; ".join(parts)
-
-
-def add_paths_request(
-    request_id: int,
-    paths: Sequence[str],
-    options: JobOptions | None,
-    flags: Mapping[str, str] | None,
-    batch: str | None,
-) -> AddPaths:
-    return AddPaths(
-        id=request_id,
-        params=AddPathsParams(
-            paths=list(paths),
-            options=options,
-            flags=dict(flags) if flags is not None else None,
-            batch=batch,
-        ),
-    )

@@ -32,12 +32,11 @@ from drapto_engine.server.protocol import (
     MAX_LINE,
     PROTOCOL_VERSION,
     REQUEST_ADAPTER,
+    BaseRequest,
     ErrorReply,
     EventMessage,
-    GetSnapshot,
     Hello,
     Reply,
-    Request,
     Shutdown,
     Subscribe,
     compatible,
@@ -54,6 +53,8 @@ HELLO_TIMEOUT_S = 10.0
 FLUSH_TIMEOUT_S = 1.0
 """How long closing waits for a session's queued messages to go out."""
 WRITE_BATCH = 256
+SNAPSHOT_METHODS = frozenset({"subscribe", "get_snapshot"})
+"""Answered from the engine's live view without a copy (see _send_snapshot)."""
 
 
 class LineTooLong(Exception):
@@ -318,7 +319,7 @@ class EngineServer:
         except ValidationError as exc:
             session.send(error_line(problem(exc), request_id(line)))
             return
-        if isinstance(request, Subscribe | GetSnapshot):
+        if request.method in SNAPSHOT_METHODS:
             self._send_snapshot(session, request)
             return
         try:
@@ -332,15 +333,17 @@ class EngineServer:
         else:
             session.send(encode(Reply(id=request.id, result=result)))
 
-    async def _call(self, session: Session, request: Request) -> Any:
+    async def _call(self, session: Session, request: BaseRequest) -> Any:
         if isinstance(request, Shutdown):
             log.info("%s asked the engine to shut down", session.name)
             self.shutdown_requested.set()
             return None
-        method = getattr(self.engine, request.method)
+        method = getattr(
+            self.engine, request.method
+        )  # an EngineAPI call: the parser knows only those
         return await method(**request_params(request))
 
-    def _send_snapshot(self, session: Session, request: Subscribe | GetSnapshot) -> None:
+    def _send_snapshot(self, session: Session, request: BaseRequest) -> None:
         # Serialised from the live view and queued with no await in between, so it is
         # consistent (Engine.get_snapshot's deep copy would only protect an in-process
         # caller, at a cost of seconds for a large queue). For a subscription, every

@@ -2,26 +2,28 @@
 
 `fixtures/encoding.json` is what a real session showed mid-encode (saved by
 `python tools/screenshots.py --fixture`). A screenshot of a live engine changes
-every run; this one does not. Requests are refused: nothing here can change it.
+every run; this one does not. Requests that would change it are refused.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from drapto_engine.core.api import EngineSnapshot
+from drapto_engine.core.api import APICall, EngineSnapshot, ForwardsEngineAPI
 from drapto_engine.core.errors import DraptoError
 from drapto_engine.core.events import Event
 from drapto_engine.core.flags import FlagView
-from drapto_engine.core.jobs import JobOptions, QueueEntry
 
 FIXTURE = Path(__file__).with_name("fixtures") / "encoding.json"
 
 
-class ReplayClient:
+class ReplayClient(ForwardsEngineAPI):
+    """The recording, with every EngineAPI call: the reads answer from it, the calls
+    that would change it are refused (derived from the declaration)."""
+
     def __init__(self, snapshot: EngineSnapshot | None = None) -> None:
         self.snapshot = snapshot or EngineSnapshot.model_validate_json(FIXTURE.read_text())
         self.script: asyncio.Queue[Event] = asyncio.Queue()
@@ -47,37 +49,8 @@ class ReplayClient:
     def _refuse(self) -> DraptoError:
         return DraptoError("this is a recorded engine state: it cannot change")
 
-    async def add_paths(
-        self,
-        paths: Sequence[str],
-        options: JobOptions | None = None,
-        flags: Mapping[str, str] | None = None,
-        batch: str | None = None,
-    ) -> list[QueueEntry]:
-        raise self._refuse()
-
-    async def remove(self, entry_id: int) -> None:
-        raise self._refuse()
-
-    async def move(self, entry_id: int, index: int) -> None:
-        raise self._refuse()
-
-    async def pause(self) -> None:
-        raise self._refuse()
-
-    async def resume(self) -> None:
-        raise self._refuse()
-
-    async def retry(self, entry_id: int) -> QueueEntry:
-        raise self._refuse()
-
-    async def cancel(self, entry_id: int) -> None:
-        raise self._refuse()
-
-    async def set_workers(self, workers: int) -> None:
-        raise self._refuse()
-
-    async def set_flag(self, name: str, state: str) -> FlagView:
+    async def forward(self, call: APICall, arguments: dict[str, Any]) -> Any:
+        """Every declared call not written here would change the state: refused."""
         raise self._refuse()
 
     async def get_config(self) -> dict[str, Any]:
@@ -88,6 +61,3 @@ class ReplayClient:
 
     async def get_snapshot(self) -> EngineSnapshot:
         return self.snapshot.model_copy(deep=True)
-
-    async def clear_finished(self) -> int:
-        raise self._refuse()
