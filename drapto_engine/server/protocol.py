@@ -20,7 +20,6 @@ follows as an "event" message, in the order the engine emitted them.
 
 from __future__ import annotations
 
-import collections.abc
 import inspect
 import types
 import typing
@@ -86,9 +85,9 @@ def _on_the_wire(hint: Any) -> Any:
     args = typing.get_args(hint)
     if origin is Annotated:
         return Annotated[(_on_the_wire(args[0]), *hint.__metadata__)]
-    if origin in (Sequence, collections.abc.Sequence, list):
+    if origin in (Sequence, list):
         return list[_on_the_wire(args[0])]  # type: ignore[misc]
-    if origin in (Mapping, collections.abc.Mapping, dict):
+    if origin in (Mapping, dict):
         return dict[_on_the_wire(args[0]), _on_the_wire(args[1])]  # type: ignore[misc]
     if origin in (Union, types.UnionType):
         return Union[tuple(_on_the_wire(a) for a in args)]  # noqa: UP007 - built from a tuple
