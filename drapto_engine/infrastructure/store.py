@@ -331,11 +331,6 @@ class StateStore:
         rows = self._rows("SELECT * FROM jobs WHERE id = ?", (job_id,))
         return _job(rows[0]) if rows else None
 
-    def jobs_for_output(self, output: str) -> list[JobRecord]:
-        return [
-            _job(r) for r in self._rows("SELECT * FROM jobs WHERE output = ?", (_to_db(output),))
-        ]
-
     def set_job(self, job_id: str, pid: int, **fields: str | None) -> None:
         """Save fields of a job this process holds."""
         names = ", ".join(f"{name} = ?" for name in fields)
