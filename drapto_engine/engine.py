@@ -284,9 +284,6 @@ class Engine:
     def snapshot(self) -> EngineSnapshot:
         return self.view.snapshot()
 
-    def flag_views(self) -> list[FlagView]:
-        return self.flags.views()
-
     # -- queue commands --
 
     async def add(
