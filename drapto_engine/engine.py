@@ -44,6 +44,7 @@ from drapto_engine.core.events import (
     Warning,
 )
 from drapto_engine.core.flags import (
+    DISTRIBUTED_ENCODING,
     FlagSet,
     FlagSource,
     FlagState,
@@ -82,7 +83,6 @@ if TYPE_CHECKING:
     from drapto_engine.cluster.host import ClusterHost, ClusterOptions
 
 log = logging.getLogger(__name__)
-DISTRIBUTED_FLAG = "distributed_encoding"
 
 MAX_ACTIVE_JOBS = 2
 """One job encoding and the next one's analysis and segmentation running ahead."""
@@ -224,7 +224,7 @@ class Engine:
         self.cluster = host
         self.executor = host.executor(
             LocalExecutor(self.resources),
-            enabled=lambda: self.flags.enabled(DISTRIBUTED_FLAG),
+            enabled=lambda: self.flags.enabled(DISTRIBUTED_ENCODING),
             on_rollback=self._cluster_rollback,
         )
         log.info("cluster scheduler on %s", host.address)
@@ -233,7 +233,7 @@ class Engine:
         self.bus.emit(
             RolledBack(
                 job=job,
-                flag=DISTRIBUTED_FLAG,
+                flag=DISTRIBUTED_ENCODING,
                 stage=JobStage.ENCODING.value,
                 error=error,
                 entry=self._job_entries.get(job),
