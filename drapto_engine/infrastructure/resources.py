@@ -374,10 +374,6 @@ class ResourceManager(WorkerSlots):
         if rss_bytes > 0:
             self._peaks[resolution] = max(rss_bytes, self._peaks.get(resolution, 0))
 
-    def reset_peaks(self) -> None:
-        """Forget measured peaks, for a job whose settings differ from the last one's."""
-        self._peaks.clear()
-
     def reserve_bytes(self, total: int) -> int:
         return int(self.reserve * total)
 
