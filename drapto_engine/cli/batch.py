@@ -34,6 +34,7 @@ from drapto_engine.cli.follow import (
     Followed,
     engine_name,
     follow,
+    hand_over,
     release_signals,
     stop_on_signals,
 )
@@ -47,7 +48,7 @@ from drapto_engine.core.metrics import size_change
 from drapto_engine.core.text import dumps
 from drapto_engine.infrastructure import paths
 from drapto_engine.infrastructure.ffmpeg.toolchain import find_toolchain
-from drapto_engine.server.client import EngineClient, EngineLost
+from drapto_engine.server.client import EngineClient
 from drapto_engine.services.library import output_path
 
 if TYPE_CHECKING:
@@ -231,27 +232,18 @@ async def _submit(api: EngineAPI, batch: BatchFile, label: str) -> list[QueueEnt
 
 async def _detach(args: argparse.Namespace, config: Config, batch: BatchFile, label: str) -> int:
     """Submit to the engine service (started if none runs) and return at once."""
-    from drapto_engine.server.autostart import connect_or_start
 
-    client = await connect_or_start(
-        config.socket_path, state_dir=args.state_dir, config_path=args.config, start=True,
-        client_name="drapto-batch",
-    )  # fmt: skip
-    assert client is not None
-    try:
-        try:
-            entries = await _submit(client, batch, label)
-            paused = (await client.get_snapshot()).paused
-        except EngineLost as exc:
-            print(f"drapto: {args.batch}: lost {engine_name(client)}: {exc.problem}",
-                  file=sys.stderr)  # fmt: skip
-            return EXIT_LOST
-    finally:
-        await client.close()
+    async def submit(client: EngineClient) -> tuple[list[QueueEntry], bool]:
+        return await _submit(client, batch, label), (await client.get_snapshot()).paused
+
+    handed = await hand_over(config, args, "drapto-batch", args.batch, submit)
+    if isinstance(handed, int):
+        return handed
+    (entries, paused), engine = handed
     failed = [e for e in entries if e.status is EntryStatus.FAILED]
     print(f"batch: {label}")
     print(
-        f"{len(entries)} jobs handed to {engine_name(client)}"
+        f"{len(entries)} jobs handed to {engine}"
         + (f", {len(failed)} of them failed at once" if failed else "")
         + ("; the engine is paused: they wait until it is resumed" if paused else "")
         + "; `drapto status` shows their progress"
