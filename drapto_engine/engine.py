@@ -99,7 +99,9 @@ BACKGROUND_GRACE_S = 2.0
 
 
 @dataclass
-class _Active:
+class _RunningEntry:
+    """A queue entry the engine runs now: its task, its orchestrator, what was asked of it."""
+
     entry_id: int
     task: asyncio.Task[None] | None = None
     orchestrator: Orchestrator | None = None
@@ -176,7 +178,7 @@ class Engine:
         )
         self.paused = persist and self.queue.get_meta("paused") == "1"
         self._wake = asyncio.Event()
-        self._active: dict[int, _Active] = {}
+        self._active: dict[int, _RunningEntry] = {}
         self._entries: dict[int, QueueEntry] = {}
         self._job_entries: dict[str, int] = {}
         self._stopping = False
@@ -628,7 +630,7 @@ class Engine:
             )
             if entry is None:
                 return
-            active = self._active[entry.id] = _Active(entry.id)
+            active = self._active[entry.id] = _RunningEntry(entry.id)
             active.task = asyncio.create_task(
                 self._state_guarded(self._run_entry(entry, active)), name=f"entry-{entry.id}"
             )
@@ -642,7 +644,7 @@ class Engine:
             log.error("%s", exc.one_line())
             self.bus.emit(Warning(message=exc.one_line()))
 
-    async def _run_entry(self, entry: QueueEntry, active: _Active) -> None:
+    async def _run_entry(self, entry: QueueEntry, active: _RunningEntry) -> None:
         try:
             entry = await self._update(
                 entry, status=EntryStatus.RUNNING, started=time.time(), error=None, note=None
@@ -705,7 +707,7 @@ class Engine:
             if entry.status in FINAL_STATUSES and not active.interrupt_requested:
                 self._notify_end(entry)
 
-    async def _cancelled(self, entry: QueueEntry, active: _Active) -> QueueEntry:
+    async def _cancelled(self, entry: QueueEntry, active: _RunningEntry) -> QueueEntry:
         orchestrator = active.orchestrator
         if orchestrator is not None and orchestrator.job is not None:
             ours = True
@@ -725,9 +727,11 @@ class Engine:
             entry, status=EntryStatus.CANCELLED, finished=time.time(), stage=None
         )
 
-    async def encode_entry(self, entry: QueueEntry, active: _Active | None = None) -> JobSummary:
+    async def encode_entry(
+        self, entry: QueueEntry, active: _RunningEntry | None = None
+    ) -> JobSummary:
         """Encode one entry, rolling back a flag whose strategy failed (see monitoring.py)."""
-        active = active or _Active(entry.id)
+        active = active or _RunningEntry(entry.id)
         rollbacks = list(entry.rollbacks)
         if entry.options.over(self.config.defaults).output_dir is not None:
             # an output folder mirrors the library: its subfolders are drapto's to make
@@ -790,7 +794,7 @@ class Engine:
                 reason=f"{count} jobs rolled back with it off this session",
             )
 
-    async def _when_planned(self, orchestrator: Orchestrator, active: _Active) -> None:
+    async def _when_planned(self, orchestrator: Orchestrator, active: _RunningEntry) -> None:
         await orchestrator.segments_planned.wait()
         active.planned.set()
         self._wake.set()
