@@ -11,7 +11,7 @@ from textual.widgets import Header, Static, Switch, TabbedContent, TabPane
 
 from drapto_engine.core.api import JobView
 from drapto_engine.core.jobs import EntryStatus
-from drapto_tui import format as fmt
+from drapto_tui import presentation
 from drapto_tui.link import EngineLink
 from drapto_tui.widgets.event_log import EventLog
 from drapto_tui.widgets.flags_panel import FlagsPanel
@@ -62,7 +62,7 @@ class MainScreen(Screen[None]):
     def __init__(self, link: EngineLink) -> None:
         super().__init__()
         self.link = link
-        self._counts: fmt.QueueCounts | None = None
+        self._counts: presentation.QueueCounts | None = None
         self._totals_text = ""
         self._strip_job: tuple[str | None, str] | None = None
         self._layout: tuple[object, ...] | None = None
@@ -186,10 +186,10 @@ class MainScreen(Screen[None]):
         if link.entries_changed or self._counts is None:
             link.entries_changed = False
             run = self._counts.run if self._counts is not None else frozenset()
-            self._counts = fmt.queue_counts(state, run)
-        totals = fmt.queue_totals(state, self._counts, link.entry)
+            self._counts = presentation.queue_counts(state, run)
+        totals = presentation.queue_totals(state, self._counts, link.entry)
         room = self.size.width - 2  # its padding; the worker bound is in the strip below
-        text = fmt.totals_line(totals, state.paused, room)
+        text = presentation.totals_line(totals, state.paused, room)
         if text != self._totals_text:  # an unchanged line costs no redraw
             self._totals_text = text
             self.query_one("#totals", Static).update(text, layout=False)  # one line, always
