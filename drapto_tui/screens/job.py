@@ -12,7 +12,7 @@ from textual.widgets import Header, Static
 from drapto_engine.core.api import JobView
 from drapto_engine.core.jobs import EntryStatus, QueueEntry
 from drapto_tui import presentation
-from drapto_tui.link import EngineLink
+from drapto_tui.mirror import EngineMirror
 from drapto_tui.widgets.footer import KeyBar
 from drapto_tui.widgets.segment_grid import SegmentGrid
 
@@ -94,9 +94,9 @@ class JobScreen(Screen[None]):
         Binding("r", "retry", "Retry"),
     ]
 
-    def __init__(self, link: EngineLink, entry_id: int) -> None:
+    def __init__(self, mirror: EngineMirror, entry_id: int) -> None:
         super().__init__()
-        self.link = link
+        self.mirror = mirror
         self.entry_id = entry_id
         self._shown: QueueEntry | None = None
         self._texts: dict[str, str] = {}
@@ -117,16 +117,16 @@ class JobScreen(Screen[None]):
         self.refresh_from_engine(force=True)
 
     def job(self) -> JobView | None:
-        entry = self.link.entry(self.entry_id)
-        return self.link.state.jobs.get(entry.job or "") if entry else None
+        entry = self.mirror.entry(self.entry_id)
+        return self.mirror.state.jobs.get(entry.job or "") if entry else None
 
     def refresh_from_engine(self, force: bool = False) -> None:
         """Redraw when events touched this job or its entry (a tick otherwise costs nothing)."""
         if not self._composed:  # a tick between push and mount: its parts are not there yet
             return
-        entry = self.link.entry(self.entry_id)
+        entry = self.mirror.entry(self.entry_id)
         job = self.job()
-        touched = self.link.take_job_dirty(entry.job if entry else None)
+        touched = self.mirror.take_job_dirty(entry.job if entry else None)
         if not (force or touched or entry is not self._shown):
             return
         self._shown = entry
@@ -138,7 +138,7 @@ class JobScreen(Screen[None]):
         eta = f"  ETA {presentation.duration(progress.eta_s)}" if running else ""
         self._show(
             "#job-title",
-            f"[b]{escape(self.link.label(entry))}[/b]  [$text-muted]{escape(entry.output)}[/]",
+            f"[b]{escape(self.mirror.label(entry))}[/b]  [$text-muted]{escape(entry.output)}[/]",
         )
         progress_line = (
             f"{presentation.status_text(entry)}  {presentation.bar(progress.fraction, 20)}  {progress.fps:.1f} fps  "

@@ -40,7 +40,9 @@ def settle(job: JobView) -> None:
             segment.state, segment.percent, segment.fps = "pending", 0.0, 0.0
 
 
-class EngineLink:
+class EngineMirror:
+    """The engine's state as this client last heard it, and what of the screen is stale."""
+
     def __init__(self, client: EngineConnection) -> None:
         self.client = client
         self.view = EngineView()
