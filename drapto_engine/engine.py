@@ -710,15 +710,15 @@ class Engine:
     async def _cancelled(self, entry: QueueEntry, active: _RunningEntry) -> QueueEntry:
         orchestrator = active.orchestrator
         if orchestrator is not None and orchestrator.job is not None:
-            ours = True
+            still_held = True
             try:
                 await self.state.set_unheld_stage(orchestrator.job, JobStage.CANCELLED, "cancelled")
             except JobTakenOver:
-                ours = False  # another drapto holds it now: its work folder is not ours
+                still_held = False  # another drapto holds it now: its work folder is not ours
             except (DraptoError, RuntimeError):
                 pass
             options = entry.options.over(self.config.defaults)
-            if ours and not options.keep_work:
+            if still_held and not options.keep_work:
                 root = options.work_dir or Path(entry.output).parent
                 await asyncio.to_thread(
                     shutil.rmtree, root / f"{WORK_PREFIX}{orchestrator.job}", True
@@ -984,8 +984,10 @@ def _output_matches(source: Path, output: Path, ffmpeg: str) -> str | None:
     """ "output exists and validates" when an existing output is AV1 with the source's
     frame count; None when it is something else (then it is not ours to skip)."""
     try:
-        theirs, ours = probe(output, ffmpeg), probe(source, ffmpeg)
+        existing, original = probe(output, ffmpeg), probe(source, ffmpeg)
     except DraptoError:
         return None
-    same = theirs.video.codec == "av1" and theirs.video.frame_count == ours.video.frame_count
+    same = (
+        existing.video.codec == "av1" and existing.video.frame_count == original.video.frame_count
+    )
     return "output exists and validates" if same else None

@@ -133,13 +133,13 @@ async def _batch(
     started = time.time()
     remote = None if args.no_daemon else await running_engine(config, args.config, "drapto-batch")
     stop, stopped_by = stop_on_signals()
-    lost: str | None = None
+    lost_engine: str | None = None
     try:
         if remote is not None:
             followed = await _follow_remote(remote, batch, label, printer, stop)
             entries = list(followed.entries.values())
             if followed.ending is not Ending.FINISHED and followed.lost:
-                lost = f"{engine_name(remote)}: {followed.lost}"
+                lost_engine = f"{engine_name(remote)}: {followed.lost}"
         else:
             failures = _failures(batch, rejected)
             entries = await _in_process(
@@ -162,13 +162,13 @@ async def _batch(
         f", {unfinished} interrupted" if unfinished else ""
     )
     text += _size_text(rows)
-    finished = not unfinished and not stop.is_set() and lost is None
+    finished = not unfinished and not stop.is_set() and lost_engine is None
     await _notify(
         config, f"drapto: batch {'finished' if finished else 'interrupted'}", text, printer
     )
-    if lost is not None:
+    if lost_engine is not None:
         print(
-            f"drapto: {args.batch}: lost {lost}; {_jobs(unfinished, 'unfinished')} marked"
+            f"drapto: {args.batch}: lost {lost_engine}; {_jobs(unfinished, 'unfinished')} marked"
             " interrupted (start the engine and run the batch again to resume)",
             file=sys.stderr,
         )

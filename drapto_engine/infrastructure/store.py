@@ -136,9 +136,9 @@ class Recovery:
 
     def message(self, path: Path) -> str:
         if self.queue_total is not None:
-            lost = self.queue_total - self.queue_kept
+            unread = self.queue_total - self.queue_kept
             queue = f"{self.queue_kept} of {self.queue_total} queue entries recovered" + (
-                f", {lost} could not be read and are lost" if lost else ""
+                f", {unread} could not be read and are lost" if unread else ""
             )
         elif self.queue_kept:
             queue = f"{self.queue_kept} queue entries recovered, any others could not be read"
