@@ -44,6 +44,7 @@ from drapto_engine.core.events import (
     Warning,
 )
 from drapto_engine.core.flags import (
+    DISTRIBUTED_ENCODING,
     FlagSet,
     FlagSource,
     FlagState,
@@ -82,7 +83,6 @@ if TYPE_CHECKING:
     from drapto_engine.cluster.host import ClusterHost, ClusterOptions
 
 log = logging.getLogger(__name__)
-DISTRIBUTED_FLAG = "distributed_encoding"
 
 MAX_ACTIVE_JOBS = 2
 """One job encoding and the next one's analysis and segmentation running ahead."""
@@ -99,7 +99,9 @@ BACKGROUND_GRACE_S = 2.0
 
 
 @dataclass
-class _Active:
+class _RunningEntry:
+    """A queue entry the engine runs now: its task, its orchestrator, what was asked of it."""
+
     entry_id: int
     task: asyncio.Task[None] | None = None
     orchestrator: Orchestrator | None = None
@@ -176,7 +178,7 @@ class Engine:
         )
         self.paused = persist and self.queue.get_meta("paused") == "1"
         self._wake = asyncio.Event()
-        self._active: dict[int, _Active] = {}
+        self._active: dict[int, _RunningEntry] = {}
         self._entries: dict[int, QueueEntry] = {}
         self._job_entries: dict[str, int] = {}
         self._stopping = False
@@ -224,7 +226,7 @@ class Engine:
         self.cluster = host
         self.executor = host.executor(
             LocalExecutor(self.resources),
-            enabled=lambda: self.flags.enabled(DISTRIBUTED_FLAG),
+            enabled=lambda: self.flags.enabled(DISTRIBUTED_ENCODING),
             on_rollback=self._cluster_rollback,
         )
         log.info("cluster scheduler on %s", host.address)
@@ -233,7 +235,7 @@ class Engine:
         self.bus.emit(
             RolledBack(
                 job=job,
-                flag=DISTRIBUTED_FLAG,
+                flag=DISTRIBUTED_ENCODING,
                 stage=JobStage.ENCODING.value,
                 error=error,
                 entry=self._job_entries.get(job),
@@ -283,9 +285,6 @@ class Engine:
 
     def snapshot(self) -> EngineSnapshot:
         return self.view.snapshot()
-
-    def flag_views(self) -> list[FlagView]:
-        return self.flags.views()
 
     # -- queue commands --
 
@@ -631,7 +630,7 @@ class Engine:
             )
             if entry is None:
                 return
-            active = self._active[entry.id] = _Active(entry.id)
+            active = self._active[entry.id] = _RunningEntry(entry.id)
             active.task = asyncio.create_task(
                 self._state_guarded(self._run_entry(entry, active)), name=f"entry-{entry.id}"
             )
@@ -645,7 +644,7 @@ class Engine:
             log.error("%s", exc.one_line())
             self.bus.emit(Warning(message=exc.one_line()))
 
-    async def _run_entry(self, entry: QueueEntry, active: _Active) -> None:
+    async def _run_entry(self, entry: QueueEntry, active: _RunningEntry) -> None:
         try:
             entry = await self._update(
                 entry, status=EntryStatus.RUNNING, started=time.time(), error=None, note=None
@@ -708,18 +707,18 @@ class Engine:
             if entry.status in FINAL_STATUSES and not active.interrupt_requested:
                 self._notify_end(entry)
 
-    async def _cancelled(self, entry: QueueEntry, active: _Active) -> QueueEntry:
+    async def _cancelled(self, entry: QueueEntry, active: _RunningEntry) -> QueueEntry:
         orchestrator = active.orchestrator
         if orchestrator is not None and orchestrator.job is not None:
-            ours = True
+            still_held = True
             try:
                 await self.state.set_unheld_stage(orchestrator.job, JobStage.CANCELLED, "cancelled")
             except JobTakenOver:
-                ours = False  # another drapto holds it now: its work folder is not ours
+                still_held = False  # another drapto holds it now: its work folder is not ours
             except (DraptoError, RuntimeError):
                 pass
             options = entry.options.over(self.config.defaults)
-            if ours and not options.keep_work:
+            if still_held and not options.keep_work:
                 root = options.work_dir or Path(entry.output).parent
                 await asyncio.to_thread(
                     shutil.rmtree, root / f"{WORK_PREFIX}{orchestrator.job}", True
@@ -728,9 +727,11 @@ class Engine:
             entry, status=EntryStatus.CANCELLED, finished=time.time(), stage=None
         )
 
-    async def encode_entry(self, entry: QueueEntry, active: _Active | None = None) -> JobSummary:
+    async def encode_entry(
+        self, entry: QueueEntry, active: _RunningEntry | None = None
+    ) -> JobSummary:
         """Encode one entry, rolling back a flag whose strategy failed (see monitoring.py)."""
-        active = active or _Active(entry.id)
+        active = active or _RunningEntry(entry.id)
         rollbacks = list(entry.rollbacks)
         if entry.options.over(self.config.defaults).output_dir is not None:
             # an output folder mirrors the library: its subfolders are drapto's to make
@@ -793,7 +794,7 @@ class Engine:
                 reason=f"{count} jobs rolled back with it off this session",
             )
 
-    async def _when_planned(self, orchestrator: Orchestrator, active: _Active) -> None:
+    async def _when_planned(self, orchestrator: Orchestrator, active: _RunningEntry) -> None:
         await orchestrator.segments_planned.wait()
         active.planned.set()
         self._wake.set()
@@ -983,8 +984,10 @@ def _output_matches(source: Path, output: Path, ffmpeg: str) -> str | None:
     """ "output exists and validates" when an existing output is AV1 with the source's
     frame count; None when it is something else (then it is not ours to skip)."""
     try:
-        theirs, ours = probe(output, ffmpeg), probe(source, ffmpeg)
+        existing, original = probe(output, ffmpeg), probe(source, ffmpeg)
     except DraptoError:
         return None
-    same = theirs.video.codec == "av1" and theirs.video.frame_count == ours.video.frame_count
+    same = (
+        existing.video.codec == "av1" and existing.video.frame_count == original.video.frame_count
+    )
     return "output exists and validates" if same else None

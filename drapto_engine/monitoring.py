@@ -7,7 +7,6 @@ memory, CPU, queue wait) into them, so every client sees the same figures.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import statistics
 import time
@@ -35,6 +34,7 @@ from drapto_engine.core.flags import BY_NAME
 from drapto_engine.core.jobs import FINAL_STATUSES, EntryStatus
 from drapto_engine.core.metrics import JobMetrics, ResourceSnapshot, SegmentMetrics
 from drapto_engine.core.models import EncodeSettings
+from drapto_engine.infrastructure.background import BackgroundTask
 from drapto_engine.services.encoding.plan import VideoPlan
 
 # ffmpeg's fps is an average since the start: too noisy to judge in an encoder's first seconds.
@@ -98,7 +98,7 @@ class Monitor:
         self._jobs: dict[str, _Job] = {}
         self._entry_jobs: dict[int, set[str]] = {}
         """Entry id -> the jobs its tries ran (a flag's rollback runs another job)."""
-        self._task: asyncio.Task[None] | None = None
+        self._watchdog = BackgroundTask(self._watch, "stall-watchdog")
         bus.subscribe(self.handle)
 
     # -- events in --
@@ -243,15 +243,10 @@ class Monitor:
                     )
 
     def start(self) -> None:
-        if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._watch(), name="stall-watchdog")
+        self._watchdog.start()
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._watchdog.stop()
 
     def stood_still(self, seconds: float) -> None:
         """The engine did not run for `seconds` (stopped by SIGSTOP, a suspended machine,

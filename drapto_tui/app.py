@@ -21,8 +21,8 @@ from drapto_engine.core.jobs import EntryStatus
 from drapto_tui import themes
 from drapto_tui.client import Connect
 from drapto_tui.commands import drapto_commands
-from drapto_tui.link import EngineLink
 from drapto_tui.messages import EngineGone, EngineNotice
+from drapto_tui.mirror import EngineMirror
 from drapto_tui.notices import Notice, describe, failure
 from drapto_tui.screens import RefreshesFromEngine
 from drapto_tui.screens.add import AddScreen
@@ -64,7 +64,7 @@ class DraptoApp(App[None]):
         """Where the add dialog's browser starts (default: the current folder)."""
         self.paths = list(paths)
         self.settings = settings or settings_file()
-        self.link: EngineLink | None = None
+        self.mirror: EngineMirror | None = None
         self._notices: list[Notice] = []
         self.history: deque[Notice] = deque(maxlen=LOG_LINES)
         """Every notice so far (a log pane mounted later starts with them)."""
@@ -88,29 +88,29 @@ class DraptoApp(App[None]):
         self.watch(self, "theme", self._remember_theme, init=False)
         await self.mount(Static("connecting to the drapto engine…", id="connecting"))
         try:
-            link = EngineLink(await self.connect())
-            await link.start()
+            mirror = EngineMirror(await self.connect())
+            await mirror.start()
         except (DraptoError, OSError) as exc:
             message = exc.one_line() if isinstance(exc, DraptoError) else str(exc)
             self.exit(return_code=1, message=f"drapto: {message}")
             return
-        self.link = link
+        self.mirror = mirror
         gc.freeze()  # the mirror lives as long as the app: full collections skip it
         self.sub_title = "attached to the engine"
         self.tell(Notice("information", "attached to the engine", pop_up=False))
         self.tell_failed()
         if self.paths:
             await self.add_paths(self.paths)
-        await self.push_screen(MainScreen(link))
-        self.run_worker(self._pump(link), name="engine-events", group="engine", exclusive=True)
+        await self.push_screen(MainScreen(mirror))
+        self.run_worker(self._pump(mirror), name="engine-events", group="engine", exclusive=True)
         self.set_interval(TICK_S, self._tick)
 
-    async def _pump(self, link: EngineLink) -> None:
+    async def _pump(self, mirror: EngineMirror) -> None:
         """The one reader of the engine's events: applied at once, drawn on the tick."""
-        async for event in link.client.events():
-            if link.apply(event):
+        async for event in mirror.client.events():
+            if mirror.apply(event):
                 self.post_message(EngineNotice(event))
-        link.connected = False
+        mirror.connected = False
         self.post_message(EngineGone("the connection to the engine ended"))
 
     def _tick(self) -> None:
@@ -152,23 +152,23 @@ class DraptoApp(App[None]):
 
     def tell_failed(self) -> None:
         """The entries that had failed before this client attached, in the log."""
-        link = self.link
-        if link is not None:
-            for entry in link.state.entries:
+        mirror = self.mirror
+        if mirror is not None:
+            for entry in mirror.state.entries:
                 if entry.status is EntryStatus.FAILED:
-                    name = link.label(entry)
-                    self.tell(failure(entry, link.job_of(entry), name, pop_up=False))
+                    name = mirror.label(entry)
+                    self.tell(failure(entry, mirror.job_of(entry), name, pop_up=False))
 
     @on(EngineNotice)
     def notice(self, message: EngineNotice) -> None:
         event = message.event
-        link = self.link
+        mirror = self.mirror
         if isinstance(event, EntryChanged):
-            if link is not None:
+            if mirror is not None:
                 entry = event.entry
-                self.tell(failure(entry, link.job_of(entry), link.label(entry)))
+                self.tell(failure(entry, mirror.job_of(entry), mirror.label(entry)))
             return
-        name = link.job_name(event.job) if link and event.job else None
+        name = mirror.job_name(event.job) if mirror and event.job else None
         described = describe(event, name)
         if described is not None:
             self.tell(described)
@@ -180,8 +180,8 @@ class DraptoApp(App[None]):
 
     @on(FlagRow.Toggled)
     async def flag_toggled(self, message: FlagRow.Toggled) -> None:
-        if self.link is not None:
-            await self._ask(self.link.client.set_flag(message.name, message.state))
+        if self.mirror is not None:
+            await self._ask(self.mirror.client.set_flag(message.name, message.state))
 
     # -- actions --
 
@@ -202,17 +202,17 @@ class DraptoApp(App[None]):
 
     def action_add(self) -> None:
         async def added(path: str | None) -> None:
-            if path and self.link is not None:
+            if path and self.mirror is not None:
                 await self.add_paths([path])
 
         self.push_screen(AddScreen(self.browse_root or Path.cwd()), added)
 
     async def add_paths(self, paths: list[str]) -> None:
         """Queue paths; what was queued already is said, not silently passed over."""
-        if self.link is None:
+        if self.mirror is None:
             return
-        known = {e.id for e in self.link.state.entries}
-        entries = await self._ask(self.link.client.add_paths(paths))
+        known = {e.id for e in self.mirror.state.entries}
+        entries = await self._ask(self.mirror.client.add_paths(paths))
         if entries is None:
             return
         again = [e for e in entries if e.id in known]
@@ -232,26 +232,26 @@ class DraptoApp(App[None]):
 
     def action_detail(self) -> None:
         entry = self._selected()
-        if entry is not None and self.link is not None and not isinstance(self.screen, JobScreen):
-            self.push_screen(JobScreen(self.link, entry))
+        if entry is not None and self.mirror is not None and not isinstance(self.screen, JobScreen):
+            self.push_screen(JobScreen(self.mirror, entry))
 
     def action_remove(self) -> None:
         entry_id = self._selected()
-        entry = self.link.entry(entry_id) if self.link and entry_id is not None else None
+        entry = self.mirror.entry(entry_id) if self.mirror and entry_id is not None else None
         if entry is None:
             return
         name = Path(entry.input).name
 
         async def confirmed(yes: bool | None) -> None:
-            if yes and self.link is not None:
-                await self._ask(self.link.client.remove(entry.id))
+            if yes and self.mirror is not None:
+                await self._ask(self.mirror.client.remove(entry.id))
 
         question = f"Remove {name} ({entry.status.value}) from the queue? The file stays on disk."
         self.push_screen(ConfirmScreen(question, "Remove"), confirmed)
 
     async def action_clear_finished(self) -> None:
-        if self.link is not None:
-            cleared = await self._ask(self.link.client.clear_finished())
+        if self.mirror is not None:
+            cleared = await self._ask(self.mirror.client.clear_finished())
             if cleared is not None:
                 self.tell(
                     Notice(
@@ -263,35 +263,35 @@ class DraptoApp(App[None]):
 
     async def action_move(self, delta: int) -> None:
         entry_id = self._selected()
-        entry = self.link.entry(entry_id) if self.link and entry_id is not None else None
-        if entry is None or self.link is None:
+        entry = self.mirror.entry(entry_id) if self.mirror and entry_id is not None else None
+        if entry is None or self.mirror is None:
             return
-        index = self.link.state.entries.index(entry)
-        await self._ask(self.link.client.move(entry.id, max(0, index + delta)))
+        index = self.mirror.state.entries.index(entry)
+        await self._ask(self.mirror.client.move(entry.id, max(0, index + delta)))
 
     async def action_toggle_pause(self) -> None:
-        if self.link is not None:
-            client = self.link.client
-            await self._ask(client.resume() if self.link.state.paused else client.pause())
+        if self.mirror is not None:
+            client = self.mirror.client
+            await self._ask(client.resume() if self.mirror.state.paused else client.pause())
 
     async def action_retry(self, entry_id: int | None = None) -> None:
         entry = entry_id if entry_id is not None else self._selected()
-        if entry is not None and self.link is not None:
-            await self._ask(self.link.client.retry(entry))
+        if entry is not None and self.mirror is not None:
+            await self._ask(self.mirror.client.retry(entry))
 
     async def action_cancel_entry(self, entry_id: int | None = None) -> None:
         """Cancel a queued entry at once; a running encode only once the person says so."""
         chosen = entry_id if entry_id is not None else self._selected()
-        entry = self.link.entry(chosen) if self.link and chosen is not None else None
-        if entry is None or self.link is None:
+        entry = self.mirror.entry(chosen) if self.mirror and chosen is not None else None
+        if entry is None or self.mirror is None:
             return
         if entry.status is not EntryStatus.RUNNING:
-            await self._ask(self.link.client.cancel(entry.id))
+            await self._ask(self.mirror.client.cancel(entry.id))
             return
 
         async def confirmed(yes: bool | None) -> None:
-            if yes and self.link is not None:
-                await self._ask(self.link.client.cancel(entry.id))
+            if yes and self.mirror is not None:
+                await self._ask(self.mirror.client.cancel(entry.id))
 
         question = (
             f"Stop encoding {Path(entry.input).name}? Its encode so far is discarded "
@@ -300,24 +300,24 @@ class DraptoApp(App[None]):
         self.push_screen(ConfirmScreen(question, "Stop encoding"), confirmed)
 
     async def action_workers(self, delta: int) -> None:
-        if self.link is not None:
-            workers = max(1, self.link.state.workers + delta)
-            await self._ask(self.link.client.set_workers(workers))
+        if self.mirror is not None:
+            workers = max(1, self.mirror.state.workers + delta)
+            await self._ask(self.mirror.client.set_workers(workers))
 
     async def action_reconnect(self) -> None:
-        link = self.link
-        if link is None or link.connected:
+        mirror = self.mirror
+        if mirror is None or mirror.connected:
             self.notify("already attached to the engine")
             return
         try:
-            await link.reattach(await self.connect())
+            await mirror.reattach(await self.connect())
         except (DraptoError, OSError) as exc:
             message = exc.one_line() if isinstance(exc, DraptoError) else str(exc)
             self.tell(Notice("error", f"reconnecting failed: {message}"))
             return
         self.sub_title = "attached to the engine"
         self.tell(Notice("information", "attached to the engine again"))
-        self.run_worker(self._pump(link), name="engine-events", group="engine", exclusive=True)
+        self.run_worker(self._pump(mirror), name="engine-events", group="engine", exclusive=True)
 
     def action_quit_dialog(self) -> None:
         if isinstance(self.screen, QuitScreen):
@@ -338,8 +338,8 @@ class DraptoApp(App[None]):
 
     async def leave(self, *, stop_engine: bool) -> None:
         """Close the connection before exiting: quitting does not await workers' cleanup."""
-        if self.link is not None:
-            client = self.link.client
+        if self.mirror is not None:
+            client = self.mirror.client
             if stop_engine:
                 await self._ask(client.shutdown())
             await client.close()

@@ -20,7 +20,7 @@ from drapto_engine.core.events import (
 )
 from drapto_engine.core.flags import FlagSource
 from drapto_engine.core.jobs import QueueEntry
-from drapto_tui import format as fmt
+from drapto_tui import presentation
 
 Severity = Literal["information", "warning", "error"]
 POPPED = (Warning, Alert, RolledBack)
@@ -78,4 +78,4 @@ def failure(entry: QueueEntry, job: JobView | None, name: str, pop_up: bool = Tr
     stages = job.stages if job is not None else {}
     stage = f" while {max(stages, key=stages.__getitem__)}" if stages else ""
     at = entry.finished or now()
-    return Notice("error", f"{name}: failed{stage}: {fmt.reason(entry)}", at, pop_up)
+    return Notice("error", f"{name}: failed{stage}: {presentation.reason(entry)}", at, pop_up)

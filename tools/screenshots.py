@@ -85,14 +85,14 @@ async def session(library: Path, out: Path, fixture: Path | None) -> None:
             await until(lambda: app.ticks >= ticks + 2)
             app.save_screenshot(str(out / name))
 
-        await until(lambda: app.link is not None)
-        link = app.link
-        assert link is not None
+        await until(lambda: app.mirror is not None)
+        mirror = app.mirror
+        assert mirror is not None
 
         def film() -> int | None:
             """The entry of a film with finished segments and one well under way."""
-            for entry in link.state.entries:
-                job = link.state.jobs.get(entry.job or "")
+            for entry in mirror.state.entries:
+                job = mirror.state.jobs.get(entry.job or "")
                 segments = job.segments.values() if job else []
                 if (
                     "Films" in entry.input
@@ -102,7 +102,7 @@ async def session(library: Path, out: Path, fixture: Path | None) -> None:
                     return entry.id
             return None
 
-        await link.client.add_paths([str(library / "Films")], options=options)  # seen live
+        await mirror.client.add_paths([str(library / "Films")], options=options)  # seen live
         await until(lambda: film() is not None)
         shown = film()
         assert shown is not None
@@ -110,11 +110,11 @@ async def session(library: Path, out: Path, fixture: Path | None) -> None:
         table.select_entry(shown)
         await shot("queue.svg")
         if fixture is not None:
-            fixture.write_text(link.state.model_dump_json(indent=1))
+            fixture.write_text(mirror.state.model_dump_json(indent=1))
 
         def under_way() -> bool:
-            entry = link.entry(shown)
-            job = link.state.jobs.get(entry.job or "") if entry else None
+            entry = mirror.entry(shown)
+            job = mirror.state.jobs.get(entry.job or "") if entry else None
             segments = job.segments.values() if job else []
             return any(s.state == "running" and s.percent >= 10 for s in segments)
 

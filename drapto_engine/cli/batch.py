@@ -34,6 +34,7 @@ from drapto_engine.cli.follow import (
     Followed,
     engine_name,
     follow,
+    hand_over,
     release_signals,
     stop_on_signals,
 )
@@ -47,7 +48,7 @@ from drapto_engine.core.metrics import size_change
 from drapto_engine.core.text import dumps
 from drapto_engine.infrastructure import paths
 from drapto_engine.infrastructure.ffmpeg.toolchain import find_toolchain
-from drapto_engine.server.client import EngineClient, EngineLost
+from drapto_engine.server.client import EngineClient
 from drapto_engine.services.library import output_path
 
 if TYPE_CHECKING:
@@ -132,13 +133,13 @@ async def _batch(
     started = time.time()
     remote = None if args.no_daemon else await running_engine(config, args.config, "drapto-batch")
     stop, stopped_by = stop_on_signals()
-    lost: str | None = None
+    lost_engine: str | None = None
     try:
         if remote is not None:
             followed = await _follow_remote(remote, batch, label, printer, stop)
             entries = list(followed.entries.values())
             if followed.ending is not Ending.FINISHED and followed.lost:
-                lost = f"{engine_name(remote)}: {followed.lost}"
+                lost_engine = f"{engine_name(remote)}: {followed.lost}"
         else:
             failures = _failures(batch, rejected)
             entries = await _in_process(
@@ -161,13 +162,13 @@ async def _batch(
         f", {unfinished} interrupted" if unfinished else ""
     )
     text += _size_text(rows)
-    finished = not unfinished and not stop.is_set() and lost is None
+    finished = not unfinished and not stop.is_set() and lost_engine is None
     await _notify(
         config, f"drapto: batch {'finished' if finished else 'interrupted'}", text, printer
     )
-    if lost is not None:
+    if lost_engine is not None:
         print(
-            f"drapto: {args.batch}: lost {lost}; {_jobs(unfinished, 'unfinished')} marked"
+            f"drapto: {args.batch}: lost {lost_engine}; {_jobs(unfinished, 'unfinished')} marked"
             " interrupted (start the engine and run the batch again to resume)",
             file=sys.stderr,
         )
@@ -231,27 +232,18 @@ async def _submit(api: EngineAPI, batch: BatchFile, label: str) -> list[QueueEnt
 
 async def _detach(args: argparse.Namespace, config: Config, batch: BatchFile, label: str) -> int:
     """Submit to the engine service (started if none runs) and return at once."""
-    from drapto_engine.server.autostart import connect_or_start
 
-    client = await connect_or_start(
-        config.socket_path, state_dir=args.state_dir, config_path=args.config, start=True,
-        client_name="drapto-batch",
-    )  # fmt: skip
-    assert client is not None
-    try:
-        try:
-            entries = await _submit(client, batch, label)
-            paused = (await client.get_snapshot()).paused
-        except EngineLost as exc:
-            print(f"drapto: {args.batch}: lost {engine_name(client)}: {exc.problem}",
-                  file=sys.stderr)  # fmt: skip
-            return EXIT_LOST
-    finally:
-        await client.close()
+    async def submit(client: EngineClient) -> tuple[list[QueueEntry], bool]:
+        return await _submit(client, batch, label), (await client.get_snapshot()).paused
+
+    handed = await hand_over(config, args, "drapto-batch", args.batch, submit)
+    if isinstance(handed, int):
+        return handed
+    (entries, paused), engine = handed
     failed = [e for e in entries if e.status is EntryStatus.FAILED]
     print(f"batch: {label}")
     print(
-        f"{len(entries)} jobs handed to {engine_name(client)}"
+        f"{len(entries)} jobs handed to {engine}"
         + (f", {len(failed)} of them failed at once" if failed else "")
         + ("; the engine is paused: they wait until it is resumed" if paused else "")
         + "; `drapto status` shows their progress"

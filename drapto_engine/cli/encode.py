@@ -17,6 +17,7 @@ from drapto_engine.cli.follow import (
     Followed,
     engine_name,
     follow,
+    hand_over,
     release_signals,
     stop_on_signals,
 )
@@ -29,7 +30,7 @@ from drapto_engine.core.jobs import EntryStatus, JobOptions, QueueEntry
 from drapto_engine.core.models import DEFAULTS
 from drapto_engine.infrastructure import paths
 from drapto_engine.infrastructure.ffmpeg.toolchain import find_toolchain
-from drapto_engine.server.client import EngineClient, EngineLost
+from drapto_engine.server.client import EngineClient
 
 
 def add_encode_parser(commands: Any) -> None:
@@ -273,21 +274,14 @@ async def _submit(
 
 
 async def _detach(args: argparse.Namespace, config: Config, source: Path, output: Path) -> int:
-    from drapto_engine.server.autostart import connect_or_start
-
-    client = await connect_or_start(
-        config.socket_path, state_dir=args.state_dir, config_path=args.config, start=True,
-        client_name="drapto-encode",
-    )  # fmt: skip
-    assert client is not None
-    try:
-        entry = (await _submit(client, args, source, output))[0]
-    except EngineLost as exc:
-        print(f"drapto: {source}: lost {engine_name(client)}: {exc.problem}", file=sys.stderr)
-        return EXIT_LOST
-    finally:
-        await client.close()
-    print(f"entry {entry.id}: {source} -> {entry.output} handed to {engine_name(client)};"
+    """Submit to the engine service (started if none runs) and return at once."""
+    handed = await hand_over(
+        config, args, "drapto-encode", source, lambda c: _submit(c, args, source, output)
+    )
+    if isinstance(handed, int):
+        return handed
+    [entry], engine = handed
+    print(f"entry {entry.id}: {source} -> {entry.output} handed to {engine};"
           " `drapto status` shows its progress")  # fmt: skip
     return 0
 

@@ -4,19 +4,24 @@
 follow them to their end. Three things can end the wait, and each is reported as what
 it is, never as success: every entry reached a final status; the user stopped the
 client (its entries are interrupted in the engine: encoders stopped, work kept); the
-connection was lost (the engine died: nothing is known to have finished).
+connection was lost (the engine died: nothing is known to have finished). With
+`--detach` they hand their jobs over (`hand_over`) and return at once.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import signal
+import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import TypeVar
 
 from drapto_engine.cli.printers import Printer
+from drapto_engine.config import Config
 from drapto_engine.core.errors import DraptoError
 from drapto_engine.core.events import EntryChanged, Event, Warning
 from drapto_engine.core.jobs import FINAL_STATUSES, QueueEntry
@@ -26,6 +31,8 @@ EXIT_LOST = 3
 """Exit status of a client that lost its engine before its jobs ended."""
 INTERRUPT_TIMEOUT_S = 15.0
 """How long a stopping client waits for the engine to stop its encoders."""
+
+Submitted = TypeVar("Submitted")
 
 
 class Ending(Enum):
@@ -151,3 +158,30 @@ def release_signals() -> None:
 
 def engine_name(client: EngineClient) -> str:
     return f"the engine (pid {client.server.pid})" if client.server.pid else "the engine"
+
+
+async def hand_over(
+    config: Config,
+    args: argparse.Namespace,
+    client_name: str,
+    what: object,
+    submit: Callable[[EngineClient], Awaitable[Submitted]],
+) -> tuple[Submitted, str] | int:
+    """Submit to the engine service (started if none runs) without following: what
+    `submit` returned and the engine's name, or EXIT_LOST once a line naming `what`
+    says that the engine was lost."""
+    from drapto_engine.server.autostart import connect_or_start
+
+    client = await connect_or_start(
+        config.socket_path, state_dir=args.state_dir, config_path=args.config, start=True,
+        client_name=client_name,
+    )  # fmt: skip
+    assert client is not None
+    try:
+        submitted = await submit(client)
+    except EngineLost as exc:
+        print(f"drapto: {what}: lost {engine_name(client)}: {exc.problem}", file=sys.stderr)
+        return EXIT_LOST
+    finally:
+        await client.close()
+    return submitted, engine_name(client)

@@ -66,7 +66,6 @@ from drapto_engine.services.executors.local import LocalExecutor, check_frames, 
 
 log = logging.getLogger(__name__)
 
-FLAG = "distributed_encoding"
 ROLLBACK_AFTER = 2
 """Remote segments of one job that may fail their check; one more finishes it locally."""
 POLL_S = 0.5

@@ -114,12 +114,12 @@ async def run_worker(options: WorkerOptions) -> int:
     for _, local in options.path_map:
         if not local.is_dir():
             log.warning("path map: %s is not a folder on this machine", local)
-    ours = await asyncio.to_thread(fingerprint)
-    theirs = await engine_toolchain(address, security, options.timeout_s)
-    if ours != theirs:
+    worker_tools = await asyncio.to_thread(fingerprint)
+    engine_tools = await engine_toolchain(address, security, options.timeout_s)
+    if worker_tools != engine_tools:
         raise ToolchainError(
             f"refused: this worker's toolchain differs from the engine's: "
-            f"{differences(ours, theirs)}; "
+            f"{differences(worker_tools, engine_tools)}; "
             "segments of one file must come from one drapto and one encoder version",
             hint="install the engine's drapto and ffmpeg, or point DRAPTO_FFMPEG at the same build",
         )
@@ -144,7 +144,7 @@ async def run_worker(options: WorkerOptions) -> int:
                 DEBUG_ENV: "1" if options.debug else "0",
             },
             startup_information={
-                TOOLCHAIN_KEY: functools.partial(constant, ours),
+                TOOLCHAIN_KEY: functools.partial(constant, worker_tools),
                 PATH_MAP_KEY: functools.partial(constant, path_map_json(options.path_map)),
             },
         )

@@ -59,6 +59,9 @@ class Flag(BaseModel):
     cannot make fail: a validation that failed only those is not rolled back with it."""
 
 
+DISTRIBUTED_ENCODING = "distributed_encoding"
+"""The flag that lets segments go to cluster workers (the engine reads it)."""
+
 FLAGS: tuple[Flag, ...] = (
     Flag(
         name="scene_segmentation",
@@ -112,7 +115,7 @@ FLAGS: tuple[Flag, ...] = (
         setting=None,
     ),
     Flag(
-        name="distributed_encoding",
+        name=DISTRIBUTED_ENCODING,
         description="send segments to cluster workers when no local slot is free (off: local only)",
         default=True,
         scope=Scope.NEXT_SEGMENT,

@@ -13,14 +13,14 @@ from drapto_engine.core.models import SegmentState
 from drapto_engine.core.state import JobRecord, JobStage, SegmentRecord
 
 
-class StoreLike(Protocol):
+class JobStore(Protocol):
     """What the StateManager needs from a store (infrastructure/store.py implements it).
 
     Every write names the writing process (`pid`) and raises state.NotHolder when that
     process does not hold the job."""
 
     def job(self, job_id: str) -> JobRecord | None: ...
-    def claim(self, job: JobRecord, pid: int, mine: Collection[str] = ()) -> ClaimLike: ...
+    def claim(self, job: JobRecord, pid: int, mine: Collection[str] = ()) -> ClaimAnswer: ...
     def set_job(self, job_id: str, pid: int, **fields: str | None) -> None: ...
     def set_stage(
         self,
@@ -51,8 +51,8 @@ class StoreLike(Protocol):
     ) -> None: ...
 
 
-class ClaimLike(Protocol):
-    """The answer of StoreLike.claim: a live holder refusing it, or the dropped jobs."""
+class ClaimAnswer(Protocol):
+    """The answer of JobStore.claim: a live holder refusing it, or the dropped jobs."""
 
     @property
     def holder(self) -> int | None: ...

@@ -257,14 +257,6 @@ class VideoAnalysis(Value):
     resolution_class: ResolutionClass
     default_crf: int
 
-    @property
-    def output_width(self) -> int:
-        return self.crop.width if self.crop else self.media.video.width
-
-    @property
-    def output_height(self) -> int:
-        return self.crop.height if self.crop else self.media.video.height
-
 
 class EncodeDefaults(Value):
     """The defaults of upstream drapto, one place for all of them."""

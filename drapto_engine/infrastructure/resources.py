@@ -21,6 +21,7 @@ import psutil
 from drapto_engine.core.errors import DraptoError
 from drapto_engine.core.metrics import EncoderSample, ResourceSnapshot
 from drapto_engine.core.models import ResolutionClass
+from drapto_engine.infrastructure.background import BackgroundTask
 
 log = logging.getLogger(__name__)
 
@@ -360,7 +361,7 @@ class ResourceManager(WorkerSlots):
         self._low_samples = 0
         self._samples = 0
         self._cpu_times = psutil.cpu_times()
-        self._task: asyncio.Task[None] | None = None
+        self._sampler = BackgroundTask(self._sample_forever, "resource-sampler")
 
     # -- estimates --
 
@@ -373,10 +374,6 @@ class ResourceManager(WorkerSlots):
         """Remember a finished encoder's peak RSS; 0 (never sampled) is ignored."""
         if rss_bytes > 0:
             self._peaks[resolution] = max(rss_bytes, self._peaks.get(resolution, 0))
-
-    def reset_peaks(self) -> None:
-        """Forget measured peaks, for a job whose settings differ from the last one's."""
-        self._peaks.clear()
 
     def reserve_bytes(self, total: int) -> int:
         return int(self.reserve * total)
@@ -461,15 +458,10 @@ class ResourceManager(WorkerSlots):
         return tuple(self._history)
 
     def start(self) -> None:
-        if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._sample_forever(), name="resource-sampler")
+        self._sampler.start()
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._sampler.stop()
 
     @asynccontextmanager
     async def sampling(self) -> AsyncIterator[ResourceManager]:

@@ -8,7 +8,7 @@ import os
 from collections.abc import Callable
 
 from drapto_engine.core.errors import DraptoError
-from drapto_engine.core.interfaces import StoreLike
+from drapto_engine.core.interfaces import JobStore
 from drapto_engine.core.models import SegmentState
 from drapto_engine.core.state import (
     JobRecord,
@@ -28,7 +28,7 @@ class StateManager:
     Every write is made as the job's holder (this process): one to a job that another
     drapto has taken over raises JobTakenOver and changes nothing."""
 
-    def __init__(self, store: StoreLike, pid: int | None = None) -> None:
+    def __init__(self, store: JobStore, pid: int | None = None) -> None:
         self.store = store
         self.pid = pid or os.getpid()
         self.held: dict[str, str] = {}

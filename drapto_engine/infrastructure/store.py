@@ -136,9 +136,9 @@ class Recovery:
 
     def message(self, path: Path) -> str:
         if self.queue_total is not None:
-            lost = self.queue_total - self.queue_kept
+            unread = self.queue_total - self.queue_kept
             queue = f"{self.queue_kept} of {self.queue_total} queue entries recovered" + (
-                f", {lost} could not be read and are lost" if lost else ""
+                f", {unread} could not be read and are lost" if unread else ""
             )
         elif self.queue_kept:
             queue = f"{self.queue_kept} queue entries recovered, any others could not be read"
@@ -330,11 +330,6 @@ class StateStore:
     def job(self, job_id: str) -> JobRecord | None:
         rows = self._rows("SELECT * FROM jobs WHERE id = ?", (job_id,))
         return _job(rows[0]) if rows else None
-
-    def jobs_for_output(self, output: str) -> list[JobRecord]:
-        return [
-            _job(r) for r in self._rows("SELECT * FROM jobs WHERE output = ?", (_to_db(output),))
-        ]
 
     def set_job(self, job_id: str, pid: int, **fields: str | None) -> None:
         """Save fields of a job this process holds."""

@@ -11,8 +11,8 @@ from textual.widgets import Header, Static
 
 from drapto_engine.core.api import JobView
 from drapto_engine.core.jobs import EntryStatus, QueueEntry
-from drapto_tui import format as fmt
-from drapto_tui.link import EngineLink
+from drapto_tui import presentation
+from drapto_tui.mirror import EngineMirror
 from drapto_tui.widgets.footer import KeyBar
 from drapto_tui.widgets.segment_grid import SegmentGrid
 
@@ -35,7 +35,7 @@ ENDED = {
 def ending(entry: QueueEntry) -> str:
     """How an entry that ended without an output ended, and why."""
     if entry.status is EntryStatus.FAILED:
-        return f"[$error]failed: {escape(fmt.reason(entry))}[/]"
+        return f"[$error]failed: {escape(presentation.reason(entry))}[/]"
     why = f": {escape(entry.note)}" if entry.note else ""
     return f"[$warning]{ENDED[entry.status]}{why}[/]"
 
@@ -55,10 +55,10 @@ def timeline(job: JobView | None, entry: QueueEntry | None = None) -> str:
                 parts.append(f"[$text-muted]{stage}[/]")
             continue
         following = [times[s] for s in STAGES[i + 1 :] if s in times]
-        took = f" {fmt.duration(following[0] - at)}" if following else ""
+        took = f" {presentation.duration(following[0] - at)}" if following else ""
         done = following or stage == "done"
         mark = "[$success]✓[/]" if done else "[$error]✗[/]" if ended else "[$accent]▶[/]"
-        parts.append(f"{mark} {stage} {fmt.clock(at)}{took}")
+        parts.append(f"{mark} {stage} {presentation.clock(at)}{took}")
     if entry is not None and ended:
         parts.append(ending(entry))
     elif job.error:
@@ -73,7 +73,7 @@ def analysis(job: JobView | None, entry: QueueEntry | None = None) -> str:
     a = job.analysis
     dv = f" profile {a.dolby_vision_profile}" if a.dolby_vision_profile else ""
     colour = BADGE_VARIABLES.get(a.dynamic_range, "$foreground")
-    badge = fmt.BADGES.get(a.dynamic_range, a.dynamic_range)
+    badge = presentation.BADGES.get(a.dynamic_range, a.dynamic_range)
     lines = [
         f"[b {colour}]{badge}{dv}[/], {a.width}x{a.height}, "
         f"{a.frames} frames at {a.frame_rate:.3f} fps",
@@ -94,9 +94,9 @@ class JobScreen(Screen[None]):
         Binding("r", "retry", "Retry"),
     ]
 
-    def __init__(self, link: EngineLink, entry_id: int) -> None:
+    def __init__(self, mirror: EngineMirror, entry_id: int) -> None:
         super().__init__()
-        self.link = link
+        self.mirror = mirror
         self.entry_id = entry_id
         self._shown: QueueEntry | None = None
         self._texts: dict[str, str] = {}
@@ -117,32 +117,32 @@ class JobScreen(Screen[None]):
         self.refresh_from_engine(force=True)
 
     def job(self) -> JobView | None:
-        entry = self.link.entry(self.entry_id)
-        return self.link.state.jobs.get(entry.job or "") if entry else None
+        entry = self.mirror.entry(self.entry_id)
+        return self.mirror.state.jobs.get(entry.job or "") if entry else None
 
     def refresh_from_engine(self, force: bool = False) -> None:
         """Redraw when events touched this job or its entry (a tick otherwise costs nothing)."""
         if not self._composed:  # a tick between push and mount: its parts are not there yet
             return
-        entry = self.link.entry(self.entry_id)
+        entry = self.mirror.entry(self.entry_id)
         job = self.job()
-        touched = self.link.take_job_dirty(entry.job if entry else None)
+        touched = self.mirror.take_job_dirty(entry.job if entry else None)
         if not (force or touched or entry is not self._shown):
             return
         self._shown = entry
         if entry is None:
             self.query_one("#job-title", Static).update("this entry was removed")
             return
-        progress = fmt.job_progress(entry, job)
+        progress = presentation.job_progress(entry, job)
         running = entry.status is EntryStatus.RUNNING
-        eta = f"  ETA {fmt.duration(progress.eta_s)}" if running else ""
+        eta = f"  ETA {presentation.duration(progress.eta_s)}" if running else ""
         self._show(
             "#job-title",
-            f"[b]{escape(self.link.label(entry))}[/b]  [$text-muted]{escape(entry.output)}[/]",
+            f"[b]{escape(self.mirror.label(entry))}[/b]  [$text-muted]{escape(entry.output)}[/]",
         )
         progress_line = (
-            f"{fmt.status_text(entry)}  {fmt.bar(progress.fraction, 20)}  {progress.fps:.1f} fps  "
-            f"{fmt.size(progress.size_bytes or None)} of ~{fmt.size(progress.estimated_bytes)}{eta}"
+            f"{presentation.status_text(entry)}  {presentation.bar(progress.fraction, 20)}  {progress.fps:.1f} fps  "
+            f"{presentation.size(progress.size_bytes or None)} of ~{presentation.size(progress.estimated_bytes)}{eta}"
         )
         self._show("#job-progress", progress_line, layout=False)  # one line, always
         self._show("#timeline", timeline(job, entry))

@@ -11,8 +11,8 @@ from textual.widgets import Header, Static, Switch, TabbedContent, TabPane
 
 from drapto_engine.core.api import JobView
 from drapto_engine.core.jobs import EntryStatus
-from drapto_tui import format as fmt
-from drapto_tui.link import EngineLink
+from drapto_tui import presentation
+from drapto_tui.mirror import EngineMirror
 from drapto_tui.widgets.event_log import EventLog
 from drapto_tui.widgets.flags_panel import FlagsPanel
 from drapto_tui.widgets.footer import KeyBar
@@ -59,10 +59,10 @@ class MainScreen(Screen[None]):
         Binding("4", "tab('log')", "Log", show=False),
     ]
 
-    def __init__(self, link: EngineLink) -> None:
+    def __init__(self, mirror: EngineMirror) -> None:
         super().__init__()
-        self.link = link
-        self._counts: fmt.QueueCounts | None = None
+        self.mirror = mirror
+        self._counts: presentation.QueueCounts | None = None
         self._totals_text = ""
         self._strip_job: tuple[str | None, str] | None = None
         self._layout: tuple[object, ...] | None = None
@@ -95,7 +95,7 @@ class MainScreen(Screen[None]):
         wide = event.size.width >= WIDE[0] and event.size.height >= WIDE[1]
         self.set_class(wide, "-wide")
         self.query_one(ResourceStrip).sparklines = wide
-        self.link.resources_dirty = True
+        self.mirror.resources_dirty = True
         self._strip_job = None
         self._layout = None
 
@@ -141,7 +141,7 @@ class MainScreen(Screen[None]):
     def tab_shown(self) -> None:
         """A tab's panel is drawn from the mirror as it appears (keys or a click), and
         the keys go to what it shows."""
-        self.link.resources_dirty = self.link.flags_dirty = True
+        self.mirror.resources_dirty = self.mirror.flags_dirty = True
         self.refresh_from_engine()
         self.call_after_refresh(self.focus_tab)
         if self.active_tab == "log":
@@ -165,49 +165,49 @@ class MainScreen(Screen[None]):
 
     def shown_job(self) -> tuple[JobView | None, str]:
         """The selected entry's job, or else the first running one's; and its name."""
-        state = self.link.state
+        state = self.mirror.state
         selected = self.query_one(QueueTable).selected_entry
-        entry = self.link.entry(selected) if selected is not None else None
+        entry = self.mirror.entry(selected) if selected is not None else None
         job = state.jobs.get(entry.job or "") if entry is not None else None
         if job is None or not job.segments:
             for candidate in state.entries:
                 other = state.jobs.get(candidate.job or "")
                 if candidate.status is EntryStatus.RUNNING and other and other.segments:
-                    return other, self.link.label(candidate)
-        return job, self.link.label(entry) if entry is not None else ""
+                    return other, self.mirror.label(candidate)
+        return job, self.mirror.label(entry) if entry is not None else ""
 
     def refresh_from_engine(self) -> None:
         if not self._composed:  # a tick between push and mount: its parts are not there yet
             return
-        link = self.link
-        state = link.state
-        rebuild, dirty = link.take_dirty()
+        mirror = self.mirror
+        state = mirror.state
+        rebuild, dirty = mirror.take_dirty()
         self.query_one(QueueTable).sync(state, rebuild, dirty)
-        if link.entries_changed or self._counts is None:
-            link.entries_changed = False
+        if mirror.entries_changed or self._counts is None:
+            mirror.entries_changed = False
             run = self._counts.run if self._counts is not None else frozenset()
-            self._counts = fmt.queue_counts(state, run)
-        totals = fmt.queue_totals(state, self._counts, link.entry)
+            self._counts = presentation.queue_counts(state, run)
+        totals = presentation.queue_totals(state, self._counts, mirror.entry)
         room = self.size.width - 2  # its padding; the worker bound is in the strip below
-        text = fmt.totals_line(totals, state.paused, room)
+        text = presentation.totals_line(totals, state.paused, room)
         if text != self._totals_text:  # an unchanged line costs no redraw
             self._totals_text = text
             self.query_one("#totals", Static).update(text, layout=False)  # one line, always
         if self.active_tab == "queue":
             self._show_segments()
-        if link.resources_dirty:
-            link.resources_dirty = False
+        if mirror.resources_dirty:
+            mirror.resources_dirty = False
             self.query_one(ResourceStrip).show(state)
             if self.active_tab == "resources":
-                self.query_one(ResourcesPanel).show(state, link.job_name)
-        if link.flags_dirty:
-            link.flags_dirty = False
+                self.query_one(ResourcesPanel).show(state, mirror.job_name)
+        if mirror.flags_dirty:
+            mirror.flags_dirty = False
             self.query_one(FlagsPanel).show(state.flags)
 
     def _show_segments(self) -> None:
         job, name = self.shown_job()
         key = (job.id if job is not None else None, name)
-        touched = self.link.take_job_dirty(key[0])
+        touched = self.mirror.take_job_dirty(key[0])
         self.lay_out(len(job.segments) if job is not None else 0)
         if touched or key != self._strip_job:
             self._strip_job = key

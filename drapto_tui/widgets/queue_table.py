@@ -22,7 +22,7 @@ from textual.strip import Strip
 
 from drapto_engine.core.api import EngineSnapshot
 from drapto_engine.core.jobs import QueueEntry
-from drapto_tui import format as fmt
+from drapto_tui import presentation
 
 Column = tuple[str, str, int]
 COLUMNS: tuple[Column, ...] = (
@@ -65,18 +65,22 @@ def row(
     """`label`: the name with the folders that tell it apart, where names repeat (cut
     in the middle, so that both the folder and the name's end show)."""
     job = snapshot.jobs.get(entry.job or "")
-    progress = fmt.job_progress(entry, job)
+    progress = presentation.job_progress(entry, job)
     width = columns[0][2]
-    name = fmt.fit_middle(label, width) if label else fmt.fit(fmt.name(entry), width)
+    name = (
+        presentation.fit_middle(label, width)
+        if label
+        else presentation.fit(presentation.name(entry), width)
+    )
     values = {
         "name": name,
-        "status": fmt.status_text(entry),
-        "dr": fmt.badge(job, entry),
-        "progress": fmt.bar(progress.fraction),
+        "status": presentation.status_text(entry),
+        "dr": presentation.badge(job, entry),
+        "progress": presentation.bar(progress.fraction),
         "fps": f"{progress.fps:.1f}" if progress.fps else "-",
-        "size": fmt.size(progress.size_bytes or None),
-        "estimate": fmt.size(progress.estimated_bytes),
-        "eta": fmt.duration(progress.eta_s) if entry.status.value == "running" else "-",
+        "size": presentation.size(progress.size_bytes or None),
+        "estimate": presentation.size(progress.estimated_bytes),
+        "eta": presentation.duration(progress.eta_s) if entry.status.value == "running" else "-",
     }
     return tuple(values[key] for key, _, _ in columns)
 
@@ -153,7 +157,7 @@ class QueueTable(ScrollView, can_focus=True):
         self.snapshot = snapshot
         if rebuild or len(self._rows) != len(snapshot.entries):
             self._rows = {e.id: i for i, e in enumerate(snapshot.entries)}
-            self._labels = fmt.labels(snapshot.entries)
+            self._labels = presentation.labels(snapshot.entries)
             self.virtual_size = Size(
                 self.scrollable_content_region.width, len(snapshot.entries) + 1
             )

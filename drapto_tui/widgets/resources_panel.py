@@ -10,7 +10,7 @@ from textual.containers import VerticalScroll
 from textual.widgets import DataTable, Label, Static
 
 from drapto_engine.core.api import EngineSnapshot
-from drapto_tui import format as fmt
+from drapto_tui import presentation
 
 GIB = 1 << 30
 BLOCKS = " ▁▂▃▄▅▆▇█"
@@ -134,6 +134,6 @@ class ResourcesPanel(VerticalScroll):
                 _short((name_of(e.job) or e.job) if e.job else "-"),
                 "-" if e.segment is None else str(e.segment),
                 f"{e.cpu_percent:.0f}",
-                fmt.size(e.rss_bytes),
+                presentation.size(e.rss_bytes),
                 "suspended" if e.suspended else "running",
             )

@@ -15,7 +15,7 @@ from textual.strip import Strip
 
 from drapto_engine.core.api import JobView, SegmentView
 from drapto_engine.core.metrics import counted
-from drapto_tui import format as fmt
+from drapto_tui import presentation
 
 CELL = 19
 """Characters a cell takes, the space after it included."""
@@ -39,7 +39,7 @@ def cell(segment: SegmentView) -> str:
         text = f"{i}{running}{segment.percent:4.0f}% {min(segment.fps, 9999):4.0f}f"
     elif segment.state == "done":
         mark = "↺" if segment.resumed else REMOTE_DONE if segment.remote else "✓"
-        size = fmt.short_size(segment.size_bytes)
+        size = presentation.short_size(segment.size_bytes)
         text = f"{i}{mark} {size:>5} {min(segment.fps, 9999):4.0f}f"
     elif segment.state == "failed":
         text = f"{i}✗ failed x{segment.attempts}"

@@ -169,9 +169,9 @@ async def test_crop_detection_can_be_turned_off(make_media: MakeMedia, ffmpeg: s
     path = make_media("off.mkv", pad=(320, 160, 0, 40), gop=5, duration=0.4)
     analysis = await analyze_video(path, ffmpeg, crop_detection=False)
     assert analysis.crop is None
-    assert (analysis.output_width, analysis.output_height) == (320, 240)
+    assert (analysis.media.video.width, analysis.media.video.height) == (320, 240)
     cropped = await analyze_video(path, ffmpeg)
-    assert (cropped.output_width, cropped.output_height) == (320, 160)
+    assert cropped.crop == Crop(width=320, height=160, x=0, y=40)
 
 
 async def test_real_1080p_counter_is_not_cropped(shared_media: Path, ffmpeg: str) -> None:

@@ -18,7 +18,7 @@ from drapto_engine.core.events import (
 )
 from drapto_engine.core.jobs import EntryStatus, QueueEntry
 from drapto_engine.core.metrics import JobSummary
-from drapto_tui import format as fmt
+from drapto_tui import presentation
 from drapto_tui.notices import Notice, describe, failure
 from drapto_tui.widgets.segment_grid import CELL, cell, strip_states, summary
 
@@ -77,7 +77,7 @@ class TestQueueTotals:
     def test_running_frames_left_at_the_speed_now(self) -> None:
         view = EngineView(EngineSnapshot(entries=[finished(1, 60)]))
         encoding(view, 2, frames=1000, done=500, fps=50)
-        totals = fmt.queue_totals(view.state)
+        totals = presentation.queue_totals(view.state)
         assert totals.eta_s == 10 and not totals.eta_at_least
         assert totals.fraction == 0.5 and totals.fps == 50  # the old entry does not count
 
@@ -85,14 +85,17 @@ class TestQueueTotals:
         old = [finished(n, 60) for n in range(1, 6)]  # done before: not this run's
         view = EngineView(EngineSnapshot(entries=[*old, entry(7, EntryStatus.QUEUED)]))
         encoding(view, 6, frames=1000, done=500, fps=50)
-        counts = fmt.queue_counts(view.state)
-        assert fmt.queue_totals(view.state, counts).fraction == 0.25  # 0.5 of 2 entries
+        counts = presentation.queue_counts(view.state)
+        assert presentation.queue_totals(view.state, counts).fraction == 0.25  # 0.5 of 2 entries
         view.apply(EntryChanged(entry=finished(6, 60)))  # 6 ends: it still counts, whole
-        counts = fmt.queue_counts(view.state, counts.run)
-        assert fmt.queue_totals(view.state, counts).fraction == 0.5
+        counts = presentation.queue_counts(view.state, counts.run)
+        assert presentation.queue_totals(view.state, counts).fraction == 0.5
         view.apply(EntryChanged(entry=finished(7, 60)))  # nothing waits: the run is over
-        counts = fmt.queue_counts(view.state, counts.run)
-        assert counts.run == frozenset() and fmt.queue_totals(view.state, counts).fraction == 0
+        counts = presentation.queue_counts(view.state, counts.run)
+        assert (
+            counts.run == frozenset()
+            and presentation.queue_totals(view.state, counts).fraction == 0
+        )
 
     def test_queued_entries_take_the_mean_time_of_finished_ones(self) -> None:
         snapshot = EngineSnapshot(
@@ -100,15 +103,15 @@ class TestQueueTotals:
         )
         view = EngineView(snapshot)
         encoding(view, 3, frames=1000, done=500, fps=50)
-        totals = fmt.queue_totals(view.state)
+        totals = presentation.queue_totals(view.state)
         assert totals.eta_s == 10 + 90 and not totals.eta_at_least
 
     def test_without_a_finished_job_the_eta_is_a_lower_bound(self) -> None:
         view = EngineView(EngineSnapshot(entries=[entry(2, EntryStatus.QUEUED)]))
         encoding(view, 1, frames=1000, done=500, fps=50)
-        totals = fmt.queue_totals(view.state)
+        totals = presentation.queue_totals(view.state)
         assert totals.eta_s == 10 and totals.eta_at_least
-        line = fmt.totals_line(totals, paused=True)
+        line = presentation.totals_line(totals, paused=True)
         assert line.startswith("[$warning]paused[/]  queue ")
         assert "ETA ≥0:10" in line and "1 running, 1 queued" in line
 
@@ -116,20 +119,24 @@ class TestQueueTotals:
         view = EngineView(EngineSnapshot(entries=[entry(3, EntryStatus.QUEUED)]))
         encoding(view, 1, frames=1000, done=300, fps=50)
         encoding(view, 2, frames=1000, done=100, fps=50)
-        counts = fmt.queue_counts(view.state)
-        assert round(fmt.queue_totals(view.state, counts).fraction, 3) == round(0.4 / 3, 3)
+        counts = presentation.queue_counts(view.state)
+        assert round(presentation.queue_totals(view.state, counts).fraction, 3) == round(0.4 / 3, 3)
         view.apply(EntryChanged(entry=entry(1, EntryStatus.CANCELLED, job="job1")))
         view.apply(EntryChanged(entry=entry(3, EntryStatus.FAILED, error="not a video")))
-        counts = fmt.queue_counts(view.state, counts.run)
-        assert fmt.queue_totals(view.state, counts).fraction == 0.1  # only 2 is left, at 10%
-        assert fmt.job_progress(view.state.entries[0], view.state.jobs["job1"]).fraction == 0
+        counts = presentation.queue_counts(view.state, counts.run)
+        assert (
+            presentation.queue_totals(view.state, counts).fraction == 0.1
+        )  # only 2 is left, at 10%
+        assert (
+            presentation.job_progress(view.state.entries[0], view.state.jobs["job1"]).fraction == 0
+        )
 
     def test_the_counts_stay_whole_on_a_narrow_line(self) -> None:
         counts = {"running": 1, "queued": 12, "done": 30, "failed": 1}
-        totals = fmt.QueueTotals(counts, 0.5, 123.4, 4000.0, eta_at_least=True)
-        wide = fmt.totals_line(totals, paused=True)
+        totals = presentation.QueueTotals(counts, 0.5, 123.4, 4000.0, eta_at_least=True)
+        wide = presentation.totals_line(totals, paused=True)
         assert "fps" in wide and "ETA" in wide
-        narrow = fmt.totals_line(totals, paused=True, width=78)
+        narrow = presentation.totals_line(totals, paused=True, width=78)
         shown = narrow.replace("[$warning]paused[/]", "paused")
         assert len(shown) <= 78 and shown.endswith("1 running, 12 queued, 30 done, 1 failed")
 
@@ -140,23 +147,25 @@ class TestQueueTotals:
             QueueEntry(id=n, input=p, output=p + ".av1.mkv", position=n)
             for n, p in enumerate(paths)
         ]
-        assert fmt.labels(entries) == {
+        assert presentation.labels(entries) == {
             0: "A/Season 1/Pilot.mkv",
             1: "B/Season 1/Pilot.mkv",
             2: "A/Season 2/Pilot.mkv",
         }
-        assert fmt.fit_middle("A/Season 1/Pilot.mkv", 11) == "A/Sea…t.mkv"
+        assert presentation.fit_middle("A/Season 1/Pilot.mkv", 11) == "A/Sea…t.mkv"
 
     def test_cached_counts_give_the_same_totals(self) -> None:
         view = EngineView(EngineSnapshot(entries=[finished(1, 60), entry(3, EntryStatus.QUEUED)]))
         encoding(view, 2, frames=600, done=150, fps=30)
-        counts = fmt.queue_counts(view.state)
-        assert fmt.queue_totals(view.state, counts, view.entry) == fmt.queue_totals(view.state)
+        counts = presentation.queue_counts(view.state)
+        assert presentation.queue_totals(
+            view.state, counts, view.entry
+        ) == presentation.queue_totals(view.state)
 
     def test_an_empty_queue(self) -> None:
-        totals = fmt.queue_totals(EngineSnapshot())
+        totals = presentation.queue_totals(EngineSnapshot())
         assert (totals.fraction, totals.eta_s) == (0.0, None)
-        assert fmt.totals_line(totals, paused=False).endswith("empty")
+        assert presentation.totals_line(totals, paused=False).endswith("empty")
 
 
 class TestNotices:
@@ -225,19 +234,21 @@ class TestSizes:
             2: SegmentView(index=2, start_frame=200, frames=200, state="pending"),
         }
         job = JobView(id="j", segments=segments)
-        assert fmt.estimated_bytes(job, 400) is None  # the first segment alone misleads
+        assert presentation.estimated_bytes(job, 400) is None  # the first segment alone misleads
         job.segments[1] = SegmentView(
             index=1, start_frame=100, frames=100, state="done", size_bytes=500
         )
-        assert fmt.estimated_bytes(job, 400) == 1600  # 800 bytes for 200 frames, 400 frames
+        assert (
+            presentation.estimated_bytes(job, 400) == 1600
+        )  # 800 bytes for 200 frames, 400 frames
         job.segments[2] = SegmentView(  # resumed without a size: not measured, not counted
             index=2, start_frame=200, frames=200, state="done", resumed=True
         )
-        assert fmt.estimated_bytes(job, 400) == 1600
+        assert presentation.estimated_bytes(job, 400) == 1600
 
     def test_a_whole_file_job_is_estimated_from_its_one_segment(self) -> None:
         one = SegmentView(index=0, start_frame=0, frames=50, state="done", size_bytes=1000)
-        assert fmt.estimated_bytes(JobView(id="j", segments={0: one}), 50) == 1000
+        assert presentation.estimated_bytes(JobView(id="j", segments={0: one}), 50) == 1000
 
     @pytest.mark.parametrize(
         ("value", "shown"),
@@ -245,11 +256,11 @@ class TestSizes:
          (1_400_000, "1.4M"), (12_300_000, "12M"), (3_100_000_000, "3.1G"), (None, "-")],
     )  # fmt: skip
     def test_short_sizes_fit_five_characters(self, value: int | None, shown: str) -> None:
-        assert fmt.short_size(value) == shown and len(shown) <= 5
+        assert presentation.short_size(value) == shown and len(shown) <= 5
 
 
 class TestBadge:
     def test_the_entry_keeps_the_dynamic_range_when_the_job_is_gone(self) -> None:
         done = finished(1, 60).model_copy(update={"dynamic_range": "dolby_vision"})
-        assert fmt.badge(None, done) == "DV"  # after an engine restart: no job view
-        assert fmt.badge(None, finished(2, 60)) == ""
+        assert presentation.badge(None, done) == "DV"  # after an engine restart: no job view
+        assert presentation.badge(None, finished(2, 60)) == ""

@@ -57,7 +57,7 @@ async def settle(pilot: Pilot[Any]) -> None:
     """Two redraws from the recording after whatever the last key did."""
     app = pilot.app
     assert isinstance(app, DraptoApp)
-    await until(pilot, lambda: app.link is not None)
+    await until(pilot, lambda: app.mirror is not None)
     ticks = app.ticks
     await until(pilot, lambda: app.ticks >= ticks + 2)
     for field in app.screen.query(Input):

@@ -77,21 +77,21 @@ async def test_a_cancelled_run_leaves_no_running_segments_and_no_progress(
     async with app.run_test(size=(110, 34)) as pilot:
         await until(pilot, lambda: isinstance(app.screen, MainScreen))
         await redrawn(pilot)
-        link = app.link
-        assert link is not None
-        first = link.state.entries[0]  # Big Night: encoding, 22%, one segment running
+        mirror = app.mirror
+        assert mirror is not None
+        first = mirror.state.entries[0]  # Big Night: encoding, 22%, one segment running
         grid = app.screen.query_one(SegmentGrid)
         assert "1 running" in grid.text()
         before = queue_percent(app)
         client.play(changed(first, status=EntryStatus.CANCELLED, stage=None, finished=1.0))
-        await until(pilot, lambda: link.state.entries[0].status is EntryStatus.CANCELLED)
+        await until(pilot, lambda: mirror.state.entries[0].status is EntryStatus.CANCELLED)
         await redrawn(pilot)
         assert "running" not in grid.text() and "▶" not in grid.text()
         assert queue_percent(app) <= before  # a cancel is no progress (it was 7%, then 27%)
         table = app.screen.query_one(QueueTable)
         assert "16.0" not in table.row_text(0)  # no speed for an encode that stopped
         client.play(changed(first, status=EntryStatus.QUEUED, stage=None))  # retried
-        await until(pilot, lambda: link.state.entries[0].status is EntryStatus.QUEUED)
+        await until(pilot, lambda: mirror.state.entries[0].status is EntryStatus.QUEUED)
         await redrawn(pilot)
         row = table.row_text(0)
         assert "queued" in row and " 0%" in row and "22%" not in row
@@ -112,15 +112,15 @@ async def test_a_job_that_failed_says_why_once_in_the_log_and_on_its_screen(
     async with app.run_test(size=(110, 34)) as pilot:
         await until(pilot, lambda: isinstance(app.screen, MainScreen))
         await redrawn(pilot)
-        link = app.link
-        assert link is not None
-        second = link.state.entries[1]
+        mirror = app.mirror
+        assert mirror is not None
+        second = mirror.state.entries[1]
         why = f"{second.input}: svt-av1 exited with status 1"
         client.play(
             JobFailed(job=second.job or "", stage="encoding", error=why),
             changed(second, status=EntryStatus.FAILED, stage=None, error=why, finished=1.0),
         )
-        await until(pilot, lambda: link.state.entries[1].status is EntryStatus.FAILED)
+        await until(pilot, lambda: mirror.state.entries[1].status is EntryStatus.FAILED)
         await redrawn(pilot)
         log = app.screen.query_one(EventLog)
         failed = [n.text for n in log.notices if "failed" in n.text]
@@ -151,11 +151,11 @@ async def test_a_file_that_fails_before_its_job_says_why_in_the_log_and_on_its_s
     app = DraptoApp(connect, settings=tmp_path / "tui.toml")
     async with app.run_test(size=(100, 30)) as pilot:
         await until(pilot, lambda: isinstance(app.screen, MainScreen))
-        link = app.link
-        assert link is not None
+        mirror = app.mirror
+        assert mirror is not None
         await setup.resume()
-        await until(pilot, lambda: link.state.entries[0].status is EntryStatus.FAILED, 30)
-        error = link.state.entries[0].error
+        await until(pilot, lambda: mirror.state.entries[0].status is EntryStatus.FAILED, 30)
+        error = mirror.state.entries[0].error
         assert error
         await redrawn(pilot)
         log = app.screen.query_one(EventLog)
@@ -247,35 +247,35 @@ async def test_a_real_cancel_leaves_no_running_cell_no_progress_and_no_stall_ale
     app = DraptoApp(connect, settings=tmp_path / "tui.toml")
     async with app.run_test(size=(110, 34)) as pilot:
         await until(pilot, lambda: isinstance(app.screen, MainScreen))
-        link = app.link
-        assert link is not None
+        mirror = app.mirror
+        assert mirror is not None
         options = JobOptions(preset=12, min_segment_s=1, max_segment_s=2)
-        await link.client.add_paths([str(film)], options=options)
+        await mirror.client.add_paths([str(film)], options=options)
         grid = app.screen.query_one(SegmentGrid)
 
         def encoding() -> bool:
-            job = link.state.jobs.get(link.state.entries[0].job or "")
+            job = mirror.state.jobs.get(mirror.state.entries[0].job or "")
             return job is not None and any(
                 s.state == "running" and s.percent > 0 for s in job.segments.values()
             )
 
-        await until(pilot, lambda: bool(link.state.entries) and encoding(), timeout=60)
-        await link.client.pause()  # a second file waits behind it: the run goes on
-        await link.client.add_paths([str(later)], options=options)
-        await until(pilot, lambda: len(link.state.entries) == 2)
+        await until(pilot, lambda: bool(mirror.state.entries) and encoding(), timeout=60)
+        await mirror.client.pause()  # a second file waits behind it: the run goes on
+        await mirror.client.add_paths([str(later)], options=options)
+        await until(pilot, lambda: len(mirror.state.entries) == 2)
         await redrawn(pilot)
         assert "running" in grid.text()
         before = queue_percent(app)
         await pilot.press("home", "c")
         await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
         await pilot.press("y")
-        await until(pilot, lambda: link.state.entries[0].status is EntryStatus.CANCELLED, 30)
+        await until(pilot, lambda: mirror.state.entries[0].status is EntryStatus.CANCELLED, 30)
         cancelled_at = time.time()
         await redrawn(pilot)
         assert "running" not in grid.text() and "▶" not in grid.text(), grid.text()
         assert queue_percent(app) <= before
         await pilot.press("r")
-        await until(pilot, lambda: link.state.entries[0].status is EntryStatus.QUEUED)
+        await until(pilot, lambda: mirror.state.entries[0].status is EntryStatus.QUEUED)
         await redrawn(pilot)
         row = app.screen.query_one(QueueTable).row_text(0)
         assert "queued" in row and " 0%" in row, row

@@ -78,18 +78,18 @@ async def test_add_a_folder_and_watch_its_segments_reach_done(
         field = app.screen.query_one("#path", Input)
         field.value = str(library)
         await pilot.press("enter")
-        link = app.link
-        assert link is not None
-        await until(pilot, lambda: len(link.state.entries) == 2)
+        mirror = app.mirror
+        assert mirror is not None
+        await until(pilot, lambda: len(mirror.state.entries) == 2)
         await until(
             pilot,
-            lambda: all(e.status is EntryStatus.DONE for e in link.state.entries),
+            lambda: all(e.status is EntryStatus.DONE for e in mirror.state.entries),
             timeout=90,
         )
         table = app.screen.query_one(QueueTable)
         await until(pilot, lambda: "done" in table.row_text(0) and "done" in table.row_text(1))
         assert table.row_count == 2
-        jobs = [link.state.jobs[e.job or ""] for e in link.state.entries]
+        jobs = [mirror.state.jobs[e.job or ""] for e in mirror.state.entries]
         assert all(s.state == "done" for j in jobs for s in j.segments.values())
         assert sum(len(j.segments) for j in jobs) >= 2
         await pilot.press("enter")  # the job screen shows the finished grid
@@ -115,12 +115,12 @@ async def test_a_flag_switch_follows_the_engine_and_another_client_sees_it(
         await until(pilot, lambda: switch.value)
         switch.focus()
         await pilot.press("space")
-        link = app.link
-        assert link is not None
+        mirror = app.mirror
+        assert mirror is not None
         await until(
             pilot,
             lambda: any(
-                f.name == "crop_detection" and f.state is FlagState.OFF for f in link.state.flags
+                f.name == "crop_detection" and f.state is FlagState.OFF for f in mirror.state.flags
             ),
         )
         await until(pilot, lambda: not switch.value)
@@ -183,43 +183,43 @@ async def test_queue_commands_from_keys_and_mouse_reach_the_engine(
     app = app_for(service, tmp_path / "tui.toml")
     async with app.run_test(size=(100, 30)) as pilot:
         await until(pilot, lambda: isinstance(app.screen, MainScreen))
-        link = app.link
-        assert link is not None
+        mirror = app.mirror
+        assert mirror is not None
         table = app.screen.query_one(QueueTable)
-        names = lambda: [Path(e.input).name for e in link.state.entries]  # noqa: E731
+        names = lambda: [Path(e.input).name for e in mirror.state.entries]  # noqa: E731
         await until(pilot, lambda: table.row_count == 3)
         await pilot.press("end", "K")  # move c up one
         await until(pilot, lambda: names() == ["a.mkv", "c.mkv", "b.mkv"])
         await pilot.press("home", "J")  # move a down one
         await until(pilot, lambda: names() == ["c.mkv", "a.mkv", "b.mkv"])
         await pilot.press("end", "c")  # cancel b (queued)
-        await until(pilot, lambda: link.state.entries[2].status is EntryStatus.CANCELLED)
+        await until(pilot, lambda: mirror.state.entries[2].status is EntryStatus.CANCELLED)
         await pilot.press("r")  # and retry it
-        await until(pilot, lambda: link.state.entries[2].status is EntryStatus.QUEUED)
+        await until(pilot, lambda: mirror.state.entries[2].status is EntryStatus.QUEUED)
         await pilot.press("x")  # remove it, once confirmed
         await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
         await pilot.press("y")
         await until(pilot, lambda: names() == ["c.mkv", "a.mkv"])
         await until(pilot, lambda: table.row_count == 2 and table.selected_entry is not None)
         await pilot.click(QueueTable, offset=(3, 1))  # the first row (line 0 is the header)
-        assert table.selected_entry == link.state.entries[0].id
+        assert table.selected_entry == mirror.state.entries[0].id
         await pilot.click(QueueTable, offset=(3, 2))  # a click selects ...
-        assert table.selected_entry == link.state.entries[1].id
+        assert table.selected_entry == mirror.state.entries[1].id
         assert isinstance(app.screen, MainScreen)
         await pilot.click(QueueTable, offset=(3, 2))  # ... and a click on the selected row opens it
         await until(pilot, lambda: isinstance(app.screen, JobScreen))
         await pilot.press("escape")
         await until(pilot, lambda: isinstance(app.screen, MainScreen))
         await pilot.press("p")  # resume the queue: both encode
-        await until(pilot, lambda: not link.state.paused)
+        await until(pilot, lambda: not mirror.state.paused)
         await until(
             pilot,
-            lambda: all(e.status is EntryStatus.DONE for e in link.state.entries),
+            lambda: all(e.status is EntryStatus.DONE for e in mirror.state.entries),
             timeout=60,
         )
         await pilot.press("ctrl+p")  # every command is in the palette too, for the mouse
         await pick(pilot, "pause", "Pause or resume the queue")
-        await until(pilot, lambda: link.state.paused)
+        await until(pilot, lambda: mirror.state.paused)
         await app.leave(stop_engine=False)
 
 
@@ -255,16 +255,16 @@ async def test_a_rollback_is_shown_and_undone_from_the_flags_panel(
     app = app_for(service, tmp_path / "tui.toml")
     async with app.run_test(size=(100, 30)) as pilot:
         await until(pilot, lambda: isinstance(app.screen, MainScreen))
-        link = app.link
-        assert link is not None
-        await link.client.add_paths(
+        mirror = app.mirror
+        assert mirror is not None
+        await mirror.client.add_paths(
             [str(source)], options=JobOptions(min_segment_s=1, max_segment_s=2)
         )
-        await until(pilot, lambda: bool(link.state.entries))
-        await until(pilot, lambda: link.state.entries[0].status is EntryStatus.DONE)
-        flag = lambda: next(f for f in link.state.flags if f.name == "segmented_encoding")  # noqa: E731
+        await until(pilot, lambda: bool(mirror.state.entries))
+        await until(pilot, lambda: mirror.state.entries[0].status is EntryStatus.DONE)
+        flag = lambda: next(f for f in mirror.state.flags if f.name == "segmented_encoding")  # noqa: E731
         assert (flag().state, flag().source) == (FlagState.OFF, FlagSource.ROLLBACK)
-        assert link.state.entries[0].rollbacks == ["segmented_encoding"]
+        assert mirror.state.entries[0].rollbacks == ["segmented_encoding"]
         log = app.screen.query_one(EventLog)
         await until(
             pilot,
@@ -295,21 +295,21 @@ async def test_a_lost_engine_is_said_and_ctrl_r_attaches_to_a_new_one(
     app = DraptoApp(connect, settings=tmp_path / "tui.toml")
     async with app.run_test(size=(100, 30)) as pilot:
         await until(pilot, lambda: isinstance(app.screen, MainScreen))
-        link = app.link
-        assert link is not None and link.connected
+        mirror = app.mirror
+        assert mirror is not None and mirror.connected
         first = engines[0]
         os.kill(first.process.pid, signal.SIGTERM)  # the engine stops under the TUI
         first.process.wait(timeout=20)
-        await until(pilot, lambda: not link.connected and app.sub_title == "disconnected")
+        await until(pilot, lambda: not mirror.connected and app.sub_title == "disconnected")
         log = app.screen.query_one(EventLog)
         assert any("ctrl+r" in n.text for n in log.notices)
         await pilot.press("p")  # a request now is refused in words, not a crash
         await until(pilot, lambda: any("connection" in n.text for n in list(log.notices)[-1:]))
         engines.append(start_engine(""))
         await pilot.press("ctrl+r")
-        await until(pilot, lambda: link.connected and app.sub_title == "attached to the engine")
+        await until(pilot, lambda: mirror.connected and app.sub_title == "attached to the engine")
         await pilot.press("p")  # the new engine answers
-        await until(pilot, lambda: link.state.paused)
+        await until(pilot, lambda: mirror.state.paused)
         await app.leave(stop_engine=False)
 
 
@@ -357,20 +357,20 @@ async def test_finished_entries_keep_their_badge_across_a_restart_and_clear_away
         app = app_for(again, tmp_path / "tui.toml")
         async with app.run_test(size=(100, 30)) as pilot:
             await until(pilot, lambda: isinstance(app.screen, MainScreen))
-            link = app.link
-            assert link is not None
-            assert not link.state.jobs  # nothing of the jobs survived but the entries
+            mirror = app.mirror
+            assert mirror is not None
+            assert not mirror.state.jobs  # nothing of the jobs survived but the entries
             table = app.screen.query_one(QueueTable)
             await until(pilot, lambda: table.row_count == 2)
             assert " SDR " in table.row_text(0) and "done" in table.row_text(0)
-            await link.client.pause()
+            await mirror.client.pause()
             await app.add_paths([str(films[1])])
             await app.add_paths([str(films[1])])
             texts = [n.text for n in app.history]
             assert texts[-1].startswith("c.mkv is already queued")
             await until(pilot, lambda: table.row_count == 3)
             await pilot.press("C")  # a (done) goes; bad (failed) and c (queued) stay
-            names = lambda: [Path(e.input).name for e in link.state.entries]  # noqa: E731
+            names = lambda: [Path(e.input).name for e in mirror.state.entries]  # noqa: E731
             await until(pilot, lambda: names() == ["bad.mkv", "c.mkv"])
             await until(pilot, lambda: table.row_count == 2)
             await app.leave(stop_engine=False)

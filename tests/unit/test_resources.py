@@ -82,8 +82,6 @@ def test_estimate_starts_from_the_class_guess_and_follows_measured_peaks() -> No
     manager.record_peak(ResolutionClass.HD, GIB // 10)  # a smaller peak keeps the max
     assert manager.estimate(ResolutionClass.HD) == int(1.2 * (GIB // 4))
     assert manager.estimate(ResolutionClass.UHD) == ENCODER_MEMORY[ResolutionClass.UHD]
-    manager.reset_peaks()
-    assert manager.estimate(ResolutionClass.HD) == ENCODER_MEMORY[ResolutionClass.HD]
 
 
 def test_reserve_is_a_fraction_of_total_memory() -> None:

@@ -13,7 +13,7 @@ from drapto_engine.core.models import Segment
 from drapto_engine.services.encoding.plan import VideoPlan
 
 
-class IEncoder(Protocol):
+class SegmentEncoder(Protocol):
     """Builds the ffmpeg command that encodes one segment for one dynamic range path."""
 
     name: str

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from drapto_engine.core.models import Segment
-from drapto_engine.services.encoding.encoder import IEncoder
+from drapto_engine.services.encoding.encoder import SegmentEncoder
 from drapto_engine.services.encoding.plan import VideoPlan
 
 PIX_FMT = "yuv420p10le"
@@ -231,6 +231,6 @@ class DolbyVisionEncoder:
         return segment_argv(plan, segment, output, threads, dolby_vision=True)
 
 
-def encoder_for(plan: VideoPlan) -> IEncoder:
+def encoder_for(plan: VideoPlan) -> SegmentEncoder:
     """The encoder of the plan's dynamic range path: Dolby Vision kept, or not."""
     return DolbyVisionEncoder() if plan.dolby_vision else SvtEncoder()

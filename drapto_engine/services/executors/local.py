@@ -63,29 +63,29 @@ class LocalSlot:
 
 
 class LocalExecutor:
-    def __init__(self, slots: ResourceManager) -> None:
-        self.slots = slots
+    def __init__(self, resources: ResourceManager) -> None:
+        self.resources = resources
 
     def concurrency(self) -> int:
-        return self.slots.limit
+        return self.resources.limit
 
     def free(self) -> bool:
         """Whether a segment asking now would get a slot at once (memory aside)."""
-        return self.slots.running < self.slots.limit and self.slots.waiting == 0
+        return self.resources.running < self.resources.limit and self.resources.waiting == 0
 
     @contextlib.asynccontextmanager
     async def slot(
         self, job: str, plan: VideoPlan, segment: Segment, priority: int
     ) -> AsyncIterator[LocalSlot]:
-        estimate = self.slots.estimate(plan.analysis.resolution_class)
-        async with self.slots.admit(
+        estimate = self.resources.estimate(plan.analysis.resolution_class)
+        async with self.resources.admit(
             estimate, segment=segment.index, job=job, priority=priority
         ) as ticket:
             yield LocalSlot(ticket)
 
     def record(self, plan: VideoPlan, run: SegmentRun) -> None:
         if not run.remote:
-            self.slots.record_peak(plan.analysis.resolution_class, run.peak_rss_bytes)
+            self.resources.record_peak(plan.analysis.resolution_class, run.peak_rss_bytes)
 
 
 def check_frames(frames: int, plan: VideoPlan, segment: Segment) -> None:

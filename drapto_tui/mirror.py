@@ -24,7 +24,7 @@ from drapto_engine.core.events import (
     Warning,
 )
 from drapto_engine.core.jobs import EntryStatus, QueueEntry
-from drapto_tui import format as fmt
+from drapto_tui import presentation
 from drapto_tui.client import EngineConnection
 
 NOTABLE = (Warning, Alert, RolledBack, JobFinished, FlagChanged)
@@ -40,7 +40,9 @@ def settle(job: JobView) -> None:
             segment.state, segment.percent, segment.fps = "pending", 0.0, 0.0
 
 
-class EngineLink:
+class EngineMirror:
+    """The engine's state as this client last heard it, and what of the screen is stale."""
+
     def __init__(self, client: EngineConnection) -> None:
         self.client = client
         self.view = EngineView()
@@ -90,7 +92,7 @@ class EngineLink:
         """The entry's file name; with the folders that tell it apart where the queue
         holds another file of that name."""
         if self._labels is None:
-            self._labels = fmt.labels(self.state.entries)
+            self._labels = presentation.labels(self.state.entries)
         return self._labels.get(entry.id) or Path(entry.input).name
 
     def job_of(self, entry: QueueEntry) -> JobView | None:
