@@ -6,20 +6,14 @@ import asyncio
 import contextlib
 import errno
 import hashlib
-import json
 import logging
 import os
 import shutil
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from fractions import Fraction
 from pathlib import Path
 from typing import Any, Protocol
-
-import av
-from pydantic import BaseModel
-from pydantic import ValidationError as PydanticValidationError
 
 from drapto_engine import __version__
 from drapto_engine.core.errors import (
@@ -32,7 +26,6 @@ from drapto_engine.core.errors import (
 from drapto_engine.core.events import (
     AnalysisReady,
     AudioDone,
-    Discrepancy,
     EventBus,
     JobFailed,
     JobFinished,
@@ -64,7 +57,7 @@ from drapto_engine.core.state import (
     StateDamaged,
 )
 from drapto_engine.core.text import model_json
-from drapto_engine.infrastructure.extents import Extent, stream_extents
+from drapto_engine.infrastructure.extents import stream_extents
 from drapto_engine.infrastructure.ffmpeg.progress import Progress
 from drapto_engine.infrastructure.ffmpeg.runner import run_checked, run_ffmpeg
 from drapto_engine.infrastructure.prefetch import Prefetch
@@ -83,28 +76,30 @@ from drapto_engine.infrastructure.source_identity import (
     identify,
 )
 from drapto_engine.infrastructure.state_manager import StateManager
-from drapto_engine.infrastructure.store import pid_alive
 from drapto_engine.services.detection import analyze_media
 from drapto_engine.services.encoding.audio import audio_argv, bitrate_kbps, output_channels
 from drapto_engine.services.encoding.mux import concat_list, mux_argv
 from drapto_engine.services.encoding.plan import VideoPlan, orientation, segments_video
 from drapto_engine.services.encoding.svt import (
-    SEGMENT_SUFFIX,
     container_problem,
     encoder_for,
     size_problem,
 )
 from drapto_engine.services.executors import SegmentExecutor, SegmentRejected, SegmentWork
 from drapto_engine.services.executors.local import LocalExecutor
-from drapto_engine.services.outputs import check_free, check_output_path
-from drapto_engine.services.outputs import partial_name as partial_name
-from drapto_engine.services.segmentation import fixed_segments, stream_segments
+from drapto_engine.services.expected import expected_output
+from drapto_engine.services.outputs import check_free, check_output_path, partial_name
+from drapto_engine.services.resume import StoredPlan, reuse
+from drapto_engine.services.segmentation import stream_segments
 from drapto_engine.services.segmentation.timestamps import frame_times
-from drapto_engine.services.validation import (
-    Expected,
-    ExpectedAudio,
-    check_output,
-    source_frame_times,
+from drapto_engine.services.shadow import crop_discrepancy, scene_discrepancy
+from drapto_engine.services.validation import check_output, source_frame_times
+from drapto_engine.services.workdir import (
+    WORK_PREFIX,
+    leftovers,
+    partial_file,
+    put_in_place,
+    segment_file,
 )
 
 log = logging.getLogger(__name__)
@@ -132,11 +127,6 @@ class EncodeRequest:
     dropping them is no news."""
 
 
-WORK_PREFIX = ".drapto-work-"
-WORK_PLAN = "plan.json"
-"""The finished plan, kept in the work folder too: a lost state database costs nothing."""
-
-
 def job_record(request: EncodeRequest) -> JobRecord:
     """A job is its input file (path, size, mtime) and the settings that shape its output."""
     stat = request.input.stat()
@@ -151,35 +141,6 @@ def job_record(request: EncodeRequest) -> JobRecord:
         output=str(request.output.resolve()),
         settings=settings,
     )
-
-
-def partial_file(path: Path) -> Path:
-    """The name a work file (segment, audio) is written under by this process."""
-    return path.with_name(f"{path.stem}.{os.getpid()}.partial{path.suffix}")
-
-
-def _abandoned(path: Path, pid: int | None) -> bool:
-    """A partial file of this process, or of one that is gone (killed mid-write)."""
-    return pid is None or pid == os.getpid() or not pid_alive(pid)
-
-
-def _leftovers(work: Path, output: Path) -> list[Path]:
-    """Partial files that no live process is writing."""
-    found: list[Path] = []
-    if work.is_dir():
-        for path in work.glob("*.partial.*"):
-            pid = path.name.split(".")[-3] if path.name.count(".") >= 3 else ""
-            if _abandoned(path, int(pid) if pid.isdigit() else None):
-                found.append(path)
-    prefix, suffix = f".{output.stem}.drapto-partial", output.suffix
-    with contextlib.suppress(OSError):
-        for path in output.parent.iterdir():
-            name = path.name
-            if name.startswith(prefix) and name.endswith(suffix):
-                pid = name[len(prefix) : len(name) - len(suffix)].lstrip("-")
-                if _abandoned(path, int(pid) if pid.isdigit() else None):
-                    found.append(path)
-    return found
 
 
 def preflight(request: EncodeRequest) -> None:
@@ -305,7 +266,7 @@ class Orchestrator:
         elif stale:
             await self.state.forget_work(job)
             await asyncio.to_thread(shutil.rmtree, work, True)
-        for leftover in await asyncio.to_thread(_leftovers, work, request.output):
+        for leftover in await asyncio.to_thread(leftovers, work, request.output):
             leftover.unlink(missing_ok=True)
         self.stage = JobStage.QUEUED
         me = asyncio.current_task()
@@ -641,33 +602,9 @@ class Orchestrator:
         return planned
 
     async def _reuse(self, job: str, segment: Segment, path: Path) -> bool:
-        """A segment finished by an earlier run counts if its file has all its frames.
-
-        A segment file is only ever given its name once it is whole, so one that the
-        state database has never seen started (it was lost or replaced) counts too."""
-        record = (await self.state.segments(job)).get(segment.index)
+        record = await reuse(self.state, job, segment, path)
         if record is None:
             return False
-        unknown = record.state is SegmentState.PENDING and record.encodes == 0
-        if record.state is not SegmentState.DONE and not (
-            unknown and await asyncio.to_thread(_made_for, path, segment)
-        ):
-            return False
-        frames = await asyncio.to_thread(_video_packets, path) if path.exists() else -1
-        if frames != segment.frame_count:
-            if record.state is SegmentState.DONE:
-                await self.state.set_segment(job, segment.index, SegmentState.PENDING)
-            return False
-        if unknown:  # recorded as done again, as if this run had encoded it
-            await self.state.set_segment(job, segment.index, SegmentState.RUNNING)
-            await self.state.set_segment(
-                job,
-                segment.index,
-                SegmentState.DONE,
-                size_bytes=path.stat().st_size,
-                attempts=record.attempts,
-                encodes=record.encodes,
-            )
         self._segment_done(
             job,
             segment,
@@ -778,7 +715,7 @@ class Orchestrator:
                     job,
                     segment.index,
                     SegmentState.DONE,
-                    before=lambda: _put_in_place(partial, path, segment),
+                    before=lambda: put_in_place(partial, path, segment),
                     size_bytes=partial.stat().st_size,
                     fps=fps,
                     wall_s=wall,
@@ -945,83 +882,6 @@ def _size(size: int) -> str:
     return f"{size / GIB:.1f} GiB" if size >= GIB else f"{size / (1 << 20):.1f} MiB"
 
 
-class StoredPlan(BaseModel):
-    """What a resumed run needs that would otherwise cost scans of the source."""
-
-    analysis: VideoAnalysis
-    segments: list[Segment]
-    starts_s: list[float]
-    """The source time of each segment's first frame."""
-    end_s: float
-    """Where the video ends, on the same clock."""
-    extents: dict[int, tuple[int, float, float]]
-    """Per stream: packets, start and end (seconds), as measured by demuxing."""
-    source: SourceIdentity | None = None
-    """The source file the plan and segments were made from (None: stored before
-    identities were kept)."""
-    drapto: str = ""
-    """The drapto version that made them ("": one before versions were kept); a plan of
-    another version is made again, with its segments."""
-
-    @classmethod
-    def of(cls, record: JobRecord | None) -> StoredPlan | None:
-        if record is None or not record.plan or not record.analysis:
-            return None
-        data = json.loads(record.plan)
-        data["analysis"] = json.loads(record.analysis)
-        try:
-            return cls.model_validate(data)
-        except PydanticValidationError:
-            log.warning("job %s: stored plan unreadable; planning again", record.id)
-            return None
-
-    @classmethod
-    def from_work(cls, work: Path, job: str) -> StoredPlan | None:
-        """The plan a run of this job left in its work folder (see write_to)."""
-        try:
-            data = json.loads((work / WORK_PLAN).read_text(encoding="utf-8"))
-            if data.pop("job", None) != job:
-                return None
-            return cls.model_validate(data)
-        except (OSError, ValueError, PydanticValidationError):
-            return None
-
-    def write_to(self, work: Path, job: str) -> None:
-        """Keep the plan beside the segments it made (written whole, then renamed)."""
-        data = {"job": job, **self.model_dump(mode="json")}
-        partial = partial_file(work / WORK_PLAN)
-        partial.write_text(json.dumps(data), encoding="utf-8")
-        os.replace(partial, work / WORK_PLAN)
-
-    @classmethod
-    def measure(
-        cls,
-        analysis: VideoAnalysis,
-        planned: list[Segment],
-        media: MediaInfo,
-        times: list[float],
-        extents: dict[int, Extent],
-        source: SourceIdentity | None = None,
-    ) -> StoredPlan:
-        video = extents.get(media.video.index)
-        end = video.end_s - media.start_time_s if video else times[-1]
-        return cls(
-            analysis=analysis,
-            segments=planned,
-            starts_s=[times[s.start_frame] for s in planned],
-            end_s=end,
-            extents={i: (e.packets, e.start_s, e.end_s) for i, e in extents.items()},
-            source=source,
-            drapto=__version__,
-        )
-
-    def extent_map(self) -> dict[int, Extent]:
-        return {i: Extent(*figures) for i, figures in self.extents.items()}
-
-    def durations(self) -> list[float]:
-        return [b - a for a, b in zip(self.starts_s, [*self.starts_s[1:], self.end_s], strict=True)]
-
-
 def scans_for_cuts(settings: EncodeSettings, media: MediaInfo) -> bool:
     """Whether the job will scan for scene cuts, as far as the probe can tell.
 
@@ -1034,30 +894,6 @@ def scans_for_cuts(settings: EncodeSettings, media: MediaInfo) -> bool:
 async def _iterate(segments: list[Segment]) -> AsyncIterator[Segment]:
     for segment in segments:
         yield segment
-
-
-def segment_file(work: Path, segment: Segment) -> Path:
-    return work / f"segment-{segment.index:05d}{SEGMENT_SUFFIX}"
-
-
-def _range_file(path: Path) -> Path:
-    return path.with_suffix(".range")
-
-
-def _put_in_place(partial: Path, path: Path, segment: Segment) -> None:
-    """Name a finished segment, noting the frames it holds beside it: if the state
-    database is lost, the file still says what it is."""
-    _range_file(path).write_text(f"{segment.start_frame} {segment.end_frame}\n", encoding="utf-8")
-    os.replace(partial, path)
-
-
-def _made_for(path: Path, segment: Segment) -> bool:
-    """Whether a segment file on disk was encoded for exactly this segment's frames."""
-    try:
-        noted = _range_file(path).read_text(encoding="utf-8").split()
-    except OSError:
-        return False
-    return path.exists() and noted == [str(segment.start_frame), str(segment.end_frame)]
 
 
 def first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
@@ -1073,107 +909,3 @@ def first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
 
     walk(group)
     return next((e for e in leaves if isinstance(e, DraptoError)), leaves[0])
-
-
-def _video_packets(path: Path) -> int:
-    """Frames in an encoded segment; 0 for a file ffmpeg left empty or unreadable."""
-    try:
-        extents = stream_extents(path)
-    except (av.error.FFmpegError, OSError):
-        return 0
-    return next(iter(extents.values())).packets if extents else 0
-
-
-def expected_output(
-    plan: VideoPlan,
-    media: MediaInfo,
-    extents: dict[int, Extent],
-    frame_times: tuple[Fraction, ...] | None = None,
-) -> Expected:
-    """What validation demands of the output, taken from the source as measured."""
-    video = extents.get(media.video.index)
-    rate = float(media.video.frame_rate) or 25.0
-    return Expected(
-        width=plan.width,
-        height=plan.height,
-        frames=video.packets if video else media.video.frame_count,
-        duration_s=video.duration_s if video else media.duration_s,
-        frame_duration_s=1.0 / rate,
-        audio=[
-            ExpectedAudio(
-                channels=output_channels(a),
-                duration_s=extents[a.index].duration_s
-                if a.index in extents
-                else (a.duration_s or 0.0),
-            )
-            for a in media.audio
-        ],
-        subtitles=len(media.subtitles),
-        chapters=len(media.chapters),
-        attachments=len(media.attachments),
-        color_primaries=media.video.color_primaries,
-        color_transfer=media.video.color_transfer,
-        mastering_display=media.video.mastering_display,
-        content_light=media.video.content_light,
-        dolby_vision_compat_id=dolby_vision_compat_id(plan) if plan.dolby_vision else None,
-        dispositions={
-            "video": (media.video.dispositions,),
-            "audio": tuple(a.dispositions for a in media.audio),
-            "subtitle": tuple(s.dispositions for s in media.subtitles),
-        },
-        frame_times=frame_times,
-    )
-
-
-def dolby_vision_compat_id(plan: VideoPlan) -> int:
-    """The AV1 profile 10 compatibility id ffmpeg derives from the base layer's signalling."""
-    dovi = plan.analysis.dolby_vision
-    if dovi is not None and dovi.profile == 5:
-        return 0
-    transfer = plan.analysis.media.video.color_transfer
-    return {"smpte2084": 1, "arib-std-b67": 4}.get(transfer or "", 2)
-
-
-SHADOW_CUT_TOLERANCE = 2  # frames: the scene detector's own accuracy
-
-
-def crop_discrepancy(job: str, plan: VideoPlan, analysis: VideoAnalysis) -> Discrepancy:
-    """Shadowed crop detection: detected crop against none; the metric is the share of
-    the frame's area the two disagree on (0: no bars found)."""
-    crop = analysis.crop
-    video = analysis.media.video
-    full = video.width * video.height
-    lost = full - crop.width * crop.height if crop else 0
-    used = plan.crop.filter() if plan.crop else "none"
-    other = "none" if plan.crop else (crop.filter() if crop else "none")
-    return Discrepancy(
-        job=job,
-        flag="crop_detection",
-        metric=lost / full if full else 0.0,
-        used=used,
-        shadow=other,
-    )
-
-
-def scene_discrepancy(
-    job: str, planned: list[Segment], times: list[float], settings: EncodeSettings
-) -> Discrepancy:
-    """Shadowed scene segmentation: scene-cut boundaries against fixed-length ones; the
-    metric is the share of boundaries (of both plans) that the other plan lacks."""
-    used = [s.start_frame for s in planned[1:]]
-    fixed = [s.start_frame for s in fixed_segments(times, length_s=settings.max_segment_s)[1:]]
-    if not settings.scene_detection:
-        used, fixed = fixed, used
-
-    def unmatched(mine: list[int], theirs: list[int]) -> int:
-        return sum(all(abs(m - t) > SHADOW_CUT_TOLERANCE for t in theirs) for m in mine)
-
-    total = len(used) + len(fixed)
-    differing = unmatched(used, fixed) + unmatched(fixed, used)
-    return Discrepancy(
-        job=job,
-        flag="scene_segmentation",
-        metric=differing / total if total else 0.0,
-        used=" ".join(map(str, used)) or "no cuts",
-        shadow=" ".join(map(str, fixed)) or "no cuts",
-    )

@@ -281,6 +281,7 @@ async def test_a_job_interrupted_after_its_segments_resumes_without_scanning_the
     session.engine.close()
 
     import drapto_engine.services.orchestrator as orchestrator
+    import drapto_engine.services.resume as resume
     import drapto_engine.services.segmentation as segmentation
 
     def must_not_run(*args: object, **kwargs: object) -> None:
@@ -294,7 +295,7 @@ async def test_a_job_interrupted_after_its_segments_resumes_without_scanning_the
         (segmentation, "detect_cuts"),
     ):
         monkeypatch.setattr(module, name, must_not_run)
-    monkeypatch.setattr(orchestrator, "_video_packets", _count_packets)
+    monkeypatch.setattr(resume, "video_packets", _count_packets)
     again = make_engine(tmp_path, ffmpeg)
     async with again.engine.running():
         await again.engine.run(only={entry.id})
