@@ -10,7 +10,7 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -30,12 +30,6 @@ from drapto_engine.core.events import (
     JobFailed,
     JobFinished,
     JobSummary,
-    SegmentDone,
-    SegmentFailed,
-    SegmentPlanned,
-    SegmentProgress,
-    SegmentsPlanned,
-    SegmentStarted,
     StageChanged,
     Warning,
 )
@@ -47,7 +41,6 @@ from drapto_engine.core.models import (
     EncodeSettings,
     MediaInfo,
     Segment,
-    SegmentState,
     VideoAnalysis,
 )
 from drapto_engine.core.state import (
@@ -58,7 +51,6 @@ from drapto_engine.core.state import (
 )
 from drapto_engine.core.text import model_json
 from drapto_engine.infrastructure.extents import stream_extents
-from drapto_engine.infrastructure.ffmpeg.progress import Progress
 from drapto_engine.infrastructure.ffmpeg.runner import run_checked, run_ffmpeg
 from drapto_engine.infrastructure.prefetch import Prefetch
 from drapto_engine.infrastructure.probe import cover_picture, probe
@@ -66,9 +58,7 @@ from drapto_engine.infrastructure.resources import (
     GIB,
     ResourceManager,
     check_disk,
-    cpu_count,
     estimated_output_bytes,
-    threads_per_worker,
 )
 from drapto_engine.infrastructure.source_identity import (
     SourceIdentity,
@@ -76,6 +66,7 @@ from drapto_engine.infrastructure.source_identity import (
     identify,
 )
 from drapto_engine.infrastructure.state_manager import StateManager
+from drapto_engine.services.broker import SegmentBroker
 from drapto_engine.services.detection import analyze_media
 from drapto_engine.services.encoding.audio import audio_argv, bitrate_kbps, output_channels
 from drapto_engine.services.encoding.mux import concat_list, mux_argv
@@ -85,11 +76,11 @@ from drapto_engine.services.encoding.svt import (
     encoder_for,
     size_problem,
 )
-from drapto_engine.services.executors import SegmentExecutor, SegmentRejected, SegmentWork
+from drapto_engine.services.executors import SegmentExecutor
 from drapto_engine.services.executors.local import LocalExecutor
 from drapto_engine.services.expected import expected_output
 from drapto_engine.services.outputs import check_free, check_output_path, partial_name
-from drapto_engine.services.resume import StoredPlan, reuse
+from drapto_engine.services.resume import StoredPlan
 from drapto_engine.services.segmentation import stream_segments
 from drapto_engine.services.segmentation.timestamps import frame_times
 from drapto_engine.services.shadow import crop_discrepancy, scene_discrepancy
@@ -98,15 +89,10 @@ from drapto_engine.services.workdir import (
     WORK_PREFIX,
     leftovers,
     partial_file,
-    put_in_place,
     segment_file,
 )
 
 log = logging.getLogger(__name__)
-
-SEGMENT_ATTEMPTS = 3  # the first try and two retries
-CAPACITY_CHECK_S = 1.0
-"""How often a running job looks for capacity that appeared (cluster workers, --workers)."""
 
 
 @dataclass(frozen=True)
@@ -408,7 +394,21 @@ class Orchestrator:
                     await self.state.save(job, plan=model_json(stored[0], exclude={"analysis"}))
                     await asyncio.to_thread(stored[0].write_to, work, job)
 
-            planned = await self._encode_segments(job, plan, segments, work, request, save_plan)
+            broker = SegmentBroker(
+                job,
+                plan,
+                work,
+                bus=self.bus,
+                state=self.state,
+                executor=self.executor,
+                resources=self.slots,
+                flags=self.flags,
+                priority=request.priority,
+                source=self.source,
+                segments_planned=self.segments_planned,
+                on_first_segment=lambda: self._set_stage(job, JobStage.ENCODING),
+            )
+            planned = await broker.run(segments, save_plan)
             audio = await audio_task
         finally:
             if early is not None:
@@ -498,262 +498,6 @@ class Orchestrator:
             scene_detection=settings.scene_detection,
             times=times,
         )
-
-    async def _encode_segments(
-        self,
-        job: str,
-        plan: VideoPlan,
-        segments: AsyncIterator[Segment],
-        work: Path,
-        request: EncodeRequest,
-        on_planned: Callable[[list[Segment]], Awaitable[None]],
-    ) -> list[Segment]:
-        """Encode segments as segmentation yields them, longest waiting segment first.
-
-        Starting while scene detection still runs, and finishing on short segments,
-        keeps every worker busy: the idle tail of the last long segment is what
-        parallel encoding otherwise loses.
-        """
-        slots = self.slots
-        limit = self.executor.concurrency()
-        pending: list[Segment] = []
-        planned_at: dict[int, float] = {}
-        planned: list[Segment] = []
-        more = asyncio.Event()
-        finished_planning = False
-
-        async def plan_all() -> None:
-            nonlocal finished_planning
-            try:
-                async for segment in segments:
-                    if not planned:
-                        await self._set_stage(job, JobStage.ENCODING)
-                    await self.state.plan_segment(
-                        job, segment.index, segment.start_frame, segment.end_frame
-                    )
-                    planned.append(segment)
-                    pending.append(segment)
-                    planned_at[segment.index] = time.monotonic()
-                    self.bus.emit(
-                        SegmentPlanned(
-                            job=job,
-                            index=segment.index,
-                            start_frame=segment.start_frame,
-                            frames=segment.frame_count,
-                        )
-                    )
-                    more.set()
-                self.bus.emit(
-                    SegmentsPlanned(
-                        job=job, count=len(planned), frames=[s.frame_count for s in planned]
-                    )
-                )
-                await on_planned(list(planned))
-            finally:
-                finished_planning = True
-                self.segments_planned.set()
-                more.set()
-
-        drained = asyncio.Event()
-        """Planning has finished and every segment is taken: no more workers are needed."""
-
-        async def worker() -> None:
-            while True:
-                while not pending and not finished_planning:
-                    more.clear()
-                    await more.wait()
-                if not pending:
-                    drained.set()
-                    return
-                segment = max(pending, key=lambda s: (s.frame_count, -s.index))
-                pending.remove(segment)
-                path = segment_file(work, segment)
-                # The last segment to start would otherwise run on one core's share
-                # while the others' cores fall idle as they finish (unless another
-                # job's encoders are waiting for them).
-                last = finished_planning and not pending and slots.waiting == 0
-                tail = last and self.flags.enabled("tail_threads")
-                share = cpu_count() if tail else threads_per_worker(slots.limit)
-                await self._encode_segment(
-                    job, plan, segment, path, share, planned_at[segment.index], request.priority
-                )
-
-        executor = self.executor
-        started = 0
-
-        async def grow(group: asyncio.TaskGroup) -> None:
-            """One worker per segment the executor can run at once, counted again while
-            the job runs: a cluster worker that joins or a raised worker count takes
-            segments of this job, not only of the next one."""
-            nonlocal started
-            while not drained.is_set():
-                while started < max(1, limit, executor.concurrency()):
-                    group.create_task(worker())
-                    started += 1
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(drained.wait(), CAPACITY_CHECK_S)
-
-        try:
-            async with asyncio.TaskGroup() as group:
-                group.create_task(plan_all())
-                group.create_task(grow(group))
-        except BaseExceptionGroup as group_error:
-            raise first_error(group_error) from None
-        return planned
-
-    async def _reuse(self, job: str, segment: Segment, path: Path) -> bool:
-        record = await reuse(self.state, job, segment, path)
-        if record is None:
-            return False
-        self._segment_done(
-            job,
-            segment,
-            path,
-            record.fps or 0.0,
-            record.wall_s or 0.0,
-            resumed=True,
-            host=record.host or "",
-            remote=record.remote,
-        )
-        return True
-
-    def _segment_done(
-        self,
-        job: str,
-        segment: Segment,
-        path: Path,
-        fps: float,
-        wall: float,
-        resumed: bool = False,
-        **measured: Any,
-    ) -> None:
-        self.bus.emit(
-            SegmentDone(
-                job=job,
-                index=segment.index,
-                frames=segment.frame_count,
-                size_bytes=path.stat().st_size,
-                fps=fps,
-                wall_s=wall,
-                resumed=resumed,
-                **measured,
-            )
-        )
-
-    async def _encode_segment(
-        self,
-        job: str,
-        plan: VideoPlan,
-        segment: Segment,
-        path: Path,
-        threads: int,
-        planned_at: float,
-        priority: int,
-    ) -> None:
-        if await self._reuse(job, segment, path):
-            return
-        partial = partial_file(path)
-        tries = SEGMENT_ATTEMPTS
-        attempt = 0
-        while attempt < tries:
-            attempt += 1
-            async with self.executor.slot(job, plan, segment, priority) as slot:
-                started = time.monotonic()
-                await self.state.set_segment(job, segment.index, SegmentState.RUNNING)
-
-                def on_started(
-                    host: str, attempt: int = attempt, remote: bool = slot.remote
-                ) -> None:
-                    self.bus.emit(
-                        SegmentStarted(
-                            job=job,
-                            index=segment.index,
-                            attempt=attempt,
-                            threads=threads,
-                            host=host,
-                            remote=remote,
-                        )
-                    )
-
-                work = SegmentWork(
-                    job=job,
-                    plan=plan,
-                    segment=segment,
-                    partial=partial,
-                    threads=threads,
-                    on_started=on_started,
-                    on_progress=self._progress_reporter(job, segment),
-                )
-                if self.source is not None:  # a stat: cheap before every segment
-                    await asyncio.to_thread(check_unchanged, *self.source, content=False)
-                try:
-                    run = await slot.encode(work)
-                except EncodeError as exc:
-                    if isinstance(exc, SegmentRejected):  # not the segment's fault: a free try
-                        tries += 1
-                    retry = attempt < tries
-                    await self.state.set_segment(job, segment.index, SegmentState.FAILED)
-                    self.bus.emit(
-                        SegmentFailed(
-                            job=job,
-                            index=segment.index,
-                            attempt=attempt,
-                            error=exc.problem,
-                            will_retry=retry,
-                            host=slot.host,
-                        )
-                    )
-                    log.warning("segment %d attempt %d failed: %s", segment.index, attempt, exc)
-                    if retry:
-                        continue
-                    raise
-                self.executor.record(plan, run)
-                wall = time.monotonic() - started
-                fps = run.frames / wall if wall > 0 else 0.0
-                # named only while this process still holds the job
-                await self.state.set_segment(
-                    job,
-                    segment.index,
-                    SegmentState.DONE,
-                    before=lambda: put_in_place(partial, path, segment),
-                    size_bytes=partial.stat().st_size,
-                    fps=fps,
-                    wall_s=wall,
-                    host=run.host,
-                    remote=int(run.remote),
-                )
-                self._segment_done(
-                    job,
-                    segment,
-                    path,
-                    fps,
-                    wall,
-                    peak_rss_bytes=run.peak_rss_bytes,
-                    cpu_percent=run.cpu_percent,
-                    queue_wait_s=started - planned_at,
-                    attempts=attempt,
-                    host=run.host,
-                    remote=run.remote,
-                    shipped_bytes=run.shipped_bytes,
-                    runs=run.runs,
-                )
-                return
-
-    def _progress_reporter(self, job: str, segment: Segment) -> Callable[[Progress], None]:
-        def report(progress: Progress) -> None:
-            frames = segment.frame_count
-            self.bus.emit(
-                SegmentProgress(
-                    job=job,
-                    index=segment.index,
-                    frame=progress.frame,
-                    frames=frames,
-                    fps=progress.fps,
-                    percent=min(100.0, 100.0 * progress.frame / frames) if frames else 100.0,
-                )
-            )
-
-        return report
 
     async def _encode_audio(
         self, job: str, media: MediaInfo, work: Path
@@ -894,18 +638,3 @@ def scans_for_cuts(settings: EncodeSettings, media: MediaInfo) -> bool:
 async def _iterate(segments: list[Segment]) -> AsyncIterator[Segment]:
     for segment in segments:
         yield segment
-
-
-def first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    """The error a person should see from a task group: a DraptoError if there is one."""
-    leaves: list[BaseException] = []
-
-    def walk(error: BaseException) -> None:
-        if isinstance(error, BaseExceptionGroup):
-            for inner in error.exceptions:
-                walk(inner)
-        else:
-            leaves.append(error)
-
-    walk(group)
-    return next((e for e in leaves if isinstance(e, DraptoError)), leaves[0])

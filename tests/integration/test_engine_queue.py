@@ -194,9 +194,9 @@ async def test_workers_raised_mid_job_take_segments_of_that_job(
 ) -> None:
     """A job that started with one worker uses a second one given while it encodes (as it
     uses a cluster worker that joins), not only the next job."""
-    from drapto_engine.services import orchestrator
+    from drapto_engine.services import broker
 
-    monkeypatch.setattr(orchestrator, "CAPACITY_CHECK_S", 0.05, raising=False)
+    monkeypatch.setattr(broker, "CAPACITY_CHECK_S", 0.05)
     source = make_media("w.mkv", size=(320, 240), duration=8, gop=25)  # type: ignore[operator]
     raised: list[asyncio.Task[None]] = []
 
