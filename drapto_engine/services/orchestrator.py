@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from drapto_engine import __version__
 from drapto_engine.core.errors import (
     DiskFull,
     DraptoError,
@@ -80,7 +79,7 @@ from drapto_engine.services.executors import SegmentExecutor
 from drapto_engine.services.executors.local import LocalExecutor
 from drapto_engine.services.expected import expected_output
 from drapto_engine.services.outputs import check_free, check_output_path, partial_name
-from drapto_engine.services.resume import StoredPlan
+from drapto_engine.services.resume import Prior, StoredPlan
 from drapto_engine.services.segmentation import stream_segments
 from drapto_engine.services.segmentation.timestamps import frame_times
 from drapto_engine.services.shadow import crop_discrepancy, scene_discrepancy
@@ -193,23 +192,8 @@ class Orchestrator:
         work_root = request.work_root or request.output.parent
         work = work_root / f"{WORK_PREFIX}{record.id}"
         stored = await asyncio.to_thread(self.state.store.job, record.id)
-        resume = StoredPlan.of(stored)
-        if resume is None:  # the state database lost it: the work folder has it too
-            resume = await asyncio.to_thread(StoredPlan.from_work, work, record.id)
-        replaced: list[str] = []
-        if resume is not None and resume.source is not None:
-            # Same name, size and time but other content: what the earlier run made is
-            # of another film, and the file as it is now is what is asked for. The same
-            # bytes under another inode (restored, rsync -a) are the same film.
-            replaced = resume.source.differences(identity, place=False)
-            if replaced:
-                resume = None
-        stale = resume is not None and resume.drapto != __version__
-        if stale and resume is not None:
-            # Another drapto analysed and planned it (other detection rules, other
-            # encoder arguments): its plan and segments are not this version's to join.
-            log.info("job %s: planned by drapto %s; planning again", record.id, resume.drapto)
-            resume = None
+        prior = await asyncio.to_thread(Prior.of, stored, work, record.id, identity)
+        resume, replaced, stale = prior.plan, prior.replaced, prior.stale
         if resume is not None:
             media = resume.analysis.media
         else:

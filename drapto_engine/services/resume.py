@@ -7,6 +7,7 @@ import asyncio
 import json
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import BaseModel
@@ -98,6 +99,41 @@ class StoredPlan(BaseModel):
 
     def durations(self) -> list[float]:
         return [b - a for a, b in zip(self.starts_s, [*self.starts_s[1:], self.end_s], strict=True)]
+
+
+@dataclass(frozen=True)
+class Prior:
+    """What an unfinished run of a job left to resume with."""
+
+    plan: StoredPlan | None
+    """The stored plan to resume with; None: analyse and plan afresh."""
+    replaced: list[str]
+    """How the source differs from the file the unfinished run encoded (its work is of
+    another film)."""
+    stale: bool
+    """Another drapto version made the plan (its work is not this version's to join)."""
+
+    @classmethod
+    def of(cls, stored: JobRecord | None, work: Path, job: str, source: SourceIdentity) -> Prior:
+        """The plan in the state database, else the one in the work folder, if it was
+        made from this source by this drapto."""
+        plan = StoredPlan.of(stored)
+        if plan is None:  # the state database lost it: the work folder has it too
+            plan = StoredPlan.from_work(work, job)
+        replaced: list[str] = []
+        if plan is not None and plan.source is not None:
+            # Same name, size and time but other content: what the earlier run made is
+            # of another film, and the file as it is now is what is asked for. The same
+            # bytes under another inode (restored, rsync -a) are the same film.
+            replaced = plan.source.differences(source, place=False)
+            if replaced:
+                return cls(None, replaced, stale=False)
+        if plan is not None and plan.drapto != __version__:
+            # Another drapto analysed and planned it (other detection rules, other
+            # encoder arguments): its plan and segments are not this version's to join.
+            log.info("job %s: planned by drapto %s; planning again", job, plan.drapto)
+            return cls(None, replaced, stale=True)
+        return cls(plan, replaced, stale=False)
 
 
 async def reuse(
