@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import hashlib
 import logging
 import os
@@ -18,7 +17,6 @@ from typing import Any, Protocol
 from drapto_engine.core.errors import (
     DiskFull,
     DraptoError,
-    EncodeError,
     MediaError,
     ValidationError,
 )
@@ -35,7 +33,6 @@ from drapto_engine.core.events import (
 from drapto_engine.core.flags import FlagSet
 from drapto_engine.core.metrics import JobMetrics
 from drapto_engine.core.models import (
-    AttachmentStream,
     AudioStream,
     EncodeSettings,
     MediaInfo,
@@ -50,11 +47,10 @@ from drapto_engine.core.state import (
 )
 from drapto_engine.core.text import model_json
 from drapto_engine.infrastructure.extents import stream_extents
-from drapto_engine.infrastructure.ffmpeg.runner import run_checked, run_ffmpeg
+from drapto_engine.infrastructure.ffmpeg.runner import run_checked
 from drapto_engine.infrastructure.prefetch import Prefetch
-from drapto_engine.infrastructure.probe import cover_picture, probe
+from drapto_engine.infrastructure.probe import probe
 from drapto_engine.infrastructure.resources import (
-    GIB,
     ResourceManager,
     check_disk,
     estimated_output_bytes,
@@ -68,7 +64,6 @@ from drapto_engine.infrastructure.state_manager import StateManager
 from drapto_engine.services.broker import SegmentBroker
 from drapto_engine.services.detection import analyze_media
 from drapto_engine.services.encoding.audio import audio_argv, bitrate_kbps, output_channels
-from drapto_engine.services.encoding.mux import concat_list, mux_argv
 from drapto_engine.services.encoding.plan import VideoPlan, orientation, segments_video
 from drapto_engine.services.encoding.svt import (
     container_problem,
@@ -78,6 +73,7 @@ from drapto_engine.services.encoding.svt import (
 from drapto_engine.services.executors import SegmentExecutor
 from drapto_engine.services.executors.local import LocalExecutor
 from drapto_engine.services.expected import expected_output
+from drapto_engine.services.join import join
 from drapto_engine.services.outputs import check_free, check_output_path, partial_name
 from drapto_engine.services.resume import Prior, StoredPlan
 from drapto_engine.services.segmentation import stream_segments
@@ -410,7 +406,7 @@ class Orchestrator:
         files = [segment_file(work, s) for s in planned]
         extents = timing.extent_map()
         await asyncio.to_thread(check_unchanged, request.input, identity)
-        await self._mux(media, files, timing, audio, work, partial)
+        await join(self.ffmpeg, media, files, timing, audio, work, partial)
         await self._set_stage(job, JobStage.VALIDATING)
         source_times = await asyncio.to_thread(source_frame_times, media.path, media.video.index)
         expected = expected_output(plan, media, extents, source_times)
@@ -511,54 +507,6 @@ class Orchestrator:
 
         return list(await asyncio.gather(*(one(s) for s in media.audio)))
 
-    async def _mux(
-        self,
-        media: MediaInfo,
-        files: list[Path],
-        timing: StoredPlan,
-        audio: list[tuple[AudioStream, Path]],
-        work: Path,
-        partial: Path,
-    ) -> None:
-        listing = work / "segments.txt"
-        starts = [round(s * 1_000_000) for s in timing.starts_s]
-        end = round(timing.end_s * 1_000_000)
-        try:
-            # a folder name that is not UTF-8 is written as its own bytes
-            listing.write_text(
-                concat_list(files, starts, end), encoding="utf-8", errors="surrogateescape"
-            )
-        except OSError as exc:
-            if exc.errno != errno.ENOSPC:
-                raise
-            raise DiskFull(
-                f"no space left to join the segments: their list cannot be written in "
-                f"{work} ({_size(shutil.disk_usage(work).free)} free now); the {len(files)} "
-                "encoded segments are kept there for the next run",
-                media.path,
-            ) from exc
-        covers = await asyncio.to_thread(_write_covers, media, work)
-        result = await run_ffmpeg(
-            mux_argv(
-                self.ffmpeg, media, listing, audio, partial, video_start_us=starts[0], covers=covers
-            )
-        )
-        if result.returncode == 0:
-            return
-        if _out_of_space(result.returncode, result.stderr_tail):
-            needed = sum(p.stat().st_size for p in [*files, *(a for _, a in audio)])
-            free = shutil.disk_usage(partial.parent).free
-            raise DiskFull(
-                f"no space left to join the segments: the output needs about "
-                f"{_size(needed)} in {partial.parent} ({_size(free)} free now); the "
-                f"{len(files)} encoded segments are kept in {work} for the next run",
-                media.path,
-            )
-        last = result.stderr_tail.splitlines()[-1] if result.stderr_tail else "no message"
-        raise EncodeError(
-            f"concat and mux failed (ffmpeg exit {result.returncode}): {last}", media.path
-        )
-
     def _summary(
         self,
         request: EncodeRequest,
@@ -587,27 +535,6 @@ class Orchestrator:
             metrics=metrics,
             not_kept=tuple(extra.describe() for extra in media.extra_video),
         )
-
-
-def _write_covers(media: MediaInfo, work: Path) -> list[tuple[AttachmentStream, Path]]:
-    """Each cover art picture of the source, as a file in the work folder to attach."""
-    covers = []
-    for cover in media.attachments:
-        if cover.cover:
-            picture = work / f"cover-{cover.index}"
-            picture.write_bytes(cover_picture(media.path, cover.index))
-            covers.append((cover, picture))
-    return covers
-
-
-def _out_of_space(returncode: int, stderr: str) -> bool:
-    """Whether an ffmpeg run failed for want of disk space: ffmpeg ends with the
-    negated error code (ENOSPC: -28, exit status 228) and says so."""
-    return returncode == (-errno.ENOSPC) & 0xFF or os.strerror(errno.ENOSPC) in stderr
-
-
-def _size(size: int) -> str:
-    return f"{size / GIB:.1f} GiB" if size >= GIB else f"{size / (1 << 20):.1f} MiB"
 
 
 def scans_for_cuts(settings: EncodeSettings, media: MediaInfo) -> bool:
