@@ -71,13 +71,9 @@ from drapto_engine.services.library import (
     output_path,
     scan_folder,
 )
-from drapto_engine.services.orchestrator import (
-    WORK_PREFIX,
-    EncodeRequest,
-    Orchestrator,
-    job_record,
-)
+from drapto_engine.services.orchestrator import EncodeRequest, Orchestrator, job_record
 from drapto_engine.services.outputs import check_folder, check_free, check_output_path
+from drapto_engine.services.workdir import WORK_PREFIX
 
 if TYPE_CHECKING:
     from drapto_engine.cluster.host import ClusterHost, ClusterOptions

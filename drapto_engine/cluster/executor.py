@@ -62,7 +62,8 @@ from drapto_engine.infrastructure.ffmpeg.progress import Progress
 from drapto_engine.infrastructure.hdr_probe import count_rpu_frames
 from drapto_engine.services.encoding.plan import VideoPlan
 from drapto_engine.services.executors import SegmentRejected, SegmentRun, SegmentWork
-from drapto_engine.services.executors.local import LocalExecutor, check_frames, video_packets
+from drapto_engine.services.executors.local import LocalExecutor, check_frames
+from drapto_engine.services.workdir import video_packets
 
 log = logging.getLogger(__name__)
 

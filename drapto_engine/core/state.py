@@ -83,7 +83,7 @@ class JobRecord(BaseModel):
     analysis: str | None = None
     metrics: str | None = None
     plan: str | None = None
-    """The finished segment plan and source timing (orchestrator.StoredPlan), for resume."""
+    """The finished segment plan and source timing (services/resume.py: StoredPlan), for resume."""
     lock_pid: int | None = None
     lock_heartbeat: float | None = None
 

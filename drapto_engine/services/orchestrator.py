@@ -4,57 +4,39 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import hashlib
-import json
 import logging
 import os
 import shutil
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from fractions import Fraction
 from pathlib import Path
 from typing import Any, Protocol
 
-import av
-from pydantic import BaseModel
-from pydantic import ValidationError as PydanticValidationError
-
-from drapto_engine import __version__
 from drapto_engine.core.errors import (
     DiskFull,
     DraptoError,
-    EncodeError,
     MediaError,
     ValidationError,
 )
 from drapto_engine.core.events import (
     AnalysisReady,
     AudioDone,
-    Discrepancy,
     EventBus,
     JobFailed,
     JobFinished,
     JobSummary,
-    SegmentDone,
-    SegmentFailed,
-    SegmentPlanned,
-    SegmentProgress,
-    SegmentsPlanned,
-    SegmentStarted,
     StageChanged,
     Warning,
 )
 from drapto_engine.core.flags import FlagSet
 from drapto_engine.core.metrics import JobMetrics
 from drapto_engine.core.models import (
-    AttachmentStream,
     AudioStream,
     EncodeSettings,
     MediaInfo,
     Segment,
-    SegmentState,
     VideoAnalysis,
 )
 from drapto_engine.core.state import (
@@ -64,18 +46,14 @@ from drapto_engine.core.state import (
     StateDamaged,
 )
 from drapto_engine.core.text import model_json
-from drapto_engine.infrastructure.extents import Extent, stream_extents
-from drapto_engine.infrastructure.ffmpeg.progress import Progress
-from drapto_engine.infrastructure.ffmpeg.runner import run_checked, run_ffmpeg
+from drapto_engine.infrastructure.extents import stream_extents
+from drapto_engine.infrastructure.ffmpeg.runner import run_checked
 from drapto_engine.infrastructure.prefetch import Prefetch
-from drapto_engine.infrastructure.probe import cover_picture, probe
+from drapto_engine.infrastructure.probe import probe
 from drapto_engine.infrastructure.resources import (
-    GIB,
     ResourceManager,
     check_disk,
-    cpu_count,
     estimated_output_bytes,
-    threads_per_worker,
 )
 from drapto_engine.infrastructure.source_identity import (
     SourceIdentity,
@@ -83,35 +61,33 @@ from drapto_engine.infrastructure.source_identity import (
     identify,
 )
 from drapto_engine.infrastructure.state_manager import StateManager
-from drapto_engine.infrastructure.store import pid_alive
+from drapto_engine.services.broker import SegmentBroker
 from drapto_engine.services.detection import analyze_media
 from drapto_engine.services.encoding.audio import audio_argv, bitrate_kbps, output_channels
-from drapto_engine.services.encoding.mux import concat_list, mux_argv
 from drapto_engine.services.encoding.plan import VideoPlan, orientation, segments_video
 from drapto_engine.services.encoding.svt import (
-    SEGMENT_SUFFIX,
     container_problem,
     encoder_for,
     size_problem,
 )
-from drapto_engine.services.executors import SegmentExecutor, SegmentRejected, SegmentWork
+from drapto_engine.services.executors import SegmentExecutor
 from drapto_engine.services.executors.local import LocalExecutor
-from drapto_engine.services.outputs import check_free, check_output_path
-from drapto_engine.services.outputs import partial_name as partial_name
-from drapto_engine.services.segmentation import fixed_segments, stream_segments
+from drapto_engine.services.expected import expected_output
+from drapto_engine.services.join import join
+from drapto_engine.services.outputs import check_free, check_output_path, partial_name
+from drapto_engine.services.resume import Prior, StoredPlan
+from drapto_engine.services.segmentation import stream_segments
 from drapto_engine.services.segmentation.timestamps import frame_times
-from drapto_engine.services.validation import (
-    Expected,
-    ExpectedAudio,
-    check_output,
-    source_frame_times,
+from drapto_engine.services.shadow import crop_discrepancy, scene_discrepancy
+from drapto_engine.services.validation import check_output, source_frame_times
+from drapto_engine.services.workdir import (
+    WORK_PREFIX,
+    leftovers,
+    partial_file,
+    segment_file,
 )
 
 log = logging.getLogger(__name__)
-
-SEGMENT_ATTEMPTS = 3  # the first try and two retries
-CAPACITY_CHECK_S = 1.0
-"""How often a running job looks for capacity that appeared (cluster workers, --workers)."""
 
 
 @dataclass(frozen=True)
@@ -132,11 +108,6 @@ class EncodeRequest:
     dropping them is no news."""
 
 
-WORK_PREFIX = ".drapto-work-"
-WORK_PLAN = "plan.json"
-"""The finished plan, kept in the work folder too: a lost state database costs nothing."""
-
-
 def job_record(request: EncodeRequest) -> JobRecord:
     """A job is its input file (path, size, mtime) and the settings that shape its output."""
     stat = request.input.stat()
@@ -151,35 +122,6 @@ def job_record(request: EncodeRequest) -> JobRecord:
         output=str(request.output.resolve()),
         settings=settings,
     )
-
-
-def partial_file(path: Path) -> Path:
-    """The name a work file (segment, audio) is written under by this process."""
-    return path.with_name(f"{path.stem}.{os.getpid()}.partial{path.suffix}")
-
-
-def _abandoned(path: Path, pid: int | None) -> bool:
-    """A partial file of this process, or of one that is gone (killed mid-write)."""
-    return pid is None or pid == os.getpid() or not pid_alive(pid)
-
-
-def _leftovers(work: Path, output: Path) -> list[Path]:
-    """Partial files that no live process is writing."""
-    found: list[Path] = []
-    if work.is_dir():
-        for path in work.glob("*.partial.*"):
-            pid = path.name.split(".")[-3] if path.name.count(".") >= 3 else ""
-            if _abandoned(path, int(pid) if pid.isdigit() else None):
-                found.append(path)
-    prefix, suffix = f".{output.stem}.drapto-partial", output.suffix
-    with contextlib.suppress(OSError):
-        for path in output.parent.iterdir():
-            name = path.name
-            if name.startswith(prefix) and name.endswith(suffix):
-                pid = name[len(prefix) : len(name) - len(suffix)].lstrip("-")
-                if _abandoned(path, int(pid) if pid.isdigit() else None):
-                    found.append(path)
-    return found
 
 
 def preflight(request: EncodeRequest) -> None:
@@ -246,23 +188,8 @@ class Orchestrator:
         work_root = request.work_root or request.output.parent
         work = work_root / f"{WORK_PREFIX}{record.id}"
         stored = await asyncio.to_thread(self.state.store.job, record.id)
-        resume = StoredPlan.of(stored)
-        if resume is None:  # the state database lost it: the work folder has it too
-            resume = await asyncio.to_thread(StoredPlan.from_work, work, record.id)
-        replaced: list[str] = []
-        if resume is not None and resume.source is not None:
-            # Same name, size and time but other content: what the earlier run made is
-            # of another film, and the file as it is now is what is asked for. The same
-            # bytes under another inode (restored, rsync -a) are the same film.
-            replaced = resume.source.differences(identity, place=False)
-            if replaced:
-                resume = None
-        stale = resume is not None and resume.drapto != __version__
-        if stale and resume is not None:
-            # Another drapto analysed and planned it (other detection rules, other
-            # encoder arguments): its plan and segments are not this version's to join.
-            log.info("job %s: planned by drapto %s; planning again", record.id, resume.drapto)
-            resume = None
+        prior = await asyncio.to_thread(Prior.of, stored, work, record.id, identity)
+        resume, replaced, stale = prior.plan, prior.replaced, prior.stale
         if resume is not None:
             media = resume.analysis.media
         else:
@@ -305,7 +232,7 @@ class Orchestrator:
         elif stale:
             await self.state.forget_work(job)
             await asyncio.to_thread(shutil.rmtree, work, True)
-        for leftover in await asyncio.to_thread(_leftovers, work, request.output):
+        for leftover in await asyncio.to_thread(leftovers, work, request.output):
             leftover.unlink(missing_ok=True)
         self.stage = JobStage.QUEUED
         me = asyncio.current_task()
@@ -447,7 +374,21 @@ class Orchestrator:
                     await self.state.save(job, plan=model_json(stored[0], exclude={"analysis"}))
                     await asyncio.to_thread(stored[0].write_to, work, job)
 
-            planned = await self._encode_segments(job, plan, segments, work, request, save_plan)
+            broker = SegmentBroker(
+                job,
+                plan,
+                work,
+                bus=self.bus,
+                state=self.state,
+                executor=self.executor,
+                resources=self.slots,
+                flags=self.flags,
+                priority=request.priority,
+                source=self.source,
+                segments_planned=self.segments_planned,
+                on_first_segment=lambda: self._set_stage(job, JobStage.ENCODING),
+            )
+            planned = await broker.run(segments, save_plan)
             audio = await audio_task
         finally:
             if early is not None:
@@ -465,7 +406,7 @@ class Orchestrator:
         files = [segment_file(work, s) for s in planned]
         extents = timing.extent_map()
         await asyncio.to_thread(check_unchanged, request.input, identity)
-        await self._mux(media, files, timing, audio, work, partial)
+        await join(self.ffmpeg, media, files, timing, audio, work, partial)
         await self._set_stage(job, JobStage.VALIDATING)
         source_times = await asyncio.to_thread(source_frame_times, media.path, media.video.index)
         expected = expected_output(plan, media, extents, source_times)
@@ -538,286 +479,6 @@ class Orchestrator:
             times=times,
         )
 
-    async def _encode_segments(
-        self,
-        job: str,
-        plan: VideoPlan,
-        segments: AsyncIterator[Segment],
-        work: Path,
-        request: EncodeRequest,
-        on_planned: Callable[[list[Segment]], Awaitable[None]],
-    ) -> list[Segment]:
-        """Encode segments as segmentation yields them, longest waiting segment first.
-
-        Starting while scene detection still runs, and finishing on short segments,
-        keeps every worker busy: the idle tail of the last long segment is what
-        parallel encoding otherwise loses.
-        """
-        slots = self.slots
-        limit = self.executor.concurrency()
-        pending: list[Segment] = []
-        planned_at: dict[int, float] = {}
-        planned: list[Segment] = []
-        more = asyncio.Event()
-        finished_planning = False
-
-        async def plan_all() -> None:
-            nonlocal finished_planning
-            try:
-                async for segment in segments:
-                    if not planned:
-                        await self._set_stage(job, JobStage.ENCODING)
-                    await self.state.plan_segment(
-                        job, segment.index, segment.start_frame, segment.end_frame
-                    )
-                    planned.append(segment)
-                    pending.append(segment)
-                    planned_at[segment.index] = time.monotonic()
-                    self.bus.emit(
-                        SegmentPlanned(
-                            job=job,
-                            index=segment.index,
-                            start_frame=segment.start_frame,
-                            frames=segment.frame_count,
-                        )
-                    )
-                    more.set()
-                self.bus.emit(
-                    SegmentsPlanned(
-                        job=job, count=len(planned), frames=[s.frame_count for s in planned]
-                    )
-                )
-                await on_planned(list(planned))
-            finally:
-                finished_planning = True
-                self.segments_planned.set()
-                more.set()
-
-        drained = asyncio.Event()
-        """Planning has finished and every segment is taken: no more workers are needed."""
-
-        async def worker() -> None:
-            while True:
-                while not pending and not finished_planning:
-                    more.clear()
-                    await more.wait()
-                if not pending:
-                    drained.set()
-                    return
-                segment = max(pending, key=lambda s: (s.frame_count, -s.index))
-                pending.remove(segment)
-                path = segment_file(work, segment)
-                # The last segment to start would otherwise run on one core's share
-                # while the others' cores fall idle as they finish (unless another
-                # job's encoders are waiting for them).
-                last = finished_planning and not pending and slots.waiting == 0
-                tail = last and self.flags.enabled("tail_threads")
-                share = cpu_count() if tail else threads_per_worker(slots.limit)
-                await self._encode_segment(
-                    job, plan, segment, path, share, planned_at[segment.index], request.priority
-                )
-
-        executor = self.executor
-        started = 0
-
-        async def grow(group: asyncio.TaskGroup) -> None:
-            """One worker per segment the executor can run at once, counted again while
-            the job runs: a cluster worker that joins or a raised worker count takes
-            segments of this job, not only of the next one."""
-            nonlocal started
-            while not drained.is_set():
-                while started < max(1, limit, executor.concurrency()):
-                    group.create_task(worker())
-                    started += 1
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(drained.wait(), CAPACITY_CHECK_S)
-
-        try:
-            async with asyncio.TaskGroup() as group:
-                group.create_task(plan_all())
-                group.create_task(grow(group))
-        except BaseExceptionGroup as group_error:
-            raise first_error(group_error) from None
-        return planned
-
-    async def _reuse(self, job: str, segment: Segment, path: Path) -> bool:
-        """A segment finished by an earlier run counts if its file has all its frames.
-
-        A segment file is only ever given its name once it is whole, so one that the
-        state database has never seen started (it was lost or replaced) counts too."""
-        record = (await self.state.segments(job)).get(segment.index)
-        if record is None:
-            return False
-        unknown = record.state is SegmentState.PENDING and record.encodes == 0
-        if record.state is not SegmentState.DONE and not (
-            unknown and await asyncio.to_thread(_made_for, path, segment)
-        ):
-            return False
-        frames = await asyncio.to_thread(_video_packets, path) if path.exists() else -1
-        if frames != segment.frame_count:
-            if record.state is SegmentState.DONE:
-                await self.state.set_segment(job, segment.index, SegmentState.PENDING)
-            return False
-        if unknown:  # recorded as done again, as if this run had encoded it
-            await self.state.set_segment(job, segment.index, SegmentState.RUNNING)
-            await self.state.set_segment(
-                job,
-                segment.index,
-                SegmentState.DONE,
-                size_bytes=path.stat().st_size,
-                attempts=record.attempts,
-                encodes=record.encodes,
-            )
-        self._segment_done(
-            job,
-            segment,
-            path,
-            record.fps or 0.0,
-            record.wall_s or 0.0,
-            resumed=True,
-            host=record.host or "",
-            remote=record.remote,
-        )
-        return True
-
-    def _segment_done(
-        self,
-        job: str,
-        segment: Segment,
-        path: Path,
-        fps: float,
-        wall: float,
-        resumed: bool = False,
-        **measured: Any,
-    ) -> None:
-        self.bus.emit(
-            SegmentDone(
-                job=job,
-                index=segment.index,
-                frames=segment.frame_count,
-                size_bytes=path.stat().st_size,
-                fps=fps,
-                wall_s=wall,
-                resumed=resumed,
-                **measured,
-            )
-        )
-
-    async def _encode_segment(
-        self,
-        job: str,
-        plan: VideoPlan,
-        segment: Segment,
-        path: Path,
-        threads: int,
-        planned_at: float,
-        priority: int,
-    ) -> None:
-        if await self._reuse(job, segment, path):
-            return
-        partial = partial_file(path)
-        tries = SEGMENT_ATTEMPTS
-        attempt = 0
-        while attempt < tries:
-            attempt += 1
-            async with self.executor.slot(job, plan, segment, priority) as slot:
-                started = time.monotonic()
-                await self.state.set_segment(job, segment.index, SegmentState.RUNNING)
-
-                def on_started(
-                    host: str, attempt: int = attempt, remote: bool = slot.remote
-                ) -> None:
-                    self.bus.emit(
-                        SegmentStarted(
-                            job=job,
-                            index=segment.index,
-                            attempt=attempt,
-                            threads=threads,
-                            host=host,
-                            remote=remote,
-                        )
-                    )
-
-                work = SegmentWork(
-                    job=job,
-                    plan=plan,
-                    segment=segment,
-                    partial=partial,
-                    threads=threads,
-                    on_started=on_started,
-                    on_progress=self._progress_reporter(job, segment),
-                )
-                if self.source is not None:  # a stat: cheap before every segment
-                    await asyncio.to_thread(check_unchanged, *self.source, content=False)
-                try:
-                    run = await slot.encode(work)
-                except EncodeError as exc:
-                    if isinstance(exc, SegmentRejected):  # not the segment's fault: a free try
-                        tries += 1
-                    retry = attempt < tries
-                    await self.state.set_segment(job, segment.index, SegmentState.FAILED)
-                    self.bus.emit(
-                        SegmentFailed(
-                            job=job,
-                            index=segment.index,
-                            attempt=attempt,
-                            error=exc.problem,
-                            will_retry=retry,
-                            host=slot.host,
-                        )
-                    )
-                    log.warning("segment %d attempt %d failed: %s", segment.index, attempt, exc)
-                    if retry:
-                        continue
-                    raise
-                self.executor.record(plan, run)
-                wall = time.monotonic() - started
-                fps = run.frames / wall if wall > 0 else 0.0
-                # named only while this process still holds the job
-                await self.state.set_segment(
-                    job,
-                    segment.index,
-                    SegmentState.DONE,
-                    before=lambda: _put_in_place(partial, path, segment),
-                    size_bytes=partial.stat().st_size,
-                    fps=fps,
-                    wall_s=wall,
-                    host=run.host,
-                    remote=int(run.remote),
-                )
-                self._segment_done(
-                    job,
-                    segment,
-                    path,
-                    fps,
-                    wall,
-                    peak_rss_bytes=run.peak_rss_bytes,
-                    cpu_percent=run.cpu_percent,
-                    queue_wait_s=started - planned_at,
-                    attempts=attempt,
-                    host=run.host,
-                    remote=run.remote,
-                    shipped_bytes=run.shipped_bytes,
-                    runs=run.runs,
-                )
-                return
-
-    def _progress_reporter(self, job: str, segment: Segment) -> Callable[[Progress], None]:
-        def report(progress: Progress) -> None:
-            frames = segment.frame_count
-            self.bus.emit(
-                SegmentProgress(
-                    job=job,
-                    index=segment.index,
-                    frame=progress.frame,
-                    frames=frames,
-                    fps=progress.fps,
-                    percent=min(100.0, 100.0 * progress.frame / frames) if frames else 100.0,
-                )
-            )
-
-        return report
-
     async def _encode_audio(
         self, job: str, media: MediaInfo, work: Path
     ) -> list[tuple[AudioStream, Path]]:
@@ -845,54 +506,6 @@ class Orchestrator:
             return stream, path
 
         return list(await asyncio.gather(*(one(s) for s in media.audio)))
-
-    async def _mux(
-        self,
-        media: MediaInfo,
-        files: list[Path],
-        timing: StoredPlan,
-        audio: list[tuple[AudioStream, Path]],
-        work: Path,
-        partial: Path,
-    ) -> None:
-        listing = work / "segments.txt"
-        starts = [round(s * 1_000_000) for s in timing.starts_s]
-        end = round(timing.end_s * 1_000_000)
-        try:
-            # a folder name that is not UTF-8 is written as its own bytes
-            listing.write_text(
-                concat_list(files, starts, end), encoding="utf-8", errors="surrogateescape"
-            )
-        except OSError as exc:
-            if exc.errno != errno.ENOSPC:
-                raise
-            raise DiskFull(
-                f"no space left to join the segments: their list cannot be written in "
-                f"{work} ({_size(shutil.disk_usage(work).free)} free now); the {len(files)} "
-                "encoded segments are kept there for the next run",
-                media.path,
-            ) from exc
-        covers = await asyncio.to_thread(_write_covers, media, work)
-        result = await run_ffmpeg(
-            mux_argv(
-                self.ffmpeg, media, listing, audio, partial, video_start_us=starts[0], covers=covers
-            )
-        )
-        if result.returncode == 0:
-            return
-        if _out_of_space(result.returncode, result.stderr_tail):
-            needed = sum(p.stat().st_size for p in [*files, *(a for _, a in audio)])
-            free = shutil.disk_usage(partial.parent).free
-            raise DiskFull(
-                f"no space left to join the segments: the output needs about "
-                f"{_size(needed)} in {partial.parent} ({_size(free)} free now); the "
-                f"{len(files)} encoded segments are kept in {work} for the next run",
-                media.path,
-            )
-        last = result.stderr_tail.splitlines()[-1] if result.stderr_tail else "no message"
-        raise EncodeError(
-            f"concat and mux failed (ffmpeg exit {result.returncode}): {last}", media.path
-        )
 
     def _summary(
         self,
@@ -924,104 +537,6 @@ class Orchestrator:
         )
 
 
-def _write_covers(media: MediaInfo, work: Path) -> list[tuple[AttachmentStream, Path]]:
-    """Each cover art picture of the source, as a file in the work folder to attach."""
-    covers = []
-    for cover in media.attachments:
-        if cover.cover:
-            picture = work / f"cover-{cover.index}"
-            picture.write_bytes(cover_picture(media.path, cover.index))
-            covers.append((cover, picture))
-    return covers
-
-
-def _out_of_space(returncode: int, stderr: str) -> bool:
-    """Whether an ffmpeg run failed for want of disk space: ffmpeg ends with the
-    negated error code (ENOSPC: -28, exit status 228) and says so."""
-    return returncode == (-errno.ENOSPC) & 0xFF or os.strerror(errno.ENOSPC) in stderr
-
-
-def _size(size: int) -> str:
-    return f"{size / GIB:.1f} GiB" if size >= GIB else f"{size / (1 << 20):.1f} MiB"
-
-
-class StoredPlan(BaseModel):
-    """What a resumed run needs that would otherwise cost scans of the source."""
-
-    analysis: VideoAnalysis
-    segments: list[Segment]
-    starts_s: list[float]
-    """The source time of each segment's first frame."""
-    end_s: float
-    """Where the video ends, on the same clock."""
-    extents: dict[int, tuple[int, float, float]]
-    """Per stream: packets, start and end (seconds), as measured by demuxing."""
-    source: SourceIdentity | None = None
-    """The source file the plan and segments were made from (None: stored before
-    identities were kept)."""
-    drapto: str = ""
-    """The drapto version that made them ("": one before versions were kept); a plan of
-    another version is made again, with its segments."""
-
-    @classmethod
-    def of(cls, record: JobRecord | None) -> StoredPlan | None:
-        if record is None or not record.plan or not record.analysis:
-            return None
-        data = json.loads(record.plan)
-        data["analysis"] = json.loads(record.analysis)
-        try:
-            return cls.model_validate(data)
-        except PydanticValidationError:
-            log.warning("job %s: stored plan unreadable; planning again", record.id)
-            return None
-
-    @classmethod
-    def from_work(cls, work: Path, job: str) -> StoredPlan | None:
-        """The plan a run of this job left in its work folder (see write_to)."""
-        try:
-            data = json.loads((work / WORK_PLAN).read_text(encoding="utf-8"))
-            if data.pop("job", None) != job:
-                return None
-            return cls.model_validate(data)
-        except (OSError, ValueError, PydanticValidationError):
-            return None
-
-    def write_to(self, work: Path, job: str) -> None:
-        """Keep the plan beside the segments it made (written whole, then renamed)."""
-        data = {"job": job, **self.model_dump(mode="json")}
-        partial = partial_file(work / WORK_PLAN)
-        partial.write_text(json.dumps(data), encoding="utf-8")
-        os.replace(partial, work / WORK_PLAN)
-
-    @classmethod
-    def measure(
-        cls,
-        analysis: VideoAnalysis,
-        planned: list[Segment],
-        media: MediaInfo,
-        times: list[float],
-        extents: dict[int, Extent],
-        source: SourceIdentity | None = None,
-    ) -> StoredPlan:
-        video = extents.get(media.video.index)
-        end = video.end_s - media.start_time_s if video else times[-1]
-        return cls(
-            analysis=analysis,
-            segments=planned,
-            starts_s=[times[s.start_frame] for s in planned],
-            end_s=end,
-            extents={i: (e.packets, e.start_s, e.end_s) for i, e in extents.items()},
-            source=source,
-            drapto=__version__,
-        )
-
-    def extent_map(self) -> dict[int, Extent]:
-        return {i: Extent(*figures) for i, figures in self.extents.items()}
-
-    def durations(self) -> list[float]:
-        return [b - a for a, b in zip(self.starts_s, [*self.starts_s[1:], self.end_s], strict=True)]
-
-
 def scans_for_cuts(settings: EncodeSettings, media: MediaInfo) -> bool:
     """Whether the job will scan for scene cuts, as far as the probe can tell.
 
@@ -1034,146 +549,3 @@ def scans_for_cuts(settings: EncodeSettings, media: MediaInfo) -> bool:
 async def _iterate(segments: list[Segment]) -> AsyncIterator[Segment]:
     for segment in segments:
         yield segment
-
-
-def segment_file(work: Path, segment: Segment) -> Path:
-    return work / f"segment-{segment.index:05d}{SEGMENT_SUFFIX}"
-
-
-def _range_file(path: Path) -> Path:
-    return path.with_suffix(".range")
-
-
-def _put_in_place(partial: Path, path: Path, segment: Segment) -> None:
-    """Name a finished segment, noting the frames it holds beside it: if the state
-    database is lost, the file still says what it is."""
-    _range_file(path).write_text(f"{segment.start_frame} {segment.end_frame}\n", encoding="utf-8")
-    os.replace(partial, path)
-
-
-def _made_for(path: Path, segment: Segment) -> bool:
-    """Whether a segment file on disk was encoded for exactly this segment's frames."""
-    try:
-        noted = _range_file(path).read_text(encoding="utf-8").split()
-    except OSError:
-        return False
-    return path.exists() and noted == [str(segment.start_frame), str(segment.end_frame)]
-
-
-def first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    """The error a person should see from a task group: a DraptoError if there is one."""
-    leaves: list[BaseException] = []
-
-    def walk(error: BaseException) -> None:
-        if isinstance(error, BaseExceptionGroup):
-            for inner in error.exceptions:
-                walk(inner)
-        else:
-            leaves.append(error)
-
-    walk(group)
-    return next((e for e in leaves if isinstance(e, DraptoError)), leaves[0])
-
-
-def _video_packets(path: Path) -> int:
-    """Frames in an encoded segment; 0 for a file ffmpeg left empty or unreadable."""
-    try:
-        extents = stream_extents(path)
-    except (av.error.FFmpegError, OSError):
-        return 0
-    return next(iter(extents.values())).packets if extents else 0
-
-
-def expected_output(
-    plan: VideoPlan,
-    media: MediaInfo,
-    extents: dict[int, Extent],
-    frame_times: tuple[Fraction, ...] | None = None,
-) -> Expected:
-    """What validation demands of the output, taken from the source as measured."""
-    video = extents.get(media.video.index)
-    rate = float(media.video.frame_rate) or 25.0
-    return Expected(
-        width=plan.width,
-        height=plan.height,
-        frames=video.packets if video else media.video.frame_count,
-        duration_s=video.duration_s if video else media.duration_s,
-        frame_duration_s=1.0 / rate,
-        audio=[
-            ExpectedAudio(
-                channels=output_channels(a),
-                duration_s=extents[a.index].duration_s
-                if a.index in extents
-                else (a.duration_s or 0.0),
-            )
-            for a in media.audio
-        ],
-        subtitles=len(media.subtitles),
-        chapters=len(media.chapters),
-        attachments=len(media.attachments),
-        color_primaries=media.video.color_primaries,
-        color_transfer=media.video.color_transfer,
-        mastering_display=media.video.mastering_display,
-        content_light=media.video.content_light,
-        dolby_vision_compat_id=dolby_vision_compat_id(plan) if plan.dolby_vision else None,
-        dispositions={
-            "video": (media.video.dispositions,),
-            "audio": tuple(a.dispositions for a in media.audio),
-            "subtitle": tuple(s.dispositions for s in media.subtitles),
-        },
-        frame_times=frame_times,
-    )
-
-
-def dolby_vision_compat_id(plan: VideoPlan) -> int:
-    """The AV1 profile 10 compatibility id ffmpeg derives from the base layer's signalling."""
-    dovi = plan.analysis.dolby_vision
-    if dovi is not None and dovi.profile == 5:
-        return 0
-    transfer = plan.analysis.media.video.color_transfer
-    return {"smpte2084": 1, "arib-std-b67": 4}.get(transfer or "", 2)
-
-
-SHADOW_CUT_TOLERANCE = 2  # frames: the scene detector's own accuracy
-
-
-def crop_discrepancy(job: str, plan: VideoPlan, analysis: VideoAnalysis) -> Discrepancy:
-    """Shadowed crop detection: detected crop against none; the metric is the share of
-    the frame's area the two disagree on (0: no bars found)."""
-    crop = analysis.crop
-    video = analysis.media.video
-    full = video.width * video.height
-    lost = full - crop.width * crop.height if crop else 0
-    used = plan.crop.filter() if plan.crop else "none"
-    other = "none" if plan.crop else (crop.filter() if crop else "none")
-    return Discrepancy(
-        job=job,
-        flag="crop_detection",
-        metric=lost / full if full else 0.0,
-        used=used,
-        shadow=other,
-    )
-
-
-def scene_discrepancy(
-    job: str, planned: list[Segment], times: list[float], settings: EncodeSettings
-) -> Discrepancy:
-    """Shadowed scene segmentation: scene-cut boundaries against fixed-length ones; the
-    metric is the share of boundaries (of both plans) that the other plan lacks."""
-    used = [s.start_frame for s in planned[1:]]
-    fixed = [s.start_frame for s in fixed_segments(times, length_s=settings.max_segment_s)[1:]]
-    if not settings.scene_detection:
-        used, fixed = fixed, used
-
-    def unmatched(mine: list[int], theirs: list[int]) -> int:
-        return sum(all(abs(m - t) > SHADOW_CUT_TOLERANCE for t in theirs) for m in mine)
-
-    total = len(used) + len(fixed)
-    differing = unmatched(used, fixed) + unmatched(fixed, used)
-    return Discrepancy(
-        job=job,
-        flag="scene_segmentation",
-        metric=differing / total if total else 0.0,
-        used=" ".join(map(str, used)) or "no cuts",
-        shadow=" ".join(map(str, fixed)) or "no cuts",
-    )

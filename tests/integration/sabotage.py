@@ -18,7 +18,7 @@ from pathlib import Path
 from drapto_engine.core import events
 from drapto_engine.infrastructure.ffmpeg.toolchain import find_toolchain
 from drapto_engine.services.encoding.svt import SEGMENT_SUFFIX
-from drapto_engine.services.orchestrator import WORK_PREFIX
+from drapto_engine.services.workdir import WORK_PREFIX
 
 DROPPED_FRAMES = 3
 

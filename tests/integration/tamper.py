@@ -27,7 +27,8 @@ from pathlib import Path
 
 from drapto_engine.core import events
 from drapto_engine.infrastructure.ffmpeg.toolchain import find_toolchain
-from drapto_engine.services.orchestrator import WORK_PREFIX, partial_name
+from drapto_engine.services.outputs import partial_name
+from drapto_engine.services.workdir import WORK_PREFIX
 
 ONE_FRAME_LATE = "pts=if(eq(N\\,10)\\,PTS+1\\,PTS):dts=if(eq(N\\,10)\\,DTS+1\\,DTS)"
 

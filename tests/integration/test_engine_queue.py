@@ -194,9 +194,9 @@ async def test_workers_raised_mid_job_take_segments_of_that_job(
 ) -> None:
     """A job that started with one worker uses a second one given while it encodes (as it
     uses a cluster worker that joins), not only the next job."""
-    from drapto_engine.services import orchestrator
+    from drapto_engine.services import broker
 
-    monkeypatch.setattr(orchestrator, "CAPACITY_CHECK_S", 0.05, raising=False)
+    monkeypatch.setattr(broker, "CAPACITY_CHECK_S", 0.05)
     source = make_media("w.mkv", size=(320, 240), duration=8, gop=25)  # type: ignore[operator]
     raised: list[asyncio.Task[None]] = []
 
@@ -281,6 +281,7 @@ async def test_a_job_interrupted_after_its_segments_resumes_without_scanning_the
     session.engine.close()
 
     import drapto_engine.services.orchestrator as orchestrator
+    import drapto_engine.services.resume as resume
     import drapto_engine.services.segmentation as segmentation
 
     def must_not_run(*args: object, **kwargs: object) -> None:
@@ -294,7 +295,7 @@ async def test_a_job_interrupted_after_its_segments_resumes_without_scanning_the
         (segmentation, "detect_cuts"),
     ):
         monkeypatch.setattr(module, name, must_not_run)
-    monkeypatch.setattr(orchestrator, "_video_packets", _count_packets)
+    monkeypatch.setattr(resume, "video_packets", _count_packets)
     again = make_engine(tmp_path, ffmpeg)
     async with again.engine.running():
         await again.engine.run(only={entry.id})

@@ -16,7 +16,8 @@ from drapto_engine.services.library import (
     output_path,
     scan_folder,
 )
-from drapto_engine.services.orchestrator import WORK_PREFIX, partial_name
+from drapto_engine.services.outputs import partial_name
+from drapto_engine.services.workdir import WORK_PREFIX
 
 
 @pytest.fixture

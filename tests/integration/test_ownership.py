@@ -25,7 +25,7 @@ from mediagen import one_keyframe_ts
 
 from drapto_engine.core.jobs import EntryStatus, JobOptions, QueueEntry
 from drapto_engine.infrastructure.store import STALE_LOCK_ENV
-from drapto_engine.services.orchestrator import WORK_PREFIX
+from drapto_engine.services.workdir import WORK_PREFIX
 
 pytestmark = pytest.mark.slow
 

@@ -38,7 +38,7 @@ from drapto_engine.engine import Engine
 from drapto_engine.infrastructure.resources import cpu_count, threads_per_worker
 from drapto_engine.server.server import EngineServer
 from drapto_engine.services.encoding.svt import SEGMENT_SUFFIX
-from drapto_engine.services.orchestrator import partial_name
+from drapto_engine.services.outputs import partial_name
 from drapto_engine.services.segmentation import scenes as scenes_module
 from drapto_engine.services.segmentation import stream_segments
 from drapto_engine.services.segmentation.scenes import DECODER as SCAN_DECODER

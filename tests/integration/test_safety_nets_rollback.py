@@ -26,8 +26,8 @@ from test_dolby_vision import colour, dovi_record, frame_side_data
 from drapto_engine.core.events import AnalysisReady, Event, RolledBack, SegmentDone
 from drapto_engine.core.jobs import EntryStatus, JobOptions
 from drapto_engine.services.encoding.svt import SEGMENT_SUFFIX
-from drapto_engine.services.orchestrator import WORK_PREFIX
 from drapto_engine.services.segmentation.scenes import DECODER as SCAN_DECODER
+from drapto_engine.services.workdir import WORK_PREFIX
 
 pytestmark = pytest.mark.slow
 

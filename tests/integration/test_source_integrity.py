@@ -25,7 +25,8 @@ from encode_helpers import DRAPTO, FAST, Run, encode, inspect, parse_events
 from mediagen import MakeMedia
 
 from drapto_engine.services.encoding.svt import SEGMENT_SUFFIX
-from drapto_engine.services.orchestrator import WORK_PREFIX, partial_name
+from drapto_engine.services.outputs import partial_name
+from drapto_engine.services.workdir import WORK_PREFIX
 
 pytestmark = pytest.mark.slow
 

@@ -1,10 +1,11 @@
-"""Where a segment is encoded: one small seam between the orchestrator and the machines.
+"""Where a segment is encoded: one small seam between the segment broker and the machines.
 
-The orchestrator asks an executor for a slot (`async with executor.slot(...) as slot`),
-then has the slot encode one segment into the job's partial file (`await
-slot.encode(work)`): the file is whole and its frames counted when that returns, or an
-EncodeError says why not. Naming the file, recording it in the state store, retries,
-resume, validation and the join stay in the orchestrator, the same for every executor.
+The broker (services/broker.py) asks an executor for a slot (`async with
+executor.slot(...) as slot`), then has the slot encode one segment into the job's
+partial file (`await slot.encode(work)`): the file is whole and its frames counted when that returns, or an
+EncodeError says why not. Naming the file, recording it in the state store and retries
+stay in the broker, resume, validation and the join in their own modules, the same for
+every executor.
 
 `LocalExecutor` (local.py) runs ffmpeg on this machine under the engine's
 ResourceManager, as drapto always has. `DaskExecutor` (cluster/executor.py, with the cluster extra)

@@ -8,19 +8,16 @@ import contextlib
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from pathlib import Path
-
-import av
 
 from drapto_engine.core.errors import EncodeError
 from drapto_engine.core.models import Segment
-from drapto_engine.infrastructure.extents import stream_extents
 from drapto_engine.infrastructure.ffmpeg.progress import Progress
 from drapto_engine.infrastructure.ffmpeg.runner import run_checked
 from drapto_engine.infrastructure.resources import Admission, ResourceManager
 from drapto_engine.services.encoding.plan import VideoPlan
 from drapto_engine.services.encoding.svt import encoder_for
 from drapto_engine.services.executors import SegmentRun, SegmentWork
+from drapto_engine.services.workdir import video_packets
 
 EARLY_SAMPLES_AT_S = (0.1, 0.2, 0.4, 0.8, 1.4, 2.0)
 """When an encoder is sampled after it starts, before the shared 1 s sampler's period
@@ -94,15 +91,6 @@ def check_frames(frames: int, plan: VideoPlan, segment: Segment) -> None:
             f"segment {segment.index} has {frames} frames, planned {segment.frame_count}",
             plan.source,
         )
-
-
-def video_packets(path: Path) -> int:
-    """Frames in an encoded segment; 0 for a file ffmpeg left empty or unreadable."""
-    try:
-        extents = stream_extents(path)
-    except (av.error.FFmpegError, OSError):
-        return 0
-    return next(iter(extents.values())).packets if extents else 0
 
 
 @contextlib.asynccontextmanager
