@@ -6,8 +6,11 @@ Modes, each done by an event subscriber synchronously on drapto's own event, so 
 moment is exact (no race with a watcher in another process):
   swap      on the first encoded segment, `os.replace(OTHER, source)`: another file
             takes the source's name (as `mv other.mkv a.mkv` would)
-  rewrite   on the first encoded segment, OTHER's bytes are written over the source in
-            place (same inode), and its modification time is put back as it was
+  rewrite   when the join starts (every segment encoded, nothing else reading the
+            source), OTHER's bytes are written over the source in place (same inode), and
+            its modification time is put back as it was: only the content fingerprint can
+            see it. (On a segment's end a stat of the next segment, in a thread, could
+            fall between the write and the put-back and see the time changed.)
   diskfull  whenever a join starts, the partial output's name is made a link to /dev/full:
             the join's writes fail with a real ENOSPC from the kernel
   worklistfull  whenever a join starts, its list of segments in the work folder is
@@ -58,13 +61,13 @@ def install(mode: str, other: Path, source: Path, output: Path) -> None:
         if isinstance(event, events.SegmentDone) and not event.resumed:
             if mode == "swap" and once(mode):
                 os.replace(other, source)
-            elif mode == "rewrite" and once(mode):
+        elif isinstance(event, events.StageChanged):
+            partial = partial_name(output)
+            if mode == "rewrite" and event.stage == "muxing" and once(mode):
                 stat = source.stat()
                 with source.open("r+b") as file:
                     file.write(other.read_bytes())
                 os.utime(source, ns=(stat.st_atime_ns, stat.st_mtime_ns))
-        elif isinstance(event, events.StageChanged):
-            partial = partial_name(output)
             if mode == "diskfull" and event.stage == "muxing":
                 partial.symlink_to("/dev/full")
             elif mode == "worklistfull" and event.stage == "muxing":

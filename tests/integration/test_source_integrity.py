@@ -70,9 +70,9 @@ def test_a_source_changed_during_the_encode_fails_the_job(
     make_media: MakeMedia, tmp_path: Path, mode: str
 ) -> None:
     """swap: another file takes the name after the first segment (the stat sees a new
-    inode before the next segment starts). rewrite: the same inode is overwritten with
-    the other film and its modification time put back (only the content fingerprint,
-    checked before the join, can see it)."""
+    inode before the next segment starts). rewrite: as the join starts, the same inode is
+    overwritten with the other film and its modification time put back (only the content
+    fingerprint, checked before the join, can see it)."""
     source, other = _films(make_media)
     out_dir = tmp_path / "out"
     out_dir.mkdir()
