@@ -181,11 +181,15 @@ def parse_content_light(raw: bytes) -> ContentLight | None:
 
 
 def frame_side_data(frame: Any) -> dict[str, bytes]:
-    """A decoded PyAV frame's side data by type name (the first of each type)."""
+    """A decoded PyAV frame's side data by type name (the first of each type).
+
+    PyAV up to 18.1.0 iterates a frame's side data as items that carry their `type`;
+    18.1.1 made it a mapping from the type to the item: both are read."""
     found: dict[str, bytes] = {}
-    for item in frame.side_data:
-        name = getattr(item.type, "name", str(item.type))
-        found.setdefault(name, bytes(item))
+    side = frame.side_data
+    for entry in side:
+        kind, item = (entry.type, entry) if hasattr(entry, "type") else (entry, side[entry])
+        found.setdefault(getattr(kind, "name", str(kind)), bytes(item))
     return found
 
 

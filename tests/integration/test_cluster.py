@@ -60,6 +60,7 @@ from drapto_engine.cluster.tasks import (
 from drapto_engine.cluster.toolchain import fingerprint
 from drapto_engine.core.errors import EncodeError, MediaError
 from drapto_engine.core.models import EncodeSettings, Segment
+from drapto_engine.infrastructure.hdr_probe import frame_side_data
 from drapto_engine.infrastructure.scratch import OWNED, scratch_root
 from drapto_engine.services.detection import analyze_video
 from drapto_engine.services.encoding.plan import VideoPlan
@@ -608,7 +609,7 @@ def test_dolby_vision_segment_keeps_every_rpu_remotely(
                 (
                     f.pts,
                     hashlib.md5(f.to_ndarray().tobytes()).hexdigest(),
-                    [bytes(sd) for sd in f.side_data if "DOVI" in sd.type.name],
+                    [v for k, v in frame_side_data(f).items() if "DOVI" in k],
                 )
                 for f in container.decode(video=0)
             ]
