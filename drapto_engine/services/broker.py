@@ -85,7 +85,7 @@ class SegmentBroker:
         self.bus = bus
         self.state = state
         self.executor = executor
-        self.slots = resources
+        self.resources = resources
         self.flags = flags
         self.priority = priority
         self.source = source
@@ -105,7 +105,7 @@ class SegmentBroker:
         parallel encoding otherwise loses.
         """
         job = self.job
-        slots = self.slots
+        slots = self.resources
         limit = self.executor.concurrency()
         pending: list[Segment] = []
         planned_at: dict[int, float] = {}

@@ -163,7 +163,7 @@ class Orchestrator:
         self.ffmpeg = ffmpeg
         self.bus = bus
         self.state = state
-        self.slots = resources
+        self.resources = resources
         self.flags = flags or FlagSet()
         self.monitor = monitor
         self.executor: SegmentExecutor = executor or LocalExecutor(resources)
@@ -381,7 +381,7 @@ class Orchestrator:
                 bus=self.bus,
                 state=self.state,
                 executor=self.executor,
-                resources=self.slots,
+                resources=self.resources,
                 flags=self.flags,
                 priority=request.priority,
                 source=self.source,
