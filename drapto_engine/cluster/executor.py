@@ -4,7 +4,7 @@ The engine hosts a Dask scheduler (host.py); this executor places each segment:
 a free local slot runs it here, exactly as LocalExecutor does; otherwise a remote worker
 with a free `encoder` slot runs it, reading the source through its own mount when its
 `--path-map` covers the source (shared storage) and leads to the same file (its size and
-fingerprint are compared there), else from the segment's packets shipped as bytes
+fingerprint are compared there with those the orchestrator read when the job started), else from the segment's packets shipped as bytes
 (tasks.py). With no usable worker (none joined, the
 `distributed_encoding` flag off, or the job rolled back to local) it waits for a local
 slot, so one machine alone behaves as it always did.
@@ -48,7 +48,6 @@ from drapto_engine.cluster.tasks import (
     PacketIndex,
     encode_mapped_segment,
     encode_shipped_segment,
-    file_identity,
     map_path,
     packet_index,
     progress_of,
@@ -138,9 +137,10 @@ class RemoteSlot:
             for w in ex.workers()
             if _covers(w, plan.source) and w.address not in ex.mismatched.get(plan.source, ())
         ]
-        if self.worker.address not in covering:
+        if self.worker.address not in covering or work.source is None:
             return None
-        expected = await ex.identity(plan.source)
+        # the fingerprint the orchestrator read when the job started, not a read of our own
+        expected = FileIdentity(work.source.size, work.source.fingerprint)
         options: dict[str, Any] = {"workers": covering, "allow_other_workers": False}
         try:
             return await self._run(
@@ -355,7 +355,6 @@ class DaskExecutor:
         self.failures: dict[str, int] = {}
         self.rolled_back: set[str] = set()
         self._indexes: dict[Path, asyncio.Task[PacketIndex]] = {}
-        self._identities: dict[Path, asyncio.Task[FileIdentity]] = {}
         self.mismatched: dict[Path, set[str]] = {}
         """Workers (by address) whose path map leads to another file than the source."""
 
@@ -411,16 +410,6 @@ class DaskExecutor:
         if task is None or (task.done() and task.exception() is not None):
             task = self._indexes[source] = asyncio.ensure_future(
                 asyncio.to_thread(packet_index, source)
-            )
-        return await asyncio.shield(task)
-
-    async def identity(self, source: Path) -> FileIdentity:
-        """The source's size and fingerprint, read once per file, that a worker compares
-        with the file its path map leads to."""
-        task = self._identities.get(source)
-        if task is None or (task.done() and task.exception() is not None):
-            task = self._identities[source] = asyncio.ensure_future(
-                asyncio.to_thread(file_identity, source)
             )
         return await asyncio.shield(task)
 

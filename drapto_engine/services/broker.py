@@ -262,6 +262,7 @@ class SegmentBroker:
                     threads=threads,
                     on_started=on_started,
                     on_progress=self._progress_reporter(segment),
+                    source=self.source[1] if self.source is not None else None,
                 )
                 if self.source is not None:  # a stat: cheap before every segment
                     await asyncio.to_thread(check_unchanged, *self.source, content=False)
