@@ -43,7 +43,8 @@ from drapto_engine.core.jobs import JobOptions, QueueEntry
 from drapto_engine.engine import Engine
 from drapto_engine.infrastructure import paths
 from drapto_engine.infrastructure.ffmpeg.toolchain import find_toolchain
-from drapto_engine.infrastructure.store import QueueStore, StateStore
+from drapto_engine.infrastructure.queue_store import QueueStore
+from drapto_engine.infrastructure.store import StateStore
 from drapto_engine.server.client import EngineClient
 from drapto_engine.server.server import EngineServer
 

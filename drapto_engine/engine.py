@@ -58,9 +58,11 @@ from drapto_engine.core.models import EncodeSettings, ResolutionClass
 from drapto_engine.core.state import JobStage, JobTakenOver, StateDamaged
 from drapto_engine.infrastructure import paths
 from drapto_engine.infrastructure.probe import probe
-from drapto_engine.infrastructure.resources import ResourceManager, default_workers
+from drapto_engine.infrastructure.queue_store import QueueStore
+from drapto_engine.infrastructure.resources import ResourceManager
 from drapto_engine.infrastructure.state_manager import StateManager
-from drapto_engine.infrastructure.store import QueueStore, StateStore
+from drapto_engine.infrastructure.store import StateStore
+from drapto_engine.infrastructure.workers import default_workers
 from drapto_engine.monitoring import Monitor, rollback_flag
 from drapto_engine.services.executors import SegmentExecutor
 from drapto_engine.services.executors.local import LocalExecutor

@@ -46,15 +46,12 @@ from drapto_engine.core.state import (
     StateDamaged,
 )
 from drapto_engine.core.text import model_json
+from drapto_engine.infrastructure.disk import check_disk, estimated_output_bytes
 from drapto_engine.infrastructure.extents import stream_extents
 from drapto_engine.infrastructure.ffmpeg.runner import run_checked
 from drapto_engine.infrastructure.prefetch import Prefetch
 from drapto_engine.infrastructure.probe import probe
-from drapto_engine.infrastructure.resources import (
-    ResourceManager,
-    check_disk,
-    estimated_output_bytes,
-)
+from drapto_engine.infrastructure.resources import ResourceManager
 from drapto_engine.infrastructure.source_identity import (
     SourceIdentity,
     check_unchanged,

@@ -10,7 +10,8 @@ from drapto_engine.core.events import Event, EventBus, Warning
 from drapto_engine.core.jobs import JobOptions, QueueEntry
 from drapto_engine.engine import Engine
 from drapto_engine.infrastructure import paths
-from drapto_engine.infrastructure.store import QueueStore, StateStore
+from drapto_engine.infrastructure.queue_store import QueueStore
+from drapto_engine.infrastructure.store import StateStore
 
 
 def test_entries_saved_with_options_now_refused_keep_their_place(
