@@ -41,7 +41,7 @@ from drapto_engine.core.events import (
     ResourcesSampled,
     RolledBack,
     StageChanged,
-    Warning,
+    WarningEvent,
 )
 from drapto_engine.core.flags import (
     DISTRIBUTED_ENCODING,
@@ -143,7 +143,7 @@ class Engine:
         if self.store.recovered is not None:
             message = self.store.recovered.message(self.store.path)
             log.warning("%s", message)
-            self.bus.emit(Warning(message=message))
+            self.bus.emit(WarningEvent(message=message))
         self.state = StateManager(self.store)
         self.queue = QueueStore(self.store)
         self._flags_file = saved_flags_file(config_path)
@@ -187,7 +187,7 @@ class Engine:
         self._recover_entries(owns_queue)
         for message in self.queue.amended:
             log.warning("%s", message)
-            self.bus.emit(Warning(message=message))
+            self.bus.emit(WarningEvent(message=message))
         self.view.state = EngineSnapshot(
             paused=self.paused,
             workers=self.resources.limit,
@@ -638,7 +638,7 @@ class Engine:
             await run
         except StateDamaged as exc:
             log.error("%s", exc.one_line())
-            self.bus.emit(Warning(message=exc.one_line()))
+            self.bus.emit(WarningEvent(message=exc.one_line()))
 
     async def _run_entry(self, entry: QueueEntry, active: _RunningEntry) -> None:
         try:
@@ -897,7 +897,7 @@ class Engine:
             try:
                 save_flags(self._flags_file, self._saved_flags)
             except OSError as exc:
-                self.bus.emit(Warning(message=f"{self._flags_file}: flags not saved ({exc})"))
+                self.bus.emit(WarningEvent(message=f"{self._flags_file}: flags not saved ({exc})"))
         self.bus.emit(FlagChanged(flag=view, previous=previous, reason=reason))
 
     def _memory_notice(self, message: str) -> None:
@@ -942,7 +942,7 @@ class Engine:
             return
         error = await notify(url, title, message, tags=[tag])
         if error is not None:
-            self.bus.emit(Warning(message=f"notification to {url} failed: {error}"))
+            self.bus.emit(WarningEvent(message=f"notification to {url} failed: {error}"))
 
 
 def absolute_path(text: str) -> Path:

@@ -42,7 +42,7 @@ from drapto_engine.cli.printers import Printer, make_printer
 from drapto_engine.config import Config, load_config
 from drapto_engine.core.api import INTERRUPTED_NOTE, EngineAPI
 from drapto_engine.core.errors import DraptoError
-from drapto_engine.core.events import EventBus, Warning
+from drapto_engine.core.events import EventBus, WarningEvent
 from drapto_engine.core.jobs import FINAL_STATUSES, EntryStatus, JobOptions, QueueEntry
 from drapto_engine.core.metrics import size_change
 from drapto_engine.core.text import dumps
@@ -305,10 +305,10 @@ async def _follow_remote(
 ) -> Followed:
     """Submit to the running engine and print its events for our entries until they
     end, the user stops us (the engine then interrupts them) or the engine is lost."""
-    printer.handle(Warning(message="submitting to the running engine service"))
+    printer.handle(WarningEvent(message="submitting to the running engine service"))
     if batch.defaults.workers:
         printer.handle(
-            Warning(message="the queue file's workers is ignored: the engine's bound applies")
+            WarningEvent(message="the queue file's workers is ignored: the engine's bound applies")
         )
     try:
         return await follow(client, lambda c: _submit(c, batch, label), printer, stop)
@@ -327,7 +327,7 @@ async def _notify(config: Config, title: str, message: str, printer: Printer) ->
 
     error = await notify(config.notify_url, title, message, tags=["batch"])
     if error is not None:
-        printer.handle(Warning(message=f"notification to {config.notify_url} failed: {error}"))
+        printer.handle(WarningEvent(message=f"notification to {config.notify_url} failed: {error}"))
 
 
 def summary_rows(entries: Iterable[QueueEntry]) -> list[dict[str, Any]]:
