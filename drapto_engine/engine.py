@@ -53,26 +53,30 @@ from drapto_engine.core.flags import (
     parse_states,
 )
 from drapto_engine.core.jobs import FINAL_STATUSES, EntryStatus, JobOptions, QueueEntry
-from drapto_engine.core.metrics import JobSummary, ResourceSnapshot, size_change
+from drapto_engine.core.metrics import JobSummary, ResourceSnapshot
 from drapto_engine.core.models import EncodeSettings, ResolutionClass
 from drapto_engine.core.state import JobStage, JobTakenOver, StateDamaged
 from drapto_engine.infrastructure import paths
-from drapto_engine.infrastructure.probe import probe
 from drapto_engine.infrastructure.resources import ResourceManager, default_workers
 from drapto_engine.infrastructure.state_manager import StateManager
 from drapto_engine.infrastructure.store import QueueStore, StateStore
 from drapto_engine.monitoring import Monitor, rollback_flag
+from drapto_engine.notifications import Notifier
 from drapto_engine.services.executors import SegmentExecutor
 from drapto_engine.services.executors.local import LocalExecutor
 from drapto_engine.services.library import (
-    ALREADY_AV1,
     file_problem,
-    is_av1,
     output_path,
     scan_folder,
 )
 from drapto_engine.services.orchestrator import EncodeRequest, Orchestrator, job_record
-from drapto_engine.services.outputs import check_folder, check_free, check_output_path
+from drapto_engine.services.outputs import (
+    check_folder,
+    check_free,
+    check_output_path,
+    named_outputs,
+)
+from drapto_engine.services.skip import skip_reason
 from drapto_engine.services.workdir import WORK_PREFIX
 
 if TYPE_CHECKING:
@@ -91,7 +95,8 @@ CLEARED_STATUSES = frozenset({EntryStatus.DONE, EntryStatus.SKIPPED, EntryStatus
 """What clear_finished removes: failed entries stay until retried or removed."""
 
 BACKGROUND_GRACE_S = 2.0
-"""How long stopping waits for pending notifications (a stop must finish within 5 s)."""
+"""How long stopping waits for pending notifications and entry notes (a stop must finish
+within 5 s)."""
 
 
 @dataclass
@@ -185,6 +190,7 @@ class Engine:
         if owns_queue is None:
             owns_queue = not paths.held_by_another(paths.engine_lock(self.state_dir))
         self._recover_entries(owns_queue)
+        self.notifier = Notifier(self.bus, self.config, known=self._entries)
         for message in self.queue.amended:
             log.warning("%s", message)
             self.bus.emit(WarningEvent(message=message))
@@ -246,16 +252,21 @@ class Engine:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        if self._background:  # notifications of jobs that just ended: let them go out
-            await asyncio.wait(set(self._background), timeout=BACKGROUND_GRACE_S)
-        for task in list(self._background):
-            task.cancel()
-        await asyncio.gather(*self._background, return_exceptions=True)
+        await asyncio.gather(
+            self.notifier.stop(BACKGROUND_GRACE_S), self._stop_background(BACKGROUND_GRACE_S)
+        )
         await self.resources.shutdown()
         await self.monitor.stop()
         if self.cluster is not None:
             await self.cluster.stop()
             self.cluster = self.executor = None
+
+    async def _stop_background(self, grace_s: float) -> None:
+        if self._background:  # an ended job's last note: let it be written
+            await asyncio.wait(set(self._background), timeout=grace_s)
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
 
     def close(self) -> None:
         self.store.close()
@@ -356,7 +367,7 @@ class Engine:
                 raise DraptoError(file_problem(path) or "is not a regular file", path)
             else:
                 raise DraptoError("no such file or folder", path)
-        pairs, refused = await asyncio.to_thread(_named_outputs, pairs)
+        pairs, refused = await asyncio.to_thread(named_outputs, pairs)
         failed += refused
         added = await self.add(pairs, options=options, flags=flags, batch=batch)
         return added + await self.add_failed(failed, options=options, flags=flags, batch=batch)
@@ -469,7 +480,6 @@ class Engine:
             stored = await asyncio.to_thread(self.queue.add, entry)
             self._entries[stored.id] = stored
             self.bus.emit(EntryChanged(entry=stored))
-            self._notify_end(stored)
             added.append(stored)
         return added
 
@@ -700,8 +710,6 @@ class Engine:
                 del self._job_entries[job]
             active.planned.set()
             self._wake.set()
-            if entry.status in FINAL_STATUSES and not active.interrupt_requested:
-                self._notify_end(entry)
 
     async def _cancelled(self, entry: QueueEntry, active: _RunningEntry) -> QueueEntry:
         orchestrator = active.orchestrator
@@ -820,20 +828,12 @@ class Engine:
         )
 
     async def _skip_reason(self, entry: QueueEntry) -> str | None:
-        """Why an entry needs no encode: its source is AV1 already (unless forced), or
-        its output exists and is a finished encode of it (unless it is to be overwritten)."""
-        output, source = Path(entry.output), Path(entry.input)
+        """Why an entry needs no encode (services/skip.py), None when it is encoded."""
         options = entry.options.over(self.config.defaults)
-        if not options.force and await asyncio.to_thread(is_av1, source):
-            return ALREADY_AV1
-        if options.overwrite or not output.exists() or not source.exists():
-            return None
         request = self.request_for(entry, entry.rollbacks)
-        record = await asyncio.to_thread(job_record, request)
-        stored = await asyncio.to_thread(self.store.job, record.id)
-        if stored is not None and stored.stage is JobStage.DONE:
-            return "already encoded"
-        return await asyncio.to_thread(_output_matches, source, output, self.ffmpeg)
+        return await asyncio.to_thread(
+            skip_reason, request, force=bool(options.force), jobs=self.store, ffmpeg=self.ffmpeg
+        )
 
     # -- bookkeeping --
 
@@ -915,35 +915,6 @@ class Engine:
                 )
             )
 
-    def _notify_end(self, entry: QueueEntry) -> None:
-        url = self.config.notify_url
-        if not url or entry.id <= 0:
-            return
-        name = Path(entry.input).name
-        message = {
-            EntryStatus.DONE: f"{name}: done"
-            + (
-                f", {size_change(entry.summary.reduction_percent, 0)} in {entry.summary.wall_s:.0f} s"
-                if entry.summary
-                else ""
-            ),
-            EntryStatus.FAILED: f"{name}: failed: {entry.error}",
-            EntryStatus.SKIPPED: f"{name}: skipped ({entry.note})",
-            EntryStatus.CANCELLED: f"{name}: cancelled",
-        }[entry.status]
-        self._spawn(self.notify(f"drapto: job {entry.status.value}", message, entry.status.value))
-
-    async def notify(self, title: str, message: str, tag: str) -> None:
-        """POST to the configured notify_url; a failure is a warning, never a failed job."""
-        from drapto_engine.infrastructure.notify import notify
-
-        url = self.config.notify_url
-        if not url:
-            return
-        error = await notify(url, title, message, tags=[tag])
-        if error is not None:
-            self.bus.emit(WarningEvent(message=f"notification to {url} failed: {error}"))
-
 
 def absolute_path(text: str) -> Path:
     """A path a client sent: it must be absolute (a relative one would be read against
@@ -956,34 +927,3 @@ def absolute_path(text: str) -> Path:
             "is a relative path: the engine needs absolute paths", text, hint="give the full path"
         )
     return path
-
-
-def _named_outputs(
-    pairs: list[tuple[Path, Path]],
-) -> tuple[list[tuple[Path, Path]], list[tuple[Path, Path, str]]]:
-    """The (input, output) pairs whose output names pass services/outputs.py, and the
-    others as failures (a folder named like an output). Their folders are checked when
-    each job starts: an output_dir's subfolders are made then."""
-    good: list[tuple[Path, Path]] = []
-    refused: list[tuple[Path, Path, str]] = []
-    for source, output in pairs:
-        try:
-            check_output_path(output, source, made_folder=True)
-        except DraptoError as exc:
-            refused.append((source, output, exc.one_line()))
-        else:
-            good.append((source, output))
-    return good, refused
-
-
-def _output_matches(source: Path, output: Path, ffmpeg: str) -> str | None:
-    """ "output exists and validates" when an existing output is AV1 with the source's
-    frame count; None when it is something else (then it is not ours to skip)."""
-    try:
-        existing, original = probe(output, ffmpeg), probe(source, ffmpeg)
-    except DraptoError:
-        return None
-    same = (
-        existing.video.codec == "av1" and existing.video.frame_count == original.video.frame_count
-    )
-    return "output exists and validates" if same else None
