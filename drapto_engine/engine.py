@@ -35,7 +35,6 @@ from drapto_engine.core.events import (
     Alert,
     AnalysisReady,
     ClusterSampled,
-    EntryChanged,
     Event,
     EventBus,
     FlagChanged,
@@ -650,7 +649,7 @@ class Engine:
             skip_reason, request, force=bool(options.force), jobs=self.store, ffmpeg=self.ffmpeg
         )
 
-    # -- bookkeeping --
+    # -- what the jobs' events say about their entries --
 
     def _job_started(self, entry_id: int, job: str) -> None:
         self._job_entries[job] = entry_id
@@ -665,18 +664,14 @@ class Engine:
         if isinstance(event, StageChanged) and event.job in self._job_entries:
             entry = self.entry_queue.by_id.get(self._job_entries[event.job])
             if entry is not None and entry.status is EntryStatus.RUNNING:
-                updated = entry.model_copy(update={"stage": event.stage, "job": event.job})
-                self.entry_queue.by_id[entry.id] = updated
-                self.bus.emit(EntryChanged(entry=updated))
+                self.entry_queue.amend(entry, stage=event.stage, job=event.job)
 
     def _analysed(self, entry_id: int, dynamic_range: str) -> None:
         """The entry keeps its dynamic range (stored with its next update): clients show
         it for finished entries of earlier sessions and of batch runs too."""
         entry = self.entry_queue.by_id.get(entry_id)
         if entry is not None and entry.dynamic_range != dynamic_range:
-            updated = entry.model_copy(update={"dynamic_range": dynamic_range})
-            self.entry_queue.by_id[entry_id] = updated
-            self.bus.emit(EntryChanged(entry=updated))
+            self.entry_queue.amend(entry, dynamic_range=dynamic_range)
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)

@@ -332,6 +332,13 @@ class EntryQueue:
             await self.write([updated.id])
         return updated
 
+    def amend(self, entry: QueueEntry, **changes: Any) -> None:
+        """Change an entry in this copy only and tell clients (a running entry's stage,
+        its dynamic range): the change is written with the entry's next update."""
+        updated = entry.model_copy(update=changes)
+        self.by_id[updated.id] = updated
+        self.bus.emit(EntryChanged(entry=updated))
+
     async def write(self, entry_ids: list[int]) -> None:
         """Write these entries as they are when their turn comes, then tell clients."""
         async with self._writing:
