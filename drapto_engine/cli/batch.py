@@ -45,7 +45,7 @@ from drapto_engine.cli.summary import (
 from drapto_engine.config import Config, load_config
 from drapto_engine.core.api import EngineAPI
 from drapto_engine.core.errors import DraptoError
-from drapto_engine.core.events import EventBus, Warning
+from drapto_engine.core.events import EventBus, WarningEvent
 from drapto_engine.core.jobs import EntryStatus, JobOptions, QueueEntry
 from drapto_engine.infrastructure import paths
 from drapto_engine.infrastructure.ffmpeg.toolchain import find_toolchain
@@ -294,10 +294,10 @@ async def _follow_remote(
 ) -> Followed:
     """Submit to the running engine and print its events for our entries until they
     end, the user stops us (the engine then interrupts them) or the engine is lost."""
-    printer.handle(Warning(message="submitting to the running engine service"))
+    printer.handle(WarningEvent(message="submitting to the running engine service"))
     if batch.defaults.workers:
         printer.handle(
-            Warning(message="the queue file's workers is ignored: the engine's bound applies")
+            WarningEvent(message="the queue file's workers is ignored: the engine's bound applies")
         )
     try:
         return await follow(client, lambda c: _submit(c, batch, label), printer, stop)
@@ -316,4 +316,4 @@ async def _notify(config: Config, title: str, message: str, printer: Printer) ->
 
     error = await notify(config.notify_url, title, message, tags=["batch"])
     if error is not None:
-        printer.handle(Warning(message=f"notification to {config.notify_url} failed: {error}"))
+        printer.handle(WarningEvent(message=f"notification to {config.notify_url} failed: {error}"))
