@@ -282,11 +282,10 @@ class Orchestrator:
             audio = await audio_task
         finally:
             await beside.stop()
-        timing = saved_plan
-        if timing is None:  # the broker hands every plan it ran to save_plan
+        if saved_plan is None:  # the broker hands every plan it ran to save_plan
             raise RuntimeError(f"job {run.job}: segments were encoded with no plan saved")
         await self._shadow_scenes(run, plan, planned, beside)
-        await self._join_and_validate(run, plan, planned, timing, audio)
+        await self._join_and_validate(run, plan, planned, saved_plan, audio)
         metrics = await self._save_metrics(run.job)
         await self._put_output_in_place(run)
         summary = self._summary(
@@ -440,9 +439,8 @@ class Orchestrator:
         await self._set_stage(job, JobStage.ANALYZING)
         if run.resume is not None:
             return run.resume.analysis  # the same source and settings: the same answer
-        times_task = beside.start(asyncio.to_thread(frame_times, media.path))
+        beside.times = times_task = beside.start(asyncio.to_thread(frame_times, media.path))
         beside.extents = beside.start(asyncio.to_thread(stream_extents, media.path))
-        beside.times = times_task
         if scans_for_cuts(request.settings, media):
             # The scene scan needs nothing that analysis finds, so it runs
             # beside it on the core that analysis leaves idle.
