@@ -9,10 +9,10 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from drapto_engine.core.errors import (
     DiskFull,
@@ -47,7 +47,7 @@ from drapto_engine.core.state import (
 )
 from drapto_engine.core.text import model_json
 from drapto_engine.infrastructure.disk import check_disk, estimated_output_bytes
-from drapto_engine.infrastructure.extents import stream_extents
+from drapto_engine.infrastructure.extents import Extent, stream_extents
 from drapto_engine.infrastructure.ffmpeg.runner import run_checked
 from drapto_engine.infrastructure.prefetch import Prefetch
 from drapto_engine.infrastructure.probe import probe
@@ -85,6 +85,8 @@ from drapto_engine.services.workdir import (
 )
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -136,6 +138,83 @@ class JobMonitor(Protocol):
     def forget(self, job_id: str) -> None: ...
 
 
+def _check_encodable(media: MediaInfo, source: Path) -> None:
+    """Refusals that need only the probe, before any work."""
+    too_small = size_problem(media.video.width, media.video.height)
+    if too_small is not None:  # the encoder would fail every try
+        raise MediaError(too_small, source)
+    untimed = container_problem(media.container)
+    if untimed is not None:  # a segment would start a frame off
+        raise MediaError(untimed, source)
+    orientation(media.video.display_matrix, source)  # a turn it cannot do
+
+
+@dataclass(frozen=True)
+class _Run:
+    """One run of a job, as prepared before the job is held: what its stages read."""
+
+    request: EncodeRequest
+    record: JobRecord
+    identity: SourceIdentity
+    """The source as analysed: every step that reads it checks it is still this file."""
+    work_root: Path
+    work: Path
+    """The job's work folder (workdir.py)."""
+    prior: Prior
+    """What an unfinished run of the job left (resume.py)."""
+    media: MediaInfo
+    partial: Path
+    """The name the output is written under until it validates."""
+
+    @property
+    def job(self) -> str:
+        return self.record.id
+
+    @property
+    def resume(self) -> StoredPlan | None:
+        """The stored plan this run resumes with; None: it analyses and plans afresh."""
+        return self.prior.plan
+
+
+@dataclass
+class _Beside:
+    """Work running beside the stages (the source's frame times and extents, the scene
+    scan ahead, the audio); `stop` ends what still runs, however the stages end."""
+
+    tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+    scan_ahead: Prefetch[Segment] | None = None
+    times: asyncio.Task[list[float]] | None = None
+    extents: asyncio.Task[dict[int, Extent]] | None = None
+
+    def start(self, work: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
+        task = asyncio.create_task(work)
+        self.tasks.append(task)
+        return task
+
+    def source_times(self) -> asyncio.Task[list[float]]:
+        if self.times is None:
+            raise RuntimeError("the source's frame times are read only by a run that analyses")
+        return self.times
+
+    def source_extents(self) -> asyncio.Task[dict[int, Extent]]:
+        if self.extents is None:
+            raise RuntimeError("the source's extents are read only by a run that analyses")
+        return self.extents
+
+    async def stop_scan(self) -> None:
+        if self.scan_ahead is not None:
+            await self.scan_ahead.aclose()
+            self.scan_ahead = None
+
+    async def stop(self) -> None:
+        await self.stop_scan()
+        for task in self.tasks:
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
+
+
 class Orchestrator:
     """Runs one encode job, emitting an event for every stage and segment.
 
@@ -176,7 +255,49 @@ class Orchestrator:
         """The job's source and its identity as analysed (source_identity.py)."""
 
     async def encode(self, request: EncodeRequest) -> JobSummary:
-        """Run one job to its end, resuming what an interrupted run of it left."""
+        """Run one job to its end, resuming what an interrupted run of it left.
+
+        The order of a job: prepare (checks, identity, probe) before it is held; hold it;
+        reconcile what an earlier run left; then the pipeline while it is held."""
+        run = await self._prepare(request)
+        _, dropped = await self.state.begin(run.record)
+        # This run's figures only: an earlier run of the job in this engine (interrupted,
+        # then retried) left its segments in the monitor.
+        self.monitor.forget(run.job)
+        await self._reconcile_prior(run, dropped)
+        self.stage = JobStage.QUEUED
+        return await self._run_held(run)
+
+    async def _pipeline(self, run: _Run) -> JobSummary:
+        """The stages of a held job, in order."""
+        started = time.monotonic()
+        beside = _Beside()
+        try:
+            analysis = await self._analyse(run, beside)
+            plan = self._plan(run, analysis)
+            self._check_disk(run.request, analysis, run.work)
+            run.work.mkdir(parents=True, exist_ok=True)
+            audio_task = beside.start(self._encode_audio(run.job, run.media, run.work))
+            planned, saved_plan = await self._encode_segments(run, plan, analysis, beside)
+            audio = await audio_task
+        finally:
+            await beside.stop()
+        if saved_plan is None:  # the broker hands every plan it ran to save_plan
+            raise RuntimeError(f"job {run.job}: segments were encoded with no plan saved")
+        await self._shadow_scenes(run, plan, planned, beside)
+        await self._join_and_validate(run, plan, planned, saved_plan, audio)
+        metrics = await self._save_metrics(run.job)
+        await self._put_output_in_place(run)
+        summary = self._summary(
+            run.request, run.media, len(planned), time.monotonic() - started, metrics
+        )
+        self.bus.emit(JobFinished(job=run.job, summary=summary))
+        return summary
+
+    async def _prepare(self, request: EncodeRequest) -> _Run:
+        """What comes before the job is held: the checks that cost nothing, the job's id,
+        the source's identity, what an earlier run left, the probe (or the stored one) and
+        the refusals that need only the probe."""
         preflight(request)
         record = await asyncio.to_thread(job_record, request)
         # The source as analysed: every step that reads it checks it is still this file.
@@ -186,26 +307,30 @@ class Orchestrator:
         work = work_root / f"{WORK_PREFIX}{record.id}"
         stored = await asyncio.to_thread(self.state.store.job, record.id)
         prior = await asyncio.to_thread(Prior.of, stored, work, record.id, identity)
-        resume, replaced, stale = prior.plan, prior.replaced, prior.stale
-        if resume is not None:
-            media = resume.analysis.media
+        if prior.plan is not None:
+            media = prior.plan.analysis.media
         else:
             media = await asyncio.to_thread(probe, request.input, self.ffmpeg)
-        too_small = size_problem(media.video.width, media.video.height)
-        if too_small is not None:  # before any work: the encoder would fail every try
-            raise MediaError(too_small, request.input)
-        untimed = container_problem(media.container)
-        if untimed is not None:  # before any work: a segment would start a frame off
-            raise MediaError(untimed, request.input)
-        orientation(media.video.display_matrix, request.input)  # a turn it cannot do
-        job = self.job = record.id
+        _check_encodable(media, request.input)
+        self.job = record.id
         if self.on_job is not None:
-            self.on_job(job)
-        partial = partial_name(request.output)
-        _, dropped = await self.state.begin(record)
-        # This run's figures only: an earlier run of the job in this engine (interrupted,
-        # then retried) left its segments in the monitor.
-        self.monitor.forget(job)
+            self.on_job(record.id)
+        return _Run(
+            request=request,
+            record=record,
+            identity=identity,
+            work_root=work_root,
+            work=work,
+            prior=prior,
+            media=media,
+            partial=partial_name(request.output),
+        )
+
+    async def _reconcile_prior(self, run: _Run, dropped: list[JobRecord]) -> None:
+        """Once the job is held: remove the work of dropped jobs (other settings or an
+        older source), of an unfinished run whose source was replaced or whose plan another
+        drapto made, and the leftovers of interrupted runs."""
+        request, job, work = run.request, run.job, run.work
         for old in dropped:
             if old.id not in request.replaces:
                 self.bus.emit(
@@ -215,23 +340,27 @@ class Orchestrator:
                         "an older source) is dropped; starting afresh",
                     )
                 )
-            await asyncio.to_thread(shutil.rmtree, work_root / f"{WORK_PREFIX}{old.id}", True)
-        if replaced:
+            await asyncio.to_thread(shutil.rmtree, run.work_root / f"{WORK_PREFIX}{old.id}", True)
+        if run.prior.replaced:
             self.bus.emit(
                 WarningEvent(
                     job=job,
                     message=f"{request.input}: the source is not the file the unfinished run "
-                    f"encoded ({'; '.join(replaced)}); starting afresh",
+                    f"encoded ({'; '.join(run.prior.replaced)}); starting afresh",
                 )
             )
             await self.state.forget_work(job)
             await asyncio.to_thread(shutil.rmtree, work, True)
-        elif stale:
+        elif run.prior.stale:
             await self.state.forget_work(job)
             await asyncio.to_thread(shutil.rmtree, work, True)
         for leftover in await asyncio.to_thread(leftovers, work, request.output):
             leftover.unlink(missing_ok=True)
-        self.stage = JobStage.QUEUED
+
+    async def _run_held(self, run: _Run) -> JobSummary:
+        """The pipeline while this process holds the job: the heartbeat, and what each way
+        of ending leaves (failed, taken over, interrupted) and releases."""
+        job, work, partial = run.job, run.work, run.partial
         this_task = asyncio.current_task()
         taken_over_by: DraptoError | None = None  # why another drapto holds the job now
         running = True
@@ -244,11 +373,11 @@ class Orchestrator:
                 this_task.cancel()
 
         heartbeat = asyncio.create_task(self.state.keep_alive(job, on_lost))
-        keep_work = request.keep_work
+        keep_work = run.request.keep_work
         still_ours = True  # whether the job's state and work folder are still this run's
         try:
             try:
-                return await self._pipeline(job, request, media, work, partial, resume, identity)
+                return await self._pipeline(run)
             finally:
                 running = False
         except (JobTakenOver, StateDamaged) as exc:
@@ -302,129 +431,133 @@ class Orchestrator:
         self.stage = stage
         self.bus.emit(StageChanged(job=job, stage=stage.value))
 
-    async def _pipeline(
-        self,
-        job: str,
-        request: EncodeRequest,
-        media: MediaInfo,
-        work: Path,
-        partial: Path,
-        resume: StoredPlan | None,
-        identity: SourceIdentity,
-    ) -> JobSummary:
-        started = time.monotonic()
+    async def _analyse(self, run: _Run, beside: _Beside) -> VideoAnalysis:
+        """The analysis, stored; a resumed run has it from its stored plan. The source's
+        frame times, its extents and (when the job will scan for cuts) the scene scan
+        start beside it."""
+        job, request, media = run.job, run.request, run.media
         await self._set_stage(job, JobStage.ANALYZING)
-        shadow_crop = "crop_detection" in request.shadow
-        tasks: list[asyncio.Task[Any]] = []
-        scan_ahead: Prefetch[Segment] | None = None
-        try:
-            if resume is not None:
-                analysis = resume.analysis  # the same source and settings: the same answer
-            else:
-                times_task = asyncio.create_task(asyncio.to_thread(frame_times, media.path))
-                extents_task = asyncio.create_task(asyncio.to_thread(stream_extents, media.path))
-                tasks += [times_task, extents_task]
-                if scans_for_cuts(request.settings, media):
-                    # The scene scan needs nothing that analysis finds, so it runs
-                    # beside it on the core that analysis leaves idle.
-                    scan_ahead = Prefetch(
-                        self._stream_segments(request.settings, True, media, times_task)
-                    )
-                analysis = await asyncio.to_thread(
-                    analyze_media, media, crop_detection=request.settings.crop or shadow_crop
-                )
-                await self.state.save(job, analysis=model_json(analysis))
-
-                async def measured(planned: list[Segment]) -> StoredPlan:
-                    return StoredPlan.measure(
-                        analysis, planned, media, await times_task, await extents_task, identity
-                    )
-
-            plan = self.plan = VideoPlan.make(self.ffmpeg, analysis, request.settings)
-            self._emit_analysis(job, plan)
-            if shadow_crop:
-                self.bus.emit(crop_discrepancy(job, plan, analysis))
-            for message in plan.warnings:
-                self.bus.emit(WarningEvent(job=job, message=message))
-            self._check_disk(request, analysis, work)
-            work.mkdir(parents=True, exist_ok=True)
-            audio_task = asyncio.create_task(self._encode_audio(job, media, work))
-            tasks.append(audio_task)
-            await self._set_stage(job, JobStage.SEGMENTING)
-            if scan_ahead is not None and not plan.segmented:
-                await scan_ahead.aclose()  # Dolby Vision encoded whole after all: stop the scan now
-                scan_ahead = None
-            segments: AsyncIterator[Segment]
-            if resume is not None:
-                segments = _iterate(resume.segments)
-            elif scan_ahead is not None:
-                segments = scan_ahead
-            else:  # not scanned early, or not segmented
-                segments = self._stream_segments(
-                    request.settings, plan.segmented, media, times_task
-                )
-            saved_plan: StoredPlan | None = resume
-
-            async def save_plan(planned: list[Segment]) -> None:
-                # Stored once the plan is whole: a resumed run skips analysis,
-                # segmentation and both scans of the source.
-                nonlocal saved_plan
-                if resume is None:
-                    saved_plan = await measured(planned)
-                    await self.state.save(job, plan=model_json(saved_plan, exclude={"analysis"}))
-                    await asyncio.to_thread(saved_plan.write_to, work, job)
-
-            broker = SegmentBroker(
-                job,
-                plan,
-                work,
-                bus=self.bus,
-                state=self.state,
-                executor=self.executor,
-                resources=self.resources,
-                flags=self.flags,
-                priority=request.priority,
-                source=self.source,
-                segments_planned=self.segments_planned,
-                on_first_segment=lambda: self._set_stage(job, JobStage.ENCODING),
+        if run.resume is not None:
+            return run.resume.analysis  # the same source and settings: the same answer
+        beside.times = times_task = beside.start(asyncio.to_thread(frame_times, media.path))
+        beside.extents = beside.start(asyncio.to_thread(stream_extents, media.path))
+        if scans_for_cuts(request.settings, media):
+            # The scene scan needs nothing that analysis finds, so it runs
+            # beside it on the core that analysis leaves idle.
+            beside.scan_ahead = Prefetch(
+                self._stream_segments(request.settings, True, media, times_task)
             )
-            planned = await broker.run(segments, save_plan)
-            audio = await audio_task
-        finally:
-            if scan_ahead is not None:
-                await scan_ahead.aclose()
-            for task in tasks:
-                if not task.done():
-                    task.cancel()
-                    with contextlib.suppress(BaseException):
-                        await task
-        timing = saved_plan
-        if timing is None:  # the broker hands every plan it ran to save_plan
-            raise RuntimeError(f"job {job}: segments were encoded with no plan saved")
-        if "scene_segmentation" in request.shadow and plan.segmented and resume is None:
-            times = await times_task
-            self.bus.emit(scene_discrepancy(job, planned, times, request.settings))
+        shadow_crop = "crop_detection" in request.shadow
+        analysis = await asyncio.to_thread(
+            analyze_media, media, crop_detection=request.settings.crop or shadow_crop
+        )
+        await self.state.save(job, analysis=model_json(analysis))
+        return analysis
+
+    def _plan(self, run: _Run, analysis: VideoAnalysis) -> VideoPlan:
+        """The video plan from the analysis, announced with its warnings (and the crop
+        shadow check)."""
+        plan = self.plan = VideoPlan.make(self.ffmpeg, analysis, run.request.settings)
+        self._emit_analysis(run.job, plan)
+        if "crop_detection" in run.request.shadow:
+            self.bus.emit(crop_discrepancy(run.job, plan, analysis))
+        for message in plan.warnings:
+            self.bus.emit(WarningEvent(job=run.job, message=message))
+        return plan
+
+    async def _encode_segments(
+        self, run: _Run, plan: VideoPlan, analysis: VideoAnalysis, beside: _Beside
+    ) -> tuple[list[Segment], StoredPlan | None]:
+        """Segmentation (the stored plan's segments, the scan ahead or a scan now) into the
+        broker's pool; the plan is saved once it is whole. Returns the segments encoded and
+        the saved plan."""
+        job, request, media, resume = run.job, run.request, run.media, run.resume
+        await self._set_stage(job, JobStage.SEGMENTING)
+        if not plan.segmented:
+            await beside.stop_scan()  # Dolby Vision encoded whole after all: stop the scan now
+        segments: AsyncIterator[Segment]
+        if resume is not None:
+            segments = _iterate(resume.segments)
+        elif beside.scan_ahead is not None:
+            segments = beside.scan_ahead
+        else:  # not scanned early, or not segmented
+            segments = self._stream_segments(
+                request.settings, plan.segmented, media, beside.source_times()
+            )
+        saved_plan: StoredPlan | None = resume
+
+        async def save_plan(planned: list[Segment]) -> None:
+            # Stored once the plan is whole: a resumed run skips analysis,
+            # segmentation and both scans of the source.
+            nonlocal saved_plan
+            if resume is None:
+                saved_plan = StoredPlan.measure(
+                    analysis,
+                    planned,
+                    media,
+                    await beside.source_times(),
+                    await beside.source_extents(),
+                    run.identity,
+                )
+                await self.state.save(job, plan=model_json(saved_plan, exclude={"analysis"}))
+                await asyncio.to_thread(saved_plan.write_to, run.work, job)
+
+        broker = SegmentBroker(
+            job,
+            plan,
+            run.work,
+            bus=self.bus,
+            state=self.state,
+            executor=self.executor,
+            resources=self.resources,
+            flags=self.flags,
+            priority=request.priority,
+            source=self.source,
+            segments_planned=self.segments_planned,
+            on_first_segment=lambda: self._set_stage(job, JobStage.ENCODING),
+        )
+        planned = await broker.run(segments, save_plan)
+        return planned, saved_plan
+
+    async def _shadow_scenes(
+        self, run: _Run, plan: VideoPlan, planned: list[Segment], beside: _Beside
+    ) -> None:
+        """The scene segmentation shadow check, on a run that scanned the source."""
+        if "scene_segmentation" in run.request.shadow and plan.segmented and run.resume is None:
+            times = await beside.source_times()
+            self.bus.emit(scene_discrepancy(run.job, planned, times, run.request.settings))
+
+    async def _join_and_validate(
+        self,
+        run: _Run,
+        plan: VideoPlan,
+        planned: list[Segment],
+        timing: StoredPlan,
+        audio: list[tuple[AudioStream, Path]],
+    ) -> None:
+        """Join and mux the segments into the partial output and validate it against what
+        it must be; the source must still be the one analysed before and after."""
+        job, request, media, identity = run.job, run.request, run.media, run.identity
         await self._set_stage(job, JobStage.MUXING)
-        files = [segment_file(work, s) for s in planned]
+        files = [segment_file(run.work, s) for s in planned]
         extents = timing.extent_map()
         await asyncio.to_thread(check_unchanged, request.input, identity)
-        await join(self.ffmpeg, media, files, timing, audio, work, partial)
+        await join(self.ffmpeg, media, files, timing, audio, run.work, run.partial)
         await self._set_stage(job, JobStage.VALIDATING)
         source_times = await asyncio.to_thread(source_frame_times, media.path, media.video.index)
         expected = expected_output(plan, media, extents, source_times)
-        failures = await asyncio.to_thread(check_output, partial, expected, self.ffmpeg)
+        failures = await asyncio.to_thread(check_output, run.partial, expected, self.ffmpeg)
         if failures:
             raise ValidationError(request.input, failures)
         # The join and validation read the source too: it must still be the one analysed.
         await asyncio.to_thread(check_unchanged, request.input, identity)
-        metrics = await self._save_metrics(job)
-        # put in place only while this process still holds the job
+
+    async def _put_output_in_place(self, run: _Run) -> None:
+        """The validated partial output takes the output's name, only while this process
+        still holds the job (in the same step that records it DONE)."""
         await self._set_stage(
-            job, JobStage.DONE, before=lambda: os.replace(partial, request.output)
+            run.job, JobStage.DONE, before=lambda: os.replace(run.partial, run.request.output)
         )
-        summary = self._summary(request, media, len(files), time.monotonic() - started, metrics)
-        self.bus.emit(JobFinished(job=job, summary=summary))
-        return summary
 
     def _emit_analysis(self, job: str, plan: VideoPlan) -> None:
         a = plan.analysis

@@ -17,6 +17,9 @@ moment is exact (no race with a watcher in another process):
             made a link to /dev/full: writing it fails with ENOSPC
   retime    when validation starts, one frame of the joined output is moved 1 ms
             (ffmpeg's setts bitstream filter): the frame count and duration still hold
+  takeover  as the job is recorded done (validation passed), the test's own process
+            (drapto's parent) takes the job's lock in the state database first, as a
+            drapto that found the lock stale would: the output must not take its name
 Everything else is the real CLI: its exit status, its events on stdout, its one-line
 error on stderr.
 """
@@ -27,8 +30,11 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from drapto_engine.core import events
+from drapto_engine.core.state import JobStage
+from drapto_engine.infrastructure import store
 from drapto_engine.infrastructure.ffmpeg.toolchain import find_toolchain
 from drapto_engine.services.outputs import partial_name
 from drapto_engine.services.workdir import WORK_PREFIX
@@ -78,6 +84,22 @@ def install(mode: str, other: Path, source: Path, output: Path) -> None:
                 retime(find_toolchain().ffmpeg, partial)
 
     events.EventBus.emit = emit  # type: ignore[method-assign]
+    if mode == "takeover":
+        take_over_before_done()
+
+
+def take_over_before_done() -> None:
+    original = store.StateStore.set_stage
+
+    def set_stage(
+        self: store.StateStore, job_id: str, pid: int, stage: JobStage, *args: Any, **kwargs: Any
+    ) -> None:
+        if stage is JobStage.DONE:
+            with self.transaction() as db:
+                db.execute("UPDATE jobs SET lock_pid = ? WHERE id = ?", (os.getppid(), job_id))
+        original(self, job_id, pid, stage, *args, **kwargs)
+
+    store.StateStore.set_stage = set_stage  # type: ignore[method-assign]
 
 
 def main() -> int:

@@ -244,3 +244,24 @@ def test_a_plan_made_by_another_drapto_is_made_again(make_media: MakeMedia, tmp_
     assert [e["index"] for e in run.of("segment_done") if e["resumed"]] == []
     assert len(run.of("analysis")) == 1
     assert inspect(output).frames_decoded == FRAMES
+
+
+# -- the output takes its name only while this process holds the job --
+
+
+def test_a_job_taken_over_after_validation_never_puts_its_output_in_place(
+    make_media: MakeMedia, tmp_path: Path
+) -> None:
+    """Another drapto takes the job between validation and the rename: the rename is
+    made in the same transaction that checks the holder, so it never happens."""
+    source = make_media("a.mkv", size=(160, 90), duration=1)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    output = out_dir / "a.av1.mkv"
+    run = _tampered("takeover", None, source, output, "--state-dir", str(tmp_path / "state"))
+    assert run.returncode == 1, run.stderr
+    assert _one_line(run.stderr) == f"drapto: {source}: job taken over by process {os.getpid()}"
+    assert run.events[-1]["type"] == "job_failed"
+    assert run.events[-1]["stage"] == "validating"
+    assert not output.exists(), "the output took its name after the job was taken over"
+    assert not list(out_dir.glob(".*drapto-partial*")), "a partial output was left"
