@@ -38,7 +38,7 @@ from drapto_engine.infrastructure.toml_file import (
     parse,
     read_text,
 )
-from drapto_engine.services.outputs import check_folder
+from drapto_engine.services.outputs import check_folder, check_trash_dir
 
 CONFIG_LIMIT = 1 << 20
 """The largest config file read (1 MiB): anything bigger is not one."""
@@ -141,15 +141,21 @@ def validated(data: dict[str, Any], lines: KeyLines, path: Path) -> Config:
 
 
 def _folder_problems(config: Config, lines: KeyLines) -> list[Problem]:
-    """A work folder that --work-dir would refuse (services/outputs.py: one rule)."""
-    if config.defaults.work_dir is None:
-        return []
-    try:
-        check_folder(config.defaults.work_dir)
-    except DraptoError as exc:
-        place = ("defaults", "work_dir")
-        return [Problem(lines.line(place), "defaults.work_dir", exc.one_line())]
-    return []
+    """A work folder that --work-dir would refuse, a trash folder that --trash-dir would
+    (services/outputs.py: one rule)."""
+    problems: list[Problem] = []
+    for key, folder, check in (
+        ("work_dir", config.defaults.work_dir, check_folder),
+        ("trash_dir", config.defaults.trash_dir, check_trash_dir),
+    ):
+        if folder is None:
+            continue
+        try:
+            check(folder)
+        except DraptoError as exc:
+            place = ("defaults", key)
+            problems.append(Problem(lines.line(place), f"defaults.{key}", exc.one_line()))
+    return problems
 
 
 def _keys_at(loc: Loc) -> list[str]:

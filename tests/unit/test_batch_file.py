@@ -693,3 +693,44 @@ def test_a_work_dir_must_exist_as_work_dir_does(tmp_path: Path, ffmpeg: str, vid
         f"5: job[1].work_dir: {afile}: is not a folder",
     ]
     assert not (tmp_path / "scratch").exists()
+
+
+def test_replace_options(tmp_path: Path, ffmpeg: str, video: Path) -> None:
+    """A replace's output is written beside its source whatever output_dir says; the
+    trash folder is taken from the queue file's folder and checked like --trash-dir."""
+    library = tmp_path / "library"
+    film = copy(video, library / "films" / "film.mkv")
+    queue = write(
+        library,
+        "[defaults]\n"
+        'output_dir = "../av1"\n'
+        "[[job]]\n"
+        'input = "films"\n'
+        "replace = true\n"
+        "min_saving = 0.25\n"
+        "keep_days = 7\n"
+        'trash_dir = ".drapto-trash"\n',
+    )
+    (job,) = expand_jobs(load_batch(queue, ffmpeg), ffmpeg)
+    assert job.output == film.with_name("film.av1.mkv")
+    assert job.options.trash_dir == library / ".drapto-trash"
+    assert (job.options.replace, job.options.min_saving, job.options.keep_days) == (True, 0.25, 7)
+    bad = write(library, "[defaults]\nmin_saving = 1.5\n[[job]]\ninput = 'films'\n"
+                "keep_days = true\n", "bad.toml")  # fmt: skip
+    assert problems_of(bad, ffmpeg) == [
+        "2: defaults.min_saving: must be less than 1, not 1.5",
+        "5: job[1].keep_days: must be a whole number, not true",
+    ]
+    folders = write(
+        library,
+        "[defaults]\n"
+        'trash_dir = "no/such/trash"\n'
+        "[[job]]\n"
+        'input = "films"\n'
+        "trash_dir = 'films/film.mkv'\n",
+        "folders.toml",
+    )
+    assert problems_of(folders, ffmpeg) == [
+        f"2: defaults.trash_dir: {library / 'no' / 'such'}: no such folder",
+        f"5: job[1].trash_dir: {film}: is not a folder",
+    ]
