@@ -1,0 +1,270 @@
+"""A replace (services/replace.py) on real files: the AV1 file takes the source's place,
+the original waits in the trash, and a stop at any point between two file system
+operations (an exception, or a real kill -9 of the process) never leaves the name empty
+or loses the original; the next start finishes it."""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from drapto_engine.core.errors import DraptoError
+from drapto_engine.core.jobs import JobOptions
+from drapto_engine.core.savings import SavingState
+from drapto_engine.infrastructure.savings import SavingsStore
+from drapto_engine.infrastructure.store import StateStore
+from drapto_engine.services import replace as replace_module
+from drapto_engine.services.replace import STEPS, ReplaceError, Replacer
+
+ORIGINAL = os.urandom(4000)
+ENCODED = os.urandom(1000)
+MTIME_NS = 1_600_000_000_123_456_789
+
+
+class Crash(Exception):
+    """Stands for the process dying at a step."""
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[SavingsStore]:
+    state = StateStore(tmp_path / "state" / "drapto.db")
+    yield SavingsStore(state)
+    state.close()
+
+
+def library(tmp_path: Path, name: str) -> tuple[Path, Path]:
+    """A source `name` (mode 0640, an old mtime) and its validated AV1 file beside it."""
+    folder = tmp_path / "lib" / "films"
+    folder.mkdir(parents=True)
+    source = folder / name
+    source.write_bytes(ORIGINAL)
+    source.chmod(0o640)
+    os.utime(source, ns=(MTIME_NS, MTIME_NS))
+    output = folder / f"{source.stem}.av1.mkv"
+    output.write_bytes(ENCODED)
+    return source, output
+
+
+def options(tmp_path: Path, **more: object) -> JobOptions:
+    return JobOptions.model_validate(
+        {"replace": True, "trash_dir": tmp_path / "lib" / ".drapto-trash", **more}
+    )
+
+
+def trash_of(tmp_path: Path, source: Path) -> Path:
+    return tmp_path / "lib" / ".drapto-trash" / "films" / source.name
+
+
+def assert_safe(source: Path, trash: Path) -> None:
+    """What must hold at every moment: the original's bytes under its name or in the
+    trash, and the original's name or the final name holding the original or the AV1 file."""
+    final = source.with_suffix(".mkv")
+    held = {p.read_bytes() for p in (source, trash) if p.exists()}
+    assert ORIGINAL in held, "the original is lost"
+    assert any(p.exists() and p.read_bytes() in (ORIGINAL, ENCODED) for p in {source, final})
+
+
+def assert_replaced(source: Path, trash: Path, store: SavingsStore) -> None:
+    final = source.with_suffix(".mkv")
+    assert final.read_bytes() == ENCODED
+    assert trash.read_bytes() == ORIGINAL
+    assert not source.with_name(f"{source.stem}.av1.mkv").exists()
+    if final != source:
+        assert not source.exists()
+    done = final.stat()
+    assert stat.S_IMODE(done.st_mode) == 0o640
+    assert done.st_mtime_ns == MTIME_NS
+    saving = store.in_trash(str(source))
+    assert saving is not None and saving.state is SavingState.REPLACED
+    assert (saving.bytes_before, saving.bytes_after) == (len(ORIGINAL), len(ENCODED))
+    assert store.report().total.files == 1
+    assert not list((source.parents[2] / "state" / "replace").glob("*.json"))
+
+
+@pytest.mark.parametrize("name", ["film.mp4", "film.mkv"])
+def test_a_replace(tmp_path: Path, store: SavingsStore, name: str) -> None:
+    source, output = library(tmp_path, name)
+    outcome = Replacer(tmp_path / "state", store).replace(source, output, options(tmp_path))
+    assert outcome.note is None
+    assert_replaced(source, trash_of(tmp_path, source), store)
+    report = store.report()
+    assert report.total.bytes_saved == len(ORIGINAL) - len(ENCODED)
+    assert list(report.folders) == [str(tmp_path / "lib")]
+
+
+def test_a_small_saving_keeps_the_original(tmp_path: Path, store: SavingsStore) -> None:
+    source, output = library(tmp_path, "film.mp4")
+    output.write_bytes(ORIGINAL[:3840])  # 4% smaller
+    outcome = Replacer(tmp_path / "state", store).replace(source, output, options(tmp_path))
+    assert outcome.note == "kept the original: saved only 4% (less than 10%)"
+    assert source.read_bytes() == ORIGINAL and not output.exists()
+    assert not (tmp_path / "lib" / ".drapto-trash").exists()
+    assert store.report().total.files == 0
+    source2, output2 = source, source.with_name("film.av1.mkv")
+    output2.write_bytes(ORIGINAL[:3840])
+    low = options(tmp_path, min_saving=0.03)
+    assert Replacer(tmp_path / "state", store).replace(source2, output2, low).note is None
+
+
+@pytest.mark.parametrize("name", ["film.mp4", "film.mkv"])
+@pytest.mark.parametrize("step", STEPS)
+def test_a_stop_at_any_step_is_finished_by_the_next_start(
+    tmp_path: Path, store: SavingsStore, name: str, step: str
+) -> None:
+    source, output = library(tmp_path, name)
+    trash = trash_of(tmp_path, source)
+    seen: list[str] = []
+
+    def die(at: str) -> None:
+        seen.append(at)
+        assert_safe(source, trash)
+        if at == step:
+            raise Crash
+
+    if step == "unlink" and name == "film.mkv":
+        pytest.skip("film.mkv takes its own name: no name is unlinked")
+    with pytest.raises(Crash):
+        Replacer(tmp_path / "state", store, die).replace(source, output, options(tmp_path))
+    assert seen[-1] == step
+    assert_safe(source, trash)
+    assert Replacer(tmp_path / "state", store).recover() == []
+    assert_replaced(source, trash, store)
+
+
+@pytest.mark.parametrize("name", ["film.mp4", "film.mkv"])
+def test_kill_9_between_every_pair_of_steps(tmp_path: Path, name: str) -> None:
+    """A real process, killed with SIGKILL after each step in turn; each time the next
+    start (a new process's recover) finishes the replace."""
+    for step in STEPS:
+        if step == "unlink" and name == "film.mkv":
+            continue
+        root = tmp_path / step
+        source, output = library(root, name)
+        pid = os.fork()
+        if pid == 0:  # the child: its own store, killed at `step`
+            try:
+                state = StateStore(root / "state" / "drapto.db")
+
+                def kill(at: str, step: str = step) -> None:
+                    if at == step:
+                        os.kill(os.getpid(), signal.SIGKILL)
+
+                Replacer(root / "state", SavingsStore(state), kill).replace(
+                    source, output, options(root)
+                )
+            finally:
+                os._exit(0)  # reached only if the kill did not come
+        _, status = os.waitpid(pid, 0)
+        assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL, step
+        trash = trash_of(root, source)
+        assert_safe(source, trash)
+        state = StateStore(root / "state" / "drapto.db")
+        try:
+            store = SavingsStore(state)
+            assert Replacer(root / "state", store).recover() == []
+            assert_replaced(source, trash, store)
+        finally:
+            state.close()
+
+
+def test_without_hard_links_the_trash_gets_a_verified_copy(
+    tmp_path: Path, store: SavingsStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source, output = library(tmp_path, "film.mp4")
+
+    def no_links(src: object, dst: object) -> None:
+        raise OSError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(replace_module.os, "link", no_links)
+    Replacer(tmp_path / "state", store).replace(source, output, options(tmp_path))
+    monkeypatch.undo()
+    trash = trash_of(tmp_path, source)
+    assert_replaced(source, trash, store)
+    assert trash.stat().st_nlink == 1
+
+
+def test_a_trash_the_original_cannot_be_linked_into_is_refused(
+    tmp_path: Path, store: SavingsStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A trash on another file system (a mount below the trash's folder: link(2) says
+    EXDEV) gets no copy: the replace is refused and everything stays."""
+    source, output = library(tmp_path, "film.mp4")
+
+    def elsewhere(src: object, dst: object) -> None:
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    monkeypatch.setattr(replace_module.os, "link", elsewhere)
+    with pytest.raises(DraptoError, match="cannot move it into the trash"):
+        Replacer(tmp_path / "state", store).replace(source, output, options(tmp_path))
+    monkeypatch.undo()
+    assert source.read_bytes() == ORIGINAL and output.read_bytes() == ENCODED
+    assert not trash_of(tmp_path, source).exists()
+    assert Replacer(tmp_path / "state", store).recover() == []
+    assert store.report().total.files == 0
+
+
+def test_another_file_under_the_final_name_is_never_replaced(
+    tmp_path: Path, store: SavingsStore
+) -> None:
+    source, output = library(tmp_path, "film.mp4")
+    other = source.with_suffix(".mkv")
+    other.write_bytes(b"someone else's")
+    with pytest.raises(DraptoError, match="another file is"):
+        Replacer(tmp_path / "state", store).replace(source, output, options(tmp_path))
+    assert other.read_bytes() == b"someone else's" and source.read_bytes() == ORIGINAL
+
+
+@pytest.mark.parametrize("name", ["film.mp4", "film.mkv"])
+def test_restore(tmp_path: Path, store: SavingsStore, name: str) -> None:
+    source, output = library(tmp_path, name)
+    replacer = Replacer(tmp_path / "state", store)
+    replacer.replace(source, output, options(tmp_path))
+    aside = replacer.restore(source)
+    assert source.read_bytes() == ORIGINAL
+    assert aside == output and aside.read_bytes() == ENCODED
+    if name == "film.mp4":
+        assert not source.with_suffix(".mkv").exists()
+    assert not (tmp_path / "lib" / ".drapto-trash").exists()
+    assert store.report().total.files == 0
+    with pytest.raises(DraptoError, match="restored already"):
+        replacer.restore(source)
+    with pytest.raises(DraptoError, match="no original of this file"):
+        replacer.restore(source.with_name("other.mkv"))
+
+
+def test_the_trash_is_emptied_after_keep_days(tmp_path: Path, store: SavingsStore) -> None:
+    source, output = library(tmp_path, "film.mkv")
+    replacer = Replacer(tmp_path / "state", store)
+    replacer.replace(source, output, options(tmp_path, keep_days=2))
+    saving = store.in_trash(str(source))
+    assert saving is not None and saving.keep_until is not None
+    assert replacer.empty_trash(now=saving.keep_until - 60) == []
+    trash = trash_of(tmp_path, source)
+    assert replacer.empty_trash(now=saving.keep_until) == [trash]
+    assert not (tmp_path / "lib" / ".drapto-trash").exists()
+    assert (tmp_path / "lib" / "films").is_dir()
+    assert store.report().total.files == 1  # the saving stays
+    with pytest.raises(DraptoError, match="deleted from the trash"):
+        replacer.restore(source)
+
+
+def test_a_replace_whose_av1_file_vanished_keeps_the_original(
+    tmp_path: Path, store: SavingsStore
+) -> None:
+    source, output = library(tmp_path, "film.mkv")
+
+    def lose(at: str) -> None:
+        if at == "link":
+            output.unlink()
+
+    with pytest.raises(ReplaceError, match="is gone"):
+        Replacer(tmp_path / "state", store, lose).replace(source, output, options(tmp_path))
+    assert source.read_bytes() == ORIGINAL
+    assert not trash_of(tmp_path, source).exists()
+    assert Replacer(tmp_path / "state", store).recover() == []
