@@ -100,14 +100,15 @@ class SavingsStore:
         )
         return [_saving(row) for row in rows]
 
-    def report(self) -> SavingsReport:
-        """`drapto stats`: summed by the database, per folder and per day."""
+    def report(self, since: float | None = None) -> SavingsReport:
+        """`drapto stats`: summed by the database, per folder and per day; only the files
+        encoded from `since` on, when given."""
         counted = ", ".join(f"'{state.value}'" for state in COUNTED)
         rows = self.store._rows(
             "SELECT root, CAST(time / 86400 AS INTEGER) AS day, count(*) AS files,"
             " sum(bytes_before) AS before, sum(bytes_after) AS after FROM savings"
-            f" WHERE state IN ({counted}) GROUP BY root, day",
-            (),
+            f" WHERE state IN ({counted}) AND time >= ? GROUP BY root, day",
+            (since or 0.0,),
         )
         total = Totals()
         folders: dict[str, Totals] = {}

@@ -45,6 +45,13 @@ WRONG = [
     ("defaults = 3", "defaults: must be a table, not 3"),
     ("flags = []", "flags: must be a table, not an array"),
     ("workres = 2", "workres: unknown key (did you mean 'workers'?)"),
+    ('notify_daily = "8h"', "notify_daily: must be a time of day as HH:MM (e.g. 08:00), not '8h'"),
+    (
+        'notify_daily = "24:00"',
+        "notify_daily: must be a time of day as HH:MM (e.g. 08:00), not '24:00'",
+    ),
+    ("notify_daily = 8", "notify_daily: must be text (in quotes), not 8"),
+    ('notify_dayly = "08:00"', "notify_dayly: unknown key (did you mean 'notify_daily'?)"),
 ]
 
 
