@@ -209,6 +209,25 @@ BAD: dict[str, list[Bad]] = {
             says="is not inside",
         ),
     ],
+    "drapto stats --json": [bad("stats", "--json=1", names="--json")],
+    "drapto stats --state-dir": [
+        bad("stats", "--state-dir", "{under_file}", names="--state-dir", says="no such folder"),
+    ],
+    "drapto restore PATH": [
+        bad("restore", names="restore", says="required: PATH"),
+        bad(
+            "restore",
+            "{missing}",
+            "--state-dir",
+            "{dir}",
+            status=FAILED,
+            names="{missing}",
+            says="no original of this file",
+        ),
+    ],
+    "drapto restore --state-dir": [
+        bad("restore", "{input}", "--state-dir", "{input}", names="--state-dir", says="not a"),
+    ],
     # flags and config
     "drapto flags --json": [bad("flags", "--json=1", names="--json")],
     "drapto flags ACTION": [bad("flags", "sett", names="ACTION", says="invalid choice")],
@@ -441,6 +460,8 @@ REAL_RUNS: dict[str, tuple[str, int]] = {
     "cluster": ("drapto cluster init --bundle", 0),  # after the CA is made
     "worker": ("drapto worker --path-map", 0),  # after Dask is imported
     "tui": ("drapto tui PATH", 0),
+    "stats": ("drapto stats --state-dir", 0),
+    "restore": ("drapto restore PATH", 1),
 }
 """The cases that also run as `python -m drapto_engine.cli`: at least one per command."""
 
