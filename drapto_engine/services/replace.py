@@ -193,6 +193,21 @@ class Replacer:
         self.on_step("journal")
         return Outcome(self._run(plan))
 
+    def finish(self, source: Path, output: Path, options: JobOptions, key: str) -> Outcome:
+        """After an encode validated: the replace its options ask for, else the saving
+        of an output written beside (or away from) its source, recorded under `key`."""
+        if options.replace:
+            return self.replace(source, output, options)
+        saving = Saving(
+            key=key,
+            path=str(source.absolute()),
+            output=str(output.absolute()),
+            bytes_before=source.stat().st_size,
+            bytes_after=output.stat().st_size,
+        )
+        self.savings.add(saving)
+        return Outcome(saving)
+
     def recover(self) -> list[str]:
         """Finish every replace a stopped process left (at the engine's start); what could
         not be finished, one line each (the original is kept in each)."""

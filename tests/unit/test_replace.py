@@ -268,3 +268,14 @@ def test_a_replace_whose_av1_file_vanished_keeps_the_original(
     assert source.read_bytes() == ORIGINAL
     assert not trash_of(tmp_path, source).exists()
     assert Replacer(tmp_path / "state", store).recover() == []
+
+
+def test_an_encode_beside_its_source_is_counted_once(tmp_path: Path, store: SavingsStore) -> None:
+    source, output = library(tmp_path, "film.mp4")
+    replacer = Replacer(tmp_path / "state", store)
+    assert replacer.finish(source, output, JobOptions(), "job1").saving is not None
+    replacer.finish(source, output, JobOptions(), "job1")  # the same job again: one record
+    assert source.read_bytes() == ORIGINAL and output.read_bytes() == ENCODED
+    report = store.report()
+    assert report.total.files == 1 and list(report.folders) == ["other"]
+    assert report.total.bytes_saved == len(ORIGINAL) - len(ENCODED)
