@@ -7,6 +7,7 @@ day does not send it twice, and one started after the time sends that day's at o
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from typing import Protocol
@@ -60,9 +61,11 @@ class DailySummary:
     async def send_if_due(self) -> str | None:
         """Send the summary when it is due; None when sent or not due, else why it failed
         (it is tried again at the next check)."""
-        if not self.due():
+        if not await asyncio.to_thread(self.due):
             return None
-        error = await self.send("drapto: space saved today", self.message())
+        message = await asyncio.to_thread(self.message)
+        error = await self.send("drapto: space saved today", message)
         if error is None:
-            self.meta.set_meta(SENT_KEY, time.strftime("%Y-%m-%d", time.localtime(self.clock())))
+            day = time.strftime("%Y-%m-%d", time.localtime(self.clock()))
+            await asyncio.to_thread(self.meta.set_meta, SENT_KEY, day)
         return error

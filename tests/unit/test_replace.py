@@ -5,6 +5,7 @@ or loses the original; the next start finishes it."""
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import os
 import signal
@@ -21,6 +22,7 @@ from drapto_engine.infrastructure.savings import SavingsStore
 from drapto_engine.infrastructure.store import StateStore
 from drapto_engine.services import replace as replace_module
 from drapto_engine.services.replace import STEPS, ReplaceError, Replacer
+from drapto_engine.services.upkeep import Upkeep
 
 ORIGINAL = os.urandom(4000)
 ENCODED = os.urandom(1000)
@@ -70,7 +72,7 @@ def assert_safe(source: Path, trash: Path) -> None:
     assert any(p.exists() and p.read_bytes() in (ORIGINAL, ENCODED) for p in {source, final})
 
 
-def assert_replaced(source: Path, trash: Path, store: SavingsStore) -> None:
+def assert_replaced(source: Path, trash: Path, store: SavingsStore, files: int = 1) -> None:
     final = source.with_suffix(".mkv")
     assert final.read_bytes() == ENCODED
     assert trash.read_bytes() == ORIGINAL
@@ -83,8 +85,8 @@ def assert_replaced(source: Path, trash: Path, store: SavingsStore) -> None:
     saving = store.in_trash(str(source))
     assert saving is not None and saving.state is SavingState.REPLACED
     assert (saving.bytes_before, saving.bytes_after) == (len(ORIGINAL), len(ENCODED))
-    assert store.report().total.files == 1
-    assert not list((source.parents[2] / "state" / "replace").glob("*.json"))
+    assert store.report().total.files == files
+    assert not list(store.store.path.parent.joinpath("replace").glob("*.json"))
 
 
 @pytest.mark.parametrize("name", ["film.mp4", "film.mkv"])
@@ -279,3 +281,48 @@ def test_an_encode_beside_its_source_is_counted_once(tmp_path: Path, store: Savi
     report = store.report()
     assert report.total.files == 1 and list(report.folders) == ["other"]
     assert report.total.bytes_saved == len(ORIGINAL) - len(ENCODED)
+
+
+async def test_upkeep_finishes_replaces_and_empties_the_trash(
+    tmp_path: Path, store: SavingsStore
+) -> None:
+    """At its start, and again every `trash_every_s` while it runs; the daily summary is
+    looked at every `check_s`."""
+    half, half_output = library(tmp_path / "a", "film.mp4")
+    old, old_output = library(tmp_path / "b", "film.mkv")
+    state = tmp_path / "state"
+
+    def die(at: str) -> None:
+        if at == "rename":
+            raise Crash
+
+    with pytest.raises(Crash):
+        Replacer(state, store, die).replace(half, half_output, options(tmp_path / "a"))
+    Replacer(state, store).replace(old, old_output, options(tmp_path / "b", keep_days=0))
+    warnings: list[str] = []
+    sent: list[str] = []
+
+    class Summary:
+        async def send_if_due(self) -> str | None:
+            sent.append("looked")
+            return "HTTP 500" if len(sent) == 1 else None
+
+    upkeep = Upkeep(
+        Replacer(state, store), warnings.append, Summary(),  # type: ignore[arg-type]
+        check_s=0.01, trash_every_s=0.05,
+    )  # fmt: skip
+    await upkeep.start()
+    try:
+        assert_replaced(half, trash_of(tmp_path / "a", half), store, files=2)
+        assert not trash_of(tmp_path / "b", old).exists()
+        later, later_output = library(tmp_path / "c", "film.mkv")
+        Replacer(state, store).replace(later, later_output, options(tmp_path / "c", keep_days=0))
+        assert trash_of(tmp_path / "c", later).exists()
+        for _ in range(500):
+            if not trash_of(tmp_path / "c", later).exists() and len(sent) > 2:
+                break
+            await asyncio.sleep(0.01)
+        assert not trash_of(tmp_path / "c", later).exists()
+    finally:
+        await upkeep.stop()
+    assert warnings == ["the daily summary could not be sent: HTTP 500"]
