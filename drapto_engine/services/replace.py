@@ -47,6 +47,7 @@ from drapto_engine.core.savings import Saving, SavingState
 from drapto_engine.core.text import model_from_json, model_json
 from drapto_engine.infrastructure.savings import SavingsStore
 from drapto_engine.services.outputs import (
+    TRASH_NAME,
     check_replace,
     replaced_name,
     trash_path,
@@ -344,33 +345,52 @@ class Replacer:
         path = path.absolute()
         saving = self.savings.in_trash(str(path))
         if saving is None or saving.trash is None:
-            raise DraptoError(_not_in_trash(self.savings.last_of(str(path))), path)
-        trash, final = Path(saving.trash), Path(saving.output)
-        aside = path.with_name(f"{path.stem}{OUTPUT_SUFFIX}")
-        if not trash.exists():
-            back = _stat(path)
-            if back is None or back.st_size != saving.bytes_before or not aside.exists():
-                raise DraptoError(f"the original is no longer in the trash ({trash})", path)
-        else:  # a restore stopped after its last step (above) has nothing left to do
-            if final.exists() and not _same(final, aside):
-                if aside.exists():
-                    raise DraptoError(f"cannot keep the AV1 file aside: {aside} exists", path)
-                os.link(final, aside)  # the AV1 file under two names until the original is back
-                _sync_folder(aside.parent)
-            if final == path:
-                os.replace(trash, path)  # the name holds the AV1 file, then the original
-            else:
-                if path.exists() and not _same(path, trash):
-                    raise DraptoError("exists: move it away to restore the original", path)
-                with contextlib.suppress(FileExistsError):
-                    os.link(trash, path)
-                if _same(final, aside):
-                    final.unlink()
-                trash.unlink()
-            _sync_folder(path.parent)
-            _prune(trash.parent, _trash_of(trash, path))
+            last = self.savings.last_of(str(path))
+            found = _default_trash(path) if last is None else None
+            if found is None:
+                raise DraptoError(_not_in_trash(last), path)
+            # no record (a state folder lost or another): the trash drapto makes by default
+            return _put_back(path, found, replaced_name(path), found.stat().st_size)
+        aside = _put_back(path, Path(saving.trash), Path(saving.output), saving.bytes_before)
         self.savings.set_state(saving.key, SavingState.RESTORED)
         return aside
+
+
+def _default_trash(path: Path) -> Path | None:
+    """The original of `path` in a `.drapto-trash` of one of its folders, if one is there."""
+    for folder in path.parents:
+        candidate = folder / TRASH_NAME / path.relative_to(folder)
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _put_back(path: Path, trash: Path, final: Path, size: int) -> Path:
+    """The original at `trash` back at `path`, the AV1 file at `final` kept aside."""
+    aside = path.with_name(f"{path.stem}{OUTPUT_SUFFIX}")
+    if not trash.exists():
+        back = _stat(path)
+        if back is None or back.st_size != size or not aside.exists():
+            raise DraptoError(f"the original is no longer in the trash ({trash})", path)
+    else:  # a restore stopped after its last step (above) has nothing left to do
+        if final.exists() and not _same(final, aside):
+            if aside.exists():
+                raise DraptoError(f"cannot keep the AV1 file aside: {aside} exists", path)
+            os.link(final, aside)  # the AV1 file under two names until the original is back
+            _sync_folder(aside.parent)
+        if final == path:
+            os.replace(trash, path)  # the name holds the AV1 file, then the original
+        else:
+            if path.exists() and not _same(path, trash):
+                raise DraptoError("exists: move it away to restore the original", path)
+            with contextlib.suppress(FileExistsError):
+                os.link(trash, path)
+            if _same(final, aside):
+                final.unlink()
+            trash.unlink()
+        _sync_folder(path.parent)
+        _prune(trash.parent, _trash_of(trash, path))
+    return aside
 
 
 def _not_in_trash(last: Saving | None) -> str:

@@ -326,3 +326,44 @@ async def test_upkeep_finishes_replaces_and_empties_the_trash(
     finally:
         await upkeep.stop()
     assert warnings == ["the daily summary could not be sent: HTTP 500"]
+
+
+def test_restore_without_a_record_finds_the_default_trash(tmp_path: Path) -> None:
+    """The state folder lost: the original is found in a `.drapto-trash` of its folders."""
+    source, output = library(tmp_path, "film.mp4")
+    first = StateStore(tmp_path / "state" / "drapto.db")
+    try:
+        Replacer(tmp_path / "state", SavingsStore(first)).replace(
+            source, output, JobOptions(replace=True)
+        )
+    finally:
+        first.close()
+    assert (source.parent / ".drapto-trash" / "film.mp4").read_bytes() == ORIGINAL
+    other = StateStore(tmp_path / "other" / "drapto.db")
+    try:
+        aside = Replacer(tmp_path / "other", SavingsStore(other)).restore(source)
+    finally:
+        other.close()
+    assert source.read_bytes() == ORIGINAL and aside.read_bytes() == ENCODED
+    assert not (source.parent / ".drapto-trash").exists()
+
+
+@pytest.mark.parametrize("name", ["film.mp4", "film.mkv"])
+def test_a_restore_stopped_midway_is_finished_by_running_it_again(
+    tmp_path: Path, store: SavingsStore, name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source, output = library(tmp_path, name)
+    replacer = Replacer(tmp_path / "state", store)
+    replacer.replace(source, output, options(tmp_path))
+
+    def stop(*args: object) -> None:
+        raise Crash
+
+    # stopped after the AV1 file got its second name, before the original came back
+    monkeypatch.setattr(replace_module.os, "replace" if name == "film.mkv" else "unlink", stop)
+    with pytest.raises(Crash):
+        replacer.restore(source)
+    monkeypatch.undo()
+    assert_safe(source, trash_of(tmp_path, source))
+    assert replacer.restore(source).read_bytes() == ENCODED
+    assert source.read_bytes() == ORIGINAL
