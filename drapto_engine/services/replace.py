@@ -286,12 +286,17 @@ class Replacer:
     def _to_trash(self, plan: ReplacePlan) -> ReplacePlan:
         """The original in the trash: a hard link to it (or a verified copy)."""
         source, trash = Path(plan.source), Path(plan.trash)
+        now = _stat(source)
         if trash.exists():
             held = trash.stat()
             if held.st_ino == plan.source_ino or (plan.copied and held.st_size == plan.source_size):
                 return plan
+            if now is not None and now.st_ino == plan.source_ino and _same_bytes(source, trash):
+                # a verified copy renamed into the trash before the journal said so
+                plan = plan.model_copy(update={"copied": True})
+                self._write_journal(plan)
+                return plan
             raise ReplaceError(f"the trash holds another file at {trash}", source)
-        now = _stat(source)
         if now is None or now.st_ino != plan.source_ino:
             self._journal(source).unlink(missing_ok=True)
             raise ReplaceError("the source is gone or another file took its name", source)
@@ -319,8 +324,8 @@ class Replacer:
         """The AV1 file is lost before it took the source's place: the original, still
         under its name, leaves the trash."""
         source, trash = Path(plan.source), Path(plan.trash)
-        if _ino(source) == plan.source_ino and _ino(trash) == plan.source_ino:
-            trash.unlink()
+        if _ino(source) == plan.source_ino and (_ino(trash) == plan.source_ino or plan.copied):
+            trash.unlink(missing_ok=True)
         self._journal(source).unlink(missing_ok=True)
 
     # --- the trash --------------------------------------------------------------------------
@@ -469,13 +474,17 @@ def _verified_copy(source: Path, target: Path) -> None:
             shutil.copyfileobj(reading, writing, 1 << 20)
             writing.flush()
             os.fsync(writing.fileno())
-        if _sha256(source) != _sha256(partial) or source.stat().st_size != partial.stat().st_size:
+        if not _same_bytes(source, partial):
             raise ReplaceError(
                 f"the copy in the trash ({target}) differs; nothing replaced", source
             )
         os.replace(partial, target)
     finally:
         partial.unlink(missing_ok=True)
+
+
+def _same_bytes(a: Path, b: Path) -> bool:
+    return a.stat().st_size == b.stat().st_size and _sha256(a) == _sha256(b)
 
 
 def _sha256(path: Path) -> str:

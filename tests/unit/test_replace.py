@@ -367,3 +367,30 @@ def test_a_restore_stopped_midway_is_finished_by_running_it_again(
     assert_safe(source, trash_of(tmp_path, source))
     assert replacer.restore(source).read_bytes() == ENCODED
     assert source.read_bytes() == ORIGINAL
+
+
+def test_a_copy_into_the_trash_stopped_before_the_journal_said_so_is_finished(
+    tmp_path: Path, store: SavingsStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source, output = library(tmp_path, "film.mkv")
+
+    def no_links(src: object, dst: object) -> None:
+        raise OSError(errno.EPERM, "Operation not permitted")
+
+    writes: list[object] = []
+    real_write = Replacer._write_journal
+
+    def journal(self: Replacer, plan: replace_module.ReplacePlan) -> None:
+        writes.append(plan)
+        if plan.copied:
+            raise Crash  # the copy has its name in the trash; the journal does not know
+        real_write(self, plan)
+
+    monkeypatch.setattr(replace_module.os, "link", no_links)
+    monkeypatch.setattr(Replacer, "_write_journal", journal)
+    with pytest.raises(Crash):
+        Replacer(tmp_path / "state", store).replace(source, output, options(tmp_path))
+    monkeypatch.undo()
+    assert_safe(source, trash_of(tmp_path, source))
+    assert Replacer(tmp_path / "state", store).recover() == []
+    assert_replaced(source, trash_of(tmp_path, source), store)
