@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from enum import StrEnum
 from pathlib import Path
@@ -14,7 +15,6 @@ from pydantic import (
     Field,
     Strict,
     StrictBool,
-    StrictFloat,
     StrictInt,
     ValidationInfo,
     field_validator,
@@ -81,7 +81,7 @@ class JobOptions(BaseModel):
     """Encode a source that is already AV1 (by default it is skipped, or refused)."""
     replace: StrictBool | None = None
     """Put the encode in the source's place once it validates; the original goes to the trash."""
-    min_saving: StrictFloat | None = Field(default=None, ge=0.0, lt=1.0, allow_inf_nan=False)
+    min_saving: float | None = Field(default=None, ge=0.0, lt=1.0)
     """With replace: the least saving (0.10 = 10% smaller) for which the original is replaced."""
     keep_days: StrictInt | None = Field(default=None, ge=0)
     """With replace: days an original stays in the trash before it is deleted."""
@@ -94,6 +94,18 @@ class JobOptions(BaseModel):
         low = info.data.get("min_segment_s")
         if value is not None and low is not None and value < low:
             raise ValueError(segment_problem(low, value))
+        return value
+
+    @field_validator("min_saving", mode="before")
+    @classmethod
+    def _strict_number(cls, value: object) -> object:
+        """min_saving as strict as the other numbers: never true or "0.1"; finite."""
+        if value is None:
+            return value
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f"must be a number, not {shown(value)}")
+        if not math.isfinite(value):
+            raise ValueError(f"must be a finite number, not {shown(value)}")
         return value
 
     def segment_problem(self) -> str | None:
