@@ -18,8 +18,9 @@ import pytest
 
 from drapto_engine.core.savings import Saving
 from drapto_engine.infrastructure.notify import notify
+from drapto_engine.infrastructure.queue_store import QueueStore
 from drapto_engine.infrastructure.savings import SavingsStore
-from drapto_engine.infrastructure.store import QueueStore, StateStore
+from drapto_engine.infrastructure.store import StateStore
 from drapto_engine.services.daily_summary import DailySummary
 
 
