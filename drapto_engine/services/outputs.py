@@ -188,3 +188,20 @@ def check_replace(source: Path, trash_dir: Path | None) -> None:
         raise DraptoError(
             f"a replace would put the AV1 file at {final}, where another file is", source
         )
+
+
+def replaceable(
+    pairs: list[tuple[Path, Path]], trash_dir: Path | None
+) -> tuple[list[tuple[Path, Path]], list[tuple[Path, Path, str]]]:
+    """The (input, output) pairs whose input a replace may take the place of
+    (`check_replace`), and the others as failures."""
+    good: list[tuple[Path, Path]] = []
+    refused: list[tuple[Path, Path, str]] = []
+    for source, output in pairs:
+        try:
+            check_replace(source, trash_dir)
+        except DraptoError as exc:
+            refused.append((source, output, exc.one_line()))
+        else:
+            good.append((source, output))
+    return good, refused
