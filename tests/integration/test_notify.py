@@ -16,7 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from drapto_engine.config import Config
 from drapto_engine.core.savings import Saving
+from drapto_engine.engine import Engine
 from drapto_engine.infrastructure.notify import notify
 from drapto_engine.infrastructure.queue_store import QueueStore
 from drapto_engine.infrastructure.savings import SavingsStore
@@ -201,3 +203,24 @@ async def test_a_failed_daily_summary_is_tried_again(server: Server, tmp_path: P
         assert len(server.requests) == 2
     finally:
         state.close()
+
+
+async def test_the_engine_sends_the_daily_summary_its_config_asks_for(
+    server: Server, tmp_path: Path, ffmpeg: str
+) -> None:
+    engine = Engine(ffmpeg, config=Config(notify_url=server.url), state_dir=tmp_path / "a")
+    try:
+        assert engine.upkeep is not None and engine.upkeep.summary is None  # not asked for
+    finally:
+        engine.close()
+    config = Config(notify_url=server.url, notify_daily="00:00")
+    engine = Engine(ffmpeg, config=config, state_dir=tmp_path / "b")
+    try:
+        assert engine.upkeep is not None and engine.upkeep.summary is not None
+        assert await engine.upkeep.summary.send_if_due() is None
+        (request,) = server.requests
+        assert request.headers["Title"] == "drapto: space saved today"
+        assert request.headers["Tags"] == "floppy_disk"
+        assert request.body.decode().startswith("Last 24 hours: nothing encoded.")
+    finally:
+        engine.close()
