@@ -46,7 +46,7 @@ from drapto_engine.infrastructure.toml_file import (
     read_text,
 )
 from drapto_engine.services.library import file_problem, is_video_file, output_path, scan_folder
-from drapto_engine.services.outputs import check_folder, check_trash_dir
+from drapto_engine.services.outputs import check_folder, check_trash_dir, replaceable
 
 _BASE = "base"  # validation context key: the folder relative paths are taken from
 
@@ -414,7 +414,7 @@ def _files(
     if not source.is_dir():
         why = is_video_file(source, ffmpeg)
         if why is None:
-            return [(source, output_path(source, output_dir))]
+            return _replaceable([(source, output_path(source, output_dir))], options, on_rejected)
         if on_rejected is not None:
             on_rejected(source, why)
         return []
@@ -422,7 +422,22 @@ def _files(
     for path, why in scan.rejected:
         if on_rejected is not None:
             on_rejected(path, why)
-    return [(video, output_path(video, output_dir, root=source)) for video in scan.videos]
+    files = [(video, output_path(video, output_dir, root=source)) for video in scan.videos]
+    return _replaceable(files, options, on_rejected)
+
+
+def _replaceable(
+    files: list[tuple[Path, Path]], options: JobOptions, on_rejected: Rejected | None
+) -> list[tuple[Path, Path]]:
+    """With replace: the files a replace may take the place of (services/outputs.py); the
+    others are rejected, each one failed entry saying why."""
+    if not options.replace:
+        return files
+    good, refused = replaceable(files, options.trash_dir)
+    for path, _, why in refused:
+        if on_rejected is not None:
+            on_rejected(path, why.removeprefix(f"{path}: "))
+    return good
 
 
 def _conflicts(label: Callable[[int], str], planned: list[tuple[int, PlannedJob]]) -> list[str]:

@@ -735,3 +735,26 @@ def test_replace_options(tmp_path: Path, ffmpeg: str, video: Path) -> None:
         f"2: defaults.trash_dir: {library / 'no' / 'such'}: no such folder",
         f"5: job[1].trash_dir: {film}: is not a folder",
     ]
+
+
+def test_a_file_a_replace_cannot_take_the_place_of_is_rejected(
+    tmp_path: Path, ffmpeg: str, video: Path
+) -> None:
+    """film.mp4 would become film.mkv, which is another file: that file alone is
+    rejected (one failed entry); the others of the folder are planned."""
+    folder = tmp_path / "films"
+    copy(video, folder / "film.mp4")
+    mkv = copy(video, folder / "film.mkv")  # another film, under the name film.mp4's would take
+    other = copy(video, folder / "other.mp4")
+    queue = write(tmp_path, f"[[job]]\ninput = '{folder}'\nreplace = true\n")
+    rejected: list[tuple[Path, str]] = []
+    planned = expand_jobs(
+        load_batch(queue, ffmpeg), ffmpeg, on_rejected=lambda p, why: rejected.append((p, why))
+    )
+    assert sorted(job.input for job in planned) == [mkv, other]
+    assert rejected == [
+        (
+            folder / "film.mp4",
+            f"a replace would put the AV1 file at {folder / 'film.mkv'}, where another file is",
+        )
+    ]
