@@ -19,6 +19,7 @@ from forked import run_forked, warm_imports
 from mediagen import make_video
 
 from drapto_engine.config import Config
+from drapto_engine.core.errors import DraptoError
 from drapto_engine.core.jobs import EntryStatus, JobOptions
 from drapto_engine.engine import Engine
 from drapto_engine.infrastructure.savings import SavingsStore
@@ -191,4 +192,24 @@ async def test_stats_and_restore_through_the_engine_service(
         await engine.stop()
         await runner
         await server.close()
+        engine.close()
+
+
+async def test_the_engine_refuses_a_replace_that_would_take_another_file_s_name(
+    ffmpeg: str, tmp_path: Path
+) -> None:
+    folder = tmp_path / "films"
+    source = lossless_source(ffmpeg, folder / "film.mp4")
+    shutil.copyfile(source, folder / "film.mkv")  # another film under the name it would take
+    engine = Engine(ffmpeg, config=Config(), state_dir=tmp_path / "state", workers=1)
+    try:
+        options = JobOptions(replace=True)
+        with pytest.raises(DraptoError, match="where another file is"):
+            await engine.add_file(str(source), str(folder / "film.av1.mkv"), options)
+        entries = await engine.add_paths([str(folder)], options)
+        by_input = {Path(e.input).name: e for e in entries}
+        assert by_input["film.mkv"].status is EntryStatus.QUEUED
+        assert by_input["film.mp4"].status is EntryStatus.FAILED
+        assert "where another file is" in (by_input["film.mp4"].error or "")
+    finally:
         engine.close()
