@@ -77,9 +77,9 @@ from drapto_engine.notifications import Notifier
 from drapto_engine.services.daily_summary import DailySummary
 from drapto_engine.services.executors import SegmentExecutor
 from drapto_engine.services.executors.local import LocalExecutor
-from drapto_engine.services.orchestrator import EncodeRequest, Orchestrator
+from drapto_engine.services.orchestrator import EncodeRequest, Orchestrator, job_record
 from drapto_engine.services.replace import Replacer
-from drapto_engine.services.skip import skip_reason
+from drapto_engine.services.skip import ALREADY_ENCODED, OUTPUT_VALIDATES, skip_reason
 from drapto_engine.services.upkeep import Upkeep
 from drapto_engine.services.workdir import WORK_PREFIX
 
@@ -512,6 +512,22 @@ class Engine:
                 entry, status=EntryStatus.RUNNING, started=time.time(), error=None, note=None
             )
             skip = await self._skip_reason(entry)
+            if (
+                skip in (ALREADY_ENCODED, OUTPUT_VALIDATES)
+                and entry.options.over(self.config.defaults).replace
+            ):
+                # encoded before (or stopped between its validation and its replace):
+                # what is left to do is the replace
+                request = self.request_for(entry, entry.rollbacks)
+                job = (await asyncio.to_thread(job_record, request)).id
+                await self._finish(entry, request, job)
+                entry = await self.entry_queue.update(
+                    self.entry_queue.by_id.get(entry.id, entry),
+                    status=EntryStatus.DONE,
+                    finished=time.time(),
+                    stage=None,
+                )
+                return
             if skip is not None:
                 entry = await self.entry_queue.update(
                     entry, status=EntryStatus.SKIPPED, note=skip, finished=time.time()

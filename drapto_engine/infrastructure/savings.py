@@ -53,26 +53,33 @@ class SavingsStore:
                     db.execute(statement)
 
     def add(self, saving: Saving) -> bool:
-        """Store a record; False when one with its key is stored already (a rerun)."""
+        """Store a record; False when one with its key is stored already (a rerun). A
+        replace takes the place of its source's earlier encodes, which no longer count."""
         placeholders = ", ".join("?" for _ in _COLUMNS.split(","))
-        return (
-            self.store._write(
-                f"INSERT OR IGNORE INTO savings ({_COLUMNS}) VALUES ({placeholders})",
-                (
-                    saving.key,
-                    _text(saving.path),
-                    _text(saving.output),
-                    _text(saving.root),
-                    saving.bytes_before,
-                    saving.bytes_after,
-                    saving.time,
-                    saving.state.value,
-                    _text(saving.trash),
-                    saving.keep_until,
-                ),
+        with self.store.transaction() as db:
+            if saving.state is SavingState.REPLACED:
+                db.execute(
+                    "DELETE FROM savings WHERE path = ? AND state = ?",
+                    (_text(saving.path), SavingState.ENCODED.value),
+                )
+            return (
+                db.execute(
+                    f"INSERT OR IGNORE INTO savings ({_COLUMNS}) VALUES ({placeholders})",
+                    (
+                        saving.key,
+                        _text(saving.path),
+                        _text(saving.output),
+                        _text(saving.root),
+                        saving.bytes_before,
+                        saving.bytes_after,
+                        saving.time,
+                        saving.state.value,
+                        _text(saving.trash),
+                        saving.keep_until,
+                    ),
+                ).rowcount
+                == 1
             )
-            == 1
-        )
 
     def set_state(self, key: str, state: SavingState) -> None:
         self.store._write("UPDATE savings SET state = ? WHERE key = ?", (state.value, key))

@@ -213,3 +213,34 @@ async def test_the_engine_refuses_a_replace_that_would_take_another_file_s_name(
         assert "where another file is" in (by_input["film.mp4"].error or "")
     finally:
         engine.close()
+
+
+async def test_a_file_encoded_beside_before_is_replaced_without_encoding_again(
+    ffmpeg: str, tmp_path: Path
+) -> None:
+    """Its job done (an encode beside it, or an engine killed between the validation and
+    the replace): queued with replace, the replace is what is left to do."""
+    source = lossless_source(ffmpeg, tmp_path / "films" / "film.mp4")
+    original = sha(source)
+    beside = source.with_suffix(".av1.mkv")
+    engine = Engine(ffmpeg, config=Config(), state_dir=tmp_path / "state", workers=2)
+    try:
+        async with engine.running():
+            (first,) = await engine.add([(source, beside)], options=JobOptions(preset=12))
+            await engine.run(only={first.id}, ignore_pause=True)
+            assert engine.entry(first.id).status is EntryStatus.DONE
+            encoded = sha(beside)
+            options = JobOptions(preset=12, replace=True)
+            (second,) = await engine.add([(source, beside)], options=options)
+            await engine.run(only={second.id}, ignore_pause=True)
+            done = engine.entry(second.id)
+        assert done.status is EntryStatus.DONE, done.error
+        assert done.job is None  # no job ran: nothing was encoded again
+        assert (done.note or "").startswith("replaced; the original is in ")
+        assert sha(source.with_suffix(".mkv")) == encoded
+        assert sha(source.parent / ".drapto-trash" / "film.mp4") == original
+        assert not beside.exists() and not source.exists()
+        report = await engine.get_savings()
+        assert report.total.files == 1  # the replace took the place of the encode beside
+    finally:
+        engine.close()
