@@ -516,11 +516,7 @@ class Engine:
                 skip in (ALREADY_ENCODED, OUTPUT_VALIDATES)
                 and entry.options.over(self.config.defaults).replace
             ):
-                # encoded before (or stopped between its validation and its replace):
-                # what is left to do is the replace
-                request = self.request_for(entry, entry.rollbacks)
-                job = (await asyncio.to_thread(job_record, request)).id
-                await self._finish(entry, request, job)
+                await self._replace_only(entry)
                 entry = await self.entry_queue.update(
                     self.entry_queue.by_id.get(entry.id, entry),
                     status=EntryStatus.DONE,
@@ -656,7 +652,22 @@ class Engine:
         await self._finish(entry, request, orchestrator.job or "")
         return summary
 
-    async def _finish(self, entry: QueueEntry, request: EncodeRequest, job: str) -> None:
+    async def replace_if_encoded(self, entry: QueueEntry) -> str | None:
+        """For an entry with replace whose encode is done already (encoded beside before,
+        or stopped between its validation and its replace): the replace, and what became
+        of the original. None when the entry needs its encode (`encode_entry`)."""
+        if not entry.options.over(self.config.defaults).replace:
+            return None
+        if await self._skip_reason(entry) not in (ALREADY_ENCODED, OUTPUT_VALIDATES):
+            return None
+        return await self._replace_only(entry)
+
+    async def _replace_only(self, entry: QueueEntry) -> str:
+        request = self.request_for(entry, entry.rollbacks)
+        job = (await asyncio.to_thread(job_record, request)).id
+        return await self._finish(entry, request, job) or "replaced"
+
+    async def _finish(self, entry: QueueEntry, request: EncodeRequest, job: str) -> str | None:
         """After the output validated: the replace the entry asks for (its note says what
         became of the original), else the record of the space its output saves."""
         options = entry.options.over(self.config.defaults)
@@ -672,7 +683,7 @@ class Engine:
                     request.input,
                 ) from exc
             log.warning("%s: the space saved is not recorded: %s", request.input, exc)
-            return
+            return None
         note = outcome.note
         if note is not None:
             self.bus.emit(WarningEvent(job=job, message=f"{request.input}: {note}"))
@@ -681,6 +692,7 @@ class Engine:
             note = f"replaced; the original is in {outcome.saving.trash} until {until}"
         if note is not None:
             await self.entry_queue.update(self.entry_queue.by_id.get(entry.id, entry), note=note)
+        return note
 
     def _rolled_back(
         self, orchestrator: Orchestrator, flag: str, exc: DraptoError, entry_id: int

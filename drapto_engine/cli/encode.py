@@ -372,7 +372,11 @@ async def _in_process(args: argparse.Namespace, config: Config, source: Path, ou
             await engine.refuse_queued(entry, holder)
         async with engine.running():
             try:
-                await engine.encode_entry(entry)
+                replaced = await engine.replace_if_encoded(entry)
+                if replaced is not None:  # encoded before: only its replace was left
+                    printer.handle(WarningEvent(message=f"{source}: encoded before; {replaced}"))
+                else:
+                    await engine.encode_entry(entry)
             finally:
                 # The job's own last event (done or failed) ends the output: a resource
                 # sample taken while the engine shuts down is not printed after it.

@@ -244,3 +244,19 @@ async def test_a_file_encoded_beside_before_is_replaced_without_encoding_again(
         assert report.total.files == 1  # the replace took the place of the encode beside
     finally:
         engine.close()
+
+
+def test_encode_replace_after_an_encode_beside_only_replaces(ffmpeg: str, tmp_path: Path) -> None:
+    """`drapto encode` without, then with --replace (or a rerun after a kill between the
+    validation and the replace): the second run encodes nothing, it replaces."""
+    source = lossless_source(ffmpeg, tmp_path / "film.mkv")
+    state = ["--state-dir", str(tmp_path / "state")]
+    status, _, err = drapto("encode", str(source), *FAST, *state, cwd=tmp_path)
+    assert status == 0, err
+    encoded = sha(source.with_suffix(".av1.mkv"))
+    status, out, err = drapto("encode", str(source), "--replace", *FAST, *state, cwd=tmp_path)
+    assert status == 0, err
+    assert '"segment_started"' not in out  # nothing encoded again
+    assert "encoded before; replaced; the original is in" in out
+    assert sha(source) == encoded and not source.with_suffix(".av1.mkv").exists()
+    assert (tmp_path / ".drapto-trash" / "film.mkv").exists()
