@@ -91,6 +91,7 @@ class ReplacePlan(BaseModel):
     source_gid: int
     output_ino: int
     output_size: int
+    output_mtime_ns: int
     time: float
     keep_until: float
     copied: bool = False
@@ -156,7 +157,12 @@ class Replacer:
         """Put `output` (validated) in `source`'s place, or keep the original and remove
         `output` when it saves less than min_saving."""
         source, output = source.absolute(), output.absolute()
-        self._finish_journal(self._journal(source))  # an earlier replace of this path
+        journal = self._journal(source)
+        try:
+            self._finish_journal(journal)  # an earlier replace of this path, stopped
+        except ReplaceError:
+            if journal.exists():  # still half done: nothing more is safe to do here
+                raise
         before, after = source.stat(), output.stat()
         least = MIN_SAVING if options.min_saving is None else options.min_saving
         note = saving_note(before.st_size, after.st_size, least)
@@ -187,6 +193,7 @@ class Replacer:
             source_gid=before.st_gid,
             output_ino=after.st_ino,
             output_size=after.st_size,
+            output_mtime_ns=after.st_mtime_ns,
             time=now,
             keep_until=now + days * 86400,
         )
@@ -250,22 +257,21 @@ class Replacer:
         """Every step from the first, each skipped when it was done."""
         plan = self._to_trash(plan)
         source, output, final = Path(plan.source), Path(plan.output), Path(plan.final)
-        if _ino(output) == plan.output_ino:
+        if _is_output(output, plan):
             _sync_file(output)  # its bytes on disk before it takes a name the original had
             os.chmod(output, plan.source_mode)
             with contextlib.suppress(OSError):  # only root may give a file to another user
                 os.chown(output, plan.source_uid, plan.source_gid)
             os.utime(output, ns=(plan.source_atime_ns, plan.source_mtime_ns))
             self.on_step("carry")
-            held = _ino(final)
-            if final != source and held is not None and held != plan.output_ino:
+            if final != source and _stat(final) is not None and not _is_output(final, plan):
                 raise ReplaceError(
                     f"another file took the name {final}; the original stays", source
                 )
             os.replace(output, final)
             _sync_folder(final.parent)
             self.on_step("rename")
-        elif _ino(final) != plan.output_ino:
+        elif not _is_output(final, plan):
             self._undo(plan)
             raise ReplaceError(
                 f"the AV1 file {output} is gone before it took the source's place; the"
@@ -423,6 +429,17 @@ def _stat(path: Path) -> os.stat_result | None:
 def _ino(path: Path) -> int | None:
     found = _stat(path)
     return found.st_ino if found is not None else None
+
+
+def _is_output(path: Path, plan: ReplacePlan) -> bool:
+    """Whether `path` is the plan's AV1 file: its inode, size and modification time (its
+    own, or the original's once carried): an inode number alone may be a new file's."""
+    found = _stat(path)
+    return (
+        found is not None
+        and (found.st_ino, found.st_size) == (plan.output_ino, plan.output_size)
+        and found.st_mtime_ns in (plan.output_mtime_ns, plan.source_mtime_ns)
+    )
 
 
 def _same(a: Path, b: Path) -> bool:

@@ -394,3 +394,22 @@ def test_a_copy_into_the_trash_stopped_before_the_journal_said_so_is_finished(
     assert_safe(source, trash_of(tmp_path, source))
     assert Replacer(tmp_path / "state", store).recover() == []
     assert_replaced(source, trash_of(tmp_path, source), store)
+
+
+def test_a_stale_journal_of_the_same_path_does_not_stop_its_next_replace(
+    tmp_path: Path, store: SavingsStore
+) -> None:
+    """A replace stopped after its link whose AV1 file was then deleted: the next
+    replace of the path undoes it (the trash's link goes) and replaces afresh."""
+    source, output = library(tmp_path, "film.mkv")
+
+    def die(at: str) -> None:
+        if at == "link":
+            raise Crash
+
+    with pytest.raises(Crash):
+        Replacer(tmp_path / "state", store, die).replace(source, output, options(tmp_path))
+    output.unlink()  # someone removed the stopped replace's AV1 file
+    output.write_bytes(ENCODED)  # and a new encode wrote another
+    Replacer(tmp_path / "state", store).replace(source, output, options(tmp_path))
+    assert_replaced(source, trash_of(tmp_path, source), store)
