@@ -60,7 +60,7 @@ KEEP_DAYS = 30
 """Days an original stays in the trash, unless keep_days says."""
 JOURNALS = "replace"
 """The folder of replace journals in the state folder."""
-STEPS = ("journal", "mkdir", "link", "carry", "rename", "unlink", "record", "done")
+STEPS = ("journal", "mkdir", "link", "chmod", "carry", "rename", "unlink", "record", "done")
 """Every point between two file system operations of a replace (`on_step` is called at
 each once its operation is done), for the tests' crash-point matrix."""
 _NO_LINKS = {errno.EPERM, errno.EOPNOTSUPP, errno.EMLINK, errno.ENOSYS}
@@ -262,6 +262,7 @@ class Replacer:
             os.chmod(output, plan.source_mode)
             with contextlib.suppress(OSError):  # only root may give a file to another user
                 os.chown(output, plan.source_uid, plan.source_gid)
+            self.on_step("chmod")
             os.utime(output, ns=(plan.source_atime_ns, plan.source_mtime_ns))
             self.on_step("carry")
             if final != source and _stat(final) is not None and not _is_output(final, plan):
