@@ -63,7 +63,7 @@ async def _stats(args: argparse.Namespace) -> int:
         print(json.dumps(data))
         return 0
     if not report.total.files:
-        print("space saved: nothing encoded yet")
+        print("space saved: none yet")
         return 0
     print(f"space saved: {saved_text(report.total)}")
     width = max(len(name) for name in [*report.folders, *report.days])
