@@ -61,7 +61,9 @@ class Parser(argparse.ArgumentParser):
         if choice:
             given, listed = choice.groups()
             names = [name.strip(" '") for name in listed.split(",")]
-            close = difflib.get_close_matches(given, names, n=1, cutoff=0.7)
+            close = difflib.get_close_matches(given, names, n=3, cutoff=0.7)
+            # two letters swapped (`stauts`) is the commonest slip: its own letters first
+            close.sort(key=lambda name: sorted(name) != sorted(given))
             return f"; did you mean {close[0]!r}?" if close else ""
         unknown = re.match(r"unrecognized arguments: (.*)", message)
         if unknown:
