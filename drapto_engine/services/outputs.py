@@ -167,7 +167,7 @@ def check_replace(source: Path, trash_dir: Path | None) -> None:
     """A replace of `source` can keep its promises: the trash takes the original on the
     source's own file system (a rename, never a copy), keeping its relative path, and the
     AV1 file's name (`film.mkv` for `film.mp4`) is free or the source's own."""
-    target = trash_path(source, trash_dir)
+    trash_path(source, trash_dir)  # inside the trash's folder
     root = trash_root(source, trash_dir)
     check_trash_dir(root)
     existing = root if root.exists() else root.parent
@@ -181,8 +181,6 @@ def check_replace(source: Path, trash_dir: Path | None) -> None:
             " moves an original within its file system",
             source,
         )
-    if target.exists() or target.is_symlink():
-        raise DraptoError(f"the trash already holds a file of this name: {target}", source)
     final = replaced_name(source)
     if final != source and (final.exists() or final.is_symlink()):
         raise DraptoError(

@@ -182,7 +182,7 @@ class Replacer:
             source=str(source),
             output=str(output),
             final=str(replaced_name(source)),
-            trash=str(trash_path(source, options.trash_dir)),
+            trash=str(_free(trash_path(source, options.trash_dir))),
             root=str(root) if root is not None else None,
             source_ino=before.st_ino,
             source_size=before.st_size,
@@ -430,6 +430,16 @@ def _stat(path: Path) -> os.stat_result | None:
 def _ino(path: Path) -> int | None:
     found = _stat(path)
     return found.st_ino if found is not None else None
+
+
+def _free(path: Path) -> Path:
+    """`path`, or `NAME.2.EXT`, `NAME.3.EXT`... when the trash holds an earlier original
+    of that name (a file replaced, then a new one under its name replaced again)."""
+    candidate, number = path, 1
+    while candidate.exists() or candidate.is_symlink():
+        number += 1
+        candidate = path.with_name(f"{path.stem}.{number}{path.suffix}")
+    return candidate
 
 
 def _is_output(path: Path, plan: ReplacePlan) -> bool:

@@ -413,3 +413,22 @@ def test_a_stale_journal_of_the_same_path_does_not_stop_its_next_replace(
     output.write_bytes(ENCODED)  # and a new encode wrote another
     Replacer(tmp_path / "state", store).replace(source, output, options(tmp_path))
     assert_replaced(source, trash_of(tmp_path, source), store)
+
+
+def test_a_second_original_of_one_name_gets_its_own_name_in_the_trash(
+    tmp_path: Path, store: SavingsStore
+) -> None:
+    """film.mkv replaced, then a new film.mkv put in its place and replaced too: both
+    originals stay in the trash, and restore brings back the newest."""
+    source, output = library(tmp_path, "film.mkv")
+    replacer = Replacer(tmp_path / "state", store)
+    replacer.replace(source, output, options(tmp_path))
+    source.write_bytes(b"a newer original" * 100)
+    output.write_bytes(b"its encode")
+    replacer.replace(source, output, options(tmp_path))
+    first = trash_of(tmp_path, source)
+    assert first.read_bytes() == ORIGINAL
+    assert first.with_name("film.2.mkv").read_bytes() == b"a newer original" * 100
+    replacer.restore(source)
+    assert source.read_bytes() == b"a newer original" * 100
+    assert first.read_bytes() == ORIGINAL
