@@ -225,6 +225,8 @@ class Replacer:
                 self._finish_journal(journal)
             except DraptoError as exc:
                 problems.append(exc.one_line())
+            except OSError as exc:  # a folder unmounted or not ours: tried at the next start
+                problems.append(f"{journal}: {exc.strerror or exc}")
         return problems
 
     def _journal(self, source: Path) -> Path:

@@ -432,3 +432,29 @@ def test_a_second_original_of_one_name_gets_its_own_name_in_the_trash(
     replacer.restore(source)
     assert source.read_bytes() == b"a newer original" * 100
     assert first.read_bytes() == ORIGINAL
+
+
+def test_a_replace_that_cannot_be_finished_now_is_a_line_and_waits(
+    tmp_path: Path, store: SavingsStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The file system refuses a step now (a mount gone read-only, say): recover says so
+    in one line and keeps the journal for the next start, and the original stays."""
+    source, output = library(tmp_path, "film.mp4")
+
+    def die(at: str) -> None:
+        if at == "link":
+            raise Crash
+
+    with pytest.raises(Crash):
+        Replacer(tmp_path / "state", store, die).replace(source, output, options(tmp_path))
+
+    def refused(path: object, mode: int) -> None:
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(replace_module.os, "chmod", refused)
+    (problem,) = Replacer(tmp_path / "state", store).recover()
+    monkeypatch.undo()
+    assert problem.endswith("Read-only file system") and "\n" not in problem
+    assert_safe(source, trash_of(tmp_path, source))
+    assert Replacer(tmp_path / "state", store).recover() == []
+    assert_replaced(source, trash_of(tmp_path, source), store)
