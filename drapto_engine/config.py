@@ -7,6 +7,7 @@ live changes (`flags.toml` beside it), then what a run says (--flag, a queue fil
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any
@@ -38,7 +39,7 @@ from drapto_engine.infrastructure.toml_file import (
     parse,
     read_text,
 )
-from drapto_engine.services.outputs import check_folder
+from drapto_engine.services.outputs import check_folder, check_trash_dir
 
 CONFIG_LIMIT = 1 << 20
 """The largest config file read (1 MiB): anything bigger is not one."""
@@ -78,6 +79,9 @@ class Config(BaseModel):
     """Memory kept free: below it no encoder is admitted and the newest is suspended."""
     notify_url: StrictStr | None = None
     """ntfy-style URL that gets a POST at batch start, each job's end and batch end."""
+    notify_daily: StrictStr | None = None
+    """With notify_url: a summary of the space saved, sent once a day at this local time
+    ("HH:MM"); unset: none."""
     rollback_limit: StrictInt = Field(default=3, ge=1)
     """Rollbacks of one flag in a session after which it is off for the rest of it."""
     stall_timeout_s: Number = Field(default=60.0, gt=0)
@@ -105,10 +109,23 @@ class Config(BaseModel):
             raise ValueError("must be an http:// or https:// URL")
         return value
 
+    @field_validator("notify_daily")
+    @classmethod
+    def _time_of_day(cls, value: str | None) -> str | None:
+        if value is not None and daily_at(value) is None:
+            raise ValueError(f"must be a time of day as HH:MM (e.g. 08:00), not {value!r}")
+        return value
+
     def to_toml(self) -> str:
         data = self.model_dump(mode="json", exclude_none=True)
         data["defaults"] = self.defaults.model_dump(mode="json", exclude_none=True)
         return tomli_w.dumps(data)
+
+
+def daily_at(text: str) -> tuple[int, int] | None:
+    """`08:30` as (8, 30); None for anything else."""
+    match = re.fullmatch(r"([01]?[0-9]|2[0-3]):([0-5][0-9])", text)
+    return (int(match[1]), int(match[2])) if match else None
 
 
 def load_config(path: Path | None = None) -> Config:
@@ -141,15 +158,21 @@ def validated(data: dict[str, Any], lines: KeyLines, path: Path) -> Config:
 
 
 def _folder_problems(config: Config, lines: KeyLines) -> list[Problem]:
-    """A work folder that --work-dir would refuse (services/outputs.py: one rule)."""
-    if config.defaults.work_dir is None:
-        return []
-    try:
-        check_folder(config.defaults.work_dir)
-    except DraptoError as exc:
-        place = ("defaults", "work_dir")
-        return [Problem(lines.line(place), "defaults.work_dir", exc.one_line())]
-    return []
+    """A work folder that --work-dir would refuse, a trash folder that --trash-dir would
+    (services/outputs.py: one rule)."""
+    problems: list[Problem] = []
+    for key, folder, check in (
+        ("work_dir", config.defaults.work_dir, check_folder),
+        ("trash_dir", config.defaults.trash_dir, check_trash_dir),
+    ):
+        if folder is None:
+            continue
+        try:
+            check(folder)
+        except DraptoError as exc:
+            place = ("defaults", key)
+            problems.append(Problem(lines.line(place), f"defaults.{key}", exc.one_line()))
+    return problems
 
 
 def _keys_at(loc: Loc) -> list[str]:

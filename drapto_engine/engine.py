@@ -19,10 +19,17 @@ import shutil
 import time
 from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from drapto_engine.config import Config, load_saved_flags, save_flags, saved_flags_file
+from drapto_engine.config import (
+    Config,
+    daily_at,
+    load_saved_flags,
+    save_flags,
+    saved_flags_file,
+)
 from drapto_engine.core.api import INTERRUPTED_NOTE, EngineSnapshot, EngineView
 from drapto_engine.core.errors import (
     DraptoError,
@@ -55,20 +62,25 @@ from drapto_engine.core.flags import (
 from drapto_engine.core.jobs import FINAL_STATUSES, EntryStatus, JobOptions, QueueEntry
 from drapto_engine.core.metrics import JobSummary, ResourceSnapshot
 from drapto_engine.core.models import EncodeSettings, ResolutionClass
+from drapto_engine.core.savings import SavingsReport
 from drapto_engine.core.state import JobStage, JobTakenOver, StateDamaged
-from drapto_engine.entry_queue import EntryQueue
+from drapto_engine.entry_queue import EntryQueue, absolute_path
 from drapto_engine.infrastructure import paths
 from drapto_engine.infrastructure.queue_store import QueueStore
 from drapto_engine.infrastructure.resources import ResourceManager
+from drapto_engine.infrastructure.savings import SavingsStore
 from drapto_engine.infrastructure.state_manager import StateManager
 from drapto_engine.infrastructure.store import StateStore
 from drapto_engine.infrastructure.workers import default_workers
 from drapto_engine.monitoring import Monitor, rollback_flag
 from drapto_engine.notifications import Notifier
+from drapto_engine.services.daily_summary import DailySummary
 from drapto_engine.services.executors import SegmentExecutor
 from drapto_engine.services.executors.local import LocalExecutor
-from drapto_engine.services.orchestrator import EncodeRequest, Orchestrator
-from drapto_engine.services.skip import skip_reason
+from drapto_engine.services.orchestrator import EncodeRequest, Orchestrator, job_record
+from drapto_engine.services.replace import Replacer
+from drapto_engine.services.skip import ALREADY_ENCODED, OUTPUT_VALIDATES, skip_reason
+from drapto_engine.services.upkeep import Upkeep
 from drapto_engine.services.workdir import WORK_PREFIX
 
 if TYPE_CHECKING:
@@ -184,6 +196,14 @@ class Engine:
             owns_queue=owns_queue,
         )
         self.notifier = Notifier(self.bus, self.config, known=self.entry_queue.by_id)
+        self.savings = SavingsStore(self.store)
+        self.replacer = Replacer(self.state_dir, self.savings)
+        """Replaces sources (services/replace.py) and records the space each encode saved."""
+        self.upkeep = (
+            Upkeep(self.replacer, self._warn, self._daily_summary()) if owns_queue else None
+        )
+        """Half-done replaces, the trash and the daily summary: the state folder's
+        engine service does it, not an encode beside it (services/upkeep.py)."""
         for message in self.queue.amended:
             log.warning("%s", message)
             self.bus.emit(WarningEvent(message=message))
@@ -200,6 +220,8 @@ class Engine:
     async def start(self) -> None:
         self.resources.start()
         self.monitor.start()
+        if self.upkeep is not None:
+            await self.upkeep.start()
         if self.cluster_options is not None:
             await self._start_cluster(self.cluster_options)
 
@@ -240,6 +262,8 @@ class Engine:
         )
         await self.resources.shutdown()
         await self.monitor.stop()
+        if self.upkeep is not None:
+            await self.upkeep.stop()
         if self.cluster is not None:
             await self.cluster.stop()
             self.cluster = self.executor = None
@@ -253,6 +277,20 @@ class Engine:
 
     def close(self) -> None:
         self.store.close()
+
+    def _daily_summary(self) -> DailySummary | None:
+        url, at = self.config.notify_url, self.config.notify_daily
+        if url is None or at is None or (when := daily_at(at)) is None:
+            return None
+        from drapto_engine.infrastructure.notify import notify
+
+        return DailySummary(
+            self.savings, self.queue, when, partial(notify, url, tags=["floppy_disk"])
+        )
+
+    def _warn(self, message: str) -> None:
+        log.warning("%s", message)
+        self.bus.emit(WarningEvent(message=message))
 
     @contextlib.asynccontextmanager
     async def running(self) -> Any:
@@ -413,6 +451,12 @@ class Engine:
     async def get_config(self) -> dict[str, Any]:
         return self.config.model_dump(mode="json")
 
+    async def get_savings(self) -> SavingsReport:
+        return await asyncio.to_thread(self.savings.report)
+
+    async def restore(self, path: str) -> str:
+        return str(await asyncio.to_thread(self.replacer.restore, absolute_path(path)))
+
     async def get_snapshot(self) -> EngineSnapshot:
         return self.snapshot()
 
@@ -468,6 +512,18 @@ class Engine:
                 entry, status=EntryStatus.RUNNING, started=time.time(), error=None, note=None
             )
             skip = await self._skip_reason(entry)
+            if (
+                skip in (ALREADY_ENCODED, OUTPUT_VALIDATES)
+                and entry.options.over(self.config.defaults).replace
+            ):
+                await self._replace_only(entry)
+                entry = await self.entry_queue.update(
+                    self.entry_queue.by_id.get(entry.id, entry),
+                    status=EntryStatus.DONE,
+                    finished=time.time(),
+                    stage=None,
+                )
+                return
             if skip is not None:
                 entry = await self.entry_queue.update(
                     entry, status=EntryStatus.SKIPPED, note=skip, finished=time.time()
@@ -574,7 +630,8 @@ class Engine:
             active.orchestrator = orchestrator
             watcher = asyncio.create_task(self._when_planned(orchestrator, active))
             try:
-                return await orchestrator.encode(request)
+                summary = await orchestrator.encode(request)
+                break
             except (EncodeError, MediaError, ValidationError) as exc:
                 if isinstance(exc, SourceChanged):  # no strategy's fault: nothing to retry
                     raise
@@ -592,6 +649,50 @@ class Engine:
                 watcher.cancel()
                 if orchestrator.job is not None:
                     tried.add(orchestrator.job)
+        await self._finish(entry, request, orchestrator.job or "")
+        return summary
+
+    async def replace_if_encoded(self, entry: QueueEntry) -> str | None:
+        """For an entry with replace whose encode is done already (encoded beside before,
+        or stopped between its validation and its replace): the replace, and what became
+        of the original. None when the entry needs its encode (`encode_entry`)."""
+        if not entry.options.over(self.config.defaults).replace:
+            return None
+        if await self._skip_reason(entry) not in (ALREADY_ENCODED, OUTPUT_VALIDATES):
+            return None
+        return await self._replace_only(entry)
+
+    async def _replace_only(self, entry: QueueEntry) -> str:
+        request = self.request_for(entry, entry.rollbacks)
+        job = (await asyncio.to_thread(job_record, request)).id
+        return await self._finish(entry, request, job) or "replaced"
+
+    async def _finish(self, entry: QueueEntry, request: EncodeRequest, job: str) -> str | None:
+        """After the output validated: the replace the entry asks for (its note says what
+        became of the original), else the record of the space its output saves."""
+        options = entry.options.over(self.config.defaults)
+        try:
+            outcome = await asyncio.to_thread(
+                self.replacer.finish, request.input, request.output, options, f"job-{job}"
+            )
+        except OSError as exc:
+            if options.replace:  # its journal has it: the next start finishes or undoes it
+                raise DraptoError(
+                    f"the replace stopped ({exc.strerror or exc}); the original is kept, and"
+                    " the engine's next start finishes it",
+                    request.input,
+                ) from exc
+            log.warning("%s: the space saved is not recorded: %s", request.input, exc)
+            return None
+        note = outcome.note
+        if note is not None:
+            self.bus.emit(WarningEvent(job=job, message=f"{request.input}: {note}"))
+        elif options.replace and outcome.saving is not None and outcome.saving.trash:
+            until = time.strftime("%Y-%m-%d", time.localtime(outcome.saving.keep_until))
+            note = f"replaced; the original is in {outcome.saving.trash} until {until}"
+        if note is not None:
+            await self.entry_queue.update(self.entry_queue.by_id.get(entry.id, entry), note=note)
+        return note
 
     def _rolled_back(
         self, orchestrator: Orchestrator, flag: str, exc: DraptoError, entry_id: int

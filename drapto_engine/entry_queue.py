@@ -31,7 +31,9 @@ from drapto_engine.services.outputs import (
     check_folder,
     check_free,
     check_output_path,
+    check_replace,
     named_outputs,
+    replaceable,
 )
 
 CLEARED_STATUSES = frozenset({EntryStatus.DONE, EntryStatus.SKIPPED, EntryStatus.CANCELLED})
@@ -141,7 +143,7 @@ class EntryQueue:
         A file in a folder that has a video extension but cannot be read as a video is
         queued as a failed entry, so that the run that asked for it reports it."""
         chosen = (options or JobOptions()).over(self.config.defaults)
-        output_dir = chosen.output_dir
+        output_dir = None if chosen.replace else chosen.output_dir  # a replace's is beside
         if chosen.work_dir is not None:
             await asyncio.to_thread(check_folder, chosen.work_dir)
         pairs: list[tuple[Path, Path]] = []
@@ -162,6 +164,9 @@ class EntryQueue:
                 raise DraptoError("no such file or folder", path)
         pairs, refused = await asyncio.to_thread(named_outputs, pairs)
         failed += refused
+        if chosen.replace:
+            pairs, refused = await asyncio.to_thread(replaceable, pairs, chosen.trash_dir)
+            failed += refused
         added = await self.add(pairs, options=options, flags=flags, batch=batch)
         return added + await self.add_failed(failed, options=options, flags=flags, batch=batch)
 
@@ -188,6 +193,8 @@ class EntryQueue:
         if chosen.work_dir is not None:
             await asyncio.to_thread(check_folder, chosen.work_dir)
         await asyncio.to_thread(check_free, target, bool(chosen.overwrite))
+        if chosen.replace:
+            await asyncio.to_thread(check_replace, source, chosen.trash_dir)
         candidate = QueueEntry(
             id=0,
             input=str(source.resolve()),

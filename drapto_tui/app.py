@@ -115,6 +115,10 @@ class DraptoApp(App[None]):
 
     def _tick(self) -> None:
         self.ticks += 1
+        mirror = self.mirror
+        if mirror is not None and mirror.savings_stale:
+            mirror.savings_stale = False
+            self.run_worker(mirror.refresh_savings(), group="savings", exclusive=True)
         screen = self.screen
         if isinstance(screen, RefreshesFromEngine):
             screen.refresh_from_engine()

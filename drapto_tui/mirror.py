@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from drapto_engine.core.api import EngineSnapshot, EngineView, JobView
+from drapto_engine.core.errors import DraptoError
 from drapto_engine.core.events import (
     Alert,
     EntryChanged,
@@ -24,6 +25,7 @@ from drapto_engine.core.events import (
     WarningEvent,
 )
 from drapto_engine.core.jobs import EntryStatus, QueueEntry
+from drapto_engine.core.savings import Totals
 from drapto_tui import presentation
 from drapto_tui.client import EngineConnection
 
@@ -57,6 +59,10 @@ class EngineMirror:
         """An entry's status may have changed: queue counts are redone."""
         self._job_entries: dict[str, int] = {}
         self._labels: dict[int, str] | None = None
+        self.saved: Totals | None = None
+        """The space drapto saved (`drapto stats`), as last asked."""
+        self.savings_stale = True
+        """An entry finished since: the space saved is asked again."""
 
     async def start(self) -> EngineSnapshot:
         snapshot = await self.client.subscribe()
@@ -67,8 +73,17 @@ class EngineMirror:
             self._follow_run(entry, None)
         self.rebuild = self.entries_changed = self.flags_dirty = self.resources_dirty = True
         self.jobs_dirty = set(snapshot.jobs)
+        self.savings_stale = True
         self.connected = True
         return snapshot
+
+    async def refresh_savings(self) -> None:
+        """Ask the engine for the space saved; an engine that cannot say leaves it unshown."""
+        self.savings_stale = False
+        try:
+            self.saved = (await self.client.get_savings()).total
+        except DraptoError:
+            self.saved = None
 
     async def reattach(self, client: EngineConnection) -> EngineSnapshot:
         """Follow a new connection: its snapshot replaces everything mirrored so far."""
@@ -120,6 +135,8 @@ class EngineMirror:
             entry = event.entry
             was = before.status if before is not None else None
             self._follow_run(entry, was)
+            if entry.status is EntryStatus.DONE and was is not EntryStatus.DONE:
+                self.savings_stale = True
             if entry.job:
                 self._job_entries[entry.job] = entry.id
                 self.jobs_dirty.add(entry.job)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from drapto_engine.core.api import EngineSnapshot, JobView
 from drapto_engine.core.jobs import EntryStatus, QueueEntry
+from drapto_engine.core.savings import Totals, size_text
 
 BADGES = {"sdr": "SDR", "hdr10": "HDR10", "hlg": "HLG", "dolby_vision": "DV"}
 
@@ -262,10 +263,21 @@ def queue_totals(
     return QueueTotals(counts.counts, fraction, fps, eta, at_least)
 
 
-def totals_line(totals: QueueTotals, paused: bool, width: int = 1000) -> str:
+def saved_part(saved: Totals | None) -> str:
+    """`saved 2.2 GB (54%)`: the space drapto saved (drapto stats), once it saved any."""
+    if saved is None or not saved.files:
+        return ""
+    share = saved.bytes_saved / saved.bytes_before if saved.bytes_before else 0.0
+    return f"saved {size_text(saved.bytes_saved)} ({share:.0%})"
+
+
+def totals_line(
+    totals: QueueTotals, paused: bool, width: int = 1000, saved: Totals | None = None
+) -> str:
     """The whole queue in one line of at most `width` characters: where room is short,
     the speed goes first, then the ETA, then the bar narrows; the counts by status
-    (a failure among them) always stay whole."""
+    (a failure among them) always stay whole. The space saved ends the line where it
+    fits beside all that."""
     order = ("running", "queued", "done", "failed", "skipped", "cancelled")
     counts = ", ".join(f"{totals.counts[s]} {s}" for s in order if totals.counts.get(s))
     eta = f"ETA {'≥' if totals.eta_at_least else ''}{duration(totals.eta_s)}"
@@ -282,6 +294,9 @@ def totals_line(totals: QueueTotals, paused: bool, width: int = 1000) -> str:
         line = "  ".join(p for p in parts if p)
         if len(line) <= width:
             break
+    extra = saved_part(saved)
+    if extra and len(line) + 2 + len(extra) <= width:
+        line = f"{line}  {extra}"
     return line.replace("paused", "[$warning]paused[/]", 1) if paused else line
 
 

@@ -61,7 +61,9 @@ class Parser(argparse.ArgumentParser):
         if choice:
             given, listed = choice.groups()
             names = [name.strip(" '") for name in listed.split(",")]
-            close = difflib.get_close_matches(given, names, n=1, cutoff=0.7)
+            close = difflib.get_close_matches(given, names, n=3, cutoff=0.7)
+            # two letters swapped (`stauts`) is the commonest slip: its own letters first
+            close.sort(key=lambda name: sorted(name) != sorted(given))
             return f"; did you mean {close[0]!r}?" if close else ""
         unknown = re.match(r"unrecognized arguments: (.*)", message)
         if unknown:
@@ -176,6 +178,25 @@ def name(text: str) -> str:
     return text
 
 
+def saving(text: str) -> float:
+    """--min-saving: a share from 0 to below 1 (0.10 = 10% smaller), or a percentage."""
+    percent = text.endswith("%")
+    try:
+        value = float(text.removesuffix("%")) / (100 if percent else 1)
+    except ValueError:
+        value = math.nan
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(
+            f"must be a share from 0 to below 1 (0.10 or 10% = 10% smaller), not {text!r}"
+        )
+    return float(_job_option("min_saving", value, text))
+
+
+def days(text: str) -> int:
+    """--keep-days: a whole number of days, 0 or more."""
+    return int(_job_option("keep_days", _integer(text, 0, 100 * 365), text))
+
+
 def seconds(field: str) -> Callable[[str], float]:
     def parse(text: str) -> float:
         return float(_job_option(field, positive_seconds(text), text))
@@ -256,6 +277,14 @@ def check_folder(option: str, folder: Path, *, create: bool = False) -> None:
             raise UsageError(f"{folder}: cannot be created: {exc.strerror}", option) from None
     try:
         outputs.check_folder(folder)
+    except DraptoError as exc:
+        raise UsageError(exc.one_line(), option) from None
+
+
+def check_trash_dir(option: str, folder: Path) -> None:
+    """A trash folder given as an option (services/outputs.py: the engine's rule)."""
+    try:
+        outputs.check_trash_dir(folder)
     except DraptoError as exc:
         raise UsageError(exc.one_line(), option) from None
 

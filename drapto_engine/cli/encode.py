@@ -101,6 +101,30 @@ def add_encode_parser(commands: Any) -> None:
         action="store_true",
         help="encode a Dolby Vision profile that cannot be kept as plain HDR10 instead of failing",
     )
+    replace = encode.add_argument_group("replace the source")
+    replace.add_argument(
+        "--replace",
+        action="store_true",
+        help="once the output validates, put it in the source's place (as NAME.mkv) and move"
+        " the original to the trash",
+    )
+    replace.add_argument(
+        "--min-saving",
+        type=checks.saving,
+        help="with --replace: the least saving that replaces the original, 0 to below 1 or a"
+        " percentage (default 0.10); less keeps the original and removes the output",
+    )
+    replace.add_argument(
+        "--keep-days",
+        type=checks.days,
+        help="with --replace: days the original stays in the trash (default 30)",
+    )
+    replace.add_argument(
+        "--trash-dir",
+        type=Path,
+        help="with --replace: the trash folder, on the source's file system (default:"
+        " .drapto-trash beside the source)",
+    )
     add_engine_options(encode)
 
 
@@ -132,6 +156,10 @@ def options_from(args: argparse.Namespace) -> JobOptions:
         force=args.force or None,
         keep_work=args.keep_work or None,
         work_dir=args.work_dir,
+        replace=args.replace or None,
+        min_saving=args.min_saving,
+        keep_days=args.keep_days,
+        trash_dir=args.trash_dir.absolute() if args.trash_dir is not None else None,
     )
 
 
@@ -145,12 +173,20 @@ def check_encode(args: argparse.Namespace, config: Config) -> None:
         raise UsageError(
             f"the shortest segment ({low:g} s) is longer than the longest ({high:g} s)", option
         )
+    replace = args.replace or config.defaults.replace
+    if args.replace and args.output is not None:
+        raise UsageError("--replace puts the output in the source's place: leave out -o", "-o")
+    for option in ("--min-saving", "--keep-days", "--trash-dir"):
+        if getattr(args, option[2:].replace("-", "_")) is not None and not replace:
+            raise UsageError("is only used with --replace", option)
+    if args.trash_dir is not None:
+        checks.check_trash_dir("--trash-dir", args.trash_dir)
     if args.output is not None:
         checks.check_output("-o/--output", args.output, args.input)
     else:
         from drapto_engine.services.library import output_path
 
-        default = output_path(args.input, config.defaults.output_dir)
+        default = output_path(args.input, None if replace else config.defaults.output_dir)
         if default.is_dir():
             raise DraptoError("is a directory", default, hint="name the output with -o")
     if args.work_dir is not None:
@@ -158,6 +194,10 @@ def check_encode(args: argparse.Namespace, config: Config) -> None:
     if args.state_dir is not None:
         checks.check_folder("--state-dir", args.state_dir, create=True)
     checks.check_input(args.input)
+    if replace:
+        from drapto_engine.services.outputs import check_replace
+
+        check_replace(args.input, args.trash_dir or config.defaults.trash_dir)
 
 
 def flags_from(args: argparse.Namespace) -> dict[str, FlagState]:
@@ -176,7 +216,10 @@ async def _encode(args: argparse.Namespace, config: Config) -> int:
     from drapto_engine.services.library import ALREADY_AV1, is_av1, output_path
 
     source: Path = args.input
-    output: Path = args.output or output_path(source, config.defaults.output_dir)
+    replace = args.replace or config.defaults.replace
+    output: Path = args.output or output_path(
+        source, None if replace else config.defaults.output_dir
+    )
     no_daemon, detach = getattr(args, "no_daemon", False), getattr(args, "detach", False)
     if detach and no_daemon:
         print("drapto: --detach needs the engine service; it cannot go with --no-daemon",
@@ -329,7 +372,11 @@ async def _in_process(args: argparse.Namespace, config: Config, source: Path, ou
             await engine.refuse_queued(entry, holder)
         async with engine.running():
             try:
-                await engine.encode_entry(entry)
+                replaced = await engine.replace_if_encoded(entry)
+                if replaced is not None:  # encoded before: only its replace was left
+                    printer.handle(WarningEvent(message=f"{source}: encoded before; {replaced}"))
+                else:
+                    await engine.encode_entry(entry)
             finally:
                 # The job's own last event (done or failed) ends the output: a resource
                 # sample taken while the engine shuts down is not printed after it.

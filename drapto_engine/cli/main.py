@@ -36,7 +36,7 @@ from drapto_engine.logging_setup import LogTo, configure
 
 log = logging.getLogger(__name__)
 
-SHORT_COMMANDS = frozenset({"probe", "status", "flags", "config"})
+SHORT_COMMANDS = frozenset({"probe", "status", "flags", "config", "stats"})
 """Commands that answer at once: they log nowhere (stderr with --debug)."""
 
 
@@ -62,6 +62,9 @@ def build_parser() -> Parser:
     add_encode_parser(commands)
     add_admin_parsers(commands)
     add_service_parsers(commands)
+    from drapto_engine.cli.savings import add_savings_parsers
+
+    add_savings_parsers(commands)
     from drapto_engine.cli.cluster import add_cluster_parsers
 
     add_cluster_parsers(commands)
@@ -109,6 +112,10 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         if command == "serve" and args.socket is not None:
             check_socket_folder("--socket", args.socket)
         return run_service(args)
+    if command in ("stats", "restore"):
+        from drapto_engine.cli.savings import run_savings
+
+        return run_savings(args)
     if command in ("cluster", "worker"):
         from drapto_engine.cli.cluster import run_cluster
 

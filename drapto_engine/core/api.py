@@ -41,6 +41,7 @@ from drapto_engine.core.events import (
 from drapto_engine.core.flags import FlagView
 from drapto_engine.core.jobs import JobOptions, QueueEntry
 from drapto_engine.core.metrics import ClusterWorker, ResourceSnapshot
+from drapto_engine.core.savings import SavingsReport
 
 HISTORY = 300
 
@@ -290,6 +291,14 @@ class EngineAPI(Protocol):
     async def get_flags(self) -> list[FlagView]: ...
     async def get_config(self) -> dict[str, Any]: ...
     async def get_snapshot(self) -> EngineSnapshot: ...
+    async def get_savings(self) -> SavingsReport:
+        """The space saved (`drapto stats`): in total, per watched folder, per day."""
+        ...
+
+    async def restore(self, path: AbsolutePath) -> str:
+        """Put the original of `path` back from the trash; returns where the AV1 file is
+        now (kept beside it as NAME.av1.mkv)."""
+        ...
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from enum import StrEnum
 from pathlib import Path
@@ -78,6 +79,14 @@ class JobOptions(BaseModel):
     """Where work directories go; unset: beside the output."""
     force: StrictBool | None = None
     """Encode a source that is already AV1 (by default it is skipped, or refused)."""
+    replace: StrictBool | None = None
+    """Put the encode in the source's place once it validates; the original goes to the trash."""
+    min_saving: float | None = Field(default=None, ge=0.0, lt=1.0)
+    """With replace: the least saving (0.10 = 10% smaller) for which the original is replaced."""
+    keep_days: StrictInt | None = Field(default=None, ge=0)
+    """With replace: days an original stays in the trash before it is deleted."""
+    trash_dir: SettingPath | None = None
+    """With replace: the trash folder; unset: `.drapto-trash` in the source's folder."""
 
     @field_validator("max_segment_s")
     @classmethod
@@ -85,6 +94,18 @@ class JobOptions(BaseModel):
         low = info.data.get("min_segment_s")
         if value is not None and low is not None and value < low:
             raise ValueError(segment_problem(low, value))
+        return value
+
+    @field_validator("min_saving", mode="before")
+    @classmethod
+    def _strict_number(cls, value: object) -> object:
+        """min_saving as strict as the other numbers: never true or "0.1"; finite."""
+        if value is None:
+            return value
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f"must be a number, not {shown(value)}")
+        if not math.isfinite(value):
+            raise ValueError(f"must be a finite number, not {shown(value)}")
         return value
 
     def segment_problem(self) -> str | None:

@@ -46,7 +46,7 @@ from drapto_engine.infrastructure.toml_file import (
     read_text,
 )
 from drapto_engine.services.library import file_problem, is_video_file, output_path, scan_folder
-from drapto_engine.services.outputs import check_folder
+from drapto_engine.services.outputs import check_folder, check_trash_dir, replaceable
 
 _BASE = "base"  # validation context key: the folder relative paths are taken from
 
@@ -65,7 +65,7 @@ def _base(info: ValidationInfo) -> Path | None:
 class _QueueOptions(JobOptions):
     """JobOptions as written in a queue file: folders relative to the file."""
 
-    @field_validator("output_dir", "work_dir")
+    @field_validator("output_dir", "work_dir", "trash_dir")
     @classmethod
     def _relative_to_file(cls, value: Path | None, info: ValidationInfo) -> Path | None:
         return None if value is None else _resolve(value, _base(info))
@@ -300,28 +300,26 @@ def _segment_problems(batch: BatchFile, lines: KeyLines, base: JobOptions | None
 
 
 def _folder_problems(batch: BatchFile, lines: KeyLines) -> list[Problem]:
-    """Work folders that --work-dir would refuse (services/outputs.py: one rule)."""
-    places: list[tuple[Loc, str, Path | None]] = [
-        (("defaults", "work_dir"), "defaults.work_dir", batch.defaults.work_dir)
-    ]
-    places += [
-        (("job", index, "work_dir"), f"job[{index + 1}].work_dir", job.work_dir)
-        for index, job in enumerate(batch.jobs)
-    ]
+    """Work and trash folders that --work-dir and --trash-dir would refuse
+    (services/outputs.py: one rule)."""
+    tables: list[tuple[Loc, str, JobOptions]] = [(("defaults",), "defaults", batch.defaults)]
+    tables += [(("job", i), f"job[{i + 1}]", job) for i, job in enumerate(batch.jobs)]
     problems: list[Problem] = []
-    checked: dict[Path, str | None] = {}
-    for loc, key, folder in places:
-        if folder is None:
-            continue
-        if folder not in checked:
-            try:
-                check_folder(folder)
-                checked[folder] = None
-            except DraptoError as exc:
-                checked[folder] = exc.one_line()
-        why = checked[folder]
-        if why is not None:
-            problems.append(Problem(lines.line(loc), key, why))
+    checked: dict[tuple[str, Path], str | None] = {}
+    for loc, name, table in tables:
+        for key, check in (("work_dir", check_folder), ("trash_dir", check_trash_dir)):
+            folder = getattr(table, key)
+            if folder is None:
+                continue
+            if (key, folder) not in checked:
+                try:
+                    check(folder)
+                    checked[key, folder] = None
+                except DraptoError as exc:
+                    checked[key, folder] = exc.one_line()
+            why = checked[key, folder]
+            if why is not None:
+                problems.append(Problem(lines.line((*loc, key)), f"{name}.{key}", why))
     return problems
 
 
@@ -412,10 +410,11 @@ def _files(
     on_rejected: Rejected | None,
 ) -> list[tuple[Path, Path]]:
     source = job.input.absolute()
+    output_dir = None if options.replace else options.output_dir  # a replace's is beside
     if not source.is_dir():
         why = is_video_file(source, ffmpeg)
         if why is None:
-            return [(source, output_path(source, options.output_dir))]
+            return _replaceable([(source, output_path(source, output_dir))], options, on_rejected)
         if on_rejected is not None:
             on_rejected(source, why)
         return []
@@ -423,7 +422,22 @@ def _files(
     for path, why in scan.rejected:
         if on_rejected is not None:
             on_rejected(path, why)
-    return [(video, output_path(video, options.output_dir, root=source)) for video in scan.videos]
+    files = [(video, output_path(video, output_dir, root=source)) for video in scan.videos]
+    return _replaceable(files, options, on_rejected)
+
+
+def _replaceable(
+    files: list[tuple[Path, Path]], options: JobOptions, on_rejected: Rejected | None
+) -> list[tuple[Path, Path]]:
+    """With replace: the files a replace may take the place of (services/outputs.py); the
+    others are rejected, each one failed entry saying why."""
+    if not options.replace:
+        return files
+    good, refused = replaceable(files, options.trash_dir)
+    for path, _, why in refused:
+        if on_rejected is not None:
+            on_rejected(path, why.removeprefix(f"{path}: "))
+    return good
 
 
 def _conflicts(label: Callable[[int], str], planned: list[tuple[int, PlannedJob]]) -> list[str]:

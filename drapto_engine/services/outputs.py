@@ -128,3 +128,78 @@ def named_outputs(
         else:
             good.append((source, output))
     return good, refused
+
+
+TRASH_NAME = ".drapto-trash"
+"""The trash folder a replace uses when `trash_dir` is unset: in the source's folder."""
+
+
+def trash_root(source: Path, trash_dir: Path | None) -> Path:
+    """The trash folder of a replace of `source`."""
+    return (trash_dir or source.parent / TRASH_NAME).absolute()
+
+
+def trash_path(source: Path, trash_dir: Path | None) -> Path:
+    """Where a replace puts the original: its path relative to the trash's parent folder,
+    under the trash."""
+    root = trash_root(source, trash_dir)
+    try:
+        relative = source.absolute().relative_to(root.parent)
+    except ValueError:
+        raise DraptoError(
+            f"is not inside {root.parent}, the folder of the trash {root}", source
+        ) from None
+    return root / relative
+
+
+def replaced_name(source: Path) -> Path:
+    """The name the AV1 file takes in the source's place: the source's with `.mkv`."""
+    return source.with_suffix(OUTPUT_EXTENSION)
+
+
+def check_trash_dir(folder: Path) -> None:
+    """A trash folder drapto may use: an existing writable folder, or one drapto makes in
+    an existing writable folder (only the last level: a typo must not build a tree)."""
+    check_folder(folder if folder.exists() else folder.parent)
+
+
+def check_replace(source: Path, trash_dir: Path | None) -> None:
+    """A replace of `source` can keep its promises: the trash takes the original on the
+    source's own file system (a rename, never a copy), keeping its relative path, and the
+    AV1 file's name (`film.mkv` for `film.mp4`) is free or the source's own."""
+    trash_path(source, trash_dir)  # inside the trash's folder
+    root = trash_root(source, trash_dir)
+    check_trash_dir(root)
+    existing = root if root.exists() else root.parent
+    try:
+        same = existing.stat().st_dev == source.stat().st_dev
+    except OSError as exc:
+        raise DraptoError(f"cannot be read: {exc.strerror or exc}", source) from None
+    if not same:
+        raise DraptoError(
+            f"the trash {root} is on another file system than the source; a replace only"
+            " moves an original within its file system",
+            source,
+        )
+    final = replaced_name(source)
+    if final != source and (final.exists() or final.is_symlink()):
+        raise DraptoError(
+            f"a replace would put the AV1 file at {final}, where another file is", source
+        )
+
+
+def replaceable(
+    pairs: list[tuple[Path, Path]], trash_dir: Path | None
+) -> tuple[list[tuple[Path, Path]], list[tuple[Path, Path, str]]]:
+    """The (input, output) pairs whose input a replace may take the place of
+    (`check_replace`), and the others as failures."""
+    good: list[tuple[Path, Path]] = []
+    refused: list[tuple[Path, Path, str]] = []
+    for source, output in pairs:
+        try:
+            check_replace(source, trash_dir)
+        except DraptoError as exc:
+            refused.append((source, output, exc.one_line()))
+        else:
+            good.append((source, output))
+    return good, refused

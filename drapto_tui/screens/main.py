@@ -189,7 +189,7 @@ class MainScreen(Screen[None]):
             self._counts = presentation.queue_counts(state, run)
         totals = presentation.queue_totals(state, self._counts, mirror.entry)
         room = self.size.width - 2  # its padding; the worker bound is in the strip below
-        text = presentation.totals_line(totals, state.paused, room)
+        text = presentation.totals_line(totals, state.paused, room, mirror.saved)
         if text != self._totals_text:  # an unchanged line costs no redraw
             self._totals_text = text
             self.query_one("#totals", Static).update(text, layout=False)  # one line, always

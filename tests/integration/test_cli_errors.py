@@ -175,6 +175,59 @@ BAD: dict[str, list[Bad]] = {
     "drapto encode --hdr10-fallback": [
         bad("encode", "{input}", "--hdr10-fallback=1", names="--hdr10-fallback")
     ],
+    "drapto encode --replace": [
+        bad("encode", "{input}", "--replace=1", names="--replace"),
+        bad("encode", "{input}", "--replace", "-o", "{dir}/x.mkv", names="-o", says="--replace"),
+        # the name the AV1 file would take (input.mkv for input.mp4) is another file
+        bad("encode", "{mp4}", "--replace", status=FAILED, names="{mp4}", says="another file"),
+    ],
+    "drapto encode --min-saving": [
+        bad("encode", "{input}", "--replace", "--min-saving", "1", names="--min-saving"),
+        bad("encode", "{input}", "--replace", "--min-saving", "-0.1", names="--min-saving"),
+        bad("encode", "{input}", "--replace", "--min-saving", "ten", names="--min-saving"),
+        bad("encode", "{input}", "--replace", "--min-saving", "nan", names="--min-saving"),
+        bad("encode", "{input}", "--min-saving", "0.2", names="--min-saving", says="--replace"),
+    ],
+    "drapto encode --keep-days": [
+        bad("encode", "{input}", "--replace", "--keep-days", "-1", names="--keep-days"),
+        bad("encode", "{input}", "--replace", "--keep-days", "1.5", names="--keep-days"),
+        bad("encode", "{input}", "--keep-days", "3", names="--keep-days", says="--replace"),
+    ],
+    "drapto encode --trash-dir": [
+        bad("encode", "{input}", "--replace", "--trash-dir", "{no_folder}", names="--trash-dir"),
+        bad("encode", "{input}", "--replace", "--trash-dir", "{input}", names="--trash-dir"),
+        bad("encode", "{input}", "--replace", "--trash-dir", "{unwritable}", names="--trash-dir"),
+        # a trash whose folder does not hold the source: no relative path to keep
+        bad(
+            "encode",
+            "{input}",
+            "--replace",
+            "--trash-dir",
+            "{dir}/trash",
+            status=FAILED,
+            names="{input}",
+            says="is not inside",
+        ),
+    ],
+    "drapto stats --json": [bad("stats", "--json=1", names="--json")],
+    "drapto stats --state-dir": [
+        bad("stats", "--state-dir", "{under_file}", names="--state-dir", says="no such folder"),
+    ],
+    "drapto restore PATH": [
+        bad("restore", names="restore", says="required: PATH"),
+        bad(
+            "restore",
+            "{missing}",
+            "--state-dir",
+            "{dir}",
+            status=FAILED,
+            names="{missing}",
+            says="no original of this file",
+        ),
+    ],
+    "drapto restore --state-dir": [
+        bad("restore", "{input}", "--state-dir", "{input}", names="--state-dir", says="not a"),
+    ],
     # flags and config
     "drapto flags --json": [bad("flags", "--json=1", names="--json")],
     "drapto flags ACTION": [bad("flags", "sett", names="ACTION", says="invalid choice")],
@@ -302,6 +355,8 @@ def places(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     (root / "garbage.toml").write_text("workers = [1, 2\n")
     (root / "deep.toml").write_text("a = " + "[" * 5000 + "]" * 5000 + "\n")
     (root / "a-file").write_text("")
+    (root / "taken.mp4").write_text("")
+    (root / "taken.mkv").write_text("")
     (root / "blocked.mkv").write_text("")
     (root / "blocked.av1.mkv").mkdir()
     unwritable = _unwritable(root)
@@ -309,6 +364,7 @@ def places(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         "missing": str(root / "missing.mkv"),
         "dir": str(root / "dir"),
         "dir_mkv": str(root / "dir.mkv"),
+        "mp4": str(root / "taken.mp4"),
         "input": str(root / "input.mkv"),
         "blocked": str(root / "blocked.mkv"),
         "blocked_out": str(root / "blocked.av1.mkv"),
@@ -404,6 +460,8 @@ REAL_RUNS: dict[str, tuple[str, int]] = {
     "cluster": ("drapto cluster init --bundle", 0),  # after the CA is made
     "worker": ("drapto worker --path-map", 0),  # after Dask is imported
     "tui": ("drapto tui PATH", 0),
+    "stats": ("drapto stats --state-dir", 0),
+    "restore": ("drapto restore PATH", 1),
 }
 """The cases that also run as `python -m drapto_engine.cli`: at least one per command."""
 

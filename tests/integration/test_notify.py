@@ -6,14 +6,24 @@ from __future__ import annotations
 import os
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email.header import decode_header, make_header
+from functools import partial
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 
+from drapto_engine.config import Config
+from drapto_engine.core.savings import Saving
+from drapto_engine.engine import Engine
 from drapto_engine.infrastructure.notify import notify
+from drapto_engine.infrastructure.queue_store import QueueStore
+from drapto_engine.infrastructure.savings import SavingsStore
+from drapto_engine.infrastructure.store import StateStore
+from drapto_engine.services.daily_summary import DailySummary
 
 
 @dataclass
@@ -137,3 +147,80 @@ async def test_bad_urls_are_refused_before_sending(url: str, problem: str) -> No
     assert error is not None
     assert error.startswith(f"invalid URL {url!r}: ")
     assert problem in error
+
+
+async def test_the_daily_summary_of_the_space_saved(server: Server, tmp_path: Path) -> None:
+    """Sent once a local day, at or after its time, with the last day's and the total
+    savings; the day sent is kept in the store, so a restarted engine does not repeat it."""
+    state = StateStore(tmp_path / "drapto.db")
+    savings = SavingsStore(state)
+    noon = time.mktime((2026, 12, 7, 12, 0, 0, 0, 0, -1))
+    savings.add(Saving(key="a", path="/m/a.mp4", output="/m/a.mkv", bytes_before=3_000_000,
+                       bytes_after=1_000_000, time=noon - 3 * 86400))  # fmt: skip
+    savings.add(Saving(key="b", path="/m/b.mp4", output="/m/b.mkv", bytes_before=2_000_000,
+                       bytes_after=1_500_000, time=noon - 3600))  # fmt: skip
+    clock = [noon - 2 * 3600]  # 10:00, before the time
+
+    def summary() -> DailySummary:
+        send = partial(notify, server.url, tags=["floppy_disk"])
+        return DailySummary(savings, QueueStore(state), (11, 30), send, lambda: clock[0])
+
+    try:
+        assert await summary().send_if_due() is None
+        assert server.requests == []
+        clock[0] = noon
+        assert await summary().send_if_due() is None
+        (request,) = server.requests
+        assert request.headers["Title"] == "drapto: space saved today"
+        assert request.body.decode() == (
+            "Last 24 hours: 1 file, 2.0 MB -> 1.5 MB, saved 500.0 kB (25%).\n"
+            "In total: 2 files, 5.0 MB -> 2.5 MB, saved 2.5 MB (50%)."
+        )
+        clock[0] = noon + 3600
+        assert await summary().send_if_due() is None  # a new engine, the same day
+        assert len(server.requests) == 1
+        clock[0] = noon + 86400
+        assert await summary().send_if_due() is None
+        assert len(server.requests) == 2
+        assert server.requests[1].body.decode().startswith("Last 24 hours: nothing encoded.")
+    finally:
+        state.close()
+
+
+async def test_a_failed_daily_summary_is_tried_again(server: Server, tmp_path: Path) -> None:
+    state = StateStore(tmp_path / "drapto.db")
+    server.status = 500
+    clock = [time.mktime((2026, 12, 7, 12, 0, 0, 0, 0, -1))]
+
+    def summary() -> DailySummary:
+        send = partial(notify, server.url)
+        return DailySummary(SavingsStore(state), QueueStore(state), (8, 0), send, lambda: clock[0])
+
+    try:
+        assert (await summary().send_if_due() or "").startswith("HTTP 500")
+        server.status = 200
+        assert await summary().send_if_due() is None
+        assert len(server.requests) == 2
+    finally:
+        state.close()
+
+
+async def test_the_engine_sends_the_daily_summary_its_config_asks_for(
+    server: Server, tmp_path: Path, ffmpeg: str
+) -> None:
+    engine = Engine(ffmpeg, config=Config(notify_url=server.url), state_dir=tmp_path / "a")
+    try:
+        assert engine.upkeep is not None and engine.upkeep.summary is None  # not asked for
+    finally:
+        engine.close()
+    config = Config(notify_url=server.url, notify_daily="00:00")
+    engine = Engine(ffmpeg, config=config, state_dir=tmp_path / "b")
+    try:
+        assert engine.upkeep is not None and engine.upkeep.summary is not None
+        assert await engine.upkeep.summary.send_if_due() is None
+        (request,) = server.requests
+        assert request.headers["Title"] == "drapto: space saved today"
+        assert request.headers["Tags"] == "floppy_disk"
+        assert request.body.decode().startswith("Last 24 hours: nothing encoded.")
+    finally:
+        engine.close()

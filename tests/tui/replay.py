@@ -16,6 +16,7 @@ from drapto_engine.core.api import APICall, EngineSnapshot, ForwardsEngineAPI
 from drapto_engine.core.errors import DraptoError
 from drapto_engine.core.events import Event
 from drapto_engine.core.flags import FlagView
+from drapto_engine.core.savings import SavingsReport
 
 FIXTURE = Path(__file__).with_name("fixtures") / "encoding.json"
 
@@ -26,6 +27,8 @@ class ReplayClient(ForwardsEngineAPI):
 
     def __init__(self, snapshot: EngineSnapshot | None = None) -> None:
         self.snapshot = snapshot or EngineSnapshot.model_validate_json(FIXTURE.read_text())
+        self.savings = SavingsReport()
+        """What get_savings answers (nothing saved, unless a test says)."""
         self.script: asyncio.Queue[Event] = asyncio.Queue()
         """Events a test plays after the recording, as the engine would send them."""
 
@@ -58,6 +61,9 @@ class ReplayClient(ForwardsEngineAPI):
 
     async def get_flags(self) -> list[FlagView]:
         return list(self.snapshot.flags)
+
+    async def get_savings(self) -> SavingsReport:
+        return self.savings
 
     async def get_snapshot(self) -> EngineSnapshot:
         return self.snapshot.model_copy(deep=True)

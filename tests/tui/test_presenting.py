@@ -18,6 +18,7 @@ from drapto_engine.core.events import (
 )
 from drapto_engine.core.jobs import EntryStatus, QueueEntry
 from drapto_engine.core.metrics import JobSummary
+from drapto_engine.core.savings import Totals
 from drapto_tui import presentation
 from drapto_tui.notices import Notice, describe, failure
 from drapto_tui.widgets.segment_grid import CELL, cell, strip_states, summary
@@ -139,6 +140,19 @@ class TestQueueTotals:
         narrow = presentation.totals_line(totals, paused=True, width=78)
         shown = narrow.replace("[$warning]paused[/]", "paused")
         assert len(shown) <= 78 and shown.endswith("1 running, 12 queued, 30 done, 1 failed")
+
+    def test_the_space_saved_ends_the_line_where_it_fits(self) -> None:
+        counts = {"running": 1, "done": 3}
+        totals = presentation.QueueTotals(counts, 0.5, 12.5, 40.0, eta_at_least=False)
+        saved = Totals(files=3, bytes_before=4_100_000_000, bytes_after=1_900_000_000,
+                       bytes_saved=2_200_000_000)  # fmt: skip
+        line = presentation.totals_line(totals, paused=False, saved=saved)
+        assert line.endswith("1 running, 3 done  saved 2.2 GB (54%)")
+        assert presentation.totals_line(totals, paused=False, saved=Totals()) == (
+            presentation.totals_line(totals, paused=False)
+        )
+        plain = presentation.totals_line(totals, paused=False, width=60)
+        assert presentation.totals_line(totals, paused=False, width=60, saved=saved) == plain
 
     def test_repeated_names_get_the_folders_that_tell_them_apart(self) -> None:
         paths = ["/tv/A/Season 1/Pilot.mkv", "/tv/B/Season 1/Pilot.mkv",

@@ -19,6 +19,7 @@ from replay import ReplayClient
 from textual.pilot import Pilot
 from textual.widgets import DirectoryTree, Input
 
+from drapto_engine.core.savings import SavingsReport, Totals
 from drapto_tui import notices
 from drapto_tui.app import DraptoApp
 
@@ -68,6 +69,14 @@ def keys(*pressed: str) -> Callable[[Pilot[Any]], Any]:
 class TestScreens:
     def test_queue(self, snap_compare: Compare, tmp_path: Path) -> None:
         assert snap_compare(library_app(tmp_path), terminal_size=SIZE, run_before=keys())
+
+    def test_queue_with_the_space_saved(self, snap_compare: Compare, tmp_path: Path) -> None:
+        client = ReplayClient()
+        client.savings = SavingsReport(total=Totals(files=3, bytes_before=4_100_000_000,
+                                                    bytes_after=1_900_000_000,
+                                                    bytes_saved=2_200_000_000))  # fmt: skip
+        app = replay_app(tmp_path, client, browse_root=Path("."))
+        assert snap_compare(app, terminal_size=SIZE, run_before=keys())
 
     def test_job_detail(self, snap_compare: Compare, tmp_path: Path) -> None:
         assert snap_compare(library_app(tmp_path), terminal_size=SIZE, run_before=keys("enter"))

@@ -102,7 +102,8 @@ def test_unknown_keys_everywhere(tmp_path: Path, ffmpeg: str, video: Path) -> No
         "4: defaults.workerz: unknown key (did you mean 'workers'?)",
         "7: job[1].preest: unknown key (did you mean 'preset'?)",
         "10: job[2].colour: unknown key (keys are input, preset, crf, min_segment_s,"
-        " max_segment_s, hdr10_fallback, output_dir, overwrite, keep_work, work_dir, force)",
+        " max_segment_s, hdr10_fallback, output_dir, overwrite, keep_work, work_dir, force,"
+        " replace, min_saving, keep_days, trash_dir)",
     ]
 
 
@@ -693,3 +694,67 @@ def test_a_work_dir_must_exist_as_work_dir_does(tmp_path: Path, ffmpeg: str, vid
         f"5: job[1].work_dir: {afile}: is not a folder",
     ]
     assert not (tmp_path / "scratch").exists()
+
+
+def test_replace_options(tmp_path: Path, ffmpeg: str, video: Path) -> None:
+    """A replace's output is written beside its source whatever output_dir says; the
+    trash folder is taken from the queue file's folder and checked like --trash-dir."""
+    library = tmp_path / "library"
+    film = copy(video, library / "films" / "film.mkv")
+    queue = write(
+        library,
+        "[defaults]\n"
+        'output_dir = "../av1"\n'
+        "[[job]]\n"
+        'input = "films"\n'
+        "replace = true\n"
+        "min_saving = 0.25\n"
+        "keep_days = 7\n"
+        'trash_dir = ".drapto-trash"\n',
+    )
+    (job,) = expand_jobs(load_batch(queue, ffmpeg), ffmpeg)
+    assert job.output == film.with_name("film.av1.mkv")
+    assert job.options.trash_dir == library / ".drapto-trash"
+    assert (job.options.replace, job.options.min_saving, job.options.keep_days) == (True, 0.25, 7)
+    bad = write(library, "[defaults]\nmin_saving = 1.5\n[[job]]\ninput = 'films'\n"
+                "keep_days = true\n", "bad.toml")  # fmt: skip
+    assert problems_of(bad, ffmpeg) == [
+        "2: defaults.min_saving: must be less than 1, not 1.5",
+        "5: job[1].keep_days: must be a whole number, not true",
+    ]
+    folders = write(
+        library,
+        "[defaults]\n"
+        'trash_dir = "no/such/trash"\n'
+        "[[job]]\n"
+        'input = "films"\n'
+        "trash_dir = 'films/film.mkv'\n",
+        "folders.toml",
+    )
+    assert problems_of(folders, ffmpeg) == [
+        f"2: defaults.trash_dir: {library / 'no' / 'such'}: no such folder",
+        f"5: job[1].trash_dir: {film}: is not a folder",
+    ]
+
+
+def test_a_file_a_replace_cannot_take_the_place_of_is_rejected(
+    tmp_path: Path, ffmpeg: str, video: Path
+) -> None:
+    """film.mp4 would become film.mkv, which is another file: that file alone is
+    rejected (one failed entry); the others of the folder are planned."""
+    folder = tmp_path / "films"
+    copy(video, folder / "film.mp4")
+    mkv = copy(video, folder / "film.mkv")  # another film, under the name film.mp4's would take
+    other = copy(video, folder / "other.mp4")
+    queue = write(tmp_path, f"[[job]]\ninput = '{folder}'\nreplace = true\n")
+    rejected: list[tuple[Path, str]] = []
+    planned = expand_jobs(
+        load_batch(queue, ffmpeg), ffmpeg, on_rejected=lambda p, why: rejected.append((p, why))
+    )
+    assert sorted(job.input for job in planned) == [mkv, other]
+    assert rejected == [
+        (
+            folder / "film.mp4",
+            f"a replace would put the AV1 file at {folder / 'film.mkv'}, where another file is",
+        )
+    ]

@@ -48,7 +48,7 @@ def test_nothing_close_suggests_nothing(
         (
             ["status", "--state-dir", "x"],
             "drapto status has no --state-dir (drapto --batch,"
-            " drapto encode and drapto serve have)",
+            " drapto encode, drapto serve, drapto stats and drapto restore have)",
         ),
         (
             ["status", "--config", "c.toml"],

@@ -45,6 +45,13 @@ WRONG = [
     ("defaults = 3", "defaults: must be a table, not 3"),
     ("flags = []", "flags: must be a table, not an array"),
     ("workres = 2", "workres: unknown key (did you mean 'workers'?)"),
+    ('notify_daily = "8h"', "notify_daily: must be a time of day as HH:MM (e.g. 08:00), not '8h'"),
+    (
+        'notify_daily = "24:00"',
+        "notify_daily: must be a time of day as HH:MM (e.g. 08:00), not '24:00'",
+    ),
+    ("notify_daily = 8", "notify_daily: must be text (in quotes), not 8"),
+    ('notify_dayly = "08:00"', "notify_dayly: unknown key (did you mean 'notify_daily'?)"),
 ]
 
 
@@ -106,3 +113,37 @@ def test_unreadable_configs(tmp_path: Path) -> None:
     assert problems(config) == ["is larger than 1 MiB: not a settings file"]
     config.write_text("[defaults]\ncrf = 3\n[defaults]\n")
     assert problems(config) == ["3: invalid TOML: cannot declare ('defaults',) twice"]
+
+
+def test_replace_keys_in_defaults(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text(
+        "[defaults]\n"  # 1
+        "replace = 1\n"  # 2
+        "min_saving = 1\n"  # 3
+        "keep_days = -1\n"  # 4
+        "trash_dir = 5\n"  # 5
+        "keep_day = 3\n"  # 6
+    )
+    assert problems(config) == [
+        "2: defaults.replace: must be true or false, not 1",
+        "3: defaults.min_saving: must be less than 1, not 1",
+        "4: defaults.keep_days: must be at least 0, not -1",
+        "5: defaults.trash_dir: must be a path (text in quotes), not 5",
+        "6: defaults.keep_day: unknown key (did you mean 'keep_days'?)",
+    ]
+    config.write_text("[defaults]\nmin_saving = true\nkeep_days = 2.0\nmin_saving_ = nan\n")
+    assert problems(config) == [
+        "2: defaults.min_saving: must be a number, not true",
+        "3: defaults.keep_days: must be a whole number, not 2.0",
+        "4: defaults.min_saving_: unknown key (did you mean 'min_saving'?)",
+    ]
+    config.write_text(f"[defaults]\n\ntrash_dir = '{tmp_path / 'no' / 'trash'}'\n")
+    assert problems(config) == [f"3: defaults.trash_dir: {tmp_path / 'no'}: no such folder"]
+    config.write_text(
+        f"[defaults]\nreplace = true\nmin_saving = 0\nkeep_days = 0\n"
+        f"trash_dir = '{tmp_path / 'trash'}'\n"
+    )
+    assert load_config(config).defaults == JobOptions(
+        replace=True, min_saving=0.0, keep_days=0, trash_dir=tmp_path / "trash"
+    )
