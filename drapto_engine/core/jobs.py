@@ -78,6 +78,14 @@ class JobOptions(BaseModel):
     """Where work directories go; unset: beside the output."""
     force: StrictBool | None = None
     """Encode a source that is already AV1 (by default it is skipped, or refused)."""
+    replace: StrictBool | None = None
+    """Put the encode in the source's place once it validates; the original goes to the trash."""
+    min_saving: float | None = Field(default=None, ge=0.0, lt=1.0)
+    """With replace: the least saving (0.10 = 10% smaller) for which the original is replaced."""
+    keep_days: StrictInt | None = Field(default=None, ge=0)
+    """With replace: days an original stays in the trash before it is deleted."""
+    trash_dir: SettingPath | None = None
+    """With replace: the trash folder; unset: `.drapto-trash` in the source's folder."""
 
     @field_validator("max_segment_s")
     @classmethod
