@@ -108,6 +108,8 @@ class FolderWatch:
     last_scan_s: float | None = None
     queued: int = 0
     problem: str | None = None
+    _earliest: float = float("inf")
+    """No pending file was first seen before this: until settle_s after it, none is due."""
 
     @property
     def root(self) -> Path:
@@ -215,6 +217,7 @@ class FolderWatch:
         waiting = self.pending.get(path)
         if waiting is None or waiting.stamp != stamp:
             self.pending[path] = _Pending(stamp, now)
+            self._earliest = min(self._earliest, now)
 
     def seen(self, path: Path) -> None:
         """An event says `path` was added or changed."""
@@ -240,14 +243,19 @@ class FolderWatch:
         each is stat'ed again now, so a file still growing starts its wait over."""
         now = self.clock()
         due: list[Path] = []
+        if not self.pending or now - self._earliest < self.folder.settle_s:
+            return due  # nothing can be due yet: no walk over a big pending map each tick
+        self._earliest = now
         for path, waiting in list(self.pending.items()):
             if now - waiting.since < self.folder.settle_s:
+                self._earliest = min(self._earliest, waiting.since)
                 continue
             stamp = _stamp(path)
             if stamp is None:
                 del self.pending[path]
             elif stamp != waiting.stamp:
                 self.pending[path] = _Pending(stamp, now)
+                self._earliest = min(self._earliest, now)
             else:
                 due.append(path)
         return due
