@@ -14,6 +14,8 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from pydantic import BaseModel, ConfigDict, Field
+
 DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _WINDOW = re.compile(
     r"\s*(?:(?P<days>[A-Za-z,\s-]+?)\s+)?(?P<start>\d\d?:\d\d)\s*-\s*(?P<end>\d\d?:\d\d)\s*"
@@ -147,3 +149,49 @@ class Schedule:
 
     def is_open(self, when: datetime) -> bool:
         return self.state(when).open
+
+
+@dataclass
+class YieldRule:
+    """Yielding the CPU to the household: once other programs' share of the CPU stays
+    above `share` for `hold_s`, drapto yields; once it stays at or below it for `hold_s`,
+    drapto goes on. Times are the caller's clock (seconds)."""
+
+    share: float
+    hold_s: float
+    yielding: bool = False
+    _since: float | None = None
+
+    def observe(self, others: float, now: float) -> bool:
+        """Note other programs' share (0-1) at `now`; whether drapto yields now."""
+        if (others > self.share) == self.yielding:
+            self._since = None  # as it is: any change must start its wait again
+        elif self._since is None:
+            self._since = now
+        elif now - self._since >= self.hold_s:
+            self.yielding, self._since = not self.yielding, None
+        return self.yielding
+
+
+class ScheduleView(BaseModel):
+    """What the schedule says now, as `drapto schedule`, `drapto status` and the TUI show."""
+
+    model_config = ConfigDict(defer_build=True, frozen=True, extra="forbid")
+
+    windows: list[str] = Field(default_factory=list)
+    """The windows as written; empty: always open."""
+    open: bool = True
+    until: float | None = None
+    """Unix time the window closes (open) or the next opens (closed); None: no change."""
+    override: bool = False
+    """`drapto schedule --override-until-empty`: running now, windows or not, until the
+    queue is empty."""
+    yield_cpu: float | None = None
+    yielding: bool = False
+    """Paused for other programs' CPU use."""
+    others_cpu: float | None = None
+    """Other programs' share of the CPU at the last sample (0-1)."""
+    paused: str | None = None
+    """Why encoders are paused and nothing new starts; None when drapto runs."""
+    waiting: int = 0
+    """Queue entries waiting for the schedule."""

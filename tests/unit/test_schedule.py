@@ -6,7 +6,7 @@ from datetime import datetime
 
 import pytest
 
-from drapto_engine.core.schedule import Schedule, ScheduleState, parse_window
+from drapto_engine.core.schedule import Schedule, ScheduleState, YieldRule, parse_window
 
 # 2026-12-07 is a Monday.
 MON = "2026-12-07"
@@ -77,3 +77,18 @@ def test_bad_windows_say_why(text: str, problem: str) -> None:
     with pytest.raises(ValueError) as caught:
         parse_window(text)
     assert str(caught.value) == problem
+
+
+def test_yielding_needs_the_share_held_both_ways() -> None:
+    rule = YieldRule(share=0.5, hold_s=30)
+    assert not rule.observe(0.9, 0)
+    assert not rule.observe(0.9, 29)
+    assert not rule.observe(0.2, 29.5)  # a dip starts the wait over
+    assert not rule.observe(0.9, 30)
+    assert not rule.observe(0.9, 59)
+    assert rule.observe(0.9, 60)
+    assert rule.observe(0.5, 70)  # at the share is not above it: the wait to go on starts
+    assert rule.observe(0.6, 80)  # above again: the wait starts over
+    assert rule.observe(0.1, 81)
+    assert rule.observe(0.1, 110)
+    assert not rule.observe(0.1, 111)
