@@ -68,7 +68,8 @@ class Decision:
 
 
 Known = Callable[[Path], str | None]
-"""Why the engine already has this path (queued, done, an output), or None."""
+"""Why the engine already has this path (queued, done, an output), or None; called on
+the event loop (it may read the engine's queue)."""
 Probe = Callable[[Path], str | None]
 """Why a settled file is not to be encoded (not media, AV1 already), or None."""
 
@@ -276,13 +277,14 @@ class FolderWatch:
                 return decision
         return None
 
-    def decide(self, path: Path, known: Known, probe: Probe) -> bool:
-        """Decide a settled file: True to queue it. Blocking (it may probe)."""
+    def decide(self, path: Path, known: str | None, probe: Probe) -> bool:
+        """Decide a settled file, `known` saying why the engine has it already (or
+        None): True to queue it. Blocking (it may probe)."""
         waiting = self.pending.pop(path, None)
         if waiting is None:
             return False
         inode = _inode(path)
-        why = known(path)
+        why = known
         if why is None:
             earlier = self.renamed_from(path)
             why = earlier.why if earlier is not None else None
@@ -426,14 +428,16 @@ class WatchService:
                 if before.state == FolderState.MISSING and path not in asked:
                     await asyncio.to_thread(watch.rescan)  # back: catch up at once
             due = watch.settled()
-            ready: list[Path] = []
-            for file in due:
-                if await asyncio.to_thread(watch.decide, file, self._known, self._probe):
-                    ready.append(file)
+            known = [(file, self._known(file)) for file in due]  # on the loop: the queue's own
+            ready = await asyncio.to_thread(self._decide_all, watch, known) if due else []
             if ready and self.folders.get(path) is watch:
                 await self._queue(watch.folder, ready)
             if self._changed is not None and watch.view() != before:
                 self._changed(watch.view())
+
+    def _decide_all(self, watch: FolderWatch, due: list[tuple[Path, str | None]]) -> list[Path]:
+        """Decide settled files in one thread hop (an import of thousands settles at once)."""
+        return [path for path, known in due if watch.decide(path, known, self._probe)]
 
     def _ensure_watcher(self, watch: FolderWatch) -> None:
         if not self.events:
