@@ -31,16 +31,21 @@ from drapto_engine.core.events import (
     QueueStateChanged,
     ResourcesSampled,
     RolledBack,
+    ScheduleChanged,
     SegmentDone,
     SegmentFailed,
     SegmentPlanned,
     SegmentProgress,
     SegmentStarted,
     StageChanged,
+    WatchChanged,
+    WatchRemoved,
 )
 from drapto_engine.core.flags import FlagView
 from drapto_engine.core.jobs import JobOptions, QueueEntry
 from drapto_engine.core.metrics import ClusterWorker, ResourceSnapshot
+from drapto_engine.core.schedule import ScheduleView
+from drapto_engine.core.watching import WatchView
 
 HISTORY = 300
 
@@ -104,6 +109,10 @@ class EngineSnapshot(BaseModel):
     local_slots: bool = True
     """False when the engine encodes here only while no cluster worker is usable
     (`drapto serve --workers 0`): then `workers` is the bound of that fallback."""
+    watches: list[WatchView] = Field(default_factory=list)
+    """The watched folders and how each goes."""
+    schedule: ScheduleView = ScheduleView()
+    """The encode windows, yielding, and what waits for them."""
 
 
 class EngineView:
@@ -187,6 +196,14 @@ class EngineView:
             s.local_slots = event.local_slots
         elif isinstance(event, FlagChanged):
             s.flags = [event.flag if f.name == event.flag.name else f for f in s.flags]
+        elif isinstance(event, WatchChanged):
+            path = event.view.folder.path
+            others = [w for w in s.watches if w.folder.path != path]
+            s.watches = sorted([*others, event.view], key=lambda w: w.folder.path)
+        elif isinstance(event, WatchRemoved):
+            s.watches = [w for w in s.watches if w.folder.path != event.path]
+        elif isinstance(event, ScheduleChanged):
+            s.schedule = event.view
         elif event.job:
             self._apply_job(self.job(event.job), event)
 
@@ -290,6 +307,27 @@ class EngineAPI(Protocol):
     async def get_flags(self) -> list[FlagView]: ...
     async def get_config(self) -> dict[str, Any]: ...
     async def get_snapshot(self) -> EngineSnapshot: ...
+    async def watch_add(
+        self, path: AbsolutePath, output: str = "beside", settle_s: float | None = None
+    ) -> WatchView:
+        """Watch a folder (kept across restarts): its new videos are queued once they
+        settle. `output`: "beside", "replace" or "folder:/path"."""
+        ...
+
+    async def watch_remove(self, path: AbsolutePath) -> bool:
+        """Stop watching a folder `watch_add` added; False when it was not watched."""
+        ...
+
+    async def watch_list(self) -> list[WatchView]: ...
+    async def watch_rescan(self, path: AbsolutePath | None = None) -> list[WatchView]:
+        """Rescan one watched folder (or all) now; the folders that will be."""
+        ...
+
+    async def get_schedule(self) -> ScheduleView: ...
+    async def override_schedule(self, on: bool) -> ScheduleView:
+        """Encode now, windows or not, until the queue is empty (False: back to the
+        windows)."""
+        ...
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,100 @@
+"""Leaving drapto alone with a library: the watched folders and the encode schedule of one
+engine, behind the calls its API declares (`watch_*`, `get_schedule`,
+`override_schedule`). The engine gives it its queue (to add to and to ask what it has),
+its resource manager (to hold) and its event bus (to tell clients)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+
+from drapto_engine.core.errors import UsageError
+from drapto_engine.core.events import Event, ScheduleChanged, WatchChanged, WatchRemoved
+from drapto_engine.core.jobs import JobOptions
+from drapto_engine.core.schedule import Schedule, ScheduleView
+from drapto_engine.core.watching import WatchedFolder, WatchView, check_policy, job_options
+from drapto_engine.infrastructure.resources import ResourceManager
+from drapto_engine.services.pacing import Pacer
+from drapto_engine.services.watch import DEFAULT_RESCAN_S, Known
+from drapto_engine.services.watched import Meta, WatchedFolders
+
+AddFiles = Callable[[list[Path], JobOptions], Awaitable[object]]
+"""Queues files with the options of the folder they were found in."""
+
+
+class Household:
+    def __init__(
+        self,
+        resources: ResourceManager,
+        emit: Callable[[Event], None],
+        add_files: AddFiles,
+        known: Known,
+        *,
+        meta: Meta | None,
+        watches: Sequence[WatchedFolder] = (),
+        rescan_s: float = DEFAULT_RESCAN_S,
+        schedule: Schedule | None = None,
+        yield_cpu: float | None = None,
+        yield_hold_s: float = 30.0,
+        events: bool = True,
+    ) -> None:
+        self._emit = emit
+        self._add_files = add_files
+        self.folders = WatchedFolders(
+            meta,
+            list(watches),
+            self._queue,
+            known,
+            rescan_s=rescan_s,
+            events=events,
+            changed=lambda view: emit(WatchChanged(view=view)),
+        )
+        self.pacer = Pacer(
+            resources,
+            schedule or Schedule(),
+            yield_cpu=yield_cpu,
+            yield_hold_s=yield_hold_s,
+            changed=lambda view: emit(ScheduleChanged(view=view)),
+        )
+
+    async def _queue(self, folder: WatchedFolder, paths: list[Path]) -> None:
+        options = job_options(folder.output, Path(folder.path), folder.min_saving, folder.keep_days)
+        await self._add_files(paths, options)
+
+    def start(self) -> None:
+        self.folders.start()
+        self.pacer.start()
+
+    async def stop(self) -> None:
+        await self.folders.stop()
+        await self.pacer.stop()
+
+    # --- the API's calls ----------------------------------------------------------
+
+    async def watch_add(self, path: str, output: str, settle_s: float | None) -> WatchView:
+        try:
+            policy = check_policy(output)
+        except ValueError as exc:
+            raise UsageError(str(exc), "--output") from None
+        view = self.folders.add(path, policy, settle_s)
+        self._emit(WatchChanged(view=view))
+        return view
+
+    async def watch_remove(self, path: str) -> bool:
+        removed = await self.folders.remove(path)
+        if removed:
+            self._emit(WatchRemoved(path=str(Path(path))))
+        return removed
+
+    def watch_list(self) -> list[WatchView]:
+        return self.folders.views()
+
+    def watch_rescan(self, path: str | None) -> list[WatchView]:
+        return self.folders.rescan(path)
+
+    async def get_schedule(self, waiting: int) -> ScheduleView:
+        return await self.pacer.update(waiting)
+
+    async def override_schedule(self, on: bool, waiting: int) -> ScheduleView:
+        self.pacer.waiting = waiting
+        return await self.pacer.set_override(on)
