@@ -23,7 +23,7 @@ from drapto_engine.core.errors import DraptoError, UsageError
 from drapto_engine.core.flags import BY_NAME, FlagState, parse_state
 from drapto_engine.core.jobs import CRF_MAX, CRF_MIN, PRESET_MAX, PRESET_MIN, JobOptions
 from drapto_engine.infrastructure.paths import MAX_SOCKET_PATH
-from drapto_engine.infrastructure.resources import cpu_count
+from drapto_engine.infrastructure.workers import cpu_count
 from drapto_engine.services import outputs
 
 PRESETS = (PRESET_MIN, PRESET_MAX)

@@ -27,9 +27,9 @@ from drapto_engine.core.events import (
 from drapto_engine.core.flags import FlagSet
 from drapto_engine.core.models import Segment, SegmentState
 from drapto_engine.infrastructure.ffmpeg.progress import Progress
-from drapto_engine.infrastructure.resources import cpu_count, threads_per_worker
 from drapto_engine.infrastructure.source_identity import SourceIdentity, check_unchanged
 from drapto_engine.infrastructure.state_manager import StateManager
+from drapto_engine.infrastructure.workers import cpu_count, threads_per_worker
 from drapto_engine.services.encoding.plan import VideoPlan
 from drapto_engine.services.executors import SegmentExecutor, SegmentRejected, SegmentWork
 from drapto_engine.services.resume import reuse
@@ -262,6 +262,7 @@ class SegmentBroker:
                     threads=threads,
                     on_started=on_started,
                     on_progress=self._progress_reporter(segment),
+                    source=self.source[1] if self.source is not None else None,
                 )
                 if self.source is not None:  # a stat: cheap before every segment
                     await asyncio.to_thread(check_unchanged, *self.source, content=False)
