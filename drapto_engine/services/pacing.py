@@ -24,7 +24,8 @@ from datetime import datetime
 from drapto_engine.core.metrics import ResourceSnapshot
 from drapto_engine.core.schedule import Schedule, ScheduleView, YieldRule
 from drapto_engine.infrastructure.background import BackgroundTask
-from drapto_engine.infrastructure.resources import ResourceManager, cpu_count
+from drapto_engine.infrastructure.resources import ResourceManager
+from drapto_engine.infrastructure.workers import cpu_count
 
 log = logging.getLogger(__name__)
 

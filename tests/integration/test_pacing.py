@@ -19,12 +19,16 @@ import psutil
 import pytest
 
 from drapto_engine.core.schedule import Schedule
+from drapto_engine.infrastructure.disk import GIB
 from drapto_engine.infrastructure.ffmpeg.runner import die_with_parent
-from drapto_engine.infrastructure.resources import GIB, Memory, ResourceManager, cpu_count
-from drapto_engine.services.pacing import Pacer
+from drapto_engine.infrastructure.resources import Memory, ResourceManager
+from drapto_engine.infrastructure.workers import cpu_count
+from drapto_engine.services.pacing import Pacer, others_share
 
 pytestmark = pytest.mark.timeout(120)
 
+SATURATED = 0.8
+"""Other programs' share of the CPU above which the yield test cannot see a resume."""
 SPEED = 20
 """Seconds of the test's wall clock per real second: a minute-wide window lasts 3 s."""
 
@@ -141,25 +145,41 @@ async def test_encoders_yield_to_other_programs_cpu_and_go_on_after(
     ffmpeg: str, tmp_path: Path
 ) -> None:
     manager = ResourceManager(1, memory=plenty, interval_s=0.25)
-    pacer = Pacer(manager, Schedule(), yield_cpu=0.6, yield_hold_s=1.0, tick_s=0.1)
-    busy = []
-    async with manager.sampling():
+    busy: list[subprocess.Popen[bytes]] = []
+    async with (
+        manager.sampling(),
+        manager.admit(0, segment=0) as ticket,
+        encoder(ffmpeg, tmp_path / "out.mkv", 60) as proc,
+    ):
+        ticket.track(proc)
+        # This machine's other load (a shared CI host) is other programs too: the share
+        # to yield at lies halfway between the busiest quarter second of it and all.
+        baseline = 0.0
+        for _ in range(12):
+            await asyncio.sleep(0.25)
+            if manager.latest is not None:
+                baseline = max(baseline, others_share(manager.latest, cpu_count()))
+        saturated = baseline > SATURATED
+        share = 0.5 if saturated else (baseline + 1) / 2
+        pacer = Pacer(manager, Schedule(), yield_cpu=share, yield_hold_s=1.0, tick_s=0.1)
         pacer.start()
         try:
-            async with (
-                manager.admit(0, segment=0) as ticket,
-                encoder(ffmpeg, tmp_path / "out.mkv", 60) as proc,
-            ):
-                ticket.track(proc)
-                busy = hogs(cpu_count())
-                await until(lambda: status(proc) == psutil.STATUS_STOPPED, 15, "yielded")
-                assert pacer.view().yielding and pacer.paused is not None
-                assert pacer.paused.startswith("yielding the CPU: other programs use")
-                for hog in busy:
-                    hog.kill()
-                    hog.wait()
-                await until(lambda: status(proc) != psutil.STATUS_STOPPED, 30, "went on")
-                assert not pacer.view().yielding and pacer.paused is None
+            busy = hogs(cpu_count() + 1)
+            await until(lambda: status(proc) == psutil.STATUS_STOPPED, 15, "yielded")
+            assert pacer.view().yielding and pacer.paused is not None
+            assert pacer.paused.startswith("yielding the CPU: other programs use")
+            for hog in busy:
+                hog.kill()
+                hog.wait()
+            if saturated:  # the household keeps it busy without the hogs: drapto waits
+                await asyncio.sleep(2)
+                assert status(proc) == psutil.STATUS_STOPPED and pacer.view().yielding
+                pytest.skip(
+                    f"other programs keep {100 * baseline:.0f}% of this host's CPU busy: "
+                    "the encoder yielded, but going on after cannot be seen here"
+                )
+            await until(lambda: status(proc) != psutil.STATUS_STOPPED, 30, "went on")
+            assert not pacer.view().yielding and pacer.paused is None
         finally:
             for hog in busy:
                 hog.kill()
