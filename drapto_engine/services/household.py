@@ -5,6 +5,8 @@ its resource manager (to hold) and its event bus (to tell clients)."""
 
 from __future__ import annotations
 
+import logging
+import os
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
@@ -14,12 +16,16 @@ from drapto_engine.core.jobs import JobOptions
 from drapto_engine.core.schedule import Schedule, ScheduleView
 from drapto_engine.core.watching import WatchedFolder, WatchView, check_policy, job_options
 from drapto_engine.infrastructure.resources import ResourceManager
+from drapto_engine.services.library import output_path
+from drapto_engine.services.outputs import named_outputs
 from drapto_engine.services.pacing import Pacer
 from drapto_engine.services.watch import DEFAULT_RESCAN_S, Known
 from drapto_engine.services.watched import Meta, WatchedFolders
 
-AddFiles = Callable[[list[Path], JobOptions], Awaitable[object]]
-"""Queues files with the options of the folder they were found in."""
+log = logging.getLogger(__name__)
+
+AddFiles = Callable[[list[tuple[Path, Path]], JobOptions], Awaitable[object]]
+"""Queues (input, output) pairs with the options of the folder they were found in."""
 
 
 class Household:
@@ -37,14 +43,16 @@ class Household:
         yield_cpu: float | None = None,
         yield_hold_s: float = 30.0,
         events: bool = True,
+        waiting: Callable[[], int] | None = None,
     ) -> None:
         self._emit = emit
         self._add_files = add_files
+        self._known = known
         self.folders = WatchedFolders(
             meta,
             list(watches),
             self._queue,
-            known,
+            self._known_or_done,
             rescan_s=rescan_s,
             events=events,
             changed=lambda view: emit(WatchChanged(view=view)),
@@ -55,11 +63,38 @@ class Household:
             yield_cpu=yield_cpu,
             yield_hold_s=yield_hold_s,
             changed=lambda view: emit(ScheduleChanged(view=view)),
+            waiting=waiting,
         )
+
+    def _folder(self, path: Path) -> WatchedFolder | None:
+        text = str(path)
+        for root, watch in self.folders.service.folders.items():
+            if text.startswith(root + os.sep):
+                return watch.folder
+        return None
+
+    @staticmethod
+    def _output(folder: WatchedFolder, path: Path) -> Path:
+        options = job_options(folder.output, Path(folder.path))
+        return output_path(path, options.output_dir, root=Path(folder.path))
+
+    def _known_or_done(self, path: Path) -> str | None:
+        """Why the engine has this file already, or that its output exists (no probe)."""
+        why = self._known(path)
+        if why is not None:
+            return why
+        folder = self._folder(path)
+        if folder is not None and self._output(folder, path).exists():
+            return "its output exists"
+        return None
 
     async def _queue(self, folder: WatchedFolder, paths: list[Path]) -> None:
         options = job_options(folder.output, Path(folder.path), folder.min_saving, folder.keep_days)
-        await self._add_files(paths, options)
+        pairs, refused = named_outputs([(path, self._output(folder, path)) for path in paths])
+        for source, _output, why in refused:
+            log.warning("watched file %s not queued: %s", source, why)
+        if pairs:
+            await self._add_files(pairs, options)
 
     def start(self) -> None:
         self.folders.start()

@@ -56,6 +56,7 @@ class Pacer:
         clock: Callable[[], float] = time.monotonic,
         cores: int | None = None,
         changed: Callable[[ScheduleView], None] | None = None,
+        waiting: Callable[[], int] | None = None,
     ) -> None:
         self.resources = resources
         self.schedule = schedule
@@ -68,6 +69,8 @@ class Pacer:
         self.override = False
         self.others: float | None = None
         self.waiting = 0
+        """Queue entries waiting (set by `update`, or counted by `waiting` each time)."""
+        self._count_waiting = waiting
         self._view = self._compute()
         self._opened = asyncio.Event()
         self._task = BackgroundTask(self._run, "drapto-pacer")
@@ -110,6 +113,8 @@ class Pacer:
         """Look at the clock and the CPU now; hold or release the encoders."""
         if waiting is not None:
             self.waiting = waiting
+        elif self._count_waiting is not None:
+            self.waiting = self._count_waiting()
         latest = self.resources.latest
         if self.rule is not None and latest is not None:
             self.others = others_share(latest, self._cores)

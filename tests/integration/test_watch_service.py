@@ -1,0 +1,157 @@
+"""Watched folders and the schedule through `drapto serve`, `drapto watch`, `drapto
+schedule` and `drapto status` as real processes: a file copied into a watched folder is
+queued once it settles, waits for the window, is encoded on the override, and the
+folder is still watched after a restart."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import av
+import pytest
+
+from drapto_engine.server.location import answers
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
+
+DRAPTO = [sys.executable, "-m", "drapto_engine.cli"]
+
+
+@dataclass
+class User:
+    env: dict[str, str]
+    socket: Path
+    started: list[asyncio.subprocess.Process] = field(default_factory=list)
+
+    async def serve(self) -> asyncio.subprocess.Process:
+        process = await asyncio.create_subprocess_exec(
+            *DRAPTO, "serve", env=self.env, stderr=asyncio.subprocess.DEVNULL
+        )
+        self.started.append(process)
+        deadline = time.monotonic() + 30
+        while not answers(self.socket):
+            assert process.returncode is None and time.monotonic() < deadline, "no engine"
+            await asyncio.sleep(0.05)
+        return process
+
+    async def run(self, *args: str) -> tuple[int, str, str]:
+        process = await asyncio.create_subprocess_exec(
+            *DRAPTO, *args, env=self.env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, err = await asyncio.wait_for(process.communicate(), 30)
+        assert process.returncode is not None
+        return process.returncode, out.decode(), err.decode()
+
+    async def until(self, check: Callable[[str], bool], *args: str, seconds: float = 60) -> str:
+        """Run a command until its output passes `check`; that output."""
+        deadline = time.monotonic() + seconds
+        while True:
+            code, out, err = await self.run(*args)
+            assert code == 0, err
+            if check(out):
+                return out
+            assert time.monotonic() < deadline, f"drapto {' '.join(args)} never said it:\n{out}"
+            await asyncio.sleep(0.3)
+
+
+@pytest.fixture
+async def user(tmp_path: Path) -> AsyncIterator[User]:
+    short = Path(tempfile.mkdtemp(prefix="drw-", dir="/tmp"))
+    env = {
+        **os.environ,
+        "XDG_RUNTIME_DIR": str(short),
+        "XDG_STATE_HOME": str(tmp_path / "xdg-state"),
+        "XDG_CONFIG_HOME": str(tmp_path / "xdg-config"),
+    }
+    env.pop("DRAPTO_STATE_DIR", None)
+    made = User(env, short / "drapto" / "engine.sock")
+    try:
+        yield made
+    finally:
+        for process in made.started:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+        shutil.rmtree(short, ignore_errors=True)
+
+
+def closed_window() -> tuple[str, str]:
+    """A window that opens two hours from now (local time), and its opening as shown."""
+    opens = datetime.now() + timedelta(hours=2)
+    closes = opens + timedelta(hours=1)
+    return f"{opens:%H:%M}-{closes:%H:%M}", f"{opens:%H:%M}"
+
+
+async def test_a_watched_folder_through_the_service(
+    user: User, tmp_path: Path, tiny_video: Path
+) -> None:
+    window, opens = closed_window()
+    config = tmp_path / "xdg-config" / "drapto" / "config.toml"
+    config.parent.mkdir(parents=True)
+    config.write_text(
+        f"watch_rescan_s = 2\n[defaults]\npreset = 12\n[schedule]\nwindows = ['{window}']\n"
+    )
+    library = tmp_path / "library"
+    (library / "films").mkdir(parents=True)
+    first = await user.serve()
+
+    code, out, err = await user.run("watch", "add", str(library), "--settle-s", "0.5")
+    assert (code, err) == (0, "") and out == f"watching {library} (outputs beside the sources)\n"
+    # Mistakes: one line each, with the right exit status.
+    code, _, err = await user.run("watch", "add", str(tmp_path / "nowhere"))
+    assert code == 1 and err == f"drapto: {tmp_path / 'nowhere'}: no such folder\n"
+    code, _, err = await user.run("watch", "add", str(library), "--output", "besides")
+    assert code == 2 and "--output" in err and err.count("\n") == 1
+    code, _, err = await user.run("watch", "remove", str(tmp_path))
+    assert code == 2 and err == (
+        f"drapto: {tmp_path}: is not a watched folder (drapto watch list)\n"
+    )
+
+    film = library / "films" / "film.mkv"
+    shutil.copy(tiny_video, film)
+    waiting = f"schedule   1 waiting: outside the encode windows until {opens}"
+    await user.until(lambda out: waiting in out, "status")
+    output = film.with_name("film.av1.mkv")
+    assert not output.exists()
+    out = await user.until(lambda out: "closed" in out, "schedule")
+    assert out.splitlines()[:2] == [f"windows    {window}", f"now        closed, opens {opens}"]
+    assert "paused     outside the encode windows" in out
+
+    code, out, _ = await user.run("schedule", "--override-until-empty")
+    assert code == 0 and "override   encoding now until the queue is empty" in out
+    deadline = time.monotonic() + 120
+    while not output.exists():
+        assert time.monotonic() < deadline, "never encoded"
+        await asyncio.sleep(0.3)
+    with av.open(str(output)) as container:
+        assert container.streams.video[0].codec_context.codec.canonical_name == "av1"
+        assert sum(1 for _ in container.decode(video=0)) == 25  # the whole second
+    # The queue is empty: the override ends, and the windows rule again.
+    await user.until(lambda out: '"override":false' in out, "schedule", "--json")
+    listed = await user.until(lambda out: "1 queued" in out, "watch", "list")
+    assert listed.splitlines()[0] == str(library)
+    assert "watching; beside, settle 0.5 s; 0 pending, 1 queued" in listed
+
+    # A restart keeps the folder (and does not queue the encoded file or its output).
+    first.send_signal(signal.SIGTERM)
+    assert await asyncio.wait_for(first.wait(), 30) == 0
+    await user.serve()
+    listed = await user.until(lambda out: "watching;" in out, "watch", "list")
+    assert listed.splitlines()[0] == str(library)
+    code, out, _ = await user.run("watch", "remove", str(library))
+    assert (code, out) == (0, f"no longer watching {library}\n")
+    code, out, _ = await user.run("watch", "list")
+    assert out.startswith("no watched folders")
+    code, out, _ = await user.run("status")
+    assert "1 done" in out and "failed" not in out
