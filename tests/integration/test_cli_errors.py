@@ -261,6 +261,31 @@ BAD: dict[str, list[Bad]] = {
     "drapto worker --insecure": [
         bad("worker", "tls://127.0.0.1:1", "--insecure=1", names="--insecure")
     ],
+    "drapto watch ACTION": [bad("watch", "wacth", names="ACTION", says="invalid choice")],
+    "drapto watch add DIR": [
+        bad("watch", "add", names="watch add", says="required: DIR"),
+        bad("watch", "add", "{missing}", status=FAILED, names="{missing}", says="no such folder"),
+        bad("watch", "add", "{input}", status=FAILED, names="{input}", says="not a folder"),
+    ],
+    "drapto watch add --output": [
+        bad("watch", "add", "{dir}", "--output", "besides", names="--output", says="beside")
+    ],
+    "drapto watch add --settle-s": [
+        bad("watch", "add", "{dir}", "--settle-s", "-1", names="--settle-s"),
+        bad("watch", "add", "{dir}", "--settle-s", "inf", names="--settle-s"),
+    ],
+    "drapto watch list --json": [bad("watch", "list", "--json=1", names="--json")],
+    "drapto watch remove DIR": [
+        bad("watch", "remove", names="watch remove", says="required: DIR"),
+        bad("watch", "remove", "{dir}", status=FAILED, names="drapto serve"),
+    ],
+    "drapto watch rescan DIR": [
+        bad("watch", "rescan", "{dir}", status=FAILED, names="drapto serve"),
+    ],
+    "drapto schedule --override-until-empty": [
+        bad("schedule", "--override-until-empty=1", names="--override-until-empty")
+    ],
+    "drapto schedule --json": [bad("schedule", "--json=1", names="--json")],
     "drapto tui PATH": [
         bad("tui", "{missing}", status=FAILED, names="{missing}", says="no such file")
     ],
