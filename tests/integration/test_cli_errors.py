@@ -429,6 +429,8 @@ REAL_RUNS: dict[str, tuple[str, int]] = {
     "cluster": ("drapto cluster init --bundle", 0),  # after the CA is made
     "worker": ("drapto worker --path-map", 0),  # after Dask is imported
     "tui": ("drapto tui PATH", 0),
+    "watch": ("drapto watch remove DIR", 1),  # exit 1 from the connection
+    "schedule": ("drapto schedule --json", 0),
 }
 """The cases that also run as `python -m drapto_engine.cli`: at least one per command."""
 
