@@ -29,7 +29,7 @@ def _ago(when: float | None, now: float) -> str:
 
 
 def watch_row(view: WatchView, now: float) -> tuple[str, ...]:
-    state = view.state.value if view.problem is None else f"{view.state.value}: {view.problem}"
+    state = view.problem or view.state.value  # a problem names the state itself
     return (
         view.folder.path,
         view.folder.output,
