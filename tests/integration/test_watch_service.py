@@ -155,3 +155,47 @@ async def test_a_watched_folder_through_the_service(
     assert out.startswith("no watched folders")
     code, out, _ = await user.run("status")
     assert "1 done" in out and "failed" not in out
+
+
+async def test_config_folders_and_remembered_refusals_outlive_the_engine(
+    tmp_path: Path, ffmpeg: str
+) -> None:
+    from drapto_engine.config import Config, WatchSettings
+    from drapto_engine.core.errors import DraptoError
+    from drapto_engine.core.watching import FolderState
+    from drapto_engine.engine import Engine
+
+    library = tmp_path / "library"
+    library.mkdir()
+    junk = library / "junk.mkv"
+    junk.write_bytes(b"not a video" * 100)
+    config = Config(watch=[WatchSettings(path=library, settle_s=0)], watch_rescan_s=3600)
+
+    def engine() -> Engine:
+        return Engine(
+            ffmpeg, config=config, state_dir=tmp_path / "state",
+            config_path=tmp_path / "config.toml", workers=1, library=True,
+        )  # fmt: skip
+
+    first = engine()
+    async with first.running():
+        deadline = time.monotonic() + 20
+        while not (await first.watch_list())[0].last_scan or (await first.watch_list())[0].pending:
+            assert time.monotonic() < deadline, "the first scan never ended"
+            await asyncio.sleep(0.1)
+        [view] = await first.watch_list()
+        assert view.folder.from_config and view.state == FolderState.WATCHING
+        with pytest.raises(DraptoError, match=r"remove it from config\.toml"):
+            await first.watch_remove(str(library))
+        with pytest.raises(DraptoError, match="inside or around a watched folder"):
+            (library / "sub").mkdir()
+            await first.watch_add(str(library / "sub"))
+        assert first.entries() == []  # the junk was refused, not queued
+    first.close()
+    second = engine()
+    try:  # before any scan, the refusal is known again: no probe will look at it
+        assert second.household is not None
+        decided = second.household.folders.service.folders[str(library)].decided
+        assert decided[junk].why.startswith("is not a readable media file")
+    finally:
+        second.close()
