@@ -178,8 +178,8 @@ class ResourceManager(WorkerSlots):
         set; None resumes them all (memory pressure stops the newest again, if need be,
         at its next samples)."""
         async with self._cond:
-            if (reason is None) != (self.hold is None):
-                self._notice(f"paused encoders: {reason}" if reason else "resumed encoders")
+            if (reason is None) != (self.hold is None):  # the holder tells its clients
+                log.info("%s", f"paused encoders: {reason}" if reason else "resumed encoders")
             self.hold = reason
             self._apply_hold()
             self._cond.notify_all()

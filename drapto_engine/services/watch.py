@@ -89,6 +89,16 @@ def _is_candidate(name: str) -> bool:
     return os.path.splitext(lower)[1] in VIDEO_EXTENSIONS
 
 
+@dataclass(frozen=True)
+class Walk:
+    """What one walk of a folder found: each candidate's stamp and inode, the folders
+    that could not be read (their files are not forgotten), and how long it took."""
+
+    found: dict[Path, tuple[Stamp, int]]
+    unreadable: list[str]
+    seconds: float
+
+
 @dataclass
 class FolderWatch:
     """One watched folder's bookkeeping, driven by rescans, events and ticks.
@@ -152,10 +162,17 @@ class FolderWatch:
     def rescan(self) -> int:
         """Walk the folder and compare with what is remembered: new and changed files
         become pending, vanished ones are forgotten. Nothing happens to a missing
-        folder. The number of files looked at."""
+        folder. The number of files looked at. (The service walks in a thread and
+        merges on its loop, where events change the same maps: `walk`, `merge`.)"""
+        walked = self.walk()
+        return self.merge(walked) if walked is not None else 0
+
+    def walk(self) -> Walk | None:
+        """The candidate files under the root, with the folders that could not be read;
+        None for a missing folder. Blocking, and touches nothing of this object's."""
         began = time.monotonic()
         if not self.present():
-            return 0
+            return None
         found: dict[Path, tuple[Stamp, int]] = {}
         unreadable: list[str] = []
         skipped = self._skipped_roots()
@@ -186,13 +203,17 @@ class FolderWatch:
             except OSError:
                 unreadable.append(current + os.sep)
         if not self.present():  # gone while walking: keep everything
-            return 0
-        self._merge(found, unreadable)
+            return None
+        return Walk(found, unreadable, time.monotonic() - began)
+
+    def merge(self, walked: Walk) -> int:
+        """Take a walk's findings in (see `rescan`)."""
+        self._merge(walked.found, walked.unreadable)
         if self.state == FolderState.STARTING:
             self.state = FolderState.WATCHING
         self.last_scan = time.time()
-        self.last_scan_s = time.monotonic() - began
-        return len(found)
+        self.last_scan_s = walked.seconds
+        return len(walked.found)
 
     def _merge(self, found: dict[Path, tuple[Stamp, int]], unreadable: list[str]) -> None:
         now = self.clock()
@@ -272,7 +293,7 @@ class FolderWatch:
         moved = self.vanished.get((info.st_ino, stamp))
         if moved is not None:
             return moved
-        for other, decision in self.decided.items():
+        for other, decision in list(self.decided.items()):  # events change it meanwhile
             if other != path and decision.inode == info.st_ino and decision.stamp == stamp:
                 return decision
         return None
@@ -418,7 +439,7 @@ class WatchService:
         for path, watch in list(self.folders.items()):
             before = watch.view()
             if path in asked:
-                await asyncio.to_thread(watch.rescan)
+                await self._rescan(watch)
             else:
                 watch.present()
             if watch.state == FolderState.MISSING:
@@ -426,7 +447,7 @@ class WatchService:
             if watch.state == FolderState.WATCHING:
                 self._ensure_watcher(watch)
                 if before.state == FolderState.MISSING and path not in asked:
-                    await asyncio.to_thread(watch.rescan)  # back: catch up at once
+                    await self._rescan(watch)  # back: catch up at once
             due = watch.settled()
             known = [(file, self._known(file)) for file in due]  # on the loop: the queue's own
             ready = await asyncio.to_thread(self._decide_all, watch, known) if due else []
@@ -434,6 +455,13 @@ class WatchService:
                 await self._queue(watch.folder, ready)
             if self._changed is not None and watch.view() != before:
                 self._changed(watch.view())
+
+    @staticmethod
+    async def _rescan(watch: FolderWatch) -> None:
+        """Walk in a thread; merge here, on the loop, where events change the same maps."""
+        walked = await asyncio.to_thread(watch.walk)
+        if walked is not None:
+            watch.merge(walked)
 
     def _decide_all(self, watch: FolderWatch, due: list[tuple[Path, str | None]]) -> list[Path]:
         """Decide settled files in one thread hop (an import of thousands settles at once)."""
