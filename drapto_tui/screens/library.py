@@ -16,6 +16,9 @@ from drapto_engine.core.watching import WatchView
 from drapto_tui.mirror import EngineMirror
 from drapto_tui.widgets.footer import KeyBar
 
+now = time.time
+"""The clock the times shown are counted from (tests fix it)."""
+
 COLUMNS = ("folder", "output", "state", "pending", "queued", "last rescan")
 
 
@@ -106,9 +109,9 @@ class LibraryScreen(Screen[None]):
 
     def refresh_from_engine(self) -> None:
         state = self.mirror.state
-        now = time.time()
-        rows = [watch_row(view, now) for view in state.watches]
-        text = schedule_text(state.schedule, now)
+        moment = now()
+        rows = [watch_row(view, moment) for view in state.watches]
+        text = schedule_text(state.schedule, moment)
         if (rows, text) == self._shown:
             return
         self._shown = (rows, text)

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from pilot import replay_app, until
 from replay import ReplayClient
 from textual.widgets import DataTable, Input, Static
@@ -16,6 +17,8 @@ from textual.widgets import DataTable, Input, Static
 from drapto_engine.core.events import ScheduleChanged, WatchChanged, WatchRemoved
 from drapto_engine.core.schedule import ScheduleView
 from drapto_engine.core.watching import FolderState, WatchedFolder, WatchView
+from drapto_tui import notices
+from drapto_tui.screens import library
 from drapto_tui.screens.add import AddScreen
 from drapto_tui.screens.confirm import ConfirmScreen
 from drapto_tui.screens.library import LibraryScreen
@@ -145,3 +148,43 @@ async def test_the_library_keys_send_their_requests(tmp_path: Path) -> None:
         await until(pilot, lambda: isinstance(app.screen, LibraryScreen))
         await pilot.press("escape")
         await until(pilot, lambda: isinstance(app.screen, MainScreen))
+
+
+NOW = 1_795_000_000.0
+
+
+def test_the_library_screen(
+    snap_compare: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pinned as a picture: the schedule held until the window opens, a folder watched
+    and one missing, with fixed times (UTC)."""
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    monkeypatch.setattr(library, "now", lambda: NOW)
+    monkeypatch.setattr(notices, "now", lambda: NOW)
+    client = Recorder()
+    client.snapshot.watches = [
+        USB,
+        FILMS.model_copy(update={"last_scan": NOW - 120, "last_scan_s": 0.4}),
+    ]
+    client.snapshot.schedule = HELD.model_copy(
+        update={
+            "windows": ["Mon-Fri 12:06-18:00"],
+            "until": NOW + 3600,
+            "paused": "outside the encode windows until 12:06",
+        }
+    )
+
+    async def run_before(pilot: Any) -> None:
+        await opened(pilot)
+        app = pilot.app
+        ticks = app.ticks
+        await until(pilot, lambda: app.ticks >= ticks + 2)
+
+    try:
+        assert snap_compare(
+            replay_app(tmp_path, client), terminal_size=(110, 24), run_before=run_before
+        )
+    finally:
+        monkeypatch.undo()
+        time.tzset()
