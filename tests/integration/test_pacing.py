@@ -25,7 +25,8 @@ from drapto_engine.infrastructure.resources import Memory, ResourceManager
 from drapto_engine.infrastructure.workers import cpu_count
 from drapto_engine.services.pacing import Pacer, others_share
 
-pytestmark = pytest.mark.timeout(120)
+# timed (windows of 3 s, a 1 s yield hold): one at a time with the other timed tests
+pytestmark = [pytest.mark.timeout(120), pytest.mark.xdist_group("timing")]
 
 SATURATED = 0.8
 """Other programs' share of the CPU above which the yield test cannot see a resume."""

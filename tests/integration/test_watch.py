@@ -53,6 +53,7 @@ async def until(check: Callable[[], bool], seconds: float = 10.0) -> None:
     raise AssertionError("not reached in time")
 
 
+@pytest.mark.xdist_group("timing")  # timed (writes 0.4 s apart): one at a time with the others
 async def test_a_file_written_slowly_is_queued_only_once_it_settles(
     tmp_path: Path, tiny_video: Path
 ) -> None:
