@@ -494,14 +494,17 @@ class WatchService:
                 yield_on_timeout=False,
                 ignore_permission_denied=True,
             ):
-                for change, name in changes:
+                current = self.folders.get(watch.folder.path)
+                if current is None:
+                    return  # no longer watched
+                for change, name in changes:  # to the folder's watch as it is now (re-added)
                     path = Path(name)
                     if change == Change.deleted:
-                        watch.gone(path)
+                        current.gone(path)
                     else:
-                        watch.seen(path)
+                        current.seen(path)
                 self._wake.set()
-                if not watch.present():
+                if not current.present():
                     return
         except (OSError, RuntimeError) as exc:  # the folder went away under the watcher
             log.info("events for %s stopped: %s", watch.root, exc)
