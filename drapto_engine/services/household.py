@@ -11,10 +11,22 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 from drapto_engine.core.errors import UsageError
-from drapto_engine.core.events import Event, ScheduleChanged, WatchChanged, WatchRemoved
+from drapto_engine.core.events import (
+    Event,
+    ScheduleChanged,
+    WarningEvent,
+    WatchChanged,
+    WatchRemoved,
+)
 from drapto_engine.core.jobs import JobOptions
 from drapto_engine.core.schedule import Schedule, ScheduleView
-from drapto_engine.core.watching import WatchedFolder, WatchView, check_policy, job_options
+from drapto_engine.core.watching import (
+    FolderState,
+    WatchedFolder,
+    WatchView,
+    check_policy,
+    job_options,
+)
 from drapto_engine.infrastructure.resources import ResourceManager
 from drapto_engine.services.library import output_path
 from drapto_engine.services.outputs import named_outputs
@@ -47,6 +59,7 @@ class Household:
     ) -> None:
         self._emit = emit
         self._add_files = add_files
+        self._states: dict[str, FolderState] = {}
         self._known = known
         self.folders = WatchedFolders(
             meta,
@@ -55,7 +68,7 @@ class Household:
             self._known_or_done,
             rescan_s=rescan_s,
             events=events,
-            changed=lambda view: emit(WatchChanged(view=view)),
+            changed=self._watch_changed,
         )
         self.pacer = Pacer(
             resources,
@@ -65,6 +78,17 @@ class Household:
             changed=lambda view: emit(ScheduleChanged(view=view)),
             waiting=waiting,
         )
+
+    def _watch_changed(self, view: WatchView) -> None:
+        """Tell clients; a folder that went missing or came back is a warning too."""
+        path = view.folder.path
+        before = self._states.get(path)
+        self._states[path] = view.state
+        if view.state == FolderState.MISSING and before != FolderState.MISSING:
+            self._emit(WarningEvent(message=f"{path}: watched folder is missing ({view.problem})"))
+        elif before == FolderState.MISSING and view.state == FolderState.WATCHING:
+            self._emit(WarningEvent(message=f"{path}: watched folder is back; watching it again"))
+        self._emit(WatchChanged(view=view))
 
     def _folder(self, path: Path) -> WatchedFolder | None:
         text = str(path)

@@ -162,6 +162,7 @@ async def test_config_folders_and_remembered_refusals_outlive_the_engine(
 ) -> None:
     from drapto_engine.config import Config, WatchSettings
     from drapto_engine.core.errors import DraptoError
+    from drapto_engine.core.events import WarningEvent
     from drapto_engine.core.watching import FolderState
     from drapto_engine.engine import Engine
 
@@ -191,6 +192,22 @@ async def test_config_folders_and_remembered_refusals_outlive_the_engine(
             (library / "sub").mkdir()
             await first.watch_add(str(library / "sub"))
         assert first.entries() == []  # the junk was refused, not queued
+        # The disk goes away: a warning and the state, nothing forgotten; then back.
+        said: list[str] = []
+        first.bus.subscribe(
+            lambda e: said.append(e.message) if isinstance(e, WarningEvent) else None
+        )
+        library.rename(tmp_path / "unmounted")
+        while not said:
+            assert time.monotonic() < deadline + 10, "no warning of the missing folder"
+            await asyncio.sleep(0.1)
+        assert said == [f"{library}: watched folder is missing (missing: not there or not mounted)"]
+        assert (await first.watch_list())[0].state == FolderState.MISSING
+        (tmp_path / "unmounted").rename(library)
+        while len(said) < 2:
+            assert time.monotonic() < deadline + 20, "no word of the folder coming back"
+            await asyncio.sleep(0.1)
+        assert said[1] == f"{library}: watched folder is back; watching it again"
     first.close()
     second = engine()
     try:  # before any scan, the refusal is known again: no probe will look at it
