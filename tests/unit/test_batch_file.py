@@ -102,7 +102,8 @@ def test_unknown_keys_everywhere(tmp_path: Path, ffmpeg: str, video: Path) -> No
         "4: defaults.workerz: unknown key (did you mean 'workers'?)",
         "7: job[1].preest: unknown key (did you mean 'preset'?)",
         "10: job[2].colour: unknown key (keys are input, preset, crf, min_segment_s,"
-        " max_segment_s, hdr10_fallback, output_dir, overwrite, keep_work, work_dir, force)",
+        " max_segment_s, hdr10_fallback, output_dir, overwrite, keep_work, work_dir, force,"
+        " replace, min_saving, keep_days, trash_dir)",
     ]
 
 
