@@ -243,7 +243,11 @@ class FolderWatch:
 
     def seen(self, path: Path) -> None:
         """An event says `path` was added or changed."""
-        if not _is_candidate(path.name) or any(p.startswith(".") for p in path.parts):
+        try:
+            below = path.relative_to(self.root).parts  # the root itself may be hidden
+        except ValueError:
+            return
+        if not _is_candidate(path.name) or any(p.startswith(".") for p in below):
             return
         if any(str(path).startswith(root + os.sep) for root in self._skipped_roots()):
             return

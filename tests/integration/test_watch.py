@@ -177,7 +177,7 @@ async def test_a_folder_that_disappears_is_missing_not_emptied(
 
 
 async def test_events_see_a_new_file_without_a_rescan(tmp_path: Path, tiny_video: Path) -> None:
-    library = tmp_path / "library"
+    library = tmp_path / ".hidden" / "library"  # a hidden folder above the root hides nothing
     (library / "deep" / "er").mkdir(parents=True)
     queued: Queued = []
     watcher = service(queued, events=True, rescan_s=3600)
@@ -191,6 +191,11 @@ async def test_events_see_a_new_file_without_a_rescan(tmp_path: Path, tiny_video
         shutil.copy(tiny_video, target)
         await until(lambda: queued == [target])
         assert watcher.views()[0].last_scan == scanned  # found by an event: no rescan ran
+        (library / ".drapto-trash").mkdir()  # drapto's own files below the root are left
+        shutil.copy(tiny_video, library / ".drapto-trash" / "old.mkv")
+        shutil.copy(tiny_video, library / "film.av1.mkv")
+        await asyncio.sleep(1.5)
+        assert queued == [target] and watcher.views()[0].pending == 0
     finally:
         await watcher.stop()
 
