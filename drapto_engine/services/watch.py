@@ -444,15 +444,15 @@ class WatchService:
             before = watch.view()
             if path in asked:
                 await self._rescan(watch)
-            else:
-                watch.present()
+            else:  # in a thread: a hung network mount blocks a stat, not the engine
+                await asyncio.to_thread(watch.present)
             if watch.state == FolderState.MISSING:
                 await self._stop_watcher(path)
             if watch.state == FolderState.WATCHING:
                 self._ensure_watcher(watch)
                 if before.state == FolderState.MISSING and path not in asked:
                     await self._rescan(watch)  # back: catch up at once
-            due = watch.settled()
+            due = await asyncio.to_thread(watch.settled) if watch.pending else []
             known = [(file, self._known(file)) for file in due]  # on the loop: the queue's own
             ready = await asyncio.to_thread(self._decide_all, watch, known) if due else []
             if ready and self.folders.get(path) is watch:
