@@ -9,7 +9,7 @@ import math
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from drapto_engine.config import load_config
 from drapto_engine.core.errors import DraptoError, UsageError
@@ -17,6 +17,9 @@ from drapto_engine.core.metrics import counted
 from drapto_engine.core.schedule import ScheduleView
 from drapto_engine.core.text import model_json
 from drapto_engine.core.watching import WatchView, check_policy
+
+if TYPE_CHECKING:
+    from drapto_engine.server.client import EngineClient
 
 NO_ENGINE = "no engine is running"
 NO_ENGINE_HINT = "start one with `drapto serve` (or open `drapto`): it keeps the watched folders"
@@ -78,13 +81,12 @@ def run_watch(args: argparse.Namespace) -> int:
     return asyncio.run(_watch(args) if args.command == "watch" else _schedule(args))
 
 
-async def _client(args: argparse.Namespace) -> Any:
+async def _client(args: argparse.Namespace) -> EngineClient:
+    """The running engine's client (imported here: the other commands never load it)."""
     from drapto_engine.server.client import EngineClient, EngineUnavailable
-
-    config = load_config(args.config)
     from drapto_engine.server.location import default_socket
 
-    path = config.socket_path or default_socket()
+    path = load_config(args.config).socket_path or default_socket()
     try:
         return await EngineClient.connect(path, client_name=f"drapto {args.command}")
     except EngineUnavailable:
