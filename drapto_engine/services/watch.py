@@ -376,6 +376,8 @@ class WatchService:
         self._loop: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._rescan_now: set[str] = set()
+        self._stopping = False
+        self._reported: dict[str, WatchView] = {}
 
     # --- folders ------------------------------------------------------------------
 
@@ -416,16 +418,19 @@ class WatchService:
 
     async def stop(self) -> None:
         loop, self._loop = self._loop, None
-        if loop is not None:
+        if loop is not None:  # the flag too: a cancel that meets a wake-up can be lost
+            self._stopping = True
+            self._wake.set()
             loop.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await loop
+            self._stopping = False
         for path in list(self._watchers):
             await self._stop_watcher(path)
 
     async def _run(self) -> None:
         next_rescan = self._clock() + self.rescan_s
-        while True:
+        while not self._stopping:
             if self._clock() >= next_rescan:
                 self._rescan_now.update(self.folders)
                 next_rescan = self._clock() + self.rescan_s
@@ -435,13 +440,17 @@ class WatchService:
                 log.exception("watching failed; trying again at the next tick")
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.tick_s)
+                async with asyncio.timeout(self.tick_s):
+                    await self._wake.wait()
 
     async def step(self) -> None:
         """One tick: rescans asked for, missing folders, event watchers, settled files."""
         asked, self._rescan_now = self._rescan_now, set()
         for path, watch in list(self.folders.items()):
-            before = watch.view()
+            last = self._reported.get(path)
+            was_missing = watch.state == FolderState.MISSING or (
+                last is not None and last.state == FolderState.MISSING
+            )
             if path in asked:
                 await self._rescan(watch)
             else:  # in a thread: a hung network mount blocks a stat, not the engine
@@ -450,15 +459,17 @@ class WatchService:
                 await self._stop_watcher(path)
             if watch.state == FolderState.WATCHING:
                 self._ensure_watcher(watch)
-                if before.state == FolderState.MISSING and path not in asked:
+                if was_missing and path not in asked:
                     await self._rescan(watch)  # back: catch up at once
             due = await asyncio.to_thread(watch.settled) if watch.pending else []
             known = [(file, self._known(file)) for file in due]  # on the loop: the queue's own
             ready = await asyncio.to_thread(self._decide_all, watch, known) if due else []
             if ready and self.folders.get(path) is watch:
                 await self._queue(watch.folder, ready)
-            if self._changed is not None and watch.view() != before:
-                self._changed(watch.view())
+            view = watch.view()
+            if self._changed is not None and view != self._reported.get(path):
+                self._reported[path] = view  # against what was said last: events change it too
+                self._changed(view)
 
     @staticmethod
     async def _rescan(watch: FolderWatch) -> None:
@@ -508,7 +519,7 @@ class WatchService:
                     else:
                         current.seen(path)
                 self._wake.set()
-                if not current.present():
+                if not os.path.isdir(current.root):  # gone: the tick says so, and restarts this
                     return
         except (OSError, RuntimeError) as exc:  # the folder went away under the watcher
             log.info("events for %s stopped: %s", watch.root, exc)

@@ -216,3 +216,35 @@ async def test_config_folders_and_remembered_refusals_outlive_the_engine(
         assert decided[junk].why.startswith("is not a readable media file")
     finally:
         second.close()
+
+
+async def test_a_folder_policy_queues_the_same_tree_under_its_root(
+    tmp_path: Path, ffmpeg: str, tiny_video: Path
+) -> None:
+    from drapto_engine.config import Config
+    from drapto_engine.engine import Engine
+
+    library, out = tmp_path / "library", tmp_path / "av1"
+    (library / "show" / "s01").mkdir(parents=True)
+    engine = Engine(
+        ffmpeg, config=Config(watch_rescan_s=3600), state_dir=tmp_path / "state",
+        config_path=tmp_path / "config.toml", workers=1, library=True,
+    )  # fmt: skip
+    try:
+        async with engine.running():  # started, not run: what is queued stays queued
+            view = await engine.watch_add(str(library), f"folder:{out}", 0.2)
+            assert view.folder.output == f"folder:{out}"
+            shutil.copy(tiny_video, library / "show" / "s01" / "e01.mkv")
+            await engine.watch_rescan(str(library))
+            deadline = time.monotonic() + 20
+            while not engine.entries():
+                assert time.monotonic() < deadline, "never queued"
+                await asyncio.sleep(0.1)
+            [entry] = engine.entries()
+            assert entry.input == str(library / "show" / "s01" / "e01.mkv")
+            assert entry.output == str(out / "show" / "s01" / "e01.mkv")
+            assert entry.options.output_dir == out and not entry.options.replace
+            replaced = await engine.watch_add(str(library), "replace", 0.2)  # policy changed
+            assert replaced.folder.output == "replace"
+    finally:
+        engine.close()
