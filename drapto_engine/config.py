@@ -27,6 +27,8 @@ from pydantic import (
 from drapto_engine.core.errors import DraptoError
 from drapto_engine.core.flags import FlagState, FlagStates, parse_state
 from drapto_engine.core.jobs import JobOptions, SettingPath
+from drapto_engine.core.schedule import Schedule, parse_window
+from drapto_engine.core.watching import DEFAULT_SETTLE_S, check_policy
 from drapto_engine.infrastructure.paths import MAX_SOCKET_PATH, config_file
 from drapto_engine.infrastructure.toml_file import (
     FileProblems,
@@ -61,6 +63,52 @@ class ClusterSettings(BaseModel):
     insecure: bool = Field(default=False, strict=True)
 
 
+class WatchSettings(BaseModel):
+    """A [[watch]] table: a folder whose new videos are queued once they settle."""
+
+    model_config = ConfigDict(defer_build=True, frozen=True, extra="forbid")
+
+    path: SettingPath
+    """The folder; its subfolders are watched too."""
+    output: StrictStr = "beside"
+    """"beside" (the default), "replace" or "folder:/path"."""
+    settle_s: Number = Field(default=DEFAULT_SETTLE_S, ge=0)
+    """A file's size and modification time unchanged this long before it is queued."""
+    min_saving: Number | None = Field(default=None, ge=0, lt=1)
+    """With output = "replace": the least saving for which the original is replaced."""
+    keep_days: StrictInt | None = Field(default=None, ge=0)
+    """With output = "replace": days an original stays in the trash."""
+
+    @field_validator("output")
+    @classmethod
+    def _policy(cls, value: str) -> str:
+        return check_policy(value)
+
+
+class ScheduleSettings(BaseModel):
+    """[schedule]: when new encodes may start, and yielding the CPU to other programs."""
+
+    model_config = ConfigDict(defer_build=True, frozen=True, extra="forbid")
+
+    windows: list[StrictStr] | None = None
+    """"01:00-07:00", "Mon-Fri 22:00-06:00", "Sat,Sun 00:00-24:00"; absent: always."""
+    yield_cpu: Number | None = Field(default=None, gt=0, le=1)
+    """Pause drapto's encoders while other programs keep more than this share of the
+    CPU busy for yield_hold_s; absent: never."""
+    yield_hold_s: Number = Field(default=30.0, gt=0)
+    """How long other programs' use must stay above (or below) yield_cpu."""
+
+    @field_validator("windows")
+    @classmethod
+    def _windows(cls, value: list[str] | None) -> list[str] | None:
+        for text in value or ():
+            parse_window(text)
+        return value
+
+    def schedule(self) -> Schedule:
+        return Schedule.parse(self.windows)
+
+
 class Config(BaseModel):
     """config.toml. Types are strict (`workers = true` is refused, not read as 1) and
     numbers finite; an unknown key is refused with the nearest known one."""
@@ -92,6 +140,12 @@ class Config(BaseModel):
     """The engine service's Unix socket; unset: $XDG_RUNTIME_DIR/drapto/engine.sock."""
     cluster: ClusterSettings | None = None
     """A Dask scheduler for `drapto worker`s, hosted by `drapto serve` (cluster extra)."""
+    watch: list[WatchSettings] = Field(default_factory=list)
+    """[[watch]] tables: folders whose new videos the engine service queues."""
+    watch_rescan_s: Number = Field(default=600.0, gt=0)
+    """Seconds between full rescans of the watched folders (inotify misses network mounts)."""
+    schedule: ScheduleSettings = ScheduleSettings()
+    """[schedule]: encode windows and yielding the CPU."""
 
     @field_validator("socket_path")
     @classmethod
@@ -180,6 +234,10 @@ def _keys_at(loc: Loc) -> list[str]:
         return list(JobOptions.model_fields)
     if loc == ("cluster",):
         return list(ClusterSettings.model_fields)
+    if loc == ("schedule",):
+        return list(ScheduleSettings.model_fields)
+    if len(loc) == 2 and loc[0] == "watch":
+        return list(WatchSettings.model_fields)
     return list(Config.model_fields)
 
 

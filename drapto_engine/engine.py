@@ -42,12 +42,15 @@ from drapto_engine.core.events import (
     Alert,
     AnalysisReady,
     ClusterSampled,
+    EntryChanged,
+    EntryRemoved,
     Event,
     EventBus,
     FlagChanged,
     QueueStateChanged,
     ResourcesSampled,
     RolledBack,
+    ScheduleChanged,
     StageChanged,
     WarningEvent,
 )
@@ -63,7 +66,9 @@ from drapto_engine.core.jobs import FINAL_STATUSES, EntryStatus, JobOptions, Que
 from drapto_engine.core.metrics import JobSummary, ResourceSnapshot
 from drapto_engine.core.models import EncodeSettings, ResolutionClass
 from drapto_engine.core.savings import SavingsReport
+from drapto_engine.core.schedule import ScheduleView
 from drapto_engine.core.state import JobStage, JobTakenOver, StateDamaged
+from drapto_engine.core.watching import WatchedFolder, WatchView
 from drapto_engine.entry_queue import EntryQueue, absolute_path
 from drapto_engine.infrastructure import paths
 from drapto_engine.infrastructure.queue_store import QueueStore
@@ -77,6 +82,7 @@ from drapto_engine.notifications import Notifier
 from drapto_engine.services.daily_summary import DailySummary
 from drapto_engine.services.executors import SegmentExecutor
 from drapto_engine.services.executors.local import LocalExecutor
+from drapto_engine.services.household import Household
 from drapto_engine.services.orchestrator import EncodeRequest, Orchestrator, job_record
 from drapto_engine.services.replace import Replacer
 from drapto_engine.services.skip import ALREADY_ENCODED, OUTPUT_VALIDATES, skip_reason
@@ -128,10 +134,13 @@ class Engine:
         bus: EventBus | None = None,
         cluster: ClusterOptions | None = None,
         owns_queue: bool | None = None,
+        library: bool = False,
     ) -> None:
         """`owns_queue`: whether entries left running in the queue table are this
         engine's to take back (True for the service, which holds the state folder's
-        lock); by default, unless a live engine service holds that lock."""
+        lock); by default, unless a live engine service holds that lock. `library`:
+        watch folders and keep to the schedule (the service; a direct `drapto encode`
+        or batch runs at once)."""
         self.ffmpeg = ffmpeg
         self.cluster_options = cluster
         """A Dask scheduler to host beside the engine (`drapto serve --cluster`)."""
@@ -204,6 +213,10 @@ class Engine:
         )
         """Half-done replaces, the trash and the daily summary: the state folder's
         engine service does it, not an encode beside it (services/upkeep.py)."""
+        self._last_sample: float | None = None
+        self._inputs: dict[str, QueueEntry] | None = None
+        """Entries by input and output path, for the watcher (rebuilt after a change)."""
+        self.household = self._household() if library else None
         for message in self.queue.amended:
             log.warning("%s", message)
             self.bus.emit(WarningEvent(message=message))
@@ -213,6 +226,35 @@ class Engine:
             local_slots=cluster is None or cluster.local_slots,
             entries=self.entries(),
             flags=self.flags.views(),
+            watches=self.household.watch_list() if self.household else [],
+            schedule=self.household.pacer.view() if self.household else ScheduleView(),
+        )
+
+    def _household(self) -> Household:
+        schedule = self.config.schedule
+        watches = [
+            WatchedFolder(
+                path=os.path.normpath(watch.path.absolute()),
+                output=watch.output,
+                settle_s=watch.settle_s,
+                min_saving=watch.min_saving,
+                keep_days=watch.keep_days,
+                from_config=True,
+            )
+            for watch in self.config.watch
+        ]
+        return Household(
+            self.resources,
+            self.bus.emit,
+            self._add_watched,
+            self._known_path,
+            meta=self.queue,
+            watches=watches,
+            rescan_s=self.config.watch_rescan_s,
+            schedule=schedule.schedule(),
+            yield_cpu=schedule.yield_cpu,
+            yield_hold_s=schedule.yield_hold_s,
+            waiting=self._waiting,
         )
 
     # -- lifecycle --
@@ -222,6 +264,8 @@ class Engine:
         self.monitor.start()
         if self.upkeep is not None:
             await self.upkeep.start()
+        if self.household is not None:
+            self.household.start()
         if self.cluster_options is not None:
             await self._start_cluster(self.cluster_options)
 
@@ -253,6 +297,8 @@ class Engine:
         """Stop every running job (their state is kept; they resume next time)."""
         self._stopping = True
         self._wake.set()
+        if self.household is not None:
+            await self.household.stop()  # the encoders continue, so that they can stop
         tasks = [a.task for a in self._active.values() if a.task is not None]
         for task in tasks:
             task.cancel()
@@ -460,6 +506,59 @@ class Engine:
     async def get_snapshot(self) -> EngineSnapshot:
         return self.snapshot()
 
+    # -- watched folders and the schedule (services/household.py) --
+
+    def _library(self) -> Household:
+        if self.household is None:
+            raise DraptoError("only the engine service watches folders (drapto serve)")
+        return self.household
+
+    async def watch_add(
+        self, path: str, output: str = "beside", settle_s: float | None = None
+    ) -> WatchView:
+        """Watch a folder (kept across restarts)."""
+        return await self._library().watch_add(path, output, settle_s)
+
+    async def watch_remove(self, path: str) -> bool:
+        return await self._library().watch_remove(path)
+
+    async def watch_list(self) -> list[WatchView]:
+        return self.household.watch_list() if self.household is not None else []
+
+    async def watch_rescan(self, path: str | None = None) -> list[WatchView]:
+        return self._library().watch_rescan(path)
+
+    async def get_schedule(self) -> ScheduleView:
+        if self.household is None:
+            return ScheduleView()
+        return await self.household.get_schedule(self._waiting())
+
+    async def override_schedule(self, on: bool) -> ScheduleView:
+        view = await self._library().override_schedule(on, self._waiting())
+        self._wake.set()
+        return view
+
+    def _waiting(self) -> int:
+        return sum(e.status is EntryStatus.QUEUED for e in self.entry_queue.by_id.values())
+
+    def _known_path(self, path: Path) -> str | None:
+        """Why a watched file is in hand already: an entry's input or output."""
+        if self._inputs is None:
+            index: dict[str, QueueEntry] = {}
+            for entry in self.entry_queue.by_id.values():
+                index[entry.output] = index[entry.input] = entry
+            self._inputs = index
+        found = self._inputs.get(str(path))
+        if found is None:
+            return None
+        if found.output == str(path):
+            return "a queue entry's output"
+        return f"in the queue ({found.status.value})"
+
+    async def _add_watched(self, pairs: list[tuple[Path, Path]], options: JobOptions) -> None:
+        added = await self.add(pairs, options=options)
+        log.info("queued %d settled file(s) from a watched folder", len(added))
+
     # -- running the queue --
 
     async def run(self, *, only: set[int] | None = None, ignore_pause: bool = False) -> None:
@@ -476,8 +575,24 @@ class Engine:
                 return
             await self._wake.wait()
 
+    def _held(self) -> bool:
+        """Outside the encode windows, or yielding the CPU: nothing new starts."""
+        return self.household is not None and self.household.pacer.paused is not None
+
     def _start_ready(self, only: set[int] | None, ignore_pause: bool) -> None:
-        while len(self._active) < MAX_ACTIVE_JOBS and (ignore_pause or not self.paused):
+        household = self.household
+        if (
+            household is not None
+            and household.pacer.override
+            and not self._active
+            and not any(e.status is EntryStatus.QUEUED for e in self.entries())
+        ):
+            self._spawn(household.pacer.set_override(False))  # the queue is empty
+        while (
+            len(self._active) < MAX_ACTIVE_JOBS
+            and (ignore_pause or not self.paused)
+            and not self._held()
+        ):
             if any(not a.planned.is_set() for a in self._active.values()):
                 return  # the job running ahead has not finished segmenting yet
             entry = next(
@@ -762,6 +877,10 @@ class Engine:
 
     def _observe(self, event: Event) -> None:
         self.view.apply(event)
+        if isinstance(event, EntryChanged | EntryRemoved):
+            self._inputs = None
+        if isinstance(event, ScheduleChanged):
+            self._wake.set()  # a window opened (or closed): the queue looks again
         if isinstance(event, AnalysisReady) and event.job in self._job_entries:
             self._analysed(self._job_entries[event.job], event.dynamic_range)
         if isinstance(event, StageChanged) and event.job in self._job_entries:
@@ -797,6 +916,9 @@ class Engine:
         self.bus.emit(Alert(kind="memory_pressure", message=message))
 
     def _sampled(self, snapshot: ResourceSnapshot) -> None:
+        last, self._last_sample = self._last_sample, snapshot.time
+        if self.resources.hold is not None and last is not None:
+            self.monitor.stood_still(snapshot.time - last)  # held encoders are not stalled
         self.bus.emit(ResourcesSampled(snapshot=snapshot))
         if self.cluster is not None:
             busy = getattr(self.executor, "busy", None)

@@ -28,6 +28,7 @@ from drapto_tui.screens import RefreshesFromEngine
 from drapto_tui.screens.add import AddScreen
 from drapto_tui.screens.confirm import ConfirmScreen
 from drapto_tui.screens.job import JobScreen
+from drapto_tui.screens.library import LibraryScreen
 from drapto_tui.screens.main import MainScreen
 from drapto_tui.screens.quit import STOP, QuitScreen
 from drapto_tui.settings import load_theme, save_theme, settings_file
@@ -134,6 +135,9 @@ class DraptoApp(App[None]):
 
     def _title(self) -> None:
         title = "drapto"
+        held = self.mirror.state.schedule if self.mirror is not None else None
+        if held is not None and held.paused:  # what waits, and until when (w shows more)
+            title += f" · {held.waiting} waiting: {held.paused}"
         if self.unseen:
             title += f" · {self.unseen} new in the log (4)"
         if self.title != title:
@@ -233,6 +237,50 @@ class DraptoApp(App[None]):
             )
         elif again:
             self.tell(Notice("warning", f"{len(again)} files are already queued: not added again"))
+
+    # -- the library: watched folders and the schedule --
+
+    def action_library(self) -> None:
+        if self.mirror is not None and not isinstance(self.screen, LibraryScreen):
+            self.push_screen(LibraryScreen(self.mirror))
+
+    def action_watch_add(self) -> None:
+        async def chosen(path: str | None) -> None:
+            if path and self.mirror is not None:
+                folder = str(Path(path).absolute())
+                view = await self._ask(self.mirror.client.watch_add(folder))
+                if view is not None:
+                    self.tell(Notice("information", f"watching {view.folder.path}"))
+
+        self.push_screen(AddScreen(self.browse_root or Path.cwd()), chosen)
+
+    def action_watch_remove(self) -> None:
+        screen = self.screen
+        folder = screen.selected if isinstance(screen, LibraryScreen) else None
+        if folder is None:
+            return
+
+        async def confirmed(yes: bool | None) -> None:
+            if yes and self.mirror is not None:
+                removed = await self._ask(self.mirror.client.watch_remove(folder))
+                if removed:
+                    self.tell(Notice("information", f"no longer watching {folder}"))
+
+        question = f"Stop watching {folder}? Its files and queued entries stay."
+        self.push_screen(ConfirmScreen(question, "Stop watching"), confirmed)
+
+    async def action_watch_rescan(self) -> None:
+        screen = self.screen
+        folder = screen.selected if isinstance(screen, LibraryScreen) else None
+        if self.mirror is not None:
+            views = await self._ask(self.mirror.client.watch_rescan(folder))
+            if views is not None:
+                self.tell(Notice("information", f"rescanning {folder or 'every watched folder'}"))
+
+    async def action_schedule_override(self) -> None:
+        if self.mirror is not None:
+            on = not self.mirror.state.schedule.override
+            await self._ask(self.mirror.client.override_schedule(on))
 
     def action_detail(self) -> None:
         entry = self._selected()

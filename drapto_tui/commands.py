@@ -22,6 +22,13 @@ COMMANDS = (
         "Done, skipped and cancelled ones (failed ones stay)",
         "clear_finished",
     ),
+    ("Watched folders and schedule", "Add, remove or rescan folders; the windows", "library"),
+    ("Watch a folder", "Its new videos are queued once they settle", "watch_add"),
+    (
+        "Override the schedule",
+        "Encode now until the queue is empty (again: back to the windows)",
+        "schedule_override",
+    ),
     ("More workers", "Raise the bound on encoders at once", "workers(1)"),
     ("Fewer workers", "Lower the bound on encoders at once", "workers(-1)"),
     ("Reconnect to the engine", "After the connection ended; starts one if none runs", "reconnect"),

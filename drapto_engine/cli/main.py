@@ -36,7 +36,7 @@ from drapto_engine.logging_setup import LogTo, configure
 
 log = logging.getLogger(__name__)
 
-SHORT_COMMANDS = frozenset({"probe", "status", "flags", "config", "stats"})
+SHORT_COMMANDS = frozenset({"probe", "status", "flags", "config", "stats", "watch", "schedule"})
 """Commands that answer at once: they log nowhere (stderr with --debug)."""
 
 
@@ -68,6 +68,9 @@ def build_parser() -> Parser:
     from drapto_engine.cli.cluster import add_cluster_parsers
 
     add_cluster_parsers(commands)
+    from drapto_engine.cli.watch import add_watch_parsers
+
+    add_watch_parsers(commands)
     ui = find_ui()
     if ui is not None:
         ui.add_parser(commands)
@@ -116,6 +119,10 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         from drapto_engine.cli.savings import run_savings
 
         return run_savings(args)
+    if command in ("watch", "schedule"):
+        from drapto_engine.cli.watch import run_watch
+
+        return run_watch(args)
     if command in ("cluster", "worker"):
         from drapto_engine.cli.cluster import run_cluster
 

@@ -180,6 +180,9 @@ def status_lines(snapshot: EngineSnapshot, server: Hello, socket_path: Path) -> 
             f"cluster    {snapshot.cluster}, {counted(len(snapshot.cluster_workers), 'worker')}"
         )
         lines += [f"  {_cluster_worker(w)}" for w in snapshot.cluster_workers]
+    held = snapshot.schedule
+    if held.paused:
+        lines.append(f"schedule   {held.waiting} waiting: {held.paused}")
     changed = [f for f in snapshot.flags if f.state != f.default]
     if changed:
         flags = ", ".join(f"{f.name} {f.state.value} ({f.source.value})" for f in changed)

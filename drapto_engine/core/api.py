@@ -31,17 +31,22 @@ from drapto_engine.core.events import (
     QueueStateChanged,
     ResourcesSampled,
     RolledBack,
+    ScheduleChanged,
     SegmentDone,
     SegmentFailed,
     SegmentPlanned,
     SegmentProgress,
     SegmentStarted,
     StageChanged,
+    WatchChanged,
+    WatchRemoved,
 )
 from drapto_engine.core.flags import FlagView
 from drapto_engine.core.jobs import JobOptions, QueueEntry
 from drapto_engine.core.metrics import ClusterWorker, ResourceSnapshot
 from drapto_engine.core.savings import SavingsReport
+from drapto_engine.core.schedule import ScheduleView
+from drapto_engine.core.watching import WatchView
 
 HISTORY = 300
 
@@ -105,6 +110,10 @@ class EngineSnapshot(BaseModel):
     local_slots: bool = True
     """False when the engine encodes here only while no cluster worker is usable
     (`drapto serve --workers 0`): then `workers` is the bound of that fallback."""
+    watches: list[WatchView] = Field(default_factory=list)
+    """The watched folders and how each goes."""
+    schedule: ScheduleView = ScheduleView()
+    """The encode windows, yielding, and what waits for them."""
 
 
 class EngineView:
@@ -188,6 +197,14 @@ class EngineView:
             s.local_slots = event.local_slots
         elif isinstance(event, FlagChanged):
             s.flags = [event.flag if f.name == event.flag.name else f for f in s.flags]
+        elif isinstance(event, WatchChanged):
+            path = event.view.folder.path
+            others = [w for w in s.watches if w.folder.path != path]
+            s.watches = sorted([*others, event.view], key=lambda w: w.folder.path)
+        elif isinstance(event, WatchRemoved):
+            s.watches = [w for w in s.watches if w.folder.path != event.path]
+        elif isinstance(event, ScheduleChanged):
+            s.schedule = event.view
         elif event.job:
             self._apply_job(self.job(event.job), event)
 
@@ -298,6 +315,28 @@ class EngineAPI(Protocol):
     async def restore(self, path: AbsolutePath) -> str:
         """Put the original of `path` back from the trash; returns where the AV1 file is
         now (kept beside it as NAME.av1.mkv)."""
+        ...
+
+    async def watch_add(
+        self, path: AbsolutePath, output: str = "beside", settle_s: float | None = None
+    ) -> WatchView:
+        """Watch a folder (kept across restarts): its new videos are queued once they
+        settle. `output`: "beside", "replace" or "folder:/path"."""
+        ...
+
+    async def watch_remove(self, path: AbsolutePath) -> bool:
+        """Stop watching a folder `watch_add` added; False when it was not watched."""
+        ...
+
+    async def watch_list(self) -> list[WatchView]: ...
+    async def watch_rescan(self, path: AbsolutePath | None = None) -> list[WatchView]:
+        """Rescan one watched folder (or all) now; the folders that will be."""
+        ...
+
+    async def get_schedule(self) -> ScheduleView: ...
+    async def override_schedule(self, on: bool) -> ScheduleView:
+        """Encode now, windows or not, until the queue is empty (False: back to the
+        windows)."""
         ...
 
 

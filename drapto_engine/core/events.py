@@ -12,6 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 from drapto_engine.core.flags import FlagState, FlagView
 from drapto_engine.core.jobs import QueueEntry
 from drapto_engine.core.metrics import ClusterWorker, JobSummary, ResourceSnapshot
+from drapto_engine.core.schedule import ScheduleView
+from drapto_engine.core.watching import WatchView
 
 __all__ = ["JobSummary"]
 
@@ -218,6 +220,26 @@ class ClusterSampled(_Event):
     """False when the engine encodes here only while no worker is usable (`--workers 0`)."""
 
 
+class WatchChanged(_Event):
+    """A watched folder was added, or how its watching goes changed (missing, a rescan,
+    files settling or queued)."""
+
+    type: Literal["watch"] = "watch"
+    view: WatchView
+
+
+class WatchRemoved(_Event):
+    type: Literal["watch_removed"] = "watch_removed"
+    path: str
+
+
+class ScheduleChanged(_Event):
+    """The schedule's state changed: a window opened or closed, the override, yielding."""
+
+    type: Literal["schedule"] = "schedule"
+    view: ScheduleView
+
+
 Event = Annotated[
     StageChanged
     | AnalysisReady
@@ -239,7 +261,10 @@ Event = Annotated[
     | EntryRemoved
     | QueueStateChanged
     | ResourcesSampled
-    | ClusterSampled,
+    | ClusterSampled
+    | WatchChanged
+    | WatchRemoved
+    | ScheduleChanged,
     Field(discriminator="type"),
 ]
 EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event, config=ConfigDict(defer_build=True))

@@ -95,6 +95,9 @@ class ResourceManager(WorkerSlots):
         self._samples = 0
         self._cpu_times = psutil.cpu_times()
         self._sampler = BackgroundTask(self._sample_forever, "resource-sampler")
+        self.hold: str | None = None
+        """Why every encoder is paused and none admitted (outside the encode windows,
+        yielding the CPU to other programs); None when not held."""
 
     # -- estimates --
 
@@ -170,7 +173,25 @@ class ResourceManager(WorkerSlots):
     def _first_waiting(self) -> Admission:
         return min(self._waiting, key=lambda t: (t.priority, t.order))
 
+    async def set_hold(self, reason: str | None) -> None:
+        """Pause every encoder (SIGSTOP, children too) and admit none while `reason` is
+        set; None resumes them all (memory pressure stops the newest again, if need be,
+        at its next samples)."""
+        async with self._cond:
+            if (reason is None) != (self.hold is None):  # the holder tells its clients
+                log.info("%s", f"paused encoders: {reason}" if reason else "resumed encoders")
+            self.hold = reason
+            self._apply_hold()
+            self._cond.notify_all()
+
+    def _apply_hold(self) -> None:
+        for ticket in self._admitted:
+            if ticket.tracked:
+                ticket.set_suspended(self.hold is not None)
+
     def _admissible(self, estimate: int) -> bool:
+        if self.hold is not None:
+            return False
         if self.running >= self.limit:
             return False
         if not self._admitted:
@@ -232,7 +253,10 @@ class ResourceManager(WorkerSlots):
         self._samples += 1
         for ticket in self._admitted:
             ticket.measure(self._samples)
-        self._relieve(memory)
+        if self.hold is None:
+            self._relieve(memory)
+        else:
+            self._apply_hold()  # an encoder that started since the hold began
         tracked = [t for t in self._admitted if t.tracked]
         snapshot = ResourceSnapshot(
             time=time.time(),

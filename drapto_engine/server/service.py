@@ -59,6 +59,7 @@ async def serve(
             workers=workers,
             cluster=cluster,
             owns_queue=True,
+            library=True,
         )
         if engine.store.recovered is not None:  # the damaged state file was replaced
             print(

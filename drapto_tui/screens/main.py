@@ -57,6 +57,7 @@ class MainScreen(Screen[None]):
         Binding("2", "tab('resources')", "Resources", show=False),
         Binding("3", "tab('flags')", "Flags", show=False),
         Binding("4", "tab('log')", "Log", show=False),
+        Binding("w", "app.library", "Watched", show=False),
     ]
 
     def __init__(self, mirror: EngineMirror) -> None:

@@ -51,6 +51,8 @@ def arguments(name: str) -> dict[str, Any]:
             chosen[parameter.name] = [NO_ENTRY] if item is int else ["/nonexistent/a.mkv"]
         elif hint is int:
             chosen[parameter.name] = NO_ENTRY
+        elif hint is bool:
+            chosen[parameter.name] = False
         else:
             chosen[parameter.name] = f"/nonexistent/{parameter.name}.mkv"
     return chosen

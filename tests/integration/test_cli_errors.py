@@ -314,6 +314,31 @@ BAD: dict[str, list[Bad]] = {
     "drapto worker --insecure": [
         bad("worker", "tls://127.0.0.1:1", "--insecure=1", names="--insecure")
     ],
+    "drapto watch ACTION": [bad("watch", "wacth", names="ACTION", says="invalid choice")],
+    "drapto watch add DIR": [
+        bad("watch", "add", names="watch add", says="required: DIR"),
+        bad("watch", "add", "{missing}", status=FAILED, names="{missing}", says="no such folder"),
+        bad("watch", "add", "{input}", status=FAILED, names="{input}", says="not a folder"),
+    ],
+    "drapto watch add --output": [
+        bad("watch", "add", "{dir}", "--output", "besides", names="--output", says="beside")
+    ],
+    "drapto watch add --settle-s": [
+        bad("watch", "add", "{dir}", "--settle-s", "-1", names="--settle-s"),
+        bad("watch", "add", "{dir}", "--settle-s", "inf", names="--settle-s"),
+    ],
+    "drapto watch list --json": [bad("watch", "list", "--json=1", names="--json")],
+    "drapto watch remove DIR": [
+        bad("watch", "remove", names="watch remove", says="required: DIR"),
+        bad("watch", "remove", "{dir}", status=FAILED, names="drapto serve"),
+    ],
+    "drapto watch rescan DIR": [
+        bad("watch", "rescan", "{dir}", status=FAILED, names="drapto serve"),
+    ],
+    "drapto schedule --override-until-empty": [
+        bad("schedule", "--override-until-empty=1", names="--override-until-empty")
+    ],
+    "drapto schedule --json": [bad("schedule", "--json=1", names="--json")],
     "drapto tui PATH": [
         bad("tui", "{missing}", status=FAILED, names="{missing}", says="no such file")
     ],
@@ -462,6 +487,8 @@ REAL_RUNS: dict[str, tuple[str, int]] = {
     "tui": ("drapto tui PATH", 0),
     "stats": ("drapto stats --state-dir", 0),
     "restore": ("drapto restore PATH", 1),
+    "watch": ("drapto watch remove DIR", 1),  # exit 1 from the connection
+    "schedule": ("drapto schedule --json", 0),
 }
 """The cases that also run as `python -m drapto_engine.cli`: at least one per command."""
 

@@ -147,3 +147,55 @@ def test_replace_keys_in_defaults(tmp_path: Path) -> None:
     assert load_config(config).defaults == JobOptions(
         replace=True, min_saving=0.0, keep_days=0, trash_dir=tmp_path / "trash"
     )
+
+
+def test_watch_and_schedule_tables_are_checked(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text(
+        "[[watch]]\n"  # 1
+        "path = '/srv/a'\n"  # 2
+        "output = 'replce'\n"  # 3
+        "setle_s = 3\n"  # 4
+        "[[watch]]\n"  # 5
+        "path = 3\n"  # 6
+        "min_saving = 1.0\n"  # 7
+        "settle_s = -1\n"  # 8
+        "[[watch]]\n"  # 9
+        "path = '/srv/b'\n"  # 10
+        "output = 'folder:'\n"  # 11
+        "keep_days = true\n"  # 12
+        "[schedule]\n"  # 13
+        "windows = ['01:00-07:00', 'Mox 01:00-02:00']\n"  # 14
+        "yield_cpu = 0\n"  # 15
+        "windws = 1\n"  # 16
+    )
+    assert problems(config) == [
+        '3: watch[1].output: must be "beside", "replace" or "folder:/path", not \'replce\'',
+        "4: watch[1].setle_s: unknown key (did you mean 'settle_s'?)",
+        "6: watch[2].path: must be a path (text in quotes), not 3",
+        "7: watch[2].min_saving: must be less than 1, not 1.0",
+        "8: watch[2].settle_s: must be at least 0, not -1",
+        '11: watch[3].output: "folder:" needs a folder after it, like "folder:/srv/av1"',
+        "12: watch[3].keep_days: must be a whole number, not true",
+        "14: schedule.windows: 'Mox 01:00-02:00': 'Mox' is not a day (Mon, Tue, Wed, Thu, Fri, Sat, Sun)",
+        "15: schedule.yield_cpu: must be more than 0, not 0",
+        "16: schedule.windws: unknown key (did you mean 'windows'?)",
+    ]
+
+
+def test_a_good_watch_and_schedule(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text(
+        "watch_rescan_s = 30\n"
+        "[[watch]]\npath = '/srv/films'\noutput = 'replace'\nsettle_s = 5\nmin_saving = 0.2\n"
+        "[[watch]]\npath = '/srv/tv'\noutput = 'folder:/srv/av1'\n"
+        "[schedule]\nwindows = ['Mon-Fri 22:00-06:00', 'Sat,Sun 00:00-24:00']\nyield_cpu = 0.5\n"
+    )
+    loaded = load_config(config)
+    assert [(w.path, w.output, w.settle_s) for w in loaded.watch] == [
+        (Path("/srv/films"), "replace", 5.0),
+        (Path("/srv/tv"), "folder:/srv/av1", 60.0),
+    ]
+    assert loaded.watch[0].min_saving == 0.2 and loaded.watch_rescan_s == 30
+    assert loaded.schedule.yield_cpu == 0.5 and len(loaded.schedule.schedule().windows) == 2
+    assert Config.model_validate(loaded.model_dump(mode="json")) == loaded  # round trip
