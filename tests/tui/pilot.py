@@ -12,6 +12,8 @@ from replay import ReplayClient
 from textual.pilot import Pilot
 
 from drapto_tui.app import DraptoApp
+from drapto_tui.screens.main import MainScreen
+from drapto_tui.widgets.queue_table import QueueTable
 
 
 def replay_app(
@@ -41,3 +43,9 @@ async def until(
     while not condition():
         assert time.monotonic() < deadline, "condition not met in time"
         await pilot.pause(step)
+
+
+def on_main(app: DraptoApp) -> bool:
+    """The main screen is up with its queue mounted (the screen is current a moment
+    before its widgets are, longer on a loaded machine)."""
+    return isinstance(app.screen, MainScreen) and bool(app.screen.query(QueueTable))

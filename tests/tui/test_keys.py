@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pilot import replay_app, until
+from pilot import on_main, replay_app, until
 from replay import ReplayClient
 from textual.command import CommandList, CommandPalette
 from textual.coordinate import Coordinate
@@ -20,7 +20,6 @@ from textual.widgets import DataTable, Label, Switch, TabbedContent, TabPane
 from drapto_tui.app import DraptoApp
 from drapto_tui.screens.confirm import ConfirmScreen
 from drapto_tui.screens.job import JobScreen
-from drapto_tui.screens.main import MainScreen
 from drapto_tui.widgets.queue_table import QueueTable
 
 # the recording: 1 Big Night (running), 2 Quiet Harbour (running), 3 Stadium HLG
@@ -70,7 +69,7 @@ def recorded_app(tmp_path: Path) -> tuple[DraptoApp, Recorder]:
 
 async def started(pilot: Pilot[Any]) -> QueueTable:
     app = pilot.app
-    await until(pilot, lambda: isinstance(app.screen, MainScreen))
+    await until(pilot, lambda: on_main(app))
     table = app.screen.query_one(QueueTable)
     await until(pilot, lambda: table.row_count == 4)
     return table

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pilot import replay_app, until
+from pilot import on_main, replay_app, until
 from replay import ReplayClient
 
 from drapto_engine.core.api import EngineSnapshot
 from drapto_engine.core.jobs import QueueEntry
 from drapto_tui.app import DraptoApp
-from drapto_tui.screens.main import MainScreen
 from drapto_tui.widgets.queue_table import QueueTable
 from drapto_tui.widgets.resource_strip import ResourceStrip
 from drapto_tui.widgets.segment_grid import SegmentGrid
@@ -38,7 +37,7 @@ def app_with(snapshot: EngineSnapshot, tmp_path: Path) -> DraptoApp:
 async def test_a_long_queue_at_80x24_leaves_a_segment_strip(tmp_path: Path) -> None:
     app = app_with(long_queue(40), tmp_path)
     async with app.run_test(size=(80, 24)) as pilot:
-        await until(pilot, lambda: isinstance(app.screen, MainScreen))
+        await until(pilot, lambda: on_main(app))
         grid = app.screen.query_one(SegmentGrid)
         table = app.screen.query_one(QueueTable)
         await until(pilot, lambda: grid.job is not None and grid.compact)
@@ -56,7 +55,7 @@ async def test_a_long_queue_at_80x24_leaves_a_segment_strip(tmp_path: Path) -> N
 async def test_a_tall_wide_screen_shows_the_full_grid_and_sparklines(tmp_path: Path) -> None:
     app = app_with(long_queue(40), tmp_path)
     async with app.run_test(size=(160, 48)) as pilot:
-        await until(pilot, lambda: isinstance(app.screen, MainScreen))
+        await until(pilot, lambda: on_main(app))
         grid = app.screen.query_one(SegmentGrid)
         await until(pilot, lambda: grid.job is not None and not grid.compact)
         cells = grid.text().splitlines()[1]

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pilot import replay_app, until
+from pilot import on_main, replay_app, until
 from replay import ReplayClient
 from textual.widgets import DataTable, Input, Static
 
@@ -22,7 +22,6 @@ from drapto_tui.screens import library
 from drapto_tui.screens.add import AddScreen
 from drapto_tui.screens.confirm import ConfirmScreen
 from drapto_tui.screens.library import LibraryScreen
-from drapto_tui.screens.main import MainScreen
 
 FILMS = WatchView(
     folder=WatchedFolder(path="/srv/films", output="replace", settle_s=60, from_config=True),
@@ -48,8 +47,10 @@ HELD = ScheduleView(
 class Recorder(ReplayClient):
     def __init__(self) -> None:
         super().__init__()
-        self.snapshot.watches = [USB, FILMS]
-        self.snapshot.schedule = HELD
+        # times from now, not from when the module was imported (a worker of the
+        # parallel run may reach this test minutes later)
+        self.snapshot.watches = [USB, FILMS.model_copy(update={"last_scan": time.time() - 120})]
+        self.snapshot.schedule = HELD.model_copy(update={"until": time.time() + 3600})
         self.calls: list[tuple[Any, ...]] = []
 
     async def watch_add(
@@ -78,7 +79,7 @@ def cells(screen: LibraryScreen) -> list[list[str]]:
 
 async def opened(pilot: Any) -> LibraryScreen:
     app = pilot.app
-    await until(pilot, lambda: isinstance(app.screen, MainScreen))
+    await until(pilot, lambda: on_main(app))
     await pilot.press("w")
     await until(pilot, lambda: isinstance(app.screen, LibraryScreen))
     screen = app.screen
@@ -147,7 +148,7 @@ async def test_the_library_keys_send_their_requests(tmp_path: Path) -> None:
         )
         await until(pilot, lambda: isinstance(app.screen, LibraryScreen))
         await pilot.press("escape")
-        await until(pilot, lambda: isinstance(app.screen, MainScreen))
+        await until(pilot, lambda: on_main(app))
 
 
 NOW = 1_795_000_000.0

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pilot import replay_app, until
+from pilot import on_main, replay_app, until
 from replay import ReplayClient
 from textual.content import Content
 from textual.widgets import Static
@@ -13,7 +13,6 @@ from textual.widgets import Static
 from drapto_engine.core.events import EntryChanged
 from drapto_engine.core.jobs import EntryStatus
 from drapto_engine.core.savings import SavingsReport, Totals
-from drapto_tui.screens.main import MainScreen
 
 SAVED = Totals(files=3, bytes_before=4_100_000_000, bytes_after=1_900_000_000,
                bytes_saved=2_200_000_000)  # fmt: skip
@@ -31,7 +30,7 @@ async def test_the_totals_line_shows_the_space_saved_and_follows_finished_entrie
     client.savings = SavingsReport(total=SAVED)
     app = replay_app(tmp_path, client)
     async with app.run_test(size=(140, 40)) as pilot:
-        await until(pilot, lambda: isinstance(app.screen, MainScreen))
+        await until(pilot, lambda: on_main(app))
         await until(pilot, lambda: "saved" in totals_line(app))
         assert totals_line(app).rstrip().endswith("saved 2.2 GB (54%)")
         client.savings = SavingsReport(total=SAVED.plus(1_000_000_000, 400_000_000))
@@ -44,7 +43,7 @@ async def test_the_totals_line_shows_the_space_saved_and_follows_finished_entrie
 async def test_nothing_saved_shows_nothing(tmp_path: Path) -> None:
     app = replay_app(tmp_path, ReplayClient())
     async with app.run_test(size=(140, 40)) as pilot:
-        await until(pilot, lambda: isinstance(app.screen, MainScreen))
+        await until(pilot, lambda: on_main(app))
         await until(pilot, lambda: "queue" in totals_line(app))
         for _ in range(3):
             await pilot.pause(0.1)

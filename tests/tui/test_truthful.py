@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pilot import replay_app, until
+from pilot import on_main, replay_app, until
 from replay import ReplayClient
 from textual.content import Content
 from textual.pilot import Pilot
@@ -26,7 +26,6 @@ from drapto_engine.server.client import EngineClient
 from drapto_tui.app import DraptoApp
 from drapto_tui.screens.confirm import ConfirmScreen
 from drapto_tui.screens.job import JobScreen
-from drapto_tui.screens.main import MainScreen
 from drapto_tui.widgets.event_log import EventLog
 from drapto_tui.widgets.queue_table import QueueTable
 from drapto_tui.widgets.segment_grid import SegmentGrid
@@ -60,7 +59,7 @@ async def test_a_cancelled_run_leaves_no_running_segments_and_no_progress(
     client = ReplayClient()
     app = replay_app(tmp_path, client)
     async with app.run_test(size=(110, 34)) as pilot:
-        await until(pilot, lambda: isinstance(app.screen, MainScreen))
+        await until(pilot, lambda: on_main(app))
         await redrawn(pilot)
         mirror = app.mirror
         assert mirror is not None
@@ -95,7 +94,7 @@ async def test_a_job_that_failed_says_why_once_in_the_log_and_on_its_screen(
     client = ReplayClient()
     app = replay_app(tmp_path, client)
     async with app.run_test(size=(110, 34)) as pilot:
-        await until(pilot, lambda: isinstance(app.screen, MainScreen))
+        await until(pilot, lambda: on_main(app))
         await redrawn(pilot)
         mirror = app.mirror
         assert mirror is not None
@@ -135,7 +134,7 @@ async def test_a_file_that_fails_before_its_job_says_why_in_the_log_and_on_its_s
 
     app = DraptoApp(connect, settings=tmp_path / "tui.toml")
     async with app.run_test(size=(100, 30)) as pilot:
-        await until(pilot, lambda: isinstance(app.screen, MainScreen))
+        await until(pilot, lambda: on_main(app))
         mirror = app.mirror
         assert mirror is not None
         await setup.resume()
@@ -176,7 +175,7 @@ async def test_files_of_the_same_name_show_the_folder_that_tells_them_apart(
     snapshot = with_entries("/tv/Show A/Season 1/Pilot.mkv", "/tv/Show B/Season 1/Pilot.mkv")
     app = replay_app(tmp_path, ReplayClient(snapshot))
     async with app.run_test(size=(110, 34)) as pilot:
-        await until(pilot, lambda: isinstance(app.screen, MainScreen))
+        await until(pilot, lambda: on_main(app))
         await redrawn(pilot)
         table = app.screen.query_one(QueueTable)
         rows = [table.row_text(i) for i in range(table.row_count)]
@@ -198,7 +197,7 @@ async def test_at_80x24_the_keys_and_the_queue_line_are_whole(tmp_path: Path) ->
     snapshot = with_entries("/films/Broken.mkv", status=EntryStatus.FAILED)
     app = replay_app(tmp_path, ReplayClient(snapshot))
     async with app.run_test(size=(80, 24)) as pilot:
-        await until(pilot, lambda: isinstance(app.screen, MainScreen))
+        await until(pilot, lambda: on_main(app))
         await redrawn(pilot)
         await pilot.pause(0.2)  # the footer composes after the bindings are known
         keys = list(app.screen.query(FooterKey))
@@ -231,7 +230,7 @@ async def test_a_real_cancel_leaves_no_running_cell_no_progress_and_no_stall_ale
 
     app = DraptoApp(connect, settings=tmp_path / "tui.toml")
     async with app.run_test(size=(110, 34)) as pilot:
-        await until(pilot, lambda: isinstance(app.screen, MainScreen))
+        await until(pilot, lambda: on_main(app))
         mirror = app.mirror
         assert mirror is not None
         options = JobOptions(preset=12, min_segment_s=1, max_segment_s=2)
@@ -247,20 +246,22 @@ async def test_a_real_cancel_leaves_no_running_cell_no_progress_and_no_stall_ale
         await until(pilot, lambda: bool(mirror.state.entries) and encoding(), timeout=60)
         await mirror.client.pause()  # a second file waits behind it: the run goes on
         await mirror.client.add_paths([str(later)], options=options)
-        await until(pilot, lambda: len(mirror.state.entries) == 2)
+        await until(pilot, lambda: len(mirror.state.entries) == 2, 30)
         await redrawn(pilot)
         assert "running" in grid.text()
         before = queue_percent(app)
         await pilot.press("home", "c")
-        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), 30)
         await pilot.press("y")
+        await until(pilot, lambda: on_main(app), 30)
         await until(pilot, lambda: mirror.state.entries[0].status is EntryStatus.CANCELLED, 30)
         cancelled_at = time.time()
         await redrawn(pilot)
         assert "running" not in grid.text() and "▶" not in grid.text(), grid.text()
         assert queue_percent(app) <= before
         await pilot.press("r")
-        await until(pilot, lambda: mirror.state.entries[0].status is EntryStatus.QUEUED)
+        # a loaded machine (the suite's other workers encoding) can take seconds
+        await until(pilot, lambda: mirror.state.entries[0].status is EntryStatus.QUEUED, 30)
         await redrawn(pilot)
         row = app.screen.query_one(QueueTable).row_text(0)
         assert "queued" in row and " 0%" in row, row

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from mediagen import one_keyframe_ts
+from pilot import on_main
 from pilot import until as wait_until
 from textual.command import CommandList, CommandPalette
 from textual.pilot import Pilot
@@ -71,7 +72,7 @@ async def test_add_a_folder_and_watch_its_segments_reach_done(
     make_media("library/sub/two.mkv", size=(128, 72), duration=2, gop=25)  # type: ignore[operator]
     app = app_for(service, tmp_path / "tui.toml")
     async with app.run_test(size=(100, 30)) as pilot:
-        await until(pilot, lambda: isinstance(app.screen, MainScreen))
+        await until(pilot, lambda: on_main(app))
         await pilot.press("a")
         await until(pilot, lambda: isinstance(app.screen, AddScreen))
         field = app.screen.query_one("#path", Input)
@@ -108,7 +109,7 @@ async def test_a_flag_switch_follows_the_engine_and_another_client_sees_it(
 ) -> None:
     app = app_for(service, tmp_path / "tui.toml")
     async with app.run_test(size=(100, 30)) as pilot:
-        await until(pilot, lambda: isinstance(app.screen, MainScreen))
+        await until(pilot, lambda: on_main(app))
         await pilot.press("3")
         switch = app.screen.query_one("#switch-crop_detection", Switch)
         await until(pilot, lambda: switch.value)
@@ -144,7 +145,7 @@ async def test_theme_switch_is_remembered_and_80x24_keeps_the_essentials(
     await client.close()
     app = app_for(service, settings)
     async with app.run_test(size=(120, 30)) as pilot:
-        await until(pilot, lambda: isinstance(app.screen, MainScreen))
+        await until(pilot, lambda: on_main(app))
         await pilot.press("ctrl+p")  # the command palette: its Theme command ...
         await pick(pilot, "theme", "Theme")
         await pick(pilot, "drapto-light", "drapto-light")  # ... opens the theme picker
@@ -181,7 +182,7 @@ async def test_queue_commands_from_keys_and_mouse_reach_the_engine(
     await setup.close()
     app = app_for(service, tmp_path / "tui.toml")
     async with app.run_test(size=(100, 30)) as pilot:
-        await until(pilot, lambda: isinstance(app.screen, MainScreen))
+        await until(pilot, lambda: on_main(app))
         mirror = app.mirror
         assert mirror is not None
         table = app.screen.query_one(QueueTable)
@@ -208,7 +209,7 @@ async def test_queue_commands_from_keys_and_mouse_reach_the_engine(
         await pilot.click(QueueTable, offset=(3, 2))  # ... and a click on the selected row opens it
         await until(pilot, lambda: isinstance(app.screen, JobScreen))
         await pilot.press("escape")
-        await until(pilot, lambda: isinstance(app.screen, MainScreen))
+        await until(pilot, lambda: on_main(app))
         await pilot.press("p")  # resume the queue: both encode
         await until(pilot, lambda: not mirror.state.paused)
         await until(
@@ -253,7 +254,7 @@ async def test_a_rollback_is_shown_and_undone_from_the_flags_panel(
     source = one_keyframe_ts(ffmpeg, tmp_path / "onekey.ts")
     app = app_for(service, tmp_path / "tui.toml")
     async with app.run_test(size=(100, 30)) as pilot:
-        await until(pilot, lambda: isinstance(app.screen, MainScreen))
+        await until(pilot, lambda: on_main(app))
         mirror = app.mirror
         assert mirror is not None
         await mirror.client.add_paths(
@@ -293,7 +294,7 @@ async def test_a_lost_engine_is_said_and_ctrl_r_attaches_to_a_new_one(
 
     app = DraptoApp(connect, settings=tmp_path / "tui.toml")
     async with app.run_test(size=(100, 30)) as pilot:
-        await until(pilot, lambda: isinstance(app.screen, MainScreen))
+        await until(pilot, lambda: on_main(app))
         mirror = app.mirror
         assert mirror is not None and mirror.connected
         first = engines[0]
@@ -321,7 +322,7 @@ async def test_paths_given_on_the_command_line_are_queued(
     await setup.close()
     app = app_for(service, tmp_path / "tui.toml", paths=[str(film)])
     async with app.run_test(size=(100, 30)) as pilot:
-        await until(pilot, lambda: isinstance(app.screen, MainScreen))
+        await until(pilot, lambda: on_main(app))
         table = app.screen.query_one(QueueTable)
         await until(pilot, lambda: table.row_count == 1 and "film.mkv" in table.row_text(0))
         await app.leave(stop_engine=False)
@@ -355,7 +356,7 @@ async def test_finished_entries_keep_their_badge_across_a_restart_and_clear_away
     try:
         app = app_for(again, tmp_path / "tui.toml")
         async with app.run_test(size=(100, 30)) as pilot:
-            await until(pilot, lambda: isinstance(app.screen, MainScreen))
+            await until(pilot, lambda: on_main(app))
             mirror = app.mirror
             assert mirror is not None
             assert not mirror.state.jobs  # nothing of the jobs survived but the entries
