@@ -81,12 +81,23 @@ def run_watch(args: argparse.Namespace) -> int:
     return asyncio.run(_watch(args) if args.command == "watch" else _schedule(args))
 
 
-async def _client(args: argparse.Namespace) -> EngineClient:
-    """The running engine's client (imported here: the other commands never load it)."""
+async def _client(args: argparse.Namespace, *, start: bool = False) -> EngineClient:
+    """The running engine's client (imported here: the other commands never load it);
+    with `start`, an engine service is started when none runs (`watch add`: the engine
+    is what watches, so a folder added is watched from now on)."""
+    from drapto_engine.server.autostart import connect_or_start
     from drapto_engine.server.client import EngineClient, EngineUnavailable
     from drapto_engine.server.location import default_socket
 
-    path = load_config(args.config).socket_path or default_socket()
+    config = load_config(args.config)
+    path = config.socket_path or default_socket()
+    if start:
+        client = await connect_or_start(
+            path, state_dir=args.state_dir, config_path=args.config, start=True,
+            client_name=f"drapto {args.command}",
+        )  # fmt: skip
+        assert client is not None
+        return client
     try:
         return await EngineClient.connect(path, client_name=f"drapto {args.command}")
     except EngineUnavailable:
@@ -102,7 +113,7 @@ async def _watch(args: argparse.Namespace) -> int:
             raise DraptoError(
                 "no such folder" if not folder.exists() else "is not a folder", folder
             )
-    client = await _client(args)
+    client = await _client(args, start=action == "add")
     try:
         if action == "add":
             view = await client.watch_add(str(folder), args.output, args.settle_s)

@@ -248,3 +248,24 @@ async def test_a_folder_policy_queues_the_same_tree_under_its_root(
             assert replaced.folder.output == "replace"
     finally:
         engine.close()
+
+
+async def test_watch_add_starts_the_engine_that_watches(user: User, tmp_path: Path) -> None:
+    """With no engine running, `drapto watch add` starts one (the engine is what watches),
+    as `drapto encode` does; `watch list` and `remove` only ask a running one."""
+    library = tmp_path / "library"
+    library.mkdir()
+    code, _, err = await user.run("watch", "list")
+    assert code == 1 and "no engine is running" in err and err.count("\n") == 1
+    code, out, err = await user.run("watch", "add", str(library), "--output", "replace")
+    assert (code, err) == (0, "") and out == f"watching {library} (replaces the originals)\n"
+    assert answers(user.socket)
+    listed = await user.until(lambda out: "watching;" in out, "watch", "list")
+    assert listed.splitlines()[0] == str(library)
+    code, out, _ = await user.run("status")
+    pid = int(out.split(", pid ")[1].split(",")[0])
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 30
+    while answers(user.socket):
+        assert time.monotonic() < deadline, "the engine did not stop"
+        await asyncio.sleep(0.1)
