@@ -154,6 +154,23 @@ def crf(text: str) -> int:
     return int(_job_option("crf", _integer(text, *CRFS), text))
 
 
+def target_vmaf(text: str) -> float:
+    """A target VMAF, 50 to 99, decimals allowed."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a number from 50 to 99, not {text!r}")
+    return float(_job_option("target_vmaf", value, text))
+
+
+def crf_range(text: str) -> tuple[int, int]:
+    """`MIN-MAX`: the CRFs a target search may choose from."""
+    low, high = _job_option("crf_range", text, text)
+    return int(low), int(high)
+
+
 def workers(text: str) -> int:
     return _integer(text, 1, max_workers(), f" ({WORKERS_PER_CORE} per core)")
 

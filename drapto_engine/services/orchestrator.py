@@ -111,7 +111,11 @@ class EncodeRequest:
 def job_record(request: EncodeRequest) -> JobRecord:
     """A job is its input file (path, size, mtime) and the settings that shape its output."""
     stat = request.input.stat()
-    settings = model_json(request.settings)
+    # without a target the target fields shape nothing: a fixed-CRF job keeps its id
+    unused = {"target_vmaf", "crf_range", "target_quality"}
+    settings = model_json(
+        request.settings, exclude=unused if request.settings.target_vmaf is None else None
+    )
     source = request.input.resolve()
     key = f"{source}|{stat.st_size}|{stat.st_mtime_ns}|{settings}"
     return JobRecord(

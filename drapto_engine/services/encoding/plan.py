@@ -74,6 +74,10 @@ class VideoPlan:
     segmented: bool
     warnings: tuple[str, ...] = field(default=())
     interlace: Interlace | None = None  # set only when the video is to be deinterlaced
+    target_vmaf: float | None = None
+    """Each segment's CRF searched for this VMAF (services/quality); `crf` is then the
+    fixed CRF it rolls back to. None: every segment at `crf`."""
+    crf_range: tuple[int, int] = (15, 50)
 
     @classmethod
     def make(cls, ffmpeg: str, analysis: VideoAnalysis, settings: EncodeSettings) -> VideoPlan:
@@ -112,6 +116,8 @@ class VideoPlan:
             interlace=analysis.interlace
             if analysis.interlace and analysis.interlace.deinterlace
             else None,
+            target_vmaf=settings.target_vmaf if settings.target_quality else None,
+            crf_range=settings.crf_range,
         )
 
     @property

@@ -14,7 +14,7 @@ sends a segment to a remote worker when no local slot is free.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +24,7 @@ from drapto_engine.core.errors import EncodeError
 from drapto_engine.core.models import Segment
 from drapto_engine.infrastructure.ffmpeg.progress import Progress
 from drapto_engine.services.encoding.plan import VideoPlan
+from drapto_engine.services.quality.runner import Outcome
 
 
 class SegmentRejected(EncodeError):
@@ -49,6 +50,10 @@ class SegmentWork:
     """Called with the host each time an encoder starts on the segment (a remote
     segment whose worker died starts again elsewhere within one attempt)."""
     on_progress: Callable[[Progress], None]
+    known_probes: tuple[tuple[int, float], ...] = ()
+    """Probes an earlier run of the job measured for this segment (target quality)."""
+    on_probe: Callable[[list[list[float]]], Awaitable[None]] | None = None
+    """Called with the segment's probes after each one (kept for a resumed job)."""
 
 
 @dataclass(frozen=True)
@@ -64,6 +69,8 @@ class SegmentRun:
     """Bytes sent to a remote worker and back (0 for local and shared-storage runs)."""
     runs: int = 1
     """Encoders started for it (more than 1: a worker was lost mid-segment)."""
+    quality: Outcome | None = None
+    """With a target VMAF: the CRF chosen, its score, the probes (None: fixed CRF)."""
 
 
 class Slot(Protocol):

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import socket
-from collections.abc import AsyncIterator
+import tempfile
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from drapto_engine.core.errors import EncodeError
 from drapto_engine.core.models import Segment
@@ -17,6 +20,9 @@ from drapto_engine.infrastructure.resources import Admission, ResourceManager
 from drapto_engine.services.encoding.plan import VideoPlan
 from drapto_engine.services.encoding.svt import encoder_for
 from drapto_engine.services.executors import SegmentRun, SegmentWork
+from drapto_engine.services.quality.runner import Outcome, reach_target
+from drapto_engine.services.quality.search import Target
+from drapto_engine.services.quality.vmaf import Score, measure_file
 from drapto_engine.services.workdir import video_packets
 
 EARLY_SAMPLES_AT_S = (0.1, 0.2, 0.4, 0.8, 1.4, 2.0)
@@ -41,14 +47,18 @@ class LocalSlot:
             work.on_progress(progress)
 
         work.on_started(self.host)
+        quality = None
         async with sampled_early(ticket):
-            await run_checked(
-                encoder_for(plan).segment_argv(plan, segment, work.partial, work.threads),
-                f"segment {segment.index} encode",
-                plan.source,
-                on_progress=report,
-                on_start=ticket.track,
-            )
+            if plan.target_vmaf is None:
+                await run_checked(
+                    encoder_for(plan).segment_argv(plan, segment, work.partial, work.threads),
+                    f"segment {segment.index} encode",
+                    plan.source,
+                    on_progress=report,
+                    on_start=ticket.track,
+                )
+            else:
+                quality = await self._reach_target(work, report)
         frames = await asyncio.to_thread(video_packets, work.partial)
         check_frames(frames, plan, segment)
         return SegmentRun(
@@ -56,7 +66,54 @@ class LocalSlot:
             host=self.host,
             peak_rss_bytes=ticket.peak_rss_bytes,
             cpu_percent=ticket.mean_cpu_percent,
+            quality=quality,
         )
+
+    async def _reach_target(self, work: SegmentWork, report: Callable[[Progress], None]) -> Outcome:
+        """The segment searched, encoded, measured and corrected here (services/quality),
+        in a scratch folder beside its partial file; the kept encode becomes the partial."""
+        plan, segment, threads, ticket = work.plan, work.segment, work.threads, self.ticket
+        assert plan.target_vmaf is not None
+        encoder = encoder_for(plan)
+
+        async def encode(crf: int, preset: int, output: Path) -> None:
+            at = dataclasses.replace(plan, crf=crf, preset=preset)
+            await run_checked(
+                encoder.segment_argv(at, segment, output, threads),
+                f"segment {segment.index} encode at CRF {crf}",
+                plan.source,
+                on_progress=report if preset == plan.preset else None,
+                on_start=ticket.track,
+            )
+
+        with tempfile.TemporaryDirectory(
+            prefix=f".{work.partial.stem}.quality-", dir=work.partial.parent
+        ) as folder:
+            scratch = Path(folder)
+
+            async def measure(path: Path, subsample: int) -> Score:
+                return await measure_file(
+                    encoder.segment_argv(plan, segment, path, threads),
+                    path,
+                    scratch / f"{path.stem}.vmaf.json",
+                    subsample=subsample,
+                    threads=threads,
+                    source=plan.source,
+                    on_start=ticket.track,
+                )
+
+            return await reach_target(
+                Target(plan.target_vmaf, *plan.crf_range),
+                preset=plan.preset,
+                fallback_crf=plan.crf,
+                frames=segment.frame_count,
+                encode=encode,
+                measure=measure,
+                output=work.partial,
+                scratch=scratch,
+                known_probes=work.known_probes,
+                on_probe=work.on_probe,
+            )
 
 
 class LocalExecutor:

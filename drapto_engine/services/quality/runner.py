@@ -1,0 +1,217 @@
+"""Search, encode, measure, correct: one segment brought to its target VMAF.
+
+The same code runs on the engine's machine and on a cluster worker; what differs is
+given as two callables: `encode(crf, preset, path)` writes the segment at that CRF and
+preset into `path`, and `measure(path, subsample)` scores a file the encode wrote. The
+outcome is plain data (ints, floats, text), so a worker sends it back with msgpack.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import shutil
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from drapto_engine.services.quality.search import Point, Target, brackets, estimate, score_at
+from drapto_engine.services.quality.vmaf import MIN_FRAMES, MeasureFailed, Score
+
+log = logging.getLogger(__name__)
+
+PROBES, MAX_PROBES = 2, 3
+"""Probe encodes before the final one: two, and a third when those two do not bracket
+the target (an interpolation lands closer than an extrapolation)."""
+PROBE_PRESET_STEP = 4
+"""Probes run this many presets faster than the final encode (see docs/internals.md)."""
+PROBE_PRESET_MAX = 12
+PROBE_SUBSAMPLE = 2
+"""Probes are scored on every 2nd frame; the final encode on every frame."""
+FINAL_SUBSAMPLE = 1
+
+Encode = Callable[[int, int, Path], Awaitable[None]]
+Measure = Callable[[Path, int], Awaitable[Score]]
+
+MET, MISSED, BOUND, FALLBACK, SHORT = "met", "missed", "bound", "fallback", "short"
+"""A segment's target status: in the band; outside it after the correction; at a bound
+of the CRF range that could not reach the target; the fixed CRF because measuring
+failed; the fixed CRF because the segment is too short to measure."""
+
+
+@dataclass
+class Outcome:
+    """What the search chose and measured (plain data: it crosses msgpack)."""
+
+    crf: int
+    vmaf: float | None = None
+    vmaf_low5: float | None = None
+    probes: list[list[float]] = field(default_factory=list)
+    """[crf, score] of each probe, in the order they ran."""
+    status: str = MET
+    note: str | None = None
+    """Why the target was not met, for a warning (None when met)."""
+    encodes: int = 0
+    """Encoders run (probes, finals, the correction)."""
+
+    def data(self) -> dict[str, Any]:
+        return {
+            "crf": self.crf,
+            "vmaf": self.vmaf,
+            "vmaf_low5": self.vmaf_low5,
+            "probes": [[int(c), float(s)] for c, s in self.probes],
+            "status": self.status,
+            "note": self.note,
+            "encodes": self.encodes,
+        }
+
+    @classmethod
+    def of(cls, data: object) -> Outcome:
+        """An outcome back from `data()` (a worker's), checked field by field."""
+        if not isinstance(data, dict):
+            raise ValueError("not an outcome")
+        crf, vmaf, low5 = data.get("crf"), data.get("vmaf"), data.get("vmaf_low5")
+        probes, status, note = data.get("probes"), data.get("status"), data.get("note")
+        encodes = data.get("encodes")
+        if not (
+            isinstance(crf, int)
+            and isinstance(vmaf, float | None)
+            and isinstance(low5, float | None)
+            and isinstance(probes, list)
+            and all(isinstance(p, list) and len(p) == 2 for p in probes)
+            and status in (MET, MISSED, BOUND, FALLBACK, SHORT)
+            and isinstance(note, str | None)
+            and isinstance(encodes, int)
+        ):
+            raise ValueError("not an outcome")
+        return cls(
+            crf, vmaf, low5, [[int(c), float(s)] for c, s in probes], str(status), note, encodes
+        )
+
+
+def probe_preset(preset: int) -> int:
+    return max(preset, min(PROBE_PRESET_MAX, preset + PROBE_PRESET_STEP))
+
+
+async def reach_target(
+    target: Target,
+    *,
+    preset: int,
+    fallback_crf: int,
+    frames: int,
+    encode: Encode,
+    measure: Measure,
+    output: Path,
+    scratch: Path,
+    known_probes: Sequence[Sequence[float]] = (),
+    on_probe: Callable[[list[list[float]]], Awaitable[None]] | None = None,
+) -> Outcome:
+    """Encode one segment into `output` at the CRF that lands its VMAF on the target.
+
+    Probes (at a faster preset) give the first estimate; the segment is encoded at the
+    real preset and measured; a miss of the band is corrected once from the measured
+    point and whichever final is closer is kept. `known_probes` were measured by an
+    earlier run (a resumed job) and are not probed again; `on_probe` gets the probes
+    after each one. Measuring that fails ends in the fixed `fallback_crf`.
+    """
+    outcome = Outcome(crf=fallback_crf, probes=[[int(c), float(s)] for c, s in known_probes])
+    if frames < MIN_FRAMES:
+        return await _fallback(
+            outcome, encode, preset, output, f"{frames} frames are too few to measure", SHORT
+        )
+    try:
+        return await _search(target, preset, encode, measure, output, scratch, outcome, on_probe)
+    except MeasureFailed as exc:
+        log.warning("VMAF measurement failed: %s", exc)
+        return await _fallback(
+            outcome, encode, preset, output, f"VMAF measurement failed: {exc.problem}"
+        )
+
+
+async def _fallback(
+    outcome: Outcome, encode: Encode, preset: int, output: Path, why: str, status: str = FALLBACK
+) -> Outcome:
+    outcome.status, outcome.vmaf, outcome.vmaf_low5 = status, None, None
+    outcome.note = f"{why}; encoded at the fixed CRF {outcome.crf}"
+    await encode(outcome.crf, preset, output)
+    outcome.encodes += 1
+    return outcome
+
+
+async def _search(
+    target: Target,
+    preset: int,
+    encode: Encode,
+    measure: Measure,
+    output: Path,
+    scratch: Path,
+    outcome: Outcome,
+    on_probe: Callable[[list[list[float]]], Awaitable[None]] | None,
+) -> Outcome:
+    points: list[Point] = [(int(c), s) for c, s in outcome.probes]
+    fast = probe_preset(preset)
+    while len(points) < PROBES or (len(points) < MAX_PROBES and not brackets(points, target)):
+        crf = estimate(points, target)
+        if any(c == crf for c, _ in points):
+            break  # pinned at a bound: another probe would say the same
+        path = scratch / f"probe-{crf}.mp4"
+        await encode(crf, fast, path)
+        outcome.encodes += 1
+        score = await measure(path, PROBE_SUBSAMPLE)
+        path.unlink(missing_ok=True)
+        points.append((crf, score.mean))
+        outcome.probes.append([crf, score.mean])
+        if on_probe is not None:
+            await on_probe([list(p) for p in outcome.probes])
+    finals: list[tuple[int, Score, Path]] = []
+    crf = estimate(points, target)
+    for attempt in range(2):
+        path = scratch / f"final-{crf}.mp4"
+        await encode(crf, preset, path)
+        outcome.encodes += 1
+        finals.append((crf, await measure(path, FINAL_SUBSAMPLE), path))
+        done_crf, score, _ = finals[-1]
+        if attempt == 1 or target.within(score.mean):
+            break
+        crf = _correction(target, points, done_crf, score.mean)
+        if crf == done_crf:
+            break  # at a bound: nothing left to try
+    crf, score, path = min(
+        finals, key=lambda f: (abs(f[1].mean - target.vmaf), f[1].mean < target.vmaf)
+    )
+    shutil.move(path, output)
+    for _, _, other in finals:
+        with contextlib.suppress(FileNotFoundError):
+            other.unlink()
+    outcome.crf, outcome.vmaf, outcome.vmaf_low5 = crf, score.mean, score.low5
+    if target.within(score.mean):
+        outcome.status = MET
+    elif (crf == target.high and score.mean > target.vmaf) or (
+        crf == target.low and score.mean < target.vmaf
+    ):
+        outcome.status = BOUND
+        outcome.note = (
+            f"target VMAF {target.vmaf:g} is out of reach in CRF {target.low}-{target.high}: "
+            f"VMAF {score.mean:.2f} at CRF {crf}, the bound"
+        )
+    else:
+        outcome.status = MISSED
+        outcome.note = (
+            f"VMAF {score.mean:.2f} at CRF {crf} is outside target "
+            f"{target.vmaf:g} +/- {target.band:g} after one correction"
+        )
+    return outcome
+
+
+def _correction(target: Target, probes: Sequence[Point], crf: int, score: float) -> int:
+    """The CRF for a second final encode: the probes' curve shifted to pass through the
+    measured final point (the faster preset scores differently, by about a constant),
+    then searched again; at least one step from the first final, towards the target."""
+    expected = score_at(probes, crf)
+    shift = score - expected if expected is not None else 0.0
+    shifted = [(c, s + shift) for c, s in probes if c != crf] + [(crf, score)]
+    guess = estimate(shifted, target)
+    if guess == crf:
+        guess = target.clamp(crf + (1 if score > target.vmaf else -1))
+    return guess
