@@ -237,7 +237,10 @@ class Orchestrator:
             await self.state.forget_work(job)
             await asyncio.to_thread(shutil.rmtree, work, True)
         for leftover in await asyncio.to_thread(leftovers, work, request.output):
-            leftover.unlink(missing_ok=True)
+            if leftover.is_dir():
+                await asyncio.to_thread(shutil.rmtree, leftover, True)
+            else:
+                leftover.unlink(missing_ok=True)
         self.stage = JobStage.QUEUED
         me = asyncio.current_task()
         lost: list[DraptoError] = []

@@ -4,14 +4,21 @@ greatly in difficulty, each segment scored again here by the test's own libvmaf 
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import subprocess
+import time
 from pathlib import Path
 
-from encode_helpers import encode
+import pytest
+from encode_helpers import DRAPTO, FAST, encode
+from forked import run_forked
 from mediagen import Cut
 
+from drapto_engine.core.errors import DraptoError
 from drapto_engine.infrastructure.paths import state_db
+from drapto_engine.services.batch_file import load_batch
+from drapto_engine.services.quality.vmaf import FILTER_ENV
 
 TARGET = 90.0
 EASY = Cut(2.0, "testsrc2")
@@ -90,3 +97,141 @@ def test_each_scene_gets_its_crf_and_lands_in_the_band(
         (1, hard["crf"], "met"),
     ]
     assert json.loads(rows[-1][3]) == [list(p) for p in hard["probes"]]
+
+
+def test_an_unreachable_target_ends_at_the_bound_and_says_so(make_media, tmp_path: Path) -> None:
+    source = make_media("hard.mkv", size=(192, 108), duration=1.0, source="mandelbrot")
+    output = tmp_path / "out.mkv"
+    run = encode(source, output, "--target-vmaf", "99", "--crf-range", "40-50", *SEGMENTS)
+    assert run.returncode == 0, run.stderr
+    (done,) = run.of("segment_done")
+    assert (done["crf"], done["target"]) == (40, "bound")
+    assert done["vmaf"] < 98
+    (warning,) = [w for w in run.of("warning") if "out of reach" in w["message"]]
+    assert "CRF 40-50" in warning["message"] and "at CRF 40" in warning["message"]
+    assert output.is_file()
+
+
+def test_failing_libvmaf_rolls_back_to_the_fixed_crf_with_a_warning(
+    make_media, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(FILTER_ENV, "no_such_vmaf")  # ffmpeg: "No such filter"
+    source = two_scenes(make_media)
+    output = tmp_path / "out.mkv"
+    run = encode(source, output, "--target-vmaf", "90", *SEGMENTS)
+    assert run.returncode == 0, run.stderr
+    (analysis,) = run.of("analysis")
+    done = run.of("segment_done")
+    assert len(done) == 2
+    assert all(e["crf"] == analysis["crf"] and e["vmaf"] is None for e in done), done
+    assert {e["target"] for e in done} <= {"fallback", None}
+    (warning,) = [w for w in run.of("warning") if "rolled back" in w["message"]]
+    assert "target_quality rolled back to the fixed CRF" in warning["message"]
+    assert "VMAF measurement failed" in warning["message"]
+    assert output.is_file()
+
+
+def test_target_vmaf_with_crf_is_refused_in_one_line(make_media, tmp_path: Path) -> None:
+    source = make_media("any.mkv", duration=0.2)
+    run = encode(source, tmp_path / "out.mkv", "--target-vmaf", "93", "--crf", "30")
+    assert run.returncode == 2
+    assert run.stderr.count("\n") == 1
+    assert "--target-vmaf" in run.stderr and "do not go together" in run.stderr
+    assert not (tmp_path / "out.mkv").exists()
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("[defaults]\ntarget_vmaf = 100\n", "2: defaults.target_vmaf: must be at most 99"),
+        ("[defaults]\ntarget_vmaf = true\n", "2: defaults.target_vmaf: must be a number"),
+        ("[defaults]\ncrf_range = '50-20'\n", "2: defaults.crf_range: must be two CRFs"),
+        ("[defaults]\ncrf_range = 20\n", '2: defaults.crf_range: must be "MIN-MAX"'),
+        ("[defaults]\ntarget_vmf = 93\n", "did you mean 'target_vmaf'?"),
+        ("[defaults]\ncrf = 30\ntarget_vmaf = 93\n", "crf and target_vmaf do not go together"),
+    ],
+)
+def test_config_checks_the_new_keys(tmp_path: Path, text: str, problem: str) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text(text)
+    done = run_forked(["--config", str(bad), "config"], Path.cwd(), dict(os.environ), 60)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith(f"drapto: {bad}:") and problem in done.stderr, done.stderr
+    assert done.stderr.count("\n") == 1
+
+
+def test_good_keys_in_config_and_queue_file_are_taken(make_media, tmp_path: Path) -> None:
+    source = make_media("in.mkv", duration=0.2)
+    config = tmp_path / "good.toml"
+    config.write_text("[defaults]\ntarget_vmaf = 93.5\ncrf_range = [20, 40]\n")
+    done = run_forked(["--config", str(config), "config"], Path.cwd(), dict(os.environ), 60)
+    assert done.returncode == 0, done.stderr
+    queue = tmp_path / "queue.toml"
+    queue.write_text(
+        f"[[job]]\ninput = '{source}'\ntarget_vmaf = 93\ncrf_range = '22-44'\n"
+        f"[[job]]\ninput = '{source}'\ntarget_vmaf = 49\n"
+    )
+    batch = load_batch_problems(queue)
+    assert "job[2].target_vmaf" in batch and "at least 50" in batch
+    assert "job[1]" not in batch
+
+
+def load_batch_problems(queue: Path) -> str:
+    import imageio_ffmpeg
+
+    try:
+        load_batch(queue, imageio_ffmpeg.get_ffmpeg_exe())
+    except DraptoError as exc:
+        return str(exc)
+    return ""
+
+
+def test_killed_while_probing_resumes_without_probing_again(
+    make_media, ffmpeg: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """kill -9 once the second segment has a probe: the rerun keeps the first segment
+    (with its CRF, score and probes) and starts the second from the probe it kept."""
+    source = two_scenes(make_media)
+    output, state, calls = tmp_path / "out.mkv", tmp_path / "state", tmp_path / "calls"
+    wrapper = tmp_path / "ffmpeg"
+    wrapper.write_text(f'#!/bin/sh\necho "$*" >> "{calls}"\nexec "{ffmpeg}" "$@"\n')
+    wrapper.chmod(0o755)
+    env = {**os.environ, "DRAPTO_FFMPEG": str(wrapper)}
+    args = ["--target-vmaf", "90", "--crf-range", "20-55", "--preset", "8"]
+    args += [*SEGMENTS[:-1], "1", "--state-dir", str(state), "--no-daemon"]
+    argv = [*DRAPTO, "encode", str(source), "-o", str(output), *FAST, *args]
+    proc = subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env
+    )
+    assert proc.stdout is not None
+    first = next(json.loads(line) for line in proc.stdout if '"segment_done"' in line)
+    assert first["index"] == 0
+    deadline = time.monotonic() + 60
+    kept = None
+    while kept is None and time.monotonic() < deadline:
+        with sqlite3.connect(state / "drapto.db") as db:
+            row = db.execute("SELECT probes, state FROM segments WHERE idx = 1").fetchone()
+        if row and row[1] == "done":
+            pytest.fail("the second segment finished before it could be killed")
+        kept = json.loads(row[0]) if row and row[0] else None
+        time.sleep(0.02)
+    proc.kill()
+    proc.wait(10)
+    assert kept, "no probe of the second segment was kept"
+    calls.unlink()
+    monkeypatch.setenv("DRAPTO_FFMPEG", str(wrapper))
+
+    run = encode(source, output, *args[:-1])
+    assert run.returncode == 0, run.stderr
+    done = {e["index"]: e for e in run.of("segment_done")}
+    assert done[0]["resumed"] and done[0]["crf"] == first["crf"]
+    assert done[0]["vmaf"] == first["vmaf"] and done[0]["probes"] == first["probes"]
+    assert [list(p) for p in done[1]["probes"][: len(kept)]] == kept
+    again = [
+        line
+        for line in calls.read_text().splitlines()
+        if "libsvtav1" in line and "segment-00001." in line and "/probe-" in line
+    ]
+    probed_again = {int(line.split(" -crf ")[1].split()[0]) for line in again}
+    assert not probed_again & {int(c) for c, _ in kept}, again
+    assert len(again) == len(done[1]["probes"]) - len(kept), calls.read_text()

@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import shutil
 import socket
-import tempfile
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +23,7 @@ from drapto_engine.services.executors import SegmentRun, SegmentWork
 from drapto_engine.services.quality.runner import Outcome, reach_target
 from drapto_engine.services.quality.search import Target
 from drapto_engine.services.quality.vmaf import Score, measure_file
-from drapto_engine.services.workdir import video_packets
+from drapto_engine.services.workdir import scratch_of, video_packets
 
 EARLY_SAMPLES_AT_S = (0.1, 0.2, 0.4, 0.8, 1.4, 2.0)
 """When an encoder is sampled after it starts, before the shared 1 s sampler's period
@@ -86,10 +86,10 @@ class LocalSlot:
                 on_start=ticket.track,
             )
 
-        with tempfile.TemporaryDirectory(
-            prefix=f".{work.partial.stem}.quality-", dir=work.partial.parent
-        ) as folder:
-            scratch = Path(folder)
+        scratch = scratch_of(work.partial)
+        await asyncio.to_thread(shutil.rmtree, scratch, True)
+        scratch.mkdir()
+        try:
 
             async def measure(path: Path, subsample: int) -> Score:
                 return await measure_file(
@@ -114,6 +114,8 @@ class LocalSlot:
                 known_probes=work.known_probes,
                 on_probe=work.on_probe,
             )
+        finally:
+            await asyncio.to_thread(shutil.rmtree, scratch, True)
 
 
 class LocalExecutor:
