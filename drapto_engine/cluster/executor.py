@@ -43,6 +43,7 @@ from drapto_engine.cluster.scheduler import (
 )
 from drapto_engine.cluster.tasks import (
     PROGRESS_TOPIC,
+    Encoded,
     FileIdentity,
     MappedSourceMismatch,
     PacketIndex,
@@ -52,6 +53,7 @@ from drapto_engine.cluster.tasks import (
     map_path,
     packet_index,
     progress_of,
+    segment_quality,
     segment_result,
     segment_task,
     ship_segment,
@@ -160,7 +162,7 @@ class RemoteSlot:
     async def _run(
         self,
         work: SegmentWork,
-        function: Callable[..., bytes],
+        function: Callable[..., Encoded],
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         options: dict[str, Any],
@@ -190,7 +192,9 @@ class RemoteSlot:
             **options,
         )
         try:
-            data = segment_result(await self._result(future, key, work))
+            record = await self._result(future, key, work)
+            data = segment_result(record)
+            quality = segment_quality(record)
         except (asyncio.CancelledError, SegmentRejected):
             with contextlib.suppress(Exception):
                 await asyncio.shield(ex.client.cancel([future], force=True))
@@ -255,6 +259,7 @@ class RemoteSlot:
             remote=True,
             shipped_bytes=shipped + len(data),
             runs=max(1, len(self.hosts)),
+            quality=quality,
         )
 
     async def _result(self, future: Any, key: str, work: SegmentWork) -> object:

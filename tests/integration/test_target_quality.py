@@ -3,6 +3,7 @@ greatly in difficulty, each segment scored again here by the test's own libvmaf 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import sqlite3
@@ -16,8 +17,11 @@ from forked import run_forked
 from mediagen import Cut
 
 from drapto_engine.core.errors import DraptoError
+from drapto_engine.core.models import EncodeSettings, Segment
 from drapto_engine.infrastructure.paths import state_db
 from drapto_engine.services.batch_file import load_batch
+from drapto_engine.services.detection import analyze_video
+from drapto_engine.services.encoding.plan import VideoPlan
 from drapto_engine.services.quality.vmaf import FILTER_ENV
 
 TARGET = 90.0
@@ -31,11 +35,15 @@ def two_scenes(make_media, name: str = "two scenes.mkv") -> Path:
     return make_media(name, size=(320, 180), cuts=[EASY, HARD], gop=25)
 
 
-def own_vmaf(ffmpeg: str, source: Path, output: Path, start: int, frames: int) -> float:
-    """The mean VMAF of `frames` frames of the output from `start`, against the same
-    source frames (10-bit, paired by frame number): measured here, not by drapto."""
+def own_vmaf(
+    ffmpeg: str, source: Path, output: Path, start: int, frames: int, reference_from: int = -1
+) -> float:
+    """The mean VMAF of `frames` frames of the output from `start` (from its first with
+    `reference_from`, a segment file), against the source frames from `start` (10-bit,
+    paired by frame number): measured here, not by drapto."""
+    first = start if reference_from < 0 else 0
     graph = (
-        f"[0:v]trim=start_frame={start}:end_frame={start + frames},format=yuv420p10le,"
+        f"[0:v]trim=start_frame={first}:end_frame={first + frames},format=yuv420p10le,"
         "settb=AVTB,setpts=N[d];"
         f"[1:v]trim=start_frame={start}:end_frame={start + frames},format=yuv420p10le,"
         "settb=AVTB,setpts=N[r];"
@@ -235,3 +243,38 @@ def test_killed_while_probing_resumes_without_probing_again(
     probed_again = {int(line.split(" -crf ")[1].split()[0]) for line in again}
     assert not probed_again & {int(c) for c, _ in kept}, again
     assert len(again) == len(done[1]["probes"]) - len(kept), calls.read_text()
+
+
+def test_a_worker_searches_and_measures_a_shipped_segment_and_sends_plain_data(
+    make_media, ffmpeg: str, tmp_path: Path
+) -> None:
+    """The cluster task, run in-process: a segment shipped from mid-GOP (10 frames of
+    pre-roll) comes back with its bytes and the search's figures, as msgpack carries
+    them; the test's own libvmaf run agrees with the figure."""
+    msgpack = pytest.importorskip("msgpack", reason="the cluster extra is not installed")
+    from drapto_engine.cluster.tasks import (
+        encode_shipped_segment,
+        packet_index,
+        segment_quality,
+        segment_result,
+        segment_task,
+        ship_segment,
+    )
+
+    source = two_scenes(make_media)
+    settings = EncodeSettings(preset=12, target_vmaf=TARGET, crf_range=(20, 55))
+    plan = VideoPlan.make(ffmpeg, asyncio.run(analyze_video(source, ffmpeg)), settings)
+    segment = Segment(index=1, start_frame=60, end_frame=100, start_s=2.4, end_s=4.0)
+    packets, preroll = ship_segment(source, 60, 100)
+    assert preroll == 10
+    time_base = packet_index(source).time_base
+    record = segment_task(encode_shipped_segment, packets, preroll, plan, segment, 1, time_base)
+    record = msgpack.unpackb(msgpack.packb(record))
+    quality = segment_quality(record)
+    assert quality is not None and quality.vmaf is not None, record.get("problem")
+    assert quality.status == "met" and len(quality.probes) >= 2
+    encoded = tmp_path / "remote.mp4"
+    encoded.write_bytes(segment_result(record))
+    measured = own_vmaf(ffmpeg, source, encoded, 60, 40, reference_from=60)
+    assert abs(measured - TARGET) <= 1.0
+    assert abs(measured - quality.vmaf) < 0.5
