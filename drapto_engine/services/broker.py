@@ -28,6 +28,7 @@ from drapto_engine.core.events import (
     Warning,
 )
 from drapto_engine.core.flags import FlagSet
+from drapto_engine.core.metrics import SegmentQuality
 from drapto_engine.core.models import Segment, SegmentState
 from drapto_engine.infrastructure.ffmpeg.progress import Progress
 from drapto_engine.infrastructure.resources import cpu_count, threads_per_worker
@@ -100,6 +101,8 @@ class SegmentBroker:
         self.source = source
         self.segments_planned = segments_planned or asyncio.Event()
         self.on_first_segment = on_first_segment
+        self.quality: dict[int, SegmentQuality] = {}
+        """Each finished segment's CRF and score (resumed ones too), for the summary."""
 
     async def run(
         self,
@@ -227,6 +230,10 @@ class SegmentBroker:
         resumed: bool = False,
         **measured: Any,
     ) -> None:
+        self.quality[segment.index] = SegmentQuality(
+            index=segment.index,
+            **{k: measured.get(k) for k in ("crf", "vmaf", "vmaf_low5", "target")},
+        )
         self.bus.emit(
             SegmentDone(
                 job=self.job,

@@ -31,7 +31,7 @@ from drapto_engine.core.events import (
     Warning,
 )
 from drapto_engine.core.flags import FlagSet
-from drapto_engine.core.metrics import JobMetrics
+from drapto_engine.core.metrics import JobMetrics, QualitySummary
 from drapto_engine.core.models import (
     AudioStream,
     EncodeSettings,
@@ -177,6 +177,8 @@ class Orchestrator:
         self.job: str | None = None
         self.on_job: Callable[[str], None] | None = None
         """Called with the job id as soon as it is known."""
+        self.quality: QualitySummary | None = None
+        """A target-quality job's segments and scores, once encoded."""
         self.segments_planned = asyncio.Event()
         """Set once segmentation has handed out every segment (a queue may start the next job)."""
         self.source: tuple[Path, SourceIdentity] | None = None
@@ -396,6 +398,10 @@ class Orchestrator:
                 on_first_segment=lambda: self._set_stage(job, JobStage.ENCODING),
             )
             planned = await broker.run(segments, save_plan)
+            if request.settings.target_vmaf is not None and plan.target_vmaf is not None:
+                self.quality = QualitySummary.of(
+                    request.settings.target_vmaf, list(broker.quality.values())
+                )
             audio = await audio_task
         finally:
             if early is not None:
@@ -541,6 +547,7 @@ class Orchestrator:
             segments=segments,
             metrics=metrics,
             not_kept=tuple(extra.describe() for extra in media.extra_video),
+            quality=self.quality,
         )
 
 

@@ -96,6 +96,18 @@ def test_each_scene_gets_its_crf_and_lands_in_the_band(
         measured = own_vmaf(ffmpeg, source, output, start, 50)
         assert abs(measured - TARGET) <= 1.0, (event, measured)
         assert abs(measured - event["vmaf"]) < 0.5
+    (finished,) = run.of("job_finished")
+    spread = finished["summary"]["quality"]
+    assert [(q["crf"], q["vmaf"]) for q in spread["segments"]] == [
+        (e["crf"], e["vmaf"]) for e in done
+    ]
+    assert spread["vmaf_min"] == min(e["vmaf"] for e in done)
+    assert spread["vmaf_max"] == max(e["vmaf"] for e in done)
+    assert (spread["crf_min"], spread["crf_max"], spread["in_band"]) == (
+        hard["crf"],
+        easy["crf"],
+        2,
+    )
     with sqlite3.connect(state_db()) as db:
         rows = db.execute(
             "SELECT idx, crf, vmaf, probes, target FROM segments ORDER BY idx"
