@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import sqlite3
 import subprocess
 import time
@@ -290,3 +291,43 @@ def test_a_worker_searches_and_measures_a_shipped_segment_and_sends_plain_data(
     measured = own_vmaf(ffmpeg, source, encoded, 60, 40, reference_from=60)
     assert abs(measured - TARGET) <= 1.0
     assert abs(measured - quality.vmaf) < 0.5
+
+
+def test_status_json_of_a_running_engine_shows_crf_score_and_spread(
+    make_media, tmp_path: Path
+) -> None:
+    """Through `drapto serve`: the job's segments in `drapto status --json` carry CRF
+    and score, and the finished entry's summary the spread."""
+    source = make_media("one scene.mkv", size=(192, 108), duration=1.0, source="testsrc2")
+    runtime = tmp_path / "run"
+    runtime.mkdir(mode=0o700)
+    env = {**os.environ, "XDG_RUNTIME_DIR": str(runtime), "XDG_STATE_HOME": str(tmp_path / "s")}
+    server = subprocess.Popen([*DRAPTO, "serve"], env=env, stderr=subprocess.DEVNULL)
+    try:
+        socket = runtime / "drapto" / "engine.sock"
+        deadline = time.monotonic() + 20
+        while not socket.exists():
+            assert time.monotonic() < deadline and server.poll() is None, "no engine"
+            time.sleep(0.05)
+        argv = ["encode", str(source), "-o", str(tmp_path / "o.mkv"), *FAST, "--target-vmaf"]
+        done = subprocess.run(
+            [*DRAPTO, *argv, "92", "--crf-range", "20-55"],
+            env=env, capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        status = subprocess.run(
+            [*DRAPTO, "status", "--json"], env=env, capture_output=True, text=True, check=True
+        )
+        snapshot = json.loads(status.stdout)
+        (entry,) = snapshot["entries"]
+        spread = entry["summary"]["quality"]
+        assert spread["target_vmaf"] == 92 and spread["in_band"] == 1
+        (segment,) = snapshot["jobs"][entry["job"]]["segments"].values()
+        assert (segment["crf"], segment["vmaf"]) == (
+            spread["segments"][0]["crf"],
+            spread["segments"][0]["vmaf"],
+        )
+        assert 20 <= segment["crf"] <= 55 and abs(segment["vmaf"] - 92) <= 1.0
+    finally:
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=10) == 0
