@@ -153,7 +153,7 @@ class JobOptions(BaseModel):
         # a fixed CRF and a target are two ways to choose it: the upper layer's way wins
         if "crf" in mine:
             mine["target_vmaf"] = None
-        if "target_vmaf" in mine:
+        elif "target_vmaf" in mine:
             mine["crf"] = None
         return base.model_copy(update=mine)
 

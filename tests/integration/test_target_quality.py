@@ -331,3 +331,18 @@ def test_status_json_of_a_running_engine_shows_crf_score_and_spread(
     finally:
         server.send_signal(signal.SIGTERM)
         assert server.wait(timeout=10) == 0
+
+
+def test_a_fixed_crf_stays_fixed_and_unmeasured(make_media, tmp_path: Path) -> None:
+    """--crf (over a config whose [defaults] set a target) is the CRF every segment is
+    encoded at; nothing is probed or measured."""
+    source = make_media("fixed.mkv", size=(192, 108), duration=1.0)
+    config = tmp_path / "config.toml"
+    config.write_text("[defaults]\ntarget_vmaf = 95\n")
+    run = encode(source, tmp_path / "out.mkv", "--crf", "40", config=config)
+    assert run.returncode == 0, run.stderr
+    (analysis,) = run.of("analysis")
+    (done,) = run.of("segment_done")
+    assert analysis["crf"] == 40
+    assert (done["crf"], done["vmaf"], done["probes"], done["target"]) == (40, None, [], None)
+    assert run.of("job_finished")[0]["summary"]["quality"] is None
