@@ -346,3 +346,26 @@ def test_a_fixed_crf_stays_fixed_and_unmeasured(make_media, tmp_path: Path) -> N
     assert analysis["crf"] == 40
     assert (done["crf"], done["vmaf"], done["probes"], done["target"]) == (40, None, [], None)
     assert run.of("job_finished")[0]["summary"]["quality"] is None
+
+
+def test_dolby_vision_keeps_every_rpu_through_the_search(
+    ffmpeg: str, shared_media: Path, tmp_path: Path
+) -> None:
+    """The real profile 8.1 sample (a test picture laid over it, RPUs kept by x265): every
+    probe and final is the Dolby Vision encoder's, so the output has an RPU on every frame."""
+    from test_dolby_vision import dovi_record, frame_side_data, make_dv
+
+    source = make_dv(ffmpeg, shared_media / "dv-p81-regular.mkv", tmp_path / "dv.mkv")
+    output = tmp_path / "out.mkv"
+    run = encode(
+        source, output, "--target-vmaf", "90", "--crf-range", "20-55",
+        "--min-segment", "3", "--max-segment", "6",
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert run.of("analysis")[0]["encoder"] == "svt-av1 dolby-vision"
+    done = run.of("segment_done")
+    assert len(done) >= 2 and all(e["vmaf"] is not None for e in done), done
+    assert all(len(e["probes"]) >= 2 for e in done)
+    assert dovi_record(ffmpeg, output) == (10, 1)
+    frames, with_rpu, _, _ = frame_side_data(output)
+    assert (frames, with_rpu) == (259, 259)
