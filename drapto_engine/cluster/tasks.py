@@ -60,9 +60,8 @@ from drapto_engine.infrastructure.shown import FirstShown
 from drapto_engine.infrastructure.source_identity import fingerprint
 from drapto_engine.services.encoding.plan import VideoPlan
 from drapto_engine.services.encoding.svt import SEGMENT_SUFFIX, encoder_for
-from drapto_engine.services.quality.runner import Outcome, reach_target
+from drapto_engine.services.quality.runner import Machine, Outcome, reach_target
 from drapto_engine.services.quality.search import Target
-from drapto_engine.services.quality.vmaf import Score, measure_file
 from drapto_engine.services.segmentation.timestamps import main_video_stream
 
 SHIP_FORMAT = "nut"
@@ -273,9 +272,10 @@ def _progress_sender() -> Callable[[Progress], None] | None:
     return send
 
 
-def _run_encoder(argv: list[str], segment: Segment, source: Path) -> None:
-    """Run the encoder, its -progress lines (stdout) sent on as they come."""
-    send = _progress_sender()
+def _run_encoder(argv: list[str], segment: Segment, source: Path, shown: bool = True) -> None:
+    """Run the encoder, its -progress lines (stdout) sent on as they come (when `shown`:
+    a probe's are not)."""
+    send = _progress_sender() if shown else None
     parser = ProgressParser()
     tail: deque[str] = deque(maxlen=20)
     try:
@@ -328,19 +328,11 @@ def _encode_segment(
     scratch = output.with_suffix(".quality")
     scratch.mkdir()
 
-    async def encode(crf: int, preset: int, path: Path) -> None:
-        at = dataclasses.replace(plan, crf=crf, preset=preset)
-        await asyncio.to_thread(_run_encoder, argv_at(at, path), segment, source)
+    def argv_at_crf(crf: int, preset: int, path: Path) -> list[str]:
+        return argv_at(dataclasses.replace(plan, crf=crf, preset=preset), path)
 
-    async def measure(path: Path, subsample: int) -> Score:
-        return await measure_file(
-            argv_at(plan, path),
-            path,
-            scratch / f"{path.stem}.vmaf.json",
-            subsample=subsample,
-            threads=threads,
-            source=source,
-        )
+    async def run(argv: list[str], final: bool) -> None:
+        await asyncio.to_thread(_run_encoder, argv, segment, source, final)
 
     outcome: Outcome = asyncio.run(
         reach_target(
@@ -348,8 +340,7 @@ def _encode_segment(
             preset=plan.preset,
             fallback_crf=plan.crf,
             frames=segment.frame_count,
-            encode=encode,
-            measure=measure,
+            machine=Machine(argv_at_crf, run, threads, source),
             output=output,
             scratch=scratch,
         )

@@ -10,7 +10,7 @@ import pytest
 
 from drapto_engine.core.jobs import JobOptions
 from drapto_engine.services.quality.search import Target, brackets, estimate
-from drapto_engine.services.quality.vmaf import MeasureFailed, parse_log, vmaf_argv
+from drapto_engine.services.quality.vmaf import MeasureFailed, parse_log, sampled, vmaf_argv
 
 TARGET = Target(93.0, 15, 50)
 
@@ -65,3 +65,18 @@ def test_the_upper_layer_chooses_between_crf_and_target() -> None:
     chosen = JobOptions(target_vmaf=90.5).over(fixed)
     assert (chosen.crf, chosen.target_vmaf) == (None, 90.5)
     assert JobOptions(crf_range="20 - 40").crf_range == (20, 40)
+
+
+def test_a_probe_sample_selects_the_same_frames_on_both_sides() -> None:
+    encode = [
+        "/x/ffmpeg", "-i", "/m/a.mkv", "-map", "0:0", "-frames:v", "100",
+        "-vf", "setpts=PTS-STARTPTS", "-pix_fmt", "yuv420p10le", "/w/probe-30.mp4",
+    ]  # fmt: skip
+    probe = sampled(encode)
+    assert probe[probe.index("-frames:v") + 1] == "36"  # frames 0-15, 48-63, 96-99
+    assert probe[probe.index("-vf") + 1] == "setpts=PTS-STARTPTS,select=lt(mod(n\\,48)\\,16)"
+    argv = vmaf_argv(probe, Path("/w/probe-30.mp4"), Path("/w/l.json"))
+    graph = argv[argv.index("-filter_complex") + 1]
+    assert graph.startswith(
+        "[0:0]setpts=PTS-STARTPTS,select=lt(mod(n\\,48)\\,16),trim=end_frame=36,"
+    )

@@ -20,9 +20,8 @@ from drapto_engine.infrastructure.resources import Admission, ResourceManager
 from drapto_engine.services.encoding.plan import VideoPlan
 from drapto_engine.services.encoding.svt import encoder_for
 from drapto_engine.services.executors import SegmentRun, SegmentWork
-from drapto_engine.services.quality.runner import Outcome, reach_target
+from drapto_engine.services.quality.runner import Machine, Outcome, reach_target
 from drapto_engine.services.quality.search import Target
-from drapto_engine.services.quality.vmaf import Score, measure_file
 from drapto_engine.services.workdir import scratch_of, video_packets
 
 EARLY_SAMPLES_AT_S = (0.1, 0.2, 0.4, 0.8, 1.4, 2.0)
@@ -76,13 +75,16 @@ class LocalSlot:
         assert plan.target_vmaf is not None
         encoder = encoder_for(plan)
 
-        async def encode(crf: int, preset: int, output: Path) -> None:
+        def argv_at(crf: int, preset: int, output: Path) -> list[str]:
             at = dataclasses.replace(plan, crf=crf, preset=preset)
+            return encoder.segment_argv(at, segment, output, threads)
+
+        async def run(argv: list[str], final: bool) -> None:
             await run_checked(
-                encoder.segment_argv(at, segment, output, threads),
-                f"segment {segment.index} encode at CRF {crf}",
+                argv,
+                f"segment {segment.index} encode",
                 plan.source,
-                on_progress=report if preset == plan.preset else None,
+                on_progress=report if final else None,
                 on_start=ticket.track,
             )
 
@@ -90,25 +92,12 @@ class LocalSlot:
         await asyncio.to_thread(shutil.rmtree, scratch, True)
         scratch.mkdir()
         try:
-
-            async def measure(path: Path, subsample: int) -> Score:
-                return await measure_file(
-                    encoder.segment_argv(plan, segment, path, threads),
-                    path,
-                    scratch / f"{path.stem}.vmaf.json",
-                    subsample=subsample,
-                    threads=threads,
-                    source=plan.source,
-                    on_start=ticket.track,
-                )
-
             return await reach_target(
                 Target(plan.target_vmaf, *plan.crf_range),
                 preset=plan.preset,
                 fallback_crf=plan.crf,
                 frames=segment.frame_count,
-                encode=encode,
-                measure=measure,
+                machine=Machine(argv_at, run, threads, plan.source, on_start=ticket.track),
                 output=work.partial,
                 scratch=scratch,
                 known_probes=work.known_probes,

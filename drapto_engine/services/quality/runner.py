@@ -1,8 +1,10 @@
 """Search, encode, measure, correct: one segment brought to its target VMAF.
 
 The same code runs on the engine's machine and on a cluster worker; what differs is
-given as two callables: `encode(crf, preset, path)` writes the segment at that CRF and
-preset into `path`, and `measure(path, subsample)` scores a file the encode wrote. The
+given as a `Machine`: the segment's encode arguments at a CRF and preset (`argv_at`),
+how an encoder is run there (`run`: the engine's slot tracks it for the resource
+manager, a worker sends its progress back) and how a measurement's process is tracked.
+Probe sampling and the measurement (vmaf.py) are built here from those arguments. The
 outcome is plain data (ints, floats, text), so a worker sends it back with msgpack.
 """
 
@@ -16,8 +18,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from drapto_engine.infrastructure.ffmpeg.runner import OnStart
 from drapto_engine.services.quality.search import Point, Target, brackets, estimate, score_at
-from drapto_engine.services.quality.vmaf import MIN_FRAMES, MeasureFailed, Score
+from drapto_engine.services.quality.vmaf import (
+    MIN_FRAMES,
+    MeasureFailed,
+    Score,
+    measure_file,
+    sampled,
+)
 
 log = logging.getLogger(__name__)
 
@@ -34,9 +43,48 @@ a synthetic segment 2.2 above all its frames, as the frames of the lower tempora
 are the better ones. An odd step visits every position of the mini-GOP; on real footage
 it moved a probe's mean by less than 0.1 (docs/internals.md)."""
 FINAL_SUBSAMPLE = 1
+SAMPLE_MIN_FRAMES = 96
+"""Segments of at least this many frames are probed on a sample of them (vmaf.sampled);
+shorter ones on all their frames."""
 
-Encode = Callable[[int, int, Path], Awaitable[None]]
-Measure = Callable[[Path, int], Awaitable[Score]]
+
+@dataclass(frozen=True)
+class Machine:
+    """How this machine encodes and measures one segment."""
+
+    argv_at: Callable[[int, int, Path], list[str]]
+    """The segment's encode arguments at (crf, preset) into a file."""
+    run: Callable[[list[str], bool], Awaitable[None]]
+    """Runs an encoder's arguments (True: a final encode, whose progress is shown)."""
+    threads: int
+    source: Path
+    """The source as the user named it (for messages)."""
+    on_start: OnStart | None = None
+    """Called with each measurement's process (the engine's resource manager tracks it)."""
+
+    async def encode(
+        self, crf: int, preset: int, path: Path, *, probe: bool = False, sample: bool = False
+    ) -> list[str]:
+        """Encode at `crf` and `preset` into `path` (with `sample`, only the probe sample
+        of the segment's frames); the arguments it ran."""
+        argv = self.argv_at(crf, preset, path)
+        if sample:
+            argv = sampled(argv)
+        await self.run(argv, not probe)
+        return argv
+
+    async def measure(self, argv: list[str], path: Path, *, probe: bool) -> Score:
+        """The score of `path` against the frames the encode of `argv` read."""
+        return await measure_file(
+            argv,
+            path,
+            path.with_name(f"{path.stem}.vmaf.json"),
+            subsample=PROBE_SUBSAMPLE if probe else FINAL_SUBSAMPLE,
+            threads=self.threads,
+            source=self.source,
+            on_start=self.on_start,
+        )
+
 
 MET, MISSED, BOUND, FALLBACK, SHORT = "met", "missed", "bound", "fallback", "short"
 """A segment's target status: in the band; outside it after the correction; at a bound
@@ -104,8 +152,7 @@ async def reach_target(
     preset: int,
     fallback_crf: int,
     frames: int,
-    encode: Encode,
-    measure: Measure,
+    machine: Machine,
     output: Path,
     scratch: Path,
     known_probes: Sequence[Sequence[float]] = (),
@@ -122,23 +169,23 @@ async def reach_target(
     outcome = Outcome(crf=fallback_crf, probes=[[int(c), float(s)] for c, s in known_probes])
     if frames < MIN_FRAMES:
         return await _fallback(
-            outcome, encode, preset, output, f"{frames} frames are too few to measure", SHORT
+            outcome, machine, preset, output, f"{frames} frames are too few to measure", SHORT
         )
     try:
-        return await _search(target, preset, encode, measure, output, scratch, outcome, on_probe)
+        return await _search(target, preset, frames, machine, output, scratch, outcome, on_probe)
     except MeasureFailed as exc:
         log.warning("VMAF measurement failed: %s", exc)
         return await _fallback(
-            outcome, encode, preset, output, f"VMAF measurement failed: {exc.problem}"
+            outcome, machine, preset, output, f"VMAF measurement failed: {exc.problem}"
         )
 
 
 async def _fallback(
-    outcome: Outcome, encode: Encode, preset: int, output: Path, why: str, status: str = FALLBACK
+    outcome: Outcome, machine: Machine, preset: int, output: Path, why: str, status: str = FALLBACK
 ) -> Outcome:
     outcome.status, outcome.vmaf, outcome.vmaf_low5 = status, None, None
     outcome.note = f"{why}; encoded at the fixed CRF {outcome.crf}"
-    await encode(outcome.crf, preset, output)
+    await machine.encode(outcome.crf, preset, output)
     outcome.encodes += 1
     return outcome
 
@@ -146,8 +193,8 @@ async def _fallback(
 async def _search(
     target: Target,
     preset: int,
-    encode: Encode,
-    measure: Measure,
+    frames: int,
+    machine: Machine,
     output: Path,
     scratch: Path,
     outcome: Outcome,
@@ -155,14 +202,15 @@ async def _search(
 ) -> Outcome:
     points: list[Point] = [(int(c), s) for c, s in outcome.probes]
     fast = probe_preset(preset)
+    sample = frames >= SAMPLE_MIN_FRAMES
     while len(points) < PROBES or (len(points) < MAX_PROBES and not brackets(points, target)):
         crf = estimate(points, target)
         if any(c == crf for c, _ in points):
             break  # pinned at a bound: another probe would say the same
         path = scratch / f"probe-{crf}.mp4"
-        await encode(crf, fast, path)
+        argv = await machine.encode(crf, fast, path, probe=True, sample=sample)
         outcome.encodes += 1
-        score = await measure(path, PROBE_SUBSAMPLE)
+        score = await machine.measure(argv, path, probe=True)
         path.unlink(missing_ok=True)
         points.append((crf, score.mean))
         outcome.probes.append([crf, score.mean])
@@ -172,9 +220,9 @@ async def _search(
     crf = estimate(points, target)
     for attempt in range(2):
         path = scratch / f"final-{crf}.mp4"
-        await encode(crf, preset, path)
+        argv = await machine.encode(crf, preset, path)
         outcome.encodes += 1
-        finals.append((crf, await measure(path, FINAL_SUBSAMPLE), path))
+        finals.append((crf, await machine.measure(argv, path, probe=False), path))
         done_crf, score, _ = finals[-1]
         if attempt == 1 or target.within(score.mean):
             break

@@ -124,6 +124,23 @@ def vmaf_argv(
     ]
 
 
+SAMPLE_RUN, SAMPLE_EVERY = 16, 48
+"""A probe's sample: runs of 16 consecutive frames (one SVT-AV1 mini-GOP) out of every
+48, a third of the segment, from its start."""
+
+
+def sampled(encode_argv: Sequence[str]) -> list[str]:
+    """A segment encode's arguments cut down to its probe sample: a `select` after its
+    `-vf` chain and the frame count of the sample. The measurement derived from these
+    (vmaf_argv) selects the same frames of the reference."""
+    argv = list(encode_argv)
+    vf, count = argv.index("-vf") + 1, argv.index("-frames:v") + 1
+    frames = int(argv[count])
+    argv[vf] += f",select=lt(mod(n\\,{SAMPLE_EVERY})\\,{SAMPLE_RUN})"
+    argv[count] = str(sum(n % SAMPLE_EVERY < SAMPLE_RUN for n in range(frames)))
+    return argv
+
+
 def _escaped(path: Path) -> str:
     """A path as a filter option's value inside a filter graph: escaped for the
     option parser (`\\ ' :`), then for the graph parser (`\\ ' [ ] , ;`)."""
