@@ -21,7 +21,15 @@ import pydantic
 
 from drapto_engine.core.errors import DraptoError, UsageError
 from drapto_engine.core.flags import BY_NAME, FlagState, parse_state
-from drapto_engine.core.jobs import CRF_MAX, CRF_MIN, PRESET_MAX, PRESET_MIN, JobOptions
+from drapto_engine.core.jobs import (
+    CRF_MAX,
+    CRF_MIN,
+    PRESET_MAX,
+    PRESET_MIN,
+    TARGET_VMAF_MAX,
+    TARGET_VMAF_MIN,
+    JobOptions,
+)
 from drapto_engine.infrastructure.paths import MAX_SOCKET_PATH
 from drapto_engine.infrastructure.resources import cpu_count
 from drapto_engine.services import outputs
@@ -160,8 +168,10 @@ def target_vmaf(text: str) -> float:
         value = float(text)
     except ValueError:
         value = math.nan
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"must be a number from 50 to 99, not {text!r}")
+    if not (math.isfinite(value) and TARGET_VMAF_MIN <= value <= TARGET_VMAF_MAX):
+        raise argparse.ArgumentTypeError(
+            f"must be a number from {TARGET_VMAF_MIN:g} to {TARGET_VMAF_MAX:g}, not {text!r}"
+        )
     return float(_job_option("target_vmaf", value, text))
 
 
