@@ -36,7 +36,7 @@ from drapto_engine.core.events import Event, RolledBack, SegmentDone, SegmentFai
 from drapto_engine.core.jobs import EntryStatus, JobOptions
 from drapto_engine.engine import Engine
 from drapto_engine.infrastructure.ffmpeg.toolchain import find_toolchain
-from drapto_engine.infrastructure.resources import cpu_count
+from drapto_engine.infrastructure.workers import cpu_count
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCE = (

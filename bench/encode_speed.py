@@ -31,7 +31,7 @@ import numpy as np
 
 from drapto_engine.core.models import DEFAULTS
 from drapto_engine.infrastructure.ffmpeg.toolchain import find_toolchain
-from drapto_engine.infrastructure.resources import cpu_count
+from drapto_engine.infrastructure.workers import cpu_count
 from drapto_engine.services.detection.resolution import default_crf, resolution_class
 from drapto_engine.services.encoding.audio import bitrate_kbps
 

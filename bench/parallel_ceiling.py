@@ -31,7 +31,7 @@ from encode_speed import Runs, bench_parser, children_cpu, pair_ratios, prepare,
 
 from drapto_engine.core.models import EncodeSettings, Segment
 from drapto_engine.infrastructure.probe import probe
-from drapto_engine.infrastructure.resources import cpu_count, threads_per_worker
+from drapto_engine.infrastructure.workers import cpu_count, threads_per_worker
 from drapto_engine.services.detection import analyze_media
 from drapto_engine.services.encoding.plan import VideoPlan
 from drapto_engine.services.encoding.svt import PIX_FMT, SvtEncoder

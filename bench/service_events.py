@@ -37,13 +37,14 @@ from drapto_engine.core.events import (
     SegmentFailed,
     SegmentProgress,
     SegmentStarted,
-    Warning,
+    WarningEvent,
 )
 from drapto_engine.core.jobs import JobOptions, QueueEntry
 from drapto_engine.engine import Engine
 from drapto_engine.infrastructure import paths
 from drapto_engine.infrastructure.ffmpeg.toolchain import find_toolchain
-from drapto_engine.infrastructure.store import QueueStore, StateStore
+from drapto_engine.infrastructure.queue_store import QueueStore
+from drapto_engine.infrastructure.store import StateStore
 from drapto_engine.server.client import EngineClient
 from drapto_engine.server.server import EngineServer
 
@@ -63,7 +64,7 @@ async def events_client(socket_path: Path) -> None:
     began = ended = 0.0
     async for event in client.events():
         now = time.time()
-        if isinstance(event, Warning) and event.message in (START, END):
+        if isinstance(event, WarningEvent) and event.message in (START, END):
             if event.message == END:
                 ended = now
                 break
@@ -204,9 +205,9 @@ async def measure_events(args: argparse.Namespace, work: Path) -> dict[str, Any]
     options = JobOptions(preset=args.preset, min_segment_s=2.0, max_segment_s=3.0, overwrite=True)
     await engine.add([(source, work / "out.mkv")], options=options)
     await wait_for(lambda: len(encoders.running) >= 2, 120, "two encoders")
-    engine.bus.emit(Warning(message=START))
+    engine.bus.emit(WarningEvent(message=START))
     mean_encoders = await inject(engine, args.rate, args.seconds, encoders)
-    engine.bus.emit(Warning(message=END))
+    engine.bus.emit(WarningEvent(message=END))
     results = [await report(client) for client in clients]
     await stop(engine, server, runner)
     return {"injected_per_s": args.rate, "mean_encoders": mean_encoders, "clients": results}

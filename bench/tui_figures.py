@@ -44,7 +44,8 @@ import psutil
 from drapto_engine.core.jobs import EntryStatus, JobOptions, QueueEntry
 from drapto_engine.infrastructure import paths
 from drapto_engine.infrastructure.ffmpeg.toolchain import find_toolchain
-from drapto_engine.infrastructure.store import QueueStore, StateStore
+from drapto_engine.infrastructure.queue_store import QueueStore
+from drapto_engine.infrastructure.store import StateStore
 from drapto_engine.server.client import EngineClient
 
 MIB = 1 << 20

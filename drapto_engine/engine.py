@@ -1,9 +1,12 @@
-"""The engine: the queue, its jobs, the shared resource bound, live flags and monitoring.
+"""The engine: it starts, runs and cancels queue entries, and holds what their jobs
+share: the resource bound, the live flags, the Monitor and the cluster it may host.
 
 Every client (`drapto encode`, `drapto --batch`, the service and through it the TUI)
 drives the engine through these methods and watches it through its event bus; none
-reaches into the orchestrator. Queue changes are written to the store before the
-event that announces them.
+reaches into the orchestrator. The entries themselves and every change to them are the
+EntryQueue's (entry_queue.py), written to the store before the event that announces
+them; notifications are a subscriber of the bus (notifications.py); whether an entry
+needs an encode at all is services/skip.py's.
 """
 
 from __future__ import annotations
@@ -32,8 +35,6 @@ from drapto_engine.core.events import (
     Alert,
     AnalysisReady,
     ClusterSampled,
-    EntryChanged,
-    EntryRemoved,
     Event,
     EventBus,
     FlagChanged,
@@ -41,7 +42,7 @@ from drapto_engine.core.events import (
     ResourcesSampled,
     RolledBack,
     StageChanged,
-    Warning,
+    WarningEvent,
 )
 from drapto_engine.core.flags import (
     DISTRIBUTED_ENCODING,
@@ -50,29 +51,24 @@ from drapto_engine.core.flags import (
     FlagState,
     FlagView,
     parse_state,
-    parse_states,
 )
 from drapto_engine.core.jobs import FINAL_STATUSES, EntryStatus, JobOptions, QueueEntry
-from drapto_engine.core.metrics import JobSummary, ResourceSnapshot, size_change
+from drapto_engine.core.metrics import JobSummary, ResourceSnapshot
 from drapto_engine.core.models import EncodeSettings, ResolutionClass
 from drapto_engine.core.state import JobStage, JobTakenOver, StateDamaged
+from drapto_engine.entry_queue import EntryQueue
 from drapto_engine.infrastructure import paths
-from drapto_engine.infrastructure.probe import probe
-from drapto_engine.infrastructure.resources import ResourceManager, default_workers
+from drapto_engine.infrastructure.queue_store import QueueStore
+from drapto_engine.infrastructure.resources import ResourceManager
 from drapto_engine.infrastructure.state_manager import StateManager
-from drapto_engine.infrastructure.store import QueueStore, StateStore
+from drapto_engine.infrastructure.store import StateStore
+from drapto_engine.infrastructure.workers import default_workers
 from drapto_engine.monitoring import Monitor, rollback_flag
+from drapto_engine.notifications import Notifier
 from drapto_engine.services.executors import SegmentExecutor
 from drapto_engine.services.executors.local import LocalExecutor
-from drapto_engine.services.library import (
-    ALREADY_AV1,
-    file_problem,
-    is_av1,
-    output_path,
-    scan_folder,
-)
-from drapto_engine.services.orchestrator import EncodeRequest, Orchestrator, job_record
-from drapto_engine.services.outputs import check_folder, check_free, check_output_path
+from drapto_engine.services.orchestrator import EncodeRequest, Orchestrator
+from drapto_engine.services.skip import skip_reason
 from drapto_engine.services.workdir import WORK_PREFIX
 
 if TYPE_CHECKING:
@@ -87,11 +83,9 @@ MAX_ACTIVE_JOBS = 2
 MAX_WORKERS_PER_CORE = 4
 """The highest worker bound a client may set: more encoders than this only thrash."""
 
-CLEARED_STATUSES = frozenset({EntryStatus.DONE, EntryStatus.SKIPPED, EntryStatus.CANCELLED})
-"""What clear_finished removes: failed entries stay until retried or removed."""
-
 BACKGROUND_GRACE_S = 2.0
-"""How long stopping waits for pending notifications (a stop must finish within 5 s)."""
+"""How long stopping waits for pending notifications and entry notes (a stop must finish
+within 5 s)."""
 
 
 @dataclass
@@ -143,7 +137,7 @@ class Engine:
         if self.store.recovered is not None:
             message = self.store.recovered.message(self.store.path)
             log.warning("%s", message)
-            self.bus.emit(Warning(message=message))
+            self.bus.emit(WarningEvent(message=message))
         self.state = StateManager(self.store)
         self.queue = QueueStore(self.store)
         self._flags_file = saved_flags_file(config_path)
@@ -175,19 +169,24 @@ class Engine:
         self.paused = persist and self.queue.get_meta("paused") == "1"
         self._wake = asyncio.Event()
         self._active: dict[int, _RunningEntry] = {}
-        self._entries: dict[int, QueueEntry] = {}
         self._job_entries: dict[str, int] = {}
         self._stopping = False
         self._background: set[asyncio.Task[Any]] = set()
-        self._writing = asyncio.Lock()
-        """Held while entries are written to the queue table: one write at a time, each
-        of the entries as they are then, so the table ends as the engine's view does."""
         if owns_queue is None:
             owns_queue = not paths.held_by_another(paths.engine_lock(self.state_dir))
-        self._recover_entries(owns_queue)
+        self.entry_queue = EntryQueue(
+            self.queue,
+            self.bus,
+            self.config,
+            ffmpeg,
+            request_for=self.request_for,
+            wake=self._wake.set,
+            owns_queue=owns_queue,
+        )
+        self.notifier = Notifier(self.bus, self.config, known=self.entry_queue.by_id)
         for message in self.queue.amended:
             log.warning("%s", message)
-            self.bus.emit(Warning(message=message))
+            self.bus.emit(WarningEvent(message=message))
         self.view.state = EngineSnapshot(
             paused=self.paused,
             workers=self.resources.limit,
@@ -197,16 +196,6 @@ class Engine:
         )
 
     # -- lifecycle --
-
-    def _recover_entries(self, owned: bool) -> None:
-        """Entries a killed engine left running go back to the queue: they resume. A
-        live engine's running entries are its own: another process (`encode --no-daemon`
-        beside it) leaves them as they are."""
-        for entry in self.queue.entries():
-            if owned and entry.status is EntryStatus.RUNNING:
-                entry = entry.model_copy(update={"status": EntryStatus.QUEUED, "stage": None})
-                self.queue.put(entry)
-            self._entries[entry.id] = entry
 
     async def start(self) -> None:
         self.resources.start()
@@ -246,16 +235,21 @@ class Engine:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        if self._background:  # notifications of jobs that just ended: let them go out
-            await asyncio.wait(set(self._background), timeout=BACKGROUND_GRACE_S)
-        for task in list(self._background):
-            task.cancel()
-        await asyncio.gather(*self._background, return_exceptions=True)
+        await asyncio.gather(
+            self.notifier.stop(BACKGROUND_GRACE_S), self._stop_background(BACKGROUND_GRACE_S)
+        )
         await self.resources.shutdown()
         await self.monitor.stop()
         if self.cluster is not None:
             await self.cluster.stop()
             self.cluster = self.executor = None
+
+    async def _stop_background(self, grace_s: float) -> None:
+        if self._background:  # an ended job's last note: let it be written
+            await asyncio.wait(set(self._background), timeout=grace_s)
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
 
     def close(self) -> None:
         self.store.close()
@@ -271,13 +265,10 @@ class Engine:
     # -- what clients read --
 
     def entries(self) -> list[QueueEntry]:
-        return sorted(self._entries.values(), key=lambda e: (e.position, e.id))
+        return self.entry_queue.entries()
 
     def entry(self, entry_id: int) -> QueueEntry:
-        entry = self._entries.get(entry_id)
-        if entry is None:
-            raise DraptoError(f"no queue entry {entry_id}")
-        return entry
+        return self.entry_queue.entry(entry_id)
 
     def snapshot(self) -> EngineSnapshot:
         return self.view.snapshot()
@@ -293,150 +284,10 @@ class Engine:
         batch: str | None = None,
         once_per_input: bool = True,
     ) -> list[QueueEntry]:
-        """Queue (input, output) pairs; an input already waiting or running is not added
-        twice (unless not `once_per_input`: add_file has refused what it must)."""
-        flag_states = {k: v.value for k, v in parse_states(flags or {}).items()}
-        busy = {
-            e.input: e
-            for e in self._entries.values()
-            if e.status in (EntryStatus.QUEUED, EntryStatus.RUNNING)
-        }
-        added: list[QueueEntry] = []
-        for source, output in inputs:
-            key = str(source.resolve())
-            if key in busy and once_per_input:
-                added.append(busy[key])
-                continue
-            entry = QueueEntry(
-                id=0,
-                input=key,
-                output=str(output.resolve()),
-                position=0,
-                options=options or JobOptions(),
-                flags=flag_states,
-                batch=batch,
-            )
-            stored = await asyncio.to_thread(self.queue.add, entry)
-            self._entries[stored.id] = busy[key] = stored
-            self.bus.emit(EntryChanged(entry=stored))
-            added.append(stored)
-        self._wake.set()
-        return added
-
-    async def add_paths(
-        self,
-        paths: Sequence[str],
-        options: JobOptions | None = None,
-        flags: Mapping[str, str] | None = None,
-        batch: str | None = None,
-    ) -> list[QueueEntry]:
-        """Queue files and folders (every video in a folder, recursively); outputs go
-        beside each input, or mirror its folder under the options' output_dir.
-
-        Paths must be absolute: the engine's working folder means nothing to a client.
-        A file in a folder that has a video extension but cannot be read as a video is
-        queued as a failed entry, so that the run that asked for it reports it."""
-        chosen = (options or JobOptions()).over(self.config.defaults)
-        output_dir = chosen.output_dir
-        if chosen.work_dir is not None:
-            await asyncio.to_thread(check_folder, chosen.work_dir)
-        pairs: list[tuple[Path, Path]] = []
-        failed: list[tuple[Path, Path, str]] = []
-        for path in [absolute_path(text) for text in paths]:
-            if path.is_dir():
-                skip = [output_dir] if output_dir is not None else []
-                scan = await asyncio.to_thread(scan_folder, path, self.ffmpeg, skip=skip)
-                for rejected, why in scan.rejected:
-                    out = output_path(rejected, output_dir, root=path)
-                    failed.append((rejected, out, f"{rejected}: {why}"))
-                pairs += [(v, output_path(v, output_dir, root=path)) for v in scan.videos]
-            elif path.is_file():
-                pairs.append((path, output_path(path, output_dir)))
-            elif os.path.lexists(path):  # a FIFO, a broken link, a loop: say which
-                raise DraptoError(file_problem(path) or "is not a regular file", path)
-            else:
-                raise DraptoError("no such file or folder", path)
-        pairs, refused = await asyncio.to_thread(_named_outputs, pairs)
-        failed += refused
-        added = await self.add(pairs, options=options, flags=flags, batch=batch)
-        return added + await self.add_failed(failed, options=options, flags=flags, batch=batch)
-
-    async def add_file(
-        self,
-        input: str,
-        output: str,
-        options: JobOptions | None = None,
-        flags: Mapping[str, str] | None = None,
-        batch: str | None = None,
-    ) -> QueueEntry:
-        """Queue one file with the output path the caller chose (both absolute), with
-        the answers `drapto encode --no-daemon` gives: the output rules of
-        services/outputs.py, an existing output refused unless overwritten, and a file
-        whose job or output this engine has in hand refused, naming it."""
-        source, target = absolute_path(input), absolute_path(output)
-        problem = await asyncio.to_thread(file_problem, source)
-        if problem is not None:
-            raise DraptoError(problem, source)
-        chosen = (options or JobOptions()).over(self.config.defaults)
-        await asyncio.to_thread(
-            check_output_path, target, source, made_folder=chosen.output_dir is not None
+        """Queue (input, output) pairs (EntryQueue.add)."""
+        return await self.entry_queue.add(
+            inputs, options=options, flags=flags, batch=batch, once_per_input=once_per_input
         )
-        if chosen.work_dir is not None:
-            await asyncio.to_thread(check_folder, chosen.work_dir)
-        await asyncio.to_thread(check_free, target, bool(chosen.overwrite))
-        candidate = QueueEntry(
-            id=0,
-            input=str(source.resolve()),
-            output=str(target.resolve()),
-            position=0,
-            options=options or JobOptions(),
-            flags={k: v.value for k, v in parse_states(flags or {}).items()},
-        )
-        await self._refuse_busy(candidate)
-        added = await self.add(
-            [(source, target)], options=options, flags=flags, batch=batch, once_per_input=False
-        )
-        return added[0]
-
-    async def refuse_queued(self, candidate: QueueEntry, holder: int) -> None:
-        """For `encode --no-daemon` beside a live engine service (process `holder`) on
-        the same state folder: a file waiting in that engine's queue (the same job, or
-        to the same output) is refused as the engine itself refuses it. Running ones
-        are refused by the job lock."""
-        await self._refuse_busy(candidate, holder, statuses=(EntryStatus.QUEUED,))
-
-    async def _refuse_busy(
-        self,
-        candidate: QueueEntry,
-        holder_pid: int | None = None,
-        statuses: tuple[EntryStatus, ...] = (EntryStatus.QUEUED, EntryStatus.RUNNING),
-    ) -> None:
-        """As the job lock refuses an encode in another process (StateManager.begin):
-        the same job (input and settings) or the same output already in hand here."""
-        job = (await asyncio.to_thread(job_record, self.request_for(candidate))).id
-        pid = os.getpid() if holder_pid is None else holder_pid
-        holder = f"another drapto (process {pid})"
-        for entry in self._entries.values():
-            if entry.status not in statuses:
-                continue
-            same_output = entry.output == candidate.output
-            if entry.status is EntryStatus.QUEUED and (same_output or entry.job == job):
-                raise DraptoError(
-                    f"is queued in {holder} as entry {entry.id}, to {entry.output}",
-                    candidate.input,
-                    hint="wait for it or remove it",
-                )
-            if entry.job == job or (same_output and entry.input == candidate.input):
-                raise DraptoError(
-                    f"is being encoded by {holder}", candidate.input, hint="wait for it or stop it"
-                )
-            if same_output:
-                raise DraptoError(
-                    f"its output {candidate.output} is being written by another drapto"
-                    f" (process {pid}, from {entry.input})",
-                    candidate.input,
-                    hint="wait for it or stop it",
-                )
 
     async def add_failed(
         self,
@@ -446,66 +297,47 @@ class Engine:
         flags: Mapping[str, str] | None = None,
         batch: str | None = None,
     ) -> list[QueueEntry]:
-        """Record (input, output, why) as entries that failed before they could start:
-        files a folder scan found but could not read. They count as failures of the run
-        that queued them (its summary, exit status and notifications)."""
-        flag_states = {k: v.value for k, v in parse_states(flags or {}).items()}
-        added: list[QueueEntry] = []
-        for source, output, why in failures:
-            now = time.time()
-            entry = QueueEntry(
-                id=0,
-                input=str(source),
-                output=str(output),
-                position=0,
-                status=EntryStatus.FAILED,
-                options=options or JobOptions(),
-                flags=flag_states,
-                batch=batch,
-                error=why,
-                started=now,
-                finished=now,
-            )
-            stored = await asyncio.to_thread(self.queue.add, entry)
-            self._entries[stored.id] = stored
-            self.bus.emit(EntryChanged(entry=stored))
-            self._notify_end(stored)
-            added.append(stored)
-        return added
+        """Record files that failed before they could start (EntryQueue.add_failed)."""
+        return await self.entry_queue.add_failed(
+            failures, options=options, flags=flags, batch=batch
+        )
+
+    async def refuse_queued(self, candidate: QueueEntry, holder: int) -> None:
+        """Refuse a file this engine service has queued (EntryQueue.refuse_queued)."""
+        await self.entry_queue.refuse_queued(candidate, holder)
+
+    async def add_paths(
+        self,
+        paths: Sequence[str],
+        options: JobOptions | None = None,
+        flags: Mapping[str, str] | None = None,
+        batch: str | None = None,
+    ) -> list[QueueEntry]:
+        """Queue files and folders (EntryQueue.add_paths)."""
+        return await self.entry_queue.add_paths(paths, options, flags, batch)
+
+    async def add_file(
+        self,
+        input: str,
+        output: str,
+        options: JobOptions | None = None,
+        flags: Mapping[str, str] | None = None,
+        batch: str | None = None,
+    ) -> QueueEntry:
+        """Queue one file to the output the caller chose (EntryQueue.add_file)."""
+        return await self.entry_queue.add_file(input, output, options, flags, batch)
 
     async def remove(self, entry_id: int) -> None:
-        entry = self.entry(entry_id)
-        if entry.status is EntryStatus.RUNNING:
-            raise DraptoError(f"entry {entry_id} is running: cancel it first", entry.input)
-        del self._entries[entry_id]  # first: the queue must not start it meanwhile
-        self.bus.emit(EntryRemoved(entry_id=entry_id))
-        async with self._writing:
-            await asyncio.to_thread(self.queue.delete, entry_id)
+        await self.entry_queue.remove(entry_id)
 
     async def clear_finished(self) -> int:
-        """Remove done, skipped and cancelled entries (failed ones stay until retried or
-        removed); returns how many went."""
-        cleared = [e.id for e in self._entries.values() if e.status in CLEARED_STATUSES]
-        for entry_id in cleared:
-            del self._entries[entry_id]
-            self.bus.emit(EntryRemoved(entry_id=entry_id))
-        async with self._writing:
-            for entry_id in cleared:
-                await asyncio.to_thread(self.queue.delete, entry_id)
-        return len(cleared)
+        return await self.entry_queue.clear_finished()
 
     async def move(self, entry_id: int, index: int) -> None:
-        """Put an entry at `index` in the queue order (clamped), renumbering the rest."""
-        entry = self.entry(entry_id)
-        order = [e for e in self.entries() if e.id != entry_id]
-        index = max(0, min(index, len(order)))
-        order.insert(index, entry)
-        changed = [e.model_copy(update={"position": i}) for i, e in enumerate(order)]
-        changed = [e for e in changed if e.position != self._entries[e.id].position]
-        for e in changed:
-            self._entries[e.id] = e
-        await self._store([e.id for e in changed])
-        self._wake.set()
+        await self.entry_queue.move(entry_id, index)
+
+    async def retry(self, entry_id: int) -> QueueEntry:
+        return await self.entry_queue.retry(entry_id)
 
     async def pause(self) -> None:
         await self._set_paused(True)
@@ -520,18 +352,6 @@ class Engine:
         self._emit_queue_state()
         self._wake.set()
 
-    async def retry(self, entry_id: int) -> QueueEntry:
-        entry = self.entry(entry_id)
-        if entry.status not in (EntryStatus.FAILED, EntryStatus.CANCELLED):
-            raise DraptoError(
-                f"entry {entry_id} is {entry.status.value}: only failed or cancelled entries are retried"
-            )
-        entry = await self._update(
-            entry, status=EntryStatus.QUEUED, error=None, note=None, rollbacks=[], finished=None
-        )
-        self._wake.set()
-        return entry
-
     async def cancel(self, entry_id: int) -> None:
         entry = self.entry(entry_id)
         active = self._active.get(entry_id)
@@ -540,7 +360,7 @@ class Engine:
             active.task.cancel()
             await asyncio.gather(active.task, return_exceptions=True)
         elif entry.status is EntryStatus.QUEUED:
-            await self._update(entry, status=EntryStatus.CANCELLED, finished=time.time())
+            await self.entry_queue.update(entry, status=EntryStatus.CANCELLED, finished=time.time())
 
     async def interrupt(self, entry_ids: Sequence[int]) -> None:
         """Stop these entries for now, keeping their work: the encoders of a running one
@@ -553,9 +373,9 @@ class Engine:
             # Again until none is left: one of them may start while another is stopped.
             running = [self._active[i] for i in entry_ids if i in self._active]
             queued = [
-                self._entries[i]
+                self.entry_queue.by_id[i]
                 for i in entry_ids
-                if i not in self._active and self._entries[i].status is EntryStatus.QUEUED
+                if i not in self._active and self.entry_queue.by_id[i].status is EntryStatus.QUEUED
             ]
             if not running and not queued:
                 return
@@ -564,7 +384,7 @@ class Engine:
                 if active.task is not None:
                     active.task.cancel()
             for entry in queued:
-                await self._update(
+                await self.entry_queue.update(
                     entry, status=EntryStatus.CANCELLED, note=INTERRUPTED_NOTE, finished=time.time()
                 )
             await asyncio.gather(
@@ -605,7 +425,9 @@ class Engine:
             self._wake.clear()
             self._start_ready(only, ignore_pause)
             if only is not None and all(
-                self._entries[i].status in FINAL_STATUSES for i in only if i in self._entries
+                self.entry_queue.by_id[i].status in FINAL_STATUSES
+                for i in only
+                if i in self.entry_queue.by_id
             ):
                 return
             await self._wake.wait()
@@ -638,30 +460,30 @@ class Engine:
             await run
         except StateDamaged as exc:
             log.error("%s", exc.one_line())
-            self.bus.emit(Warning(message=exc.one_line()))
+            self.bus.emit(WarningEvent(message=exc.one_line()))
 
     async def _run_entry(self, entry: QueueEntry, active: _RunningEntry) -> None:
         try:
-            entry = await self._update(
+            entry = await self.entry_queue.update(
                 entry, status=EntryStatus.RUNNING, started=time.time(), error=None, note=None
             )
             skip = await self._skip_reason(entry)
             if skip is not None:
-                entry = await self._update(
+                entry = await self.entry_queue.update(
                     entry, status=EntryStatus.SKIPPED, note=skip, finished=time.time()
                 )
                 return
             summary = await self.encode_entry(entry, active)
-            entry = await self._update(
-                self._entries.get(entry.id, entry),
+            entry = await self.entry_queue.update(
+                self.entry_queue.by_id.get(entry.id, entry),
                 status=EntryStatus.DONE,
                 summary=summary,
                 finished=time.time(),
                 stage=None,
             )
         except DraptoError as exc:
-            entry = await self._update(
-                self._entries.get(entry.id, entry),
+            entry = await self.entry_queue.update(
+                self.entry_queue.by_id.get(entry.id, entry),
                 status=EntryStatus.FAILED,
                 error=exc.one_line(),
                 finished=time.time(),
@@ -669,18 +491,18 @@ class Engine:
             )
         except Exception as exc:  # a bug must fail its job, not hang the queue
             log.exception("entry %d failed unexpectedly", entry.id)
-            entry = await self._update(
-                self._entries.get(entry.id, entry),
+            entry = await self.entry_queue.update(
+                self.entry_queue.by_id.get(entry.id, entry),
                 status=EntryStatus.FAILED,
                 error=f"{entry.input}: internal error: {exc!r} (see the log)",
                 finished=time.time(),
                 stage=None,
             )
         except asyncio.CancelledError:
-            current = self._entries.get(entry.id, entry)
+            current = self.entry_queue.by_id.get(entry.id, entry)
             if active.interrupt_requested and not active.cancel_requested:
                 entry = await asyncio.shield(
-                    self._update(
+                    self.entry_queue.update(
                         current,
                         status=EntryStatus.CANCELLED,
                         note=INTERRUPTED_NOTE,
@@ -690,7 +512,9 @@ class Engine:
                 )
                 return
             if not active.cancel_requested:
-                await asyncio.shield(self._update(current, status=EntryStatus.QUEUED, stage=None))
+                await asyncio.shield(
+                    self.entry_queue.update(current, status=EntryStatus.QUEUED, stage=None)
+                )
                 raise
             entry = await asyncio.shield(self._cancelled(current, active))
         finally:
@@ -700,8 +524,6 @@ class Engine:
                 del self._job_entries[job]
             active.planned.set()
             self._wake.set()
-            if entry.status in FINAL_STATUSES and not active.interrupt_requested:
-                self._notify_end(entry)
 
     async def _cancelled(self, entry: QueueEntry, active: _RunningEntry) -> QueueEntry:
         orchestrator = active.orchestrator
@@ -719,7 +541,7 @@ class Engine:
                 await asyncio.to_thread(
                     shutil.rmtree, root / f"{WORK_PREFIX}{orchestrator.job}", True
                 )
-        return await self._update(
+        return await self.entry_queue.update(
             entry, status=EntryStatus.CANCELLED, finished=time.time(), stage=None
         )
 
@@ -762,7 +584,9 @@ class Engine:
                 if flag is None or flag in rollbacks:
                     raise
                 rollbacks.append(flag)
-                entry = await self._update(self._entries.get(entry.id, entry), rollbacks=rollbacks)
+                entry = await self.entry_queue.update(
+                    self.entry_queue.by_id.get(entry.id, entry), rollbacks=rollbacks
+                )
                 self._rolled_back(orchestrator, flag, exc, entry.id)
             finally:
                 watcher.cancel()
@@ -822,68 +646,36 @@ class Engine:
         )
 
     async def _skip_reason(self, entry: QueueEntry) -> str | None:
-        """Why an entry needs no encode: its source is AV1 already (unless forced), or
-        its output exists and is a finished encode of it (unless it is to be overwritten)."""
-        output, source = Path(entry.output), Path(entry.input)
+        """Why an entry needs no encode (services/skip.py), None when it is encoded."""
         options = entry.options.over(self.config.defaults)
-        if not options.force and await asyncio.to_thread(is_av1, source):
-            return ALREADY_AV1
-        if options.overwrite or not output.exists() or not source.exists():
-            return None
         request = self.request_for(entry, entry.rollbacks)
-        record = await asyncio.to_thread(job_record, request)
-        stored = await asyncio.to_thread(self.store.job, record.id)
-        if stored is not None and stored.stage is JobStage.DONE:
-            return "already encoded"
-        return await asyncio.to_thread(_output_matches, source, output, self.ffmpeg)
+        return await asyncio.to_thread(
+            skip_reason, request, force=bool(options.force), jobs=self.store, ffmpeg=self.ffmpeg
+        )
 
-    # -- bookkeeping --
-
-    async def _update(self, entry: QueueEntry, **changes: Any) -> QueueEntry:
-        """Change the entry as the engine holds it now, not as the caller last saw it:
-        two updates of one entry may overlap (a job's id noted in the background while
-        the job fails), and the later must not undo the other."""
-        updated = self._entries.get(entry.id, entry).model_copy(update=changes)
-        if updated.id > 0:
-            self._entries[updated.id] = updated
-            await self._store([updated.id])
-        return updated
-
-    async def _store(self, entry_ids: list[int]) -> None:
-        """Write these entries as they are when their turn comes, then tell clients."""
-        async with self._writing:
-            latest = [self._entries[i] for i in entry_ids if i in self._entries]
-            if latest:
-                await asyncio.to_thread(self.queue.put_all, latest)
-        for entry_id in entry_ids:
-            if entry_id in self._entries:
-                self.bus.emit(EntryChanged(entry=self._entries[entry_id]))
+    # -- what the jobs' events say about their entries --
 
     def _job_started(self, entry_id: int, job: str) -> None:
         self._job_entries[job] = entry_id
-        entry = self._entries.get(entry_id)
+        entry = self.entry_queue.by_id.get(entry_id)
         if entry is not None and entry.job != job:
-            self._spawn(self._update(entry, job=job))
+            self._spawn(self.entry_queue.update(entry, job=job))
 
     def _observe(self, event: Event) -> None:
         self.view.apply(event)
         if isinstance(event, AnalysisReady) and event.job in self._job_entries:
             self._analysed(self._job_entries[event.job], event.dynamic_range)
         if isinstance(event, StageChanged) and event.job in self._job_entries:
-            entry = self._entries.get(self._job_entries[event.job])
+            entry = self.entry_queue.by_id.get(self._job_entries[event.job])
             if entry is not None and entry.status is EntryStatus.RUNNING:
-                updated = entry.model_copy(update={"stage": event.stage, "job": event.job})
-                self._entries[entry.id] = updated
-                self.bus.emit(EntryChanged(entry=updated))
+                self.entry_queue.amend(entry, stage=event.stage, job=event.job)
 
     def _analysed(self, entry_id: int, dynamic_range: str) -> None:
         """The entry keeps its dynamic range (stored with its next update): clients show
         it for finished entries of earlier sessions and of batch runs too."""
-        entry = self._entries.get(entry_id)
+        entry = self.entry_queue.by_id.get(entry_id)
         if entry is not None and entry.dynamic_range != dynamic_range:
-            updated = entry.model_copy(update={"dynamic_range": dynamic_range})
-            self._entries[entry_id] = updated
-            self.bus.emit(EntryChanged(entry=updated))
+            self.entry_queue.amend(entry, dynamic_range=dynamic_range)
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -899,7 +691,7 @@ class Engine:
             try:
                 save_flags(self._flags_file, self._saved_flags)
             except OSError as exc:
-                self.bus.emit(Warning(message=f"{self._flags_file}: flags not saved ({exc})"))
+                self.bus.emit(WarningEvent(message=f"{self._flags_file}: flags not saved ({exc})"))
         self.bus.emit(FlagChanged(flag=view, previous=previous, reason=reason))
 
     def _memory_notice(self, message: str) -> None:
@@ -916,76 +708,3 @@ class Engine:
                     local_slots=self.cluster_options is None or self.cluster_options.local_slots,
                 )
             )
-
-    def _notify_end(self, entry: QueueEntry) -> None:
-        url = self.config.notify_url
-        if not url or entry.id <= 0:
-            return
-        name = Path(entry.input).name
-        message = {
-            EntryStatus.DONE: f"{name}: done"
-            + (
-                f", {size_change(entry.summary.reduction_percent, 0)} in {entry.summary.wall_s:.0f} s"
-                if entry.summary
-                else ""
-            ),
-            EntryStatus.FAILED: f"{name}: failed: {entry.error}",
-            EntryStatus.SKIPPED: f"{name}: skipped ({entry.note})",
-            EntryStatus.CANCELLED: f"{name}: cancelled",
-        }[entry.status]
-        self._spawn(self.notify(f"drapto: job {entry.status.value}", message, entry.status.value))
-
-    async def notify(self, title: str, message: str, tag: str) -> None:
-        """POST to the configured notify_url; a failure is a warning, never a failed job."""
-        from drapto_engine.infrastructure.notify import notify
-
-        url = self.config.notify_url
-        if not url:
-            return
-        error = await notify(url, title, message, tags=[tag])
-        if error is not None:
-            self.bus.emit(Warning(message=f"notification to {url} failed: {error}"))
-
-
-def absolute_path(text: str) -> Path:
-    """A path a client sent: it must be absolute (a relative one would be read against
-    the engine's working folder, which the client knows nothing of)."""
-    if not text:
-        raise DraptoError("an empty path was given (paths must be absolute)")
-    path = Path(text)
-    if not path.is_absolute():
-        raise DraptoError(
-            "is a relative path: the engine needs absolute paths", text, hint="give the full path"
-        )
-    return path
-
-
-def _named_outputs(
-    pairs: list[tuple[Path, Path]],
-) -> tuple[list[tuple[Path, Path]], list[tuple[Path, Path, str]]]:
-    """The (input, output) pairs whose output names pass services/outputs.py, and the
-    others as failures (a folder named like an output). Their folders are checked when
-    each job starts: an output_dir's subfolders are made then."""
-    good: list[tuple[Path, Path]] = []
-    refused: list[tuple[Path, Path, str]] = []
-    for source, output in pairs:
-        try:
-            check_output_path(output, source, made_folder=True)
-        except DraptoError as exc:
-            refused.append((source, output, exc.one_line()))
-        else:
-            good.append((source, output))
-    return good, refused
-
-
-def _output_matches(source: Path, output: Path, ffmpeg: str) -> str | None:
-    """ "output exists and validates" when an existing output is AV1 with the source's
-    frame count; None when it is something else (then it is not ours to skip)."""
-    try:
-        existing, original = probe(output, ffmpeg), probe(source, ffmpeg)
-    except DraptoError:
-        return None
-    same = (
-        existing.video.codec == "av1" and existing.video.frame_count == original.video.frame_count
-    )
-    return "output exists and validates" if same else None

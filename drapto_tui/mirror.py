@@ -21,13 +21,13 @@ from drapto_engine.core.events import (
     QueueStateChanged,
     ResourcesSampled,
     RolledBack,
-    Warning,
+    WarningEvent,
 )
 from drapto_engine.core.jobs import EntryStatus, QueueEntry
 from drapto_tui import presentation
 from drapto_tui.client import EngineConnection
 
-NOTABLE = (Warning, Alert, RolledBack, JobFinished, FlagChanged)
+NOTABLE = (WarningEvent, Alert, RolledBack, JobFinished, FlagChanged)
 """Events a person is told of; besides them, an entry that fails (whether or not its
 job had started: the entry's change is the one sign of every failure)."""
 

@@ -16,14 +16,14 @@ from drapto_engine.core.events import (
     FlagChanged,
     JobFinished,
     RolledBack,
-    Warning,
+    WarningEvent,
 )
 from drapto_engine.core.flags import FlagSource
 from drapto_engine.core.jobs import QueueEntry
 from drapto_tui import presentation
 
 Severity = Literal["information", "warning", "error"]
-POPPED = (Warning, Alert, RolledBack)
+POPPED = (WarningEvent, Alert, RolledBack)
 """Events the header counts until the log is looked at, as it does failures; the rest
 (finished jobs, flag changes) only go to the log."""
 
@@ -47,7 +47,7 @@ def describe(event: Event, name: str | None = None) -> Notice | None:
     pop_up = isinstance(event, POPPED)
     text: str
     severity: Severity = "warning"
-    if isinstance(event, Warning):
+    if isinstance(event, WarningEvent):
         text = event.message
     elif isinstance(event, Alert):
         segment = f" (segment {event.index})" if event.index is not None else ""

@@ -31,7 +31,7 @@ from drapto_engine.core.jobs import (
     JobOptions,
 )
 from drapto_engine.infrastructure.paths import MAX_SOCKET_PATH
-from drapto_engine.infrastructure.resources import cpu_count
+from drapto_engine.infrastructure.workers import cpu_count
 from drapto_engine.services import outputs
 
 PRESETS = (PRESET_MIN, PRESET_MAX)

@@ -16,16 +16,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import itertools
-import os
 import signal
 import sys
-import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from drapto_engine.cli.admin import running_engine
 from drapto_engine.cli.follow import (
@@ -39,13 +35,18 @@ from drapto_engine.cli.follow import (
     stop_on_signals,
 )
 from drapto_engine.cli.printers import Printer, make_printer
+from drapto_engine.cli.summary import (
+    INTERRUPTED,
+    print_summary,
+    size_text,
+    summary_rows,
+    write_summary,
+)
 from drapto_engine.config import Config, load_config
-from drapto_engine.core.api import INTERRUPTED_NOTE, EngineAPI
+from drapto_engine.core.api import EngineAPI
 from drapto_engine.core.errors import DraptoError
-from drapto_engine.core.events import EventBus, Warning
-from drapto_engine.core.jobs import FINAL_STATUSES, EntryStatus, JobOptions, QueueEntry
-from drapto_engine.core.metrics import size_change
-from drapto_engine.core.text import dumps
+from drapto_engine.core.events import EventBus, WarningEvent
+from drapto_engine.core.jobs import EntryStatus, JobOptions, QueueEntry
 from drapto_engine.infrastructure import paths
 from drapto_engine.infrastructure.ffmpeg.toolchain import find_toolchain
 from drapto_engine.server.client import EngineClient
@@ -56,7 +57,6 @@ if TYPE_CHECKING:
 
 EXIT_INVALID = 2
 PLAIN_STEP_PERCENT = 10.0
-INTERRUPTED = "interrupted"
 """A job's status in the summary when the run ended before it did (stopped, or the
 engine was lost); the next run resumes it."""
 
@@ -161,7 +161,7 @@ async def _batch(
     text += (f", {failed} failed" if failed else "") + (
         f", {unfinished} interrupted" if unfinished else ""
     )
-    text += _size_text(rows)
+    text += size_text(rows)
     finished = not unfinished and not stop.is_set() and lost_engine is None
     await _notify(
         config, f"drapto: batch {'finished' if finished else 'interrupted'}", text, printer
@@ -182,17 +182,6 @@ async def _batch(
         )
         return 128 + stopped_by[0]
     return 1 if failed else 0
-
-
-def _size_text(rows: list[dict[str, Any]]) -> str:
-    """ "; 120.0 MB -> 80.0 MB (33% smaller)" over the jobs this run encoded, or ""."""
-    done = [r for r in rows if r["status"] == EntryStatus.DONE.value and r["input_bytes"]]
-    source = sum(r["input_bytes"] for r in done)
-    output = sum(r["output_bytes"] or 0 for r in done)
-    if not source:
-        return ""
-    change = size_change(100.0 * (1 - output / source), 0)
-    return f"; encoded {source / 1e6:.1f} MB -> {output / 1e6:.1f} MB ({change})"
 
 
 def _jobs(count: int, what: str) -> str:
@@ -305,10 +294,10 @@ async def _follow_remote(
 ) -> Followed:
     """Submit to the running engine and print its events for our entries until they
     end, the user stops us (the engine then interrupts them) or the engine is lost."""
-    printer.handle(Warning(message="submitting to the running engine service"))
+    printer.handle(WarningEvent(message="submitting to the running engine service"))
     if batch.defaults.workers:
         printer.handle(
-            Warning(message="the queue file's workers is ignored: the engine's bound applies")
+            WarningEvent(message="the queue file's workers is ignored: the engine's bound applies")
         )
     try:
         return await follow(client, lambda c: _submit(c, batch, label), printer, stop)
@@ -327,107 +316,4 @@ async def _notify(config: Config, title: str, message: str, printer: Printer) ->
 
     error = await notify(config.notify_url, title, message, tags=["batch"])
     if error is not None:
-        printer.handle(Warning(message=f"notification to {config.notify_url} failed: {error}"))
-
-
-def summary_rows(entries: Iterable[QueueEntry]) -> list[dict[str, Any]]:
-    rows = []
-    for e in entries:
-        s = e.summary
-        out = Path(e.output)
-        rows.append(
-            {
-                "status": summary_status(e),
-                "input": e.input,
-                "output": e.output,
-                "input_bytes": s.input_bytes if s else _size(Path(e.input)),
-                "output_bytes": s.output_bytes
-                if s
-                else (_size(out) if e.status is EntryStatus.SKIPPED else None),
-                "reduction_percent": round(s.reduction_percent, 2) if s else None,
-                "wall_s": round(s.wall_s, 2) if s else None,
-                "fps": round(s.encode_fps, 2) if s else None,
-                "note": e.error or e.note,
-                "rollbacks": e.rollbacks,
-            }
-        )
-    return rows
-
-
-def summary_status(entry: QueueEntry) -> str:
-    """The entry's status, or "interrupted" when the run ended before the entry did."""
-    if entry.status not in FINAL_STATUSES:
-        return INTERRUPTED
-    if entry.status is EntryStatus.CANCELLED and entry.note == INTERRUPTED_NOTE:
-        return INTERRUPTED
-    return entry.status.value
-
-
-def _size(path: Path) -> int | None:
-    try:
-        return path.stat().st_size
-    except OSError:
-        return None
-
-
-STATUS_WIDTH = max(len(INTERRUPTED), *(len(s.value) for s in EntryStatus))
-"""The status column fits every status a row can have."""
-
-
-def print_summary(rows: list[dict[str, Any]], out: Any) -> None:
-    w = STATUS_WIDTH
-    header = f"{'status':<{w}} {'input':<40} {'in MB':>8} {'out MB':>8} {'saved':>7} {'wall s':>8} {'fps':>7}"
-    print("\n" + header, file=out)
-    for row in rows:
-        name = Path(row["input"]).name
-        name = name if len(name) <= 40 else name[:37] + "..."
-        print(
-            f"{row['status']:<{w}} {name:<40} {_mb(row['input_bytes']):>8} {_mb(row['output_bytes']):>8} "
-            f"{_num(row['reduction_percent'], '%'):>7} {_num(row['wall_s']):>8} {_num(row['fps']):>7}",
-            file=out,
-        )
-        if row["status"] == EntryStatus.FAILED.value and row["note"]:
-            print(f"{'':<{w}} {row['note']}", file=out)
-    out.flush()
-
-
-def _mb(size: int | None) -> str:
-    return "-" if size is None else f"{size / 1e6:.1f}"
-
-
-def _num(value: float | None, unit: str = "") -> str:
-    return "-" if value is None else f"{value:.1f}{unit}"
-
-
-def write_summary(state_dir: Path, label: str, rows: list[dict[str, Any]], wall: float) -> Path:
-    """The summary as JSON: one file per run (never another run's, even one that ended
-    in the same second) and `last-batch.json` beside them, each written whole under a
-    temporary name first."""
-    folder = state_dir / "batches"
-    folder.mkdir(parents=True, exist_ok=True)
-    data = {"batch": label, "wall_s": round(wall, 2), "jobs": rows}
-    text = dumps(data, indent=2)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    for n in itertools.count(1):
-        path = folder / (f"batch-{stamp}.json" if n == 1 else f"batch-{stamp}-{n}.json")
-        with contextlib.suppress(FileExistsError):
-            _write_whole(path, text, replace=False)
-            break
-    _write_whole(state_dir / "last-batch.json", text, replace=True)
-    return path
-
-
-def _write_whole(path: Path, text: str, *, replace: bool) -> None:
-    """`text` in `path`, never half written: a hidden temporary file beside it, then a
-    rename (os.replace) or, with replace=False, a hard link that fails if `path` exists."""
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    temporary = Path(name)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as file:
-            file.write(text)
-        if replace:
-            os.replace(temporary, path)
-        else:
-            os.link(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
+        printer.handle(WarningEvent(message=f"notification to {config.notify_url} failed: {error}"))

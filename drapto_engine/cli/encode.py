@@ -24,7 +24,7 @@ from drapto_engine.cli.follow import (
 from drapto_engine.cli.printers import Printer, make_printer
 from drapto_engine.config import Config, load_config
 from drapto_engine.core.errors import DraptoError, UsageError
-from drapto_engine.core.events import EntryChanged, Event, EventBus, Warning
+from drapto_engine.core.events import EntryChanged, Event, EventBus, WarningEvent
 from drapto_engine.core.flags import FlagState, parse_override
 from drapto_engine.core.jobs import EntryStatus, JobOptions, QueueEntry
 from drapto_engine.core.models import DEFAULTS
@@ -222,7 +222,9 @@ async def _through_engine(
     in the engine (encoders stopped, finished segments kept)."""
     printer = make_printer(args.progress, sys.stdout)
     if args.workers:
-        printer.handle(Warning(message="--workers is ignored: the running engine's bound applies"))
+        printer.handle(
+            WarningEvent(message="--workers is ignored: the running engine's bound applies")
+        )
     stop, stopped_by = stop_on_signals()
     try:
         followed = await follow(

@@ -23,7 +23,7 @@ from typing import TypeVar
 from drapto_engine.cli.printers import Printer
 from drapto_engine.config import Config
 from drapto_engine.core.errors import DraptoError
-from drapto_engine.core.events import EntryChanged, Event, Warning
+from drapto_engine.core.events import EntryChanged, Event, WarningEvent
 from drapto_engine.core.jobs import FINAL_STATUSES, QueueEntry
 from drapto_engine.server.client import EngineClient, EngineLost
 
@@ -79,7 +79,7 @@ async def follow(
     try:
         snapshot = await client.subscribe()  # before submitting: no event of ours is missed
         if snapshot.paused:
-            printer.handle(Warning(message="the engine is paused: jobs wait until it resumes"))
+            printer.handle(WarningEvent(message="the engine is paused: jobs wait until it resumes"))
         state.take(await submit(client))
     except EngineLost as exc:
         state.ending, state.lost = Ending.LOST, client.lost or exc.problem

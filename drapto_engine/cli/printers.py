@@ -22,7 +22,7 @@ from drapto_engine.core.events import (
     SegmentProgress,
     SegmentsPlanned,
     StageChanged,
-    Warning,
+    WarningEvent,
 )
 from drapto_engine.core.metrics import JobMetrics, counted, size_change
 from drapto_engine.core.text import model_json
@@ -172,7 +172,7 @@ class PlainPrinter:
                 return f"[{event.job}] segment {event.index} failed (attempt {event.attempt}{retry}): {event.error}"
             case AudioDone():
                 return f"[{event.job}] audio #{event.stream}: opus {event.channels} ch {event.bitrate_kbps}k"
-            case Warning(message=message):
+            case WarningEvent(message=message):
                 return f"[{event.job or 'engine'}] warning: {message}"
             case JobFinished():
                 return "\n".join(summary_lines(event))

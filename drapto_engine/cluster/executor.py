@@ -4,7 +4,7 @@ The engine hosts a Dask scheduler (host.py); this executor places each segment:
 a free local slot runs it here, exactly as LocalExecutor does; otherwise a remote worker
 with a free `encoder` slot runs it, reading the source through its own mount when its
 `--path-map` covers the source (shared storage) and leads to the same file (its size and
-fingerprint are compared there), else from the segment's packets shipped as bytes
+fingerprint are compared there with those the orchestrator read when the job started), else from the segment's packets shipped as bytes
 (tasks.py). With no usable worker (none joined, the
 `distributed_encoding` flag off, or the job rolled back to local) it waits for a local
 slot, so one machine alone behaves as it always did.
@@ -49,7 +49,6 @@ from drapto_engine.cluster.tasks import (
     PacketIndex,
     encode_mapped_segment,
     encode_shipped_segment,
-    file_identity,
     map_path,
     packet_index,
     progress_of,
@@ -65,6 +64,7 @@ from drapto_engine.infrastructure.hdr_probe import count_rpu_frames
 from drapto_engine.services.encoding.plan import VideoPlan
 from drapto_engine.services.executors import SegmentRejected, SegmentRun, SegmentWork
 from drapto_engine.services.executors.local import LocalExecutor, check_frames
+from drapto_engine.services.quality.runner import Outcome
 from drapto_engine.services.workdir import video_packets
 
 log = logging.getLogger(__name__)
@@ -125,28 +125,44 @@ class RemoteSlot:
         return str(self.worker.name)
 
     async def encode(self, work: SegmentWork) -> SegmentRun:
+        """Encode one segment on this worker: read through a path map where a worker
+        sees the source (shared storage), else from its packets shipped to it."""
+        run = await self._mapped(work)
+        return run if run is not None else await self._shipped(work)
+
+    async def _mapped(self, work: SegmentWork) -> SegmentRun | None:
+        """The run on a worker that reads the source through its path map, or None when
+        this worker does not see it or found another file under its name (that worker
+        is then remembered and sent packets from now on)."""
         ex, plan, segment = self.executor, work.plan, work.segment
         covering = [
             w.address
             for w in ex.workers()
             if _covers(w, plan.source) and w.address not in ex.mismatched.get(plan.source, ())
         ]
-        if self.worker.address in covering:  # shared storage: any worker that sees it
-            expected = await ex.identity(plan.source)
-            options: dict[str, Any] = {"workers": covering, "allow_other_workers": False}
-            try:
-                return await self._run(
-                    work, encode_mapped_segment, (plan, segment), {"expected": expected}, options
-                )
-            except MappedSourceMismatch as exc:
-                address = self.addresses[-1] if self.addresses else self.worker.address
-                ex.mismatched.setdefault(plan.source, set()).add(address)
-                log.warning(
-                    "segment %d: %s; its packets are shipped to that worker instead",
-                    segment.index,
-                    exc.problem,
-                )
-        index = await ex.index(plan.source)
+        if self.worker.address not in covering or work.source is None:
+            return None
+        # the fingerprint the orchestrator read when the job started, not a read of our own
+        expected = FileIdentity(work.source.size, work.source.fingerprint)
+        options: dict[str, Any] = {"workers": covering, "allow_other_workers": False}
+        try:
+            return await self._run(
+                work, encode_mapped_segment, (plan, segment), {"expected": expected}, options
+            )
+        except MappedSourceMismatch as exc:
+            address = self.addresses[-1] if self.addresses else self.worker.address
+            ex.mismatched.setdefault(plan.source, set()).add(address)
+            log.warning(
+                "segment %d: %s; its packets are shipped to that worker instead",
+                segment.index,
+                exc.problem,
+            )
+            return None
+
+    async def _shipped(self, work: SegmentWork) -> SegmentRun:
+        """The run on a worker sent the segment's packets (and the decoder's preroll)."""
+        plan, segment = work.plan, work.segment
+        index = await self.executor.index(plan.source)
         packets, preroll = await asyncio.to_thread(
             ship_segment, plan.source, segment.start_frame, segment.end_frame, index
         )
@@ -168,9 +184,32 @@ class RemoteSlot:
         options: dict[str, Any],
         shipped: int = 0,
     ) -> SegmentRun:
-        """Submit one segment task, wait for its bytes, write and count them."""
-        ex, plan, segment = self.executor, work.plan, work.segment
-        key = f"{KEY_PREFIX}{work.job[:12]}-{segment.index}-{uuid.uuid4().hex[:8]}"
+        """Submit one segment task, wait for its bytes, write and check them."""
+        key = f"{KEY_PREFIX}{work.job[:12]}-{work.segment.index}-{uuid.uuid4().hex[:8]}"
+        future = self._submit(key, work, function, args, kwargs, options)
+        data, quality = await self._wait(future, key, work)
+        frames = await self._check(work, data)
+        return SegmentRun(
+            frames=frames,
+            host=self._last(),
+            remote=True,
+            shipped_bytes=shipped + len(data),
+            runs=max(1, len(self.hosts)),
+            quality=quality,
+        )
+
+    def _submit(
+        self,
+        key: str,
+        work: SegmentWork,
+        function: Callable[..., Encoded],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        options: dict[str, Any],
+    ) -> Any:
+        """Submit the task under `key`, its start and progress reports routed to `work`
+        (the routes are removed by `_wait`)."""
+        ex = self.executor
 
         def started(address: str) -> None:
             host = ex.name_of(address)
@@ -180,7 +219,7 @@ class RemoteSlot:
 
         ex.watch.starts[key] = started
         ex.watch.progress[key] = work.on_progress
-        future = ex.client.submit(
+        return ex.client.submit(
             segment_task,
             function,
             *args,
@@ -191,10 +230,15 @@ class RemoteSlot:
             retries=0,
             **options,
         )
+
+    async def _wait(self, future: Any, key: str, work: SegmentWork) -> tuple[bytes, Outcome | None]:
+        """The segment's bytes and a target search's outcome; each way a remote run can
+        fail becomes an EncodeError (a worker's own failure counts towards rolling the
+        job back to local)."""
+        ex, plan, segment = self.executor, work.plan, work.segment
         try:
             record = await self._result(future, key, work)
-            data = segment_result(record)
-            quality = segment_quality(record)
+            return segment_result(record), segment_quality(record)
         except (asyncio.CancelledError, SegmentRejected):
             with contextlib.suppress(Exception):
                 await asyncio.shield(ex.client.cancel([future], force=True))
@@ -239,6 +283,11 @@ class RemoteSlot:
             ex.watch.starts.pop(key, None)
             ex.watch.progress.pop(key, None)
             future.release()
+
+    async def _check(self, work: SegmentWork, data: bytes) -> int:
+        """Write the bytes to the segment's partial file and count its frames (and Dolby
+        Vision RPUs): the engine's own check of what a worker sent. Returns the frames."""
+        plan, segment = work.plan, work.segment
         await asyncio.to_thread(work.partial.write_bytes, data)
         frames = await asyncio.to_thread(video_packets, work.partial)
         try:
@@ -252,15 +301,8 @@ class RemoteSlot:
                         plan.source,
                     )
         except EncodeError as exc:
-            ex.remote_failed(work.job, exc)
-        return SegmentRun(
-            frames=frames,
-            host=self._last(),
-            remote=True,
-            shipped_bytes=shipped + len(data),
-            runs=max(1, len(self.hosts)),
-            quality=quality,
-        )
+            self.executor.remote_failed(work.job, exc)
+        return frames
 
     async def _result(self, future: Any, key: str, work: SegmentWork) -> object:
         """The task's result; SegmentRejected when no worker is left that may run it (the
@@ -319,7 +361,6 @@ class DaskExecutor:
         self.failures: dict[str, int] = {}
         self.rolled_back: set[str] = set()
         self._indexes: dict[Path, asyncio.Task[PacketIndex]] = {}
-        self._identities: dict[Path, asyncio.Task[FileIdentity]] = {}
         self.mismatched: dict[Path, set[str]] = {}
         """Workers (by address) whose path map leads to another file than the source."""
 
@@ -375,16 +416,6 @@ class DaskExecutor:
         if task is None or (task.done() and task.exception() is not None):
             task = self._indexes[source] = asyncio.ensure_future(
                 asyncio.to_thread(packet_index, source)
-            )
-        return await asyncio.shield(task)
-
-    async def identity(self, source: Path) -> FileIdentity:
-        """The source's size and fingerprint, read once per file, that a worker compares
-        with the file its path map leads to."""
-        task = self._identities.get(source)
-        if task is None or (task.done() and task.exception() is not None):
-            task = self._identities[source] = asyncio.ensure_future(
-                asyncio.to_thread(file_identity, source)
             )
         return await asyncio.shield(task)
 

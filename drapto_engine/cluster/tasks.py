@@ -54,10 +54,10 @@ from drapto_engine.core.models import Segment
 from drapto_engine.infrastructure.extents import stream_extents
 from drapto_engine.infrastructure.ffmpeg.progress import Progress, ProgressParser
 from drapto_engine.infrastructure.ffmpeg.toolchain import find_toolchain
-from drapto_engine.infrastructure.resources import cpu_count, threads_per_worker
 from drapto_engine.infrastructure.scratch import prefix, scratch_root
 from drapto_engine.infrastructure.shown import FirstShown
 from drapto_engine.infrastructure.source_identity import fingerprint
+from drapto_engine.infrastructure.workers import cpu_count, threads_per_worker
 from drapto_engine.services.encoding.plan import VideoPlan
 from drapto_engine.services.encoding.svt import SEGMENT_SUFFIX, encoder_for
 from drapto_engine.services.quality.runner import Machine, Outcome, reach_target

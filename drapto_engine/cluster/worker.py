@@ -42,8 +42,8 @@ from drapto_engine.cluster.toolchain import differences, fingerprint
 from drapto_engine.core.errors import DraptoError, ToolchainError
 from drapto_engine.core.metrics import counted
 from drapto_engine.core.models import ResolutionClass
-from drapto_engine.infrastructure.resources import default_workers
 from drapto_engine.infrastructure.scratch import make_folder, remove_dead
+from drapto_engine.infrastructure.workers import default_workers
 
 log = logging.getLogger(__name__)
 

@@ -142,7 +142,9 @@ class AudioDone(_Event):
     wall_s: float
 
 
-class Warning(_Event):
+class WarningEvent(_Event):
+    """Something a person should know that fails nothing (its wire type is "warning")."""
+
     type: Literal["warning"] = "warning"
     message: str
 
@@ -238,7 +240,7 @@ Event = Annotated[
     | SegmentDone
     | SegmentFailed
     | AudioDone
-    | Warning
+    | WarningEvent
     | JobFinished
     | JobFailed
     | FlagChanged

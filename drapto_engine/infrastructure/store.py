@@ -1,4 +1,6 @@
-"""SQLite state store (WAL): jobs, their segments and who holds each job.
+"""SQLite state store (WAL): jobs, their segments and who holds each job. The queue
+table and meta values are read and written by `QueueStore` (queue_store.py); a damaged
+file is recognised, read out and moved aside by store_recovery.py.
 
 Every write commits at once, so whatever a crash leaves is consistent. Calls block;
 the StateManager runs them in a thread.
@@ -19,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import os
 import sqlite3
 import threading
@@ -28,10 +29,6 @@ from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pydantic
-from pydantic import ValidationError
-
-from drapto_engine.core.jobs import QueueEntry
 from drapto_engine.core.models import SegmentState
 from drapto_engine.core.state import (
     IllegalTransition,
@@ -43,7 +40,8 @@ from drapto_engine.core.state import (
     check_job,
     check_segment,
 )
-from drapto_engine.core.text import model_from_json, model_json
+from drapto_engine.infrastructure.queue_store import QueueStore
+from drapto_engine.infrastructure.store_recovery import Recovery, is_damage, replace_damaged
 
 QUALITY_COLUMNS = (
     ("crf", "INTEGER"),
@@ -137,49 +135,6 @@ class Claim:
     dropped: list[JobRecord] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
-class Recovery:
-    """A damaged state file found at open, moved aside and replaced."""
-
-    moved_to: Path
-    reason: str
-    queue_kept: int
-    queue_total: int | None
-    """Entries the damaged file had, when even that could be counted."""
-    jobs_unread: int | None
-    """Job records that could not be read (None: the table could not be read at all)."""
-
-    def message(self, path: Path) -> str:
-        if self.queue_total is not None:
-            unread = self.queue_total - self.queue_kept
-            queue = f"{self.queue_kept} of {self.queue_total} queue entries recovered" + (
-                f", {unread} could not be read and are lost" if unread else ""
-            )
-        elif self.queue_kept:
-            queue = f"{self.queue_kept} queue entries recovered, any others could not be read"
-        else:
-            queue = "the queue could not be read and is lost"
-        jobs = (
-            "job records could not be read"
-            if self.jobs_unread is None
-            else f"{self.jobs_unread} job records could not be read"
-            if self.jobs_unread
-            else "job records were dropped"
-        )
-        return (
-            f"{path}: state database is damaged ({self.reason}); moved aside to "
-            f"{self.moved_to.name} and started afresh: {queue}; {jobs} (unfinished jobs "
-            "keep the finished segments in their work folders)"
-        )
-
-
-def _damage(exc: sqlite3.DatabaseError) -> bool:
-    """Whether an error means the file itself is damaged (not a bug or a lock)."""
-    return getattr(exc, "sqlite_errorname", "") in ("SQLITE_CORRUPT", "SQLITE_NOTADB") or any(
-        text in str(exc) for text in ("malformed", "not a database")
-    )
-
-
 class StateStore:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -190,7 +145,7 @@ class StateStore:
         try:
             self._db = self._open()
         except sqlite3.DatabaseError as exc:
-            if not _damage(exc):
+            if not is_damage(exc):
                 raise StateDamaged(f"state database cannot be opened ({exc})", path) from exc
             # one process at a time moves it aside (another may be doing it now)
             with path.with_name(f"{path.name}.recover-lock").open("a") as guard:
@@ -198,13 +153,13 @@ class StateStore:
                 try:
                     self._db = self._open()  # another process replaced it meanwhile
                 except sqlite3.DatabaseError as again:
-                    if not _damage(again):
+                    if not is_damage(again):
                         raise StateDamaged(
                             f"state database cannot be opened ({again})", path
                         ) from again
-                    self.recovered = self._replace_damaged(str(exc))
+                    self.recovered, salvage = replace_damaged(path, str(exc))
                     self._db = self._open()
-                    self._restore_queue()
+                    salvage.restore(QueueStore(self))
 
     def _open(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=10)
@@ -222,63 +177,6 @@ class StateStore:
             db.close()
             raise
         return db
-
-    def _replace_damaged(self, reason: str) -> Recovery:
-        """Read what can be read, then move the damaged file (and its WAL) aside."""
-        total: int | None = None
-        jobs_unread: int | None = None
-        with contextlib.closing(sqlite3.connect(self.path)) as old:
-            with contextlib.suppress(sqlite3.DatabaseError):
-                total = int(old.execute("SELECT count(*) FROM queue").fetchone()[0])
-            rows: list[tuple[int, int, str]] = []
-            with contextlib.suppress(sqlite3.DatabaseError):
-                # in rowid order, rows come out one by one until the damaged page
-                for row in old.execute("SELECT position, id, entry FROM queue ORDER BY id"):
-                    rows.append((int(row[0]), int(row[1]), str(row[2])))
-            self._salvaged = [entry for _, _, entry in sorted(rows)]
-            self._meta: list[tuple[str, str]] = []
-            with contextlib.suppress(sqlite3.DatabaseError):  # paused, the worker bound
-                for row in old.execute("SELECT key, value FROM meta"):
-                    self._meta.append((str(row[0]), str(row[1])))
-            with contextlib.suppress(sqlite3.DatabaseError):
-                count = int(old.execute("SELECT count(*) FROM jobs").fetchone()[0])
-                readable = 0
-                with contextlib.suppress(sqlite3.DatabaseError):
-                    for _ in old.execute("SELECT * FROM jobs"):
-                        readable += 1
-                jobs_unread = count - readable
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        moved = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
-        n = 1
-        while moved.exists():
-            n += 1
-            moved = self.path.with_name(f"{self.path.name}.corrupt-{stamp}-{n}")
-        for suffix in ("-wal", "-shm"):
-            side = self.path.with_name(self.path.name + suffix)
-            if side.exists():
-                os.replace(side, moved.with_name(moved.name + suffix))
-        os.replace(self.path, moved)
-        kept = 0
-        for text in self._salvaged:
-            try:
-                model_from_json(QueueEntry, text)
-                kept += 1
-            except ValidationError:
-                pass
-        return Recovery(moved, reason, kept, total, jobs_unread)
-
-    def _restore_queue(self) -> None:
-        """The salvaged entries (and settings) go into the fresh store, in their order."""
-        queue = QueueStore(self)
-        for key, value in self._meta:
-            queue.set_meta(key, value)
-        for text in self._salvaged:
-            try:
-                entry = model_from_json(QueueEntry, text)
-            except ValidationError:
-                continue
-            queue.add(entry)
-        self._salvaged = []
 
     @staticmethod
     def _migrate(db: sqlite3.Connection) -> None:
@@ -307,7 +205,7 @@ class StateStore:
         except sqlite3.DatabaseError as exc:
             if isinstance(exc, sqlite3.IntegrityError | sqlite3.ProgrammingError):
                 raise  # a bug
-            if _damage(exc):
+            if is_damage(exc):
                 raise StateDamaged(
                     f"state database is damaged ({exc}); it is moved aside and replaced "
                     "when drapto next starts",
@@ -535,77 +433,6 @@ class _Refused(Exception):
         self.claim = claim
 
 
-class QueueStore:
-    """The library queue, in the same database as the jobs: entries in order, and meta
-    values (paused, worker bound). An entry is stored whole as JSON; its position is a
-    column so that the order is one query."""
-
-    def __init__(self, store: StateStore) -> None:
-        self.amended: list[str] = []
-        """What reading the stored entries had to change or leave out, for a warning."""
-        self.store = store
-
-    def entries(self) -> list[QueueEntry]:
-        """Every stored entry. One saved under older, looser rules (say `crf = 0`) keeps
-        its place: the options it may no longer have fall back to the defaults, and
-        `self.amended` says which (the queue is never lost to a stricter check)."""
-        rows = self.store._rows("SELECT entry FROM queue ORDER BY position, id", ())
-        entries: list[QueueEntry] = []
-        for row in rows:
-            try:
-                entries.append(model_from_json(QueueEntry, row["entry"]))
-            except pydantic.ValidationError as exc:
-                entry = _amended(row["entry"], exc)
-                if entry is None:
-                    self.amended.append(f"a stored queue entry could not be read: {exc.title}")
-                    continue
-                self.put(entry)
-                self.amended.append(
-                    f"{entry.input}: stored options no longer valid were reset to the defaults "
-                    f"({', '.join(_bad_options(exc))})"
-                )
-                entries.append(entry)
-        return entries
-
-    def add(self, entry: QueueEntry) -> QueueEntry:
-        """Store a new entry at the end; returns it with its id and position."""
-        with self.store.transaction() as db:
-            last = db.execute("SELECT COALESCE(MAX(position), -1) FROM queue").fetchone()[0]
-            cursor = db.execute("INSERT INTO queue (position, entry) VALUES (?, '{}')", (last + 1,))
-            assert cursor.lastrowid is not None
-            stored = entry.model_copy(update={"id": cursor.lastrowid, "position": last + 1})
-            db.execute("UPDATE queue SET entry = ? WHERE id = ?", (model_json(stored), stored.id))
-        return stored
-
-    def put(self, entry: QueueEntry) -> None:
-        self.store._write(
-            "UPDATE queue SET position = ?, entry = ? WHERE id = ?",
-            (entry.position, model_json(entry), entry.id),
-        )
-
-    def delete(self, entry_id: int) -> None:
-        self.store._write("DELETE FROM queue WHERE id = ?", (entry_id,))
-
-    def put_all(self, entries: list[QueueEntry]) -> None:
-        """Write many entries in one transaction (a reorder renumbers them all)."""
-        with self.store.transaction() as db:
-            db.executemany(
-                "UPDATE queue SET position = ?, entry = ? WHERE id = ?",
-                [(e.position, model_json(e), e.id) for e in entries],
-            )
-
-    def get_meta(self, key: str) -> str | None:
-        rows = self.store._rows("SELECT value FROM meta WHERE key = ?", (key,))
-        return str(rows[0]["value"]) if rows else None
-
-    def set_meta(self, key: str, value: str) -> None:
-        self.store._write(
-            "INSERT INTO meta (key, value) VALUES (?, ?)"
-            " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-            (key, value),
-        )
-
-
 def _insert(db: sqlite3.Connection, job: JobRecord) -> None:
     now = time.time()
     db.execute(
@@ -648,36 +475,3 @@ def _job(row: sqlite3.Row) -> JobRecord:
 def _segment(row: sqlite3.Row) -> SegmentRecord:
     data = {key: row[key] for key in SegmentRecord.model_fields if key != "index"}
     return SegmentRecord(index=row["idx"], **data)
-
-
-def _bad_options(exc: pydantic.ValidationError) -> list[str]:
-    """The option names a stored entry's validation refused (`options.crf` -> `crf`)."""
-    names = {
-        str(err["loc"][1])
-        for err in exc.errors()
-        if len(err["loc"]) >= 2 and err["loc"][0] == "options"
-    }
-    return sorted(names) or ["options"]
-
-
-def _amended(text: str, exc: pydantic.ValidationError) -> QueueEntry | None:
-    """The stored entry with the refused options dropped, or None if that is not enough."""
-    try:
-        data = json.loads(text)
-        options = data.get("options")
-        if not isinstance(options, dict):
-            return None
-        if any(err["loc"][:1] != ("options",) for err in exc.errors()):
-            return None
-        bad = _bad_options(exc)
-        if bad == ["options"]:
-            data["options"] = {}
-        else:
-            for name in bad:
-                options.pop(name, None)
-            if "max_segment_s" in bad or "min_segment_s" in bad:
-                options.pop("min_segment_s", None)
-                options.pop("max_segment_s", None)
-        return model_from_json(QueueEntry, json.dumps(data))
-    except (ValueError, pydantic.ValidationError):
-        return None

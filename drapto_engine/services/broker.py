@@ -25,15 +25,15 @@ from drapto_engine.core.events import (
     SegmentProgress,
     SegmentsPlanned,
     SegmentStarted,
-    Warning,
+    WarningEvent,
 )
 from drapto_engine.core.flags import FlagSet
 from drapto_engine.core.metrics import SegmentQuality
 from drapto_engine.core.models import Segment, SegmentState
 from drapto_engine.infrastructure.ffmpeg.progress import Progress
-from drapto_engine.infrastructure.resources import cpu_count, threads_per_worker
 from drapto_engine.infrastructure.source_identity import SourceIdentity, check_unchanged
 from drapto_engine.infrastructure.state_manager import StateManager
+from drapto_engine.infrastructure.workers import cpu_count, threads_per_worker
 from drapto_engine.services.encoding.plan import VideoPlan
 from drapto_engine.services.executors import (
     SegmentExecutor,
@@ -283,6 +283,7 @@ class SegmentBroker:
                     threads=threads,
                     on_started=on_started,
                     on_progress=self._progress_reporter(segment),
+                    source=self.source[1] if self.source is not None else None,
                     known_probes=await self._known_probes(segment),
                     on_probe=self._probe_keeper(segment),
                 )
@@ -396,7 +397,7 @@ class SegmentBroker:
         else:
             message = f"segment {segment.index}: {quality.note}"
         log.warning("%s", message)
-        self.bus.emit(Warning(job=self.job, message=message))
+        self.bus.emit(WarningEvent(job=self.job, message=message))
 
     def _progress_reporter(self, segment: Segment) -> Callable[[Progress], None]:
         def report(progress: Progress) -> None:

@@ -11,9 +11,9 @@ from pathlib import Path
 
 from drapto_engine.core.errors import DiskFull, EncodeError
 from drapto_engine.core.models import AttachmentStream, AudioStream, MediaInfo
+from drapto_engine.infrastructure.disk import GIB
 from drapto_engine.infrastructure.ffmpeg.runner import run_ffmpeg
 from drapto_engine.infrastructure.probe import cover_picture
-from drapto_engine.infrastructure.resources import GIB
 from drapto_engine.services.encoding.mux import concat_list, mux_argv
 from drapto_engine.services.resume import StoredPlan
 

@@ -28,7 +28,7 @@ from drapto_engine.core.events import (
     JobFinished,
     JobSummary,
     StageChanged,
-    Warning,
+    WarningEvent,
 )
 from drapto_engine.core.flags import FlagSet
 from drapto_engine.core.metrics import JobMetrics, QualitySummary
@@ -46,15 +46,12 @@ from drapto_engine.core.state import (
     StateDamaged,
 )
 from drapto_engine.core.text import model_json
+from drapto_engine.infrastructure.disk import check_disk, estimated_output_bytes
 from drapto_engine.infrastructure.extents import stream_extents
 from drapto_engine.infrastructure.ffmpeg.runner import run_checked
 from drapto_engine.infrastructure.prefetch import Prefetch
 from drapto_engine.infrastructure.probe import probe
-from drapto_engine.infrastructure.resources import (
-    ResourceManager,
-    check_disk,
-    estimated_output_bytes,
-)
+from drapto_engine.infrastructure.resources import ResourceManager
 from drapto_engine.infrastructure.source_identity import (
     SourceIdentity,
     check_unchanged,
@@ -218,7 +215,7 @@ class Orchestrator:
         for old in dropped:
             if old.id not in request.replaces:
                 self.bus.emit(
-                    Warning(
+                    WarningEvent(
                         job=job,
                         message=f"{request.input}: an unfinished run with other settings (or "
                         "an older source) is dropped; starting afresh",
@@ -227,7 +224,7 @@ class Orchestrator:
             await asyncio.to_thread(shutil.rmtree, work_root / f"{WORK_PREFIX}{old.id}", True)
         if replaced:
             self.bus.emit(
-                Warning(
+                WarningEvent(
                     job=job,
                     message=f"{request.input}: the source is not the file the unfinished run "
                     f"encoded ({'; '.join(replaced)}); starting afresh",
@@ -244,19 +241,20 @@ class Orchestrator:
             else:
                 leftover.unlink(missing_ok=True)
         self.stage = JobStage.QUEUED
-        me = asyncio.current_task()
-        lost: list[DraptoError] = []
+        this_task = asyncio.current_task()
+        taken_over_by: DraptoError | None = None  # why another drapto holds the job now
         running = True
 
         def on_lost(exc: DraptoError) -> None:
             # Another drapto has the job now: stop the encoders at once, write nothing.
-            lost.append(exc)
-            if running and me is not None:
-                me.cancel()
+            nonlocal taken_over_by
+            taken_over_by = taken_over_by or exc
+            if running and this_task is not None:
+                this_task.cancel()
 
         heartbeat = asyncio.create_task(self.state.keep_alive(job, on_lost))
         keep_work = request.keep_work
-        ours = True  # whether the job's state and work folder are still this run's
+        still_ours = True  # whether the job's state and work folder are still this run's
         try:
             try:
                 return await self._pipeline(job, request, media, work, partial, resume, identity)
@@ -265,7 +263,7 @@ class Orchestrator:
         except (JobTakenOver, StateDamaged) as exc:
             # Nothing more is written: the job and its work folder are another's, or
             # the database cannot take it; finished segments stay for the next run.
-            ours = False
+            still_ours = False
             keep_work = True
             self.bus.emit(JobFailed(job=job, stage=self.stage.value, error=exc.one_line()))
             raise
@@ -281,11 +279,12 @@ class Orchestrator:
             raise
         except asyncio.CancelledError:
             keep_work = True
-            if lost and me is not None:
-                ours = False
-                me.uncancel()
-                self.bus.emit(JobFailed(job=job, stage=self.stage.value, error=lost[0].one_line()))
-                raise lost[0] from None
+            if taken_over_by is not None and this_task is not None:
+                still_ours = False
+                this_task.uncancel()
+                error = taken_over_by.one_line()
+                self.bus.emit(JobFailed(job=job, stage=self.stage.value, error=error))
+                raise taken_over_by from None
             # Interrupted: finished segments stay for the next run; in-flight ones go.
             await asyncio.shield(self._interrupted(job, work))
             raise
@@ -293,7 +292,7 @@ class Orchestrator:
             self.segments_planned.set()
             heartbeat.cancel()
             partial.unlink(missing_ok=True)
-            if ours and job in self.state.held:  # not taken over meanwhile
+            if still_ours and job in self.state.held:  # not taken over meanwhile
                 if not keep_work:
                     await asyncio.to_thread(shutil.rmtree, work, True)
                 with contextlib.suppress(StateDamaged):
@@ -326,7 +325,7 @@ class Orchestrator:
         await self._set_stage(job, JobStage.ANALYZING)
         shadow_crop = "crop_detection" in request.shadow
         tasks: list[asyncio.Task[Any]] = []
-        early: Prefetch[Segment] | None = None
+        scan_ahead: Prefetch[Segment] | None = None
         try:
             if resume is not None:
                 analysis = resume.analysis  # the same source and settings: the same answer
@@ -337,7 +336,7 @@ class Orchestrator:
                 if scans_for_cuts(request.settings, media):
                     # The scene scan needs nothing that analysis finds, so it runs
                     # beside it on the core that analysis leaves idle.
-                    early = Prefetch(
+                    scan_ahead = Prefetch(
                         self._stream_segments(request.settings, True, media, times_task)
                     )
                 analysis = await asyncio.to_thread(
@@ -355,33 +354,34 @@ class Orchestrator:
             if shadow_crop:
                 self.bus.emit(crop_discrepancy(job, plan, analysis))
             for message in plan.warnings:
-                self.bus.emit(Warning(job=job, message=message))
+                self.bus.emit(WarningEvent(job=job, message=message))
             self._check_disk(request, analysis, work)
             work.mkdir(parents=True, exist_ok=True)
             audio_task = asyncio.create_task(self._encode_audio(job, media, work))
             tasks.append(audio_task)
             await self._set_stage(job, JobStage.SEGMENTING)
-            if early is not None and not plan.segmented:
-                await early.aclose()  # Dolby Vision encoded whole after all: stop the scan now
-                early = None
+            if scan_ahead is not None and not plan.segmented:
+                await scan_ahead.aclose()  # Dolby Vision encoded whole after all: stop the scan now
+                scan_ahead = None
             segments: AsyncIterator[Segment]
             if resume is not None:
                 segments = _iterate(resume.segments)
-            elif early is not None:
-                segments = early
+            elif scan_ahead is not None:
+                segments = scan_ahead
             else:  # not scanned early, or not segmented
                 segments = self._stream_segments(
                     request.settings, plan.segmented, media, times_task
                 )
-            stored: list[StoredPlan] = [resume] if resume is not None else []
+            saved_plan: StoredPlan | None = resume
 
             async def save_plan(planned: list[Segment]) -> None:
                 # Stored once the plan is whole: a resumed run skips analysis,
                 # segmentation and both scans of the source.
+                nonlocal saved_plan
                 if resume is None:
-                    stored.append(await measured(planned))
-                    await self.state.save(job, plan=model_json(stored[0], exclude={"analysis"}))
-                    await asyncio.to_thread(stored[0].write_to, work, job)
+                    saved_plan = await measured(planned)
+                    await self.state.save(job, plan=model_json(saved_plan, exclude={"analysis"}))
+                    await asyncio.to_thread(saved_plan.write_to, work, job)
 
             broker = SegmentBroker(
                 job,
@@ -404,14 +404,16 @@ class Orchestrator:
                 )
             audio = await audio_task
         finally:
-            if early is not None:
-                await early.aclose()
+            if scan_ahead is not None:
+                await scan_ahead.aclose()
             for task in tasks:
                 if not task.done():
                     task.cancel()
                     with contextlib.suppress(BaseException):
                         await task
-        timing = stored[0]
+        timing = saved_plan
+        if timing is None:  # the broker hands every plan it ran to save_plan
+            raise RuntimeError(f"job {job}: segments were encoded with no plan saved")
         if "scene_segmentation" in request.shadow and plan.segmented and resume is None:
             times = await times_task
             self.bus.emit(scene_discrepancy(job, planned, times, request.settings))

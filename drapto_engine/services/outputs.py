@@ -110,3 +110,21 @@ def _same_file(a: Path, b: Path) -> bool:
         return a.exists() and a.samefile(b)
     except OSError:
         return False
+
+
+def named_outputs(
+    pairs: list[tuple[Path, Path]],
+) -> tuple[list[tuple[Path, Path]], list[tuple[Path, Path, str]]]:
+    """The (input, output) pairs whose output names pass `check_output_path`, and the
+    others as failures (a folder named like an output). Their folders are checked when
+    each job starts: an output_dir's subfolders are made then."""
+    good: list[tuple[Path, Path]] = []
+    refused: list[tuple[Path, Path, str]] = []
+    for source, output in pairs:
+        try:
+            check_output_path(output, source, made_folder=True)
+        except DraptoError as exc:
+            refused.append((source, output, exc.one_line()))
+        else:
+            good.append((source, output))
+    return good, refused

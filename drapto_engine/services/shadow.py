@@ -16,14 +16,14 @@ def crop_discrepancy(job: str, plan: VideoPlan, analysis: VideoAnalysis) -> Disc
     the frame's area the two disagree on (0: no bars found)."""
     crop = analysis.crop
     video = analysis.media.video
-    full = video.width * video.height
-    lost = full - crop.width * crop.height if crop else 0
+    frame_area = video.width * video.height
+    cropped_area = frame_area - crop.width * crop.height if crop else 0
     used = plan.crop.filter() if plan.crop else "none"
     other = "none" if plan.crop else (crop.filter() if crop else "none")
     return Discrepancy(
         job=job,
         flag="crop_detection",
-        metric=lost / full if full else 0.0,
+        metric=cropped_area / frame_area if frame_area else 0.0,
         used=used,
         shadow=other,
     )

@@ -29,7 +29,7 @@ from forked import run_forked, warm_imports
 from drapto_engine.cli.failure import explain
 from drapto_engine.cli.main import build_parser
 from drapto_engine.core.jobs import JobOptions
-from drapto_engine.infrastructure.resources import cpu_count
+from drapto_engine.infrastructure.workers import cpu_count
 
 DRAPTO = [sys.executable, "-m", "drapto_engine.cli"]
 USAGE, FAILED = 2, 1

@@ -309,6 +309,42 @@ def test_a_source_replaced_mid_job_stops_it_before_the_next_remote_segment(
     assert not output.exists()
 
 
+def test_the_sources_fingerprint_is_read_once_for_each_check(
+    hosted: Hosted, ffmpeg: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The engine reads the source's content fingerprint when the job starts, before the
+    join and before the rename, and the worker reading the source through its path map
+    compares its copy with that first read: no read of its own. A later film under the
+    same name is compared with its own reads, so the mapped worker reads it too."""
+    from drapto_engine.cluster import tasks
+    from drapto_engine.infrastructure import source_identity
+
+    source = hosted.shared / "again.mkv"
+    reads: list[Path] = []
+    real = source_identity.fingerprint
+
+    def counted(path: Path) -> str:
+        if Path(path) == source:
+            reads.append(path)
+        return real(path)
+
+    monkeypatch.setattr(source_identity, "fingerprint", counted)
+    monkeypatch.setattr(tasks, "fingerprint", counted)
+    jobs = []
+    for n, pattern in enumerate(("testsrc2", "smptebars")):
+        make_video(ffmpeg, source, size=(256, 144), duration=4.0, rate="25", gop=25, source=pattern)
+        entry = hosted.run(source, hosted.shared / f"again-{n}.av1.mkv")
+        assert entry.status is EntryStatus.DONE, entry.error
+        jobs.append(entry.job)
+        assert len(reads) == 3 * len(jobs), f"{len(reads)} fingerprint reads, {len(jobs)} jobs"
+    for job in jobs:
+        done = hosted.of(SegmentDone, job)
+        mapped = [d for d in done if d.host == "w-shared"]
+        assert mapped, f"no segment of {job} ran on w-shared: {[d.host for d in done]}"
+        # read through the path map: nothing shipped beyond the segment coming back
+        assert all(d.shipped_bytes <= d.size_bytes for d in mapped), mapped
+
+
 def test_shipped_segments_of_a_real_mp4_keep_the_sources_frame_times(
     hosted: Hosted, shared_media: Path, tmp_path: Path
 ) -> None:

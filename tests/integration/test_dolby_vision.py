@@ -31,6 +31,16 @@ def dovi_record(ffmpeg: str, path: Path) -> tuple[int, int] | None:
     return (int(match[1]), int(match[2])) if match else None
 
 
+def read_side_data(frame: av.VideoFrame) -> dict[str, bytes]:
+    """A frame's side data by type name, from PyAV's items (up to 18.1.0: each carries its
+    `type`) or its mapping from type to item (18.1.1)."""
+    side = frame.side_data
+    entries = list(side)
+    if entries and not hasattr(entries[0], "type"):
+        return {kind.name: bytes(side[kind]) for kind in entries}
+    return {item.type.name: bytes(item) for item in entries}
+
+
 def frame_side_data(path: Path) -> tuple[int, int, set[str], dict[str, bytes]]:
     """Decoded frames, frames with Dolby Vision metadata, side data names, first frame's data."""
     frames = with_rpu = 0
@@ -38,7 +48,7 @@ def frame_side_data(path: Path) -> tuple[int, int, set[str], dict[str, bytes]]:
     first: dict[str, bytes] = {}
     with av.open(str(path)) as container:
         for frame in container.decode(video=0):
-            kinds = {sd.type.name: bytes(sd) for sd in frame.side_data}
+            kinds = read_side_data(frame)
             if frames == 0:
                 first = kinds
             frames += 1

@@ -24,7 +24,7 @@ from drapto_engine.core.events import (
 )
 from drapto_engine.core.flags import FlagSource, FlagState
 from drapto_engine.core.jobs import EntryStatus
-from drapto_engine.infrastructure.resources import cpu_count, threads_per_worker
+from drapto_engine.infrastructure.workers import cpu_count, threads_per_worker
 
 pytestmark = pytest.mark.slow
 

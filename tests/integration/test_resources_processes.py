@@ -17,14 +17,11 @@ from dataclasses import dataclass, field
 import psutil
 import pytest
 
-from drapto_engine.infrastructure import resources
+from drapto_engine.infrastructure import processes as process_tree
+from drapto_engine.infrastructure.disk import GIB
 from drapto_engine.infrastructure.ffmpeg.runner import die_with_parent
-from drapto_engine.infrastructure.resources import (
-    GIB,
-    Admission,
-    Memory,
-    ResourceManager,
-)
+from drapto_engine.infrastructure.processes import Admission
+from drapto_engine.infrastructure.resources import Memory, ResourceManager
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -275,13 +272,13 @@ async def test_children_are_scanned_once_however_often_an_encoder_is_measured(
     # Finding children costs reads in /proc: the ten-a-second samples of an encoder's
     # first seconds must not repeat it (once, then at most every CHILD_SCAN_S).
     scans: list[int] = []
-    descendants = resources._descendants
+    descendants = process_tree._descendants
 
     def counted(pid: int) -> list[int] | None:
         scans.append(pid)
         return descendants(pid)
 
-    monkeypatch.setattr(resources, "_descendants", counted)
+    monkeypatch.setattr(process_tree, "_descendants", counted)
     encoder = await processes.spawn(*source_argv(ffmpeg))
     ticket = Admission(0, segment=1)
     ticket.track(encoder.proc)
@@ -298,4 +295,4 @@ async def test_children_found_from_proc_are_psutils_children(processes: Processe
     root = psutil.Process(shell.proc.pid)
     await until(lambda: len(root.children(recursive=True)) == 3, "the shell's tree started")
     expected = sorted(p.pid for p in root.children(recursive=True))
-    assert sorted(resources._descendants(shell.proc.pid) or []) == expected
+    assert sorted(process_tree._descendants(shell.proc.pid) or []) == expected

@@ -35,7 +35,7 @@ from mediagen import Cut, MakeMedia
 from drapto_engine.config import Config
 from drapto_engine.core.models import DEFAULTS
 from drapto_engine.engine import Engine
-from drapto_engine.infrastructure.resources import cpu_count, threads_per_worker
+from drapto_engine.infrastructure.workers import cpu_count, threads_per_worker
 from drapto_engine.server.server import EngineServer
 from drapto_engine.services.encoding.svt import SEGMENT_SUFFIX
 from drapto_engine.services.outputs import partial_name

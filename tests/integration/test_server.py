@@ -320,7 +320,7 @@ async def test_a_client_killed_mid_stream_leaves_the_server_serving(served: Serv
         survivor = await served.client("survivor")
         seen = await Recorder.subscribe(survivor)
         stream = asyncio.create_task(_stream_warnings(served.engine, 2000))
-        await until(lambda: seen.count(ev.Warning) > 100, "events to flow")
+        await until(lambda: seen.count(ev.WarningEvent) > 100, "events to flow")
         doomed.kill()
         await doomed.wait()
         await stream
@@ -329,13 +329,13 @@ async def test_a_client_killed_mid_stream_leaves_the_server_serving(served: Serv
             doomed.kill()
             await doomed.wait()
     await until(lambda: served.server.sessions == 1, "the dead client's session to end")
-    await until(lambda: seen.count(ev.Warning) == 2000, "every event at the survivor")
+    await until(lambda: seen.count(ev.WarningEvent) == 2000, "every event at the survivor")
     assert (await survivor.get_snapshot()).workers == 2
 
 
 async def _stream_warnings(engine: Engine, count: int) -> None:
     for number in range(count):
-        engine.bus.emit(ev.Warning(message=f"warning {number}"))
+        engine.bus.emit(ev.WarningEvent(message=f"warning {number}"))
         if number % 20 == 0:
             await asyncio.sleep(0)  # let the sessions write, as a real engine would
 
@@ -431,9 +431,9 @@ async def test_a_subscriber_that_stops_reading_is_dropped(served: Served) -> Non
         while served.server.sessions == 2:
             assert sent < 20_000, "the stalled client was never dropped"
             for _ in range(50):
-                served.engine.bus.emit(ev.Warning(message="x" * 1000))
+                served.engine.bus.emit(ev.WarningEvent(message="x" * 1000))
             sent += 50
-            await until(lambda s=sent: seen.count(ev.Warning) == s, "the reader to keep up")  # type: ignore[misc]
+            await until(lambda s=sent: seen.count(ev.WarningEvent) == s, "the reader to keep up")  # type: ignore[misc]
     assert (await reading.get_snapshot()).workers == 2
 
 

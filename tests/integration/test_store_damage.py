@@ -16,7 +16,8 @@ from encode_helpers import DRAPTO, encode, inspect
 from live_helpers import SEGMENTING, Live, done_segments, stop_between_writes
 
 from drapto_engine.core.jobs import QueueEntry
-from drapto_engine.infrastructure.store import QueueStore, StateStore
+from drapto_engine.infrastructure.queue_store import QueueStore
+from drapto_engine.infrastructure.store import StateStore
 
 pytestmark = pytest.mark.slow
 

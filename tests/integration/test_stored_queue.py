@@ -6,11 +6,12 @@ import json
 import sqlite3
 from pathlib import Path
 
-from drapto_engine.core.events import Event, EventBus, Warning
+from drapto_engine.core.events import Event, EventBus, WarningEvent
 from drapto_engine.core.jobs import JobOptions, QueueEntry
 from drapto_engine.engine import Engine
 from drapto_engine.infrastructure import paths
-from drapto_engine.infrastructure.store import QueueStore, StateStore
+from drapto_engine.infrastructure.queue_store import QueueStore
+from drapto_engine.infrastructure.store import StateStore
 
 
 def test_entries_saved_with_options_now_refused_keep_their_place(
@@ -49,7 +50,7 @@ def test_entries_saved_with_options_now_refused_keep_their_place(
         assert (amended.crf, amended.min_segment_s, amended.max_segment_s) == (None, None, None)
         assert amended.preset == 8  # what was still valid is kept
         assert entries[1].options == JobOptions(crf=30, preset=8)
-        warnings = [e.message for e in events if isinstance(e, Warning)]
+        warnings = [e.message for e in events if isinstance(e, WarningEvent)]
         assert any("/media/a.mkv" in w and "crf" in w for w in warnings), warnings
         assert any("could not be read" in w for w in warnings), warnings
     finally:

@@ -6,12 +6,11 @@ engine does with them is tested against a real engine in test_tui_live.py."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from pilot import replay_app, until
 from replay import ReplayClient
 from textual.command import CommandList, CommandPalette
 from textual.coordinate import Coordinate
@@ -66,21 +65,7 @@ class Recorder(ReplayClient):
 
 def recorded_app(tmp_path: Path) -> tuple[DraptoApp, Recorder]:
     client = Recorder()
-
-    async def connect() -> Recorder:
-        return client
-
-    settings = tmp_path / "tui.toml"
-    settings.write_text('theme = "drapto-dark"\n')
-    app = DraptoApp(connect, settings=settings, browse_root=tmp_path)  # type: ignore[arg-type]
-    return app, client
-
-
-async def until(pilot: Pilot[Any], condition: Callable[[], bool], timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await pilot.pause(0.02)
+    return replay_app(tmp_path, client, browse_root=tmp_path), client
 
 
 async def started(pilot: Pilot[Any]) -> QueueTable:

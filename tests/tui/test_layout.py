@@ -3,13 +3,10 @@ a long queue at 80x24 leaves the segments a strip, a tall wide screen the full g
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
+from pilot import replay_app, until
 from replay import ReplayClient
-from textual.pilot import Pilot
 
 from drapto_engine.core.api import EngineSnapshot
 from drapto_engine.core.jobs import QueueEntry
@@ -35,19 +32,7 @@ def long_queue(extra: int) -> EngineSnapshot:
 
 
 def app_with(snapshot: EngineSnapshot, tmp_path: Path) -> DraptoApp:
-    async def connect() -> ReplayClient:
-        return ReplayClient(snapshot)
-
-    settings = tmp_path / "tui.toml"
-    settings.write_text('theme = "drapto-dark"\n')
-    return DraptoApp(connect, settings=settings)  # type: ignore[arg-type]
-
-
-async def until(pilot: Pilot[Any], condition: Callable[[], bool], timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await pilot.pause(0.02)
+    return replay_app(tmp_path, ReplayClient(snapshot))
 
 
 async def test_a_long_queue_at_80x24_leaves_a_segment_strip(tmp_path: Path) -> None:

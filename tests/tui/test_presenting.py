@@ -15,7 +15,7 @@ from drapto_engine.core.events import (
     SegmentProgress,
     SegmentStarted,
     StageChanged,
-    Warning,
+    WarningEvent,
 )
 from drapto_engine.core.jobs import EntryStatus, QueueEntry
 from drapto_engine.core.metrics import JobSummary
@@ -184,7 +184,7 @@ class TestNotices:
         assert failure(unread, None, "2.mkv").text == "2.mkv: failed: not a video"
 
     def test_log_only_notices_are_not_counted(self) -> None:
-        done = describe(Warning(message="bad.mkv: skipped"))
+        done = describe(WarningEvent(message="bad.mkv: skipped"))
         assert done is not None and done.pop_up
         assert not Notice("information", "attached", pop_up=False).pop_up
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pilot import replay_app, until
 from replay import ReplayClient
 from textual.pilot import Pilot
 from textual.widgets import DirectoryTree, Input
@@ -37,20 +38,9 @@ def fixed_clock_and_folder(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     time.tzset()
 
 
-def replay_app(tmp_path: Path, theme: str | None = None) -> DraptoApp:
-    async def connect() -> ReplayClient:
-        return ReplayClient()
-
-    settings = tmp_path / "tui.toml"  # a theme always: the default depends on $TERM
-    settings.write_text(f'theme = "{theme or "drapto-dark"}"\n')
-    return DraptoApp(connect, settings=settings, browse_root=Path("."))  # type: ignore[arg-type]
-
-
-async def until(pilot: Pilot[Any], condition: Callable[[], bool], timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await pilot.pause(0.02)
+def library_app(tmp_path: Path, theme: str = "drapto-dark") -> DraptoApp:
+    """The recording, the add dialog browsing the current folder (LIBRARY)."""
+    return replay_app(tmp_path, theme=theme, browse_root=Path("."))
 
 
 async def settle(pilot: Pilot[Any]) -> None:
@@ -77,16 +67,16 @@ def keys(*pressed: str) -> Callable[[Pilot[Any]], Any]:
 
 class TestScreens:
     def test_queue(self, snap_compare: Compare, tmp_path: Path) -> None:
-        assert snap_compare(replay_app(tmp_path), terminal_size=SIZE, run_before=keys())
+        assert snap_compare(library_app(tmp_path), terminal_size=SIZE, run_before=keys())
 
     def test_job_detail(self, snap_compare: Compare, tmp_path: Path) -> None:
-        assert snap_compare(replay_app(tmp_path), terminal_size=SIZE, run_before=keys("enter"))
+        assert snap_compare(library_app(tmp_path), terminal_size=SIZE, run_before=keys("enter"))
 
     def test_resources(self, snap_compare: Compare, tmp_path: Path) -> None:
-        assert snap_compare(replay_app(tmp_path), terminal_size=SIZE, run_before=keys("2"))
+        assert snap_compare(library_app(tmp_path), terminal_size=SIZE, run_before=keys("2"))
 
     def test_flags(self, snap_compare: Compare, tmp_path: Path) -> None:
-        assert snap_compare(replay_app(tmp_path), terminal_size=SIZE, run_before=keys("3"))
+        assert snap_compare(library_app(tmp_path), terminal_size=SIZE, run_before=keys("3"))
 
     def test_add_dialog(self, snap_compare: Compare, tmp_path: Path) -> None:
         async def open_dialog(pilot: Pilot[Any]) -> None:
@@ -95,23 +85,23 @@ class TestScreens:
             await until(pilot, lambda: len(tree.root.children) >= 2)  # loaded in a worker
             await settle(pilot)
 
-        assert snap_compare(replay_app(tmp_path), terminal_size=SIZE, run_before=open_dialog)
+        assert snap_compare(library_app(tmp_path), terminal_size=SIZE, run_before=open_dialog)
 
     def test_quit_dialog(self, snap_compare: Compare, tmp_path: Path) -> None:
-        assert snap_compare(replay_app(tmp_path), terminal_size=SIZE, run_before=keys("q"))
+        assert snap_compare(library_app(tmp_path), terminal_size=SIZE, run_before=keys("q"))
 
     def test_log_with_a_refused_request(self, snap_compare: Compare, tmp_path: Path) -> None:
         """x asks to remove the running entry, y confirms: the refusal is logged."""
-        app = replay_app(tmp_path)
+        app = library_app(tmp_path)
         assert snap_compare(app, terminal_size=SIZE, run_before=keys("x", "y", "4"))
 
 
 class TestCompact:
     def test_queue_80x24(self, snap_compare: Compare, tmp_path: Path) -> None:
-        assert snap_compare(replay_app(tmp_path), terminal_size=(80, 24), run_before=keys())
+        assert snap_compare(library_app(tmp_path), terminal_size=(80, 24), run_before=keys())
 
     def test_job_detail_80x24(self, snap_compare: Compare, tmp_path: Path) -> None:
-        app = replay_app(tmp_path)
+        app = library_app(tmp_path)
         assert snap_compare(app, terminal_size=(80, 24), run_before=keys("enter"))
 
 
@@ -119,17 +109,17 @@ class TestWide:
     """At 160x48 the segment strip is the full grid and the strip has sparklines."""
 
     def test_queue_160x48(self, snap_compare: Compare, tmp_path: Path) -> None:
-        assert snap_compare(replay_app(tmp_path), terminal_size=(160, 48), run_before=keys())
+        assert snap_compare(library_app(tmp_path), terminal_size=(160, 48), run_before=keys())
 
     def test_remove_asks_naming_the_row(self, snap_compare: Compare, tmp_path: Path) -> None:
-        app = replay_app(tmp_path)
+        app = library_app(tmp_path)
         assert snap_compare(app, terminal_size=(80, 24), run_before=keys("end", "x"))
 
 
 class TestThemes:
     @pytest.mark.parametrize("theme", ["drapto-light", "drapto-contrast"])
     def test_queue_in_theme(self, snap_compare: Compare, tmp_path: Path, theme: str) -> None:
-        assert snap_compare(replay_app(tmp_path, theme), terminal_size=SIZE, run_before=keys())
+        assert snap_compare(library_app(tmp_path, theme), terminal_size=SIZE, run_before=keys())
 
 
 def test_replay_state_is_what_a_real_session_recorded() -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pilot import replay_app, until
 from replay import ReplayClient
 from textual.content import Content
 from textual.pilot import Pilot
@@ -29,22 +30,6 @@ from drapto_tui.screens.main import MainScreen
 from drapto_tui.widgets.event_log import EventLog
 from drapto_tui.widgets.queue_table import QueueTable
 from drapto_tui.widgets.segment_grid import SegmentGrid
-
-
-def replay_app(tmp_path: Path, client: ReplayClient) -> DraptoApp:
-    async def connect() -> ReplayClient:
-        return client
-
-    settings = tmp_path / "tui.toml"
-    settings.write_text('theme = "drapto-dark"\n')
-    return DraptoApp(connect, settings=settings)  # type: ignore[arg-type]
-
-
-async def until(pilot: Pilot[Any], condition: Callable[[], bool], timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await pilot.pause(0.02)
 
 
 async def redrawn(pilot: Pilot[Any]) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from mediagen import one_keyframe_ts
+from pilot import until as wait_until
 from textual.command import CommandList, CommandPalette
 from textual.pilot import Pilot
 from textual.widgets import Input, Static, Switch
@@ -42,10 +43,8 @@ def app_for(service: Service, settings: Path, paths: list[str] | None = None) ->
 
 
 async def until(pilot: Pilot[None], condition: Callable[[], bool], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await pilot.pause(0.05)
+    """A live engine's changes take longer than a recording's: a minute by default."""
+    await wait_until(pilot, condition, timeout, step=0.05)
 
 
 async def pick(pilot: Pilot[None], query: str, wanted: str) -> None:

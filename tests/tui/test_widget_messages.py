@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from test_keys import recorded_app, started, until
+from pilot import until
+from test_keys import recorded_app, started
 from textual.app import App, ComposeResult
 from textual.screen import Screen
 from textual.widgets import Static, Switch

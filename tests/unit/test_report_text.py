@@ -125,7 +125,7 @@ def _row(status: str, name: str) -> dict[str, object]:
 
 
 def test_the_batch_summary_table_keeps_its_columns_for_every_status() -> None:
-    from drapto_engine.cli.batch import INTERRUPTED, print_summary
+    from drapto_engine.cli.summary import INTERRUPTED, print_summary
 
     out = io.StringIO()
     rows = [_row(s, f"{s}.mkv") for s in ("done", INTERRUPTED, "failed", "skipped", "cancelled")]
@@ -139,7 +139,7 @@ def test_the_batch_summary_table_keeps_its_columns_for_every_status() -> None:
 
 
 def test_two_batch_summaries_in_the_same_second_keep_both_files(tmp_path: Path) -> None:
-    from drapto_engine.cli.batch import write_summary
+    from drapto_engine.cli.summary import write_summary
 
     first = write_summary(tmp_path, "a.toml@1", [_row("done", "a.mkv")], 1.0)
     second = write_summary(tmp_path, "b.toml@1", [_row("done", "b.mkv")], 1.0)

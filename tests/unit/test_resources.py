@@ -9,13 +9,10 @@ from collections.abc import AsyncIterator
 import pytest
 
 from drapto_engine.core.models import ResolutionClass
-from drapto_engine.infrastructure.resources import (
-    ENCODER_MEMORY,
-    GIB,
-    Admission,
-    Memory,
-    ResourceManager,
-)
+from drapto_engine.infrastructure.disk import GIB
+from drapto_engine.infrastructure.processes import Admission
+from drapto_engine.infrastructure.resources import Memory, ResourceManager
+from drapto_engine.infrastructure.workers import ENCODER_MEMORY
 
 MIB = 1 << 20
 TOTAL = 1000 * MIB

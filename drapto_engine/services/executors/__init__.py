@@ -23,6 +23,7 @@ from typing import Protocol
 from drapto_engine.core.errors import EncodeError
 from drapto_engine.core.models import Segment
 from drapto_engine.infrastructure.ffmpeg.progress import Progress
+from drapto_engine.infrastructure.source_identity import SourceIdentity
 from drapto_engine.services.encoding.plan import VideoPlan
 from drapto_engine.services.quality.runner import Outcome
 
@@ -50,6 +51,11 @@ class SegmentWork:
     """Called with the host each time an encoder starts on the segment (a remote
     segment whose worker died starts again elsewhere within one attempt)."""
     on_progress: Callable[[Progress], None]
+    source: SourceIdentity | None = None
+    """The source as the orchestrator identified it when the job started (its one read
+    of the content fingerprint before the join): a worker reading the source through a
+    path map compares its copy with it. None: no identity to compare, so a remote
+    worker is sent the segment's packets."""
     known_probes: tuple[tuple[int, float], ...] = ()
     """Probes an earlier run of the job measured for this segment (target quality)."""
     on_probe: Callable[[list[list[float]]], Awaitable[None]] | None = None

@@ -16,7 +16,8 @@ from drapto_engine.core.errors import EncodeError
 from drapto_engine.core.models import Segment
 from drapto_engine.infrastructure.ffmpeg.progress import Progress
 from drapto_engine.infrastructure.ffmpeg.runner import run_checked
-from drapto_engine.infrastructure.resources import Admission, ResourceManager
+from drapto_engine.infrastructure.processes import Admission
+from drapto_engine.infrastructure.resources import ResourceManager
 from drapto_engine.services.encoding.plan import VideoPlan
 from drapto_engine.services.encoding.svt import encoder_for
 from drapto_engine.services.executors import SegmentRun, SegmentWork
