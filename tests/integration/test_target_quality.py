@@ -4,6 +4,7 @@ greatly in difficulty, each segment scored again here by the test's own libvmaf 
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import os
 import signal
@@ -17,7 +18,12 @@ from encode_helpers import DRAPTO, FAST, encode
 from forked import run_forked
 from mediagen import Cut
 
+from drapto_engine.cli.printers import summary_lines
+from drapto_engine.cli.summary import print_summary, summary_rows
 from drapto_engine.core.errors import DraptoError
+from drapto_engine.core.events import JobFinished
+from drapto_engine.core.jobs import EntryStatus, QueueEntry
+from drapto_engine.core.metrics import JobSummary
 from drapto_engine.core.models import EncodeSettings, Segment
 from drapto_engine.infrastructure.paths import state_db
 from drapto_engine.services.batch_file import load_batch
@@ -109,6 +115,16 @@ def test_each_scene_gets_its_crf_and_lands_in_the_band(
         easy["crf"],
         2,
     )
+    text = "\n".join(summary_lines(JobFinished.model_validate(finished)))
+    assert "target VMAF 90: 2 of 2 segments in the band" in text
+    assert f"#0 crf{easy['crf']} {easy['vmaf']:.1f}, #1 crf{hard['crf']} {hard['vmaf']:.1f}" in text
+    entry = QueueEntry(
+        id=1, input=str(source), output=str(output), position=0, status=EntryStatus.DONE,
+        summary=JobSummary.model_validate(finished["summary"]),
+    )  # fmt: skip
+    table = io.StringIO()
+    print_summary(summary_rows([entry]), table)
+    assert "target VMAF 90: 2 of 2 segments in the band" in table.getvalue()
     with sqlite3.connect(state_db()) as db:
         rows = db.execute(
             "SELECT idx, crf, vmaf, probes, target FROM segments ORDER BY idx"
