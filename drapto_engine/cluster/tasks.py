@@ -272,10 +272,9 @@ def _progress_sender() -> Callable[[Progress], None] | None:
     return send
 
 
-def _run_encoder(argv: list[str], segment: Segment, source: Path, shown: bool = True) -> None:
-    """Run the encoder, its -progress lines (stdout) sent on as they come (when `shown`:
-    a probe's are not)."""
-    send = _progress_sender() if shown else None
+def _run_encoder(argv: list[str], segment: Segment, source: Path) -> None:
+    """Run the encoder, its -progress lines (stdout) sent on as they come."""
+    send = _progress_sender()
     parser = ProgressParser()
     tail: deque[str] = deque(maxlen=20)
     try:
@@ -331,8 +330,8 @@ def _encode_segment(
     def argv_at_crf(crf: int, preset: int, path: Path) -> list[str]:
         return argv_at(dataclasses.replace(plan, crf=crf, preset=preset), path)
 
-    async def run(argv: list[str], final: bool) -> None:
-        await asyncio.to_thread(_run_encoder, argv, segment, source, final)
+    async def run(argv: list[str]) -> None:
+        await asyncio.to_thread(_run_encoder, argv, segment, source)
 
     outcome: Outcome = asyncio.run(
         reach_target(
@@ -340,7 +339,7 @@ def _encode_segment(
             preset=plan.preset,
             fallback_crf=plan.crf,
             frames=segment.frame_count,
-            machine=Machine(argv_at_crf, run, threads, source),
+            machine=Machine(argv_at_crf, run, threads, source, on_progress=_progress_sender()),
             output=output,
             scratch=scratch,
         )

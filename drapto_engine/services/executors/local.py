@@ -80,12 +80,12 @@ class LocalSlot:
             at = dataclasses.replace(plan, crf=crf, preset=preset)
             return encoder.segment_argv(at, segment, output, threads)
 
-        async def run(argv: list[str], final: bool) -> None:
+        async def run(argv: list[str]) -> None:
             await run_checked(
                 argv,
                 f"segment {segment.index} encode",
                 plan.source,
-                on_progress=report if final else None,
+                on_progress=report,
                 on_start=ticket.track,
             )
 
@@ -98,7 +98,9 @@ class LocalSlot:
                 preset=plan.preset,
                 fallback_crf=plan.crf,
                 frames=segment.frame_count,
-                machine=Machine(argv_at, run, threads, plan.source, on_start=ticket.track),
+                machine=Machine(
+                    argv_at, run, threads, plan.source, on_start=ticket.track, on_progress=report
+                ),
                 output=work.partial,
                 scratch=scratch,
                 known_probes=work.known_probes,

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from drapto_engine.infrastructure.ffmpeg.runner import OnStart
+from drapto_engine.infrastructure.ffmpeg.runner import OnProgress, OnStart
 from drapto_engine.services.quality.search import Point, Target, brackets, estimate, score_at
 from drapto_engine.services.quality.vmaf import (
     MIN_FRAMES,
@@ -54,13 +54,16 @@ class Machine:
 
     argv_at: Callable[[int, int, Path], list[str]]
     """The segment's encode arguments at (crf, preset) into a file."""
-    run: Callable[[list[str], bool], Awaitable[None]]
-    """Runs an encoder's arguments (True: a final encode, whose progress is shown)."""
+    run: Callable[[list[str]], Awaitable[None]]
+    """Runs an encoder's arguments (its progress reported as the segment's)."""
     threads: int
     source: Path
     """The source as the user named it (for messages)."""
     on_start: OnStart | None = None
     """Called with each measurement's process (the engine's resource manager tracks it)."""
+    on_progress: OnProgress | None = None
+    """Gets a measurement's progress: the segment shows it, and a stall watchdog sees
+    that the segment is still being worked on."""
 
     async def encode(
         self, crf: int, preset: int, path: Path, *, probe: bool = False, sample: bool = False
@@ -70,7 +73,7 @@ class Machine:
         argv = self.argv_at(crf, preset, path)
         if sample:
             argv = sampled(argv)
-        await self.run(argv, not probe)
+        await self.run(argv)
         return argv
 
     async def measure(self, argv: list[str], path: Path, *, probe: bool) -> Score:
@@ -83,6 +86,7 @@ class Machine:
             threads=self.threads,
             source=self.source,
             on_start=self.on_start,
+            on_progress=self.on_progress,
         )
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from drapto_engine.core.errors import EncodeError
-from drapto_engine.infrastructure.ffmpeg.runner import OnStart, run_ffmpeg
+from drapto_engine.infrastructure.ffmpeg.runner import OnProgress, OnStart, run_ffmpeg
 
 MODEL = "version=vmaf_v0.6.1"
 """libvmaf's built-in model (SDR, 1080p viewing at 3 picture heights)."""
@@ -118,6 +118,9 @@ def vmaf_argv(
         graph,
         "-frames:v",
         str(frames),
+        "-progress",
+        "pipe:1",
+        "-nostats",
         "-f",
         "null",
         "-",
@@ -177,12 +180,13 @@ async def measure_file(
     threads: int,
     source: Path,
     on_start: OnStart | None = None,
+    on_progress: OnProgress | None = None,
 ) -> Score:
     """Run the measurement of `distorted` (see vmaf_argv) and read its score; any
     failure is a MeasureFailed."""
     argv = vmaf_argv(encode_argv, distorted, log, subsample=subsample, threads=threads)
     try:
-        result = await run_ffmpeg(argv, on_start=on_start)
+        result = await run_ffmpeg(argv, on_start=on_start, on_progress=on_progress)
     except OSError as exc:
         raise MeasureFailed(f"cannot run ffmpeg for VMAF: {exc.strerror}", source) from exc
     if result.returncode != 0:
