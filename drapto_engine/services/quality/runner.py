@@ -36,16 +36,16 @@ the target (an interpolation lands closer than an extrapolation)."""
 PROBE_PRESET_STEP = 4
 """Probes run this many presets faster than the final encode (see docs/internals.md)."""
 PROBE_PRESET_MAX = 12
-PROBE_SUBSAMPLE = 3
-"""Probes are scored on every 3rd frame, the final encodes on every frame. An even step
+PROBE_SUBSAMPLE = FINAL_SUBSAMPLE = 3
+"""Probes and the finals of long segments are scored on every 3rd frame. An even step
 falls in step with SVT-AV1's hierarchical mini-GOP (16 frames): every 2nd frame scored
 a synthetic segment 2.2 above all its frames, as the frames of the lower temporal layers
 are the better ones. An odd step visits every position of the mini-GOP; on real footage
-it moved a probe's mean by less than 0.1 (docs/internals.md)."""
-FINAL_SUBSAMPLE = 1
+it moved a mean by less than 0.1, and halved the measurement, which costs 2.5 times a
+preset 10 encode when every frame is scored (docs/internals.md)."""
 SAMPLE_MIN_FRAMES = 96
-"""Segments of at least this many frames are probed on a sample of them (vmaf.sampled);
-shorter ones on all their frames."""
+"""Segments of at least this many frames are probed on a sample of them (vmaf.sampled)
+and their finals scored on every FINAL_SUBSAMPLE-th frame; shorter ones on every frame."""
 
 
 @dataclass(frozen=True)
@@ -65,9 +65,7 @@ class Machine:
     """Gets a measurement's progress: the segment shows it, and a stall watchdog sees
     that the segment is still being worked on."""
 
-    async def encode(
-        self, crf: int, preset: int, path: Path, *, probe: bool = False, sample: bool = False
-    ) -> list[str]:
+    async def encode(self, crf: int, preset: int, path: Path, *, sample: bool = False) -> list[str]:
         """Encode at `crf` and `preset` into `path` (with `sample`, only the probe sample
         of the segment's frames); the arguments it ran."""
         argv = self.argv_at(crf, preset, path)
@@ -76,13 +74,14 @@ class Machine:
         await self.run(argv)
         return argv
 
-    async def measure(self, argv: list[str], path: Path, *, probe: bool) -> Score:
-        """The score of `path` against the frames the encode of `argv` read."""
+    async def measure(self, argv: list[str], path: Path, subsample: int) -> Score:
+        """The score of `path` against the frames the encode of `argv` read, on every
+        `subsample`-th of them."""
         return await measure_file(
             argv,
             path,
             path.with_name(f"{path.stem}.vmaf.json"),
-            subsample=PROBE_SUBSAMPLE if probe else FINAL_SUBSAMPLE,
+            subsample=subsample,
             threads=self.threads,
             source=self.source,
             on_start=self.on_start,
@@ -212,9 +211,9 @@ async def _search(
         if any(c == crf for c, _ in points):
             break  # pinned at a bound: another probe would say the same
         path = scratch / f"probe-{crf}.mp4"
-        argv = await machine.encode(crf, fast, path, probe=True, sample=sample)
+        argv = await machine.encode(crf, fast, path, sample=sample)
         outcome.encodes += 1
-        score = await machine.measure(argv, path, probe=True)
+        score = await machine.measure(argv, path, PROBE_SUBSAMPLE)
         path.unlink(missing_ok=True)
         points.append((crf, score.mean))
         outcome.probes.append([crf, score.mean])
@@ -226,7 +225,8 @@ async def _search(
         path = scratch / f"final-{crf}.mp4"
         argv = await machine.encode(crf, preset, path)
         outcome.encodes += 1
-        finals.append((crf, await machine.measure(argv, path, probe=False), path))
+        step = FINAL_SUBSAMPLE if frames >= SAMPLE_MIN_FRAMES else 1
+        finals.append((crf, await machine.measure(argv, path, step), path))
         done_crf, score, _ = finals[-1]
         if attempt == 1 or target.within(score.mean):
             break
