@@ -73,10 +73,10 @@ def test_a_probe_sample_selects_the_same_frames_on_both_sides() -> None:
         "-vf", "setpts=PTS-STARTPTS", "-pix_fmt", "yuv420p10le", "/w/probe-30.mp4",
     ]  # fmt: skip
     probe = sampled(encode)
-    assert probe[probe.index("-frames:v") + 1] == "36"  # frames 0-15, 48-63, 96-99
-    assert probe[probe.index("-vf") + 1] == "setpts=PTS-STARTPTS,select=lt(mod(n\\,48)\\,16)"
+    assert probe[probe.index("-frames:v") + 1] == "64"  # frames 0-31 and 64-95
+    assert probe[probe.index("-vf") + 1] == "setpts=PTS-STARTPTS,select=lt(mod(n\\,64)\\,32)"
     argv = vmaf_argv(probe, Path("/w/probe-30.mp4"), Path("/w/l.json"))
     graph = argv[argv.index("-filter_complex") + 1]
     assert graph.startswith(
-        "[0:0]setpts=PTS-STARTPTS,select=lt(mod(n\\,48)\\,16),trim=end_frame=36,"
+        "[0:0]setpts=PTS-STARTPTS,select=lt(mod(n\\,64)\\,32),trim=end_frame=64,"
     )

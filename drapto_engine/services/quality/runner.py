@@ -43,7 +43,7 @@ a synthetic segment 2.2 above all its frames, as the frames of the lower tempora
 are the better ones. An odd step visits every position of the mini-GOP; on real footage
 it moved a mean by less than 0.1, and halved the measurement, which costs 2.5 times a
 preset 10 encode when every frame is scored (docs/internals.md)."""
-SAMPLE_MIN_FRAMES = 96
+SAMPLE_MIN_FRAMES = 128
 """Segments of at least this many frames are probed on a sample of them (vmaf.sampled)
 and their finals scored on every FINAL_SUBSAMPLE-th frame; shorter ones on every frame."""
 

@@ -127,9 +127,10 @@ def vmaf_argv(
     ]
 
 
-SAMPLE_RUN, SAMPLE_EVERY = 16, 48
-"""A probe's sample: runs of 16 consecutive frames (one SVT-AV1 mini-GOP) out of every
-48, a third of the segment, from its start."""
+SAMPLE_RUN, SAMPLE_EVERY = 32, 64
+"""A probe's sample: runs of 32 consecutive frames (two SVT-AV1 mini-GOPs) out of every
+64, half the segment, from its start. Runs of 16 out of 48 scored up to 3.3 below the
+probe of every frame on the 360p benchmark file; runs of 32 out of 64 within 0.4."""
 
 
 def sampled(encode_argv: Sequence[str]) -> list[str]:
