@@ -77,7 +77,7 @@ class VideoPlan:
     target_vmaf: float | None = None
     """Each segment's CRF searched for this VMAF (services/quality); `crf` is then the
     fixed CRF it rolls back to. None: every segment at `crf`."""
-    crf_range: tuple[int, int] = (15, 50)
+    crf_range: tuple[int, int] = (15, 55)
 
     @classmethod
     def make(cls, ffmpeg: str, analysis: VideoAnalysis, settings: EncodeSettings) -> VideoPlan:
