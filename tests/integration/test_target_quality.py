@@ -385,3 +385,16 @@ def test_dolby_vision_keeps_every_rpu_through_the_search(
     assert dovi_record(ffmpeg, output) == (10, 1)
     frames, with_rpu, _, _ = frame_side_data(output)
     assert (frames, with_rpu) == (259, 259)
+
+
+def test_the_flag_off_encodes_at_the_fixed_crf_and_says_so(make_media, tmp_path: Path) -> None:
+    source = make_media("flag.mkv", size=(192, 108), duration=1.0)
+    run = encode(
+        source, tmp_path / "out.mkv", "--target-vmaf", "90", "--flag", "target_quality=off"
+    )
+    assert run.returncode == 0, run.stderr
+    (analysis,) = run.of("analysis")
+    (done,) = run.of("segment_done")
+    assert (done["crf"], done["vmaf"], done["probes"]) == (analysis["crf"], None, [])
+    (warning,) = [w for w in run.of("warning") if "target_quality flag is off" in w["message"]]
+    assert f"encoded at CRF {analysis['crf']}" in warning["message"]

@@ -102,12 +102,18 @@ class VideoPlan:
                 "full frame; turn on dolby_vision_crop to crop anyway"
             )
             crop = None
+        crf = settings.crf if settings.crf is not None else analysis.default_crf
+        if settings.target_vmaf is not None and not settings.target_quality:
+            warnings.append(
+                f"target VMAF {settings.target_vmaf:g} is not used: the target_quality flag "
+                f"is off, so every segment is encoded at CRF {crf}"
+            )
         return cls(
             ffmpeg=ffmpeg,
             source=analysis.media.path,
             analysis=analysis,
             preset=settings.preset,
-            crf=settings.crf if settings.crf is not None else analysis.default_crf,
+            crf=crf,
             svtav1_params=settings.svtav1_params,
             crop=crop,
             dolby_vision=dolby_vision,
