@@ -127,13 +127,14 @@ def test_each_scene_gets_its_crf_and_lands_in_the_band(
     assert "target VMAF 90: 2 of 2 segments in the band" in table.getvalue()
     with sqlite3.connect(state_db()) as db:
         rows = db.execute(
-            "SELECT idx, crf, vmaf, probes, target FROM segments ORDER BY idx"
+            "SELECT idx, crf, vmaf, probes, target FROM segments WHERE job_id = ? ORDER BY idx",
+            (easy["job"],),
         ).fetchall()
-    assert [(r[0], r[1], r[4]) for r in rows[-2:]] == [
-        (0, easy["crf"], "met"),
-        (1, hard["crf"], "met"),
+    assert [(r[0], r[1], r[2], r[4]) for r in rows] == [
+        (0, easy["crf"], easy["vmaf"], "met"),
+        (1, hard["crf"], hard["vmaf"], "met"),
     ]
-    assert json.loads(rows[-1][3]) == [list(p) for p in hard["probes"]]
+    assert json.loads(rows[1][3]) == [list(p) for p in hard["probes"]]
 
 
 def test_an_unreachable_target_ends_at_the_bound_and_says_so(make_media, tmp_path: Path) -> None:
