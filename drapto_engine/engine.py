@@ -840,6 +840,8 @@ class Engine:
         chosen: dict[str, Any] = {
             "preset": options.preset,
             "crf": options.crf,
+            "target_vmaf": options.target_vmaf,
+            "crf_range": options.crf_range,
             "min_segment_s": options.min_segment_s,
             "max_segment_s": options.max_segment_s,
             "hdr10_fallback": options.hdr10_fallback,

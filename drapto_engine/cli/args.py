@@ -21,7 +21,15 @@ import pydantic
 
 from drapto_engine.core.errors import DraptoError, UsageError
 from drapto_engine.core.flags import BY_NAME, FlagState, parse_state
-from drapto_engine.core.jobs import CRF_MAX, CRF_MIN, PRESET_MAX, PRESET_MIN, JobOptions
+from drapto_engine.core.jobs import (
+    CRF_MAX,
+    CRF_MIN,
+    PRESET_MAX,
+    PRESET_MIN,
+    TARGET_VMAF_MAX,
+    TARGET_VMAF_MIN,
+    JobOptions,
+)
 from drapto_engine.infrastructure.paths import MAX_SOCKET_PATH
 from drapto_engine.infrastructure.workers import cpu_count
 from drapto_engine.services import outputs
@@ -154,6 +162,25 @@ def preset(text: str) -> int:
 
 def crf(text: str) -> int:
     return int(_job_option("crf", _integer(text, *CRFS), text))
+
+
+def target_vmaf(text: str) -> float:
+    """A target VMAF, 50 to 99, decimals allowed."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and TARGET_VMAF_MIN <= value <= TARGET_VMAF_MAX):
+        raise argparse.ArgumentTypeError(
+            f"must be a number from {TARGET_VMAF_MIN:g} to {TARGET_VMAF_MAX:g}, not {text!r}"
+        )
+    return float(_job_option("target_vmaf", value, text))
+
+
+def crf_range(text: str) -> tuple[int, int]:
+    """`MIN-MAX`: the CRFs a target search may choose from."""
+    low, high = _job_option("crf_range", text, text)
+    return int(low), int(high)
 
 
 def workers(text: str) -> int:

@@ -47,6 +47,19 @@ def add_encode_parser(commands: Any) -> None:
         "--crf", type=checks.crf, help="CRF, 1 to 63 (default by resolution: SD 24, HD/UHD 26)"
     )
     encode.add_argument(
+        "--target-vmaf",
+        type=checks.target_vmaf,
+        metavar="N",
+        help="pick each segment's CRF so that its measured mean VMAF is N (50 to 99); not "
+        "with --crf",
+    )
+    encode.add_argument(
+        "--crf-range",
+        type=checks.crf_range,
+        metavar="MIN-MAX",
+        help="the CRFs --target-vmaf may choose from (default 15-55)",
+    )
+    encode.add_argument(
         "--workers",
         type=checks.workers,
         help="parallel segment encoders, 1 to 4 per core (default from cores and memory)",
@@ -149,6 +162,8 @@ def options_from(args: argparse.Namespace) -> JobOptions:
     return JobOptions(
         preset=args.preset,
         crf=args.crf,
+        target_vmaf=args.target_vmaf,
+        crf_range=args.crf_range,
         min_segment_s=args.min_segment,
         max_segment_s=args.max_segment,
         hdr10_fallback=args.hdr10_fallback or None,
@@ -166,6 +181,11 @@ def options_from(args: argparse.Namespace) -> JobOptions:
 def check_encode(args: argparse.Namespace, config: Config) -> None:
     """What the file system and the other options decide about an encode's options, before
     any work: usage errors (exit 2) first, then the input (exit 1)."""
+    if args.target_vmaf is not None and args.crf is not None:
+        raise UsageError(
+            "--crf and --target-vmaf do not go together: a fixed CRF or a target, not both",
+            "--target-vmaf",
+        )
     low = args.min_segment or config.defaults.min_segment_s or DEFAULTS.min_segment_s
     high = args.max_segment or config.defaults.max_segment_s or DEFAULTS.max_segment_s
     if low > high:

@@ -24,7 +24,7 @@ from drapto_engine.core.events import (
     StageChanged,
     WarningEvent,
 )
-from drapto_engine.core.metrics import JobMetrics, counted, size_change
+from drapto_engine.core.metrics import JobMetrics, QualitySummary, counted, size_change
 from drapto_engine.core.text import model_json
 
 LIVE_INTERVAL_S = 0.25
@@ -79,12 +79,41 @@ def summary_lines(event: JobFinished) -> list[str]:
             "  the output is larger than the source: nothing was saved (the source is "
             "compressed harder than this CRF; a higher --crf makes a smaller file)"
         )
+    if s.quality is not None:
+        lines += quality_lines(s.quality)
     if m is not None and m.encoded_segments:
         alerts = ", ".join(f"{n} {kind}" for kind, n in sorted(m.alerts.items())) or "no alerts"
         lines.append(
             f"  segments: median {m.median_fps:.1f} fps ({m.median_speed:.2f}x real time), "
             f"{_encoder_figures(m)}, mean queue wait {m.mean_queue_wait_s:.1f} s, {alerts}"
         )
+    return lines
+
+
+QUALITY_PER_LINE = 6
+"""Segments a line of the summary's CRF and score list holds."""
+
+
+def quality_lines(q: QualitySummary) -> list[str]:
+    """A target-quality job's spread, then each segment's CRF and VMAF (`#3 crf31 93.2`;
+    a segment off its target is marked: `missed`, `bound`, `fallback`, `short`)."""
+    spread = (
+        f"VMAF {q.vmaf_min:.2f} / {q.vmaf_mean:.2f} / {q.vmaf_max:.2f} (min / mean / max)"
+        if q.vmaf_min is not None and q.vmaf_mean is not None and q.vmaf_max is not None
+        else "VMAF not measured"
+    )
+    crfs = f"CRF {q.crf_min}-{q.crf_max}" if q.crf_min is not None else "CRF -"
+    lines = [
+        f"  target VMAF {q.target_vmaf:g}: {q.in_band} of {counted(len(q.segments), 'segment')}"
+        f" in the band, {spread}, {crfs}"
+    ]
+    cells = []
+    for seg in q.segments:
+        score = f"{seg.vmaf:.1f}" if seg.vmaf is not None else "-"
+        mark = f" {seg.target}" if seg.target not in (None, "met") else ""
+        cells.append(f"#{seg.index} crf{seg.crf if seg.crf is not None else '-'} {score}{mark}")
+    for start in range(0, len(cells), QUALITY_PER_LINE):
+        lines.append("    " + ", ".join(cells[start : start + QUALITY_PER_LINE]))
     return lines
 
 

@@ -39,6 +39,7 @@ def summary_rows(entries: Iterable[QueueEntry]) -> list[dict[str, Any]]:
                 "fps": round(s.encode_fps, 2) if s else None,
                 "note": e.error or e.note,
                 "rollbacks": e.rollbacks,
+                "quality": s.quality.model_dump(mode="json") if s and s.quality else None,
             }
         )
     return rows
@@ -78,7 +79,20 @@ def print_summary(rows: list[dict[str, Any]], out: Any) -> None:
         )
         if row["status"] == EntryStatus.FAILED.value and row["note"]:
             print(f"{'':<{w}} {row['note']}", file=out)
+        if row.get("quality"):
+            print(f"{'':<{w}} {_quality(row['quality'])}", file=out)
     out.flush()
+
+
+def _quality(q: dict[str, Any]) -> str:
+    """A target-quality job's spread in one line (its segments are in the JSON)."""
+    if q["vmaf_min"] is None:
+        return f"target VMAF {q['target_vmaf']:g}: not measured"
+    return (
+        f"target VMAF {q['target_vmaf']:g}: {q['in_band']} of {len(q['segments'])} segments "
+        f"in the band, VMAF {q['vmaf_min']:.2f} / {q['vmaf_mean']:.2f} / {q['vmaf_max']:.2f}"
+        f" (min / mean / max), CRF {q['crf_min']}-{q['crf_max']}"
+    )
 
 
 def _mb(size: int | None) -> str:

@@ -43,6 +43,7 @@ from drapto_engine.cluster.scheduler import (
 )
 from drapto_engine.cluster.tasks import (
     PROGRESS_TOPIC,
+    Encoded,
     FileIdentity,
     MappedSourceMismatch,
     PacketIndex,
@@ -51,6 +52,7 @@ from drapto_engine.cluster.tasks import (
     map_path,
     packet_index,
     progress_of,
+    segment_quality,
     segment_result,
     segment_task,
     ship_segment,
@@ -62,6 +64,7 @@ from drapto_engine.infrastructure.hdr_probe import count_rpu_frames
 from drapto_engine.services.encoding.plan import VideoPlan
 from drapto_engine.services.executors import SegmentRejected, SegmentRun, SegmentWork
 from drapto_engine.services.executors.local import LocalExecutor, check_frames
+from drapto_engine.services.quality.runner import Outcome
 from drapto_engine.services.workdir import video_packets
 
 log = logging.getLogger(__name__)
@@ -175,7 +178,7 @@ class RemoteSlot:
     async def _run(
         self,
         work: SegmentWork,
-        function: Callable[..., bytes],
+        function: Callable[..., Encoded],
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         options: dict[str, Any],
@@ -184,7 +187,7 @@ class RemoteSlot:
         """Submit one segment task, wait for its bytes, write and check them."""
         key = f"{KEY_PREFIX}{work.job[:12]}-{work.segment.index}-{uuid.uuid4().hex[:8]}"
         future = self._submit(key, work, function, args, kwargs, options)
-        data = await self._wait(future, key, work)
+        data, quality = await self._wait(future, key, work)
         frames = await self._check(work, data)
         return SegmentRun(
             frames=frames,
@@ -192,13 +195,14 @@ class RemoteSlot:
             remote=True,
             shipped_bytes=shipped + len(data),
             runs=max(1, len(self.hosts)),
+            quality=quality,
         )
 
     def _submit(
         self,
         key: str,
         work: SegmentWork,
-        function: Callable[..., bytes],
+        function: Callable[..., Encoded],
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         options: dict[str, Any],
@@ -227,12 +231,14 @@ class RemoteSlot:
             **options,
         )
 
-    async def _wait(self, future: Any, key: str, work: SegmentWork) -> bytes:
-        """The segment's bytes; each way a remote run can fail becomes an EncodeError
-        (a worker's own failure counts towards rolling the job back to local)."""
+    async def _wait(self, future: Any, key: str, work: SegmentWork) -> tuple[bytes, Outcome | None]:
+        """The segment's bytes and a target search's outcome; each way a remote run can
+        fail becomes an EncodeError (a worker's own failure counts towards rolling the
+        job back to local)."""
         ex, plan, segment = self.executor, work.plan, work.segment
         try:
-            return segment_result(await self._result(future, key, work))
+            record = await self._result(future, key, work)
+            return segment_result(record), segment_quality(record)
         except (asyncio.CancelledError, SegmentRejected):
             with contextlib.suppress(Exception):
                 await asyncio.shield(ex.client.cancel([future], force=True))

@@ -30,6 +30,7 @@ back into bytes or that error.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import io
 import json
@@ -59,6 +60,8 @@ from drapto_engine.infrastructure.source_identity import fingerprint
 from drapto_engine.infrastructure.workers import cpu_count, threads_per_worker
 from drapto_engine.services.encoding.plan import VideoPlan
 from drapto_engine.services.encoding.svt import SEGMENT_SUFFIX, encoder_for
+from drapto_engine.services.quality.runner import Machine, Outcome, reach_target
+from drapto_engine.services.quality.search import Target
 from drapto_engine.services.segmentation.timestamps import main_video_stream
 
 SHIP_FORMAT = "nut"
@@ -302,6 +305,49 @@ def _encode(argv: list[str], output: Path, segment: Segment, source: Path) -> by
     return output.read_bytes()
 
 
+Encoded = bytes | tuple[bytes, dict[str, Any]]
+"""A segment task's encode: its bytes, and with a target VMAF the search's outcome
+(`Outcome.data()`, plain data)."""
+
+
+def _encode_segment(
+    argv_at: Callable[[VideoPlan, Path], list[str]],
+    plan: VideoPlan,
+    output: Path,
+    segment: Segment,
+    source: Path,
+    threads: int,
+) -> Encoded:
+    """The segment encoded as the engine's slot would: at the plan's CRF, or brought to
+    its target VMAF by the same loop (services/quality), measured here on the frames this
+    worker has. `argv_at(plan, output)` is the encode's arguments for a plan."""
+    if plan.target_vmaf is None:
+        return _encode(argv_at(plan, output), output, segment, source)
+    target = Target(plan.target_vmaf, *plan.crf_range)
+    scratch = output.with_suffix(".quality")
+    scratch.mkdir()
+
+    def argv_at_crf(crf: int, preset: int, path: Path) -> list[str]:
+        return argv_at(dataclasses.replace(plan, crf=crf, preset=preset), path)
+
+    async def run(argv: list[str]) -> None:
+        await asyncio.to_thread(_run_encoder, argv, segment, source)
+
+    outcome: Outcome = asyncio.run(
+        reach_target(
+            target,
+            preset=plan.preset,
+            fallback_crf=plan.crf,
+            frames=segment.frame_count,
+            machine=Machine(argv_at_crf, run, threads, source, on_progress=_progress_sender()),
+            output=output,
+            scratch=scratch,
+        )
+    )
+    _check_frames(output, segment, source)
+    return output.read_bytes(), outcome.data()
+
+
 def _check_frames(output: Path, segment: Segment, source: Path) -> None:
     """The worker's own count of the segment's frames (the engine counts them again)."""
     extents = stream_extents(output)
@@ -359,7 +405,7 @@ def encode_shipped_segment(
     segment: Segment,
     threads: int | None = None,
     time_base: Fraction | None = None,
-) -> bytes:
+) -> Encoded:
     """On a worker: encode a shipped segment with this machine's ffmpeg; the encoded
     segment as bytes, in the container and time base local segments have (MP4 whose
     track ticks in the source's time base, `time_base`): the join relies on it."""
@@ -368,10 +414,12 @@ def encode_shipped_segment(
         source = Path(folder) / f"source{SHIP_SUFFIX}"
         source.write_bytes(packets)
         output = Path(folder) / f"segment-{segment.index:05d}{SEGMENT_SUFFIX}"
-        argv = shipped_argv(
-            plan, segment, source, output, preroll_frames, _threads(threads), time_base
-        )
-        return _encode(argv, output, segment, plan.source)
+        share = _threads(threads)
+
+        def argv_at(at: VideoPlan, path: Path) -> list[str]:
+            return shipped_argv(at, segment, source, path, preroll_frames, share, time_base)
+
+        return _encode_segment(argv_at, plan, output, segment, plan.source, share)
 
 
 # --- shared storage ---
@@ -427,7 +475,7 @@ def map_path(path: Path, pairs: PathMap) -> Path | None:
 
 def encode_mapped_segment(
     plan: VideoPlan, segment: Segment, threads: int | None = None, *, expected: FileIdentity
-) -> bytes:
+) -> Encoded:
     """On a worker with shared storage: the local encode, reading the source through this
     machine's mount, once the mapped file is known to be the engine's (`expected`);
     MappedSourceMismatch when it is not."""
@@ -451,8 +499,12 @@ def encode_mapped_segment(
     plan = dataclasses.replace(plan, ffmpeg=find_toolchain().ffmpeg, source=source)
     with tempfile.TemporaryDirectory(prefix=prefix("segment"), dir=scratch_root()) as folder:
         output = Path(folder) / f"segment-{segment.index:05d}{SEGMENT_SUFFIX}"
-        argv = encoder_for(plan).segment_argv(plan, segment, output, _threads(threads))
-        return _encode(list(argv), output, segment, source)
+        share = _threads(threads)
+
+        def argv_at(at: VideoPlan, path: Path) -> list[str]:
+            return list(encoder_for(at).segment_argv(at, segment, path, share))
+
+        return _encode_segment(argv_at, plan, output, segment, source, share)
 
 
 # --- what a segment task sends back ---
@@ -466,11 +518,15 @@ TASK_ERRORS: dict[str, type[DraptoError]] = {
 is reported as a plain DraptoError."""
 
 
-def segment_task(function: Callable[..., bytes], *args: Any, **kwargs: Any) -> dict[str, Any]:
-    """On a worker: run a segment task function; its bytes, or the drapto error it raised
-    (kind, problem, path, hint), as plain data that msgpack carries."""
+def segment_task(function: Callable[..., Encoded], *args: Any, **kwargs: Any) -> dict[str, Any]:
+    """On a worker: run a segment task function; its bytes (and a target search's
+    outcome), or the drapto error it raised (kind, problem, path, hint), as plain data
+    that msgpack carries."""
     try:
-        return {"segment": function(*args, **kwargs)}
+        encoded = function(*args, **kwargs)
+        if isinstance(encoded, tuple):
+            return {"segment": encoded[0], "quality": encoded[1]}
+        return {"segment": encoded}
     except DraptoError as exc:
         kind = next((k for k, cls in TASK_ERRORS.items() if isinstance(exc, cls)), "drapto")
         return {
@@ -479,6 +535,14 @@ def segment_task(function: Callable[..., bytes], *args: Any, **kwargs: Any) -> d
             "path": None if exc.path is None else str(exc.path),
             "hint": exc.hint,
         }
+
+
+def segment_quality(record: object) -> Outcome | None:
+    """On the engine: the target search's outcome a `segment_task` result carries, if any
+    (checked field by field; ValueError when it is not one)."""
+    if not isinstance(record, dict) or record.get("quality") is None:
+        return None
+    return Outcome.of(record["quality"])
 
 
 def segment_result(record: object) -> bytes:

@@ -71,6 +71,10 @@ class SegmentView(BaseModel):
     """The machine encoding or having encoded it."""
     remote: bool = False
     """Encoded by a cluster worker."""
+    crf: int | None = None
+    """The CRF it was encoded at, once done."""
+    vmaf: float | None = None
+    """Its measured mean VMAF, once done with a target VMAF."""
 
 
 class JobView(BaseModel):
@@ -231,6 +235,7 @@ class EngineView:
             elif isinstance(event, SegmentDone):
                 segment.state, segment.percent, segment.fps = "done", 100.0, event.fps
                 segment.size_bytes, segment.resumed = event.size_bytes, event.resumed
+                segment.crf, segment.vmaf = event.crf, event.vmaf
                 if event.host:
                     segment.host, segment.remote = event.host, event.remote
             else:

@@ -113,6 +113,18 @@ class SegmentDone(_Event):
     """Source and encoded bytes sent to and from a remote worker."""
     runs: int = 1
     """Encoders started for the last attempt (more than 1: a worker was lost)."""
+    crf: int | None = None
+    """The CRF the segment was encoded at (None: recorded before CRFs were kept)."""
+    vmaf: float | None = None
+    """With a target VMAF: the kept encode's measured mean VMAF (None in CRF mode)."""
+    vmaf_low5: float | None = None
+    """Its 5% low: the mean of the worst 5% of its frames' scores."""
+    probes: list[tuple[int, float]] = Field(default_factory=list)
+    """The search's probes, [CRF, VMAF] in the order they ran."""
+    target: str | None = None
+    """With a target: met (in the band), missed (outside it after the correction), bound
+    (the CRF range's bound could not reach it), fallback (measuring failed: the fixed
+    CRF) or short (too few frames to measure: the fixed CRF)."""
 
 
 class SegmentFailed(_Event):

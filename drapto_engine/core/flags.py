@@ -115,6 +115,14 @@ FLAGS: tuple[Flag, ...] = (
         setting=None,
     ),
     Flag(
+        name="target_quality",
+        description="pick each segment's CRF by measured VMAF when a job sets target_vmaf "
+        "(off: the fixed CRF)",
+        default=True,
+        scope=Scope.NEXT_JOB,
+        setting="target_quality",
+    ),
+    Flag(
         name=DISTRIBUTED_ENCODING,
         description="send segments to cluster workers when no local slot is free (off: local only)",
         default=True,

@@ -49,6 +49,7 @@ class JobStore(Protocol):
         before: Callable[[], None] | None = None,
         **fields: float | int | str | None,
     ) -> None: ...
+    def set_probes(self, job_id: str, pid: int, index: int, probes: str) -> None: ...
 
 
 class ClaimAnswer(Protocol):

@@ -18,6 +18,7 @@ from pydantic import (
     StrictInt,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 
 from drapto_engine.core.metrics import JobSummary
@@ -48,6 +49,47 @@ def _path_text(value: object) -> object:
 SettingPath = Annotated[Path, BeforeValidator(_path_text)]
 """A folder or file named in a settings file (strict: text, never a number)."""
 
+TARGET_VMAF_MIN, TARGET_VMAF_MAX = 50.0, 99.0
+"""The target VMAF a job may ask for (a mean over a segment's frames)."""
+DEFAULT_CRF_RANGE = (15, 55)
+"""The CRFs a target-quality search may choose from, unless crf_range says otherwise: on
+the 360p benchmark file a target of 93 needed CRF 50 and more in easy scenes
+(bench/README.md), and CRF 15 scores above 97 on all content measured."""
+
+
+def parse_crf_range(text: str) -> tuple[int, int]:
+    """`MIN-MAX` as a person writes it (`20-40`, `20 - 40`); ValueError if not."""
+    low, sep, high = text.partition("-")
+    if not (sep and low.strip().isdecimal() and high.strip().isdecimal()):
+        raise ValueError(f"must be MIN-MAX, two whole CRFs (e.g. 15-50), not {text!r}")
+    return int(low), int(high)
+
+
+def _crf_range(value: object) -> object:
+    """`"20-40"` (text) or `[20, 40]` (two whole numbers), checked against CRF_MIN..CRF_MAX."""
+    if isinstance(value, str):
+        low, high = parse_crf_range(value)
+    elif (
+        isinstance(value, list | tuple)
+        and len(value) == 2
+        and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+    ):
+        low, high = value
+    else:
+        raise ValueError(f'must be "MIN-MAX" (e.g. "15-50") or [MIN, MAX], not {shown(value)}')
+    if not CRF_MIN <= low < high <= CRF_MAX:
+        raise ValueError(
+            f"must be two CRFs from {CRF_MIN} to {CRF_MAX}, the first lower, not {low}-{high}"
+        )
+    return (low, high)
+
+
+CrfRange = Annotated[tuple[int, int], BeforeValidator(_crf_range)]
+"""The CRF bounds of a target-quality search."""
+TargetVmaf = Annotated[
+    float, Strict(), Field(ge=TARGET_VMAF_MIN, le=TARGET_VMAF_MAX, allow_inf_nan=False)
+]
+
 
 class JobOptions(BaseModel):
     """Options of one job; None means "take it from the next layer down" (defaults, config).
@@ -63,6 +105,11 @@ class JobOptions(BaseModel):
     """SVT-AV1 preset (default 6)."""
     crf: StrictInt | None = Field(default=None, ge=CRF_MIN, le=CRF_MAX)
     """CRF; unset takes the resolution class default."""
+    target_vmaf: TargetVmaf | None = None
+    """Choose each segment's CRF so that its measured mean VMAF lands on this (50-99);
+    not with crf."""
+    crf_range: CrfRange | None = None
+    """The CRFs target_vmaf may choose from, "MIN-MAX" (default 15-55)."""
     min_segment_s: Seconds | None = None
     """Shortest segment in seconds."""
     max_segment_s: Seconds | None = None
@@ -87,6 +134,12 @@ class JobOptions(BaseModel):
     """With replace: days an original stays in the trash before it is deleted."""
     trash_dir: SettingPath | None = None
     """With replace: the trash folder; unset: `.drapto-trash` in the source's folder."""
+
+    @model_validator(mode="after")
+    def _one_way_to_choose_crf(self) -> JobOptions:
+        if self.crf is not None and self.target_vmaf is not None:
+            raise ValueError(CRF_AND_TARGET)
+        return self
 
     @field_validator("max_segment_s")
     @classmethod
@@ -119,6 +172,11 @@ class JobOptions(BaseModel):
     def over(self, base: JobOptions) -> JobOptions:
         """These options with every unset one taken from `base`."""
         mine = self.model_dump(exclude_none=True)
+        # a fixed CRF and a target are two ways to choose it: the upper layer's way wins
+        if "crf" in mine:
+            mine["target_vmaf"] = None
+        elif "target_vmaf" in mine:
+            mine["crf"] = None
         return base.model_copy(update=mine)
 
 
@@ -167,6 +225,9 @@ class QueueEntry(BaseModel):
     """What analysis found (sdr, hdr10, hlg, dolby_vision), kept for finished entries."""
     rollbacks: list[str] = Field(default_factory=list)
     """Flags turned off for this job after a failure (see docs/configuration.md, rollback)."""
+
+
+CRF_AND_TARGET = "crf and target_vmaf do not go together: a fixed CRF or a target, not both"
 
 
 def segment_problem(low: float, high: float) -> str:

@@ -96,6 +96,47 @@ class JobMetrics(_Figures):
     """Wall time spent in each job stage."""
 
 
+class SegmentQuality(_Figures):
+    """A segment's CRF and, with a target VMAF, its measured score."""
+
+    index: int
+    crf: int | None = None
+    vmaf: float | None = None
+    vmaf_low5: float | None = None
+    target: str | None = None
+    """met, missed, bound, fallback or short (core.events.SegmentDone.target)."""
+
+
+class QualitySummary(_Figures):
+    """A target-quality job's segments and their spread."""
+
+    target_vmaf: float
+    segments: list[SegmentQuality]
+    vmaf_min: float | None = None
+    vmaf_mean: float | None = None
+    """The plain mean of the segments' means."""
+    vmaf_max: float | None = None
+    crf_min: int | None = None
+    crf_max: int | None = None
+    in_band: int = 0
+    """Segments whose target status is met."""
+
+    @classmethod
+    def of(cls, target_vmaf: float, segments: list[SegmentQuality]) -> QualitySummary:
+        scores = [s.vmaf for s in segments if s.vmaf is not None]
+        crfs = [s.crf for s in segments if s.crf is not None]
+        return cls(
+            target_vmaf=target_vmaf,
+            segments=sorted(segments, key=lambda s: s.index),
+            vmaf_min=min(scores) if scores else None,
+            vmaf_mean=sum(scores) / len(scores) if scores else None,
+            vmaf_max=max(scores) if scores else None,
+            crf_min=min(crfs) if crfs else None,
+            crf_max=max(crfs) if crfs else None,
+            in_band=sum(s.target == "met" for s in segments),
+        )
+
+
 class JobSummary(_Figures):
     """The closing figures of one encode."""
 
@@ -113,6 +154,8 @@ class JobSummary(_Figures):
     metrics: JobMetrics | None = None
     not_kept: tuple[str, ...] = ()
     """Source streams the output lacks by design (a second video stream), described."""
+    quality: QualitySummary | None = None
+    """With a target VMAF: each segment's CRF and score, and their spread."""
 
     @property
     def grew(self) -> bool:

@@ -105,6 +105,12 @@ class SegmentRecord(BaseModel):
     """The machine that encoded it (None: recorded before hosts were kept)."""
     remote: bool = False
     """Encoded by a cluster worker rather than the engine's machine."""
+    crf: int | None = None
+    vmaf: float | None = None
+    vmaf_low5: float | None = None
+    probes: str | None = None
+    """JSON [[crf, vmaf], ...]: the target search's probes, kept as they finish."""
+    target: str | None = None
 
 
 class IllegalTransition(RuntimeError):

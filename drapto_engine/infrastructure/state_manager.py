@@ -136,6 +136,11 @@ class StateManager:
             lambda: self.store.set_segment(job_id, self.pid, index, state, before=before, **fields),
         )
 
+    async def set_probes(self, job_id: str, index: int, probes: str) -> None:
+        await self._as_holder(
+            job_id, lambda: self.store.set_probes(job_id, self.pid, index, probes)
+        )
+
     async def keep_alive(self, job_id: str, on_lost: Callable[[DraptoError], None]) -> None:
         """Heartbeat the job's lock until cancelled; `on_lost` hears of a takeover (or of
         a database that can no longer be written)."""

@@ -43,6 +43,16 @@ from drapto_engine.core.state import (
 from drapto_engine.infrastructure.queue_store import QueueStore
 from drapto_engine.infrastructure.store_recovery import Recovery, is_damage, replace_damaged
 
+QUALITY_COLUMNS = (
+    ("crf", "INTEGER"),
+    ("vmaf", "REAL"),
+    ("vmaf_low5", "REAL"),
+    ("probes", "TEXT"),
+    ("target", "TEXT"),
+)
+"""A segment's CRF, its measured VMAF and 5% low, the search's probes (JSON) and how
+the target went (core.events.SegmentDone.target)."""
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY,
@@ -75,6 +85,11 @@ CREATE TABLE IF NOT EXISTS segments (
     wall_s REAL,
     host TEXT,
     remote INTEGER NOT NULL DEFAULT 0,
+    crf INTEGER,
+    vmaf REAL,
+    vmaf_low5 REAL,
+    probes TEXT,
+    target TEXT,
     PRIMARY KEY (job_id, idx)
 );
 CREATE TABLE IF NOT EXISTS queue (
@@ -174,6 +189,9 @@ class StateStore:
             db.execute("ALTER TABLE segments ADD COLUMN host TEXT")
         if "remote" not in segment_columns:
             db.execute("ALTER TABLE segments ADD COLUMN remote INTEGER NOT NULL DEFAULT 0")
+        for name, kind in QUALITY_COLUMNS:  # target quality (issue #23)
+            if name not in segment_columns:
+                db.execute(f"ALTER TABLE segments ADD COLUMN {name} {kind}")
 
     def close(self) -> None:
         with self._lock:
@@ -358,7 +376,8 @@ class StateStore:
                 "INSERT INTO segments (job_id, idx, start_frame, end_frame, state)"
                 " VALUES (?, ?, ?, ?, ?)"
                 " ON CONFLICT(job_id, idx) DO UPDATE SET start_frame = excluded.start_frame,"
-                " end_frame = excluded.end_frame, state = excluded.state, attempts = 0"
+                " end_frame = excluded.end_frame, state = excluded.state, attempts = 0,"
+                " probes = NULL"
                 " WHERE start_frame != excluded.start_frame OR end_frame != excluded.end_frame",
                 (job_id, index, start_frame, end_frame, SegmentState.PENDING.value),
             )
@@ -394,6 +413,16 @@ class StateStore:
             db.execute(
                 f"UPDATE segments SET state = ?{started}{extra} WHERE job_id = ? AND idx = ?",
                 (state.value, *fields.values(), job_id, index),
+            )
+
+    def set_probes(self, job_id: str, pid: int, index: int, probes: str) -> None:
+        """Keep a running segment's probes (JSON) as each finishes: a resumed job does
+        not measure them again."""
+        with self.transaction() as db:
+            self._check_holder(db, job_id, pid)
+            db.execute(
+                "UPDATE segments SET probes = ? WHERE job_id = ? AND idx = ?",
+                (probes, job_id, index),
             )
 
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import json
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -23,15 +25,23 @@ from drapto_engine.core.events import (
     SegmentProgress,
     SegmentsPlanned,
     SegmentStarted,
+    WarningEvent,
 )
 from drapto_engine.core.flags import FlagSet
+from drapto_engine.core.metrics import SegmentQuality
 from drapto_engine.core.models import Segment, SegmentState
 from drapto_engine.infrastructure.ffmpeg.progress import Progress
 from drapto_engine.infrastructure.source_identity import SourceIdentity, check_unchanged
 from drapto_engine.infrastructure.state_manager import StateManager
 from drapto_engine.infrastructure.workers import cpu_count, threads_per_worker
 from drapto_engine.services.encoding.plan import VideoPlan
-from drapto_engine.services.executors import SegmentExecutor, SegmentRejected, SegmentWork
+from drapto_engine.services.executors import (
+    SegmentExecutor,
+    SegmentRejected,
+    SegmentRun,
+    SegmentWork,
+)
+from drapto_engine.services.quality.runner import FALLBACK, MET
 from drapto_engine.services.resume import reuse
 from drapto_engine.services.workdir import partial_file, put_in_place, segment_file
 
@@ -91,6 +101,8 @@ class SegmentBroker:
         self.source = source
         self.segments_planned = segments_planned or asyncio.Event()
         self.on_first_segment = on_first_segment
+        self.quality: dict[int, SegmentQuality] = {}
+        """Each finished segment's CRF and score (resumed ones too), for the summary."""
 
     async def run(
         self,
@@ -201,6 +213,11 @@ class SegmentBroker:
             resumed=True,
             host=record.host or "",
             remote=record.remote,
+            crf=record.crf,
+            vmaf=record.vmaf,
+            vmaf_low5=record.vmaf_low5,
+            probes=stored_probes(record.probes),
+            target=record.target,
         )
         return True
 
@@ -213,6 +230,10 @@ class SegmentBroker:
         resumed: bool = False,
         **measured: Any,
     ) -> None:
+        self.quality[segment.index] = SegmentQuality(
+            index=segment.index,
+            **{k: measured.get(k) for k in ("crf", "vmaf", "vmaf_low5", "target")},
+        )
         self.bus.emit(
             SegmentDone(
                 job=self.job,
@@ -263,6 +284,8 @@ class SegmentBroker:
                     on_started=on_started,
                     on_progress=self._progress_reporter(segment),
                     source=self.source[1] if self.source is not None else None,
+                    known_probes=await self._known_probes(segment),
+                    on_probe=self._probe_keeper(segment),
                 )
                 if self.source is not None:  # a stat: cheap before every segment
                     await asyncio.to_thread(check_unchanged, *self.source, content=False)
@@ -301,7 +324,9 @@ class SegmentBroker:
                     wall_s=wall,
                     host=run.host,
                     remote=int(run.remote),
+                    **self._quality_fields(run),
                 )
+                self._quality_warning(segment, run)
                 self._segment_done(
                     segment,
                     path,
@@ -315,8 +340,64 @@ class SegmentBroker:
                     remote=run.remote,
                     shipped_bytes=run.shipped_bytes,
                     runs=run.runs,
+                    **self._quality_event(run),
                 )
                 return
+
+    async def _known_probes(self, segment: Segment) -> tuple[tuple[int, float], ...]:
+        """Probes an earlier run measured for this segment (kept as each finished)."""
+        if self.plan.target_vmaf is None:
+            return ()
+        record = (await self.state.segments(self.job)).get(segment.index)
+        return tuple(stored_probes(record.probes if record else None))
+
+    def _probe_keeper(self, segment: Segment) -> Callable[[list[list[float]]], Awaitable[None]]:
+        async def keep(probes: list[list[float]]) -> None:
+            await self.state.set_probes(self.job, segment.index, json.dumps(probes))
+
+        return keep
+
+    def _quality_fields(self, run: SegmentRun) -> dict[str, Any]:
+        """The state store's columns of a finished segment's CRF and score."""
+        quality = run.quality
+        if quality is None:
+            return {"crf": self.plan.crf}
+        return {
+            "crf": quality.crf,
+            "vmaf": quality.vmaf,
+            "vmaf_low5": quality.vmaf_low5,
+            "probes": json.dumps(quality.probes),
+            "target": quality.status,
+        }
+
+    def _quality_event(self, run: SegmentRun) -> dict[str, Any]:
+        quality = run.quality
+        if quality is None:
+            return {"crf": self.plan.crf}
+        return {
+            "crf": quality.crf,
+            "vmaf": quality.vmaf,
+            "vmaf_low5": quality.vmaf_low5,
+            "probes": [(int(c), float(v)) for c, v in quality.probes],
+            "target": quality.status,
+        }
+
+    def _quality_warning(self, segment: Segment, run: SegmentRun) -> None:
+        """A segment off its target says why; a measurement that failed turns the
+        search off for the rest of the job (the target_quality rollback)."""
+        quality = run.quality
+        if quality is None or quality.status == MET:
+            return
+        if quality.status == FALLBACK and self.plan.target_vmaf is not None:
+            self.plan = dataclasses.replace(self.plan, target_vmaf=None)
+            message = (
+                f"segment {segment.index}: target_quality rolled back to the fixed CRF "
+                f"{quality.crf} for the rest of the job: {quality.note}"
+            )
+        else:
+            message = f"segment {segment.index}: {quality.note}"
+        log.warning("%s", message)
+        self.bus.emit(WarningEvent(job=self.job, message=message))
 
     def _progress_reporter(self, segment: Segment) -> Callable[[Progress], None]:
         def report(progress: Progress) -> None:
@@ -333,6 +414,15 @@ class SegmentBroker:
             )
 
         return report
+
+
+def stored_probes(text: str | None) -> list[tuple[int, float]]:
+    """The probes a segment's row keeps (JSON [[crf, vmaf], ...]); unreadable: none."""
+    try:
+        data = json.loads(text) if text else []
+        return [(int(c), float(v)) for c, v in data]
+    except (ValueError, TypeError):
+        return []
 
 
 def first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:

@@ -31,7 +31,7 @@ from drapto_engine.core.events import (
     WarningEvent,
 )
 from drapto_engine.core.flags import FlagSet
-from drapto_engine.core.metrics import JobMetrics
+from drapto_engine.core.metrics import JobMetrics, QualitySummary
 from drapto_engine.core.models import (
     AudioStream,
     EncodeSettings,
@@ -110,7 +110,11 @@ class EncodeRequest:
 def job_record(request: EncodeRequest) -> JobRecord:
     """A job is its input file (path, size, mtime) and the settings that shape its output."""
     stat = request.input.stat()
-    settings = model_json(request.settings)
+    # without a target the target fields shape nothing: a fixed-CRF job keeps its id
+    unused = {"target_vmaf", "crf_range", "target_quality"}
+    settings = model_json(
+        request.settings, exclude=unused if request.settings.target_vmaf is None else None
+    )
     source = request.input.resolve()
     key = f"{source}|{stat.st_size}|{stat.st_mtime_ns}|{settings}"
     return JobRecord(
@@ -249,6 +253,8 @@ class Orchestrator:
         self.job: str | None = None
         self.on_job: Callable[[str], None] | None = None
         """Called with the job id as soon as it is known."""
+        self.quality: QualitySummary | None = None
+        """A target-quality job's segments and scores, once encoded."""
         self.segments_planned = asyncio.Event()
         """Set once segmentation has handed out every segment (a queue may start the next job)."""
         self.source: tuple[Path, SourceIdentity] | None = None
@@ -355,7 +361,10 @@ class Orchestrator:
             await self.state.forget_work(job)
             await asyncio.to_thread(shutil.rmtree, work, True)
         for leftover in await asyncio.to_thread(leftovers, work, request.output):
-            leftover.unlink(missing_ok=True)
+            if leftover.is_dir():
+                await asyncio.to_thread(shutil.rmtree, leftover, True)
+            else:
+                leftover.unlink(missing_ok=True)
 
     async def _run_held(self, run: _Run) -> JobSummary:
         """The pipeline while this process holds the job: the heartbeat, and what each way
@@ -517,6 +526,10 @@ class Orchestrator:
             on_first_segment=lambda: self._set_stage(job, JobStage.ENCODING),
         )
         planned = await broker.run(segments, save_plan)
+        if request.settings.target_vmaf is not None and plan.target_vmaf is not None:
+            self.quality = QualitySummary.of(
+                request.settings.target_vmaf, list(broker.quality.values())
+            )
         return planned, saved_plan
 
     async def _shadow_scenes(
@@ -669,6 +682,7 @@ class Orchestrator:
             segments=segments,
             metrics=metrics,
             not_kept=tuple(extra.describe() for extra in media.extra_video),
+            quality=self.quality,
         )
 
 

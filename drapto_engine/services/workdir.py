@@ -25,13 +25,20 @@ def partial_file(path: Path) -> Path:
     return path.with_name(f"{path.stem}.{os.getpid()}.partial{path.suffix}")
 
 
+def scratch_of(partial: Path) -> Path:
+    """A folder beside a partial file for the other files of its making (target
+    quality's probes and measured encodes): a leftover, like the file, once its process
+    is gone."""
+    return partial.with_suffix(".quality")
+
+
 def _abandoned(path: Path, pid: int | None) -> bool:
     """A partial file of this process, or of one that is gone (killed mid-write)."""
     return pid is None or pid == os.getpid() or not pid_alive(pid)
 
 
 def leftovers(work: Path, output: Path) -> list[Path]:
-    """Partial files that no live process is writing."""
+    """Partial files (and scratch_of folders) that no live process is writing."""
     found: list[Path] = []
     if work.is_dir():
         for path in work.glob("*.partial.*"):

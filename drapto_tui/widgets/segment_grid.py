@@ -1,5 +1,5 @@
 """Every segment of a job: as a cell (pending, running with percent and fps, done with
-size and fps, failed with attempts), or, where room is short, as one character each.
+size and fps, or with its CRF and VMAF score under a target VMAF, failed with attempts), or, where room is short, as one character each.
 
 A film can have a thousand segments: the grid draws only the lines on screen, from
 the job view, so a redraw costs the same for 10 segments or 1,000.
@@ -40,7 +40,10 @@ def cell(segment: SegmentView) -> str:
     elif segment.state == "done":
         mark = "↺" if segment.resumed else REMOTE_DONE if segment.remote else "✓"
         size = presentation.short_size(segment.size_bytes)
-        text = f"{i}{mark} {size:>5} {min(segment.fps, 9999):4.0f}f"
+        if segment.vmaf is not None:  # a target VMAF: the CRF it chose and the score
+            text = f"{i}{mark} crf{segment.crf or 0:<2} {min(segment.vmaf, 99.9):4.1f}"
+        else:
+            text = f"{i}{mark} {size:>5} {min(segment.fps, 9999):4.0f}f"
     elif segment.state == "failed":
         text = f"{i}✗ failed x{segment.attempts}"
     else:

@@ -127,6 +127,27 @@ BAD: dict[str, list[Bad]] = {
         bad("encode", "{input}", "--crf", "0", names="--crf", says="1 to 63"),
         bad("encode", "{input}", "--crf", "2.5", names="--crf", says="1 to 63"),
     ],
+    "drapto encode --target-vmaf": [
+        bad("encode", "{input}", "--target-vmaf", "99.5", names="--target-vmaf", says="50 to 99"),
+        bad("encode", "{input}", "--target-vmaf", "nan", names="--target-vmaf", says="50 to 99"),
+        bad(
+            "encode",
+            "{input}",
+            "--target-vmaf",
+            "93",
+            "--crf",
+            "30",
+            names="--target-vmaf",
+            says="do not go together",
+        ),
+    ],
+    "drapto encode --crf-range": [
+        bad(
+            "encode", "{input}", "--crf-range", "40-20", names="--crf-range", says="the first lower"
+        ),
+        bad("encode", "{input}", "--crf-range", "20", names="--crf-range", says="MIN-MAX"),
+        bad("encode", "{input}", "--crf-range", "0-30", names="--crf-range", says="1 to 63"),
+    ],
     "drapto encode --workers": [
         bad("encode", "{input}", "--workers", "0", names="--workers", says="per core"),
         bad("encode", "{input}", "--workers", "-1", names="--workers", says="per core"),

@@ -10,6 +10,7 @@ from drapto_engine.core.events import (
     AnalysisReady,
     EntryChanged,
     JobFailed,
+    SegmentDone,
     SegmentPlanned,
     SegmentProgress,
     SegmentStarted,
@@ -231,6 +232,24 @@ class TestSegmentCells:
         job = JobView(id="j", segments={s.index: s for s in states[:4]})
         assert summary(job) == "4 segments: 1 running, 1 pending, 1 done, 1 failed"
         assert summary(JobView(id="j", segments={9: states[3]})) == "1 segment: 1 pending"
+
+    def test_a_target_quality_segment_shows_its_crf_and_score(self) -> None:
+        """The engine's view takes the CRF and score from segment_done; the cell shows
+        them in place of size and fps (a fixed-CRF cell is unchanged, as above)."""
+        view = EngineView()
+        for event in (
+            SegmentPlanned(job="j", index=1234, start_frame=0, frames=10),
+            SegmentDone(
+                job="j", index=1234, frames=10, size_bytes=271_100, fps=30.0, wall_s=1.0,
+                crf=31, vmaf=93.27, probes=[(32, 92.5), (24, 96.0)], target="met",
+            ),
+        ):  # fmt: skip
+            view.apply(event)
+        done = view.job("j").segments[1234]
+        assert (done.crf, done.vmaf) == (31, 93.27)
+        shown = cell(done)
+        assert len(shown) == CELL - 1
+        assert "crf31" in shown and "93.3" in shown and "271k" not in shown
 
     def test_a_long_job_fits_its_strip(self) -> None:
         states = ["done"] * 500 + ["running"] + ["pending"] * 499

@@ -101,9 +101,9 @@ def test_unknown_keys_everywhere(tmp_path: Path, ffmpeg: str, video: Path) -> No
         "1: jobs: unknown key (did you mean 'job'?)",
         "4: defaults.workerz: unknown key (did you mean 'workers'?)",
         "7: job[1].preest: unknown key (did you mean 'preset'?)",
-        "10: job[2].colour: unknown key (keys are input, preset, crf, min_segment_s,"
-        " max_segment_s, hdr10_fallback, output_dir, overwrite, keep_work, work_dir, force,"
-        " replace, min_saving, keep_days, trash_dir)",
+        "10: job[2].colour: unknown key (keys are input, preset, crf, target_vmaf, crf_range,"
+        " min_segment_s, max_segment_s, hdr10_fallback, output_dir, overwrite, keep_work,"
+        " work_dir, force, replace, min_saving, keep_days, trash_dir)",
     ]
 
 

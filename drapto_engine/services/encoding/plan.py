@@ -74,6 +74,10 @@ class VideoPlan:
     segmented: bool
     warnings: tuple[str, ...] = field(default=())
     interlace: Interlace | None = None  # set only when the video is to be deinterlaced
+    target_vmaf: float | None = None
+    """Each segment's CRF searched for this VMAF (services/quality); `crf` is then the
+    fixed CRF it rolls back to. None: every segment at `crf`."""
+    crf_range: tuple[int, int] = (15, 55)
 
     @classmethod
     def make(cls, ffmpeg: str, analysis: VideoAnalysis, settings: EncodeSettings) -> VideoPlan:
@@ -98,12 +102,18 @@ class VideoPlan:
                 "full frame; turn on dolby_vision_crop to crop anyway"
             )
             crop = None
+        crf = settings.crf if settings.crf is not None else analysis.default_crf
+        if settings.target_vmaf is not None and not settings.target_quality:
+            warnings.append(
+                f"target VMAF {settings.target_vmaf:g} is not used: the target_quality flag "
+                f"is off, so every segment is encoded at CRF {crf}"
+            )
         return cls(
             ffmpeg=ffmpeg,
             source=analysis.media.path,
             analysis=analysis,
             preset=settings.preset,
-            crf=settings.crf if settings.crf is not None else analysis.default_crf,
+            crf=crf,
             svtav1_params=settings.svtav1_params,
             crop=crop,
             dolby_vision=dolby_vision,
@@ -112,6 +122,8 @@ class VideoPlan:
             interlace=analysis.interlace
             if analysis.interlace and analysis.interlace.deinterlace
             else None,
+            target_vmaf=settings.target_vmaf if settings.target_quality else None,
+            crf_range=settings.crf_range,
         )
 
     @property

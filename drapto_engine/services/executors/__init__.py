@@ -14,7 +14,7 @@ sends a segment to a remote worker when no local slot is free.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +25,7 @@ from drapto_engine.core.models import Segment
 from drapto_engine.infrastructure.ffmpeg.progress import Progress
 from drapto_engine.infrastructure.source_identity import SourceIdentity
 from drapto_engine.services.encoding.plan import VideoPlan
+from drapto_engine.services.quality.runner import Outcome
 
 
 class SegmentRejected(EncodeError):
@@ -55,6 +56,10 @@ class SegmentWork:
     of the content fingerprint before the join): a worker reading the source through a
     path map compares its copy with it. None: no identity to compare, so a remote
     worker is sent the segment's packets."""
+    known_probes: tuple[tuple[int, float], ...] = ()
+    """Probes an earlier run of the job measured for this segment (target quality)."""
+    on_probe: Callable[[list[list[float]]], Awaitable[None]] | None = None
+    """Called with the segment's probes after each one (kept for a resumed job)."""
 
 
 @dataclass(frozen=True)
@@ -70,6 +75,8 @@ class SegmentRun:
     """Bytes sent to a remote worker and back (0 for local and shared-storage runs)."""
     runs: int = 1
     """Encoders started for it (more than 1: a worker was lost mid-segment)."""
+    quality: Outcome | None = None
+    """With a target VMAF: the CRF chosen, its score, the probes (None: fixed CRF)."""
 
 
 class Slot(Protocol):

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import shutil
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from drapto_engine.core.errors import EncodeError
 from drapto_engine.core.models import Segment
@@ -18,7 +21,9 @@ from drapto_engine.infrastructure.resources import ResourceManager
 from drapto_engine.services.encoding.plan import VideoPlan
 from drapto_engine.services.encoding.svt import encoder_for
 from drapto_engine.services.executors import SegmentRun, SegmentWork
-from drapto_engine.services.workdir import video_packets
+from drapto_engine.services.quality.runner import Machine, Outcome, reach_target
+from drapto_engine.services.quality.search import Target
+from drapto_engine.services.workdir import scratch_of, video_packets
 
 EARLY_SAMPLES_AT_S = (0.1, 0.2, 0.4, 0.8, 1.4, 2.0)
 """When an encoder is sampled after it starts, before the shared 1 s sampler's period
@@ -42,14 +47,18 @@ class LocalSlot:
             work.on_progress(progress)
 
         work.on_started(self.host)
+        quality = None
         async with sampled_early(ticket):
-            await run_checked(
-                encoder_for(plan).segment_argv(plan, segment, work.partial, work.threads),
-                f"segment {segment.index} encode",
-                plan.source,
-                on_progress=report,
-                on_start=ticket.track,
-            )
+            if plan.target_vmaf is None:
+                await run_checked(
+                    encoder_for(plan).segment_argv(plan, segment, work.partial, work.threads),
+                    f"segment {segment.index} encode",
+                    plan.source,
+                    on_progress=report,
+                    on_start=ticket.track,
+                )
+            else:
+                quality = await self._reach_target(work, report)
         frames = await asyncio.to_thread(video_packets, work.partial)
         check_frames(frames, plan, segment)
         return SegmentRun(
@@ -57,7 +66,48 @@ class LocalSlot:
             host=self.host,
             peak_rss_bytes=ticket.peak_rss_bytes,
             cpu_percent=ticket.mean_cpu_percent,
+            quality=quality,
         )
+
+    async def _reach_target(self, work: SegmentWork, report: Callable[[Progress], None]) -> Outcome:
+        """The segment searched, encoded, measured and corrected here (services/quality),
+        in a scratch folder beside its partial file; the kept encode becomes the partial."""
+        plan, segment, threads, ticket = work.plan, work.segment, work.threads, self.ticket
+        assert plan.target_vmaf is not None
+        encoder = encoder_for(plan)
+
+        def argv_at(crf: int, preset: int, output: Path) -> list[str]:
+            at = dataclasses.replace(plan, crf=crf, preset=preset)
+            return encoder.segment_argv(at, segment, output, threads)
+
+        async def run(argv: list[str]) -> None:
+            await run_checked(
+                argv,
+                f"segment {segment.index} encode",
+                plan.source,
+                on_progress=report,
+                on_start=ticket.track,
+            )
+
+        scratch = scratch_of(work.partial)
+        await asyncio.to_thread(shutil.rmtree, scratch, True)
+        scratch.mkdir()
+        try:
+            return await reach_target(
+                Target(plan.target_vmaf, *plan.crf_range),
+                preset=plan.preset,
+                fallback_crf=plan.crf,
+                frames=segment.frame_count,
+                machine=Machine(
+                    argv_at, run, threads, plan.source, on_start=ticket.track, on_progress=report
+                ),
+                output=work.partial,
+                scratch=scratch,
+                known_probes=work.known_probes,
+                on_probe=work.on_probe,
+            )
+        finally:
+            await asyncio.to_thread(shutil.rmtree, scratch, True)
 
 
 class LocalExecutor:

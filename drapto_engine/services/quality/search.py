@@ -1,0 +1,82 @@
+"""The CRF search: which CRF to try next, from the (CRF, VMAF) points measured so far.
+
+VMAF falls as CRF rises. Between the two points that bracket the target the CRF is
+interpolated linearly; with every point on one side it is extrapolated from the two
+nearest the target (a fixed step when one point is all there is, or the slope is
+flat); the result is rounded to a whole CRF (SVT-AV1 in ffmpeg takes integers) and
+clamped to the range.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+BAND = 1.0
+"""The band around the target a segment's mean VMAF must land in."""
+STEP = 8
+"""How far the second probe goes from the first when the slope is unknown."""
+MIN_SLOPE = 0.05
+"""VMAF per CRF step below which a slope is taken as flat (and STEP used)."""
+
+Point = tuple[int, float]
+
+
+@dataclass(frozen=True)
+class Target:
+    vmaf: float
+    low: int
+    high: int
+    band: float = BAND
+
+    def within(self, score: float) -> bool:
+        return abs(score - self.vmaf) <= self.band + 1e-9
+
+    def clamp(self, crf: float) -> int:
+        return max(self.low, min(self.high, round(crf)))
+
+    @property
+    def start(self) -> int:
+        """The first probe: the middle of the range."""
+        return (self.low + self.high) // 2
+
+
+def estimate(points: Sequence[Point], target: Target) -> int:
+    """The CRF expected to score `target.vmaf`, from measured (CRF, score) points."""
+    if not points:
+        return target.start
+    goal = target.vmaf
+    above = [p for p in points if p[1] >= goal]
+    below = [p for p in points if p[1] < goal]
+    if above and below:
+        a = max(above, key=lambda p: p[0])  # the highest CRF still good enough
+        b = min(below, key=lambda p: p[0])  # the lowest CRF that falls short
+        if a[0] < b[0]:
+            return target.clamp(a[0] + (a[1] - goal) * (b[0] - a[0]) / (a[1] - b[1]))
+        return target.clamp(a[0])  # not monotone (noise): keep the good one
+    near = sorted(points, key=lambda p: abs(p[1] - goal))[:2]
+    direction = 1 if above else -1  # all good enough: raise the CRF; else lower it
+    if len(near) == 2 and near[0][0] != near[1][0]:
+        slope = (near[1][1] - near[0][1]) / (near[1][0] - near[0][0])
+        if slope < -MIN_SLOPE:
+            crf = near[0][0] + (goal - near[0][1]) / slope
+            if (crf - near[0][0]) * direction > 0:
+                return target.clamp(crf)
+    return target.clamp(near[0][0] + direction * STEP)
+
+
+def brackets(points: Sequence[Point], target: Target) -> bool:
+    """Whether the points lie on both sides of the target."""
+    return any(s >= target.vmaf for _, s in points) and any(s < target.vmaf for _, s in points)
+
+
+def score_at(points: Sequence[Point], crf: int) -> float | None:
+    """The score the points' line predicts at `crf` (from the two CRFs nearest it)."""
+    by_crf = {c: s for c, s in points}
+    if crf in by_crf:
+        return by_crf[crf]
+    near = sorted(by_crf, key=lambda c: abs(c - crf))[:2]
+    if len(near) < 2:
+        return None
+    (c0, c1) = near
+    return by_crf[c0] + (by_crf[c1] - by_crf[c0]) * (crf - c0) / (c1 - c0)

@@ -1,0 +1,82 @@
+"""Target quality's pure parts: the CRF search, libvmaf's log, the measurement's
+arguments derived from the encode's, and how the option layers choose a CRF."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from drapto_engine.core.jobs import JobOptions
+from drapto_engine.services.quality.search import Target, brackets, estimate
+from drapto_engine.services.quality.vmaf import MeasureFailed, parse_log, sampled, vmaf_argv
+
+TARGET = Target(93.0, 15, 50)
+
+
+def test_interpolates_between_the_points_that_bracket_the_target() -> None:
+    assert estimate([(30, 95.0), (40, 91.0)], TARGET) == 35
+    assert brackets([(30, 95.0), (40, 91.0)], TARGET)
+
+
+def test_extrapolates_and_clamps_when_every_point_is_on_one_side() -> None:
+    assert estimate([(32, 97.0), (40, 95.0)], TARGET) == 48  # 1/4 a step: 8 more
+    assert estimate([(32, 98.0), (40, 97.5)], TARGET) == 50  # the bound
+    assert estimate([(32, 80.0)], TARGET) == 24  # one point: a step towards the target
+    assert estimate([], TARGET) == 32  # the middle of the range
+
+
+def test_the_log_gives_mean_and_five_percent_low() -> None:
+    frames = [{"frameNum": i, "metrics": {"vmaf": float(i)}} for i in range(1, 41)]
+    score = parse_log(json.dumps({"frames": frames}))
+    assert score.mean == pytest.approx(20.5)
+    assert score.low5 == pytest.approx(1.5)  # the worst 2 of 40
+    with pytest.raises(MeasureFailed):
+        parse_log("{}")
+
+
+def test_the_measurement_reads_the_frames_the_encode_read() -> None:
+    encode = [
+        "/x/ffmpeg", "-hide_banner", "-y", "-threads", "2", "-copyts", "-ss", "12.5",
+        "-noautorotate", "-i", "/m/a,b:c.mkv", "-map", "0:3", "-frames:v", "40",
+        "-vf", "trim=start=1.0,setpts=PTS-STARTPTS,yadif,crop=10:10:0:0",
+        "-c:v", "libsvtav1", "-preset", "6", "-crf", "30", "-pix_fmt", "yuv420p10le",
+        "/w/seg.mp4",
+    ]  # fmt: skip
+    argv = vmaf_argv(encode, Path("/w/seg.mp4"), Path("/w/l:o,g.json"), subsample=3, threads=2)
+    assert argv[: argv.index("-i")] == [
+        "/x/ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "error",
+        "-threads", "2", "-copyts", "-ss", "12.5", "-noautorotate",
+    ]  # fmt: skip
+    graph = argv[argv.index("-filter_complex") + 1]
+    assert graph.startswith(
+        "[0:3]trim=start=1.0,setpts=PTS-STARTPTS,yadif,crop=10:10:0:0,trim=end_frame=40,"
+        "format=yuv420p10le,settb=AVTB,setpts=N[ref];"
+    )
+    assert "n_subsample=3:n_threads=2" in graph and "l\\\\:o\\,g.json" in graph
+    assert argv[argv.index("-frames:v") + 1] == "40"
+
+
+def test_the_upper_layer_chooses_between_crf_and_target() -> None:
+    config = JobOptions(target_vmaf=93)
+    assert JobOptions(crf=30).over(config).model_dump(exclude_none=True) == {"crf": 30}
+    fixed = JobOptions(crf=30)
+    chosen = JobOptions(target_vmaf=90.5).over(fixed)
+    assert (chosen.crf, chosen.target_vmaf) == (None, 90.5)
+    assert JobOptions(crf_range="20 - 40").crf_range == (20, 40)
+
+
+def test_a_probe_sample_selects_the_same_frames_on_both_sides() -> None:
+    encode = [
+        "/x/ffmpeg", "-i", "/m/a.mkv", "-map", "0:0", "-frames:v", "100",
+        "-vf", "setpts=PTS-STARTPTS", "-pix_fmt", "yuv420p10le", "/w/probe-30.mp4",
+    ]  # fmt: skip
+    probe = sampled(encode)
+    assert probe[probe.index("-frames:v") + 1] == "64"  # frames 0-31 and 64-95
+    assert probe[probe.index("-vf") + 1] == "setpts=PTS-STARTPTS,select=lt(mod(n\\,64)\\,32)"
+    argv = vmaf_argv(probe, Path("/w/probe-30.mp4"), Path("/w/l.json"))
+    graph = argv[argv.index("-filter_complex") + 1]
+    assert graph.startswith(
+        "[0:0]setpts=PTS-STARTPTS,select=lt(mod(n\\,64)\\,32),trim=end_frame=64,"
+    )
