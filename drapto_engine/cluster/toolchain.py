@@ -113,7 +113,7 @@ def encoder_arguments() -> str:
 
 
 def fingerprint(configured: str | None = None) -> str:
-    """'drapto 0.2.0; ffmpeg version ...; SVT-AV1 v...; encoder arguments <hash>' for
+    """'drapto 0.3.0; ffmpeg version ...; SVT-AV1 v...; encoder arguments <hash>' for
     this drapto and the ffmpeg it would use here (parts joined by SEPARATOR)."""
     toolchain = find_toolchain(configured)
     return SEPARATOR.join(

@@ -5,8 +5,8 @@ these); the request of each engine call is derived from its declaration in
 `core.api.EngineAPI`. The payloads are the engine's own models: requests carry `JobOptions`,
 replies carry `QueueEntry`, `FlagView`, `EngineSnapshot`, events are the `Event` union.
 
-    client -> server   {"type":"hello","protocol":"1.1","name":"drapto-tui","pid":42}
-    server -> client   {"type":"hello","protocol":"1.1","name":"drapto 0.2.0","pid":7}
+    client -> server   {"type":"hello","protocol":"1.2","name":"drapto-tui","pid":42}
+    server -> client   {"type":"hello","protocol":"1.2","name":"drapto 0.3.0","pid":7}
     client -> server   {"id":1,"method":"set_flag","params":{"name":"crop_detection","state":"off"}}
     server -> client   {"type":"reply","id":1,"result":{...FlagView...}}
     server -> client   {"type":"error","id":1,"error":"unknown flag 'x' (flags are ...)"}
@@ -33,7 +33,7 @@ from drapto_engine.core.api import APICall, EngineSnapshot, api_calls
 from drapto_engine.core.events import Event
 from drapto_engine.core.text import model_json
 
-PROTOCOL_VERSION = "1.1"
+PROTOCOL_VERSION = "1.2"
 MAX_LINE = 1 << 20
 """Longest line a client may send (bytes, newline included); longer ones are refused."""
 CLIENT_READ_LIMIT = 1 << 30
