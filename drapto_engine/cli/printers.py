@@ -181,9 +181,13 @@ class PlainPrinter:
                 crop = event.crop or "no crop"
                 dv = f" profile {event.dolby_vision_profile}" if event.dolby_vision_profile else ""
                 deinterlace = f", {event.deinterlace}" if event.deinterlace else ""
+                rate = f"crf {event.crf}"
+                if event.target_vmaf is not None and event.crf_range is not None:
+                    low, high = event.crf_range
+                    rate = f"target VMAF {event.target_vmaf:g} (crf {low}-{high})"
                 return (
                     f"[{event.job}] {event.dynamic_range}{dv}, {event.width}x{event.height}, "
-                    f"{event.frames} frames, {crop}, crf {event.crf}, {event.encoder}{deinterlace}"
+                    f"{event.frames} frames, {crop}, {rate}, {event.encoder}{deinterlace}"
                 )
             case SegmentPlanned():
                 self.planned[event.job] = self.planned.get(event.job, 0) + 1

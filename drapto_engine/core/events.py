@@ -46,9 +46,14 @@ class AnalysisReady(_Event):
     frames: int
     frame_rate: float = 0.0
     crf: int
+    """The fixed CRF; with a target, the CRF a segment falls back to."""
     encoder: str
     segmented: bool = True
     deinterlace: str | None = None  # how and why, when the video is deinterlaced
+    target_vmaf: float | None = None
+    """The VMAF each segment's CRF is searched for (None: every segment at `crf`)."""
+    crf_range: tuple[int, int] | None = None
+    """With a target: the CRFs searched."""
 
 
 class SegmentPlanned(_Event):

@@ -588,6 +588,8 @@ class Orchestrator:
                 encoder=encoder_for(plan).name,
                 segmented=plan.segmented,
                 deinterlace=plan.interlace.describe() if plan.interlace else None,
+                target_vmaf=plan.target_vmaf,
+                crf_range=plan.crf_range if plan.target_vmaf is not None else None,
             )
         )
 

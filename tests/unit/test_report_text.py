@@ -10,7 +10,7 @@ import pytest
 
 from drapto_engine.cli.printers import PlainPrinter, summary_lines
 from drapto_engine.core.errors import DraptoError
-from drapto_engine.core.events import JobFinished, SegmentsPlanned
+from drapto_engine.core.events import AnalysisReady, JobFinished, SegmentsPlanned
 from drapto_engine.core.metrics import JobMetrics, JobSummary, SegmentMetrics, size_change
 from drapto_engine.core.models import DolbyVisionInfo
 from drapto_engine.services.encoding.dolby_vision import decide
@@ -148,3 +148,16 @@ def test_two_batch_summaries_in_the_same_second_keep_both_files(tmp_path: Path) 
     assert json.loads(second.read_text())["batch"] == "b.toml@1"
     assert json.loads((tmp_path / "last-batch.json").read_text())["batch"] == "b.toml@1"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["batches", "last-batch.json"]
+
+
+def test_the_analysis_line_says_the_target_not_the_fallback_crf() -> None:
+    printer = PlainPrinter(io.StringIO())
+    fixed = AnalysisReady(
+        job="j", dynamic_range="sdr", width=1280, height=720, frames=240, crf=24,
+        encoder="svt-av1",
+    )  # fmt: skip
+    assert printer.describe(fixed) == "[j] sdr, 1280x720, 240 frames, no crop, crf 24, svt-av1"
+    target = fixed.model_copy(update={"target_vmaf": 93.5, "crf_range": (15, 55)})
+    assert printer.describe(target) == (
+        "[j] sdr, 1280x720, 240 frames, no crop, target VMAF 93.5 (crf 15-55), svt-av1"
+    )
