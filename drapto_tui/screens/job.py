@@ -74,10 +74,13 @@ def analysis(job: JobView | None, entry: QueueEntry | None = None) -> str:
     dv = f" profile {a.dolby_vision_profile}" if a.dolby_vision_profile else ""
     colour = BADGE_VARIABLES.get(a.dynamic_range, "$foreground")
     badge = presentation.BADGES.get(a.dynamic_range, a.dynamic_range)
+    rate = f"CRF {a.crf}"
+    if a.target_vmaf is not None and a.crf_range is not None:
+        rate = f"target VMAF {a.target_vmaf:g} (CRF {a.crf_range[0]}-{a.crf_range[1]})"
     lines = [
         f"[b {colour}]{badge}{dv}[/], {a.width}x{a.height}, "
         f"{a.frames} frames at {a.frame_rate:.3f} fps",
-        f"crop {a.crop or 'none'}, CRF {a.crf}, {a.encoder}, "
+        f"crop {a.crop or 'none'}, {rate}, {a.encoder}, "
         f"{'segmented' if a.segmented else 'whole file'}",
     ]
     if job.audio:

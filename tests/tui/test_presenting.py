@@ -297,3 +297,16 @@ class TestBadge:
         done = finished(1, 60).model_copy(update={"dynamic_range": "dolby_vision"})
         assert presentation.badge(None, done) == "DV"  # after an engine restart: no job view
         assert presentation.badge(None, finished(2, 60)) == ""
+
+
+def test_the_job_screen_says_the_target_not_the_fallback_crf() -> None:
+    from drapto_tui.screens.job import analysis
+
+    view = EngineView()
+    encoding(view, 1, frames=100, done=10, fps=5.0)
+    job = view.state.jobs["job1"]
+    assert "CRF 30, svt" in analysis(job)
+    assert job.analysis is not None
+    job.analysis = job.analysis.model_copy(update={"target_vmaf": 93.0, "crf_range": (15, 55)})
+    text = analysis(job)
+    assert "target VMAF 93 (CRF 15-55), svt" in text and "CRF 30" not in text
