@@ -9,6 +9,7 @@ clamped to the range.
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -28,6 +29,10 @@ class Target:
     low: int
     high: int
     band: float = BAND
+    offset: float = 0.0
+    """What this job's finals have scored above the probes' line at their CRF (the
+    median over its finished segments, `learned_offset`): the first final's CRF is
+    chosen from the probes shifted by it."""
 
     def within(self, score: float) -> bool:
         return abs(score - self.vmaf) <= self.band + 1e-9
@@ -80,3 +85,22 @@ def score_at(points: Sequence[Point], crf: int) -> float | None:
         return None
     (c0, c1) = near
     return by_crf[c0] + (by_crf[c1] - by_crf[c0]) * (crf - c0) / (c1 - c0)
+
+
+def first_final(points: Sequence[Point], target: Target) -> int:
+    """The first final's CRF: the probes' estimate with the job's learned offset added
+    to their scores (the final's preset and frames score differently from a probe's)."""
+    return estimate([(c, s + target.offset) for c, s in points], target)
+
+
+def residual(probes: Sequence[Point], crf: int, final: float) -> float | None:
+    """How far a final's measured score lies from the probes' line at its CRF (None
+    without a line)."""
+    expected = score_at(probes, crf)
+    return None if expected is None else final - expected
+
+
+def learned_offset(residuals: Sequence[float]) -> float:
+    """The offset for the next segment's first final: the median of the finished
+    segments' residuals (one odd segment does not move it); none yet: 0."""
+    return statistics.median(residuals) if residuals else 0.0
