@@ -4,6 +4,7 @@ greatly in difficulty, each segment scored again here by the test's own libvmaf 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import io
 import json
 import os
@@ -399,3 +400,47 @@ def test_the_flag_off_encodes_at_the_fixed_crf_and_says_so(make_media, tmp_path:
     assert (done["crf"], done["vmaf"], done["probes"]) == (analysis["crf"], None, [])
     (warning,) = [w for w in run.of("warning") if "target_quality flag is off" in w["message"]]
     assert f"encoded at CRF {analysis['crf']}" in warning["message"]
+
+
+def test_the_first_final_goes_where_the_jobs_learned_offset_says(
+    make_media, ffmpeg: str, tmp_path: Path
+) -> None:
+    """A segment whose probes an earlier run measured: its first final, a real encode,
+    runs at the CRF of the probes' line shifted by the job's learned offset."""
+    from drapto_engine.infrastructure.ffmpeg.runner import run_checked
+    from drapto_engine.services.encoding.svt import encoder_for
+    from drapto_engine.services.quality.runner import Machine, reach_target
+    from drapto_engine.services.quality.search import Target
+
+    source = make_media("one scene.mkv", size=(192, 108), duration=1.0, source="testsrc2")
+    plan = VideoPlan.make(
+        ffmpeg, asyncio.run(analyze_video(source, ffmpeg)), EncodeSettings(preset=12)
+    )
+    segment = Segment(index=0, start_frame=0, end_frame=25, start_s=0.0, end_s=1.0)
+    ran: list[list[str]] = []
+
+    def argv_at(crf: int, preset: int, output: Path) -> list[str]:
+        at = dataclasses.replace(plan, crf=crf, preset=preset)
+        return encoder_for(at).segment_argv(at, segment, output, 1)
+
+    async def run(argv: list[str]) -> None:
+        ran.append(argv)
+        await run_checked(argv, "segment 0 encode", source)
+
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    outcome = asyncio.run(
+        reach_target(
+            Target(93.0, 15, 50, offset=1.2),
+            preset=12,
+            fallback_crf=30,
+            frames=25,
+            machine=Machine(argv_at, run, 1, source),
+            output=tmp_path / "seg.mp4",
+            scratch=scratch,
+            known_probes=[(30, 95.0), (40, 91.0)],  # 93 at CRF 35; less 1.2: at CRF 38
+        )
+    )
+    first = ran[0]
+    assert first[first.index("-crf") + 1] == "38"
+    assert outcome.vmaf is not None and (tmp_path / "seg.mp4").is_file()
