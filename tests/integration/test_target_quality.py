@@ -444,3 +444,26 @@ def test_the_first_final_goes_where_the_jobs_learned_offset_says(
     first = ran[0]
     assert first[first.index("-crf") + 1] == "38"
     assert outcome.vmaf is not None and (tmp_path / "seg.mp4").is_file()
+
+
+def test_a_later_segment_uses_what_the_earlier_finals_learned(make_media, tmp_path: Path) -> None:
+    """One segment at a time: the second segment's first final is placed with the offset
+    the first segment's kept final showed against its probes' line (its run log says)."""
+    from drapto_engine.infrastructure.paths import log_dir
+    from drapto_engine.services.quality.search import residual
+
+    source = make_media("one scene.mkv", size=(192, 108), duration=2.0, source="testsrc2")
+    run = encode(
+        source, tmp_path / "out.mkv", "--target-vmaf", "92", "--crf-range", "20-55",
+        "--min-segment", "1", "--max-segment", "1", "--workers", "1",
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    first, second = sorted(run.of("segment_done"), key=lambda e: e["index"])
+    assert first["target"] in ("met", "missed") and second["target"] in ("met", "missed")
+    learned = residual([tuple(p) for p in first["probes"]], first["crf"], first["vmaf"])
+    assert learned is not None and abs(learned) > 0.0005
+    (log,) = log_dir().glob("drapto-*.log")
+    shifts = [
+        line.rsplit(" ", 1)[1] for line in log.read_text().splitlines() if "first final at" in line
+    ]
+    assert shifts == ["+0.000", f"{learned:+.3f}"]

@@ -229,6 +229,7 @@ async def _search(
             await on_probe([list(p) for p in outcome.probes])
     finals: list[tuple[int, Score, Path]] = []
     crf = first_final(points, target)
+    log.info("first final at CRF %d: the probes' line shifted by %+.3f", crf, target.offset)
     for attempt in range(2):
         path = scratch / f"final-{crf}.mp4"
         argv = await machine.encode(crf, preset, path)
