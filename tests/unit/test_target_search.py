@@ -10,6 +10,7 @@ import pytest
 
 from drapto_engine.core.jobs import JobOptions
 from drapto_engine.services.quality.search import (
+    MAX_LEARNED_MOVE,
     Target,
     brackets,
     estimate,
@@ -110,3 +111,11 @@ def test_the_job_learns_the_finals_offset_from_the_probes_line() -> None:
     shifted = Target(93.0, 15, 50, offset=1.2)
     assert first_final(probes, shifted) == 38
     assert first_final(probes, TARGET) == 35
+
+
+def test_a_learned_offset_moves_the_first_final_at_most_a_few_crfs() -> None:
+    """The finals' offset grows with the CRF (bench/README.md, 1080p): a large median
+    learned at one CRF must not send another segment to the range's top."""
+    probes = [(30, 95.0), (40, 91.0)]  # 93 at CRF 35
+    assert first_final(probes, Target(93.0, 15, 50, offset=10.0)) == 35 + MAX_LEARNED_MOVE
+    assert first_final(probes, Target(93.0, 15, 50, offset=-10.0)) == 35 - MAX_LEARNED_MOVE

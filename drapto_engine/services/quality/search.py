@@ -19,6 +19,10 @@ STEP = 8
 """How far the second probe goes from the first when the slope is unknown."""
 MIN_SLOPE = 0.05
 """VMAF per CRF step below which a slope is taken as flat (and STEP used)."""
+MAX_LEARNED_MOVE = 4
+"""How far the job's learned offset may move a first final from the probes' own
+estimate: the offset grows with the CRF (bench/README.md, 1080p), so one learned at
+another segment's CRF is a hint, not a measurement."""
 
 Point = tuple[int, float]
 
@@ -89,8 +93,11 @@ def score_at(points: Sequence[Point], crf: int) -> float | None:
 
 def first_final(points: Sequence[Point], target: Target) -> int:
     """The first final's CRF: the probes' estimate with the job's learned offset added
-    to their scores (the final's preset and frames score differently from a probe's)."""
-    return estimate([(c, s + target.offset) for c, s in points], target)
+    to their scores (the final's preset and frames score differently from a probe's),
+    at most MAX_LEARNED_MOVE CRFs from the probes' own estimate."""
+    own = estimate(points, target)
+    shifted = estimate([(c, s + target.offset) for c, s in points], target)
+    return max(own - MAX_LEARNED_MOVE, min(own + MAX_LEARNED_MOVE, shifted))
 
 
 def residual(probes: Sequence[Point], crf: int, final: float) -> float | None:
