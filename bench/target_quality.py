@@ -151,7 +151,7 @@ def targets(args: argparse.Namespace) -> dict[str, Any]:
     tq_scores = per_segment(frame_scores(ffmpeg, tq_out, source), ranges)
     print(f"target run: wall {wall:.1f} s, cpu {cpu:.1f} s, split {split}", flush=True)
     fixed: dict[int, dict[str, Any]] = {}
-    for c in sorted({crf, *args.fixed}):
+    for c in [] if args.target_only else sorted({crf, *args.fixed}):
         out = OUT / f"fixed-{size}-{seconds:g}s-crf{c}.mkv"
         f_wall, f_cpu, _, f_split = run_drapto(source, out, preset, ["--crf", str(c)], ffmpeg)
         scores = per_segment(frame_scores(ffmpeg, out, source), ranges)
@@ -164,6 +164,24 @@ def targets(args: argparse.Namespace) -> dict[str, Any]:
             flush=True,
         )
     worst = min(tq_scores)
+    if not fixed:  # --target-only: accuracy and the target run's cost alone
+        return {
+            "input": f"{source.name}: {size} {seconds:g} s, preset {preset}",
+            "target": args.target,
+            "cores": cpu_count(),
+            "load_average": os.getloadavg(),
+            "accuracy": accuracy(args.target, tq_scores),
+            "target_run": {
+                "wall_s": round(wall, 1),
+                "cpu_s": round(cpu, 1),
+                "split_cpu_s": split,
+                "segment_crf": [e["crf"] for e in done],
+                "segment_vmaf": tq_scores,
+                "segment_status": [e.get("target") for e in done],
+                "segment_probes": [e["probes"] for e in done],
+                "drapto_vmaf": [e["vmaf"] for e in done],
+            },
+        }
     reaching = [c for c, f in fixed.items() if f["worst"] >= worst]
     match = max(reaching) if reaching else None
     tq_size = tq_out.stat().st_size
@@ -286,6 +304,9 @@ def main() -> int:
         "--fixed", type=lambda t: [int(x) for x in t.split(",")], default=[20, 24, 28, 32, 36]
     )
     parser.add_argument("--probe-error", action="store_true")
+    parser.add_argument(
+        "--target-only", action="store_true", help="no fixed-CRF runs: accuracy and cost alone"
+    )
     args = parser.parse_args()
     if args.probe_error:
         report(probe_error(args), "target-quality-probe-error")

@@ -57,7 +57,7 @@ def add_encode_parser(commands: Any) -> None:
         "--crf-range",
         type=checks.crf_range,
         metavar="MIN-MAX",
-        help="the CRFs --target-vmaf may choose from (default 15-55)",
+        help="the CRFs --target-vmaf may choose from (default 10-63)",
     )
     encode.add_argument(
         "--workers",

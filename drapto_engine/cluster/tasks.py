@@ -323,7 +323,7 @@ def _encode_segment(
     worker has. `argv_at(plan, output)` is the encode's arguments for a plan."""
     if plan.target_vmaf is None:
         return _encode(argv_at(plan, output), output, segment, source)
-    target = Target(plan.target_vmaf, *plan.crf_range)
+    target = Target(plan.target_vmaf, *plan.crf_range, offset=plan.vmaf_offset)
     scratch = output.with_suffix(".quality")
     scratch.mkdir()
 

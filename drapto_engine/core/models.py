@@ -282,7 +282,7 @@ class EncodeSettings(Value):
     """Constant rate factor; None takes the resolution class default."""
     target_vmaf: float | None = Field(default=None, ge=50, le=99)  # as core.jobs.TargetVmaf
     """Each segment's CRF chosen to land its measured mean VMAF on this; None: fixed CRF."""
-    crf_range: tuple[int, int] = (15, 55)  # as core.jobs.DEFAULT_CRF_RANGE
+    crf_range: tuple[int, int] = (10, 63)  # as core.jobs.DEFAULT_CRF_RANGE
     """The CRFs the target_vmaf search chooses from."""
     target_quality: bool = True
     """The target_quality flag: off, target_vmaf is ignored and the CRF is fixed."""

@@ -42,6 +42,7 @@ from drapto_engine.services.executors import (
     SegmentWork,
 )
 from drapto_engine.services.quality.runner import FALLBACK, MET
+from drapto_engine.services.quality.search import learned_offset, residual
 from drapto_engine.services.resume import reuse
 from drapto_engine.services.workdir import partial_file, put_in_place, segment_file
 
@@ -102,6 +103,8 @@ class SegmentBroker:
         self.segments_planned = segments_planned or asyncio.Event()
         self.on_first_segment = on_first_segment
         self.quality: dict[int, SegmentQuality] = {}
+        self._residuals: list[float] = []
+        """Each measured final's score less its probes' line at its CRF (search.residual)."""
         """Each finished segment's CRF and score (resumed ones too), for the summary."""
 
     async def run(
@@ -234,6 +237,11 @@ class SegmentBroker:
             index=segment.index,
             **{k: measured.get(k) for k in ("crf", "vmaf", "vmaf_low5", "target")},
         )
+        crf, vmaf, probes = measured.get("crf"), measured.get("vmaf"), measured.get("probes")
+        if isinstance(crf, int) and isinstance(vmaf, float) and probes:
+            learned = residual(probes, crf, vmaf)
+            if learned is not None:
+                self._residuals.append(learned)
         self.bus.emit(
             SegmentDone(
                 job=self.job,
@@ -277,7 +285,7 @@ class SegmentBroker:
 
                 work = SegmentWork(
                     job=job,
-                    plan=plan,
+                    plan=self._learned(plan),
                     segment=segment,
                     partial=partial,
                     threads=threads,
@@ -343,6 +351,13 @@ class SegmentBroker:
                     **self._quality_event(run),
                 )
                 return
+
+    def _learned(self, plan: VideoPlan) -> VideoPlan:
+        """The plan a segment is encoded by: with a target, what the job's finished
+        segments learned of their finals against their probes (search.learned_offset)."""
+        if plan.target_vmaf is None or not self._residuals:
+            return plan
+        return dataclasses.replace(plan, vmaf_offset=learned_offset(self._residuals))
 
     async def _known_probes(self, segment: Segment) -> tuple[tuple[int, float], ...]:
         """Probes an earlier run measured for this segment (kept as each finished)."""

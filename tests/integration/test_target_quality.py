@@ -4,6 +4,7 @@ greatly in difficulty, each segment scored again here by the test's own libvmaf 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import io
 import json
 import os
@@ -399,3 +400,70 @@ def test_the_flag_off_encodes_at_the_fixed_crf_and_says_so(make_media, tmp_path:
     assert (done["crf"], done["vmaf"], done["probes"]) == (analysis["crf"], None, [])
     (warning,) = [w for w in run.of("warning") if "target_quality flag is off" in w["message"]]
     assert f"encoded at CRF {analysis['crf']}" in warning["message"]
+
+
+def test_the_first_final_goes_where_the_jobs_learned_offset_says(
+    make_media, ffmpeg: str, tmp_path: Path
+) -> None:
+    """A segment whose probes an earlier run measured: its first final, a real encode,
+    runs at the CRF of the probes' line shifted by the job's learned offset."""
+    from drapto_engine.infrastructure.ffmpeg.runner import run_checked
+    from drapto_engine.services.encoding.svt import encoder_for
+    from drapto_engine.services.quality.runner import Machine, reach_target
+    from drapto_engine.services.quality.search import Target
+
+    source = make_media("one scene.mkv", size=(192, 108), duration=1.0, source="testsrc2")
+    plan = VideoPlan.make(
+        ffmpeg, asyncio.run(analyze_video(source, ffmpeg)), EncodeSettings(preset=12)
+    )
+    segment = Segment(index=0, start_frame=0, end_frame=25, start_s=0.0, end_s=1.0)
+    ran: list[list[str]] = []
+
+    def argv_at(crf: int, preset: int, output: Path) -> list[str]:
+        at = dataclasses.replace(plan, crf=crf, preset=preset)
+        return encoder_for(at).segment_argv(at, segment, output, 1)
+
+    async def run(argv: list[str]) -> None:
+        ran.append(argv)
+        await run_checked(argv, "segment 0 encode", source)
+
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    outcome = asyncio.run(
+        reach_target(
+            Target(93.0, 15, 50, offset=1.2),
+            preset=12,
+            fallback_crf=30,
+            frames=25,
+            machine=Machine(argv_at, run, 1, source),
+            output=tmp_path / "seg.mp4",
+            scratch=scratch,
+            known_probes=[(30, 95.0), (40, 91.0)],  # 93 at CRF 35; less 1.2: at CRF 38
+        )
+    )
+    first = ran[0]
+    assert first[first.index("-crf") + 1] == "38"
+    assert outcome.vmaf is not None and (tmp_path / "seg.mp4").is_file()
+
+
+def test_a_later_segment_uses_what_the_earlier_finals_learned(make_media, tmp_path: Path) -> None:
+    """One segment at a time: the second segment's first final is placed with the offset
+    the first segment's kept final showed against its probes' line (its run log says)."""
+    from drapto_engine.infrastructure.paths import log_dir
+    from drapto_engine.services.quality.search import residual
+
+    source = make_media("one scene.mkv", size=(192, 108), duration=2.0, source="testsrc2")
+    run = encode(
+        source, tmp_path / "out.mkv", "--target-vmaf", "92", "--crf-range", "20-55",
+        "--min-segment", "1", "--max-segment", "1", "--workers", "1",
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    first, second = sorted(run.of("segment_done"), key=lambda e: e["index"])
+    assert first["target"] in ("met", "missed") and second["target"] in ("met", "missed")
+    learned = residual([tuple(p) for p in first["probes"]], first["crf"], first["vmaf"])
+    assert learned is not None and abs(learned) > 0.0005
+    log = max(log_dir().glob("drapto-*.log"), key=lambda p: p.stat().st_mtime_ns)  # this run's
+    shifts = [
+        line.rsplit(" ", 1)[1] for line in log.read_text().splitlines() if "first final at" in line
+    ]
+    assert shifts == ["+0.000", f"{learned:+.3f}"]

@@ -9,7 +9,15 @@ from pathlib import Path
 import pytest
 
 from drapto_engine.core.jobs import JobOptions
-from drapto_engine.services.quality.search import Target, brackets, estimate
+from drapto_engine.services.quality.search import (
+    MAX_LEARNED_MOVE,
+    Target,
+    brackets,
+    estimate,
+    first_final,
+    learned_offset,
+    residual,
+)
 from drapto_engine.services.quality.vmaf import MeasureFailed, parse_log, sampled, vmaf_argv
 
 TARGET = Target(93.0, 15, 50)
@@ -80,3 +88,34 @@ def test_a_probe_sample_selects_the_same_frames_on_both_sides() -> None:
     assert graph.startswith(
         "[0:0]setpts=PTS-STARTPTS,select=lt(mod(n\\,64)\\,32),trim=end_frame=64,"
     )
+
+
+def test_the_default_range_reaches_the_crfs_1080p_targets_need() -> None:
+    """At 1080p a target of 93 needed CRF above 55 in easy scenes (bench/README.md)."""
+    from drapto_engine.core.jobs import DEFAULT_CRF_RANGE
+    from drapto_engine.core.models import EncodeSettings
+    from drapto_engine.services.encoding.plan import VideoPlan
+
+    assert DEFAULT_CRF_RANGE == (10, 63)
+    assert EncodeSettings().crf_range == DEFAULT_CRF_RANGE
+    assert VideoPlan.__dataclass_fields__["crf_range"].default == DEFAULT_CRF_RANGE
+
+
+def test_the_job_learns_the_finals_offset_from_the_probes_line() -> None:
+    probes = [(30, 95.0), (40, 91.0)]  # the line: 93 at CRF 35
+    assert residual(probes, 35, 94.5) == pytest.approx(1.5)
+    assert residual([(30, 95.0)], 35, 94.5) is None  # no line from one point
+    assert learned_offset([]) == 0.0
+    assert learned_offset([1.5, 9.0, 1.0]) == pytest.approx(1.5)  # the median: an outlier aside
+    # finals scoring 1.2 above the probes' line: the first final goes 3 CRFs higher
+    shifted = Target(93.0, 15, 50, offset=1.2)
+    assert first_final(probes, shifted) == 38
+    assert first_final(probes, TARGET) == 35
+
+
+def test_a_learned_offset_moves_the_first_final_at_most_a_few_crfs() -> None:
+    """The finals' offset grows with the CRF (bench/README.md, 1080p): a large median
+    learned at one CRF must not send another segment to the range's top."""
+    probes = [(30, 95.0), (40, 91.0)]  # 93 at CRF 35
+    assert first_final(probes, Target(93.0, 15, 50, offset=10.0)) == 35 + MAX_LEARNED_MOVE
+    assert first_final(probes, Target(93.0, 15, 50, offset=-10.0)) == 35 - MAX_LEARNED_MOVE

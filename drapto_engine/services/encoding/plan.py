@@ -77,7 +77,10 @@ class VideoPlan:
     target_vmaf: float | None = None
     """Each segment's CRF searched for this VMAF (services/quality); `crf` is then the
     fixed CRF it rolls back to. None: every segment at `crf`."""
-    crf_range: tuple[int, int] = (15, 55)
+    crf_range: tuple[int, int] = (10, 63)  # as core.jobs.DEFAULT_CRF_RANGE
+    vmaf_offset: float = 0.0
+    """What the job's finished segments learned: finals score this far above their
+    probes' line (quality.search.learned_offset); the next segment's first final uses it."""
 
     @classmethod
     def make(cls, ffmpeg: str, analysis: VideoAnalysis, settings: EncodeSettings) -> VideoPlan:

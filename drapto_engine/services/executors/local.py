@@ -94,7 +94,7 @@ class LocalSlot:
         scratch.mkdir()
         try:
             return await reach_target(
-                Target(plan.target_vmaf, *plan.crf_range),
+                Target(plan.target_vmaf, *plan.crf_range, offset=plan.vmaf_offset),
                 preset=plan.preset,
                 fallback_crf=plan.crf,
                 frames=segment.frame_count,

@@ -19,7 +19,14 @@ from pathlib import Path
 from typing import Any
 
 from drapto_engine.infrastructure.ffmpeg.runner import OnProgress, OnStart
-from drapto_engine.services.quality.search import Point, Target, brackets, estimate, score_at
+from drapto_engine.services.quality.search import (
+    Point,
+    Target,
+    brackets,
+    estimate,
+    first_final,
+    score_at,
+)
 from drapto_engine.services.quality.vmaf import (
     MIN_FRAMES,
     MeasureFailed,
@@ -163,8 +170,9 @@ async def reach_target(
 ) -> Outcome:
     """Encode one segment into `output` at the CRF that lands its VMAF on the target.
 
-    Probes (at a faster preset) give the first estimate; the segment is encoded at the
-    real preset and measured; a miss of the band is corrected once from the measured
+    Probes (at a faster preset) give the first estimate, shifted by what the job's
+    earlier finals learned (`target.offset`); the segment is encoded at the real preset
+    and measured; a miss of the band is corrected once from the measured
     point and whichever final is closer is kept. `known_probes` were measured by an
     earlier run (a resumed job) and are not probed again; `on_probe` gets the probes
     after each one. Measuring that fails ends in the fixed `fallback_crf`.
@@ -220,7 +228,8 @@ async def _search(
         if on_probe is not None:
             await on_probe([list(p) for p in outcome.probes])
     finals: list[tuple[int, Score, Path]] = []
-    crf = estimate(points, target)
+    crf = first_final(points, target)
+    log.info("first final at CRF %d: the probes' line shifted by %+.3f", crf, target.offset)
     for attempt in range(2):
         path = scratch / f"final-{crf}.mp4"
         argv = await machine.encode(crf, preset, path)

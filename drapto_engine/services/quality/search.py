@@ -9,6 +9,7 @@ clamped to the range.
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -18,6 +19,10 @@ STEP = 8
 """How far the second probe goes from the first when the slope is unknown."""
 MIN_SLOPE = 0.05
 """VMAF per CRF step below which a slope is taken as flat (and STEP used)."""
+MAX_LEARNED_MOVE = 4
+"""How far the job's learned offset may move a first final from the probes' own
+estimate: the offset grows with the CRF (bench/README.md, 1080p), so one learned at
+another segment's CRF is a hint, not a measurement."""
 
 Point = tuple[int, float]
 
@@ -28,6 +33,10 @@ class Target:
     low: int
     high: int
     band: float = BAND
+    offset: float = 0.0
+    """What this job's finals have scored above the probes' line at their CRF (the
+    median over its finished segments, `learned_offset`): the first final's CRF is
+    chosen from the probes shifted by it."""
 
     def within(self, score: float) -> bool:
         return abs(score - self.vmaf) <= self.band + 1e-9
@@ -80,3 +89,25 @@ def score_at(points: Sequence[Point], crf: int) -> float | None:
         return None
     (c0, c1) = near
     return by_crf[c0] + (by_crf[c1] - by_crf[c0]) * (crf - c0) / (c1 - c0)
+
+
+def first_final(points: Sequence[Point], target: Target) -> int:
+    """The first final's CRF: the probes' estimate with the job's learned offset added
+    to their scores (the final's preset and frames score differently from a probe's),
+    at most MAX_LEARNED_MOVE CRFs from the probes' own estimate."""
+    own = estimate(points, target)
+    shifted = estimate([(c, s + target.offset) for c, s in points], target)
+    return max(own - MAX_LEARNED_MOVE, min(own + MAX_LEARNED_MOVE, shifted))
+
+
+def residual(probes: Sequence[Point], crf: int, final: float) -> float | None:
+    """How far a final's measured score lies from the probes' line at its CRF (None
+    without a line)."""
+    expected = score_at(probes, crf)
+    return None if expected is None else final - expected
+
+
+def learned_offset(residuals: Sequence[float]) -> float:
+    """The offset for the next segment's first final: the median of the finished
+    segments' residuals (one odd segment does not move it); none yet: 0."""
+    return statistics.median(residuals) if residuals else 0.0
