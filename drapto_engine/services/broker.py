@@ -374,18 +374,13 @@ class SegmentBroker:
 
     def _quality_fields(self, run: SegmentRun) -> dict[str, Any]:
         """The state store's columns of a finished segment's CRF and score."""
-        quality = run.quality
-        if quality is None:
-            return {"crf": self.plan.crf}
-        return {
-            "crf": quality.crf,
-            "vmaf": quality.vmaf,
-            "vmaf_low5": quality.vmaf_low5,
-            "probes": json.dumps(quality.probes),
-            "target": quality.status,
-        }
+        fields = self._quality_event(run)
+        if "probes" in fields:
+            fields["probes"] = json.dumps(fields["probes"])
+        return fields
 
     def _quality_event(self, run: SegmentRun) -> dict[str, Any]:
+        """A finished segment's CRF and score, as its segment_done event carries them."""
         quality = run.quality
         if quality is None:
             return {"crf": self.plan.crf}
