@@ -152,7 +152,11 @@ def _job_option(field: str, value: Any, text: str) -> Any:
     try:
         return getattr(JobOptions.model_validate({field: value}), field)
     except pydantic.ValidationError as exc:
-        problem = exc.errors()[0]["msg"].removeprefix("Input ").removeprefix("Value ")
+        problem = exc.errors()[0]["msg"]
+        for prefix in ("Value error, ", "Input ", "Value "):
+            problem = problem.removeprefix(prefix)
+        if ", not " in problem:  # a validator of drapto's own says what it was given
+            raise argparse.ArgumentTypeError(problem) from None
         raise argparse.ArgumentTypeError(f"{problem}, not {text!r}") from None
 
 

@@ -119,3 +119,21 @@ def test_a_learned_offset_moves_the_first_final_at_most_a_few_crfs() -> None:
     probes = [(30, 95.0), (40, 91.0)]  # 93 at CRF 35
     assert first_final(probes, Target(93.0, 15, 50, offset=10.0)) == 35 + MAX_LEARNED_MOVE
     assert first_final(probes, Target(93.0, 15, 50, offset=-10.0)) == 35 - MAX_LEARNED_MOVE
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        ("40-20", "must be two CRFs from 1 to 63, the first lower, not 40-20"),
+        ("0-30", "must be two CRFs from 1 to 63, the first lower, not 0-30"),
+        ("20", "must be MIN-MAX, two whole CRFs (e.g. 15-50), not '20'"),
+    ],
+)
+def test_a_bad_crf_range_is_said_once_and_plainly(text: str, said: str) -> None:
+    import argparse
+
+    from drapto_engine.cli.args import crf_range
+
+    with pytest.raises(argparse.ArgumentTypeError) as raised:
+        crf_range(text)
+    assert str(raised.value) == said
