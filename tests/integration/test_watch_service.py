@@ -88,9 +88,12 @@ async def user(tmp_path: Path) -> AsyncIterator[User]:
 
 def closed_window() -> tuple[str, str]:
     """A window that opens two hours from now (local time), and its opening as shown."""
-    opens = datetime.now() + timedelta(hours=2)
+    now = datetime.now()
+    opens = now + timedelta(hours=2)
     closes = opens + timedelta(hours=1)
-    return f"{opens:%H:%M}-{closes:%H:%M}", f"{opens:%H:%M}"
+    # after 22:00 it opens tomorrow, which drapto says with the day (`Tue 00:07`)
+    shown = f"{opens:%H:%M}" if opens.date() == now.date() else f"{opens:%a %H:%M}"
+    return f"{opens:%H:%M}-{closes:%H:%M}", shown
 
 
 async def test_a_watched_folder_through_the_service(
