@@ -60,8 +60,7 @@ from drapto_engine.infrastructure.source_identity import fingerprint
 from drapto_engine.infrastructure.workers import cpu_count, threads_per_worker
 from drapto_engine.services.encoding.plan import VideoPlan
 from drapto_engine.services.encoding.svt import SEGMENT_SUFFIX, encoder_for
-from drapto_engine.services.quality.runner import Machine, Outcome, reach_target
-from drapto_engine.services.quality.search import Target
+from drapto_engine.services.quality.runner import Machine, Outcome, reach_target, target_of
 from drapto_engine.services.segmentation.timestamps import main_video_stream
 
 SHIP_FORMAT = "nut"
@@ -321,9 +320,9 @@ def _encode_segment(
     """The segment encoded as the engine's slot would: at the plan's CRF, or brought to
     its target VMAF by the same loop (services/quality), measured here on the frames this
     worker has. `argv_at(plan, output)` is the encode's arguments for a plan."""
-    if plan.target_vmaf is None:
+    target = target_of(plan)
+    if target is None:
         return _encode(argv_at(plan, output), output, segment, source)
-    target = Target(plan.target_vmaf, *plan.crf_range, offset=plan.vmaf_offset)
     scratch = output.with_suffix(".quality")
     scratch.mkdir()
 

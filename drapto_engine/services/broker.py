@@ -42,7 +42,7 @@ from drapto_engine.services.executors import (
     SegmentWork,
 )
 from drapto_engine.services.quality.runner import FALLBACK, MET
-from drapto_engine.services.quality.search import learned_offset, residual
+from drapto_engine.services.quality.search import learned_offset, learned_start, residual
 from drapto_engine.services.resume import reuse
 from drapto_engine.services.workdir import partial_file, put_in_place, segment_file
 
@@ -103,9 +103,11 @@ class SegmentBroker:
         self.segments_planned = segments_planned or asyncio.Event()
         self.on_first_segment = on_first_segment
         self.quality: dict[int, SegmentQuality] = {}
+        """Each finished segment's CRF and score (resumed ones too), for the summary."""
         self._residuals: list[float] = []
         """Each measured final's score less its probes' line at its CRF (search.residual)."""
-        """Each finished segment's CRF and score (resumed ones too), for the summary."""
+        self._kept_crfs: list[int] = []
+        """Each measured final's CRF (search.learned_start)."""
 
     async def run(
         self,
@@ -239,6 +241,7 @@ class SegmentBroker:
         )
         crf, vmaf, probes = measured.get("crf"), measured.get("vmaf"), measured.get("probes")
         if isinstance(crf, int) and isinstance(vmaf, float) and probes:
+            self._kept_crfs.append(crf)
             learned = residual(probes, crf, vmaf)
             if learned is not None:
                 self._residuals.append(learned)
@@ -354,10 +357,15 @@ class SegmentBroker:
 
     def _learned(self, plan: VideoPlan) -> VideoPlan:
         """The plan a segment is encoded by: with a target, what the job's finished
-        segments learned of their finals against their probes (search.learned_offset)."""
-        if plan.target_vmaf is None or not self._residuals:
+        segments learned of their finals against their probes (search.learned_offset) and
+        the CRF they were kept at (search.learned_start)."""
+        if plan.target_vmaf is None or not self._kept_crfs:
             return plan
-        return dataclasses.replace(plan, vmaf_offset=learned_offset(self._residuals))
+        return dataclasses.replace(
+            plan,
+            vmaf_offset=learned_offset(self._residuals),
+            vmaf_start=learned_start(self._kept_crfs),
+        )
 
     async def _known_probes(self, segment: Segment) -> tuple[tuple[int, float], ...]:
         """Probes an earlier run measured for this segment (kept as each finished)."""

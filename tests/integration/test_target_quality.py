@@ -447,8 +447,9 @@ def test_the_first_final_goes_where_the_jobs_learned_offset_says(
 
 
 def test_a_later_segment_uses_what_the_earlier_finals_learned(make_media, tmp_path: Path) -> None:
-    """One segment at a time: the second segment's first final is placed with the offset
-    the first segment's kept final showed against its probes' line (its run log says)."""
+    """One segment at a time: the second segment is probed first at the CRF the first
+    segment was kept at, and its first final is placed with the offset the first
+    segment's kept final showed against its probes' line (its run log says)."""
     from drapto_engine.infrastructure.paths import log_dir
     from drapto_engine.services.quality.search import residual
 
@@ -460,6 +461,8 @@ def test_a_later_segment_uses_what_the_earlier_finals_learned(make_media, tmp_pa
     assert run.returncode == 0, run.stderr
     first, second = sorted(run.of("segment_done"), key=lambda e: e["index"])
     assert first["target"] in ("met", "missed") and second["target"] in ("met", "missed")
+    assert first["probes"][0][0] == (20 + 55) // 2  # nothing learned yet: the middle
+    assert second["probes"][0][0] == first["crf"]
     learned = residual([tuple(p) for p in first["probes"]], first["crf"], first["vmaf"])
     assert learned is not None and abs(learned) > 0.0005
     log = max(log_dir().glob("drapto-*.log"), key=lambda p: p.stat().st_mtime_ns)  # this run's

@@ -16,6 +16,7 @@ from drapto_engine.services.quality.search import (
     estimate,
     first_final,
     learned_offset,
+    learned_start,
     residual,
 )
 from drapto_engine.services.quality.vmaf import MeasureFailed, parse_log, sampled, vmaf_argv
@@ -119,6 +120,32 @@ def test_a_learned_offset_moves_the_first_final_at_most_a_few_crfs() -> None:
     probes = [(30, 95.0), (40, 91.0)]  # 93 at CRF 35
     assert first_final(probes, Target(93.0, 15, 50, offset=10.0)) == 35 + MAX_LEARNED_MOVE
     assert first_final(probes, Target(93.0, 15, 50, offset=-10.0)) == 35 - MAX_LEARNED_MOVE
+
+
+def test_the_first_probe_goes_where_the_jobs_finished_segments_were_kept() -> None:
+    """Probes around the target are read between them; from the range's middle a
+    segment needing CRF 52 was read from probes at 36 and 44, 8 CRFs beyond them."""
+    assert learned_start([]) is None
+    assert learned_start([52, 50, 55]) == 52
+    assert Target(93.0, 10, 63).start == 36
+    assert Target(93.0, 10, 63, hint=52).start == 52
+    assert Target(93.0, 10, 40, hint=52).start == 40  # clamped to the range
+    assert estimate([], Target(93.0, 10, 63, hint=52)) == 52
+
+
+def test_the_plans_target_carries_what_the_job_learned() -> None:
+    from drapto_engine.services.encoding.plan import VideoPlan
+    from drapto_engine.services.quality.runner import target_of
+
+    fields = VideoPlan.__dataclass_fields__
+    assert fields["vmaf_start"].default is None and fields["target_vmaf"].default is None
+
+    class Plan:  # the fields target_of reads
+        target_vmaf, crf_range, vmaf_offset, vmaf_start = 93.0, (10, 63), 1.5, 50
+
+    assert target_of(Plan()) == Target(93.0, 10, 63, offset=1.5, hint=50)  # type: ignore[arg-type]
+    Plan.target_vmaf = None  # type: ignore[assignment]
+    assert target_of(Plan()) is None  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(

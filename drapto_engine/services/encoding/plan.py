@@ -81,6 +81,9 @@ class VideoPlan:
     vmaf_offset: float = 0.0
     """What the job's finished segments learned: finals score this far above their
     probes' line (quality.search.learned_offset); the next segment's first final uses it."""
+    vmaf_start: int | None = None
+    """The CRF the job's finished segments were kept at (quality.search.learned_start):
+    the next segment's first probe. None: the middle of the CRF range."""
 
     @classmethod
     def make(cls, ffmpeg: str, analysis: VideoAnalysis, settings: EncodeSettings) -> VideoPlan:

@@ -21,8 +21,7 @@ from drapto_engine.infrastructure.resources import ResourceManager
 from drapto_engine.services.encoding.plan import VideoPlan
 from drapto_engine.services.encoding.svt import encoder_for
 from drapto_engine.services.executors import SegmentRun, SegmentWork
-from drapto_engine.services.quality.runner import Machine, Outcome, reach_target
-from drapto_engine.services.quality.search import Target
+from drapto_engine.services.quality.runner import Machine, Outcome, reach_target, target_of
 from drapto_engine.services.workdir import scratch_of, video_packets
 
 EARLY_SAMPLES_AT_S = (0.1, 0.2, 0.4, 0.8, 1.4, 2.0)
@@ -73,7 +72,8 @@ class LocalSlot:
         """The segment searched, encoded, measured and corrected here (services/quality),
         in a scratch folder beside its partial file; the kept encode becomes the partial."""
         plan, segment, threads, ticket = work.plan, work.segment, work.threads, self.ticket
-        assert plan.target_vmaf is not None
+        target = target_of(plan)
+        assert target is not None
         encoder = encoder_for(plan)
 
         def argv_at(crf: int, preset: int, output: Path) -> list[str]:
@@ -94,7 +94,7 @@ class LocalSlot:
         scratch.mkdir()
         try:
             return await reach_target(
-                Target(plan.target_vmaf, *plan.crf_range, offset=plan.vmaf_offset),
+                target,
                 preset=plan.preset,
                 fallback_crf=plan.crf,
                 frames=segment.frame_count,

@@ -37,6 +37,10 @@ class Target:
     """What this job's finals have scored above the probes' line at their CRF (the
     median over its finished segments, `learned_offset`): the first final's CRF is
     chosen from the probes shifted by it."""
+    hint: int | None = None
+    """The CRF this job's finished segments were kept at (their median, `learned_start`):
+    the first probe goes there instead of the middle of the range, so the probes lie
+    around the target more often and the line is read between them, not beyond."""
 
     def within(self, score: float) -> bool:
         return abs(score - self.vmaf) <= self.band + 1e-9
@@ -46,7 +50,9 @@ class Target:
 
     @property
     def start(self) -> int:
-        """The first probe: the middle of the range."""
+        """The first probe: the job's hint, else the middle of the range."""
+        if self.hint is not None:
+            return self.clamp(self.hint)
         return (self.low + self.high) // 2
 
 
@@ -105,6 +111,12 @@ def residual(probes: Sequence[Point], crf: int, final: float) -> float | None:
     without a line)."""
     expected = score_at(probes, crf)
     return None if expected is None else final - expected
+
+
+def learned_start(crfs: Sequence[int]) -> int | None:
+    """The next segment's first probe: the median CRF of the finished segments' kept
+    finals (None before the first)."""
+    return round(statistics.median(crfs)) if crfs else None
 
 
 def learned_offset(residuals: Sequence[float]) -> float:
