@@ -25,7 +25,7 @@ import contextlib
 import json
 import logging
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn, cast
@@ -42,6 +42,7 @@ from drapto_engine.cluster.scheduler import (
     refused_workers,
 )
 from drapto_engine.cluster.tasks import (
+    PROBES_TOPIC,
     PROGRESS_TOPIC,
     Encoded,
     FileIdentity,
@@ -51,6 +52,7 @@ from drapto_engine.cluster.tasks import (
     encode_shipped_segment,
     map_path,
     packet_index,
+    probes_of,
     progress_of,
     segment_quality,
     segment_result,
@@ -77,7 +79,7 @@ KEY_PREFIX = "drapto-segment-"
 
 class SegmentWatch(SchedulerPlugin):
     """Tells the executor each time one of its segment tasks starts on a worker, passes
-    on the progress its workers send, and tells when workers come and go."""
+    on the progress and the probes its workers send, and tells when workers come and go."""
 
     name = "drapto-segment-watch"
 
@@ -85,14 +87,26 @@ class SegmentWatch(SchedulerPlugin):
         self.scheduler = scheduler
         self.starts: dict[str, Callable[[str], None]] = {}
         self.progress: dict[str, Callable[[Progress], None]] = {}
+        self.probes: dict[str, Callable[[list[list[float]]], Awaitable[None]]] = {}
         self.changed = asyncio.Event()
+        self._keeping: set[asyncio.Future[None]] = set()
 
     def log_event(self, topic: str, msg: Any) -> None:
-        if topic != PROGRESS_TOPIC:
-            return
-        parsed = progress_of(msg)
-        if parsed is not None and (report := self.progress.get(parsed[0])) is not None:
-            report(parsed[1])
+        if topic == PROGRESS_TOPIC:
+            parsed = progress_of(msg)
+            if parsed is not None and (report := self.progress.get(parsed[0])) is not None:
+                report(parsed[1])
+        elif topic == PROBES_TOPIC:
+            probes = probes_of(msg)
+            if probes is not None and (keep := self.probes.get(probes[0])) is not None:
+                task: asyncio.Future[None] = asyncio.ensure_future(keep(probes[1]))
+                self._keeping.add(task)
+                task.add_done_callback(self._kept)
+
+    def _kept(self, task: asyncio.Future[None]) -> None:
+        self._keeping.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.warning("a worker's probes were not kept: %s", exc)
 
     def transition(
         self, key: Any, start: str, finish: str, *args: Any, stimulus_id: str, **kwargs: Any
@@ -147,7 +161,11 @@ class RemoteSlot:
         options: dict[str, Any] = {"workers": covering, "allow_other_workers": False}
         try:
             return await self._run(
-                work, encode_mapped_segment, (plan, segment), {"expected": expected}, options
+                work,
+                encode_mapped_segment,
+                (plan, segment),
+                {"expected": expected, "known_probes": work.known_probes},
+                options,
             )
         except MappedSourceMismatch as exc:
             address = self.addresses[-1] if self.addresses else self.worker.address
@@ -170,7 +188,7 @@ class RemoteSlot:
             work,
             encode_shipped_segment,
             (packets, preroll, plan, segment, None, index.time_base),
-            {},
+            {"known_probes": work.known_probes},
             {"workers": [self.worker.address], "allow_other_workers": True},
             shipped=len(packets),
         )
@@ -219,6 +237,8 @@ class RemoteSlot:
 
         ex.watch.starts[key] = started
         ex.watch.progress[key] = work.on_progress
+        if work.on_probe is not None:
+            ex.watch.probes[key] = work.on_probe
         return ex.client.submit(
             segment_task,
             function,
@@ -282,6 +302,7 @@ class RemoteSlot:
         finally:
             ex.watch.starts.pop(key, None)
             ex.watch.progress.pop(key, None)
+            ex.watch.probes.pop(key, None)
             future.release()
 
     async def _check(self, work: SegmentWork, data: bytes) -> int:

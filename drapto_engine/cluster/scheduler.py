@@ -28,7 +28,7 @@ from drapto_engine.cluster import ClusterUsageError, guard
 from drapto_engine.cluster.certs import ENGINE_NAME, RevocationList
 from drapto_engine.cluster.guard import peer_name
 from drapto_engine.cluster.security import check_address, check_dashboard
-from drapto_engine.cluster.tasks import PROGRESS_TOPIC
+from drapto_engine.cluster.tasks import PROBES_TOPIC, PROGRESS_TOPIC
 
 log = logging.getLogger(__name__)
 
@@ -165,7 +165,7 @@ def _no_task_type(handler: Callable[..., Any]) -> Callable[..., Any]:
     return task_finished
 
 
-WORKER_TOPICS = frozenset({PROGRESS_TOPIC})
+WORKER_TOPICS = frozenset({PROGRESS_TOPIC, PROBES_TOPIC})
 """The event topics a worker's certificate may log to. Clients follow topics (the
 engine's client follows Dask's "print" and "warn", and unpickles what a "warn" event
 carries), so any other event of a worker is dropped."""

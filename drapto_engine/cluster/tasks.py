@@ -20,7 +20,9 @@ worker left is removed when the next one starts on that machine.
 Both task functions are plain blocking functions, run in a Dask worker's thread pool;
 they import nothing of Dask at module level, so they also run (and are tested)
 in-process. On a worker, the encoder's progress goes back to the engine as Dask events
-on PROGRESS_TOPIC (at most one a PROGRESS_EVERY_S, and its last), keyed by the task.
+on PROGRESS_TOPIC (at most one a PROGRESS_EVERY_S, and its last), keyed by the task, and
+a target search's probes on PROBES_TOPIC as each one is measured (the engine keeps them,
+so a resumed job does not probe that segment again).
 
 The engine runs them through `segment_task`, whose result is plain data (the segment's
 bytes, or the kind and text of the drapto error it raised): the engine's client reads
@@ -41,7 +43,7 @@ import subprocess
 import tempfile
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -67,6 +69,7 @@ SHIP_FORMAT = "nut"
 SHIP_SUFFIX = ".nut"
 PATH_MAP_ENV = "DRAPTO_PATH_MAP"
 PROGRESS_TOPIC = "drapto-segment-progress"
+PROBES_TOPIC = "drapto-segment-probes"
 PROGRESS_EVERY_S = 0.5
 
 log = logging.getLogger(__name__)
@@ -250,15 +253,67 @@ def progress_of(message: Any) -> tuple[str, Progress] | None:
         return None
 
 
-def _progress_sender() -> Callable[[Progress], None] | None:
-    """Sends this task's progress to the engine, when running on a Dask worker."""
+def probes_message(key: str, probes: list[list[float]]) -> dict[str, Any]:
+    return {"key": key, "probes": [[int(c), float(s)] for c, s in probes]}
+
+
+MAX_PROBE_EVENTS = 8
+"""More probes than one search runs: an event with more is not a search's."""
+
+
+def probes_of(message: Any) -> tuple[str, list[list[float]]] | None:
+    """(task key, [[crf, score], ...]) from a PROBES_TOPIC event (probes_message's shape),
+    each CRF a whole number from 1 to 63 and each score a finite number from 0 to 100;
+    None for anything else (a worker's event is checked, not trusted)."""
+    if not isinstance(message, dict):
+        return None
+    key, probes = message.get("key"), message.get("probes")
+    if not isinstance(key, str) or not isinstance(probes, list | tuple):
+        return None  # Dask's msgpack gives tuples for lists
+    if len(probes) > MAX_PROBE_EVENTS:
+        return None
+    checked: list[list[float]] = []
+    for probe in probes:
+        if not (isinstance(probe, list | tuple) and len(probe) == 2):
+            return None
+        crf, score = probe
+        if type(crf) is not int or not 1 <= crf <= 63:
+            return None
+        if type(score) not in (int, float) or not 0.0 <= float(score) <= 100.0:
+            return None  # NaN fails the range too
+        checked.append([crf, float(score)])
+    return key, checked
+
+
+def _current_task() -> tuple[Any, str] | None:
+    """(worker, task key) when running in a Dask worker's task thread, else None (Dask
+    knows the task by the thread: a thread of the task's own has none)."""
     try:
         from distributed import get_worker
 
         worker = get_worker()
-        key = str(worker.get_current_task())
-    except (ImportError, ValueError):
+        return worker, str(worker.get_current_task())
+    except (ImportError, ValueError, KeyError):
         return None
+
+
+def _probes_sender() -> Callable[[list[list[float]]], Awaitable[None]] | None:
+    """Sends this task's probes to the engine as each is measured, on a Dask worker."""
+    if (current := _current_task()) is None:
+        return None
+    worker, key = current
+
+    async def send(probes: list[list[float]]) -> None:
+        worker.log_event(PROBES_TOPIC, probes_message(key, probes))
+
+    return send
+
+
+def _progress_sender() -> Callable[[Progress], None] | None:
+    """Sends this task's progress to the engine, when running on a Dask worker."""
+    if (current := _current_task()) is None:
+        return None
+    worker, key = current
     sent = 0.0
 
     def send(progress: Progress) -> None:
@@ -271,9 +326,10 @@ def _progress_sender() -> Callable[[Progress], None] | None:
     return send
 
 
-def _run_encoder(argv: list[str], segment: Segment, source: Path) -> None:
-    """Run the encoder, its -progress lines (stdout) sent on as they come."""
-    send = _progress_sender()
+def _run_encoder(
+    argv: list[str], segment: Segment, source: Path, send: Callable[[Progress], None] | None
+) -> None:
+    """Run the encoder, its -progress lines (stdout) given to `send` as they come."""
     parser = ProgressParser()
     tail: deque[str] = deque(maxlen=20)
     try:
@@ -299,7 +355,7 @@ def _run_encoder(argv: list[str], segment: Segment, source: Path) -> None:
 
 
 def _encode(argv: list[str], output: Path, segment: Segment, source: Path) -> bytes:
-    _run_encoder(argv, segment, source)
+    _run_encoder(argv, segment, source, _progress_sender())
     _check_frames(output, segment, source)
     return output.read_bytes()
 
@@ -316,10 +372,12 @@ def _encode_segment(
     segment: Segment,
     source: Path,
     threads: int,
+    known_probes: Sequence[Sequence[float]] = (),
 ) -> Encoded:
     """The segment encoded as the engine's slot would: at the plan's CRF, or brought to
     its target VMAF by the same loop (services/quality), measured here on the frames this
-    worker has. `argv_at(plan, output)` is the encode's arguments for a plan."""
+    worker has, the engine's `known_probes` not probed again and each new probe sent back
+    as it is measured. `argv_at(plan, output)` is the encode's arguments for a plan."""
     target = target_of(plan)
     if target is None:
         return _encode(argv_at(plan, output), output, segment, source)
@@ -329,8 +387,10 @@ def _encode_segment(
     def argv_at_crf(crf: int, preset: int, path: Path) -> list[str]:
         return argv_at(dataclasses.replace(plan, crf=crf, preset=preset), path)
 
+    send = _progress_sender()  # here, in the task's thread: Dask knows its task by thread
+
     async def run(argv: list[str]) -> None:
-        await asyncio.to_thread(_run_encoder, argv, segment, source)
+        await asyncio.to_thread(_run_encoder, argv, segment, source, send)
 
     outcome: Outcome = asyncio.run(
         reach_target(
@@ -338,9 +398,11 @@ def _encode_segment(
             preset=plan.preset,
             fallback_crf=plan.crf,
             frames=segment.frame_count,
-            machine=Machine(argv_at_crf, run, threads, source, on_progress=_progress_sender()),
+            machine=Machine(argv_at_crf, run, threads, source, on_progress=send),
             output=output,
             scratch=scratch,
+            known_probes=known_probes,
+            on_probe=_probes_sender(),
         )
     )
     _check_frames(output, segment, source)
@@ -404,6 +466,7 @@ def encode_shipped_segment(
     segment: Segment,
     threads: int | None = None,
     time_base: Fraction | None = None,
+    known_probes: Sequence[Sequence[float]] = (),
 ) -> Encoded:
     """On a worker: encode a shipped segment with this machine's ffmpeg; the encoded
     segment as bytes, in the container and time base local segments have (MP4 whose
@@ -418,7 +481,7 @@ def encode_shipped_segment(
         def argv_at(at: VideoPlan, path: Path) -> list[str]:
             return shipped_argv(at, segment, source, path, preroll_frames, share, time_base)
 
-        return _encode_segment(argv_at, plan, output, segment, plan.source, share)
+        return _encode_segment(argv_at, plan, output, segment, plan.source, share, known_probes)
 
 
 # --- shared storage ---
@@ -473,7 +536,12 @@ def map_path(path: Path, pairs: PathMap) -> Path | None:
 
 
 def encode_mapped_segment(
-    plan: VideoPlan, segment: Segment, threads: int | None = None, *, expected: FileIdentity
+    plan: VideoPlan,
+    segment: Segment,
+    threads: int | None = None,
+    *,
+    expected: FileIdentity,
+    known_probes: Sequence[Sequence[float]] = (),
 ) -> Encoded:
     """On a worker with shared storage: the local encode, reading the source through this
     machine's mount, once the mapped file is known to be the engine's (`expected`);
@@ -503,7 +571,7 @@ def encode_mapped_segment(
         def argv_at(at: VideoPlan, path: Path) -> list[str]:
             return list(encoder_for(at).segment_argv(at, segment, path, share))
 
-        return _encode_segment(argv_at, plan, output, segment, source, share)
+        return _encode_segment(argv_at, plan, output, segment, source, share, known_probes)
 
 
 # --- what a segment task sends back ---

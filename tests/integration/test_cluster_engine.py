@@ -833,3 +833,40 @@ def test_a_worker_mapped_to_another_file_gets_the_sources_packets_instead(
 def _lumas(path: Path) -> list[Any]:
     with av.open(str(path)) as container:
         return [f.to_ndarray(format="gray").astype(np.float64) for f in container.decode(video=0)]
+
+
+def test_a_workers_probes_are_kept_as_each_is_measured(
+    hosted: Hosted, ffmpeg: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a target VMAF, a worker sends each probe back as it is measured and the
+    engine keeps it before the segment is done (a job killed meanwhile resumes without
+    probing that segment again); the last probes kept are the segment's own."""
+
+    from drapto_engine.services.broker import SegmentBroker
+
+    kept: list[tuple[int, list[list[float]], bool]] = []
+    keeper = SegmentBroker._probe_keeper
+
+    def recording(self: SegmentBroker, segment: Any) -> Any:
+        keep = keeper(self, segment)
+
+        async def record(probes: list[list[float]]) -> None:
+            finished = any(d.index == segment.index for d in hosted.of(SegmentDone, self.job))
+            kept.append((segment.index, probes, finished))
+            await keep(probes)
+
+        return record
+
+    monkeypatch.setattr(SegmentBroker, "_probe_keeper", recording)
+    source = _video(ffmpeg, hosted.shared / "target.mkv", 4.0)
+    options = FAST.model_copy(update={"target_vmaf": 90.0, "crf_range": (20, 55)})
+    entry = hosted.run(source, hosted.shared / "target.av1.mkv", options)
+    assert entry.status is EntryStatus.DONE, entry.error
+    done = hosted.of(SegmentDone, entry.job)
+    assert done and all(d.remote for d in done)
+    for segment in done:
+        mine = [(probes, finished) for index, probes, finished in kept if index == segment.index]
+        assert mine, f"segment {segment.index}: no probe came back before it was done"
+        assert not any(finished for _, finished in mine)
+        assert [len(p) for p, _ in mine] == list(range(1, len(mine) + 1))  # one at a time
+        assert [tuple(p) for p in mine[-1][0]] == [tuple(p) for p in segment.probes]

@@ -300,7 +300,7 @@ def test_a_worker_searches_and_measures_a_shipped_segment_and_sends_plain_data(
     assert preroll == 10
     time_base = packet_index(source).time_base
     record = segment_task(encode_shipped_segment, packets, preroll, plan, segment, 1, time_base)
-    record = msgpack.unpackb(msgpack.packb(record))
+    record = msgpack.unpackb(msgpack.packb(record), use_list=False)  # as Dask reads it
     quality = segment_quality(record)
     assert quality is not None and quality.vmaf is not None, record.get("problem")
     assert quality.status == "met" and len(quality.probes) >= 2
@@ -309,6 +309,14 @@ def test_a_worker_searches_and_measures_a_shipped_segment_and_sends_plain_data(
     measured = own_vmaf(ffmpeg, source, encoded, 60, 40, reference_from=60)
     assert abs(measured - TARGET) <= 1.0
     assert abs(measured - quality.vmaf) < 0.5
+    # a resumed job hands the worker the probes it kept: none is encoded again
+    again = segment_task(
+        encode_shipped_segment, packets, preroll, plan, segment, 1, time_base,
+        known_probes=quality.probes,
+    )  # fmt: skip
+    resumed = segment_quality(msgpack.unpackb(msgpack.packb(again), use_list=False))
+    assert resumed is not None and resumed.probes == quality.probes
+    assert resumed.encodes < quality.encodes and resumed.encodes <= 2  # finals only
 
 
 def test_status_json_of_a_running_engine_shows_crf_score_and_spread(

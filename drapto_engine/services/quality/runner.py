@@ -143,8 +143,8 @@ class Outcome:
             isinstance(crf, int)
             and isinstance(vmaf, float | None)
             and isinstance(low5, float | None)
-            and isinstance(probes, list)
-            and all(isinstance(p, list) and len(p) == 2 for p in probes)
+            and isinstance(probes, list | tuple)  # Dask's msgpack gives tuples
+            and all(isinstance(p, list | tuple) and len(p) == 2 for p in probes)
             and status in (MET, MISSED, BOUND, FALLBACK, SHORT)
             and isinstance(note, str | None)
             and isinstance(encodes, int)
