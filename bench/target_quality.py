@@ -16,6 +16,7 @@ target run's CPU seconds against the fixed run at the resolution class's CRF, sp
 
     .venv/bin/python bench/target_quality.py --file 360p [--seconds 60] [--target 93]
     .venv/bin/python bench/target_quality.py --probe-error   # probe presets and steps
+    .venv/bin/python bench/target_quality.py --probe-gap     # probes 2 or 4 presets faster
 """
 
 from __future__ import annotations
@@ -288,6 +289,61 @@ def probe_error(args: argparse.Namespace) -> dict[str, Any]:
     return {"summary": summary, "rows": rows}
 
 
+def probe_gap(args: argparse.Namespace) -> dict[str, Any]:
+    """How far a probe two and four presets faster scores from the final at the job's
+    preset, at the same CRF: on the 1080p benchmark file (preset 6), three cuts of 240
+    frames, CRF 38, 50 and 58, every encode scored on every 3rd frame (as finals are)."""
+    size, seconds, preset = FILES["1080p"]
+    if (prepared := prepare(seconds, size)) is None:
+        raise SystemExit(2)
+    ffmpeg, source = prepared
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="drapto-gap-") as scratch:
+        folder = Path(scratch)
+
+        def argv(start: float, speed: int, crf: int, out: Path) -> list[str]:
+            return [
+                ffmpeg, "-v", "error", "-y", "-threads", "2", "-ss", str(start),
+                "-i", str(source), "-map", "0:0", "-frames:v", "240",
+                "-vf", "setpts=PTS-STARTPTS", "-c:v", "libsvtav1", "-preset", str(speed),
+                "-crf", str(crf), "-pix_fmt", "yuv420p10le", "-svtav1-params", "lp=2", str(out),
+            ]  # fmt: skip
+
+        for start in (2.0, 30.0, 52.0):
+            for crf in (38, 50, 58):
+                scores: dict[int, float] = {}
+                cpu: dict[int, float] = {}
+                for speed in (preset, preset + 2, preset + 4):
+                    out = folder / f"p{speed}.mp4"
+                    encode = argv(start, speed, crf, out)
+                    cpu[speed] = timed(encode)[1]
+                    got = asyncio.run(
+                        measure_file(encode, out, folder / "vmaf.json", subsample=3, threads=2,
+                                     source=source)
+                    )  # fmt: skip
+                    scores[speed] = got.mean
+                rows.append({
+                    "start_s": start, "crf": crf, "final": round(scores[preset], 2),
+                    **{f"gap_preset_{s}": round(scores[s] - scores[preset], 2)
+                       for s in (preset + 2, preset + 4)},
+                    **{f"cpu_preset_{s}_over_final": round(cpu[s] / cpu[preset], 2)
+                       for s in (preset + 2, preset + 4)},
+                })  # fmt: skip
+                print(rows[-1], flush=True)
+    summary = {
+        f"preset {s}": {
+            "gap_min_max": [min(r[f"gap_preset_{s}"] for r in rows),
+                            max(r[f"gap_preset_{s}"] for r in rows)],
+            "gap_by_crf": {c: round(statistics.mean(r[f"gap_preset_{s}"] for r in rows
+                                                    if r["crf"] == c), 2) for c in (38, 50, 58)},
+            "cpu_over_final": round(statistics.median(r[f"cpu_preset_{s}_over_final"]
+                                                      for r in rows), 2),
+        }
+        for s in (preset + 2, preset + 4)
+    }  # fmt: skip
+    return {"summary": summary, "rows": rows}
+
+
 def timed_capture(argv: list[str]) -> tuple[float, str]:
     before = children_cpu()
     done = subprocess.run(argv, check=True, capture_output=True, text=True)
@@ -305,11 +361,16 @@ def main() -> int:
     )
     parser.add_argument("--probe-error", action="store_true")
     parser.add_argument(
+        "--probe-gap", action="store_true", help="probes 2 and 4 presets faster at 1080p"
+    )
+    parser.add_argument(
         "--target-only", action="store_true", help="no fixed-CRF runs: accuracy and cost alone"
     )
     args = parser.parse_args()
     if args.probe_error:
         report(probe_error(args), "target-quality-probe-error")
+    elif args.probe_gap:
+        report(probe_gap(args), "target-quality-probe-gap")
     else:
         seconds = args.seconds or FILES[args.file][1]
         report(targets(args), f"target-quality-{args.file}-{seconds:g}s")
