@@ -95,11 +95,14 @@ def timed_to(argv: list[str], env: dict[str, str], out: Any) -> tuple[float, flo
     return time.monotonic() - start, children_cpu() - before
 
 
-def frame_scores(ffmpeg: str, encoded: Path, source: Path) -> list[float]:
-    """VMAF of every frame of `encoded` against `source`, paired by frame number."""
+def frame_scores(ffmpeg: str, encoded: Path, source: Path, by: str = "index") -> list[float]:
+    """VMAF of every frame of `encoded` against `source`, paired by frame number (`by`
+    "index") or by timestamp (`by` "time": libvmaf's inputs pair frames of equal time)."""
     with tempfile.TemporaryDirectory(prefix="drapto-vmaf-") as folder:
         log = Path(folder) / "vmaf.json"
-        retime = "format=yuv420p10le,settb=AVTB,setpts=N"
+        retime = "format=yuv420p10le," + (
+            "settb=AVTB,setpts=N" if by == "index" else "setpts=PTS-STARTPTS"
+        )
         subprocess.run(
             [
                 ffmpeg, "-hide_banner", "-nostats", "-loglevel", "error",
@@ -115,6 +118,40 @@ def frame_scores(ffmpeg: str, encoded: Path, source: Path) -> list[float]:
 
 def per_segment(scores: list[float], ranges: list[tuple[int, int]]) -> list[float]:
     return [round(score_of(scores[a:b]).mean, 2) for a, b in ranges]
+
+
+def segment_sizes(encoded: Path, ranges: list[tuple[int, int]]) -> list[int]:
+    """Bytes of each segment's video packets (an AV1 temporal unit a frame, in order)."""
+    import av
+
+    with av.open(str(encoded)) as container:
+        sizes = [p.size for p in container.demux(video=0) if p.size]
+    return [sum(sizes[a:b]) for a, b in ranges]
+
+
+def oracle(fixed: dict[int, dict[str, Any]], worst: float) -> dict[str, Any] | None:
+    """The best a per-segment choice among the fixed CRFs does for a worst segment of
+    `worst`: each segment at the highest fixed CRF that scores at least `worst` there,
+    against the highest single fixed CRF whose every segment does (video bytes)."""
+    count = len(next(iter(fixed.values()))["segment_bytes"])
+    picked = []
+    for i in range(count):
+        good = [c for c, f in fixed.items() if f["segment_vmaf"][i] >= worst]
+        if not good:
+            return None
+        picked.append(max(good))
+    whole = [c for c, f in fixed.items() if f["worst"] >= worst]
+    if not whole:
+        return None
+    single = sum(fixed[max(whole)]["segment_bytes"])
+    chosen = sum(fixed[c]["segment_bytes"][i] for i, c in enumerate(picked))
+    return {
+        "segment_crfs": picked,
+        "single_crf": max(whole),
+        "video_bytes": chosen,
+        "single_crf_video_bytes": single,
+        "saving": round(1 - chosen / single, 3),
+    }
 
 
 def accuracy(target: float, segment_scores: list[float]) -> dict[str, Any]:
@@ -150,6 +187,8 @@ def targets(args: argparse.Namespace) -> dict[str, Any]:
         ranges.append((start, start + e["frames"]))
         start += e["frames"]
     tq_scores = per_segment(frame_scores(ffmpeg, tq_out, source), ranges)
+    tq_by_time = per_segment(frame_scores(ffmpeg, tq_out, source, by="time"), ranges)
+    tq_bytes = segment_sizes(tq_out, ranges)
     print(f"target run: wall {wall:.1f} s, cpu {cpu:.1f} s, split {split}", flush=True)
     fixed: dict[int, dict[str, Any]] = {}
     for c in [] if args.target_only else sorted({crf, *args.fixed}):
@@ -159,6 +198,7 @@ def targets(args: argparse.Namespace) -> dict[str, Any]:
         fixed[c] = {
             "wall_s": round(f_wall, 1), "cpu_s": round(f_cpu, 1), "split": f_split,
             "size_bytes": out.stat().st_size, "segment_vmaf": scores, "worst": min(scores),
+            "segment_bytes": segment_sizes(out, ranges),
         }  # fmt: skip
         print(
             f"fixed CRF {c}: wall {f_wall:.1f} s, cpu {f_cpu:.1f} s, worst {min(scores)}",
@@ -178,6 +218,8 @@ def targets(args: argparse.Namespace) -> dict[str, Any]:
                 "split_cpu_s": split,
                 "segment_crf": [e["crf"] for e in done],
                 "segment_vmaf": tq_scores,
+                "segment_vmaf_by_time": tq_by_time,
+                "segment_bytes": tq_bytes,
                 "segment_status": [e.get("target") for e in done],
                 "segment_probes": [e["probes"] for e in done],
                 "drapto_vmaf": [e["vmaf"] for e in done],
@@ -202,6 +244,8 @@ def targets(args: argparse.Namespace) -> dict[str, Any]:
             "size_bytes": tq_size,
             "segment_crf": [e["crf"] for e in done],
             "segment_vmaf": tq_scores,
+            "segment_vmaf_by_time": tq_by_time,
+            "segment_bytes": tq_bytes,
             "segment_status": [e.get("target") for e in done],
             "segment_probes": [e["probes"] for e in done],
         },
@@ -211,6 +255,7 @@ def targets(args: argparse.Namespace) -> dict[str, Any]:
             "size_saving_vs_it": round(1 - tq_size / fixed[match]["size_bytes"], 3)
             if match is not None
             else None,
+            "oracle_among_fixed_crfs": oracle(fixed, worst),
         },
         "cost_cpu_ratio_vs_class_crf": round(cpu / fixed[crf]["cpu_s"], 2),
     }
