@@ -14,6 +14,8 @@ the child would inherit that state without the threads that drive it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import faulthandler
 import io
 import logging
 import os
@@ -22,6 +24,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 import traceback
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -59,7 +62,14 @@ def run_forked(
         pid = os.fork()
         if pid == 0:  # the child: never returns
             _child(list(argv), cwd, dict(env), out.fileno(), err.fileno())
-        status = _wait(pid, timeout)
+        try:
+            status = _wait(pid, timeout)
+        except subprocess.TimeoutExpired as exc:  # what the child's threads were doing
+            err.seek(0)
+            dump = err.read().decode("utf-8", "replace")
+            print(f"forked drapto {list(argv)} timed out; its stderr:\n{dump}", file=sys.stderr)
+            exc.stderr = dump
+            raise
         out.seek(0)
         err.seek(0)
         return subprocess.CompletedProcess(
@@ -86,9 +96,17 @@ def _wait(pid: int, timeout: float) -> int:
         reaped = True
         return os.waitstatus_to_exitcode(wait_status)
     finally:
-        if not reaped:
-            os.kill(pid, signal.SIGKILL)  # a zombie at worst: the pid is still this child's
-            os.waitpid(pid, 0)
+        if not reaped:  # a zombie at worst: the pid is still this child's
+            os.kill(pid, signal.SIGUSR1)  # its faulthandler writes every thread's stack
+            with contextlib.suppress(ChildProcessError):
+                for _ in range(20):
+                    if os.waitpid(pid, os.WNOHANG) != (0, 0):
+                        reaped = True
+                        break
+                    time.sleep(0.05)
+            if not reaped:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
 
 
 def _child(argv: list[str], cwd: Path, env: dict[str, str], out: int, err: int) -> None:
@@ -102,6 +120,7 @@ def _child(argv: list[str], cwd: Path, env: dict[str, str], out: int, err: int) 
             if callable(signal.getsignal(signum)):
                 signal.signal(signum, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)
+        faulthandler.register(signal.SIGUSR1, file=err, all_threads=True, chain=False)
         null = os.open(os.devnull, os.O_RDONLY)
         os.dup2(null, 0)
         os.dup2(out, 1)
