@@ -56,6 +56,7 @@ from drapto_engine.core.events import (
 )
 from drapto_engine.core.flags import (
     DISTRIBUTED_ENCODING,
+    TARGET_QUALITY,
     FlagSet,
     FlagSource,
     FlagState,
@@ -821,6 +822,11 @@ class Engine:
                 entry=entry_id or None,
             )
         )
+        self._count_rollback(flag)
+
+    def _count_rollback(self, flag: str) -> None:
+        """One more job rolled back with `flag` off; past the config's limit the flag is
+        off for the rest of the session."""
         count = self.flags.count_rollback(flag)
         if count >= self.config.rollback_limit and self.flags.enabled(flag):
             self.flags.set(
@@ -879,6 +885,8 @@ class Engine:
 
     def _observe(self, event: Event) -> None:
         self.view.apply(event)
+        if isinstance(event, RolledBack) and event.flag == TARGET_QUALITY:
+            self._count_rollback(event.flag)  # a job's search turned off by its broker
         if isinstance(event, EntryChanged | EntryRemoved):
             self._inputs = None
         if isinstance(event, ScheduleChanged):

@@ -60,6 +60,7 @@ class Flag(BaseModel):
 
 
 DISTRIBUTED_ENCODING = "distributed_encoding"
+TARGET_QUALITY = "target_quality"
 """The flag that lets segments go to cluster workers (the engine reads it)."""
 
 FLAGS: tuple[Flag, ...] = (
@@ -115,7 +116,7 @@ FLAGS: tuple[Flag, ...] = (
         setting=None,
     ),
     Flag(
-        name="target_quality",
+        name=TARGET_QUALITY,
         description="pick each segment's CRF by measured VMAF when a job sets target_vmaf "
         "(off: the fixed CRF)",
         default=True,

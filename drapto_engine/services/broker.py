@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from drapto_engine.core.errors import DraptoError, EncodeError
 from drapto_engine.core.events import (
     EventBus,
+    RolledBack,
     SegmentDone,
     SegmentFailed,
     SegmentPlanned,
@@ -27,9 +28,10 @@ from drapto_engine.core.events import (
     SegmentStarted,
     WarningEvent,
 )
-from drapto_engine.core.flags import FlagSet
+from drapto_engine.core.flags import TARGET_QUALITY, FlagSet
 from drapto_engine.core.metrics import SegmentQuality
 from drapto_engine.core.models import Segment, SegmentState
+from drapto_engine.core.state import JobStage
 from drapto_engine.infrastructure.ffmpeg.progress import Progress
 from drapto_engine.infrastructure.source_identity import SourceIdentity, check_unchanged
 from drapto_engine.infrastructure.state_manager import StateManager
@@ -402,7 +404,8 @@ class SegmentBroker:
 
     def _quality_warning(self, segment: Segment, run: SegmentRun) -> None:
         """A segment off its target says why; a measurement that failed turns the
-        search off for the rest of the job (the target_quality rollback)."""
+        search off for the rest of the job (the target_quality rollback, which the
+        engine counts towards turning the flag off for the session)."""
         quality = run.quality
         if quality is None or quality.status == MET:
             return
@@ -411,6 +414,14 @@ class SegmentBroker:
             message = (
                 f"segment {segment.index}: target_quality rolled back to the fixed CRF "
                 f"{quality.crf} for the rest of the job: {quality.note}"
+            )
+            self.bus.emit(
+                RolledBack(
+                    job=self.job,
+                    flag=TARGET_QUALITY,
+                    stage=JobStage.ENCODING.value,
+                    error=quality.note or "VMAF measurement failed",
+                )
             )
         else:
             message = f"segment {segment.index}: {quality.note}"

@@ -167,7 +167,54 @@ def test_failing_libvmaf_rolls_back_to_the_fixed_crf_with_a_warning(
     (warning,) = [w for w in run.of("warning") if "rolled back" in w["message"]]
     assert "target_quality rolled back to the fixed CRF" in warning["message"]
     assert "VMAF measurement failed" in warning["message"]
+    [rollback] = run.of("rollback")  # counted towards the session's flag, as other flags'
+    assert (rollback["flag"], rollback["stage"]) == ("target_quality", "encoding")
+    assert "VMAF measurement failed" in rollback["error"]
     assert output.is_file()
+
+
+async def test_jobs_rolled_back_past_the_limit_turn_target_quality_off_for_the_session(
+    make_media, ffmpeg: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """libvmaf failing in every job: past `rollback_limit` jobs the engine turns the
+    flag off, and the next job does not search at all (its plan says so)."""
+    from engine_helpers import FAST as ENGINE_FAST
+    from engine_helpers import make_engine
+
+    from drapto_engine.config import Config
+    from drapto_engine.core.events import (
+        AnalysisReady,
+        FlagChanged,
+        RolledBack,
+        SegmentDone,
+        WarningEvent,
+    )
+    from drapto_engine.core.flags import FlagSource, FlagState
+
+    monkeypatch.setenv(FILTER_ENV, "no_such_vmaf")
+    first = make_media("one.mkv", size=(192, 108), duration=2.0, source="testsrc2")
+    second = make_media("two.mkv", size=(192, 108), duration=2.0, source="testsrc2")
+    options = ENGINE_FAST.model_copy(update={"target_vmaf": 90.0})
+    session = make_engine(tmp_path, ffmpeg, config=Config(rollback_limit=1))
+    async with session.engine.running():
+        [one] = await session.run([(first, tmp_path / "one.av1.mkv")], options)
+        [two] = await session.run([(second, tmp_path / "two.av1.mkv")], options)
+    assert (one.status, two.status) == (EntryStatus.DONE, EntryStatus.DONE)
+    [rollback] = session.of(RolledBack)
+    assert (rollback.flag, rollback.job) == ("target_quality", one.job)
+    [off] = session.of(FlagChanged)
+    assert (off.flag.name, off.flag.state, off.flag.source) == (
+        "target_quality",
+        FlagState.OFF,
+        FlagSource.ROLLBACK,
+    )
+    assert {d.target for d in session.of(SegmentDone, one.job)} == {"fallback"}
+    assert {d.target for d in session.of(SegmentDone, two.job)} == {None}  # not searched
+    [analysis] = session.of(AnalysisReady, two.job)
+    assert analysis.target_vmaf is None  # its plan: the fixed CRF
+    said = [w.message for w in session.of(WarningEvent, two.job)]
+    assert any("the target_quality flag is off" in m for m in said), said
+    session.engine.close()
 
 
 def test_target_vmaf_with_crf_is_refused_in_one_line(make_media, tmp_path: Path) -> None:
