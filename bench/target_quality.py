@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -256,6 +257,7 @@ def targets(args: argparse.Namespace) -> dict[str, Any]:
             if match is not None
             else None,
             "oracle_among_fixed_crfs": oracle(fixed, worst),
+            "oracle_interpolated": oracle_interpolated(fixed, worst),
         },
         "cost_cpu_ratio_vs_class_crf": round(cpu / fixed[crf]["cpu_s"], 2),
     }
@@ -389,6 +391,52 @@ def probe_gap(args: argparse.Namespace) -> dict[str, Any]:
     return {"summary": summary, "rows": rows}
 
 
+def _between(fixed: dict[int, dict[str, Any]], segment: int, crf: float) -> tuple[float, float]:
+    """A segment's VMAF and video bytes at `crf`, from the fixed runs: linear in the CRF
+    for the score and in its logarithm for the bytes, between the two runs around it
+    (beyond the runs, from the last two)."""
+    crfs = sorted(fixed)
+    i = max(0, min(len(crfs) - 2, sum(c <= crf for c in crfs) - 1))
+    c0, c1 = crfs[i], crfs[i + 1]
+    t = (crf - c0) / (c1 - c0)
+    v0, v1 = fixed[c0]["segment_vmaf"][segment], fixed[c1]["segment_vmaf"][segment]
+    b0, b1 = fixed[c0]["segment_bytes"][segment], fixed[c1]["segment_bytes"][segment]
+    return v0 + t * (v1 - v0), math.exp(math.log(b0) + t * (math.log(b1) - math.log(b0)))
+
+
+def oracle_interpolated(fixed: dict[int, dict[str, Any]], worst: float) -> dict[str, Any]:
+    """What landing every segment exactly on `worst` would save against the one CRF whose
+    worst segment scores `worst`, both read between the fixed runs (_between; CRFs in
+    tenths, at most 63)."""
+    count = len(next(iter(fixed.values()))["segment_bytes"])
+    steps = [c / 10 for c in range(10 * min(fixed), 631)]
+    per = []
+    for i in range(count):
+        good = [c for c in steps if _between(fixed, i, c)[0] >= worst] or [min(fixed)]
+        per.append(max(good))
+    single = max(
+        (c for c in steps if min(_between(fixed, i, c)[0] for i in range(count)) >= worst),
+        default=min(fixed),
+    )
+    chosen = sum(_between(fixed, i, c)[1] for i, c in enumerate(per))
+    whole = sum(_between(fixed, i, single)[1] for i in range(count))
+    return {
+        "worst": worst,
+        "segment_crfs": per,
+        "single_crf": single,
+        "saving": round(1 - chosen / whole, 3),
+    }
+
+
+def oracles(report_json: Path, scores: list[float]) -> dict[str, Any]:
+    """The interpolated oracle of a saved report's fixed runs, for each worst score."""
+    report = json.loads(report_json.read_text())
+    fixed = {int(c): f for c, f in report["fixed_runs"].items()}
+    fixed = {c: f for c, f in fixed.items() if "segment_bytes" in f}
+    worst = min(report["target_run"]["segment_vmaf"])
+    return {f"{w:g}": oracle_interpolated(fixed, w) for w in [worst, *scores]}
+
+
 def timed_capture(argv: list[str]) -> tuple[float, str]:
     before = children_cpu()
     done = subprocess.run(argv, check=True, capture_output=True, text=True)
@@ -409,10 +457,15 @@ def main() -> int:
         "--probe-gap", action="store_true", help="probes 2 and 4 presets faster at 1080p"
     )
     parser.add_argument(
+        "--oracle", type=Path, metavar="REPORT", help="a saved report's interpolated oracle"
+    )
+    parser.add_argument(
         "--target-only", action="store_true", help="no fixed-CRF runs: accuracy and cost alone"
     )
     args = parser.parse_args()
-    if args.probe_error:
+    if args.oracle:
+        print(json.dumps(oracles(args.oracle, [args.target]), indent=2))
+    elif args.probe_error:
         report(probe_error(args), "target-quality-probe-error")
     elif args.probe_gap:
         report(probe_gap(args), "target-quality-probe-gap")
