@@ -10,6 +10,7 @@ import pytest
 
 from drapto_engine.core.jobs import JobOptions
 from drapto_engine.services.quality.search import (
+    BEYOND_PROBES,
     MAX_LEARNED_MOVE,
     Target,
     brackets,
@@ -146,6 +147,19 @@ def test_the_plans_target_carries_what_the_job_learned() -> None:
     assert target_of(Plan()) == Target(93.0, 10, 63, offset=1.5, hint=50)  # type: ignore[arg-type]
     Plan.target_vmaf = None  # type: ignore[assignment]
     assert target_of(Plan()) is None  # type: ignore[arg-type]
+
+
+def test_a_learned_offset_takes_a_first_final_only_a_little_beyond_the_probes() -> None:
+    """The 360p benchmark's second content: probes at 43 and 51 both above 93, the
+    job's offset +1.1 (learned on other contents) would send the final to 55, where it
+    scored 89.6 and its correction overshot to 94.5; it stops 2 beyond the probes."""
+    probes = [(43, 95.28), (51, 93.04)]
+    assert estimate(probes, Target(93.0, 10, 63)) == 51
+    assert first_final(probes, Target(93.0, 10, 63, offset=1.1)) == 51 + BEYOND_PROBES
+    # inside the probes the offset still moves the final as far as MAX_LEARNED_MOVE
+    inside = [(36, 95.0), (52, 91.0)]  # 93 at CRF 44
+    assert first_final(inside, Target(93.0, 10, 63, offset=1.2)) == 44 + MAX_LEARNED_MOVE
+    assert first_final(inside, Target(93.0, 10, 63, offset=-1.2)) == 44 - MAX_LEARNED_MOVE
 
 
 @pytest.mark.parametrize(

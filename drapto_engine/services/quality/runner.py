@@ -249,11 +249,13 @@ async def _search(
         step = FINAL_SUBSAMPLE if frames >= SAMPLE_MIN_FRAMES else 1
         finals.append((crf, await machine.measure(argv, path, step), path))
         done_crf, score, _ = finals[-1]
+        log.info("final at CRF %d: VMAF %.2f", done_crf, score.mean)
         if attempt == 1 or target.within(score.mean):
             break
         crf = _correction(target, points, done_crf, score.mean)
         if crf == done_crf:
             break  # at a bound: nothing left to try
+        log.info("correction: CRF %d from probes %s and the final", crf, points)
     crf, score, path = min(
         finals, key=lambda f: (abs(f[1].mean - target.vmaf), f[1].mean < target.vmaf)
     )

@@ -24,6 +24,13 @@ MAX_LEARNED_MOVE = 4
 estimate: the offset grows with the CRF (bench/README.md, 1080p), so one learned at
 another segment's CRF is a hint, not a measurement."""
 
+BEYOND_PROBES = 2
+"""How far beyond the probed CRFs the learned offset may take a first final. The offset
+is the job's median and differs by content (on the 360p benchmark file +1.1, +0.3 and
+-1.4 for its three contents); beyond the probes the line is extrapolated where the
+curve steepens, and a correction read from it there overshot (a final at CRF 55 moved 4
+beyond probes at 43 and 51 scored 89.6, its correction at 43 94.5)."""
+
 Point = tuple[int, float]
 
 
@@ -100,10 +107,15 @@ def score_at(points: Sequence[Point], crf: int) -> float | None:
 def first_final(points: Sequence[Point], target: Target) -> int:
     """The first final's CRF: the probes' estimate with the job's learned offset added
     to their scores (the final's preset and frames score differently from a probe's),
-    at most MAX_LEARNED_MOVE CRFs from the probes' own estimate."""
+    at most MAX_LEARNED_MOVE CRFs from the probes' own estimate and at most
+    BEYOND_PROBES CRFs beyond the probes themselves."""
     own = estimate(points, target)
     shifted = estimate([(c, s + target.offset) for c, s in points], target)
-    return max(own - MAX_LEARNED_MOVE, min(own + MAX_LEARNED_MOVE, shifted))
+    low, high = own - MAX_LEARNED_MOVE, own + MAX_LEARNED_MOVE
+    if points:
+        low = max(low, min(min(c for c, _ in points) - BEYOND_PROBES, own))
+        high = min(high, max(max(c for c, _ in points) + BEYOND_PROBES, own))
+    return max(low, min(high, shifted))
 
 
 def residual(probes: Sequence[Point], crf: int, final: float) -> float | None:
