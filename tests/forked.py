@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import faulthandler
+import gc
 import io
 import logging
 import os
@@ -61,6 +62,10 @@ def run_forked(
         sys.stderr.flush()
         pid = os.fork()
         if pid == 0:  # the child: never returns
+            # what the test process left for its collector is not the child's to collect:
+            # a collection there ran an inherited finalizer (PyAV 18.1.1) that waited on a
+            # lock of a thread the child does not have, and hung it
+            gc.freeze()
             _child(list(argv), cwd, dict(env), out.fileno(), err.fileno())
         try:
             status = _wait(pid, timeout)
