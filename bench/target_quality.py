@@ -206,50 +206,36 @@ def targets(args: argparse.Namespace) -> dict[str, Any]:
             flush=True,
         )
     worst = min(tq_scores)
-    if not fixed:  # --target-only: accuracy and the target run's cost alone
-        return {
-            "input": f"{source.name}: {size} {seconds:g} s, preset {preset}",
-            "target": args.target,
-            "cores": cpu_count(),
-            "load_average": os.getloadavg(),
-            "accuracy": accuracy(args.target, tq_scores),
-            "target_run": {
-                "wall_s": round(wall, 1),
-                "cpu_s": round(cpu, 1),
-                "split_cpu_s": split,
-                "segment_crf": [e["crf"] for e in done],
-                "segment_vmaf": tq_scores,
-                "segment_vmaf_by_time": tq_by_time,
-                "segment_bytes": tq_bytes,
-                "segment_status": [e.get("target") for e in done],
-                "segment_probes": [e["probes"] for e in done],
-                "drapto_vmaf": [e["vmaf"] for e in done],
-            },
-        }
-    reaching = [c for c, f in fixed.items() if f["worst"] >= worst]
-    match = max(reaching) if reaching else None
-    tq_size = tq_out.stat().st_size
-    return {
+    result: dict[str, Any] = {
         "input": f"{source.name}: {size} {seconds:g} s, preset {preset}",
         "target": args.target,
         "cores": cpu_count(),
         "load_average": os.getloadavg(),
         "accuracy": accuracy(args.target, tq_scores),
+    }
+    target_run = {
+        "wall_s": round(wall, 1),
+        "cpu_s": round(cpu, 1),
+        "split_cpu_s": split,
+        "segment_crf": [e["crf"] for e in done],
+        "segment_vmaf": tq_scores,
+        "segment_vmaf_by_time": tq_by_time,
+        "segment_bytes": tq_bytes,
+        "segment_status": [e.get("target") for e in done],
+        "segment_probes": [e["probes"] for e in done],
+    }
+    if not fixed:  # --target-only: accuracy and the target run's cost alone
+        target_run["drapto_vmaf"] = [e["vmaf"] for e in done]
+        return {**result, "target_run": target_run}
+    reaching = [c for c, f in fixed.items() if f["worst"] >= worst]
+    match = max(reaching) if reaching else None
+    tq_size = tq_out.stat().st_size
+    return {
+        **result,
         "drapto_reported_vs_measured": [
             round(e["vmaf"] - s, 2) for e, s in zip(done, tq_scores, strict=True) if e["vmaf"]
         ],
-        "target_run": {
-            "wall_s": round(wall, 1),
-            "cpu_s": round(cpu, 1),
-            "split_cpu_s": split,
-            "size_bytes": tq_size,
-            "segment_crf": [e["crf"] for e in done],
-            "segment_vmaf": tq_scores,
-            "segment_vmaf_by_time": tq_by_time,
-            "segment_bytes": tq_bytes,
-            "segment_status": [e.get("target") for e in done],
-            "segment_probes": [e["probes"] for e in done],
-        },
+        "target_run": {**target_run, "size_bytes": tq_size},
         "fixed_runs": fixed,
         "worth": {
             "fixed_crf_whose_worst_reaches": match,
@@ -261,6 +247,19 @@ def targets(args: argparse.Namespace) -> dict[str, Any]:
         },
         "cost_cpu_ratio_vs_class_crf": round(cpu / fixed[crf]["cpu_s"], 2),
     }
+
+
+def cut_encode(
+    ffmpeg: str, source: Path, start: float, frames: int, preset: int, crf: int, out: Path
+) -> list[str]:
+    """An SVT-AV1 encode of `frames` frames of `source` from `start` seconds, as a
+    segment's (10-bit, two threads)."""
+    return [
+        ffmpeg, "-v", "error", "-y", "-threads", "2", "-ss", str(start),
+        "-i", str(source), "-map", "0:0", "-frames:v", str(frames),
+        "-vf", "setpts=PTS-STARTPTS", "-c:v", "libsvtav1", "-preset", str(preset),
+        "-crf", str(crf), "-pix_fmt", "yuv420p10le", "-svtav1-params", "lp=2", str(out),
+    ]  # fmt: skip
 
 
 def probe_error(args: argparse.Namespace) -> dict[str, Any]:
@@ -276,12 +275,7 @@ def probe_error(args: argparse.Namespace) -> dict[str, Any]:
         folder = Path(scratch)
 
         def argv(start: float, frames: int, preset: int, crf: int, out: Path) -> list[str]:
-            return [
-                ffmpeg, "-v", "error", "-y", "-threads", "2", "-ss", str(start),
-                "-i", str(SOURCE), "-map", "0:0", "-frames:v", str(frames),
-                "-vf", "setpts=PTS-STARTPTS", "-c:v", "libsvtav1", "-preset", str(preset),
-                "-crf", str(crf), "-pix_fmt", "yuv420p10le", "-svtav1-params", "lp=2", str(out),
-            ]  # fmt: skip
+            return cut_encode(ffmpeg, SOURCE, start, frames, preset, crf, out)
 
         def score(encode: list[str], out: Path, step: int) -> tuple[float, float]:
             before = children_cpu()
@@ -349,12 +343,7 @@ def probe_gap(args: argparse.Namespace) -> dict[str, Any]:
         folder = Path(scratch)
 
         def argv(start: float, speed: int, crf: int, out: Path) -> list[str]:
-            return [
-                ffmpeg, "-v", "error", "-y", "-threads", "2", "-ss", str(start),
-                "-i", str(source), "-map", "0:0", "-frames:v", "240",
-                "-vf", "setpts=PTS-STARTPTS", "-c:v", "libsvtav1", "-preset", str(speed),
-                "-crf", str(crf), "-pix_fmt", "yuv420p10le", "-svtav1-params", "lp=2", str(out),
-            ]  # fmt: skip
+            return cut_encode(ffmpeg, source, start, 240, speed, crf, out)
 
         for start in (2.0, 30.0, 52.0):
             for crf in (38, 50, 58):
