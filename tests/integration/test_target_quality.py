@@ -151,6 +151,21 @@ def test_an_unreachable_target_ends_at_the_bound_and_says_so(make_media, tmp_pat
     assert output.is_file()
 
 
+def test_a_still_picture_ends_at_the_top_bound_and_says_so(make_media, tmp_path: Path) -> None:
+    """A flat grey clip scores the same at every CRF (97.4): the segment is encoded at the
+    range's top, the smallest file, and reported as out of reach there (it was kept at
+    CRF 52 and called `missed`, with 11 CRFs left untried)."""
+    source = make_media("still.mkv", size=(192, 108), duration=2.0, source="color")
+    output = tmp_path / "out.mkv"
+    run = encode(source, output, "--target-vmaf", "93", *SEGMENTS)
+    assert run.returncode == 0, run.stderr
+    (done,) = run.of("segment_done")
+    assert (done["crf"], done["target"]) == (63, "bound")
+    (warning,) = [w for w in run.of("warning") if "out of reach" in w["message"]]
+    assert "at CRF 63" in warning["message"]
+    assert output.is_file()
+
+
 def test_failing_libvmaf_rolls_back_to_the_fixed_crf_with_a_warning(
     make_media, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -37,6 +37,14 @@ def test_extrapolates_and_clamps_when_every_point_is_on_one_side() -> None:
     assert estimate([], TARGET) == 32  # the middle of the range
 
 
+def test_a_flat_line_goes_to_the_bound() -> None:
+    """A still picture scores the same at every CRF: past the target, the smallest
+    file is the range's top; short of it, nothing but the bottom can help."""
+    flat_above = [(36, 97.428), (44, 97.427958)]
+    assert estimate(flat_above, TARGET) == TARGET.high
+    assert estimate([(36, 85.0), (44, 85.01)], TARGET) == TARGET.low
+
+
 def test_the_log_gives_mean_and_five_percent_low() -> None:
     frames = [{"frameNum": i, "metrics": {"vmaf": float(i)}} for i in range(1, 41)]
     score = parse_log(json.dumps({"frames": frames}))

@@ -2,9 +2,9 @@
 
 VMAF falls as CRF rises. Between the two points that bracket the target the CRF is
 interpolated linearly; with every point on one side it is extrapolated from the two
-nearest the target (a fixed step when one point is all there is, or the slope is
-flat); the result is rounded to a whole CRF (SVT-AV1 in ffmpeg takes integers) and
-clamped to the range.
+nearest the target (a fixed step when one point is all there is, the range's bound
+when two points show a flat line); the result is rounded to a whole CRF (SVT-AV1 in
+ffmpeg takes integers) and clamped to the range.
 """
 
 from __future__ import annotations
@@ -84,6 +84,8 @@ def estimate(points: Sequence[Point], target: Target) -> int:
             crf = near[0][0] + (goal - near[0][1]) / slope
             if (crf - near[0][0]) * direction > 0:
                 return target.clamp(crf)
+        elif abs(slope) <= MIN_SLOPE:  # the score does not move with the CRF (a still
+            return target.high if above else target.low  # picture): the bound it goes to
     return target.clamp(near[0][0] + direction * STEP)
 
 
