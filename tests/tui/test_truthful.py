@@ -222,7 +222,9 @@ async def test_a_real_cancel_leaves_no_running_cell_no_progress_and_no_stall_ale
     running segment, the queue bar does not jump, the queued entry shows 0%, and no
     `stalled` alert comes for the cancelled encoders once the stall time has passed."""
     service = start_engine("stall_timeout_s = 2")
-    film = make_media("film.mkv", size=(640, 360), duration=10, gop=25)
+    # long enough that its encode still runs when the cancel lands on a loaded machine (at
+    # 10 s it could end first, and a done entry is never cancelled)
+    film = make_media("film.mkv", size=(640, 360), duration=40, gop=25)
     later = make_media("later.mkv", size=(64, 64), duration=1)
 
     async def connect() -> EngineClient:
